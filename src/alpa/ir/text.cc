@@ -1,0 +1,609 @@
+#include "alpa/ir/text.h"
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "alpa/ir/verifier.h"
+
+namespace alpa {
+namespace {
+
+// ---- printing -----------------------------------------------------------------------------
+
+std::string format_double(double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
+}
+
+// Renders each field of an attribute struct as (key, text).
+struct FieldRenderer {
+  std::vector<std::pair<const char*, std::string>> fields;
+  void operator()(const char* key, const int64_t& v) { fields.emplace_back(key, std::to_string(v)); }
+  void operator()(const char* key, const double& v) { fields.emplace_back(key, format_double(v)); }
+  void operator()(const char* key, const std::vector<int64_t>& v) {
+    fields.emplace_back(key, shape_to_string(v));
+  }
+  void operator()(const char* key, const std::vector<double>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) s += ',';
+      s += format_double(v[i]);
+    }
+    fields.emplace_back(key, s + "]");
+  }
+  template <NamedEnum E>
+  void operator()(const char* key, const E& v) {
+    fields.emplace_back(key, std::string(EnumNames<E>::kNames[static_cast<size_t>(v)]));
+  }
+};
+
+// "k=v, ..." for the fields of `value` that differ from their defaults.
+template <typename A>
+std::string print_struct(const A& value) {
+  A copy = value, defaults{};
+  FieldRenderer mine, base;
+  copy.fields(mine);
+  defaults.fields(base);
+  std::string out;
+  for (size_t i = 0; i < mine.fields.size(); ++i) {
+    if (mine.fields[i].second == base.fields[i].second) continue;
+    out += cat(out.empty() ? "" : ", ", mine.fields[i].first, "=", mine.fields[i].second);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string print_attrs(const Attrs& attrs) {
+  std::string body = std::visit([](const auto& a) { return print_struct(a); }, attrs);
+  return body.empty() ? "" : "{" + body + "}";
+}
+
+std::string print_graph(const Graph& g) {
+  std::ostringstream os;
+  os << "graph " << (g.name().empty() ? "main" : g.name()) << " {\n";
+  for (ValueId id = 0; id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    os << "  " << value_ref(g, id) << " = " << op_name(n.op) << "(";
+    for (size_t i = 0; i < n.operands.size(); ++i)
+      os << (i ? ", " : "") << value_ref(g, n.operands[i]);
+    os << ")";
+    const std::string attrs = print_attrs(n.attrs);
+    if (!attrs.empty()) os << " " << attrs;
+    os << " : " << n.type.to_string() << "\n";
+  }
+  for (const GraphOutput& o : g.outputs()) {
+    os << "  output " << o.name << " = " << value_ref(g, o.value);
+    if (o.alias != kNoValue) os << " alias " << value_ref(g, o.alias);
+    os << "\n";
+  }
+  os << "}\n";
+  return os.str();
+}
+
+namespace {
+
+// ---- lexing -------------------------------------------------------------------------------
+
+enum class Tok { kEnd, kIdent, kValueRef, kNumber, kPunct };
+
+struct Token {
+  Tok kind = Tok::kEnd;
+  std::string text;
+  int line = 0;
+  int col = 0;
+};
+
+int edit_distance(std::string_view a, std::string_view b) {
+  std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = static_cast<int>(i);
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
+                         prev[j - 1] + static_cast<int>(a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string nearest(std::string_view word, const std::vector<std::string_view>& candidates) {
+  std::string best;
+  int best_d = 1 << 30;
+  for (std::string_view c : candidates) {
+    const int d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = std::string(c);
+  }
+  return best_d <= std::max<int>(2, static_cast<int>(word.size()) / 3) ? best : "";
+}
+
+// An attribute value, parsed generically and then read by field name.
+struct AttrValue {
+  Token token;                  // number / identifier, or '[' for lists
+  std::vector<AttrValue> list;  // elements when a list
+  bool is_list = false;
+};
+
+using AttrMap = std::map<std::string, std::pair<Token, AttrValue>>;
+using ErrorAt = std::function<Status(const Token&, std::string, std::string)>;
+
+Status read_attrs(OpKind op, const AttrMap& given, Attrs* out, const ErrorAt& error_at);
+
+class Parser {
+ public:
+  Parser(std::string_view text, std::string_view source) : text_(text), source_(source) {
+    advance();
+  }
+
+  Result<Graph> parse();
+
+ private:
+  // Lexer.
+  void advance();
+  void skip_space();
+  char peek_char(size_t off = 0) const {
+    return pos_ + off < text_.size() ? text_[pos_ + off] : '\0';
+  }
+  void bump() {
+    if (text_[pos_] == '\n') ++line_, col_ = 1;
+    else ++col_;
+    ++pos_;
+  }
+
+  Status error(std::string message, std::string hint = {}) const {
+    return error_at(tok_, std::move(message), std::move(hint));
+  }
+  std::string describe(const Token& t) const {
+    if (t.kind == Tok::kEnd) return "end of input";
+    return "'" + t.text + "'";
+  }
+  bool is_punct(const char* p) const { return tok_.kind == Tok::kPunct && tok_.text == p; }
+  bool is_ident(const char* w) const { return tok_.kind == Tok::kIdent && tok_.text == w; }
+  Status expect_punct(const char* p, const char* context) {
+    if (!is_punct(p))
+      return error(cat("expected '", p, "' ", context, ", found ", describe(tok_)));
+    advance();
+    return ok_status();
+  }
+
+  // Grammar.
+  Status parse_statement(Graph& g);
+  Status parse_node(Graph& g);
+  Status parse_output(Graph& g);
+  Result<ValueId> parse_value_use(const Graph& g);
+  Result<TensorType> parse_type();
+  Result<int64_t> parse_int(const char* what);
+
+ public:
+  Status error_at(const Token& t, std::string message, std::string hint = {}) const {
+    return parse_error(cat(source_, ":", t.line, ":", t.col, ": ", message), std::move(hint));
+  }
+
+ private:
+
+  Result<AttrValue> parse_attr_value();
+
+  std::string_view text_;
+  std::string_view source_;
+  size_t pos_ = 0;
+  int line_ = 1;
+  int col_ = 1;
+  Token tok_;
+  std::unordered_map<std::string, ValueId> refs_;  // "%label" -> id
+};
+
+void Parser::skip_space() {
+  for (;;) {
+    const char c = peek_char();
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      bump();
+    } else if (c == '#' || (c == '/' && peek_char(1) == '/')) {
+      while (pos_ < text_.size() && text_[pos_] != '\n') bump();
+    } else {
+      return;
+    }
+  }
+}
+
+void Parser::advance() {
+  skip_space();
+  tok_ = Token{};
+  tok_.line = line_;
+  tok_.col = col_;
+  if (pos_ >= text_.size()) return;
+  const char c = peek_char();
+  auto ident_char = [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.';
+  };
+  if (c == '%') {
+    bump();
+    tok_.kind = Tok::kValueRef;
+    tok_.text.push_back('%');
+    while (ident_char(peek_char())) tok_.text += peek_char(), bump();
+  } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+    tok_.kind = Tok::kIdent;
+    while (ident_char(peek_char())) tok_.text += peek_char(), bump();
+  } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+             ((c == '-' || c == '+') &&
+              (std::isdigit(static_cast<unsigned char>(peek_char(1))) || peek_char(1) == '.' ||
+               peek_char(1) == 'i' || peek_char(1) == 'n'))) {
+    tok_.kind = Tok::kNumber;
+    tok_.text += c;
+    bump();
+    while (std::isalnum(static_cast<unsigned char>(peek_char())) || peek_char() == '.' ||
+           ((peek_char() == '-' || peek_char() == '+') &&
+            (tok_.text.back() == 'e' || tok_.text.back() == 'E')))
+      tok_.text += peek_char(), bump();
+  } else {
+    tok_.kind = Tok::kPunct;
+    tok_.text = std::string(1, c);
+    bump();
+  }
+}
+
+Result<int64_t> Parser::parse_int(const char* what) {
+  if (tok_.kind != Tok::kNumber) return error(cat("expected ", what, ", found ", describe(tok_)));
+  int64_t v = 0;
+  const char* b = tok_.text.data();
+  const char* e = b + tok_.text.size();
+  if (*b == '+') ++b;
+  auto res = std::from_chars(b, e, v);
+  if (res.ec != std::errc() || res.ptr != e)
+    return error(cat("expected ", what, " (an integer), found ", describe(tok_)));
+  advance();
+  return v;
+}
+
+Result<TensorType> Parser::parse_type() {
+  if (tok_.kind != Tok::kIdent)
+    return error(cat("expected a type like f32[2,3], found ", describe(tok_)));
+  std::optional<DType> dt = parse_dtype(tok_.text);
+  if (!dt) return error(cat("unknown dtype '", tok_.text, "'"), "dtypes: f32, f16, bf16, i32, pred");
+  advance();
+  TensorType t{*dt, {}};
+  ALPA_RETURN_IF_ERROR(expect_punct("[", "after the dtype"));
+  if (!is_punct("]")) {
+    for (;;) {
+      const Token at = tok_;
+      ALPA_ASSIGN_OR_RETURN(int64_t d, parse_int("a dimension extent"));
+      if (d < 0) return error_at(at, cat("negative extent ", d));
+      if (d > (int64_t{1} << 40)) return error_at(at, cat("extent ", d, " is too large"));
+      t.shape.push_back(d);
+      if (is_punct(",")) {
+        advance();
+        continue;
+      }
+      break;
+    }
+  }
+  ALPA_RETURN_IF_ERROR(expect_punct("]", "to close the shape"));
+  return t;
+}
+
+Result<ValueId> Parser::parse_value_use(const Graph& g) {
+  if (tok_.kind != Tok::kValueRef) return error(cat("expected a value like %x, found ", describe(tok_)));
+  auto it = refs_.find(tok_.text);
+  if (it == refs_.end())
+    return error(cat("use of undefined value ", tok_.text),
+                 "values must be defined on an earlier line than their first use");
+  (void)g;
+  advance();
+  return it->second;
+}
+
+Result<AttrValue> Parser::parse_attr_value() {
+  AttrValue v;
+  v.token = tok_;
+  if (is_punct("[")) {
+    v.is_list = true;
+    advance();
+    if (!is_punct("]")) {
+      for (;;) {
+        ALPA_ASSIGN_OR_RETURN(AttrValue e, parse_attr_value());
+        v.list.push_back(std::move(e));
+        if (is_punct(",")) {
+          advance();
+          continue;
+        }
+        break;
+      }
+    }
+    ALPA_RETURN_IF_ERROR(expect_punct("]", "to close the list"));
+    return v;
+  }
+  if (tok_.kind != Tok::kNumber && tok_.kind != Tok::kIdent)
+    return error(cat("expected an attribute value, found ", describe(tok_)));
+  advance();
+  return v;
+}
+
+Status parse_int_text(const std::string& text, int64_t* x) {
+  const char* b = text.data();
+  const char* e = b + text.size();
+  if (b != e && *b == '+') ++b;
+  auto res = std::from_chars(b, e, *x);
+  return res.ec == std::errc() && res.ptr == e ? ok_status() : invalid_argument("not an integer");
+}
+
+Status parse_double_text(const std::string& text, double* x) {
+  std::string t = text;
+  if (!t.empty() && t[0] == '+') t.erase(0, 1);
+  auto res = std::from_chars(t.data(), t.data() + t.size(), *x);
+  return res.ec == std::errc() && res.ptr == t.data() + t.size() ? ok_status()
+                                                                 : invalid_argument("not a number");
+}
+
+// Fills the fields of an attribute struct from the parsed key/value map.
+struct AttrReadVisitor {
+  OpKind op;
+  const AttrMap* given;
+  const ErrorAt* error_at;
+  std::vector<std::string_view> known;
+  Status status;
+
+  const AttrValue* find(const char* key) {
+    known.push_back(key);
+    if (!status.ok()) return nullptr;
+    auto it = given->find(key);
+    return it == given->end() ? nullptr : &it->second.second;
+  }
+  Status expect(const AttrValue& v, const char* key, const char* what) {
+    return (*error_at)(v.token, cat("attribute '", key, "' of ", op_name(op), " expects ", what,
+                                    ", found '", v.token.text, "'"),
+                       "");
+  }
+  Status read_int(const AttrValue& v, const char* key, int64_t* x) {
+    if (v.is_list || v.token.kind != Tok::kNumber || !parse_int_text(v.token.text, x).ok())
+      return expect(v, key, "an integer");
+    return ok_status();
+  }
+  Status read_double(const AttrValue& v, const char* key, double* x) {
+    if (v.is_list || !parse_double_text(v.token.text, x).ok()) return expect(v, key, "a number");
+    return ok_status();
+  }
+  void operator()(const char* key, int64_t& x) {
+    if (const AttrValue* v = find(key)) status = read_int(*v, key, &x);
+  }
+  void operator()(const char* key, double& x) {
+    if (const AttrValue* v = find(key)) status = read_double(*v, key, &x);
+  }
+  void operator()(const char* key, std::vector<int64_t>& x) {
+    const AttrValue* v = find(key);
+    if (!v) return;
+    if (!v->is_list) {
+      status = expect(*v, key, "a list like [0,1]");
+      return;
+    }
+    x.clear();
+    for (const AttrValue& e : v->list) {
+      int64_t i = 0;
+      status = read_int(e, key, &i);
+      if (!status.ok()) return;
+      x.push_back(i);
+    }
+  }
+  void operator()(const char* key, std::vector<double>& x) {
+    const AttrValue* v = find(key);
+    if (!v) return;
+    x.clear();
+    if (!v->is_list) {  // a single number is a one-element list
+      double d = 0;
+      status = read_double(*v, key, &d);
+      x.push_back(d);
+      return;
+    }
+    for (const AttrValue& e : v->list) {
+      double d = 0;
+      status = read_double(e, key, &d);
+      if (!status.ok()) return;
+      x.push_back(d);
+    }
+  }
+  template <NamedEnum E>
+  void operator()(const char* key, E& x) {
+    const AttrValue* v = find(key);
+    if (!v) return;
+    const auto& names = EnumNames<E>::kNames;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!v->is_list && v->token.text == names[i]) {
+        x = static_cast<E>(i);
+        return;
+      }
+    }
+    std::string options;
+    for (size_t i = 0; i < names.size(); ++i) options += cat(i ? ", " : "", names[i]);
+    status = (*error_at)(v->token, cat("attribute '", key, "' of ", op_name(op), " cannot be '",
+                                       v->token.text, "'"),
+                         cat("one of: ", options));
+  }
+};
+
+Status read_attrs(OpKind op, const AttrMap& given, Attrs* out, const ErrorAt& error_at) {
+  *out = default_attrs(op);
+  AttrReadVisitor vis{op, &given, &error_at, {}, {}};
+  std::visit([&](auto& a) { a.fields(vis); }, *out);
+  ALPA_RETURN_IF_ERROR(vis.status);
+  for (const auto& [key, value] : given) {
+    if (std::find(vis.known.begin(), vis.known.end(), key) != vis.known.end()) continue;
+    std::string hint;
+    const std::string near = nearest(key, vis.known);
+    if (!near.empty()) {
+      hint = cat("did you mean '", near, "'?");
+    } else if (vis.known.empty()) {
+      hint = cat(op_name(op), " has no attributes");
+    } else {
+      hint = cat("attributes of ", op_name(op), ":");
+      for (std::string_view k : vis.known) hint += cat(" ", k);
+    }
+    return error_at(value.first, cat("unknown attribute '", key, "' for ", op_name(op)), hint);
+  }
+  return ok_status();
+}
+
+Status Parser::parse_node(Graph& g) {
+  const Token def = tok_;
+  const std::string label = tok_.text;
+  if (label.size() < 2) return error("expected a value name after '%'");
+  if (refs_.count(label)) return error(cat("value ", label, " is defined twice"));
+  advance();
+  ALPA_RETURN_IF_ERROR(expect_punct("=", cat("after ", label).c_str()));
+  if (tok_.kind != Tok::kIdent) return error(cat("expected an op name, found ", describe(tok_)));
+  const Token op_tok = tok_;
+  std::optional<OpKind> op = parse_op_name(tok_.text);
+  if (!op) {
+    std::vector<std::string_view> names;
+    for (int i = 0; i < kNumOps; ++i) names.push_back(op_name(static_cast<OpKind>(i)));
+    const std::string near = nearest(tok_.text, names);
+    return error(cat("unknown op '", tok_.text, "'"),
+                 near.empty() ? "see docs/ir.md for the list of ops"
+                              : cat("did you mean '", near, "'?"));
+  }
+  advance();
+  Node n;
+  n.op = *op;
+  ALPA_RETURN_IF_ERROR(expect_punct("(", cat("after op name ", op_name(*op)).c_str()));
+  if (!is_punct(")")) {
+    for (;;) {
+      ALPA_ASSIGN_OR_RETURN(ValueId v, parse_value_use(g));
+      n.operands.push_back(v);
+      if (is_punct(",")) {
+        advance();
+        continue;
+      }
+      break;
+    }
+  }
+  ALPA_RETURN_IF_ERROR(expect_punct(")", "to close the operand list"));
+  AttrMap given;
+  if (is_punct("{")) {
+    advance();
+    if (!is_punct("}")) {
+      for (;;) {
+        if (tok_.kind != Tok::kIdent)
+          return error(cat("expected an attribute name, found ", describe(tok_)));
+        const Token key = tok_;
+        advance();
+        ALPA_RETURN_IF_ERROR(expect_punct("=", cat("after attribute ", key.text).c_str()));
+        ALPA_ASSIGN_OR_RETURN(AttrValue value, parse_attr_value());
+        if (given.count(key.text)) return error_at(key, cat("attribute '", key.text, "' repeated"));
+        given.emplace(key.text, std::make_pair(key, std::move(value)));
+        if (is_punct(",")) {
+          advance();
+          continue;
+        }
+        break;
+      }
+    }
+    ALPA_RETURN_IF_ERROR(expect_punct("}", "to close the attributes"));
+  }
+  ALPA_RETURN_IF_ERROR(read_attrs(
+      *op, given, &n.attrs,
+      [this](const Token& t, std::string m, std::string h) { return error_at(t, m, h); }));
+  ALPA_RETURN_IF_ERROR(expect_punct(":", "before the result type"));
+  ALPA_ASSIGN_OR_RETURN(n.type, parse_type());
+
+  std::vector<TensorType> types;
+  for (ValueId v : n.operands) types.push_back(g.type(v));
+  Result<TensorType> t = infer_result_type(n.op, n.attrs, types, &n.type);
+  if (!t.ok()) return error_at(op_tok, t.status().message(), t.status().hint());
+
+  const std::string bare = label.substr(1);
+  const bool numeric = std::all_of(bare.begin(), bare.end(),
+                                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  if (!numeric) {
+    if (!is_valid_node_name(bare))
+      return error_at(def, cat("invalid value name ", label),
+                      "names start with a letter or '_'; unnamed values use digits only");
+    n.name = bare;
+  }
+  refs_[label] = g.add_node(std::move(n));
+  return ok_status();
+}
+
+Status Parser::parse_output(Graph& g) {
+  advance();  // 'output'
+  if (tok_.kind != Tok::kIdent) return error(cat("expected an output name, found ", describe(tok_)));
+  const Token name = tok_;
+  advance();
+  if (g.find_output(name.text)) return error_at(name, cat("output '", name.text, "' declared twice"));
+  ALPA_RETURN_IF_ERROR(expect_punct("=", "after the output name"));
+  ALPA_ASSIGN_OR_RETURN(ValueId v, parse_value_use(g));
+  GraphOutput o{name.text, v, kNoValue};
+  if (is_ident("alias")) {
+    advance();
+    const Token at = tok_;
+    ALPA_ASSIGN_OR_RETURN(o.alias, parse_value_use(g));
+    if (g.node(o.alias).op != OpKind::kParameter)
+      return error_at(at, cat("output '", name.text, "' aliases ", at.text,
+                              ", which is not a parameter"));
+    if (g.type(o.alias) != g.type(v))
+      return error_at(at, cat("output '", name.text, "' of type ", g.type(v).to_string(),
+                              " cannot alias ", at.text, " of type ",
+                              g.type(o.alias).to_string()));
+  }
+  g.add_output(std::move(o));
+  return ok_status();
+}
+
+Status Parser::parse_statement(Graph& g) {
+  if (tok_.kind == Tok::kValueRef) return parse_node(g);
+  if (is_ident("output")) return parse_output(g);
+  return error(cat("expected '%name = op(...)', 'output name = %value' or '}', found ",
+                   describe(tok_)));
+}
+
+Result<Graph> Parser::parse() {
+  if (!is_ident("graph"))
+    return error(cat("expected 'graph NAME {' at the start, found ", describe(tok_)),
+                 "a text IR file starts with: graph my_model {");
+  advance();
+  if (tok_.kind != Tok::kIdent) return error(cat("expected a graph name, found ", describe(tok_)));
+  Graph g(tok_.text);
+  advance();
+  ALPA_RETURN_IF_ERROR(expect_punct("{", "after the graph name"));
+  while (!is_punct("}")) {
+    if (tok_.kind == Tok::kEnd) return error("unexpected end of input: missing '}'");
+    ALPA_RETURN_IF_ERROR(parse_statement(g));
+  }
+  advance();
+  if (tok_.kind != Tok::kEnd) return error(cat("unexpected ", describe(tok_), " after the graph"));
+  Status s = verify(g);
+  if (!s.ok()) return parse_error(cat(source_, ": ", s.message()), s.hint());
+  return g;
+}
+
+}  // namespace
+
+Result<Graph> parse_graph(std::string_view text, std::string_view source_name) {
+  Parser p(text, source_name);
+  return p.parse();
+}
+
+Result<Graph> load_graph_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found(cat("cannot open model file '", path, "'"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_graph(ss.str(), path);
+}
+
+Status save_graph_file(const Graph& graph, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return io_error(cat("cannot write '", tmp, "'"));
+    out << print_graph(graph);
+    if (!out.flush()) return io_error(cat("failed writing '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return io_error(cat("cannot rename '", tmp, "' to '", path, "'"));
+  return ok_status();
+}
+
+}  // namespace alpa

@@ -1,0 +1,54 @@
+#include "alpa/ir/types.h"
+
+namespace alpa {
+
+std::string_view dtype_name(DType d) {
+  switch (d) {
+    case DType::kF32: return "f32";
+    case DType::kF16: return "f16";
+    case DType::kBF16: return "bf16";
+    case DType::kI32: return "i32";
+    case DType::kPred: return "pred";
+  }
+  return "?";
+}
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  for (int i = 0; i < kNumDTypes; ++i) {
+    const DType d = static_cast<DType>(i);
+    if (dtype_name(d) == name) return d;
+  }
+  return std::nullopt;
+}
+
+int64_t dtype_bytes(DType d) {
+  switch (d) {
+    case DType::kF32: return 4;
+    case DType::kF16: return 2;
+    case DType::kBF16: return 2;
+    case DType::kI32: return 4;
+    case DType::kPred: return 1;
+  }
+  return 4;
+}
+
+int64_t num_elements(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ",";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+std::string TensorType::to_string() const {
+  return std::string(dtype_name(dtype)) + shape_to_string(shape);
+}
+
+}  // namespace alpa
