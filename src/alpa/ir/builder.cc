@@ -21,9 +21,8 @@ void Builder::fail(std::string message, std::string hint, Loc loc) {
   status_ = invalid_argument(cat(where(loc), ": ", message), std::move(hint));
 }
 
-const TensorType& Builder::type(Value v) const {
-  static const TensorType kInvalid{DType::kF32, {}};
-  if (!v.valid() || v.id >= graph_.size()) return kInvalid;
+TensorType Builder::type(Value v) const {
+  if (!v.valid() || v.id >= graph_.size()) return TensorType{DType::kF32, {}};
   return graph_.type(v.id);
 }
 
@@ -228,7 +227,7 @@ Value Builder::matmul(Value a, Value b, Loc loc) {
 
 Value Builder::broadcast_to(Value x, Shape shape, Loc loc) {
   if (!check_operands({&x, 1}, "broadcast_to", loc)) return Value{};
-  const TensorType& t = type(x);
+  const TensorType t = type(x);
   if (t.shape == shape) return x;
   const int64_t offset = static_cast<int64_t>(shape.size()) - t.rank();
   if (offset < 0) {

@@ -117,7 +117,8 @@ class Builder {
   Value name(Value v, std::string name, Loc loc = Loc::current());
   void output(std::string name, Value v, Value alias = Value{}, Loc loc = Loc::current());
 
-  const TensorType& type(Value v) const;
+  // By value: adding nodes may move the node list, so references would dangle.
+  TensorType type(Value v) const;
   Shape shape(Value v) const { return type(v).shape; }
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }

@@ -1,0 +1,26 @@
+// Reverse-mode differentiation of a scalar loss inside a Builder.
+//
+// append_backward walks the nodes between `wrt` and `loss` in reverse definition order,
+// applies each op's VJP rule (vjp.h) and sums the cotangents of values used more than once.
+// The backward nodes are appended to the same graph, after the forward nodes, so the forward
+// values stay available to the rules. Values that do not influence the loss get zero
+// gradients. Only floating-point values carry gradients.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "alpa/ir/builder.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+// Gradients of `loss` (a floating-point scalar) with respect to each of `wrt`, in order.
+Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt);
+
+// The forward graph plus its backward pass: same parameters; outputs are the forward's
+// outputs followed by "grad.<name>" for every weight parameter.
+Result<Graph> build_gradient_graph(const Graph& forward, const std::string& loss_output = "loss");
+
+}  // namespace alpa

@@ -1,0 +1,63 @@
+// The training step: forward + loss + backward + optimizer update as one Graph.
+//
+// build_train_step takes a forward graph built for ONE micro-batch (weights, inputs whose
+// dim 0 is the micro-batch, and a scalar float output named "loss") and returns a graph with
+// these parameters, in order:
+//   1. the forward's weights and inputs (inputs hold all micro-batches: dim 0 is
+//      micro_batches x the forward's), in the forward's order;
+//   2. optimizer state, role=state, init=zeros: per weight "<w>.momentum" (SGD) or
+//      "<w>.adam_m", "<w>.adam_v" (AdamW); then "step" (f32 scalar, AdamW only);
+// and these outputs: "loss" (the mean over micro-batches), then for every weight and state
+// parameter an output with the same name that aliases it: its value after the update.
+// With micro_batches = k the graph slices each input into k parts along dim 0, runs forward
+// and backward on each in turn and averages the gradients: for a loss that is a mean over the
+// batch this equals one step on the whole batch.
+//
+// Optimizers follow PyTorch's definitions (torch.optim.SGD with momentum, dampening 0;
+// torch.optim.AdamW with bias correction), so results can be compared step for step.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "alpa/ir/graph.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+enum class OptimizerKind { kSgd, kAdamW };
+
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::kAdamW;
+  double learning_rate = 1e-3;
+  double momentum = 0.9;       // SGD
+  double beta1 = 0.9;          // AdamW
+  double beta2 = 0.999;        // AdamW
+  double epsilon = 1e-8;       // AdamW
+  double weight_decay = 0.0;   // SGD: L2 added to the gradient; AdamW: decoupled decay
+};
+
+struct TrainStepOptions {
+  OptimizerOptions optimizer;
+  int micro_batches = 1;
+  std::string loss_output = "loss";
+};
+
+struct TrainStep {
+  Graph graph;
+  std::vector<std::string> weights;  // weight names, in parameter order
+  std::vector<std::string> inputs;   // input names, in parameter order
+  std::vector<std::string> states;   // state names, in parameter order
+  int micro_batches = 1;
+};
+
+Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions& options);
+
+// Checks that `forward` can be trained: a scalar float output named `loss_output`, at least
+// one weight, named parameters, inputs of rank >= 1 when micro-batching. Errors name the fix.
+Status check_trainable(const Graph& forward, const std::string& loss_output, int micro_batches);
+
+std::string_view optimizer_name(OptimizerKind kind);
+Result<OptimizerKind> parse_optimizer(std::string_view name);
+
+}  // namespace alpa

@@ -1,0 +1,136 @@
+#include "alpa/models/data.h"
+
+#include <numeric>
+
+#include "alpa/ir/param_init.h"
+#include "alpa/support/rng.h"
+
+namespace alpa {
+namespace {
+
+struct InputSlot {
+  std::string name;
+  TensorType type;
+};
+
+std::vector<InputSlot> input_slots(const Graph& g) {
+  std::vector<InputSlot> slots;
+  for (ValueId id : g.parameters(ParamRole::kInput)) slots.push_back({g.node(id).name, g.type(id)});
+  return slots;
+}
+
+Status expect_inputs(const std::vector<InputSlot>& slots, std::vector<std::string> names) {
+  std::vector<std::string> have;
+  for (const InputSlot& s : slots) have.push_back(s.name);
+  if (have != names) {
+    std::string want;
+    for (const std::string& n : names) want += " " + n;
+    return internal_error(cat("training graph inputs do not match the model's:", want));
+  }
+  return ok_status();
+}
+
+class GptData : public DataSource {
+ public:
+  GptData(int64_t batch, int64_t seq, int64_t vocab, uint64_t seed)
+      : batch_(batch), seq_(seq), vocab_(vocab), seed_(seed) {
+    Rng rng(seed ^ 0x5eed0f9e7ull);
+    for (auto& perm : perms_) {
+      perm.resize(static_cast<size_t>(vocab));
+      std::iota(perm.begin(), perm.end(), 0);
+      for (int64_t i = vocab - 1; i > 0; --i)
+        std::swap(perm[i], perm[rng.below(static_cast<uint64_t>(i + 1))]);
+    }
+  }
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    Rng rng = Rng(seed_).fork(static_cast<uint64_t>(step) + 1);
+    std::vector<float> tokens(static_cast<size_t>(batch_ * seq_)), labels(tokens.size());
+    for (int64_t b = 0; b < batch_; ++b) {
+      const auto& perm = perms_[rng.below(2)];
+      int64_t tok = static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocab_)));
+      for (int64_t t = 0; t < seq_; ++t) {
+        const int64_t next = perm[tok];
+        tokens[b * seq_ + t] = static_cast<float>(tok);
+        labels[b * seq_ + t] = static_cast<float>(next);
+        tok = next;
+      }
+    }
+    return {std::move(tokens), std::move(labels)};
+  }
+
+ private:
+  int64_t batch_, seq_, vocab_;
+  uint64_t seed_;
+  std::vector<int64_t> perms_[2];
+};
+
+class MlpData : public DataSource {
+ public:
+  MlpData(int64_t batch, int64_t input, int64_t classes, uint64_t seed)
+      : batch_(batch), input_(input), classes_(classes), seed_(seed) {
+    Rng rng(seed ^ 0x7eac4e5ull);
+    teacher_ = sample_init(ParamInit::kNormal, 1.0, rng, input * classes);
+  }
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    Rng rng = Rng(seed_).fork(static_cast<uint64_t>(step) + 1);
+    std::vector<float> x = sample_init(ParamInit::kNormal, 1.0, rng, batch_ * input_);
+    std::vector<float> labels(static_cast<size_t>(batch_));
+    for (int64_t b = 0; b < batch_; ++b) {
+      int64_t best = 0;
+      double best_v = -1e300;
+      for (int64_t c = 0; c < classes_; ++c) {
+        double v = 0;
+        for (int64_t i = 0; i < input_; ++i) v += x[b * input_ + i] * teacher_[i * classes_ + c];
+        if (v > best_v) best_v = v, best = c;
+      }
+      labels[b] = static_cast<float>(best);
+    }
+    return {std::move(x), std::move(labels)};
+  }
+
+ private:
+  int64_t batch_, input_, classes_;
+  uint64_t seed_;
+  std::vector<float> teacher_;
+};
+
+class FixedData : public DataSource {
+ public:
+  FixedData(const Graph& g, uint64_t seed) {
+    Rng rng(seed ^ 0xf17edull);
+    for (ValueId id : g.parameters(ParamRole::kInput)) {
+      const auto& a = g.node(id).attr<ParameterAttrs>();
+      values_.push_back(sample_init(a.init, a.scale, rng, g.type(id).num_elements()));
+    }
+  }
+  std::vector<std::vector<float>> batch(int64_t) override { return values_; }
+
+ private:
+  std::vector<std::vector<float>> values_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
+                                                     uint64_t seed) {
+  const std::vector<InputSlot> slots = input_slots(graph);
+  switch (spec.family) {
+    case ModelFamily::kGpt: {
+      ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"tokens", "labels"}));
+      const Shape& s = slots[0].type.shape;
+      return std::unique_ptr<DataSource>(
+          std::make_unique<GptData>(s[0], s[1], spec.gpt.vocab, seed));
+    }
+    case ModelFamily::kMlp: {
+      ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"x", "labels"}));
+      const Shape& s = slots[0].type.shape;
+      return std::unique_ptr<DataSource>(
+          std::make_unique<MlpData>(s[0], s[1], spec.mlp.classes, seed));
+    }
+    case ModelFamily::kFile:
+      return std::unique_ptr<DataSource>(std::make_unique<FixedData>(graph, seed));
+  }
+  return internal_error("unknown model family");
+}
+
+}  // namespace alpa

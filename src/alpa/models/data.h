@@ -1,0 +1,34 @@
+// Synthetic, learnable training data for the built-in models and for model files.
+//
+// - GPT: each sequence follows one of two fixed random permutations of the vocabulary
+//   (tokens[t+1] = perm_j[tokens[t]], j chosen per sequence). After the first token the next
+//   token is fully determined once the model has seen which permutation is active, so the loss
+//   can fall from ln(V) to about ln(2)/T.
+// - MLP: labels are argmax(x W_teacher) for a fixed random teacher W.
+// - Model files: every input is sampled from its parameter's init once (a fixed batch, which
+//   the model can fit).
+// Batches depend only on (seed, step), never on the order of calls.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "alpa/ir/graph.h"
+#include "alpa/models/registry.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  // One vector of values per input parameter of the training graph, in parameter order.
+  virtual std::vector<std::vector<float>> batch(int64_t step) = 0;
+};
+
+// `graph` is the graph that will be run (usually the training step); its input parameters
+// are matched by name (tokens/labels, x/labels) for the built-in models.
+Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
+                                                     uint64_t seed);
+
+}  // namespace alpa

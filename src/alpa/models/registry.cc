@@ -1,0 +1,102 @@
+#include "alpa/models/registry.h"
+
+#include <filesystem>
+
+#include "alpa/ir/text.h"
+
+namespace alpa {
+
+Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
+                                const ModelOverrides& o) {
+  ModelSpec spec;
+  if (model == "gpt") {
+    spec.family = ModelFamily::kGpt;
+    ALPA_ASSIGN_OR_RETURN(spec.gpt, gpt_preset(size));
+    GptConfig& c = spec.gpt;
+    if (o.batch) c.batch = *o.batch;
+    if (o.seq) c.seq = *o.seq;
+    if (o.layers) c.layers = *o.layers;
+    if (o.hidden) c.hidden = *o.hidden;
+    if (o.heads) c.heads = *o.heads;
+    if (o.vocab) c.vocab = *o.vocab;
+    if (o.dtype) c.dtype = *o.dtype;
+    ALPA_RETURN_IF_ERROR(validate_gpt_config(c));
+    spec.name = cat("gpt-", size);
+    spec.batch = c.batch;
+    return spec;
+  }
+  if (model == "mlp") {
+    spec.family = ModelFamily::kMlp;
+    ALPA_ASSIGN_OR_RETURN(spec.mlp, mlp_preset(size));
+    MlpConfig& c = spec.mlp;
+    if (o.batch) c.batch = *o.batch;
+    if (o.layers) c.layers = *o.layers;
+    if (o.hidden) c.hidden = *o.hidden;
+    if (o.dtype) c.dtype = *o.dtype;
+    if (o.seq || o.heads || o.vocab)
+      return invalid_argument("--seq, --heads and --vocab do not apply to the MLP");
+    spec.name = cat("mlp-", size);
+    spec.batch = c.batch;
+    return spec;
+  }
+  const std::string path(model);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    return not_found(cat("unknown model '", model, "'"),
+                     "use gpt, mlp, or the path of a text IR file (.ir)");
+  if (o.any())
+    return invalid_argument("size overrides (--batch, --layers, ...) apply only to built-in models",
+                            "edit the shapes in the IR file instead");
+  spec.family = ModelFamily::kFile;
+  spec.name = path;
+  ALPA_ASSIGN_OR_RETURN(spec.file_graph, load_graph_file(path));
+  const GraphOutput* loss = spec.file_graph.find_output("loss");
+  if (loss == nullptr)
+    return invalid_argument(cat(path, ": the graph has no output named 'loss'"),
+                            "add `output loss = %your_scalar_loss`");
+  const TensorType& lt = spec.file_graph.type(loss->value);
+  if (!lt.shape.empty() || !is_float(lt.dtype))
+    return invalid_argument(cat(path, ": output 'loss' must be a float scalar, got ",
+                                lt.to_string()));
+  if (spec.file_graph.parameters(ParamRole::kWeight).empty())
+    return invalid_argument(cat(path, ": the graph has no weight parameters"),
+                            "mark weights with {role=weight} (the default role)");
+  spec.batch = 1;
+  for (ValueId id : spec.file_graph.parameters(ParamRole::kInput)) {
+    const TensorType& t = spec.file_graph.type(id);
+    if (t.rank() > 0) {
+      spec.batch = t.shape[0];
+      break;
+    }
+  }
+  return spec;
+}
+
+Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
+  if (micro_batches < 1)
+    return invalid_argument(cat("micro-batches must be >= 1, got ", micro_batches));
+  if (spec.family == ModelFamily::kFile) {
+    if (micro_batches != 1)
+      return invalid_argument("micro-batching a model file is not supported here",
+                              "set the micro-batch size in the file's input shapes");
+    return spec.file_graph;
+  }
+  if (spec.batch % micro_batches != 0)
+    return invalid_argument(cat("batch ", spec.batch, " is not divisible by ", micro_batches,
+                                " micro-batches"),
+                            "choose a micro-batch count that divides the batch");
+  if (spec.family == ModelFamily::kGpt) {
+    GptConfig c = spec.gpt;
+    c.batch = spec.batch / micro_batches;
+    return build_gpt(c);
+  }
+  MlpConfig c = spec.mlp;
+  c.batch = spec.batch / micro_batches;
+  return build_mlp(c);
+}
+
+int64_t tokens_per_batch(const ModelSpec& spec) {
+  return spec.family == ModelFamily::kGpt ? spec.batch * spec.gpt.seq : spec.batch;
+}
+
+}  // namespace alpa
