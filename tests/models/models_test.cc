@@ -206,7 +206,9 @@ TEST(Data, GptSequencesFollowAPermutationAndAreDeterministic) {
   for (size_t i = 0; i < b1[0].size(); ++i) {
     EXPECT_GE(b1[0][i], 0);
     EXPECT_LT(b1[0][i], V);
-    if ((i + 1) % T != 0) EXPECT_EQ(b1[1][i], b1[0][i + 1]) << i;  // label = next token
+    if ((i + 1) % T != 0) {
+      EXPECT_EQ(b1[1][i], b1[0][i + 1]) << i;  // label = next token
+    }
   }
 }
 

@@ -56,9 +56,10 @@ std::vector<std::vector<ValueId>> compute_users(const Graph& g) {
 }
 
 std::string value_ref(const Graph& g, ValueId id) {
-  if (id < 0 || id >= g.size()) return "%<invalid " + std::to_string(id) + ">";
+  std::string ref = "%";
+  if (id < 0 || id >= g.size()) return ref + "<invalid " + std::to_string(id) + ">";
   const Node& n = g.node(id);
-  return n.name.empty() ? "%" + std::to_string(id) : "%" + n.name;
+  return ref + (n.name.empty() ? std::to_string(id) : n.name);
 }
 
 bool is_valid_node_name(std::string_view name) {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages alpa-cpp needs. Usage: scripts/install-deps.sh [--test]
+#   (no flag)  compiler, CMake, and the libraries the build links
+#   --test     also PyTorch (Debian's python3-torch), used by tests as a numerical reference
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+packages=(
+  g++ cmake ninja-build pkg-config
+  libopenblas-dev          # GEMM kernels (pthread build)
+  nlohmann-json3-dev       # JSON output
+  libcli11-dev             # command-line flags
+  libgtest-dev             # tests
+  libbenchmark-dev         # micro-benchmarks in bench/
+)
+if [ "${1:-}" = "--test" ]; then
+  packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,106 @@
+// alpa train: trains a model on one device with the model's synthetic data.
+#include <nlohmann/json.hpp>
+
+#include "alpa/cli/commands.h"
+#include "alpa/cli/format.h"
+#include "alpa/cli/progress.h"
+#include "alpa/cli/trainer.h"
+
+namespace alpa {
+
+int report_error(const Status& status, bool json, std::ostream& out, std::ostream& err) {
+  err << "error: " << status.message() << "\n";
+  if (!status.hint().empty()) err << "hint: " << status.hint() << "\n";
+  if (json) {
+    nlohmann::json j;
+    j["error"] = status.message();
+    if (!status.hint().empty()) j["hint"] = status.hint();
+    out << j.dump() << "\n";
+  }
+  return kExitUserError;
+}
+
+namespace {
+
+Result<OptimizerOptions> optimizer_options(const OptimizerFlags& f) {
+  OptimizerOptions o;
+  ALPA_ASSIGN_OR_RETURN(o.kind, parse_optimizer(f.optimizer));
+  o.learning_rate = f.lr;
+  o.momentum = f.momentum;
+  o.weight_decay = f.weight_decay;
+  return o;
+}
+
+}  // namespace
+
+int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
+  Result<ModelSpec> spec = resolve_model_flags(flags.model);
+  if (!spec.ok()) return report_error(spec.status(), flags.json, out, err);
+  Result<OptimizerOptions> opt = optimizer_options(flags.optimizer);
+  if (!opt.ok()) return report_error(opt.status(), flags.json, out, err);
+
+  TrainOptions options;
+  options.steps = flags.steps;
+  options.seed = flags.seed;
+  options.micro_batches = flags.micro_batches;
+  options.threads = flags.threads;
+  options.optimizer = *opt;
+
+  const bool human = !flags.json;
+  if (human) {
+    out << "alpa train: " << spec->name << ", batch " << spec->batch;
+    if (spec->family == ModelFamily::kGpt) out << " x seq " << spec->gpt.seq;
+    out << ", " << optimizer_name(opt->kind) << " lr " << flags.optimizer.lr << ", "
+        << flags.micro_batches << " micro-batch" << (flags.micro_batches > 1 ? "es" : "")
+        << ", " << flags.steps << " steps\n";
+    out.flush();
+  }
+  ProgressLine progress(flags.steps, human && stderr_is_terminal());
+  Result<TrainReport> report = train_model(*spec, options, [&](const StepReport& s) {
+    if (human) {
+      out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4)
+          << "  " << format_seconds(s.seconds) << "\n";
+      out.flush();
+    }
+    progress.update(s.step, "loss " + format_fixed(s.loss, 4));
+  });
+  progress.finish();
+  if (!report.ok()) return report_error(report.status(), flags.json, out, err);
+
+  const TrainReport& r = *report;
+  if (flags.json) {
+    nlohmann::json j;
+    j["command"] = "train";
+    j["model"] = spec->name;
+    j["parameters"] = r.parameters;
+    j["flops_per_step"] = r.flops_per_step;
+    j["batch"] = spec->batch;
+    j["tokens_per_step"] = r.tokens_per_step;
+    j["micro_batches"] = flags.micro_batches;
+    j["optimizer"] = std::string(optimizer_name(opt->kind));
+    j["lr"] = flags.optimizer.lr;
+    j["seed"] = flags.seed;
+    j["threads"] = r.threads;
+    j["steps"] = flags.steps;
+    j["losses"] = r.losses;
+    j["step_times_s"] = r.step_seconds;
+    j["step_time_s"] = r.step_time_s();
+    j["tokens_per_s"] = r.tokens_per_s();
+    j["gflops_per_s"] = r.gflops_per_s();
+    out << j.dump() << "\n";
+  } else {
+    out << "summary: " << spec->name << ", " << format_count(r.parameters) << " parameters, "
+        << r.threads << " thread" << (r.threads > 1 ? "s" : "") << "\n"
+        << "  loss        " << format_fixed(r.losses.front(), 4) << " -> "
+        << format_fixed(r.losses.back(), 4) << "\n"
+        << "  step time   " << format_seconds(r.step_time_s()) << " (median"
+        << (r.step_seconds.size() > 1 ? " after the first step" : "") << ")\n"
+        << "  throughput  " << format_count(static_cast<int64_t>(r.tokens_per_s()))
+        << (spec->family == ModelFamily::kGpt ? " tokens/s" : " samples/s") << ", "
+        << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s (" << format_si(r.flops_per_step, "FLOP")
+        << " per step)\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace alpa

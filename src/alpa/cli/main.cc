@@ -1,0 +1,77 @@
+// The `alpa` program: parses flags with CLI11 and runs one command (commands.h).
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "alpa/cli/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace alpa;
+  CLI::App app{
+      "alpa: automatic parallelization for training large neural networks.\n"
+      "Builds a model's training step (forward, backward, optimizer), plans how to split it "
+      "across devices, and runs it."};
+  app.set_version_flag("--version", "alpa 0.1.0");
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  TrainFlags train;
+  CLI::App* train_cmd = app.add_subcommand(
+      "train",
+      "Train a model on this machine and print the loss per step, step time, tokens/s and "
+      "GFLOP/s.\nExample: alpa train --model gpt --size tiny --steps 50");
+  add_model_flags(*train_cmd, train.model);
+  add_optimizer_flags(*train_cmd, train.optimizer);
+  train_cmd->add_option("--steps", train.steps, "Training steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--seed", train.seed, "Seed for weights and synthetic data")
+      ->capture_default_str();
+  train_cmd->add_option("--micro-batches", train.micro_batches,
+                        "Split each batch into this many micro-batches (gradient accumulation)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
+
+  GraphFlags graph;
+  CLI::App* graph_cmd = app.add_subcommand(
+      "graph",
+      "Build a model's training step and summarise it: ops by kind, parameters, FLOPs per "
+      "step, parameter, optimizer-state and activation bytes. No weights are allocated, so "
+      "paper-size models work.\nExample: alpa graph --model gpt --size 39b");
+  add_model_flags(*graph_cmd, graph.model);
+  add_optimizer_flags(*graph_cmd, graph.optimizer);
+  graph_cmd->add_option("--micro-batches", graph.micro_batches, "Micro-batches per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  graph_cmd->add_option("--emit", graph.emit,
+                        "Print the text IR instead of the summary: forward or train-step")
+      ->check(CLI::IsMember({"forward", "train-step"}));
+  graph_cmd->add_option("--out", graph.out_path, "With --emit: write the IR to this file");
+  graph_cmd->add_flag("--json", graph.json, "Print one JSON object instead of text");
+
+  DemoFlags demo;
+  CLI::App* demo_cmd = app.add_subcommand(
+      "demo", "Train a tiny GPT on this machine and show the loss falling (a few seconds).");
+  demo_cmd->add_option("--steps", demo.steps, "Training steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  demo_cmd->add_option("--seed", demo.seed, "Seed")->capture_default_str();
+  demo_cmd->add_option("--threads", demo.threads, "CPU threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  demo_cmd->add_flag("--json", demo.json, "Print one JSON object instead of text");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (train_cmd->parsed()) return run_train(train, std::cout, std::cerr);
+  if (graph_cmd->parsed()) return run_graph(graph, std::cout, std::cerr);
+  if (demo_cmd->parsed()) return run_demo(demo, std::cout, std::cerr);
+  return 0;
+}
