@@ -130,6 +130,49 @@ TEST(BuildGradientGraph, TiedWeightGetsTheSumOfBothContributions) {
   }
 }
 
+// loss = sum(w * stop_gradient(exp(w))): the second factor is a constant to autodiff, so
+// d loss / d w = exp(w), not exp(w) + w exp(w).
+TEST(BuildGradientGraph, StopGradientBlocksTheFlow) {
+  Builder b("stop");
+  Value w = b.parameter("w", f32({3}));
+  b.output("loss", b.sum_all(b.mul(w, b.stop_gradient(b.exp(w)))));
+  Graph g = finish(b);
+  Result<Graph> grad = build_gradient_graph(g);
+  ASSERT_TRUE(grad.ok()) << grad.status().to_string();
+  const Vec w0 = {0.5, -1.0, 2.0};
+  const Vec got = eval_output(*grad, {w0}, "grad.w");
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(got[i], std::exp(w0[i]), 1e-12) << i;
+}
+
+// Softmax subtracts a stop_gradient max; its gradient must still be the exact softmax
+// Jacobian-vector product: dL/dx = p * (g - sum(g * p)).
+TEST(BuildGradientGraph, SoftmaxWithStoppedMaxHasTheExactGradient) {
+  Builder b("softmax");
+  Value x = b.parameter("x", f32({2, 5}));
+  Value m = b.stop_gradient(b.reduce_max(x, {1}));
+  Value e = b.exp(b.sub(x, b.broadcast(m, {2, 5}, {0})));
+  Value p = b.div(e, b.broadcast(b.reduce_sum(e, {1}), {2, 5}, {0}));
+  Value gw = b.constant({1, -2, 3, 0.5, -1, 2, 2, -3, 1, 0}, f32({2, 5}));
+  b.output("loss", b.sum_all(b.mul(p, gw)));
+  Graph g = finish(b);
+  Result<Graph> grad = build_gradient_graph(g);
+  ASSERT_TRUE(grad.ok()) << grad.status().to_string();
+  Rng rng(5);
+  const Vec x0 = random_values(rng, 10);
+  const Vec got = eval_output(*grad, {x0}, "grad.x");
+  const Vec gv = {1, -2, 3, 0.5, -1, 2, 2, -3, 1, 0};
+  for (int r = 0; r < 2; ++r) {
+    double mx = -1e300, sum = 0, dot = 0;
+    for (int j = 0; j < 5; ++j) mx = std::max(mx, x0[r * 5 + j]);
+    Vec pr(5);
+    for (int j = 0; j < 5; ++j) sum += pr[j] = std::exp(x0[r * 5 + j] - mx);
+    for (int j = 0; j < 5; ++j) dot += (pr[j] /= sum) * gv[r * 5 + j];
+    for (int j = 0; j < 5; ++j)
+      EXPECT_NEAR(got[r * 5 + j], pr[j] * (gv[r * 5 + j] - dot), 1e-12) << r << "," << j;
+  }
+}
+
 TEST(BuildGradientGraph, CustomLossOutputName) {
   Builder b;
   Value w = b.parameter("w", f32({2}));

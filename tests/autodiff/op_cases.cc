@@ -159,6 +159,15 @@ void unary_cases(std::vector<OpCase>& cs) {
       return c.b().emit(u.op, {&w, 1}, NoAttrs{}, nullptr);
     });
   }
+  // Forward only: finite differences see through stop_gradient by design; its gradient
+  // (none) is checked in backward_test.cc.
+  add(
+      cs, "stop_gradient.matrix", OpKind::kStopGradient,
+      [](CaseBuilder& c) {
+        Value w = c.weight("w", {3, 4}, -2, 2);
+        return c.b().mul(w, c.b().stop_gradient(c.b().exp(w)));
+      },
+      /*check_gradient=*/false);
   add(cs, "convert.f32_f16_f32", OpKind::kConvert, [](CaseBuilder& c) {
     Value w = c.weight("w", {3, 4}, -4, 4);
     return c.b().convert(c.b().convert(w, DType::kF16), DType::kF32);

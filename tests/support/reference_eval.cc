@@ -117,6 +117,9 @@ Vec eval_unary(const Ctx& c) {
       case OpKind::kErf:
         out[i] = std::erf(v);
         break;
+      case OpKind::kStopGradient:
+        out[i] = v;
+        break;
       case OpKind::kConvert:
         out[i] = convert_value(v, c.node.type.dtype, c.options);
         break;
@@ -453,6 +456,7 @@ Result<Vec> eval_node(const Ctx& c) {
     case OpKind::kSqrt:
     case OpKind::kRsqrt:
     case OpKind::kErf:
+    case OpKind::kStopGradient:
     case OpKind::kConvert:
       return eval_unary(c);
     case OpKind::kAdd:

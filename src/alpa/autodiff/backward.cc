@@ -2,6 +2,7 @@
 
 #include "alpa/autodiff/train_step.h"
 #include "alpa/autodiff/vjp.h"
+#include "alpa/ir/dce.h"
 
 namespace alpa {
 
@@ -73,7 +74,8 @@ Result<Graph> build_gradient_graph(const Graph& forward, const std::string& loss
   ALPA_ASSIGN_OR_RETURN(std::vector<Value> grads, append_backward(b, Value{loss->value}, weights));
   for (size_t i = 0; i < weights.size(); ++i)
     b.output("grad." + forward.node(weights[i].id).name, grads[i]);
-  return b.finish();
+  ALPA_ASSIGN_OR_RETURN(Graph g, b.finish());
+  return eliminate_dead_code(g);
 }
 
 }  // namespace alpa

@@ -20,7 +20,7 @@ namespace alpa {
 Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt);
 
 // The forward graph plus its backward pass: same parameters; outputs are the forward's
-// outputs followed by "grad.<name>" for every weight parameter.
+// outputs followed by "grad.<name>" for every weight parameter. Dead nodes are removed.
 Result<Graph> build_gradient_graph(const Graph& forward, const std::string& loss_output = "loss");
 
 }  // namespace alpa

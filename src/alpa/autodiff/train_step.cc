@@ -4,6 +4,7 @@
 
 #include "alpa/autodiff/backward.h"
 #include "alpa/ir/builder.h"
+#include "alpa/ir/dce.h"
 
 namespace alpa {
 
@@ -196,7 +197,8 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
   }
   if (opt.kind == OptimizerKind::kAdamW) b.output("step", new_step, step_count);
 
-  ALPA_ASSIGN_OR_RETURN(step.graph, b.finish());
+  ALPA_ASSIGN_OR_RETURN(Graph g, b.finish());
+  step.graph = eliminate_dead_code(g);  // VJP rules also emit gradients nobody needs
   return step;
 }
 

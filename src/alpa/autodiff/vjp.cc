@@ -224,31 +224,46 @@ Vs vjp_dot_general(const VjpArgs& a) {
   const std::vector<int64_t> g_lfree = iota_from(nb, nlf);
   const std::vector<int64_t> g_rfree = iota_from(nb + nlf, nrf);
 
-  // d lhs = dot(g, rhs): batch g[0,nb) ~ rhs batch; contract g's rhs-free dims with rhs free
-  // dims. Result: [batch, lhs free (from g), rhs remaining = rhs contract dims in rhs order].
-  // The rhs contract dim rhs_contract[k] pairs with lhs_contract[k].
-  Value dl = b.dot_general(a.g, rhs, DotAttrs{g_batch, d.rhs_batch, g_rfree, rfree});
-  {
-    // rhs contract dims in rhs order -> the paired lhs dims, in that order.
-    std::vector<int64_t> lhs_of_rhs_contract;
-    for (int64_t rd : sorted(d.rhs_contract)) {
-      const auto it = std::find(d.rhs_contract.begin(), d.rhs_contract.end(), rd);
-      lhs_of_rhs_contract.push_back(d.lhs_contract[it - d.rhs_contract.begin()]);
-    }
-    const auto perm = restore_perm(d.lhs_batch, lfree, lhs_of_rhs_contract, lrank);
-    if (!is_identity(perm)) dl = b.transpose(dl, perm);
+  // Each gradient is a dot of g with the other operand. Both operand orders give the same
+  // values in different layouts; the one that already has the operand's layout saves a
+  // transpose (e.g. the embedding gradient of a tied LM head).
+  // rhs contract dims in rhs order, mapped to their lhs partners, and vice versa.
+  std::vector<int64_t> lhs_of_rhs_contract, rhs_of_lhs_contract;
+  for (int64_t rd : sorted(d.rhs_contract)) {
+    const auto it = std::find(d.rhs_contract.begin(), d.rhs_contract.end(), rd);
+    lhs_of_rhs_contract.push_back(d.lhs_contract[it - d.rhs_contract.begin()]);
   }
-  // d rhs = dot(lhs, g): batch lhs batch ~ g[0,nb); contract lhs free with g's lhs-free dims.
-  // Result: [batch, lhs remaining = lhs contract dims in lhs order, rhs free (from g)].
-  Value dr = b.dot_general(lhs, a.g, DotAttrs{d.lhs_batch, g_batch, lfree, g_lfree});
+  for (int64_t ld : sorted(d.lhs_contract)) {
+    const auto it = std::find(d.lhs_contract.begin(), d.lhs_contract.end(), ld);
+    rhs_of_lhs_contract.push_back(d.rhs_contract[it - d.lhs_contract.begin()]);
+  }
+  auto finish = [&](Value v, const std::vector<int64_t>& perm) {
+    return is_identity(perm) ? v : b.transpose(v, perm);
+  };
+
+  // d lhs: dot(g, rhs) -> [batch, lhs free, rhs contract order]
+  //    or  dot(rhs, g) -> [batch, rhs contract order, lhs free]
+  Value dl;
   {
-    std::vector<int64_t> rhs_of_lhs_contract;
-    for (int64_t ld : sorted(d.lhs_contract)) {
-      const auto it = std::find(d.lhs_contract.begin(), d.lhs_contract.end(), ld);
-      rhs_of_lhs_contract.push_back(d.rhs_contract[it - d.lhs_contract.begin()]);
+    const auto perm_a = restore_perm(d.lhs_batch, lfree, lhs_of_rhs_contract, lrank);
+    const auto perm_b = restore_perm(d.lhs_batch, lhs_of_rhs_contract, lfree, lrank);
+    if (!is_identity(perm_a) && is_identity(perm_b)) {
+      dl = b.dot_general(rhs, a.g, DotAttrs{d.rhs_batch, g_batch, rfree, g_rfree});
+    } else {
+      dl = finish(b.dot_general(a.g, rhs, DotAttrs{g_batch, d.rhs_batch, g_rfree, rfree}), perm_a);
     }
-    const auto perm = restore_perm(d.rhs_batch, rhs_of_lhs_contract, rfree, rrank);
-    if (!is_identity(perm)) dr = b.transpose(dr, perm);
+  }
+  // d rhs: dot(lhs, g) -> [batch, lhs contract order, rhs free]
+  //    or  dot(g, lhs) -> [batch, rhs free, lhs contract order]
+  Value dr;
+  {
+    const auto perm_a = restore_perm(d.rhs_batch, rhs_of_lhs_contract, rfree, rrank);
+    const auto perm_b = restore_perm(d.rhs_batch, rfree, rhs_of_lhs_contract, rrank);
+    if (!is_identity(perm_a) && is_identity(perm_b)) {
+      dr = b.dot_general(a.g, lhs, DotAttrs{g_batch, d.lhs_batch, g_lfree, lfree});
+    } else {
+      dr = finish(b.dot_general(lhs, a.g, DotAttrs{d.lhs_batch, g_batch, lfree, g_lfree}), perm_a);
+    }
   }
   return {dl, dr};
 }
@@ -301,6 +316,7 @@ const std::array<VjpRule, kNumOps>& rule_table() {
     set(OpKind::kRsqrt, vjp_rsqrt);
     set(OpKind::kErf, vjp_erf);
     set(OpKind::kConvert, vjp_convert);
+    set(OpKind::kStopGradient, vjp_none, false);
     set(OpKind::kAdd, vjp_add);
     set(OpKind::kSub, vjp_sub);
     set(OpKind::kMul, vjp_mul);

@@ -1,4 +1,6 @@
 // alpa train: trains a model on one device with the model's synthetic data.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "alpa/cli/commands.h"
@@ -29,6 +31,26 @@ Result<OptimizerOptions> optimizer_options(const OptimizerFlags& f) {
   o.momentum = f.momentum;
   o.weight_decay = f.weight_decay;
   return o;
+}
+
+void print_profile(const TrainReport& r, std::ostream& out) {
+  std::vector<std::pair<double, int>> rows;
+  double total = 0;
+  for (int k = 0; k < kNumOps; ++k) {
+    total += r.seconds_by_op[k];
+    if (r.seconds_by_op[k] > 0) rows.emplace_back(r.seconds_by_op[k], k);
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  const double steps = std::max<size_t>(1, r.losses.size() > 1 ? r.losses.size() - 1 : 1);
+  out << "time per step by op kind (BLAS kernels: " << r.blas_core << "):\n";
+  for (const auto& [s, k] : rows) {
+    const std::string name(op_name(static_cast<OpKind>(k)));
+    out << "  " << name << std::string(name.size() < 20 ? 20 - name.size() : 1, ' ')
+        << format_seconds(s / steps) << "  " << format_fixed(100.0 * s / total, 1) << "%\n";
+  }
+  out << "slowest nodes (a fused node lists the ops computed in its loop):\n";
+  for (const auto& n : r.slowest_nodes)
+    out << "  " << format_seconds(n.seconds / steps) << "  " << n.what << "\n";
 }
 
 }  // namespace
@@ -87,6 +109,14 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     j["step_time_s"] = r.step_time_s();
     j["tokens_per_s"] = r.tokens_per_s();
     j["gflops_per_s"] = r.gflops_per_s();
+    j["blas_core"] = r.blas_core;
+    if (flags.profile) {
+      nlohmann::json by_op = nlohmann::json::object();
+      for (int k = 0; k < kNumOps; ++k)
+        if (r.seconds_by_op[k] > 0)
+          by_op[std::string(op_name(static_cast<OpKind>(k)))] = r.seconds_by_op[k];
+      j["seconds_by_op"] = by_op;
+    }
     out << j.dump() << "\n";
   } else {
     out << "summary: " << spec->name << ", " << format_count(r.parameters) << " parameters, "
@@ -99,6 +129,7 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
         << (spec->family == ModelFamily::kGpt ? " tokens/s" : " samples/s") << ", "
         << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s (" << format_si(r.flops_per_step, "FLOP")
         << " per step)\n";
+    if (flags.profile) print_profile(r, out);
   }
   return kExitOk;
 }

@@ -45,6 +45,7 @@ struct TrainFlags {
   uint64_t seed = 0;
   int micro_batches = 1;
   int threads = 0;
+  bool profile = false;  // print time per op kind
   bool json = false;
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  train_cmd->add_flag("--profile", train.profile,
+                      "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
 
   GraphFlags graph;

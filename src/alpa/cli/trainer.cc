@@ -1,12 +1,14 @@
 #include "alpa/cli/trainer.h"
 
 #include <algorithm>
+#include <map>
 #include <chrono>
 #include <cmath>
 #include <thread>
 
 #include "alpa/ir/analysis.h"
 #include "alpa/models/data.h"
+#include "alpa/runtime/blas.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/init.h"
 
@@ -19,6 +21,35 @@ double TrainReport::step_time_s() const {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
+
+namespace {
+
+std::vector<TrainReport::NodeTime> slowest_nodes(const Executor& exec,
+                                                 const std::vector<double>& seconds, size_t k) {
+  const Graph& g = exec.graph();
+  std::vector<ValueId> ids;
+  for (ValueId v = 0; v < g.size(); ++v)
+    if (seconds[v] > 0) ids.push_back(v);
+  std::sort(ids.begin(), ids.end(), [&](ValueId a, ValueId b) { return seconds[a] > seconds[b]; });
+  if (ids.size() > k) ids.resize(k);
+  std::vector<TrainReport::NodeTime> out;
+  for (ValueId v : ids) {
+    const Node& n = g.node(v);
+    std::string what = cat(value_ref(g, v), " ", op_name(n.op), " ", n.type.to_string());
+    const std::vector<ValueId> members = exec.fused_members(v);
+    if (members.size() > 1) {
+      std::map<std::string, int> count;
+      for (ValueId m : members)
+        if (m != v) ++count[std::string(op_name(g.node(m).op))];
+      what += " fused:";
+      for (const auto& [op, c] : count) what += c > 1 ? cat(" ", op, "x", c) : cat(" ", op);
+    }
+    out.push_back({what, seconds[v]});
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
                                 const std::function<void(const StepReport&)>& on_step) {
@@ -44,6 +75,8 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   ExecutorOptions eo;
   eo.num_threads = report.threads;
   Executor exec(g, eo);
+  report.blas_core = blas_core_name();
+  report.seconds_by_op.assign(kNumOps, 0.0);
 
   // Parameter slots: where each parameter's value comes from at every step.
   const std::vector<ValueId> params = g.parameters();
@@ -57,6 +90,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
       input_index[p] = num_inputs++;
   }
   std::vector<Tensor> values = init_parameters(g, options.seed);
+  std::vector<double> node_seconds(static_cast<size_t>(g.size()), 0.0);
 
   for (int step = 1; step <= options.steps; ++step) {
     std::vector<std::vector<float>> batch = data->batch(step - 1);
@@ -71,6 +105,10 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
     if (!std::isfinite(loss))
       return failed_precondition(cat("the loss became ", loss, " at step ", step),
                                  "lower the learning rate (--lr)");
+    if (step > 1 || options.steps == 1) {
+      for (int k = 0; k < kNumOps; ++k) report.seconds_by_op[k] += exec.stats().seconds_by_op[k];
+      for (ValueId v = 0; v < g.size(); ++v) node_seconds[v] += exec.stats().seconds_by_node[v];
+    }
     report.losses.push_back(loss);
     report.step_seconds.push_back(seconds);
     values.assign(params.size(), Tensor());
@@ -78,6 +116,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
       if (alias_output[p] >= 0) values[p] = std::move(outputs[alias_output[p]]);
     if (on_step) on_step(StepReport{step, loss, seconds});
   }
+  report.slowest_nodes = slowest_nodes(exec, node_seconds, 120);
   return report;
 }
 

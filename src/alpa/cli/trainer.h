@@ -34,6 +34,13 @@ struct TrainReport {
   double flops_per_step = 0;
   int64_t tokens_per_step = 0;
   int threads = 1;
+  std::string blas_core;              // OpenBLAS kernel set in use (e.g. SkylakeX)
+  std::vector<double> seconds_by_op;  // per OpKind, summed over steps after the first
+  struct NodeTime {
+    std::string what;  // "%12 mul f32[8,256,512] fused: sub, exp, mul"
+    double seconds;    // summed over steps after the first
+  };
+  std::vector<NodeTime> slowest_nodes;  // the 15 slowest nodes, slowest first
   // Median step time, leaving out the first (warm-up) step when there are several.
   double step_time_s() const;
   double tokens_per_s() const { return tokens_per_step / step_time_s(); }

@@ -121,6 +121,7 @@ Value Builder::convert(Value x, DType dtype, Loc loc) {
   TensorType t{dtype, type(x).shape};
   return emit(OpKind::kConvert, {&x, 1}, NoAttrs{}, &t, loc);
 }
+Value Builder::stop_gradient(Value x, Loc loc) { return unary(OpKind::kStopGradient, x, loc); }
 Value Builder::add(Value a, Value b, Loc loc) { return binary(OpKind::kAdd, a, b, loc); }
 Value Builder::sub(Value a, Value b, Loc loc) { return binary(OpKind::kSub, a, b, loc); }
 Value Builder::mul(Value a, Value b, Loc loc) { return binary(OpKind::kMul, a, b, loc); }

@@ -58,6 +58,8 @@ class Builder {
   Value rsqrt(Value x, Loc loc = Loc::current());
   Value erf(Value x, Loc loc = Loc::current());
   Value convert(Value x, DType dtype, Loc loc = Loc::current());
+  // x, with no gradient flowing back through it.
+  Value stop_gradient(Value x, Loc loc = Loc::current());
   Value add(Value a, Value b, Loc loc = Loc::current());
   Value sub(Value a, Value b, Loc loc = Loc::current());
   Value mul(Value a, Value b, Loc loc = Loc::current());

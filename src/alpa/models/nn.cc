@@ -30,10 +30,12 @@ Value layer_norm(Builder& b, Value x, Value gamma, Value beta, double eps) {
   return b.add(b.mul(normed, b.broadcast_to(gamma, shape)), b.broadcast_to(beta, shape));
 }
 
+// The max subtracted for stability carries no gradient: softmax(x - c) = softmax(x) for any
+// c, so the exact gradient through it is zero, and stopping it saves the max's backward pass.
 Value softmax(Builder& b, Value x) {
   const Shape shape = b.shape(x);
   const int64_t last = static_cast<int64_t>(shape.size()) - 1;
-  Value m = b.reduce_max(x, {last});
+  Value m = b.stop_gradient(b.reduce_max(x, {last}));
   Value e = b.exp(b.sub(x, expand_last(b, m, shape)));
   Value s = b.reduce_sum(e, {last});
   return b.div(e, expand_last(b, s, shape));
@@ -42,7 +44,7 @@ Value softmax(Builder& b, Value x) {
 Value log_softmax(Builder& b, Value x) {
   const Shape shape = b.shape(x);
   const int64_t last = static_cast<int64_t>(shape.size()) - 1;
-  Value m = b.reduce_max(x, {last});
+  Value m = b.stop_gradient(b.reduce_max(x, {last}));
   Value z = b.sub(x, expand_last(b, m, shape));
   Value lse = b.log(b.reduce_sum(b.exp(z), {last}));
   return b.sub(z, expand_last(b, lse, shape));

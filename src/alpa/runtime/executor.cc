@@ -33,30 +33,67 @@ Executor::Executor(Graph graph, ExecutorOptions options)
   pool_ = std::make_unique<BufferPool>();
   select_blas_kernels();
 
-  const std::vector<ValueId> last_use = compute_last_use(graph_);
+  // What each node reads: its operands, or for a fused root the values its program loads.
   const int32_t n = graph_.size();
+  if (options_.fuse_elementwise) {
+    fusion_ = plan_fusion(graph_);
+  } else {
+    fusion_.program_of.assign(static_cast<size_t>(n), -1);
+    fusion_.skipped.assign(static_cast<size_t>(n), 0);
+  }
+  std::vector<std::vector<ValueId>> reads(static_cast<size_t>(n));
+  for (ValueId i = 0; i < n; ++i) {
+    if (fusion_.skipped[i]) continue;
+    if (fusion_.program_of[i] >= 0) {
+      for (const FusedLoad& l : fusion_.programs[fusion_.program_of[i]].loads)
+        if (std::find(reads[i].begin(), reads[i].end(), l.value) == reads[i].end())
+          reads[i].push_back(l.value);
+    } else {
+      reads[i] = graph_.node(i).operands;
+    }
+  }
+  std::vector<ValueId> last_use(static_cast<size_t>(n));
+  for (ValueId i = 0; i < n; ++i) {
+    last_use[i] = i;
+    for (ValueId op : reads[i]) last_use[op] = i;
+  }
+  for (const GraphOutput& o : graph_.outputs()) last_use[o.value] = n;
+
   steps_.resize(static_cast<size_t>(n));
   for (ValueId i = 0; i < n; ++i) {
     const Node& node = graph_.node(i);
     Step& step = steps_[static_cast<size_t>(i)];
+    if (fusion_.skipped[i]) {
+      step.skip = true;
+      continue;
+    }
+    step.program = fusion_.program_of[i];
     if (node.op == OpKind::kParameter) {
       step.param_index = static_cast<int>(param_ids_.size());
       param_ids_.push_back(i);
-    } else {
+    } else if (step.program < 0) {
       step.kernel = kernel_for(node.op);
       ALPA_CHECK(step.kernel != nullptr) << "no kernel for op " << op_name(node.op);
     }
-    // Reuse the buffer of an operand that dies here, for elementwise ops and reshape.
+    // Reuse the buffer of an input that dies here, for elementwise ops, fused programs (an
+    // input they read only contiguously) and reshape.
     const bool can_reuse = is_elementwise(node.op) || node.op == OpKind::kReshape;
-    for (ValueId op : node.operands) {
+    for (ValueId op : reads[i]) {
       if (!can_reuse || step.reuse != kNoValue) break;
-      if (last_use[static_cast<size_t>(op)] == i &&
-          graph_.type(op).num_elements() == node.type.num_elements())
-        step.reuse = op;
+      if (last_use[static_cast<size_t>(op)] != i ||
+          graph_.type(op).num_elements() != node.type.num_elements())
+        continue;
+      if (step.program >= 0) {
+        bool only_contiguous = true;
+        for (const FusedLoad& l : fusion_.programs[step.program].loads)
+          if (l.value == op && !l.contiguous) only_contiguous = false;
+        if (!only_contiguous) continue;
+      }
+      step.reuse = op;
     }
     step.relabel = node.op == OpKind::kReshape && step.reuse != kNoValue;
-    // Frees after this node: its operands that die here, and itself if never used.
-    for (ValueId op : node.operands) {
+    // Frees after this node: what it reads that dies here, and itself if never used.
+    for (ValueId op : reads[i]) {
       if (last_use[static_cast<size_t>(op)] != i || op == step.reuse) continue;
       if (std::find(step.frees.begin(), step.frees.end(), op) == step.frees.end())
         step.frees.push_back(op);
@@ -68,6 +105,12 @@ Executor::Executor(Graph graph, ExecutorOptions options)
 Executor::~Executor() = default;
 Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
+
+std::vector<ValueId> Executor::fused_members(ValueId id) const {
+  const int p = fusion_.program_of[static_cast<size_t>(id)];
+  if (p < 0) return {id};
+  return fusion_.programs[static_cast<size_t>(p)].members;
+}
 
 int Executor::num_threads() const {
   return threads_->num_threads();
@@ -98,9 +141,10 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
   const Clock::time_point start = Clock::now();
   stats_ = ExecutorStats{};
   stats_.seconds_by_op.assign(kNumOps, 0.0);
+  stats_.seconds_by_node.assign(static_cast<size_t>(graph_.size()), 0.0);
   ALPA_RETURN_IF_ERROR(check_params(params));
   const int64_t allocations_before = pool_->allocations();
-  set_blas_threads(threads_->num_threads());
+  set_blas_threads(1);  // parallelism comes from threads_ (gemm.h)
 
   const int32_t n = graph_.size();
   std::vector<Tensor> values(static_cast<size_t>(n));
@@ -127,6 +171,7 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
   for (ValueId i = 0; i < n; ++i) {
     const Node& node = graph_.node(i);
     const Step& step = steps_[static_cast<size_t>(i)];
+    if (step.skip) continue;
     if (step.param_index >= 0) {
       values[static_cast<size_t>(i)] = std::move(params[static_cast<size_t>(step.param_index)]);
     } else {
@@ -142,7 +187,15 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
         out = Tensor::adopt(node.type, pool_->acquire(node.type.num_elements()));
         live += fp32_bytes(node.type);
       }
-      if (!step.relabel) {
+      if (step.program >= 0) {
+        const FusedProgram& prog = fusion_.programs[step.program];
+        inputs.clear();
+        for (const FusedLoad& l : prog.loads)
+          inputs.push_back(l.value == step.reuse ? &out : &values[static_cast<size_t>(l.value)]);
+        run_fused(ctx, prog, inputs, out.data());
+        peak = std::max(peak, live);
+        stats_.seconds_fused += seconds_since(t0);
+      } else if (!step.relabel) {
         inputs.clear();
         for (ValueId op : node.operands)
           inputs.push_back(op == step.reuse ? &out : &values[static_cast<size_t>(op)]);
@@ -158,7 +211,9 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
       peak = std::max(peak, live);
       values[static_cast<size_t>(i)] = std::move(out);
       counted[static_cast<size_t>(i)] = 1;
-      stats_.seconds_by_op[static_cast<size_t>(node.op)] += seconds_since(t0);
+      const double seconds = seconds_since(t0);
+      stats_.seconds_by_op[static_cast<size_t>(node.op)] += seconds;
+      stats_.seconds_by_node[static_cast<size_t>(i)] = seconds;
     }
     for (ValueId v : step.frees) release(v);
   }
@@ -185,6 +240,9 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
   stats_.peak_live_bytes = peak;
   stats_.buffer_allocations = pool_->allocations() - allocations_before;
   stats_.seconds = seconds_since(start);
+  stats_.fused_programs = static_cast<int64_t>(fusion_.programs.size());
+  for (const FusedProgram& p : fusion_.programs)
+    stats_.fused_nodes += static_cast<int64_t>(p.members.size());
   return results;
 }
 

@@ -22,6 +22,7 @@
 
 #include "alpa/ir/graph.h"
 #include "alpa/runtime/buffer_pool.h"
+#include "alpa/runtime/fusion.h"
 #include "alpa/runtime/kernels.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/support/status.h"
@@ -30,9 +31,12 @@
 namespace alpa {
 
 struct ExecutorOptions {
-  // Threads for kernel loops and for BLAS (openblas_set_num_threads); 0 = hardware
-  // concurrency.
+  // Threads for kernel loops and GEMM tiles; 0 = hardware concurrency. OpenBLAS itself runs
+  // single-threaded (gemm.h).
   int num_threads = 1;
+  // Fuse chains of elementwise ops, splat constants, iotas and broadcasts into one loop
+  // (fusion.h). Changes no value; off only to measure its effect.
+  bool fuse_elementwise = true;
 };
 
 struct ExecutorStats {
@@ -43,7 +47,12 @@ struct ExecutorStats {
   int64_t buffer_allocations = 0;     // buffers newly allocated in the last run (the rest
                                       // came from the pool; outputs leave it each run)
   double seconds = 0;                 // wall time of the last run
-  std::vector<double> seconds_by_op;  // indexed by OpKind (kNumOps entries), last run
+  std::vector<double> seconds_by_op;  // indexed by OpKind (kNumOps entries), last run;
+                                      // a fused program counts under its root's op
+  std::vector<double> seconds_by_node;  // indexed by node id, last run (0 for skipped nodes)
+  double seconds_fused = 0;           // of which in fused programs
+  int64_t fused_programs = 0;         // programs in the plan
+  int64_t fused_nodes = 0;            // nodes computed inside programs (not materialised)
 };
 
 class Executor {
@@ -62,6 +71,8 @@ class Executor {
   Result<std::vector<Tensor>> run(std::vector<Tensor> params);
 
   const ExecutorStats& stats() const { return stats_; }
+  // Nodes computed by the fused program rooted at `id` (just `id` if it is not a root).
+  std::vector<ValueId> fused_members(ValueId id) const;
 
  private:
   // Per node, decided once from the graph.
@@ -70,6 +81,8 @@ class Executor {
     ValueId reuse = kNoValue;    // operand whose buffer becomes the result (in place / reshape)
     bool relabel = false;        // reshape of a dying operand: no kernel call at all
     int param_index = -1;        // parameters: position in the params vector
+    int program = -1;            // fused program rooted here (FusionPlan::programs)
+    bool skip = false;           // computed inside a program, or an unneeded generator
     std::vector<ValueId> frees;  // values whose last use is this node (distinct, not `reuse`)
   };
 
@@ -78,6 +91,7 @@ class Executor {
   Graph graph_;
   ExecutorOptions options_;
   std::vector<Step> steps_;
+  FusionPlan fusion_;
   std::vector<ValueId> param_ids_;
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<BufferPool> pool_;

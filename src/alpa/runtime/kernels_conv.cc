@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 
+#include "alpa/runtime/gemm.h"
 #include "alpa/runtime/kernel_util.h"
 
 namespace alpa::kernels {
@@ -108,12 +109,6 @@ void col2im(const KernelContext& ctx, const ConvGeometry& g, const float* col, f
                });
 }
 
-void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
-              static_cast<int>(ldc));
-}
 
 // conv2d(x, w) -> y
 Status conv2d_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
@@ -138,7 +133,7 @@ Status conv2d_kernel(const KernelContext& ctx, const Node& node, std::span<const
       }
       const float* wg = w.data() + gi * og * kk;
       float* yg = out.data() + (n * g.o + gi * og) * ohw;
-      gemm(CblasNoTrans, CblasNoTrans, og, ohw, kk, wg, kk, cols, ohw, 0.0f, yg, ohw);
+      parallel_gemm(ctx, CblasNoTrans, CblasNoTrans, og, ohw, kk, wg, kk, cols, ohw, 0.0f, yg, ohw);
     }
   }
   return ok_status();
@@ -162,7 +157,7 @@ Status conv2d_grad_input_kernel(const KernelContext& ctx, const Node& node,
       const float* wg = w.data() + gi * og * kk;
       const float* dyg = dy.data() + (n * g.o + gi * og) * ohw;
       // col = w[g]^T . dy[n, g]: [CgKK, OHW]
-      gemm(CblasTrans, CblasNoTrans, kk, ohw, og, wg, kk, dyg, ohw, 0.0f, direct ? dxg : col, ohw);
+      parallel_gemm(ctx, CblasTrans, CblasNoTrans, kk, ohw, og, wg, kk, dyg, ohw, 0.0f, direct ? dxg : col, ohw);
       if (!direct) col2im(ctx, g, col, dxg);
     }
   }
@@ -193,7 +188,7 @@ Status conv2d_grad_filter_kernel(const KernelContext& ctx, const Node& node,
       const float* dyg = dy.data() + (n * g.o + gi * og) * ohw;
       float* dwg = out.data() + gi * og * kk;
       // dw[g] (+)= dy[n, g] . col^T: [Og, OHW] x [OHW, CgKK]
-      gemm(CblasNoTrans, CblasTrans, og, kk, ohw, dyg, ohw, cols, ohw, n == 0 ? 0.0f : 1.0f, dwg,
+      parallel_gemm(ctx, CblasNoTrans, CblasTrans, og, kk, ohw, dyg, ohw, cols, ohw, n == 0 ? 0.0f : 1.0f, dwg,
            kk);
     }
   }

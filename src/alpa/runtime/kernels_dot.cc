@@ -14,8 +14,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include <cblas.h>
-
+#include "alpa/runtime/gemm.h"
 #include "alpa/runtime/kernel_util.h"
 
 namespace alpa::kernels {
@@ -182,10 +181,7 @@ Status dot_kernel(const KernelContext& ctx, const Node& node, std::span<const Te
     ALPA_CHECK(as_blas(k, rv.con_stride, n, rv.free_stride, &tb, &ldb));
   }
 
-  constexpr int64_t kIntMax = 0x7fffffff;  // cblas takes int extents and strides
-  ALPA_CHECK(m <= kIntMax && n <= kIntMax && k <= kIntMax && lda <= kIntMax && ldb <= kIntMax)
-      << "dot_general " << ctx.node_ref(node) << " exceeds cblas's int range";
-  for (int64_t b = 0; b < nbatch; ++b) {
+  batched_gemm(ctx, nbatch, [&](int64_t b, const KernelContext& c) {
     int64_t loff = 0, roff = 0, rem = b;
     for (size_t i = batch_ext.size(); i-- > 0;) {
       const int64_t idx = rem % batch_ext[i];
@@ -193,11 +189,9 @@ Status dot_kernel(const KernelContext& ctx, const Node& node, std::span<const Te
       loff += idx * lv.batch_strides[i];
       roff += idx * rv.batch_strides[i];
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, lv.data + loff, static_cast<int>(lda), rv.data + roff,
-                static_cast<int>(ldb), 0.0f, y + b * m * n,
-                static_cast<int>(std::max<int64_t>(n, 1)));
-  }
+    parallel_gemm(c, ta, tb, m, n, k, lv.data + loff, lda, rv.data + roff, ldb, 0.0f,
+                  y + b * m * n, std::max<int64_t>(n, 1));
+  });
   return ok_status();
 }
 

@@ -110,6 +110,8 @@ Status unary_kernel(const KernelContext& ctx, const Node& node, std::span<const 
     map1(ctx, x, y, n, kCheapGrain, [](float v) { return std::sqrt(v); });
   } else if constexpr (kOp == OpKind::kRsqrt) {
     map1(ctx, x, y, n, kCheapGrain, [](float v) { return 1.0f / std::sqrt(v); });
+  } else if constexpr (kOp == OpKind::kStopGradient) {
+    copy(ctx, x, y, n);
   } else if constexpr (kOp == OpKind::kErf) {
     map1(ctx, x, y, n, kCostlyGrain, [](float v) { return detail::fast_erf(v); });
   }
@@ -243,6 +245,7 @@ void register_elementwise_kernels(KernelFn* table) {
   set_kernel(table, OpKind::kSqrt, unary_kernel<OpKind::kSqrt>);
   set_kernel(table, OpKind::kRsqrt, unary_kernel<OpKind::kRsqrt>);
   set_kernel(table, OpKind::kErf, unary_kernel<OpKind::kErf>);
+  set_kernel(table, OpKind::kStopGradient, unary_kernel<OpKind::kStopGradient>);
   set_kernel(table, OpKind::kConvert, convert_kernel);
   set_kernel(table, OpKind::kAdd, binary_kernel<OpKind::kAdd>);
   set_kernel(table, OpKind::kSub, binary_kernel<OpKind::kSub>);

@@ -1,0 +1,488 @@
+#include "alpa/runtime/fusion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "alpa/runtime/dtype_round.h"
+#include "alpa/runtime/fast_math.h"
+#include "alpa/runtime/tensor.h"
+
+namespace alpa {
+namespace {
+
+bool is_fusible(const Node& n) { return is_elementwise(n.op); }
+
+bool is_generator(const Node& n) {
+  return n.op == OpKind::kBroadcast || n.op == OpKind::kIota ||
+         (n.op == OpKind::kConstant && n.attr<ConstantAttrs>().values.size() == 1);
+}
+
+std::vector<int64_t> row_major(const Shape& s) {
+  std::vector<int64_t> st(s.size());
+  int64_t acc = 1;
+  for (size_t d = s.size(); d-- > 0;) {
+    st[d] = acc;
+    acc *= s[d];
+  }
+  return st;
+}
+
+// Builds the program of one root by a depth-first walk over its operands.
+class ProgramBuilder {
+ public:
+  ProgramBuilder(const Graph& g, const std::vector<std::vector<ValueId>>& users,
+                 const std::vector<char>& is_output, std::vector<char>& inlined,
+                 std::vector<char>& cut, ValueId root)
+      : g_(g), users_(users), is_output_(is_output), inlined_(inlined), cut_(cut) {
+    prog_.root = root;
+    prog_.shape = g.type(root).shape;
+    contiguous_ = row_major(prog_.shape);
+  }
+
+  // Builds the program; false when fusion would not save anything (plain kernel).
+  bool build() {
+    fit_budget();
+    value(prog_.root, /*is_root=*/true);
+    return fused_;
+  }
+  FusedProgram take() { return std::move(prog_); }
+
+ private:
+  int emit(FusedInst inst) {
+    prog_.insts.push_back(inst);
+    return static_cast<int>(prog_.insts.size()) - 1;
+  }
+
+  int load(ValueId v, std::vector<int64_t> strides) {
+    auto key = std::make_pair(v, strides);
+    auto it = loads_.find(key);
+    if (it != loads_.end()) return it->second;
+    FusedLoad l;
+    l.value = v;
+    l.contiguous = strides == contiguous_;
+    l.strides = std::move(strides);
+    prog_.loads.push_back(std::move(l));
+    FusedInst inst;
+    inst.kind = FusedInstKind::kLoad;
+    inst.load = static_cast<int>(prog_.loads.size()) - 1;
+    return loads_[key] = emit(inst);
+  }
+
+  bool room() const { return static_cast<int>(prog_.insts.size()) + 5 < kMaxFusedInsts; }
+
+  bool can_inline(ValueId v) const {
+    const Node& n = g_.node(v);
+    if (cut_[v] || !is_fusible(n) || is_output_[v] || users_[v].size() != 1) return false;
+    const Node& user = g_.node(users_[v][0]);
+    return is_fusible(user) && user.type.shape == n.type.shape;
+  }
+
+  // Instructions of v's program if everything inlinable below it is inlined: one per distinct
+  // inlined node and one per distinct other operand (a load or generator; an upper bound,
+  // since equal loads are shared). Counted over distinct nodes, so an operand used twice
+  // (mul(p, p)) counts once.
+  int subtree_size(ValueId v) const {
+    std::vector<ValueId> stack = {v};
+    std::unordered_set<ValueId> seen = {v};
+    int size = 0;
+    while (!stack.empty()) {
+      const ValueId at = stack.back();
+      stack.pop_back();
+      ++size;
+      for (ValueId o : g_.node(at).operands) {
+        if (!seen.insert(o).second) continue;
+        if (can_inline(o)) stack.push_back(o);
+        else ++size;
+      }
+    }
+    return size;
+  }
+
+  // Cuts inlinable subtrees until the root's program fits kMaxFusedInsts: each cut is the
+  // deepest node on the path of largest subtrees whose removal is enough, so as much as
+  // possible stays fused and a long chain is split into few programs, not many. A cut node is
+  // materialised and becomes the root of its own program.
+  void fit_budget() {
+    for (int total = subtree_size(prog_.root); total > kMaxFusedInsts;
+         total = subtree_size(prog_.root)) {
+      const int excess = total - kMaxFusedInsts;
+      ValueId at = prog_.root, pick = kNoValue;
+      for (;;) {
+        ValueId next = kNoValue;
+        int best = 0;
+        for (ValueId o : g_.node(at).operands) {
+          if (!can_inline(o)) continue;
+          const int s = subtree_size(o);
+          if (s > best) best = s, next = o;
+        }
+        if (next == kNoValue || best - 1 < excess) break;
+        pick = next;
+        at = next;
+      }
+      if (pick == kNoValue) break;  // cannot happen: the root's largest child always suffices
+      cut_[pick] = 1;
+    }
+  }
+
+  int generator(ValueId v) {
+    const Node& n = g_.node(v);
+    FusedInst inst;
+    if (n.op == OpKind::kConstant) {
+      inst.kind = FusedInstKind::kSplat;
+      inst.value = round_to_dtype(static_cast<float>(n.attr<ConstantAttrs>().values[0]),
+                                  n.type.dtype);
+      return emit(inst);
+    }
+    if (n.op == OpKind::kIota) {
+      inst.kind = FusedInstKind::kIota;
+      inst.iota_dim = n.attr<IotaAttrs>().dim;
+      return emit(inst);
+    }
+    // Broadcast: read the source with stride 0 on new and expanded dims.
+    const ValueId src = n.operands[0];
+    const Shape& in = g_.type(src).shape;
+    const auto& dims = n.attr<BroadcastAttrs>().dims;
+    const std::vector<int64_t> in_strides = row_major(in);
+    std::vector<int64_t> strides(prog_.shape.size(), 0);
+    for (size_t i = 0; i < dims.size(); ++i)
+      if (in[i] != 1) strides[dims[i]] = in_strides[i];
+    const Node& s = g_.node(src);
+    if (s.op == OpKind::kConstant && s.attr<ConstantAttrs>().values.size() == 1) {
+      inst.kind = FusedInstKind::kSplat;
+      inst.value =
+          round_to_dtype(static_cast<float>(s.attr<ConstantAttrs>().values[0]), s.type.dtype);
+      return emit(inst);
+    }
+    return load(src, std::move(strides));
+  }
+
+  int value(ValueId v, bool is_root) {
+    auto it = reg_.find(v);
+    if (it != reg_.end()) return it->second;
+    const Node& n = g_.node(v);
+    int r;
+    if (!is_root) {
+      if (room() && can_inline(v)) {
+        inlined_[v] = 1;
+        fused_ = true;
+        r = op(v);
+      } else if (room() && is_generator(n) && n.type.shape == prog_.shape) {
+        fused_ = true;
+        r = generator(v);
+      } else {
+        r = load(v, contiguous_);
+      }
+    } else {
+      r = op(v);
+    }
+    reg_[v] = r;
+    return r;
+  }
+
+  int op(ValueId v) {
+    const Node n = g_.node(v);
+    prog_.members.push_back(v);
+    std::vector<int> in;
+    for (ValueId o : n.operands) in.push_back(value(o, false));
+    FusedInst inst;
+    inst.op = n.op;
+    switch (op_info(n.op).family) {
+      case OpFamily::kUnary:
+        if (n.op == OpKind::kConvert) {
+          inst.kind = FusedInstKind::kConvert;
+          inst.from = g_.type(n.operands[0]).dtype;
+          inst.to = n.type.dtype;
+        } else {
+          inst.kind = FusedInstKind::kUnary;
+        }
+        inst.a = in[0];
+        break;
+      case OpFamily::kBinary:
+        if (n.op == OpKind::kCompare) {
+          inst.kind = FusedInstKind::kCompare;
+          inst.dir = n.attr<CompareAttrs>().dir;
+        } else {
+          inst.kind = FusedInstKind::kBinary;
+        }
+        inst.a = in[0];
+        inst.b = in[1];
+        break;
+      case OpFamily::kSelect:
+        inst.kind = FusedInstKind::kSelect;
+        inst.a = in[0];
+        inst.b = in[1];
+        inst.c = in[2];
+        break;
+      default:
+        ALPA_UNREACHABLE() << op_name(n.op);
+    }
+    return emit(inst);
+  }
+
+  const Graph& g_;
+  const std::vector<std::vector<ValueId>>& users_;
+  const std::vector<char>& is_output_;
+  std::vector<char>& inlined_;
+  std::vector<char>& cut_;
+  FusedProgram prog_;
+  std::vector<int64_t> contiguous_;
+  std::unordered_map<ValueId, int> reg_;
+  std::map<std::pair<ValueId, std::vector<int64_t>>, int> loads_;
+  bool fused_ = false;
+};
+
+}  // namespace
+
+FusionPlan plan_fusion(const Graph& g) {
+  const int32_t n = g.size();
+  FusionPlan plan;
+  plan.program_of.assign(static_cast<size_t>(n), -1);
+  plan.skipped.assign(static_cast<size_t>(n), 0);
+  const std::vector<std::vector<ValueId>> users = compute_users(g);
+  std::vector<char> is_output(static_cast<size_t>(n), 0);
+  for (const GraphOutput& o : g.outputs()) is_output[o.value] = 1;
+  std::vector<char> inlined(static_cast<size_t>(n), 0);
+  std::vector<char> cut(static_cast<size_t>(n), 0);
+
+  // Roots, from the last node back: a node is inlined only into its single user, which comes
+  // later, so its fate is known when the walk reaches it.
+  for (ValueId v = n - 1; v >= 0; --v) {
+    if (inlined[v] || !is_fusible(g.node(v))) continue;
+    ProgramBuilder b(g, users, is_output, inlined, cut, v);
+    if (b.build()) {
+      plan.program_of[v] = static_cast<int>(plan.programs.size());
+      plan.programs.push_back(b.take());
+    }
+  }
+
+  // What must be materialised: outputs, operands of plain kernels, loads of programs.
+  // Generators nobody needs materialised are skipped, as are inlined nodes.
+  std::vector<char> needed = is_output;
+  for (ValueId v = n - 1; v >= 0; --v) {
+    const Node& node = g.node(v);
+    if (inlined[v] || (is_generator(node) && !needed[v])) {
+      plan.skipped[v] = 1;
+      continue;
+    }
+    if (plan.program_of[v] >= 0) {
+      for (const FusedLoad& l : plan.programs[plan.program_of[v]].loads) needed[l.value] = 1;
+    } else {
+      for (ValueId o : node.operands) needed[o] = 1;
+    }
+  }
+  return plan;
+}
+
+namespace {
+
+constexpr int64_t kBlock = 1024;
+
+// Multi-index of flat index `i` in `shape`.
+void unflatten(int64_t i, const Shape& shape, std::vector<int64_t>& idx) {
+  for (size_t d = shape.size(); d-- > 0;) {
+    idx[d] = shape[d] == 0 ? 0 : i % shape[d];
+    i = shape[d] == 0 ? 0 : i / shape[d];
+  }
+}
+
+// Walks `count` elements from multi-index `idx` in runs along the last dim, calling
+// run(j, run_length, idx) for each; idx is advanced past the elements.
+template <typename F>
+void for_each_run(const Shape& shape, std::vector<int64_t>& idx, int64_t count, F run) {
+  const size_t r = shape.size();
+  if (r == 0) {
+    run(0, count);
+    return;
+  }
+  int64_t j = 0;
+  while (j < count) {
+    const int64_t len = std::min(shape[r - 1] - idx[r - 1], count - j);
+    run(j, len);
+    j += len;
+    idx[r - 1] += len;
+    for (size_t d = r - 1; d > 0 && idx[d] >= shape[d]; --d) {
+      idx[d] = 0;
+      ++idx[d - 1];
+    }
+  }
+}
+
+void gather_block(const FusedLoad& l, const float* data, const Shape& shape, int64_t i0,
+                  int64_t count, std::vector<int64_t>& idx, float* dst) {
+  unflatten(i0, shape, idx);
+  const size_t r = shape.size();
+  const int64_t inner = r == 0 ? 0 : l.strides[r - 1];
+  for_each_run(shape, idx, count, [&](int64_t j, int64_t len) {
+    int64_t base = 0;
+    for (size_t d = 0; d < r; ++d) base += idx[d] * l.strides[d];
+    const float* src = data + base;
+    if (inner == 1) {
+      std::memcpy(dst + j, src, static_cast<size_t>(len) * sizeof(float));
+    } else if (inner == 0) {
+      const float v = *src;
+      for (int64_t t = 0; t < len; ++t) dst[j + t] = v;
+    } else {
+      for (int64_t t = 0; t < len; ++t) dst[j + t] = src[t * inner];
+    }
+  });
+}
+
+void iota_block(int64_t dim, const Shape& shape, int64_t i0, int64_t count,
+                std::vector<int64_t>& idx, float* dst) {
+  unflatten(i0, shape, idx);
+  const bool last = dim == static_cast<int64_t>(shape.size()) - 1;
+  for_each_run(shape, idx, count, [&](int64_t j, int64_t len) {
+    const float v = static_cast<float>(idx[dim]);
+    if (last) {
+      for (int64_t t = 0; t < len; ++t) dst[j + t] = v + static_cast<float>(t);
+    } else {
+      for (int64_t t = 0; t < len; ++t) dst[j + t] = v;
+    }
+  });
+}
+
+template <typename F>
+inline void map1(const float* a, float* y, int64_t n, F f) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i]);
+}
+
+template <typename F>
+inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+}
+
+void unary(OpKind op, const float* a, float* y, int64_t n) {
+  switch (op) {
+    case OpKind::kNeg: return map1(a, y, n, [](float v) { return -v; });
+    case OpKind::kExp: return map1(a, y, n, [](float v) { return detail::fast_exp(v); });
+    case OpKind::kLog: return map1(a, y, n, [](float v) { return detail::fast_log(v); });
+    case OpKind::kTanh: return map1(a, y, n, [](float v) { return detail::fast_tanh(v); });
+    case OpKind::kSqrt: return map1(a, y, n, [](float v) { return std::sqrt(v); });
+    case OpKind::kRsqrt: return map1(a, y, n, [](float v) { return 1.0f / std::sqrt(v); });
+    case OpKind::kErf: return map1(a, y, n, [](float v) { return detail::fast_erf(v); });
+    case OpKind::kStopGradient: return map1(a, y, n, [](float v) { return v; });
+    default: ALPA_UNREACHABLE() << op_name(op);
+  }
+}
+
+void binary(OpKind op, const float* a, const float* b, float* y, int64_t n) {
+  switch (op) {
+    case OpKind::kAdd: return map2(a, b, y, n, [](float u, float v) { return u + v; });
+    case OpKind::kSub: return map2(a, b, y, n, [](float u, float v) { return u - v; });
+    case OpKind::kMul: return map2(a, b, y, n, [](float u, float v) { return u * v; });
+    case OpKind::kDiv: return map2(a, b, y, n, [](float u, float v) { return u / v; });
+    case OpKind::kMax:
+      return map2(a, b, y, n, [](float u, float v) { return (u != u || u > v) ? u : v; });
+    case OpKind::kMin:
+      return map2(a, b, y, n, [](float u, float v) { return (u != u || u < v) ? u : v; });
+    case OpKind::kPow: return map2(a, b, y, n, [](float u, float v) { return std::pow(u, v); });
+    default: ALPA_UNREACHABLE() << op_name(op);
+  }
+}
+
+void compare(CompareDir dir, const float* a, const float* b, float* y, int64_t n) {
+  auto run = [&](auto pred) {
+    map2(a, b, y, n, [pred](float u, float v) { return pred(u, v) ? 1.0f : 0.0f; });
+  };
+  switch (dir) {
+    case CompareDir::kEq: return run([](float u, float v) { return u == v; });
+    case CompareDir::kNe: return run([](float u, float v) { return u != v; });
+    case CompareDir::kLt: return run([](float u, float v) { return u < v; });
+    case CompareDir::kLe: return run([](float u, float v) { return u <= v; });
+    case CompareDir::kGt: return run([](float u, float v) { return u > v; });
+    case CompareDir::kGe: return run([](float u, float v) { return u >= v; });
+  }
+}
+
+void convert(DType from, DType to, const float* a, float* y, int64_t n) {
+  if (to == DType::kF32 || from == to || from == DType::kPred) {
+    if (a != y) std::memmove(y, a, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  switch (to) {
+    case DType::kF16: return map1(a, y, n, [](float v) { return detail::round_f16(v); });
+    case DType::kBF16: return map1(a, y, n, [](float v) { return detail::round_bf16(v); });
+    case DType::kI32: return map1(a, y, n, [](float v) { return detail::round_i32(v); });
+    case DType::kPred: return map1(a, y, n, [](float v) { return detail::round_pred(v); });
+    case DType::kF32: return;
+  }
+}
+
+}  // namespace
+
+void run_fused(const KernelContext& ctx, const FusedProgram& p,
+               std::span<const Tensor* const> inputs, float* out) {
+  const int64_t total = num_elements(p.shape);
+  if (total == 0) return;
+  const int num = static_cast<int>(p.insts.size());
+  const int64_t blocks = (total + kBlock - 1) / kBlock;
+  // About 16K elements per chunk keeps small programs on one thread.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / kBlock);
+  ctx.threads->parallel_for(blocks, grain, [&](int64_t b0, int64_t b1) {
+    std::vector<float> scratch(static_cast<size_t>(num * kBlock));
+    std::vector<const float*> reg(static_cast<size_t>(num));
+    std::vector<int64_t> idx(p.shape.size());
+    for (int k = 0; k < num; ++k) {
+      if (p.insts[k].kind == FusedInstKind::kSplat) {
+        float* s = scratch.data() + k * kBlock;
+        std::fill(s, s + kBlock, p.insts[k].value);
+      }
+    }
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t i0 = blk * kBlock;
+      const int64_t count = std::min(kBlock, total - i0);
+      for (int k = 0; k < num; ++k) {
+        const FusedInst& in = p.insts[k];
+        float* dst = k == num - 1 ? out + i0 : scratch.data() + k * kBlock;
+        switch (in.kind) {
+          case FusedInstKind::kLoad: {
+            const FusedLoad& l = p.loads[in.load];
+            const float* data = inputs[in.load]->data();
+            if (l.contiguous) {
+              reg[k] = data + i0;
+              continue;
+            }
+            gather_block(l, data, p.shape, i0, count, idx, dst);
+            break;
+          }
+          case FusedInstKind::kSplat:
+            reg[k] = scratch.data() + k * kBlock;
+            continue;
+          case FusedInstKind::kIota:
+            iota_block(in.iota_dim, p.shape, i0, count, idx, dst);
+            break;
+          case FusedInstKind::kUnary:
+            unary(in.op, reg[in.a], dst, count);
+            break;
+          case FusedInstKind::kBinary:
+            binary(in.op, reg[in.a], reg[in.b], dst, count);
+            break;
+          case FusedInstKind::kCompare:
+            compare(in.dir, reg[in.a], reg[in.b], dst, count);
+            break;
+          case FusedInstKind::kSelect: {
+            const float *pr = reg[in.a], *t = reg[in.b], *f = reg[in.c];
+#pragma GCC ivdep
+            for (int64_t i = 0; i < count; ++i) {
+              const float tv = t[i], fv = f[i];
+              dst[i] = pr[i] != 0.0f ? tv : fv;
+            }
+            break;
+          }
+          case FusedInstKind::kConvert:
+            convert(in.from, in.to, reg[in.a], dst, count);
+            break;
+        }
+        reg[k] = dst;
+      }
+    }
+  });
+}
+
+}  // namespace alpa
