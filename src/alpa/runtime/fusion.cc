@@ -9,6 +9,7 @@
 
 #include "alpa/runtime/dtype_round.h"
 #include "alpa/runtime/fast_math.h"
+#include "alpa/runtime/kernel_util.h"
 #include "alpa/runtime/tensor.h"
 
 namespace alpa {
@@ -21,15 +22,6 @@ bool is_generator(const Node& n) {
          (n.op == OpKind::kConstant && n.attr<ConstantAttrs>().values.size() == 1);
 }
 
-std::vector<int64_t> row_major(const Shape& s) {
-  std::vector<int64_t> st(s.size());
-  int64_t acc = 1;
-  for (size_t d = s.size(); d-- > 0;) {
-    st[d] = acc;
-    acc *= s[d];
-  }
-  return st;
-}
 
 // Builds the program of one root by a depth-first walk over its operands.
 class ProgramBuilder {
@@ -40,7 +32,7 @@ class ProgramBuilder {
       : g_(g), users_(users), is_output_(is_output), inlined_(inlined), cut_(cut) {
     prog_.root = root;
     prog_.shape = g.type(root).shape;
-    contiguous_ = row_major(prog_.shape);
+    contiguous_ = kernels::row_major_strides(prog_.shape);
   }
 
   // Builds the program; false when fusion would not save anything (plain kernel).
@@ -146,7 +138,7 @@ class ProgramBuilder {
     const ValueId src = n.operands[0];
     const Shape& in = g_.type(src).shape;
     const auto& dims = n.attr<BroadcastAttrs>().dims;
-    const std::vector<int64_t> in_strides = row_major(in);
+    const std::vector<int64_t> in_strides = kernels::row_major_strides(in);
     std::vector<int64_t> strides(prog_.shape.size(), 0);
     for (size_t i = 0; i < dims.size(); ++i)
       if (in[i] != 1) strides[dims[i]] = in_strides[i];
