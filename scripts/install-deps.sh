@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   g++ cmake ninja-build pkg-config
   libopenblas-dev          # GEMM kernels (pthread build)
+  coinor-libcbc-dev        # CBC, the ILP solver of the auto-sharding pass
   nlohmann-json3-dev       # JSON output
   libcli11-dev             # command-line flags
   libgtest-dev             # tests

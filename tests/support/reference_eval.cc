@@ -441,6 +441,9 @@ Result<Vec> eval_scatter_add(const Ctx& c) {
 }
 
 Result<Vec> eval_node(const Ctx& c) {
+  if (op_info(c.node.op).family == OpFamily::kCollective)
+    return failed_precondition(cat(op_name(c.node.op), " needs a device mesh; reference_eval ",
+                                   "runs one device (collectives are tested on the threads backend)"));
   switch (c.node.op) {
     case OpKind::kParameter:
       ALPA_UNREACHABLE() << "parameters are bound before evaluation";
@@ -495,6 +498,12 @@ Result<Vec> eval_node(const Ctx& c) {
       return eval_gather(c);
     case OpKind::kScatterAdd:
       return eval_scatter_add(c);
+    case OpKind::kAllReduce:
+    case OpKind::kAllGather:
+    case OpKind::kReduceScatter:
+    case OpKind::kAllToAll:
+    case OpKind::kShardSlice:
+      break;  // handled above
   }
   return internal_error(cat("reference_eval has no rule for op ", op_name(c.node.op)));
 }

@@ -340,6 +340,10 @@ const std::array<VjpRule, kNumOps>& rule_table() {
     set(OpKind::kConv2dGradFilter, vjp_conv2d_grad_filter);
     set(OpKind::kGather, vjp_gather);
     set(OpKind::kScatterAdd, vjp_scatter_add);
+    // Collectives appear only in per-device programs, which SPMD lowering builds after autodiff.
+    for (OpKind op : {OpKind::kAllReduce, OpKind::kAllGather, OpKind::kReduceScatter,
+                      OpKind::kAllToAll, OpKind::kShardSlice})
+      set(op, vjp_none, false);
     return t;
   }();
   return table;

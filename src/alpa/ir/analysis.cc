@@ -34,6 +34,10 @@ double node_flops(const Graph& g, ValueId id) {
     case OpFamily::kIndexing:
       return n.op == OpKind::kScatterAdd ? static_cast<double>(g.type(n.operands[1]).num_elements())
                                          : 0.0;
+    case OpFamily::kCollective:
+      return n.op == OpKind::kAllReduce || n.op == OpKind::kReduceScatter
+                 ? static_cast<double>(g.type(n.operands[0]).num_elements())
+                 : 0.0;
     case OpFamily::kSource:
     case OpFamily::kMovement:
       return 0.0;

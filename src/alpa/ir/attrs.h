@@ -205,9 +205,34 @@ struct GatherAttrs {
   friend bool operator==(const GatherAttrs&, const GatherAttrs&) = default;
 };
 
+// A collective over the groups of a logical 2-D device mesh `mesh` = [n0, n1]. The group of a
+// device is the devices that share its coordinates on the axes NOT in `axes`; its position in
+// the group is its coordinate along `axes`, major axis first (axes [0, 1]: c0 * n1 + c1).
+// Group size n = product of mesh[a] for a in axes.
+//   all_reduce      sum over the group (same shape)
+//   all_gather      concatenation along `dim` in group order (dim extent x n)
+//   reduce_scatter  sum over the group, then this device's chunk along `dim` (extent / n)
+//   all_to_all      chunk j along `dim` goes to member j; received chunks are concatenated
+//                   along `concat_dim` in group order (dim extent / n, concat_dim extent x n)
+//   shard_slice     this device's chunk along `dim` (local, no communication; extent / n)
+struct CollectiveAttrs {
+  std::vector<int64_t> axes;  // [0], [1] or [0, 1]
+  std::vector<int64_t> mesh;  // [n0, n1]
+  int64_t dim = 0;
+  int64_t concat_dim = 0;
+  template <typename V>
+  void fields(V& v) {
+    v("axes", axes);
+    v("mesh", mesh);
+    v("dim", dim);
+    v("concat_dim", concat_dim);
+  }
+  friend bool operator==(const CollectiveAttrs&, const CollectiveAttrs&) = default;
+};
+
 using Attrs = std::variant<NoAttrs, ParameterAttrs, ConstantAttrs, IotaAttrs, CompareAttrs,
                            BroadcastAttrs, TransposeAttrs, SliceAttrs, PadAttrs, ConcatAttrs,
-                           ReduceAttrs, DotAttrs, ConvAttrs, GatherAttrs>;
+                           ReduceAttrs, DotAttrs, ConvAttrs, GatherAttrs, CollectiveAttrs>;
 
 // Index of attribute struct T in the Attrs variant.
 template <typename T, typename V = Attrs, size_t I = 0>

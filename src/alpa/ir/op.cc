@@ -118,6 +118,48 @@ Result<TensorType> conv_type(const ConvAttrs& a, const TensorType& in, const Ten
   return TensorType{in.dtype, {in.shape[0], o, oh, ow}};
 }
 
+Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const TensorType& x) {
+  const char* name = op_name(kind).data();
+  if (a.mesh.size() != 2 || a.mesh[0] < 1 || a.mesh[1] < 1)
+    return invalid_argument(cat(name, " mesh must be two positive extents [n0, n1], got ",
+                                list_to_string(a.mesh)));
+  if (a.axes.empty() || a.axes.size() > 2 || a.axes[0] < 0 || a.axes[0] > 1 ||
+      (a.axes.size() == 2 && (a.axes[0] != 0 || a.axes[1] != 1)))
+    return invalid_argument(cat(name, " axes must be [0], [1] or [0,1], got ",
+                                list_to_string(a.axes)));
+  const int64_t n = collective_group_size(a);
+  TensorType out = x;
+  auto check_dim = [&](int64_t d, const char* what) -> Status {
+    if (d < 0 || d >= x.rank())
+      return invalid_argument(cat(name, " ", what, " ", d, " outside the rank of ", x.to_string()));
+    return ok_status();
+  };
+  switch (kind) {
+    case OpKind::kAllReduce:
+      return out;
+    case OpKind::kAllGather:
+      ALPA_RETURN_IF_ERROR(check_dim(a.dim, "dim"));
+      out.shape[a.dim] *= n;
+      return out;
+    case OpKind::kReduceScatter:
+    case OpKind::kShardSlice:
+    case OpKind::kAllToAll:
+      ALPA_RETURN_IF_ERROR(check_dim(a.dim, "dim"));
+      if (x.shape[a.dim] % n != 0)
+        return invalid_argument(cat(name, " splits dim ", a.dim, " of ", x.to_string(), " into ",
+                                    n, " parts, which does not divide it"));
+      out.shape[a.dim] /= n;
+      if (kind == OpKind::kAllToAll) {
+        ALPA_RETURN_IF_ERROR(check_dim(a.concat_dim, "concat_dim"));
+        out.shape[a.concat_dim] *= n;
+      }
+      return out;
+    default:
+      break;
+  }
+  return internal_error(cat("no shape rule for ", name));
+}
+
 Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
                          const TensorType* declared) {
   switch (op_info(kind).family) {
@@ -145,6 +187,8 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
       if (kind == OpKind::kPow) ALPA_RETURN_IF_ERROR(need_float(a, "pow"));
       return a;
     }
+    case OpFamily::kCollective:
+      return collective_type(kind, std::get<CollectiveAttrs>(attrs), ops[0]);
     case OpFamily::kSelect: {
       const TensorType &p = ops[0], &t = ops[1], &f = ops[2];
       if (p.dtype != DType::kPred)
@@ -365,6 +409,16 @@ Attrs default_attrs(OpKind kind) {
 #undef ALPA_OP
   }
   return NoAttrs{};
+}
+
+int64_t collective_group_size(const CollectiveAttrs& a) {
+  if (a.mesh.size() != 2) return 0;
+  int64_t n = 1;
+  for (int64_t axis : a.axes) {
+    if (axis < 0 || axis > 1) return 0;
+    n *= a.mesh[axis];
+  }
+  return n;
 }
 
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo,

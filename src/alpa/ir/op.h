@@ -38,6 +38,7 @@ enum class OpFamily : uint8_t {
   kReduce,       // reduces dims
   kContraction,  // dot / convolution: the FLOP-heavy ops
   kIndexing,     // gather / scatter-add
+  kCollective,   // communication across a device mesh (per-device programs only)
 };
 
 enum class ResultTypeRule : uint8_t { kInferred, kDeclared };
@@ -66,6 +67,10 @@ inline bool is_elementwise(OpKind kind) {
 Result<TensorType> infer_result_type(OpKind kind, const Attrs& attrs,
                                      std::span<const TensorType> operands,
                                      const TensorType* declared);
+
+// Size of the group of a collective (product of the mesh extents of its axes); 0 if the
+// attributes are invalid.
+int64_t collective_group_size(const CollectiveAttrs& a);
 
 // Output spatial extent of a convolution along one axis.
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo,

@@ -152,7 +152,7 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
   std::vector<char> counted(static_cast<size_t>(n), 0);
   int64_t live = 0, peak = 0;
   Workspace workspace(pool_.get());
-  KernelContext ctx{threads_.get(), &workspace, &graph_, kNoValue};
+  KernelContext ctx{threads_.get(), &workspace, &graph_, kNoValue, options_.device};
   std::vector<const Tensor*> inputs;
 
   auto release = [&](ValueId v) {

@@ -12,6 +12,9 @@
 // - User errors (wrong parameter count or type, an out-of-range gather/scatter index) come
 //   back as a Status naming the parameter or node; the executor never aborts on them.
 //
+// A per-device program with collectives runs with ExecutorOptions::device set (SpmdRunner
+// builds one Executor per device); collectives execute in definition order, like every node.
+//
 // Not thread-safe: one run() at a time per Executor. Several Executors may run concurrently
 // on different threads, but they share OpenBLAS's process-wide thread count.
 #pragma once
@@ -22,6 +25,7 @@
 
 #include "alpa/ir/graph.h"
 #include "alpa/runtime/buffer_pool.h"
+#include "alpa/runtime/device.h"
 #include "alpa/runtime/fusion.h"
 #include "alpa/runtime/kernels.h"
 #include "alpa/runtime/tensor.h"
@@ -37,6 +41,9 @@ struct ExecutorOptions {
   // Fuse chains of elementwise ops, splat constants, iotas and broadcasts into one loop
   // (fusion.h). Changes no value; off only to measure its effect.
   bool fuse_elementwise = true;
+  // The device a per-device (SPMD) program runs on, handed to collective kernels; it must
+  // outlive the executor. Null: a single-device program (collectives of one member only).
+  const DeviceContext* device = nullptr;
 };
 
 struct ExecutorStats {

@@ -45,6 +45,7 @@ void register_reduce_kernels(KernelFn* table);
 void register_dot_kernels(KernelFn* table);
 void register_conv_kernels(KernelFn* table);
 void register_indexing_kernels(KernelFn* table);
+void register_collective_kernels(KernelFn* table);
 
 inline void set_kernel(KernelFn* table, OpKind op, KernelFn fn) {
   table[static_cast<int>(op)] = fn;

@@ -43,6 +43,7 @@ KernelTable build_table() {
   kernels::register_dot_kernels(t.data());
   kernels::register_conv_kernels(t.data());
   kernels::register_indexing_kernels(t.data());
+  kernels::register_collective_kernels(t.data());
   return t;
 }
 

@@ -16,7 +16,8 @@
 //
 // Kernels are split by family: kernels_elementwise.cc (sources, unary, binary, select),
 // kernels_movement.cc, kernels_reduce.cc, kernels_dot.cc (dot_general on cblas_sgemm),
-// kernels_conv.cc (conv2d and its gradients via im2col + sgemm), kernels_indexing.cc.
+// kernels_conv.cc (conv2d and its gradients via im2col + sgemm), kernels_indexing.cc,
+// kernels_collective.cc (collectives through the device's Communicator; device.h).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,8 @@
 #include "alpa/support/thread_pool.h"
 
 namespace alpa {
+
+struct DeviceContext;  // device.h
 
 // Scratch memory for one kernel call, drawn from a BufferPool (or malloc when it has none).
 // Everything acquired is returned by release_all(), which the executor calls after each
@@ -58,6 +61,9 @@ struct KernelContext {
   Workspace* workspace = nullptr;  // never null
   const Graph* graph = nullptr;    // the graph of the node, for error messages (may be null)
   ValueId id = kNoValue;           // the node's id in `graph`
+  // The device this program runs on (mesh coordinates, communicator), for collective kernels;
+  // null outside SPMD execution (then only single-member collectives run).
+  const DeviceContext* device = nullptr;
 
   // n floats of scratch, valid until the kernel returns. Call it outside parallel loops.
   float* scratch(int64_t n) const { return workspace->acquire(n); }

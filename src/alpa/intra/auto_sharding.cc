@@ -1,0 +1,367 @@
+#include "alpa/intra/auto_sharding.h"
+
+#include <cctype>
+#include <chrono>
+#include <unordered_map>
+
+#include "alpa/intra/reshard.h"
+#include "alpa/ir/analysis.h"
+#include "alpa/ir/text.h"
+
+namespace alpa {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Resharding times, memoised by (tensor type, from, to): repeated layers hit the cache.
+class ReshardCostCache {
+ public:
+  explicit ReshardCostCache(const Mesh& mesh) : mesh_(mesh) {}
+  double get(const TensorType& t, const ShardingSpec& from, const ShardingSpec& to) {
+    if (from == to) return 0.0;
+    std::string key = t.to_string();
+    key += '|';
+    key += from.to_string();
+    key += '|';
+    key += to.to_string();
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape);
+    const double c = steps.ok() ? reshard_time(*steps, from, t.shape, t.dtype, mesh_) : kInfeasibleCost;
+    cache_.emplace(std::move(key), c);
+    return c;
+  }
+
+ private:
+  const Mesh& mesh_;
+  std::unordered_map<std::string, double> cache_;
+};
+
+
+// A hash of a node's structure `depth` levels back: op, type, attributes, and its name with
+// digit runs replaced ("h12.attn.wq" -> "h#.attn.wq"), so repeated layers hash alike.
+std::vector<uint64_t> structural_keys(const Graph& g, int depth) {
+  auto mix = [](uint64_t h, uint64_t x) {
+    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+  };
+  auto hash_str = [](const std::string& s) {
+    uint64_t h = 1469598103934665603ull;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    return h;
+  };
+  const int32_t n = g.size();
+  std::vector<uint64_t> base(static_cast<size_t>(n));
+  for (ValueId v = 0; v < n; ++v) {
+    const Node& node = g.node(v);
+    std::string name;
+    for (size_t i = 0; i < node.name.size(); ++i) {
+      if (std::isdigit(static_cast<unsigned char>(node.name[i]))) {
+        if (name.empty() || name.back() != '#') name += '#';
+      } else {
+        name += node.name[i];
+      }
+    }
+    base[v] = hash_str(std::string(op_name(node.op)) + "|" + node.type.to_string() + "|" +
+                       print_attrs(node.attrs) + "|" + name);
+  }
+  std::vector<uint64_t> key = base;
+  for (int d = 0; d < depth; ++d) {
+    std::vector<uint64_t> next(static_cast<size_t>(n));
+    for (ValueId v = 0; v < n; ++v) {
+      uint64_t h = base[v];
+      for (ValueId o : g.node(v).operands) h = mix(h, key[o]);
+      next[v] = h;
+    }
+    key = std::move(next);
+  }
+  return key;
+}
+
+bool same_strategies(const std::vector<Strategy>& a, const std::vector<Strategy>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(a[i].output == b[i].output) || a[i].operands != b[i].operands) return false;
+  return true;
+}
+
+struct CostGraph {
+  std::vector<NodeStrategies> strategies;
+  std::vector<ValueId> root;       // per node: leader group (itself if enumerated), -1 if free
+  std::vector<int> ilp_index;      // per root node: its ILP node
+  std::vector<ValueId> ilp_nodes;  // ILP node -> root node
+  IlpRequest request;
+  int leader_nodes = 0;
+  double strategies_s = 0;
+};
+
+Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+                                   const AutoShardingOptions& opt) {
+  CostGraph cg;
+  const Clock::time_point t0 = Clock::now();
+  ALPA_ASSIGN_OR_RETURN(cg.strategies, generate_strategies(g, mesh, device, opt.sharding));
+  cg.strategies_s = since(t0);
+  const int32_t n = g.size();
+  cg.root.assign(static_cast<size_t>(n), kNoValue);
+  cg.ilp_index.assign(static_cast<size_t>(n), -1);
+  for (ValueId v = 0; v < n; ++v) {
+    const NodeStrategies& ns = cg.strategies[v];
+    if (ns.kind == StrategyKind::kEnumerated) cg.root[v] = v;
+    else if (ns.kind == StrategyKind::kFollow) cg.root[v] = cg.root[ns.leader];
+  }
+  IlpRequest& r = cg.request;
+  const bool merge = opt.merge_repeated_layers && opt.fixed.empty();
+  std::vector<uint64_t> keys;
+  if (merge) keys = structural_keys(g, 3);
+  std::unordered_map<uint64_t, std::vector<ValueId>> by_key;  // key -> roots already placed
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] != v) continue;
+    ++cg.leader_nodes;
+    if (merge) {
+      bool placed = false;
+      for (ValueId other : by_key[keys[v]]) {
+        if (same_strategies(cg.strategies[other].strategies, cg.strategies[v].strategies)) {
+          cg.ilp_index[v] = cg.ilp_index[other];
+          r.names[cg.ilp_index[v]] += "," + value_ref(g, v);
+          placed = true;
+          break;
+        }
+      }
+      if (placed) continue;
+      by_key[keys[v]].push_back(v);
+    }
+    cg.ilp_index[v] = r.num_nodes();
+    cg.ilp_nodes.push_back(v);
+    r.names.push_back(value_ref(g, v));
+    r.node_costs.emplace_back(cg.strategies[v].strategies.size(), 0.0);
+  }
+  // Node costs: compute of every member (and the tie-break on bytes held).
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] == kNoValue) continue;
+    std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
+    const auto& st = cg.strategies[v].strategies;
+    for (size_t i = 0; i < st.size(); ++i) {
+      cost[i] += st[i].compute + st[i].comm;
+    }
+  }
+  // Resharding on every edge: inside a group it adds to the group's cost, between groups to
+  // the pair's matrix.
+  ReshardCostCache cache(mesh);
+  std::map<std::pair<int, int>, size_t> edge_of;
+  auto matrix = [&](int a, int b) -> std::vector<double>& {
+    auto [it, inserted] = edge_of.emplace(std::make_pair(a, b), r.edges.size());
+    if (inserted)
+      r.edges.push_back(IlpEdge{a, b, std::vector<double>(r.node_costs[a].size() *
+                                                              r.node_costs[b].size(), 0.0)});
+    return r.edges[it->second].costs;
+  };
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] == kNoValue) continue;
+    const Node& node = g.node(v);
+    const auto& vst = cg.strategies[v].strategies;
+    const int iv = cg.ilp_index[cg.root[v]];
+    for (size_t k = 0; k < node.operands.size(); ++k) {
+      const ValueId u = node.operands[k];
+      if (cg.root[u] == kNoValue) continue;  // free producers make any layout locally
+      const auto& ust = cg.strategies[u].strategies;
+      const TensorType& t = g.type(u);
+      const int iu = cg.ilp_index[cg.root[u]];
+      if (iu == iv) {
+        for (size_t i = 0; i < vst.size(); ++i)
+          r.node_costs[iv][i] += cache.get(t, ust[i].output, vst[i].operands[k]);
+        continue;
+      }
+      std::vector<double>& m = matrix(iu, iv);
+      const size_t kv = vst.size();
+      for (size_t j = 0; j < ust.size(); ++j)
+        for (size_t i = 0; i < kv; ++i)
+          m[j * kv + i] = std::min(kInfeasibleCost,
+                                   m[j * kv + i] + cache.get(t, ust[j].output, vst[i].operands[k]));
+    }
+  }
+  // Aliased outputs keep their parameter's layout.
+  const MeshShape ms = mesh.shape;
+  for (const GraphOutput& o : g.outputs()) {
+    if (o.alias == kNoValue || cg.root[o.value] == kNoValue) continue;
+    const auto& ost = cg.strategies[o.value].strategies;
+    const auto& pst = cg.strategies[o.alias].strategies;
+    const int io = cg.ilp_index[cg.root[o.value]], ip = cg.ilp_index[cg.root[o.alias]];
+    auto same = [&](const ShardingSpec& a, const ShardingSpec& b) {
+      return a.canonical(ms) == b.canonical(ms);
+    };
+    if (io == ip) {
+      for (size_t i = 0; i < ost.size(); ++i)
+        if (!same(ost[i].output, pst[i].output)) r.node_costs[io][i] = kInfeasibleCost;
+      continue;
+    }
+    std::vector<double>& m = matrix(ip, io);
+    for (size_t j = 0; j < pst.size(); ++j)
+      for (size_t i = 0; i < ost.size(); ++i)
+        if (!same(pst[j].output, ost[i].output)) m[j * ost.size() + i] = kInfeasibleCost;
+  }
+  // Weight-update sharding: optimizer state fully split where some layout allows it.
+  if (opt.sharding.prefer_reduce_scatter) {
+    uint8_t all = 0;
+    if (ms[0] > 1) all |= kAxis0;
+    if (ms[1] > 1) all |= kAxis1;
+    for (ValueId v : g.parameters(ParamRole::kState)) {
+      if (cg.root[v] != v || all == 0) continue;
+      const auto& st = cg.strategies[v].strategies;
+      std::vector<double>& cost = r.node_costs[cg.ilp_index[v]];
+      bool any = false;
+      for (const Strategy& s : st) any |= s.output.split_axes() == all;
+      if (!any) continue;  // e.g. a scalar step counter, or extents that do not divide
+      for (size_t i = 0; i < st.size(); ++i)
+        if (st[i].output.split_axes() != all) cost[i] = kInfeasibleCost;
+    }
+  }
+  // Fixed layouts.
+  for (const auto& [name, spec] : opt.fixed) {
+    ValueId v = kNoValue;
+    for (ValueId id = 0; id < n && v == kNoValue; ++id)
+      if (value_ref(g, id) == name) v = id;
+    if (v == kNoValue)
+      return invalid_argument(cat("the plan names value '", name, "', which the graph does not have"),
+                              "value names are as in `alpa graph --emit train-step`");
+    ALPA_RETURN_IF_ERROR(spec.validate(g.type(v).shape, ms).with_context(cat("plan entry ", name)));
+    if (cg.root[v] == kNoValue) continue;  // free values take any layout
+    bool any = false;
+    const auto& st = cg.strategies[v].strategies;
+    std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
+    for (size_t i = 0; i < st.size(); ++i) {
+      if (st[i].output.canonical(ms) == spec.canonical(ms)) any = true;
+      else cost[i] = kInfeasibleCost;
+    }
+    if (!any)
+      return invalid_argument(cat("the plan gives ", name, " the layout ", spec.to_string(),
+                                  ", which its op cannot produce from any layout of its inputs"));
+  }
+  // Memory rows: the live values at each local peak of the live set (a node after which some
+  // value is freed), grouped by ILP node. Alpa samples only at contractions, which misses the
+  // optimizer update; very large graphs fall back to that sampling to keep the ILP small.
+  if (opt.memory_budget_bytes > 0) {
+    r.memory_budget = opt.memory_budget_bytes;
+    const std::vector<ValueId> last = compute_last_use(g);
+    std::vector<char> frees_after(static_cast<size_t>(n), 0);
+    for (ValueId v = 0; v < n; ++v)
+      if (last[v] < n && cg.root[v] != kNoValue) frees_after[last[v]] = 1;
+    constexpr int32_t kAllPeaksLimit = 20000;
+    std::vector<ValueId> times;
+    for (ValueId v = 0; v < n; ++v) {
+      const bool contraction = op_info(g.node(v).op).family == OpFamily::kContraction;
+      if (n <= kAllPeaksLimit ? (frees_after[v] && cg.root[v] != kNoValue) : contraction)
+        times.push_back(v);
+    }
+    times.push_back(n - 1);
+    for (ValueId t : times) {
+      std::map<int, std::vector<double>> terms;
+      for (ValueId v = 0; v <= t; ++v) {
+        if (cg.root[v] == kNoValue) continue;
+        if (last[v] < t) continue;  // the executor's liveness, as in plan_peak_memory
+        const auto& st = cg.strategies[v].strategies;
+        auto& bytes = terms[cg.ilp_index[cg.root[v]]];
+        bytes.resize(st.size(), 0.0);
+        for (size_t i = 0; i < st.size(); ++i) bytes[i] += st[i].memory;
+      }
+      std::vector<IlpMemoryTerm> row;
+      for (auto& [node, bytes] : terms) row.push_back(IlpMemoryTerm{node, std::move(bytes)});
+      r.memory_rows.push_back(std::move(row));
+    }
+  }
+  return cg;
+}
+
+}  // namespace
+
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+                                      const AutoShardingOptions& options) {
+  ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
+  return std::move(cg.request);
+}
+
+double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
+                        const std::vector<int>& strategy, const MeshShape& mesh) {
+  const std::vector<ValueId> last = compute_last_use(g);
+  std::vector<std::vector<ValueId>> frees(static_cast<size_t>(g.size()) + 1);
+  for (ValueId v = 0; v < g.size(); ++v) frees[last[v]].push_back(v);
+  double live = 0, peak = 0;
+  auto bytes = [&](ValueId v) {
+    if (strategy[v] < 0) return 0.0;
+    const TensorType& t = g.type(v);
+    const Shape local = specs[v].rank() == t.rank() ? specs[v].local_shape(t.shape, mesh) : t.shape;
+    return static_cast<double>(num_elements(local) * dtype_bytes(t.dtype));
+  };
+  for (ValueId v = 0; v < g.size(); ++v) {
+    live += bytes(v);
+    peak = std::max(peak, live);
+    for (ValueId f : frees[v]) live -= bytes(f);
+  }
+  return peak;
+}
+
+Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+                                const AutoShardingOptions& options) {
+  const Clock::time_point t0 = Clock::now();
+  ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
+  const double build_s = since(t0);
+  Result<IlpSolution> sol = solve_ilp(cg.request, options.ilp);
+  if (!sol.ok()) {
+    if (options.memory_budget_bytes > 0 && sol.status().code() == StatusCode::kResourceExhausted) {
+      IlpRequest relaxed = cg.request;
+      Result<double> need = min_feasible_memory(relaxed, options.ilp);
+      if (need.ok())
+        return resource_exhausted(
+            cat("no sharding on mesh ", mesh.to_string(), " fits the memory budget of ",
+                options.memory_budget_bytes / 1e9, " GB per device"),
+            cat("the smallest budget that works is ", *need / 1e9, " GB per device (",
+                static_cast<int64_t>(*need), " bytes); raise the budget or use more devices"));
+    }
+    return sol.status();
+  }
+  ShardingPlan plan;
+  plan.mesh = mesh.shape;
+  const int32_t n = g.size();
+  plan.strategy.assign(static_cast<size_t>(n), -1);
+  plan.specs.resize(static_cast<size_t>(n));
+  plan.operand_specs.resize(static_cast<size_t>(n));
+  plan.strategy_names.resize(static_cast<size_t>(n));
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] == kNoValue) {
+      plan.specs[v] = ShardingSpec::replicated(g.type(v).rank());
+      plan.strategy_names[v] = "free";
+      continue;
+    }
+    const int choice = sol->choice[cg.ilp_index[cg.root[v]]];
+    const Strategy& s = cg.strategies[v].strategies[choice];
+    plan.strategy[v] = choice;
+    plan.specs[v] = s.output;
+    plan.operand_specs[v] = s.operands;
+    plan.strategy_names[v] = s.name;
+    plan.compute_s += s.compute;
+    plan.communication_s += s.comm;
+  }
+  // Communication: the resharding the chosen strategies imply on every edge.
+  ReshardCostCache cache(mesh);
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] == kNoValue) continue;
+    const Node& node = g.node(v);
+    for (size_t k = 0; k < node.operands.size(); ++k) {
+      const ValueId u = node.operands[k];
+      if (cg.root[u] == kNoValue) continue;
+      plan.communication_s += cache.get(g.type(u), plan.specs[u], plan.operand_specs[v][k]);
+    }
+  }
+  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape);
+  plan.ilp = sol->stats;
+  plan.leader_nodes = cg.leader_nodes;
+  plan.ilp_nodes = cg.request.num_nodes();
+  plan.strategies_s = cg.strategies_s;
+  plan.cost_graph_s = build_s - cg.strategies_s;
+  plan.total_s = since(t0);
+  return plan;
+}
+
+}  // namespace alpa

@@ -1,0 +1,83 @@
+// Auto-sharding: the intra-operator pass (Alpa §2). Chooses a layout for every value of a
+// graph on one logical 2-D mesh that minimises predicted step time (compute + resharding
+// communication) within an optional per-device memory budget.
+//
+//   strategies (strategy.h)  ->  cost graph  ->  ILP (ilp.h, CBC)  ->  ShardingPlan
+//
+// The cost graph has one variable per leader node (followers share their leader's index), a
+// cost per strategy (compute time of the node and its followers, plus resharding inside the
+// group), and one cost matrix per pair of connected groups (resharding time of every edge
+// between them, from reshard.h). Aliased outputs (updated weights and optimizer state) must
+// keep their parameter's layout. `fixed` pins the layout of named values: a hand-written or
+// partial plan is a set of constraints and the ILP completes it.
+//
+// Not done here: lowering the plan to per-device programs (spmd), pipeline stages (inter).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "alpa/cluster/cluster.h"
+#include "alpa/cluster/mesh.h"
+#include "alpa/intra/ilp.h"
+#include "alpa/intra/sharding_spec.h"
+#include "alpa/intra/strategy.h"
+#include "alpa/ir/graph.h"
+
+namespace alpa {
+
+struct AutoShardingOptions {
+  ShardingOptions sharding;
+  double memory_budget_bytes = 0;               // per device; 0: no constraint
+  IlpOptions ilp;
+  // Give structurally identical nodes (repeated layers) one shared ILP variable: identical
+  // layers then choose identical layouts, as hand-written plans do, and the ILP has about one
+  // layer's worth of variables however deep the model is. Nodes match when their op, type,
+  // attributes and parameter names with digits removed ("h#.attn.wq") agree three levels deep
+  // and they have the same strategies. A restriction, not a relaxation: turned off
+  // automatically when `fixed` pins layouts.
+  bool merge_repeated_layers = true;
+  // Required layouts, keyed by the value's reference in the text form ("%h0.attn.wq", "%57").
+  // A complete set checks and costs a given plan; a partial set is completed by the ILP.
+  std::map<std::string, ShardingSpec> fixed;
+};
+
+struct ShardingPlan {
+  MeshShape mesh{1, 1};
+  // Per node. Free nodes (constants, iota and ops of only those) have strategy -1: they are
+  // computed locally in whatever layout each user needs; their spec is replicated.
+  std::vector<int> strategy;
+  std::vector<ShardingSpec> specs;                       // output layout
+  std::vector<std::vector<ShardingSpec>> operand_specs;  // layout each operand is used in
+  std::vector<std::string> strategy_names;
+
+  // Predictions for one execution of the graph on one device.
+  double compute_s = 0;
+  double communication_s = 0;
+  double peak_memory_bytes = 0;
+
+  // Planning statistics.
+  IlpStats ilp;
+  int leader_nodes = 0;          // nodes that choose a strategy (followers share theirs)
+  int ilp_nodes = 0;             // ILP nodes after merging repeated layers
+  double strategies_s = 0;       // strategy generation
+  double cost_graph_s = 0;       // resharding costs and the request
+  double total_s = 0;
+};
+
+Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+                                const AutoShardingOptions& options = {});
+
+// The ILP request auto_shard builds (for inspection, benchmarks and solver tests).
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+                                      const AutoShardingOptions& options);
+
+// Peak bytes per device when the graph runs in definition order with every value freed after
+// its last use, each value held in its layout. Free nodes (strategy -1: constants, iotas and
+// what is computed from them alone) are not counted: the executor generates them inside fused
+// loops instead of holding them.
+double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
+                        const std::vector<int>& strategy, const MeshShape& mesh);
+
+}  // namespace alpa

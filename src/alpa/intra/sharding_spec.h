@@ -1,0 +1,80 @@
+// ShardingSpec: how one tensor is laid out over a logical 2-D device mesh (n0, n1).
+//
+// For each tensor dim: the mesh axes it is split over, as a bitmask (0: replicated, 1: axis 0,
+// 2: axis 1, 3: both, flattened with axis 0 major: block index c0 * n1 + c1). Plus the mesh
+// axes over which the value is a *partial sum*: the true value is the sum of the devices'
+// local values along those axes.
+//
+// Invariants (validate): one entry per tensor dim; each mesh axis is used at most once across
+// the dims and the partial set; split extents divide evenly. Exactly one encoding per layout.
+//
+// Text form (the paper's notation): one token per dim, R / S0 / S1 / S01, then "+P0", "+P1"
+// or "+P01" for partial sums: "S0R", "RS1", "S01R", "RR+P1". A rank-0 tensor prints as "()"
+// ("()+P0" when partial).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "alpa/cost/collective.h"  // kAxis0, kAxis1, kBothAxes
+#include "alpa/ir/types.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+using MeshShape = std::array<int64_t, 2>;  // a logical mesh's extents (n0, n1)
+
+// Number of devices a set of axes spans: product of the mesh extents of the axes in `axes`.
+int64_t axes_size(uint8_t axes, const MeshShape& mesh);
+// "0", "1", "01"
+std::string axes_to_string(uint8_t axes);
+
+struct ShardingSpec {
+  std::vector<uint8_t> dims;  // per tensor dim: bitmask of mesh axes it is split over
+  uint8_t partial = 0;        // bitmask of mesh axes over which the value is a partial sum
+
+  static ShardingSpec replicated(int64_t rank) { return {std::vector<uint8_t>(rank, 0), 0}; }
+
+  int64_t rank() const { return static_cast<int64_t>(dims.size()); }
+  // Axes used by dims and partial together.
+  uint8_t used_axes() const;
+  // Axes used by the dims (not partial).
+  uint8_t split_axes() const;
+  bool is_replicated() const { return used_axes() == 0; }
+  // Number of distinct shards along the split axes (how much smaller each device's piece is).
+  int64_t shards(const MeshShape& mesh) const { return axes_size(split_axes(), mesh); }
+  // The tensor dim split over mesh axis `axis` (0 or 1), or -1.
+  int64_t dim_of_axis(int axis) const;
+
+  // Each device's local shape (extents divided by their split sizes).
+  Shape local_shape(const Shape& shape, const MeshShape& mesh) const;
+  // Checks the invariants against a tensor shape and mesh; the message names the problem.
+  Status validate(const Shape& shape, const MeshShape& mesh) const;
+  // The same layout with splits and partials over extent-1 mesh axes dropped (they mean nothing).
+  ShardingSpec canonical(const MeshShape& mesh) const;
+
+  std::string to_string() const;
+  static Result<ShardingSpec> parse(std::string_view text);
+
+  friend bool operator==(const ShardingSpec&, const ShardingSpec&) = default;
+};
+
+// Offset (in elements, along each dim) of the block the device at mesh coordinates `coords`
+// holds, for a tensor of `shape` laid out as `spec`.
+std::vector<int64_t> shard_offsets(const ShardingSpec& spec, const Shape& shape,
+                                   const MeshShape& mesh, const std::array<int64_t, 2>& coords);
+
+}  // namespace alpa
+
+template <>
+struct std::hash<alpa::ShardingSpec> {
+  size_t operator()(const alpa::ShardingSpec& s) const noexcept {
+    size_t h = s.partial;
+    for (uint8_t d : s.dims) h = h * 131 + d + 1;
+    return h;
+  }
+};

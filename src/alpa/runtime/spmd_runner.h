@@ -1,0 +1,67 @@
+// SpmdRunner: runs one per-device program on every device of a logical 2-D mesh, one thread
+// per device, collectives through a ThreadWorld (threads_communicator.h).
+//
+// SPMD: every device runs the same Graph; only its mesh coordinates differ (device d sits at
+// (d / n1, d % n1) and is communicator rank d). Each device has its own Executor (its own
+// buffer pool and thread pool), built once, so devices share no mutable state; repeated run()
+// calls reuse their buffers. Collective ops in the program must name this runner's mesh.
+//
+// Errors: a device whose run fails (a wrong parameter, a kernel error) aborts the world; the
+// other devices' pending collectives fail instead of hanging, and run() returns the first
+// failure as "rank R: device (i,j): <error>". A later run() starts afresh.
+//
+// Not a planner or a lowering pass: it runs programs that SPMD lowering produced. Not
+// thread-safe: one run() at a time.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "alpa/ir/graph.h"
+#include "alpa/runtime/device.h"
+#include "alpa/runtime/executor.h"
+#include "alpa/runtime/tensor.h"
+#include "alpa/runtime/threads_communicator.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+struct SpmdOptions {
+  std::array<int64_t, 2> mesh{1, 1};  // [n0, n1], both >= 1
+  int threads_per_device = 1;         // each device's kernel threads (ExecutorOptions)
+  double timeout_s = 60;              // longest wait for a peer inside a collective
+  bool fuse_elementwise = true;       // ExecutorOptions::fuse_elementwise
+};
+
+class SpmdRunner {
+ public:
+  // `program` must verify and the mesh must be positive (CHECK).
+  SpmdRunner(Graph program, SpmdOptions options);
+  ~SpmdRunner();
+  SpmdRunner(const SpmdRunner&) = delete;
+  SpmdRunner& operator=(const SpmdRunner&) = delete;
+  SpmdRunner(SpmdRunner&&) noexcept;  // the devices' addresses stay put
+  SpmdRunner& operator=(SpmdRunner&&) noexcept;
+
+  const Graph& program() const { return executors_.front().graph(); }
+  const SpmdOptions& options() const { return options_; }
+  int num_devices() const { return static_cast<int>(devices_.size()); }
+  const DeviceContext& device(int d) const;
+
+  // params[d]: device d's parameters (its local shards), in program().parameters() order.
+  // Returns each device's outputs, in program().outputs() order.
+  Result<std::vector<std::vector<Tensor>>> run(std::vector<std::vector<Tensor>> params);
+
+  // Device d's statistics from the last run.
+  const ExecutorStats& stats(int device) const;
+
+ private:
+  SpmdOptions options_;
+  std::unique_ptr<ThreadWorld> world_;
+  std::vector<DeviceContext> devices_;  // fixed size: executors point into it
+  std::vector<Executor> executors_;
+};
+
+}  // namespace alpa
