@@ -118,6 +118,7 @@ const std::vector<Case>& cases() {
       {OpKind::kAllGather, 2, 0}, {OpKind::kReduceScatter, 0, 0}, {OpKind::kReduceScatter, 2, 0},
       {OpKind::kAllToAll, 0, 2},  {OpKind::kAllToAll, 2, 0},      {OpKind::kAllToAll, 2, 1},
       {OpKind::kAllToAll, 0, 0},  {OpKind::kShardSlice, 0, 0},    {OpKind::kShardSlice, 2, 0},
+      {OpKind::kToPartial, 0, 0},
   };
   return kCases;
 }
@@ -179,6 +180,11 @@ void check_case(const Case& c, std::array<int64_t, 2> mesh, const std::vector<in
         want[d] = f;
         break;
       }
+      case OpKind::kToPartial:
+        // Position 0 keeps its value, the others zero: the group's sum is position 0's value.
+        want[d] = input[d];
+        if (p != 0) std::fill(want[d].v.begin(), want[d].v.end(), 0.0f);
+        break;
       case OpKind::kShardSlice:
         // Replicated within the group; each device keeps its chunk.
         input[d] = random_full(kLocal, 7000 + static_cast<uint64_t>(group[0]));
@@ -332,7 +338,7 @@ TEST(CollectiveOps, WithoutADeviceOnlySingleMemberGroupsRun) {
 
   const Tensor in = testing::random_tensor(f32({4, 2}), 3);
   for (OpKind op : {OpKind::kAllReduce, OpKind::kAllGather, OpKind::kReduceScatter,
-                    OpKind::kAllToAll, OpKind::kShardSlice}) {
+                    OpKind::kAllToAll, OpKind::kShardSlice, OpKind::kToPartial}) {
     for (const CollectiveAttrs& a :
          {CollectiveAttrs{{0, 1}, {1, 1}, 1, 0}, CollectiveAttrs{{1}, {3, 1}, 0, 1}}) {
       Builder b1("one");

@@ -503,6 +503,7 @@ Result<Vec> eval_node(const Ctx& c) {
     case OpKind::kReduceScatter:
     case OpKind::kAllToAll:
     case OpKind::kShardSlice:
+    case OpKind::kToPartial:
       break;  // handled above
   }
   return internal_error(cat("reference_eval has no rule for op ", op_name(c.node.op)));

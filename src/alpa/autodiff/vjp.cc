@@ -342,7 +342,7 @@ const std::array<VjpRule, kNumOps>& rule_table() {
     set(OpKind::kScatterAdd, vjp_scatter_add);
     // Collectives appear only in per-device programs, which SPMD lowering builds after autodiff.
     for (OpKind op : {OpKind::kAllReduce, OpKind::kAllGather, OpKind::kReduceScatter,
-                      OpKind::kAllToAll, OpKind::kShardSlice})
+                      OpKind::kAllToAll, OpKind::kShardSlice, OpKind::kToPartial})
       set(op, vjp_none, false);
     return t;
   }();

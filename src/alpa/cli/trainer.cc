@@ -1,16 +1,20 @@
 #include "alpa/cli/trainer.h"
 
 #include <algorithm>
-#include <map>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <thread>
 
+#include "alpa/cluster/cluster.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/models/data.h"
 #include "alpa/runtime/blas.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/init.h"
+#include "alpa/runtime/spmd_runner.h"
+#include "alpa/spmd/lower.h"
+#include "alpa/spmd/shard.h"
 
 namespace alpa {
 
@@ -23,6 +27,8 @@ double TrainReport::step_time_s() const {
 }
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 std::vector<TrainReport::NodeTime> slowest_nodes(const Executor& exec,
                                                  const std::vector<double>& seconds, size_t k) {
@@ -49,12 +55,170 @@ std::vector<TrainReport::NodeTime> slowest_nodes(const Executor& exec,
   return out;
 }
 
+// Where each parameter's value comes from at every step.
+struct Slots {
+  std::vector<ValueId> params;
+  std::vector<int> alias_output;  // output carrying the new value, or -1
+  std::vector<int> input_index;   // position among the data inputs, or -1
+  explicit Slots(const Graph& g) : params(g.parameters()) {
+    alias_output.assign(params.size(), -1);
+    input_index.assign(params.size(), -1);
+    int inputs = 0;
+    for (size_t p = 0; p < params.size(); ++p) {
+      for (size_t o = 0; o < g.outputs().size(); ++o)
+        if (g.outputs()[o].alias == params[p]) alias_output[p] = static_cast<int>(o);
+      if (g.node(params[p]).attr<ParameterAttrs>().role == ParamRole::kInput)
+        input_index[p] = inputs++;
+    }
+  }
+};
+
+// One training step on some hardware; keeps the parameters between steps.
+class StepBackend {
+ public:
+  virtual ~StepBackend() = default;
+  // Runs one step on a batch (one vector per data input); returns the loss.
+  virtual Result<double> step(std::vector<std::vector<float>> batch, bool timed_profile) = 0;
+  virtual Result<std::vector<Tensor>> final_params() = 0;
+};
+
+class SingleDevice : public StepBackend {
+ public:
+  SingleDevice(const Graph& g, const TrainOptions& o, TrainReport* report)
+      : g_(g), slots_(g), report_(report) {
+    ExecutorOptions eo;
+    eo.num_threads = report->threads;
+    exec_ = std::make_unique<Executor>(g, eo);
+    values_ = init_parameters(g, o.seed);
+    node_seconds_.assign(static_cast<size_t>(g.size()), 0.0);
+  }
+  Result<double> step(std::vector<std::vector<float>> batch, bool profile) override {
+    for (size_t p = 0; p < slots_.params.size(); ++p)
+      if (slots_.input_index[p] >= 0)
+        values_[p] = Tensor::from_values(g_.type(slots_.params[p]),
+                                         std::move(batch[slots_.input_index[p]]));
+    last_inputs_ = values_;
+    ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, exec_->run(std::move(values_)));
+    if (profile) {
+      for (int k = 0; k < kNumOps; ++k) report_->seconds_by_op[k] += exec_->stats().seconds_by_op[k];
+      for (ValueId v = 0; v < g_.size(); ++v) node_seconds_[v] += exec_->stats().seconds_by_node[v];
+    }
+    values_.assign(slots_.params.size(), Tensor());
+    for (size_t p = 0; p < slots_.params.size(); ++p)
+      if (slots_.alias_output[p] >= 0) values_[p] = std::move(outputs[slots_.alias_output[p]]);
+    report_->slowest_nodes = slowest_nodes(*exec_, node_seconds_, 15);
+    return static_cast<double>(outputs[0].item());
+  }
+  Result<std::vector<Tensor>> final_params() override {
+    std::vector<Tensor> out = values_;
+    for (size_t p = 0; p < slots_.params.size(); ++p)
+      if (slots_.input_index[p] >= 0) out[p] = last_inputs_[p];
+    return out;
+  }
+
+ private:
+  const Graph& g_;
+  Slots slots_;
+  TrainReport* report_;
+  std::unique_ptr<Executor> exec_;
+  std::vector<Tensor> values_, last_inputs_;
+  std::vector<double> node_seconds_;
+};
+
+class Mesh2D : public StepBackend {
+ public:
+  static Result<std::unique_ptr<Mesh2D>> create(const Graph& g, const TrainOptions& o,
+                                                TrainReport* report) {
+    auto m = std::unique_ptr<Mesh2D>(new Mesh2D(g, o, report));
+    ALPA_RETURN_IF_ERROR(m->init());
+    return m;
+  }
+  Result<double> step(std::vector<std::vector<float>> batch, bool) override {
+    for (size_t p = 0; p < slots_.params.size(); ++p) {
+      if (slots_.input_index[p] < 0) continue;
+      const Tensor full = Tensor::from_values(g_.type(slots_.params[p]),
+                                              std::move(batch[slots_.input_index[p]]));
+      std::vector<Tensor> shards = shard_tensor_all(full, spmd_.param_specs[p], mesh_);
+      for (int d = 0; d < devices_; ++d) values_[d][p] = std::move(shards[d]);
+    }
+    last_inputs_ = values_;
+    ALPA_ASSIGN_OR_RETURN(std::vector<std::vector<Tensor>> outputs, runner_->run(std::move(values_)));
+    values_.assign(static_cast<size_t>(devices_), std::vector<Tensor>(slots_.params.size()));
+    for (int d = 0; d < devices_; ++d)
+      for (size_t p = 0; p < slots_.params.size(); ++p)
+        if (slots_.alias_output[p] >= 0)
+          values_[d][p] = std::move(outputs[d][slots_.alias_output[p]]);
+    report_->device_peak_live_bytes = runner_->stats(0).peak_live_bytes;
+    return static_cast<double>(outputs[0][0].item());  // the loss is replicated
+  }
+  Result<std::vector<Tensor>> final_params() override {
+    std::vector<Tensor> out;
+    for (size_t p = 0; p < slots_.params.size(); ++p) {
+      const auto& src = slots_.input_index[p] >= 0 ? last_inputs_ : values_;
+      std::vector<const Tensor*> blocks;
+      for (int d = 0; d < devices_; ++d) blocks.push_back(&src[d][p]);
+      ALPA_ASSIGN_OR_RETURN(Tensor t, assemble_tensor(blocks, spmd_.param_specs[p], mesh_,
+                                                      g_.type(slots_.params[p])));
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+ private:
+  Mesh2D(const Graph& g, const TrainOptions& o, TrainReport* report)
+      : g_(g), o_(o), slots_(g), report_(report), mesh_(o.mesh) {}
+
+  Status init() {
+    devices_ = static_cast<int>(mesh_[0] * mesh_[1]);
+    ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(o_.cluster));
+    Result<Cluster> sized = with_devices(base, devices_);
+    if (!sized.ok())
+      return sized.status().with_context(cat("cluster '", base.name, "' for mesh ", mesh_[0], "x",
+                                             mesh_[1]));
+    ALPA_ASSIGN_OR_RETURN(Mesh mesh, make_mesh(*sized, mesh_[0], mesh_[1]));
+    const Clock::time_point t0 = Clock::now();
+    ALPA_ASSIGN_OR_RETURN(report_->plan, auto_shard(g_, mesh, sized->device, o_.sharding));
+    report_->plan_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    report_->predicted_step_time_s = report_->plan.compute_s + report_->plan.communication_s;
+    report_->predicted_peak_memory_bytes = report_->plan.peak_memory_bytes;
+    ALPA_ASSIGN_OR_RETURN(spmd_, lower_to_spmd(g_, report_->plan));
+    report_->collectives = spmd_.collectives;
+    for (ValueId p : spmd_.program.parameters())
+      report_->device_param_shapes.push_back(spmd_.program.type(p).shape);
+    SpmdOptions so;
+    so.mesh = mesh_;
+    so.threads_per_device = 1;
+    runner_ = std::make_unique<SpmdRunner>(spmd_.program, so);
+    // The same initial values as one device (same seed, whole tensors), then each device's block.
+    const std::vector<Tensor> init = init_parameters(g_, o_.seed);
+    values_.assign(static_cast<size_t>(devices_), std::vector<Tensor>(slots_.params.size()));
+    for (size_t p = 0; p < slots_.params.size(); ++p) {
+      std::vector<Tensor> shards = shard_tensor_all(init[p], spmd_.param_specs[p], mesh_);
+      for (int d = 0; d < devices_; ++d) values_[d][p] = std::move(shards[d]);
+    }
+    return ok_status();
+  }
+
+  const Graph& g_;
+  TrainOptions o_;
+  Slots slots_;
+  TrainReport* report_;
+  MeshShape mesh_;
+  int devices_ = 1;
+  SpmdProgram spmd_;
+  std::unique_ptr<SpmdRunner> runner_;
+  std::vector<std::vector<Tensor>> values_, last_inputs_;  // [device][parameter]
+};
+
 }  // namespace
 
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
                                 const std::function<void(const StepReport&)>& on_step) {
   if (options.steps < 1) return invalid_argument(cat("--steps must be >= 1, got ", options.steps));
   if (options.threads < 0) return invalid_argument("--threads must be >= 0");
+  if (options.mesh[0] < 1 || options.mesh[1] < 1)
+    return invalid_argument(cat("mesh extents must be >= 1, got ", options.mesh[0], "x",
+                                options.mesh[1]));
   ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, options.micro_batches));
   TrainStepOptions tso;
   tso.optimizer = options.optimizer;
@@ -67,56 +231,41 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   report.parameters = stats.parameters;
   report.flops_per_step = stats.flops;
   report.tokens_per_step = tokens_per_batch(spec);
-  report.threads = options.threads > 0
+  report.mesh = options.mesh;
+  report.devices = static_cast<int>(options.mesh[0] * options.mesh[1]);
+  report.threads = report.devices > 1 ? 1
+                   : options.threads > 0
                        ? options.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-
-  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data, make_data_source(spec, g, options.seed));
-  ExecutorOptions eo;
-  eo.num_threads = report.threads;
-  Executor exec(g, eo);
-  report.blas_core = blas_core_name();
   report.seconds_by_op.assign(kNumOps, 0.0);
 
-  // Parameter slots: where each parameter's value comes from at every step.
-  const std::vector<ValueId> params = g.parameters();
-  std::vector<int> alias_output(params.size(), -1);  // output carrying the new value
-  std::vector<int> input_index(params.size(), -1);   // position among the data inputs
-  int num_inputs = 0;
-  for (size_t p = 0; p < params.size(); ++p) {
-    for (size_t o = 0; o < g.outputs().size(); ++o)
-      if (g.outputs()[o].alias == params[p]) alias_output[p] = static_cast<int>(o);
-    if (g.node(params[p]).attr<ParameterAttrs>().role == ParamRole::kInput)
-      input_index[p] = num_inputs++;
+  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data, make_data_source(spec, g, options.seed));
+  std::unique_ptr<StepBackend> backend;
+  if (report.devices == 1) {
+    backend = std::make_unique<SingleDevice>(g, options, &report);
+  } else {
+    ALPA_ASSIGN_OR_RETURN(std::unique_ptr<Mesh2D> m, Mesh2D::create(g, options, &report));
+    backend = std::move(m);
   }
-  std::vector<Tensor> values = init_parameters(g, options.seed);
-  std::vector<double> node_seconds(static_cast<size_t>(g.size()), 0.0);
+  report.blas_core = blas_core_name();
 
   for (int step = 1; step <= options.steps; ++step) {
     std::vector<std::vector<float>> batch = data->batch(step - 1);
-    for (size_t p = 0; p < params.size(); ++p)
-      if (input_index[p] >= 0)
-        values[p] = Tensor::from_values(g.type(params[p]), std::move(batch[input_index[p]]));
-    const auto t0 = std::chrono::steady_clock::now();
-    ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, exec.run(std::move(values)));
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double loss = outputs[0].item();
+    const Clock::time_point t0 = Clock::now();
+    ALPA_ASSIGN_OR_RETURN(double loss,
+                          backend->step(std::move(batch), step > 1 || options.steps == 1));
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (!std::isfinite(loss))
       return failed_precondition(cat("the loss became ", loss, " at step ", step),
                                  "lower the learning rate (--lr)");
-    if (step > 1 || options.steps == 1) {
-      for (int k = 0; k < kNumOps; ++k) report.seconds_by_op[k] += exec.stats().seconds_by_op[k];
-      for (ValueId v = 0; v < g.size(); ++v) node_seconds[v] += exec.stats().seconds_by_node[v];
-    }
     report.losses.push_back(loss);
     report.step_seconds.push_back(seconds);
-    values.assign(params.size(), Tensor());
-    for (size_t p = 0; p < params.size(); ++p)
-      if (alias_output[p] >= 0) values[p] = std::move(outputs[alias_output[p]]);
     if (on_step) on_step(StepReport{step, loss, seconds});
   }
-  report.slowest_nodes = slowest_nodes(exec, node_seconds, 120);
+  if (options.keep_final_params) {
+    ALPA_ASSIGN_OR_RETURN(report.final_params, backend->final_params());
+    for (ValueId p : g.parameters()) report.param_names.push_back(g.node(p).name);
+  }
   return report;
 }
 

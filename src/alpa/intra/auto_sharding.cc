@@ -1,5 +1,6 @@
 #include "alpa/intra/auto_sharding.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <unordered_map>
@@ -113,9 +114,25 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     else if (ns.kind == StrategyKind::kFollow) cg.root[v] = cg.root[ns.leader];
   }
   IlpRequest& r = cg.request;
-  const bool merge = opt.merge_repeated_layers && opt.fixed.empty();
+  const bool merge = opt.merge_repeated_layers;
   std::vector<uint64_t> keys;
   if (merge) keys = structural_keys(g, 3);
+  // Pinned layouts take part in the match: nodes merge only if both are unpinned or pinned
+  // alike, so a plan that treats layers differently keeps them apart.
+  std::vector<std::string> pinned(static_cast<size_t>(n));
+  for (const auto& [name, spec] : opt.fixed) {
+    const ValueId v = g.find(name.size() > 1 && name[0] == '%' ? name.substr(1) : name);
+    if (v != kNoValue) pinned[v] = spec.canonical(mesh.shape).to_string();
+  }
+  for (const auto& [name, spec] : opt.fixed)
+    if (name.size() > 1 && std::all_of(name.begin() + 1, name.end(), ::isdigit)) {
+      const ValueId v = std::stoi(name.substr(1));
+      if (v >= 0 && v < n) pinned[v] = spec.canonical(mesh.shape).to_string();
+    }
+  // A follower's pin constrains its group's root.
+  for (ValueId v = n - 1; v >= 0; --v)
+    if (!pinned[v].empty() && cg.root[v] != kNoValue && cg.root[v] != v)
+      pinned[cg.root[v]] += "|" + std::to_string(v) + "=" + pinned[v];
   std::unordered_map<uint64_t, std::vector<ValueId>> by_key;  // key -> roots already placed
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] != v) continue;
@@ -123,7 +140,8 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     if (merge) {
       bool placed = false;
       for (ValueId other : by_key[keys[v]]) {
-        if (same_strategies(cg.strategies[other].strategies, cg.strategies[v].strategies)) {
+        if (pinned[other] == pinned[v] &&
+            same_strategies(cg.strategies[other].strategies, cg.strategies[v].strategies)) {
           cg.ilp_index[v] = cg.ilp_index[other];
           r.names[cg.ilp_index[v]] += "," + value_ref(g, v);
           placed = true;
@@ -326,11 +344,13 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
   const int32_t n = g.size();
   plan.strategy.assign(static_cast<size_t>(n), -1);
   plan.specs.resize(static_cast<size_t>(n));
+  plan.native_specs.resize(static_cast<size_t>(n));
   plan.operand_specs.resize(static_cast<size_t>(n));
   plan.strategy_names.resize(static_cast<size_t>(n));
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) {
       plan.specs[v] = ShardingSpec::replicated(g.type(v).rank());
+      plan.native_specs[v] = plan.specs[v];
       plan.strategy_names[v] = "free";
       continue;
     }
@@ -338,6 +358,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     const Strategy& s = cg.strategies[v].strategies[choice];
     plan.strategy[v] = choice;
     plan.specs[v] = s.output;
+    plan.native_specs[v] = s.native;
     plan.operand_specs[v] = s.operands;
     plan.strategy_names[v] = s.name;
     plan.compute_s += s.compute;

@@ -35,8 +35,8 @@ struct AutoShardingOptions {
   // layers then choose identical layouts, as hand-written plans do, and the ILP has about one
   // layer's worth of variables however deep the model is. Nodes match when their op, type,
   // attributes and parameter names with digits removed ("h#.attn.wq") agree three levels deep
-  // and they have the same strategies. A restriction, not a relaxation: turned off
-  // automatically when `fixed` pins layouts.
+  // and they have the same strategies and the same pinned layout in `fixed` (if any). A
+  // restriction, not a relaxation.
   bool merge_repeated_layers = true;
   // Required layouts, keyed by the value's reference in the text form ("%h0.attn.wq", "%57").
   // A complete set checks and costs a given plan; a partial set is completed by the ILP.
@@ -49,6 +49,7 @@ struct ShardingPlan {
   // computed locally in whatever layout each user needs; their spec is replicated.
   std::vector<int> strategy;
   std::vector<ShardingSpec> specs;                       // output layout
+  std::vector<ShardingSpec> native_specs;                // layout the op itself produces
   std::vector<std::vector<ShardingSpec>> operand_specs;  // layout each operand is used in
   std::vector<std::string> strategy_names;
 

@@ -204,6 +204,7 @@ std::vector<Strategy> enumerate(const Graph& g, ValueId id, const Mesh& mesh,
       s.compute = n.op == OpKind::kParameter ? 0.0
                                              : compute_time(device, n.type.dtype, flops / shards, bytes);
       s.memory = local_bytes(n.type, s.output, ms);
+      s.native = s.output;
       // A partial output may also be resolved here, once for all users.
       if (s.output.partial) {
         const uint8_t p = s.output.partial;
@@ -415,6 +416,7 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
       return internal_error(cat("no follow rule for ", op_name(n.op)));
   }
   s.name = s.output.to_string() + " <- " + spec_list(s.operands);
+  s.native = s.output;
   return s;
 }
 

@@ -59,6 +59,10 @@ struct ShardingOptions {
 struct Strategy {
   std::string name;                      // e.g. "S0R = S0R x RR"
   ShardingSpec output;
+  // The layout the op itself produces from `operands`; differs from `output` only when the
+  // strategy resolves the op's partial sum with its own collective (all-reduce /
+  // reduce-scatter).
+  ShardingSpec native;
   std::vector<ShardingSpec> operands;    // required layout of each operand
   double compute = 0;                    // seconds on one device
   double comm = 0;                       // seconds of the node's own collective (resolving

@@ -215,6 +215,8 @@ struct GatherAttrs {
 //   all_to_all      chunk j along `dim` goes to member j; received chunks are concatenated
 //                   along `concat_dim` in group order (dim extent / n, concat_dim extent x n)
 //   shard_slice     this device's chunk along `dim` (local, no communication; extent / n)
+//   to_partial      x on the group's position 0, zeros elsewhere: a partial sum over the group
+//                   whose total is x (local, no communication; same shape)
 struct CollectiveAttrs {
   std::vector<int64_t> axes;  // [0], [1] or [0, 1]
   std::vector<int64_t> mesh;  // [n0, n1]

@@ -136,6 +136,7 @@ Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const 
   };
   switch (kind) {
     case OpKind::kAllReduce:
+    case OpKind::kToPartial:
       return out;
     case OpKind::kAllGather:
       ALPA_RETURN_IF_ERROR(check_dim(a.dim, "dim"));

@@ -94,6 +94,42 @@ class MlpData : public DataSource {
   std::vector<float> teacher_;
 };
 
+// Images whose label is the argmax of a fixed random map of their channel means.
+class ConvNetData : public DataSource {
+ public:
+  ConvNetData(const Shape& x, int64_t classes, uint64_t seed) : x_(x), classes_(classes), seed_(seed) {
+    Rng rng(seed ^ 0xc0de5ull);
+    teacher_ = sample_init(ParamInit::kNormal, 1.0, rng, x[1] * classes);
+  }
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    Rng rng = Rng(seed_).fork(static_cast<uint64_t>(step) + 1);
+    std::vector<float> x = sample_init(ParamInit::kNormal, 1.0, rng, num_elements(x_));
+    const int64_t b = x_[0], c = x_[1], hw = x_[2] * x_[3];
+    std::vector<float> labels(static_cast<size_t>(b));
+    for (int64_t i = 0; i < b; ++i) {
+      int64_t best = 0;
+      double best_v = -1e300;
+      for (int64_t k = 0; k < classes_; ++k) {
+        double v = 0;
+        for (int64_t ch = 0; ch < c; ++ch) {
+          double mean = 0;
+          for (int64_t p = 0; p < hw; ++p) mean += x[(i * c + ch) * hw + p];
+          v += mean / static_cast<double>(hw) * teacher_[ch * classes_ + k];
+        }
+        if (v > best_v) best_v = v, best = k;
+      }
+      labels[i] = static_cast<float>(best);
+    }
+    return {std::move(x), std::move(labels)};
+  }
+
+ private:
+  Shape x_;
+  int64_t classes_;
+  uint64_t seed_;
+  std::vector<float> teacher_;
+};
+
 class FixedData : public DataSource {
  public:
   FixedData(const Graph& g, uint64_t seed) {
@@ -126,6 +162,11 @@ Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, cons
       const Shape& s = slots[0].type.shape;
       return std::unique_ptr<DataSource>(
           std::make_unique<MlpData>(s[0], s[1], spec.mlp.classes, seed));
+    }
+    case ModelFamily::kConvNet: {
+      ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"x", "labels"}));
+      return std::unique_ptr<DataSource>(
+          std::make_unique<ConvNetData>(slots[0].type.shape, spec.convnet.classes, seed));
     }
     case ModelFamily::kFile:
       return std::unique_ptr<DataSource>(std::make_unique<FixedData>(graph, seed));

@@ -39,11 +39,33 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
     spec.batch = c.batch;
     return spec;
   }
+  if (model == "convnet") {
+    if (size != "tiny" && size != "small")
+      return not_found(cat("unknown ConvNet size '", size, "'"), "sizes: tiny, small");
+    spec.family = ModelFamily::kConvNet;
+    ConvNetConfig& c = spec.convnet;
+    if (size == "small") {
+      c.batch = 32;
+      c.channels = 3;
+      c.width = 32;
+      c.image = 32;
+      c.layers = 3;
+      c.classes = 10;
+    }
+    if (o.batch) c.batch = *o.batch;
+    if (o.layers) c.layers = *o.layers;
+    if (o.hidden) c.width = *o.hidden;
+    if (o.seq || o.heads || o.vocab || o.dtype)
+      return invalid_argument("--seq, --heads, --vocab and --dtype do not apply to the ConvNet");
+    spec.name = cat("convnet-", size);
+    spec.batch = c.batch;
+    return spec;
+  }
   const std::string path(model);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return not_found(cat("unknown model '", model, "'"),
-                     "use gpt, mlp, or the path of a text IR file (.ir)");
+                     "use gpt, mlp, convnet, or the path of a text IR file (.ir)");
   if (o.any())
     return invalid_argument("size overrides (--batch, --layers, ...) apply only to built-in models",
                             "edit the shapes in the IR file instead");
@@ -90,12 +112,17 @@ Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
     c.batch = spec.batch / micro_batches;
     return build_gpt(c);
   }
+  if (spec.family == ModelFamily::kConvNet) {
+    ConvNetConfig c = spec.convnet;
+    c.batch = spec.batch / micro_batches;
+    return build_convnet(c);
+  }
   MlpConfig c = spec.mlp;
   c.batch = spec.batch / micro_batches;
   return build_mlp(c);
 }
 
-int64_t tokens_per_batch(const ModelSpec& spec) {
+int64_t tokens_per_batch(const ModelSpec& spec) {  // GPT: tokens; others: samples
   return spec.family == ModelFamily::kGpt ? spec.batch * spec.gpt.seq : spec.batch;
 }
 

@@ -1,6 +1,6 @@
 // Model registry: resolves `--model` / `--size` / override flags into a forward graph.
 //
-// `model` is a family name (gpt, mlp) or a path to a text IR file holding a forward graph
+// `model` is a family name (gpt, mlp, convnet) or a path to a text IR file holding a forward graph
 // with marked weights and inputs and a scalar output named "loss". Built-in families take a
 // named size and optional overrides; for a file the batch is the file's.
 #pragma once
@@ -10,13 +10,14 @@
 #include <string_view>
 
 #include "alpa/ir/graph.h"
+#include "alpa/models/convnet.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-enum class ModelFamily { kGpt, kMlp, kFile };
+enum class ModelFamily { kGpt, kMlp, kConvNet, kFile };
 
 struct ModelOverrides {
   std::optional<int64_t> batch, seq, layers, hidden, heads, vocab;
@@ -29,6 +30,7 @@ struct ModelSpec {
   std::string name;  // "gpt-tiny", "mlp-small", or the file path
   GptConfig gpt;
   MlpConfig mlp;
+  ConvNetConfig convnet;
   Graph file_graph;  // the parsed file (kFile)
   int64_t batch = 0;  // global batch (sequences or samples per training step)
 };

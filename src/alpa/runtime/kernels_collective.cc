@@ -1,5 +1,5 @@
 // Kernels of the collective ops (all_reduce, all_gather, reduce_scatter, all_to_all,
-// shard_slice) and collective_group (device.h). Semantics: CollectiveAttrs in attrs.h.
+// shard_slice, to_partial) and collective_group (device.h). Semantics: CollectiveAttrs in attrs.h.
 //
 // A tensor is viewed around the split / concatenated dim d as (outer, extent, inner). The
 // Communicator moves contiguous blocks, one per member; when d is not the outermost dim
@@ -9,6 +9,7 @@
 //   all_to_all      as reduce_scatter for the send side; the received [n][block] is interleaved
 //                   along concat_dim like all_gather
 //   shard_slice     a strided copy of this device's chunk, no communication
+//   to_partial      a copy on group position 0, zeros elsewhere, no communication
 // A group of one member is a plain copy and needs no device (every op is then the identity).
 #include <cstring>
 
@@ -205,6 +206,14 @@ Status shard_slice_kernel(const KernelContext& ctx, const Node& node,
   return ok_status();
 }
 
+Status to_partial_kernel(const KernelContext& ctx, const Node& node,
+                         std::span<const Tensor* const> in, Tensor& out) {
+  ALPA_ASSIGN_OR_RETURN(CollectiveGroup g, resolve_group(ctx, node));
+  if (g.position == 0) copy(ctx, in[0]->data(), out.data(), out.size());
+  else fill(ctx, out.data(), out.size(), 0.0f);
+  return ok_status();
+}
+
 }  // namespace
 
 void register_collective_kernels(KernelFn* table) {
@@ -213,6 +222,7 @@ void register_collective_kernels(KernelFn* table) {
   set_kernel(table, OpKind::kReduceScatter, reduce_scatter_kernel);
   set_kernel(table, OpKind::kAllToAll, all_to_all_kernel);
   set_kernel(table, OpKind::kShardSlice, shard_slice_kernel);
+  set_kernel(table, OpKind::kToPartial, to_partial_kernel);
 }
 
 }  // namespace kernels

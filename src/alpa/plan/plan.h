@@ -1,0 +1,62 @@
+// Plan: a parallelization plan as a value with a JSON form a person can read and edit.
+//
+//   {
+//     "format": "alpa-plan/1",
+//     "model": "gpt-tiny", "cluster": "local", "mesh": [2, 2], "micro_batches": 1,
+//     "graph_fingerprint": "9f3c...",            // optional: the training graph it was made for
+//     "options": {"force_batch_dim_to_mesh_dim": -2, "prefer_reduce_scatter": false,
+//                 "allow_mixed_mesh_shape": false, "memory_budget_bytes": 0},
+//     "layouts": {"%h0.attn.wq": "RS1", "%tokens": "S0R", ...},
+//     "predicted": {"step_time_s": ..., "compute_s": ..., "communication_s": ...,
+//                   "peak_memory_bytes": ...}
+//   }
+//
+// `layouts` maps values (their reference in the text IR: "%name" or "%<id>") to ShardingSpecs
+// in the paper's notation. A plan written by `alpa plan` lists every value; a person may write
+// only some (the weights of a Megatron split, say) and the ILP completes the rest. Either way
+// the plan goes through the same auto-sharding, lowering and runtime.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "alpa/intra/auto_sharding.h"
+#include "alpa/ir/graph.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+struct Plan {
+  std::string model;
+  std::string cluster = "local";
+  MeshShape mesh{1, 1};
+  int micro_batches = 1;
+  std::string graph_fingerprint;  // empty: not checked
+  ShardingOptions options;
+  double memory_budget_bytes = 0;
+  std::map<std::string, ShardingSpec> layouts;
+  // Predictions (informational; recomputed when the plan is used).
+  double predicted_step_time_s = 0;
+  double predicted_compute_s = 0;
+  double predicted_communication_s = 0;
+  double predicted_peak_memory_bytes = 0;
+};
+
+// A short hash of the graph's text form: plans record it to detect a different model.
+std::string graph_fingerprint(const Graph& g);
+
+// The complete plan of a solved sharding (every non-free value's layout).
+Plan plan_from_sharding(const Graph& g, const ShardingPlan& sp, const std::string& model,
+                        const std::string& cluster, int micro_batches);
+
+std::string plan_to_json(const Plan& p);
+Result<Plan> plan_from_json(std::string_view text, std::string_view source_name = "<plan>");
+Result<Plan> load_plan(const std::string& path);
+Status save_plan(const Plan& p, const std::string& path);
+
+// The auto-sharding options that realise `p` on graph `g`: its layouts as fixed constraints
+// and its options. Fails if the plan was made for another graph (fingerprint) or names
+// values the graph does not have.
+Result<AutoShardingOptions> plan_constraints(const Plan& p, const Graph& g);
+
+}  // namespace alpa

@@ -1,0 +1,86 @@
+#include "alpa/spmd/shard.h"
+
+namespace alpa {
+namespace {
+
+std::vector<int64_t> strides_of(const Shape& s) {
+  std::vector<int64_t> st(s.size());
+  int64_t acc = 1;
+  for (size_t d = s.size(); d-- > 0;) {
+    st[d] = acc;
+    acc *= s[d];
+  }
+  return st;
+}
+
+// Calls f(local_flat, global_flat) for every element of a block at `offsets`.
+template <typename F>
+void for_each_in_block(const Shape& global, const Shape& local, const std::vector<int64_t>& offsets,
+                       F f) {
+  const std::vector<int64_t> gs = strides_of(global);
+  const int64_t n = num_elements(local);
+  std::vector<int64_t> idx(local.size(), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t g = 0;
+    for (size_t d = 0; d < local.size(); ++d) g += (idx[d] + offsets[d]) * gs[d];
+    f(i, g);
+    for (size_t d = local.size(); d-- > 0;) {
+      if (++idx[d] < local[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+Tensor shard_tensor(const Tensor& full, const ShardingSpec& spec, const MeshShape& mesh,
+                    const std::array<int64_t, 2>& coords) {
+  const ShardingSpec s = spec.canonical(mesh);
+  TensorType t = full.type();
+  t.shape = s.local_shape(full.shape(), mesh);
+  Tensor out(t);
+  const std::vector<int64_t> off = shard_offsets(s, full.shape(), mesh, coords);
+  const float* src = full.data();
+  float* dst = out.data();
+  for_each_in_block(full.shape(), t.shape, off, [&](int64_t l, int64_t g) { dst[l] = src[g]; });
+  return out;
+}
+
+std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spec,
+                                     const MeshShape& mesh) {
+  std::vector<Tensor> out;
+  for (int64_t d = 0; d < mesh[0] * mesh[1]; ++d)
+    out.push_back(shard_tensor(full, spec, mesh, {d / mesh[1], d % mesh[1]}));
+  return out;
+}
+
+Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const ShardingSpec& spec,
+                               const MeshShape& mesh, const TensorType& type) {
+  const ShardingSpec s = spec.canonical(mesh);
+  if (static_cast<int64_t>(blocks.size()) != mesh[0] * mesh[1])
+    return invalid_argument(cat("assemble: ", blocks.size(), " blocks for a ", mesh[0], "x",
+                                mesh[1], " mesh"));
+  const Shape local = s.local_shape(type.shape, mesh);
+  Tensor out(type);
+  float* dst = out.data();
+  for (int64_t d = 0; d < mesh[0] * mesh[1]; ++d) {
+    const std::array<int64_t, 2> c{d / mesh[1], d % mesh[1]};
+    // Along a partial axis every device contributes; along other unsplit axes take one copy.
+    bool take = true;
+    for (int a : {0, 1})
+      if (c[a] != 0 && !(s.split_axes() & (a == 0 ? kAxis0 : kAxis1)) &&
+          !(s.partial & (a == 0 ? kAxis0 : kAxis1)))
+        take = false;
+    if (!take) continue;
+    if (blocks[d]->shape() != local)
+      return invalid_argument(cat("assemble: device ", d, " holds ",
+                                  shape_to_string(blocks[d]->shape()), ", expected ",
+                                  shape_to_string(local), " for layout ", s.to_string()));
+    const std::vector<int64_t> off = shard_offsets(s, type.shape, mesh, c);
+    const float* src = blocks[d]->data();
+    for_each_in_block(type.shape, local, off, [&](int64_t l, int64_t g) { dst[g] += src[l]; });
+  }
+  return out;
+}
+
+}  // namespace alpa
