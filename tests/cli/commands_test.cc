@@ -123,6 +123,62 @@ TEST(GraphCommand, MalformedModelFileIsAClearError) {
   EXPECT_NE(r.err.find(path + ":3:16: use of undefined value %z"), std::string::npos) << r.err;
 }
 
+TEST(PlanCommand, JsonHasPredictionsAndWritesAPlanThatTrains) {
+  const std::string path = ::testing::TempDir() + "/tiny_plan.json";
+  PlanFlags f;
+  f.model.size = "tiny";
+  f.parallel.mesh = "2x2";
+  f.parallel.cluster = "local";
+  f.out_path = path;
+  f.json = true;
+  CmdRun r = run(run_plan, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["predicted_step_time_s"].get<double>(), 0);
+  EXPECT_GT(j["peak_memory_bytes"].get<double>(), 0);
+  EXPECT_EQ(j["devices"].get<int>(), 4);
+  EXPECT_TRUE(j["fits_memory"].get<bool>());
+  EXPECT_FALSE(j["weights"].empty());
+  // The plan file trains on the same mesh (the mesh comes from the file).
+  TrainFlags t;
+  t.steps = 2;
+  t.json = true;
+  t.parallel.plan = path;
+  CmdRun tr = run(run_train, t);
+  ASSERT_EQ(tr.code, kExitOk) << tr.err;
+  nlohmann::json tj = nlohmann::json::parse(tr.out);
+  EXPECT_EQ(tj["devices"].get<int>(), 4);
+  EXPECT_EQ(tj["plan"].get<std::string>(), path);
+}
+
+TEST(PlanCommand, HumanOutputExplainsThePlan) {
+  PlanFlags f;
+  f.model.size = "1.3b";
+  f.parallel.mesh = "1x4";
+  CmdRun r = run(run_plan, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  for (const char* s : {"p3.16xlarge", "mesh 1x4", "step time", "peak memory", "h*.mlp.w*",
+                        "collectives by kind", "largest communication", "optimal"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+TEST(PlanCommand, UserErrors) {
+  PlanFlags f;
+  f.parallel.mesh = "3x3";  // 9 devices do not fill whole hosts of 8
+  CmdRun r = run(run_plan, f);
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.err.find("do not fill whole hosts"), std::string::npos) << r.err;
+  PlanFlags g;
+  g.parallel.cluster = "/nonexistent/cluster.json";
+  CmdRun r2 = run(run_plan, g);
+  EXPECT_EQ(r2.code, kExitUserError);
+  PlanFlags h;
+  h.parallel.plan = "megatron";
+  CmdRun r3 = run(run_plan, h);
+  EXPECT_EQ(r3.code, kExitUserError);
+  EXPECT_NE(r3.err.find("plans: auto, data-parallel"), std::string::npos) << r3.err;
+}
+
 TEST(DemoCommand, LossFalls) {
   DemoFlags f;
   f.steps = 120;
@@ -133,6 +189,8 @@ TEST(DemoCommand, LossFalls) {
   nlohmann::json j = nlohmann::json::parse(r.out);
   const auto losses = j["losses"].get<std::vector<double>>();
   EXPECT_LT(losses.back(), 0.5 * losses.front());
+  EXPECT_TRUE(j["mesh_matches_one_device"].get<bool>());
+  EXPECT_EQ(j["mesh_losses"].size(), 20u);
 }
 
 }  // namespace

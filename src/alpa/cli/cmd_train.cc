@@ -67,6 +67,24 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
   options.micro_batches = flags.micro_batches;
   options.threads = flags.threads;
   options.optimizer = *opt;
+  // Sharding over a mesh of virtual devices (threads).
+  std::string plan_source;
+  {
+    Result<Graph> fwd = build_forward(*spec, flags.micro_batches);
+    if (!fwd.ok()) return report_error(fwd.status(), flags.json, out, err);
+    TrainStepOptions tso;
+    tso.optimizer = *opt;
+    tso.micro_batches = flags.micro_batches;
+    Result<TrainStep> ts = build_train_step(*fwd, tso);
+    if (!ts.ok()) return report_error(ts.status(), flags.json, out, err);
+    Result<ResolvedParallel> par = resolve_parallel(flags.parallel, ts->graph, "1x1", "local");
+    if (!par.ok()) return report_error(par.status(), flags.json, out, err);
+    options.mesh = par->mesh;
+    options.cluster = par->cluster;
+    options.sharding = par->options;
+    plan_source = par->plan_source;
+  }
+  const int devices = static_cast<int>(options.mesh[0] * options.mesh[1]);
 
   const bool human = !flags.json;
   if (human) {
@@ -74,7 +92,11 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     if (spec->family == ModelFamily::kGpt) out << " x seq " << spec->gpt.seq;
     out << ", " << optimizer_name(opt->kind) << " lr " << flags.optimizer.lr << ", "
         << flags.micro_batches << " micro-batch" << (flags.micro_batches > 1 ? "es" : "")
-        << ", " << flags.steps << " steps\n";
+        << ", " << flags.steps << " steps";
+    if (devices > 1)
+      out << ", mesh " << options.mesh[0] << "x" << options.mesh[1] << " of virtual devices ("
+          << devices << " threads), plan: " << plan_source;
+    out << "\n";
     out.flush();
   }
   ProgressLine progress(flags.steps, human && stderr_is_terminal());
@@ -110,6 +132,15 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     j["tokens_per_s"] = r.tokens_per_s();
     j["gflops_per_s"] = r.gflops_per_s();
     j["blas_core"] = r.blas_core;
+    j["mesh"] = {r.mesh[0], r.mesh[1]};
+    j["devices"] = r.devices;
+    if (r.devices > 1) {
+      j["plan"] = plan_source;
+      j["plan_time_s"] = r.plan_seconds;
+      j["predicted_step_time_s"] = r.predicted_step_time_s;
+      j["predicted_peak_memory_bytes"] = r.predicted_peak_memory_bytes;
+      j["collectives"] = r.collectives;
+    }
     if (flags.profile) {
       nlohmann::json by_op = nlohmann::json::object();
       for (int k = 0; k < kNumOps; ++k)
@@ -120,7 +151,9 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     out << j.dump() << "\n";
   } else {
     out << "summary: " << spec->name << ", " << format_count(r.parameters) << " parameters, "
-        << r.threads << " thread" << (r.threads > 1 ? "s" : "") << "\n"
+        << (r.devices > 1 ? cat(r.devices, " virtual devices (", r.mesh[0], "x", r.mesh[1], ")")
+                          : cat(r.threads, " thread", r.threads > 1 ? "s" : ""))
+        << "\n"
         << "  loss        " << format_fixed(r.losses.front(), 4) << " -> "
         << format_fixed(r.losses.back(), 4) << "\n"
         << "  step time   " << format_seconds(r.step_time_s()) << " (median"
@@ -129,7 +162,11 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
         << (spec->family == ModelFamily::kGpt ? " tokens/s" : " samples/s") << ", "
         << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s (" << format_si(r.flops_per_step, "FLOP")
         << " per step)\n";
-    if (flags.profile) print_profile(r, out);
+    if (r.devices > 1)
+      out << "  plan        " << plan_source << ", planned in " << format_seconds(r.plan_seconds)
+          << ", " << r.collectives << " collectives per step per device; predicted for the "
+          << "cluster model: " << format_seconds(r.predicted_step_time_s) << " per step\n";
+    if (flags.profile && r.devices == 1) print_profile(r, out);
   }
   return kExitOk;
 }

@@ -8,6 +8,7 @@
 #include <ostream>
 #include <string>
 
+#include "alpa/intra/auto_sharding.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/status.h"
 
@@ -38,6 +39,31 @@ struct OptimizerFlags {
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
 
+// Flags of commands that shard a model over a device mesh.
+struct ParallelFlags {
+  std::string mesh;              // "2x2"; empty: the command's default
+  std::string cluster;           // preset name or cluster JSON; empty: the command's default
+  std::string plan = "auto";     // auto, data-parallel, zero, tensor-parallel, 2d, or a plan file
+  double memory_budget_gb = 0;   // per device; 0: none
+  std::string batch_axis = "auto";
+  bool prefer_reduce_scatter = false;
+  bool allow_mixed_mesh_shape = false;
+  double ilp_time_limit_s = 30;
+};
+void add_parallel_flags(CLI::App& app, ParallelFlags& flags, const std::string& default_mesh,
+                        const std::string& default_cluster);
+
+struct ResolvedParallel {
+  MeshShape mesh{1, 1};
+  std::string cluster;
+  AutoShardingOptions options;
+  std::string plan_source;       // "auto", a manual plan name, or the plan file
+};
+// Turns the flags into a mesh, a cluster and auto-sharding options for `train_step`.
+Result<ResolvedParallel> resolve_parallel(const ParallelFlags& flags, const Graph& train_step,
+                                          const std::string& default_mesh,
+                                          const std::string& default_cluster);
+
 struct TrainFlags {
   ModelFlags model;
   OptimizerFlags optimizer;
@@ -47,6 +73,7 @@ struct TrainFlags {
   int threads = 0;
   bool profile = false;  // print time per op kind
   bool json = false;
+  ParallelFlags parallel;
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 
@@ -59,6 +86,17 @@ struct GraphFlags {
   bool json = false;
 };
 int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err);
+
+struct PlanFlags {
+  ModelFlags model;
+  OptimizerFlags optimizer;
+  ParallelFlags parallel;
+  int micro_batches = 1;
+  std::string out_path;  // write the complete plan as JSON
+  int top = 10;          // communication entries to list
+  bool json = false;
+};
+int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
 
 struct DemoFlags {
   int steps = 300;

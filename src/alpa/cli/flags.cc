@@ -1,6 +1,9 @@
 #include <CLI/CLI.hpp>
 
 #include "alpa/cli/commands.h"
+#include "alpa/cluster/mesh.h"
+#include "alpa/plan/manual.h"
+#include "alpa/plan/plan.h"
 
 namespace alpa {
 namespace {
@@ -69,6 +72,89 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str()
       ->group("Optimizer");
+}
+
+void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& default_mesh,
+                        const std::string& default_cluster) {
+  const char* g = "Parallelism";
+  app.add_option("--mesh", f.mesh,
+                 "Logical device mesh N0xN1, e.g. 2x4 (axis 0 spans hosts first). Default: " +
+                     default_mesh)
+      ->group(g);
+  app.add_option("--cluster", f.cluster,
+                 "Cluster the plan is for: a preset (p3.16xlarge, p4d.24xlarge, dgx-h100, local) "
+                 "or a cluster JSON file. Default: " + default_cluster)
+      ->group(g);
+  app.add_option("--plan", f.plan,
+                 "How to shard: auto (the ILP chooses), data-parallel, zero, tensor-parallel, 2d, "
+                 "or a plan file written by `alpa plan --out` (or by hand)")
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--memory-budget", f.memory_budget_gb, "Per-device memory budget in GB (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(g);
+  app.add_option("--batch-axis", f.batch_axis,
+                 "Mesh axis the batch is split over: auto (axis 0 on a 2-D mesh), none, 0 or 1")
+      ->check(CLI::IsMember({"auto", "none", "0", "1"}))
+      ->capture_default_str()
+      ->group(g);
+  app.add_flag("--prefer-reduce-scatter", f.prefer_reduce_scatter,
+               "Shard optimizer state across devices (ZeRO-2-like weight-update sharding)")
+      ->group(g);
+  app.add_flag("--allow-mixed-mesh-shape", f.allow_mixed_mesh_shape,
+               "Allow splitting one dim over both mesh axes (S01)")
+      ->group(g);
+  app.add_option("--ilp-time-limit", f.ilp_time_limit_s, "Seconds the ILP solver may take")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(g);
+}
+
+Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& train_step,
+                                          const std::string& default_mesh,
+                                          const std::string& default_cluster) {
+  ResolvedParallel r;
+  r.cluster = f.cluster.empty() ? default_cluster : f.cluster;
+  r.plan_source = f.plan;
+  std::optional<MeshShape> from_file;
+  if (f.plan == "auto") {
+    // defaults below
+  } else if (Result<ManualPlanKind> k = parse_manual_plan(f.plan); k.ok()) {
+    (void)k;
+  } else {
+    Result<Plan> loaded = load_plan(f.plan);
+    if (!loaded.ok() && loaded.status().code() == StatusCode::kNotFound)
+      return invalid_argument(cat("--plan '", f.plan, "' is neither a plan name nor a plan file"),
+                              "plans: auto, data-parallel, zero, tensor-parallel, 2d, or the path "
+                              "of a file written by `alpa plan --out`");
+    ALPA_ASSIGN_OR_RETURN(Plan p, std::move(loaded));
+    ALPA_ASSIGN_OR_RETURN(r.options, plan_constraints(p, train_step));
+    from_file = p.mesh;
+    if (f.cluster.empty() && !p.cluster.empty()) r.cluster = p.cluster;
+  }
+  const std::string mesh_text = f.mesh.empty() ? "" : f.mesh;
+  if (!mesh_text.empty()) {
+    ALPA_ASSIGN_OR_RETURN(r.mesh, parse_mesh_shape(mesh_text));
+    if (from_file && *from_file != r.mesh)
+      return invalid_argument(cat("--mesh ", mesh_text, " differs from the plan file's mesh ",
+                                  (*from_file)[0], "x", (*from_file)[1]),
+                              "leave out --mesh to use the plan's");
+  } else if (from_file) {
+    r.mesh = *from_file;
+  } else {
+    ALPA_ASSIGN_OR_RETURN(r.mesh, parse_mesh_shape(default_mesh));
+  }
+  if (f.plan != "auto" && !from_file) {
+    ALPA_ASSIGN_OR_RETURN(ManualPlanKind k, parse_manual_plan(f.plan));
+    ALPA_ASSIGN_OR_RETURN(r.options, manual_plan(train_step, r.mesh, k));
+  }
+  if (f.batch_axis != "auto")
+    r.options.sharding.force_batch_dim_to_mesh_dim = f.batch_axis == "none" ? -1 : std::stoi(f.batch_axis);
+  if (f.prefer_reduce_scatter) r.options.sharding.prefer_reduce_scatter = true;
+  if (f.allow_mixed_mesh_shape) r.options.sharding.allow_mixed_mesh_shape = true;
+  if (f.memory_budget_gb > 0) r.options.memory_budget_bytes = f.memory_budget_gb * 1e9;
+  r.options.ilp.time_limit_s = f.ilp_time_limit_s;
+  return r;
 }
 
 }  // namespace alpa

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  add_parallel_flags(*train_cmd, train.parallel, "1x1 (one device)", "local");
   train_cmd->add_flag("--profile", train.profile,
                       "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
@@ -55,6 +56,26 @@ int main(int argc, char** argv) {
   graph_cmd->add_option("--out", graph.out_path, "With --emit: write the IR to this file");
   graph_cmd->add_flag("--json", graph.json, "Print one JSON object instead of text");
 
+  PlanFlags plan;
+  CLI::App* plan_cmd = app.add_subcommand(
+      "plan",
+      "Plan how to shard a model's training step over a device mesh (auto-sharding ILP) and "
+      "explain it: layouts of the weights, communication, predicted step time and memory per "
+      "device. No weights are allocated.\nExample: alpa plan --model gpt --size 1.3b "
+      "--cluster p3.16xlarge --mesh 1x4");
+  add_model_flags(*plan_cmd, plan.model);
+  add_optimizer_flags(*plan_cmd, plan.optimizer);
+  add_parallel_flags(*plan_cmd, plan.parallel, "1x8", "p3.16xlarge");
+  plan_cmd->add_option("--micro-batches", plan.micro_batches, "Micro-batches per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  plan_cmd->add_option("--out", plan.out_path,
+                       "Write the complete plan as JSON (for `alpa train --plan`, or to edit)");
+  plan_cmd->add_option("--top", plan.top, "Largest communications to list")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  plan_cmd->add_flag("--json", plan.json, "Print one JSON object instead of text");
+
   DemoFlags demo;
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Train a tiny GPT on this machine and show the loss falling (a few seconds).");
@@ -74,6 +95,7 @@ int main(int argc, char** argv) {
   }
   if (train_cmd->parsed()) return run_train(train, std::cout, std::cerr);
   if (graph_cmd->parsed()) return run_graph(graph, std::cout, std::cerr);
+  if (plan_cmd->parsed()) return run_plan(plan, std::cout, std::cerr);
   if (demo_cmd->parsed()) return run_demo(demo, std::cout, std::cerr);
   return 0;
 }

@@ -300,6 +300,32 @@ Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const De
   return std::move(cg.request);
 }
 
+std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& plan,
+                                          const Mesh& mesh) {
+  std::vector<CommEntry> out;
+  auto describe = [&](ValueId v, const ShardingSpec& from, const ShardingSpec& to, ValueId user) {
+    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, g.type(v).shape, mesh.shape);
+    if (!steps.ok() || steps->empty()) return;
+    CommEntry e{v, user, "", reshard_time(*steps, from, g.type(v).shape, g.type(v).dtype, mesh)};
+    for (const ReshardStep& s : *steps) {
+      if (s.kind == ReshardKind::kSlice || s.kind == ReshardKind::kMakePartial) continue;
+      e.collectives += (e.collectives.empty() ? "" : ", ") + s.to_string();
+    }
+    if (!e.collectives.empty()) out.push_back(std::move(e));
+  };
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (plan.strategy[v] < 0) continue;
+    if (!(plan.native_specs[v] == plan.specs[v])) describe(v, plan.native_specs[v], plan.specs[v], kNoValue);
+    const Node& n = g.node(v);
+    for (size_t k = 0; k < n.operands.size(); ++k) {
+      const ValueId u = n.operands[k];
+      if (plan.strategy[u] < 0) continue;
+      describe(u, plan.specs[u], plan.operand_specs[v][k], v);
+    }
+  }
+  return out;
+}
+
 double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
                         const std::vector<int>& strategy, const MeshShape& mesh) {
   const std::vector<ValueId> last = compute_last_use(g);

@@ -74,6 +74,17 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
 Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
                                       const AutoShardingOptions& options);
 
+// Where a plan communicates: one entry per resharding of an edge (producer -> user) and per
+// node that resolves its own partial sum, with the collectives and their predicted seconds.
+struct CommEntry {
+  ValueId producer = kNoValue;
+  ValueId user = kNoValue;     // kNoValue: the producer's own collective
+  std::string collectives;     // e.g. "all-reduce(axis 1)"
+  double seconds = 0;
+};
+std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& plan,
+                                          const Mesh& mesh);
+
 // Peak bytes per device when the graph runs in definition order with every value freed after
 // its last use, each value held in its layout. Free nodes (strategy -1: constants, iotas and
 // what is computed from them alone) are not counted: the executor generates them inside fused

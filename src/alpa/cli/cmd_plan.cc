@@ -1,0 +1,219 @@
+// alpa plan: plans how to shard a model's training step over a device mesh of a cluster and
+// explains the plan (layouts, communication, predicted step time and memory).
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cli/commands.h"
+#include "alpa/cli/format.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/cluster/mesh.h"
+#include "alpa/ir/analysis.h"
+#include "alpa/plan/plan.h"
+
+namespace alpa {
+namespace {
+
+// "h12.attn.wq" -> "h*.attn.wq": weights of repeated layers form one group.
+std::string group_name(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (std::isdigit(static_cast<unsigned char>(name[i]))) {
+      if (out.empty() || out.back() != '*') out += '*';
+    } else {
+      out += name[i];
+    }
+  }
+  return out;
+}
+
+struct WeightGroup {
+  std::string name;
+  std::string type;
+  std::string layout;
+  int count = 0;
+  double bytes_per_device = 0;  // per member
+  double comm_s = 0;            // resharding of the members, their gradients and state
+};
+
+}  // namespace
+
+int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
+  auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
+  Result<ModelSpec> spec = resolve_model_flags(flags.model);
+  if (!spec.ok()) return fail(spec.status());
+  Result<Graph> forward = build_forward(*spec, flags.micro_batches);
+  if (!forward.ok()) return fail(forward.status());
+  TrainStepOptions tso;
+  Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
+  if (!kind.ok()) return fail(kind.status());
+  tso.optimizer.kind = *kind;
+  tso.optimizer.learning_rate = flags.optimizer.lr;
+  tso.micro_batches = flags.micro_batches;
+  Result<TrainStep> ts = build_train_step(*forward, tso);
+  if (!ts.ok()) return fail(ts.status());
+  const Graph& g = ts->graph;
+
+  Result<ResolvedParallel> par = resolve_parallel(flags.parallel, g, "1x8", "p3.16xlarge");
+  if (!par.ok()) return fail(par.status());
+  const int devices = static_cast<int>(par->mesh[0] * par->mesh[1]);
+  Result<Cluster> base = load_cluster(par->cluster);
+  if (!base.ok()) return fail(base.status());
+  Result<Cluster> cluster = with_devices(*base, devices);
+  if (!cluster.ok())
+    return fail(cluster.status().with_context(cat("cluster ", base->name, " for mesh ",
+                                                  par->mesh[0], "x", par->mesh[1])));
+  Result<Mesh> mesh = make_mesh(*cluster, par->mesh[0], par->mesh[1]);
+  if (!mesh.ok()) return fail(mesh.status());
+  Result<ShardingPlan> plan = auto_shard(g, *mesh, cluster->device, par->options);
+  if (!plan.ok()) return fail(plan.status());
+  const ShardingPlan& p = *plan;
+
+  if (!flags.out_path.empty()) {
+    Plan file = plan_from_sharding(g, p, spec->name, par->cluster, flags.micro_batches);
+    file.options = par->options.sharding;
+    file.memory_budget_bytes = par->options.memory_budget_bytes;
+    Status s = save_plan(file, flags.out_path);
+    if (!s.ok()) return fail(s);
+  }
+
+  // Weight groups: layout and bytes per device of the members, and the communication of the
+  // weight, its gradient and its optimizer state.
+  const std::vector<CommEntry> comm = plan_communication(g, p, *mesh);
+  std::map<std::string, WeightGroup> groups;
+  std::vector<std::string> order;
+  std::map<ValueId, std::string> group_of_value;
+  for (ValueId w : g.parameters(ParamRole::kWeight)) {
+    const std::string gname = group_name(g.node(w).name);
+    WeightGroup& wg = groups[gname];
+    if (wg.count == 0) {
+      order.push_back(gname);
+      wg.name = gname;
+      wg.type = g.type(w).to_string();
+      wg.layout = p.specs[w].to_string();
+      const Shape local = p.specs[w].local_shape(g.type(w).shape, mesh->shape);
+      wg.bytes_per_device = static_cast<double>(num_elements(local) * dtype_bytes(g.type(w).dtype));
+    } else if (wg.layout != p.specs[w].to_string()) {
+      wg.layout = "mixed";
+    }
+    ++wg.count;
+    group_of_value[w] = gname;
+    const GraphOutput* upd = g.find_output(g.node(w).name);
+    if (upd) group_of_value[upd->value] = gname;
+  }
+  // Attribute each communication to the weight group whose value or update it touches (the
+  // gradient flowing into an update is attributed to that weight).
+  double weight_comm = 0;
+  for (const CommEntry& e : comm) {
+    auto it = group_of_value.find(e.producer);
+    if (it == group_of_value.end() && e.user != kNoValue) it = group_of_value.find(e.user);
+    if (it == group_of_value.end()) continue;
+    groups[it->second].comm_s += e.seconds;
+    weight_comm += e.seconds;
+  }
+  std::map<std::string, std::pair<int, double>> by_kind;
+  for (const CommEntry& e : comm) {
+    const std::string k = e.collectives.substr(0, e.collectives.find('('));
+    by_kind[k].first++;
+    by_kind[k].second += e.seconds;
+  }
+  std::vector<CommEntry> top = comm;
+  std::sort(top.begin(), top.end(), [](const CommEntry& a, const CommEntry& b) {
+    return a.seconds > b.seconds;
+  });
+  if (static_cast<int>(top.size()) > flags.top) top.resize(static_cast<size_t>(std::max(0, flags.top)));
+
+  const double step = p.compute_s + p.communication_s;
+  const double flops = graph_flops(g);
+  const double device_memory = cluster->device.memory_bytes;
+  if (flags.json) {
+    nlohmann::ordered_json j;
+    j["command"] = "plan";
+    j["model"] = spec->name;
+    j["cluster"] = cluster->name;
+    j["mesh"] = {par->mesh[0], par->mesh[1]};
+    j["devices"] = devices;
+    j["plan"] = par->plan_source;
+    j["predicted_step_time_s"] = step;
+    j["compute_s"] = p.compute_s;
+    j["communication_s"] = p.communication_s;
+    j["peak_memory_bytes"] = p.peak_memory_bytes;
+    j["device_memory_bytes"] = device_memory;
+    j["fits_memory"] = p.peak_memory_bytes <= device_memory;
+    j["tflops_per_device"] = step > 0 ? flops / devices / step / 1e12 : 0;
+    j["samples_per_s"] = step > 0 ? static_cast<double>(spec->batch) / step : 0;
+    j["planning_time_s"] = p.total_s;
+    j["ilp"] = {{"leader_nodes", p.leader_nodes},
+                {"ilp_nodes", p.ilp_nodes},
+                {"core_nodes", p.ilp.core_nodes},
+                {"variables", p.ilp.variables},
+                {"constraints", p.ilp.constraints},
+                {"optimal", p.ilp.optimal},
+                {"solve_s", p.ilp.solve_s}};
+    nlohmann::ordered_json ws = nlohmann::ordered_json::array();
+    for (const std::string& n : order) {
+      const WeightGroup& wg = groups[n];
+      ws.push_back({{"name", wg.name}, {"count", wg.count}, {"type", wg.type},
+                    {"layout", wg.layout}, {"bytes_per_device", wg.bytes_per_device},
+                    {"communication_s", wg.comm_s}});
+    }
+    j["weights"] = ws;
+    nlohmann::ordered_json kinds = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : by_kind) kinds[k] = {{"count", v.first}, {"seconds", v.second}};
+    j["collectives"] = kinds;
+    if (!flags.out_path.empty()) j["out"] = flags.out_path;
+    out << j.dump() << "\n";
+    return kExitOk;
+  }
+
+  out << "alpa plan: " << spec->name << " (" << format_count_short(graph_stats(g).parameters)
+      << " parameters), batch " << spec->batch << ", on " << cluster->name << " ("
+      << cluster->device.name << "), mesh " << mesh->to_string() << " = " << devices
+      << " devices, plan: " << par->plan_source << "\n"
+      << "  planned in " << format_seconds(p.total_s) << " (strategies "
+      << format_seconds(p.strategies_s) << ", costs " << format_seconds(p.cost_graph_s)
+      << ", ILP " << format_seconds(p.ilp.reduce_s + p.ilp.build_s + p.ilp.solve_s) << ": "
+      << p.leader_nodes << " choices in " << p.ilp_nodes << " ILP nodes, " << p.ilp.core_nodes
+      << " left after exact reductions, " << format_count(p.ilp.variables) << " variables, "
+      << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n\n"
+      << "predicted per training step, per device:\n"
+      << "  compute        " << format_seconds(p.compute_s) << "\n"
+      << "  communication  " << format_seconds(p.communication_s) << "\n"
+      << "  step time      " << format_seconds(step) << "  ("
+      << format_fixed(step > 0 ? flops / devices / step / 1e12 : 0, 2) << " TFLOP/s per device, "
+      << format_fixed(step > 0 ? static_cast<double>(spec->batch) / step : 0, 1)
+      << " samples/s)\n"
+      << "  peak memory    " << format_bytes(p.peak_memory_bytes) << " of "
+      << format_bytes(device_memory)
+      << (p.peak_memory_bytes <= device_memory ? "" : "  -- does NOT fit: add devices, use --memory-budget, or micro-batches")
+      << "\n\nweights (layout on the mesh, bytes per device, communication of the weight, its "
+         "gradient and state):\n";
+  size_t width = 8;
+  for (const std::string& n : order) width = std::max(width, n.size() + 6);
+  for (const std::string& n : order) {
+    const WeightGroup& wg = groups[n];
+    std::string label = wg.count > 1 ? cat(wg.name, " (", wg.count, ")") : wg.name;
+    out << "  " << label << std::string(width > label.size() ? width - label.size() : 1, ' ')
+        << wg.type << "  " << wg.layout << "  " << format_bytes(wg.bytes_per_device) << "  "
+        << format_seconds(wg.comm_s) << "\n";
+  }
+  out << "\ncollectives by kind:\n";
+  for (const auto& [k, v] : by_kind)
+    out << "  " << k << std::string(k.size() < 16 ? 16 - k.size() : 1, ' ') << v.first
+        << " x, " << format_seconds(v.second) << "\n";
+  if (!top.empty()) {
+    out << "\nlargest communication:\n";
+    for (const CommEntry& e : top)
+      out << "  " << format_seconds(e.seconds) << "  " << e.collectives << "  "
+          << value_ref(g, e.producer) << " " << g.type(e.producer).to_string()
+          << (e.user == kNoValue ? " (its own partial sum)" : cat(" -> ", value_ref(g, e.user), " (", op_name(g.node(e.user).op), ")"))
+          << "\n";
+  }
+  if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";
+  return kExitOk;
+}
+
+}  // namespace alpa

@@ -1,0 +1,162 @@
+// Plans as files (round-trip, errors, fingerprints, re-applying a plan) and the manual plans.
+#include "alpa/plan/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/models/gpt.h"
+#include "alpa/models/mlp.h"
+#include "alpa/plan/manual.h"
+
+namespace alpa {
+namespace {
+
+struct Fixture {
+  TrainStep ts;
+  Mesh mesh;
+  DeviceSpec device;
+};
+
+Fixture gpt_on(int64_t n0, int64_t n1) {
+  GptConfig c = gpt_preset("tiny").value();
+  c.layers = 1;
+  Cluster cl = with_devices(cluster_preset("local").value(), static_cast<int>(n0 * n1)).value();
+  return {build_train_step(build_gpt(c).value(), {}).value(), make_mesh(cl, n0, n1).value(),
+          cl.device};
+}
+
+TEST(Plan, JsonRoundTripAndReapplyGivesTheSameLayouts) {
+  Fixture f = gpt_on(2, 2);
+  ShardingPlan sp = auto_shard(f.ts.graph, f.mesh, f.device, {}).value();
+  Plan p = plan_from_sharding(f.ts.graph, sp, "gpt-tiny", "local", 1);
+  EXPECT_GT(p.layouts.size(), 50u);
+  Result<Plan> back = plan_from_json(plan_to_json(p));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->layouts, p.layouts);
+  EXPECT_EQ(back->mesh, p.mesh);
+  EXPECT_EQ(back->graph_fingerprint, graph_fingerprint(f.ts.graph));
+  EXPECT_DOUBLE_EQ(back->predicted_step_time_s, p.predicted_step_time_s);
+  // Re-planning under the plan's layouts reproduces every layout and the predicted cost.
+  AutoShardingOptions o = plan_constraints(*back, f.ts.graph).value();
+  ShardingPlan again = auto_shard(f.ts.graph, f.mesh, f.device, o).value();
+  for (ValueId v = 0; v < f.ts.graph.size(); ++v) {
+    if (sp.strategy[v] < 0) continue;
+    EXPECT_EQ(again.specs[v], sp.specs[v]) << value_ref(f.ts.graph, v);
+  }
+  EXPECT_NEAR(again.compute_s + again.communication_s, sp.compute_s + sp.communication_s,
+              1e-9 + 1e-6 * (sp.compute_s + sp.communication_s));
+}
+
+TEST(Plan, FileOfAnotherGraphIsRefused) {
+  Fixture f = gpt_on(1, 2);
+  ShardingPlan sp = auto_shard(f.ts.graph, f.mesh, f.device, {}).value();
+  Plan p = plan_from_sharding(f.ts.graph, sp, "gpt-tiny", "local", 1);
+  MlpConfig mc;
+  TrainStep other = build_train_step(build_mlp(mc).value(), {}).value();
+  Result<AutoShardingOptions> o = plan_constraints(p, other.graph);
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("different training graph"), std::string::npos);
+  // Without the fingerprint, unknown value names are the error.
+  p.graph_fingerprint.clear();
+  AutoShardingOptions loose = plan_constraints(p, other.graph).value();
+  Cluster cl = with_devices(cluster_preset("local").value(), 2).value();
+  Result<ShardingPlan> r = auto_shard(other.graph, make_mesh(cl, 1, 2).value(), cl.device, loose);
+  ASSERT_FALSE(r.ok());
+  // A name the graph lacks, or a layout that does not fit the value of that name.
+  const std::string m = r.status().message();
+  EXPECT_TRUE(m.find("which the graph does not have") != std::string::npos ||
+              m.find("plan entry") != std::string::npos)
+      << m;
+}
+
+TEST(Plan, HandWrittenPartialPlanIsCompleted) {
+  Fixture f = gpt_on(1, 2);
+  const char* text = R"({
+    "mesh": [1, 2],
+    "layouts": {"%h0.mlp.w1": "RS1", "%h0.mlp.w2": "S1R"}
+  })";
+  Plan p = plan_from_json(text, "mine.json").value();
+  AutoShardingOptions o = plan_constraints(p, f.ts.graph).value();
+  ShardingPlan sp = auto_shard(f.ts.graph, f.mesh, f.device, o).value();
+  EXPECT_EQ(sp.specs[f.ts.graph.find("h0.mlp.w1")].to_string(), "RS1");
+  EXPECT_EQ(sp.specs[f.ts.graph.find("h0.mlp.w2")].to_string(), "S1R");
+  // Its optimizer state follows (aliased outputs keep the parameter's layout; state follows
+  // the weight's update).
+  EXPECT_EQ(sp.specs[f.ts.graph.find("h0.mlp.w1.adam_m")].to_string(), "RS1");
+}
+
+struct BadPlan {
+  const char* text;
+  const char* message;
+};
+
+TEST(Plan, MalformedFilesNameTheProblem) {
+  const BadPlan cases[] = {
+      {"{", "not valid JSON"},
+      {"[1,2]", "must be a JSON object"},
+      {R"({"layouts": {}})", "missing field \"mesh\""},
+      {R"({"mesh": [2], "layouts": {}})", "\"mesh\" must be two positive integers"},
+      {R"({"mesh": [0, 2], "layouts": {}})", "\"mesh\" must be two positive integers"},
+      {R"({"mesh": [1, 2]})", "missing object \"layouts\""},
+      {R"({"mesh": [1, 2], "layouts": {"%w": "S2R"}})", "layout of \"%w\""},
+      {R"({"mesh": [1, 2], "layouts": {"%w": 3}})", "must be a string"},
+      {R"({"mesh": [1, 2], "layouts": {}, "mesj": 1})", "unknown field \"mesj\""},
+      {R"({"mesh": [1, 2], "layouts": {}, "options": {"prefer_rs": true}})", "unknown option"},
+      {R"({"mesh": [1, 2], "layouts": {}, "micro_batches": 0})", "micro_batches"},
+      {R"({"format": "v9", "mesh": [1, 2], "layouts": {}})", "\"format\""},
+  };
+  for (const BadPlan& c : cases) {
+    Result<Plan> p = plan_from_json(c.text, "bad.json");
+    ASSERT_FALSE(p.ok()) << c.text;
+    EXPECT_NE(p.status().message().find(c.message), std::string::npos)
+        << c.text << ": " << p.status().to_string();
+    EXPECT_EQ(p.status().message().rfind("bad.json: ", 0), 0u) << p.status().message();
+  }
+  EXPECT_EQ(load_plan("/nonexistent/plan.json").status().code(), StatusCode::kNotFound);
+}
+
+TEST(Plan, SaveIsAtomicAndLoads) {
+  Fixture f = gpt_on(1, 2);
+  ShardingPlan sp = auto_shard(f.ts.graph, f.mesh, f.device, {}).value();
+  Plan p = plan_from_sharding(f.ts.graph, sp, "gpt-tiny", "local", 1);
+  const std::string path = ::testing::TempDir() + "/plan.json";
+  ASSERT_TRUE(save_plan(p, path).ok());
+  EXPECT_FALSE(std::ifstream(path + ".tmp").good());
+  Result<Plan> back = load_plan(path);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->layouts, p.layouts);
+}
+
+TEST(ManualPlan, MegatronAndDataParallelLayouts) {
+  Fixture f = gpt_on(1, 2);
+  const Graph& g = f.ts.graph;
+  AutoShardingOptions tp = manual_plan(g, {1, 2}, ManualPlanKind::kTensorParallel).value();
+  EXPECT_EQ(tp.fixed.at("%h0.attn.wq").to_string(), "RS1");
+  EXPECT_EQ(tp.fixed.at("%h0.attn.bq").to_string(), "S1");
+  EXPECT_EQ(tp.fixed.at("%h0.attn.wo").to_string(), "S1R");
+  EXPECT_EQ(tp.fixed.at("%h0.mlp.w1").to_string(), "RS1");
+  EXPECT_EQ(tp.fixed.at("%h0.mlp.w2").to_string(), "S1R");
+  EXPECT_EQ(tp.fixed.at("%h0.mlp.w2.adam_v").to_string(), "S1R");
+  EXPECT_EQ(tp.fixed.at("%tokens").to_string(), "RR");
+  EXPECT_EQ(tp.fixed.count("%wte"), 0u);  // left to the ILP
+  AutoShardingOptions dp = manual_plan(g, {1, 2}, ManualPlanKind::kDataParallel).value();
+  EXPECT_EQ(dp.fixed.at("%tokens").to_string(), "S1R");
+  EXPECT_EQ(dp.fixed.at("%h0.attn.wq").to_string(), "RR");
+  EXPECT_EQ(dp.fixed.at("%wte").to_string(), "RR");
+  AutoShardingOptions two = manual_plan(g, {2, 2}, ManualPlanKind::kTwoD).value();
+  EXPECT_EQ(two.fixed.at("%tokens").to_string(), "S0R");
+  EXPECT_EQ(two.fixed.at("%h0.mlp.w1").to_string(), "RS1");
+  EXPECT_FALSE(manual_plan(g, {1, 2}, ManualPlanKind::kTwoD).ok());
+  AutoShardingOptions z = manual_plan(g, {2, 2}, ManualPlanKind::kZero).value();
+  EXPECT_TRUE(z.sharding.prefer_reduce_scatter);
+  EXPECT_TRUE(z.sharding.allow_mixed_mesh_shape);
+  EXPECT_EQ(z.fixed.at("%tokens").to_string(), "S01R");
+  EXPECT_EQ(z.fixed.count("%h0.mlp.w1.adam_m"), 0u);
+  EXPECT_FALSE(parse_manual_plan("megatron").ok());
+}
+
+}  // namespace
+}  // namespace alpa
