@@ -127,6 +127,64 @@ TEST(TrainStep, TwoMicroBatchesEqualOneStepAdamW) {
   check_micro_batches_match(OptimizerKind::kAdamW);
 }
 
+// Phases and origins place every node for a pipeline: forward, then backward nodes that each
+// belong to a forward node (or a weight), then the update; nothing the update computes feeds
+// the forward or backward pass.
+void check_phases(int micro_batches, OptimizerKind kind) {
+  TrainStepOptions o;
+  o.micro_batches = micro_batches;
+  o.optimizer.kind = kind;
+  Result<TrainStep> step = build_train_step(mlp(4), o);
+  ASSERT_TRUE(step.ok()) << step.status().to_string();
+  const Graph& g = step->graph;
+  ASSERT_EQ(step->phase.size(), static_cast<size_t>(g.size()));
+  ASSERT_EQ(step->origin.size(), static_cast<size_t>(g.size()));
+  ASSERT_EQ(step->state_weight.size(), step->states.size());
+  int counts[3] = {0, 0, 0};
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const StepPhase p = step->phase[v];
+    ++counts[static_cast<int>(p)];
+    if (g.node(v).op == OpKind::kParameter) {
+      EXPECT_EQ(p, StepPhase::kForward);
+    }
+    for (ValueId op : g.node(v).operands) {
+      EXPECT_LE(static_cast<int>(step->phase[op]), static_cast<int>(p))
+          << "%" << v << " (" << op_name(g.node(v).op) << ") reads a later phase";
+    }
+    const ValueId o = step->origin[v];
+    if (p == StepPhase::kBackward) {
+      ASSERT_NE(o, kNoValue) << "backward node %" << v << " has no origin";
+      EXPECT_EQ(step->phase[o], StepPhase::kForward);
+      EXPECT_LT(o, v);
+    } else {
+      EXPECT_EQ(o, kNoValue);
+    }
+  }
+  EXPECT_GT(counts[0], 0);
+  EXPECT_GT(counts[1], 0);
+  EXPECT_GT(counts[2], 0);
+  // A dot's VJP belongs to the dot: some backward dot_general has a forward dot as origin.
+  bool dot_vjp = false;
+  for (ValueId v = 0; v < g.size(); ++v)
+    if (step->phase[v] == StepPhase::kBackward && g.node(v).op == OpKind::kDotGeneral)
+      dot_vjp |= g.node(step->origin[v]).op == OpKind::kDotGeneral;
+  EXPECT_TRUE(dot_vjp);
+  // States name their weight.
+  for (size_t i = 0; i < step->states.size(); ++i) {
+    if (step->state_weight[i] < 0) {
+      EXPECT_EQ(step->states[i], "step");
+    } else {
+      EXPECT_TRUE(step->states[i].starts_with(step->weights[step->state_weight[i]] + "."));
+    }
+  }
+}
+
+TEST(TrainStep, PhasesAndOriginsPlaceEveryNode) {
+  check_phases(1, OptimizerKind::kAdamW);
+  check_phases(1, OptimizerKind::kSgd);
+  check_phases(3, OptimizerKind::kAdamW);
+}
+
 TEST(TrainStep, InvalidMicroBatchCountIsAnError) {
   TrainStepOptions options;
   options.micro_batches = 0;

@@ -1,12 +1,15 @@
 #include "alpa/autodiff/backward.h"
 
+#include <algorithm>
+
 #include "alpa/autodiff/train_step.h"
 #include "alpa/autodiff/vjp.h"
 #include "alpa/ir/dce.h"
 
 namespace alpa {
 
-Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt) {
+Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt,
+                                           std::vector<ValueId>* origin) {
   if (!b.ok()) return b.status();
   const Graph& g = b.graph();
   if (!loss.valid() || loss.id >= g.size()) return invalid_argument("loss is not a value");
@@ -38,8 +41,20 @@ Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<con
     for (ValueId op : g.node(i).operands) to_loss[op] = 1;
   }
 
+  // Attributes the nodes appended since the last call to `owner`.
+  ValueId traced = b.graph().size();
+  auto attribute = [&](ValueId owner) {
+    if (origin == nullptr) return;
+    const ValueId now = b.graph().size();
+    origin->resize(static_cast<size_t>(std::max<ValueId>(now, ValueId(origin->size()))),
+                   kNoValue);
+    for (ValueId v = traced; v < now; ++v) (*origin)[v] = owner;
+    traced = now;
+  };
+
   std::vector<Value> grad(static_cast<size_t>(end));
   grad[loss.id] = b.constant(1.0, lt);
+  attribute(loss.id);
   for (ValueId i = loss.id; i >= 0; --i) {
     if (!grad[i].valid() || !from_wrt[i] || !to_loss[i]) continue;
     const Node node = b.graph().node(i);  // copy: the builder appends to the node list
@@ -50,16 +65,26 @@ Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<con
     if (!b.ok()) return b.status().with_context(cat("VJP of ", op_name(node.op)));
     ALPA_CHECK(op_grads.size() == node.operands.size())
         << "VJP of " << op_name(node.op) << " returned " << op_grads.size() << " gradients";
+    attribute(i);
     for (size_t k = 0; k < node.operands.size(); ++k) {
       const ValueId op = node.operands[k];
       if (!op_grads[k].valid() || !from_wrt[op] || !to_loss[op]) continue;
-      grad[op] = grad[op].valid() ? b.add(grad[op], op_grads[k]) : op_grads[k];
+      if (grad[op].valid()) {
+        grad[op] = b.add(grad[op], op_grads[k]);
+        attribute(op);
+      } else {
+        grad[op] = op_grads[k];
+      }
     }
   }
   std::vector<Value> result;
   for (Value w : wrt) {
     Value gw = w.id < end ? grad[w.id] : Value{};
-    result.push_back(gw.valid() ? gw : b.full_like(w, 0.0));
+    if (!gw.valid()) {
+      gw = b.full_like(w, 0.0);
+      attribute(w.id);
+    }
+    result.push_back(gw);
   }
   if (!b.ok()) return b.status();
   return result;

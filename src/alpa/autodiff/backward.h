@@ -17,7 +17,13 @@
 namespace alpa {
 
 // Gradients of `loss` (a floating-point scalar) with respect to each of `wrt`, in order.
-Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt);
+// If `origin` is given, it is resized to the graph's new size and, for every node this call
+// appends, set to the forward node it belongs to: the node whose VJP rule emitted it, or for
+// a sum of cotangents the value whose cotangent it sums (the seed 1.0 belongs to `loss`, the
+// zero gradient of an unused `wrt` to that value). A pipeline runs each backward node where
+// its origin runs. Entries of earlier nodes are left as they were (kNoValue when new).
+Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt,
+                                           std::vector<ValueId>* origin = nullptr);
 
 // The forward graph plus its backward pass: same parameters; outputs are the forward's
 // outputs followed by "grad.<name>" for every weight parameter. Dead nodes are removed.

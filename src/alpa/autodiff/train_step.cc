@@ -1,5 +1,6 @@
 #include "alpa/autodiff/train_step.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "alpa/autodiff/backward.h"
@@ -86,6 +87,17 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
   TrainStep step;
   step.micro_batches = k;
   Builder b(forward.name() + ".train_step");
+  // Phase and origin of every node, filled in as the blocks below are emitted.
+  std::vector<StepPhase> phase;
+  std::vector<ValueId> origin;
+  auto mark = [&](StepPhase p, ValueId owner = kNoValue) {
+    const size_t n = static_cast<size_t>(b.graph().size());
+    origin.resize(std::max(n, origin.size()), kNoValue);
+    for (size_t v = phase.size(); v < n; ++v) {
+      if (owner != kNoValue) origin[v] = owner;
+    }
+    phase.resize(n, p);
+  };
 
   // 1. Weights and inputs, in the forward's order; inputs hold all micro-batches.
   std::vector<Value> params(static_cast<size_t>(forward.size()));
@@ -117,13 +129,16 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
     for (const std::string& s : names) {
       state[i].push_back(b.parameter(s, t, ParamRole::kState, ParamInit::kZeros));
       step.states.push_back(s);
+      step.state_weight.push_back(static_cast<int>(i));
     }
   }
   Value step_count;
   if (opt.kind == OptimizerKind::kAdamW) {
     step_count = b.parameter("step", {DType::kF32, {}}, ParamRole::kState, ParamInit::kZeros);
     step.states.push_back("step");
+    step.state_weight.push_back(-1);
   }
+  mark(StepPhase::kForward);
 
   // 3. Forward and backward per micro-batch; sum losses and gradients.
   Value loss_sum;
@@ -142,13 +157,18 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
     const std::vector<Value> fwd =
         inline_forward(b, forward, param_map, k == 1, k == 1 ? "" : cat(".mb", mb));
     const Value loss = fwd[forward.find_output(options.loss_output)->value];
-    ALPA_ASSIGN_OR_RETURN(std::vector<Value> grads, append_backward(b, loss, weights));
     loss_sum = loss_sum.valid() ? b.add(loss_sum, loss) : loss;
-    for (size_t i = 0; i < weights.size(); ++i)
+    mark(StepPhase::kForward);
+    ALPA_ASSIGN_OR_RETURN(std::vector<Value> grads, append_backward(b, loss, weights, &origin));
+    mark(StepPhase::kBackward);
+    for (size_t i = 0; i < weights.size(); ++i) {
       grad_sum[i] = grad_sum[i].valid() ? b.add(grad_sum[i], grads[i]) : grads[i];
+      mark(StepPhase::kBackward, weights[i].id);
+    }
   }
   Value loss = k == 1 ? loss_sum : b.scale(loss_sum, 1.0 / k);
   b.output("loss", loss);
+  mark(StepPhase::kForward);
 
   // 4. Optimizer update.
   AdamScalars adam;
@@ -197,8 +217,21 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
   }
   if (opt.kind == OptimizerKind::kAdamW) b.output("step", new_step, step_count);
 
+  mark(StepPhase::kUpdate);
   ALPA_ASSIGN_OR_RETURN(Graph g, b.finish());
-  step.graph = eliminate_dead_code(g);  // VJP rules also emit gradients nobody needs
+  std::vector<ValueId> remap;
+  step.graph = eliminate_dead_code(g, &remap);  // VJP rules also emit gradients nobody needs
+  step.phase.resize(static_cast<size_t>(step.graph.size()), StepPhase::kForward);
+  step.origin.assign(static_cast<size_t>(step.graph.size()), kNoValue);
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (remap[v] == kNoValue) continue;
+    step.phase[remap[v]] = phase[v];
+    const ValueId o = origin[v];
+    if (o != kNoValue) {
+      ALPA_CHECK(remap[o] != kNoValue) << "the origin of a live node was removed";
+      step.origin[remap[v]] = remap[o];
+    }
+  }
   return step;
 }
 

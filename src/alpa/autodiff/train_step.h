@@ -43,12 +43,25 @@ struct TrainStepOptions {
   std::string loss_output = "loss";
 };
 
+// Which part of the step a node of TrainStep::graph belongs to. Parameters are kForward.
+enum class StepPhase : uint8_t {
+  kForward,   // the forward pass and the loss (per micro-batch), and the loss average
+  kBackward,  // the backward pass (per micro-batch) and the gradient sums
+  kUpdate,    // the optimizer update (once per step)
+};
+
 struct TrainStep {
   Graph graph;
   std::vector<std::string> weights;  // weight names, in parameter order
   std::vector<std::string> inputs;   // input names, in parameter order
   std::vector<std::string> states;   // state names, in parameter order
+  std::vector<int> state_weight;     // per state: index into `weights`, or -1 ("step")
   int micro_batches = 1;
+  // Per node of `graph`: its phase, and for backward nodes the forward node (or parameter)
+  // they belong to (append_backward's origin; a gradient sum over micro-batches belongs to
+  // its weight); kNoValue for other nodes. Pipelines place each node by these.
+  std::vector<StepPhase> phase;
+  std::vector<ValueId> origin;
 };
 
 Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions& options);

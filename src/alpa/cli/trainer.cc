@@ -74,6 +74,30 @@ struct Slots {
 };
 
 // One training step on some hardware; keeps the parameters between steps.
+// The micro-batch count the pipeline planner prefers for this model on the pipeline's
+// cluster (it plans each divisor of the batch and keeps the fastest).
+Result<PipelinePlan> plan_with_micro_batch_search(const ModelSpec& spec, const TrainOptions& o) {
+  ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(o.cluster));
+  ALPA_ASSIGN_OR_RETURN(Cluster sized, with_devices(base, o.pipeline.devices));
+  PipelinePlannerOptions po;
+  po.num_layers = o.pipeline.num_layers;
+  po.micro_batches = 0;
+  ALPA_ASSIGN_OR_RETURN(Graph whole, build_forward(spec, 1));
+  int64_t batch = 1;
+  for (ValueId p : whole.parameters(ParamRole::kInput))
+    if (whole.type(p).rank() > 0) batch = whole.type(p).shape[0];
+  po.batch = batch;
+  po.sharding = o.sharding;
+  po.memory_per_device = o.sharding.memory_budget_bytes;
+  auto build = [&](int B) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
+    TrainStepOptions t;
+    t.optimizer = o.optimizer;
+    return build_train_step(fwd, t);
+  };
+  return plan_pipeline(build, sized, po);
+}
+
 class StepBackend {
  public:
   virtual ~StepBackend() = default;
@@ -210,6 +234,112 @@ class Mesh2D : public StepBackend {
   std::vector<std::vector<Tensor>> values_, last_inputs_;  // [device][parameter]
 };
 
+class Pipeline : public StepBackend {
+ public:
+  // `reference`: the training step of all micro-batches (its parameters and data); `step`: the
+  // step of one micro-batch that the pipeline splits.
+  static Result<std::unique_ptr<Pipeline>> create(const Graph& reference, TrainStep step,
+                                                  const ModelSpec& spec, const TrainOptions& o,
+                                                  int micro_batches, TrainReport* report) {
+    auto p = std::unique_ptr<Pipeline>(new Pipeline(reference, std::move(step), o, report));
+    ALPA_RETURN_IF_ERROR(p->init(spec, micro_batches));
+    return p;
+  }
+  Result<double> step(std::vector<std::vector<float>> batch, bool) override {
+    std::vector<Tensor> inputs(slots_.params.size());
+    for (size_t p = 0; p < slots_.params.size(); ++p)
+      if (slots_.input_index[p] >= 0)
+        inputs[p] = Tensor::from_values(ref_.type(slots_.params[p]),
+                                        std::move(batch[slots_.input_index[p]]));
+    ALPA_ASSIGN_OR_RETURN(double loss, runner_->run_step(inputs));
+    last_inputs_ = std::move(inputs);
+    report_->device_stats.clear();
+    for (int d = 0; d < runner_->num_devices(); ++d)
+      report_->device_stats.push_back(runner_->stats(d));
+    return loss;
+  }
+  Result<std::vector<Tensor>> final_params() override {
+    ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> out, runner_->gather_parameters());
+    for (size_t p = 0; p < slots_.params.size(); ++p)
+      if (slots_.input_index[p] >= 0) out[p] = last_inputs_[p];
+    return out;
+  }
+
+ private:
+  Pipeline(const Graph& reference, TrainStep step, const TrainOptions& o, TrainReport* report)
+      : ref_(reference), step_(std::move(step)), o_(o), slots_(reference), report_(report) {}
+
+  Status init(const ModelSpec& spec, int micro_batches) {
+    const int devices = o_.pipeline.devices;
+    ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(o_.cluster));
+    Result<Cluster> sized = with_devices(base, devices);
+    if (!sized.ok())
+      return sized.status().with_context(cat("cluster '", base.name, "' for ", devices, " devices"));
+    const Clock::time_point t0 = Clock::now();
+    PipelinePlan plan;
+    if (o_.pipeline.plan) {
+      plan = *o_.pipeline.plan;
+      if (plan.micro_batches != micro_batches)
+        return invalid_argument(cat("the pipeline plan is for ", plan.micro_batches,
+                                    " micro-batches, not ", micro_batches));
+      if (plan.layers.layer_of.empty()) {
+        LayerClusteringOptions lo;
+        lo.num_layers = plan.layers.num_layers;
+        const std::vector<ValueId> ops = forward_ops(step_);
+        ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step_.graph, ops, lo));
+      }
+    } else {
+      PipelinePlannerOptions po;
+      po.num_layers = o_.pipeline.num_layers;
+      po.micro_batches = micro_batches;
+      po.batch = micro_batches;
+      po.sharding = o_.sharding;
+      po.memory_per_device = o_.sharding.memory_budget_bytes;
+      const TrainStep& one = step_;
+      ALPA_ASSIGN_OR_RETURN(plan, plan_pipeline([&](int) -> Result<TrainStep> { return one; },
+                                                *sized, po));
+    }
+    (void)spec;
+    ALPA_ASSIGN_OR_RETURN(MaterializedPipeline m,
+                          materialize_pipeline(step_, plan, *sized, o_.sharding));
+    report_->plan_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    report_->predicted_step_time_s = plan.predicted_step_time_s;
+    std::vector<StagePlacement> placements;
+    for (const auto& [shape, first] : m.placements) placements.push_back({shape, first});
+    PipelineBuildOptions bo;
+    bo.schedule = o_.pipeline.schedule;
+    bo.micro_batches = micro_batches;
+    bo.cluster = &*sized;
+    ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
+                          build_pipeline_program(step_, m.split, std::move(m.graphs),
+                                                 std::move(m.plans), placements, bo));
+    report_->transfers = static_cast<int64_t>(prog.transfers.size());
+    report_->device_stage.clear();
+    for (int r = 0; r < prog.num_devices; ++r) report_->device_stage.push_back(stage_of_rank(prog, r));
+    report_->pipeline_plan = plan;
+    report_->micro_batches = micro_batches;
+    for (const PipelineStage& st : prog.stages)
+      for (const TaskProgram& tp : st.tasks) report_->collectives += tp.spmd.collectives;
+    PipelineRunOptions ro;
+    ro.threads_per_device = 1;
+    runner_ = std::make_unique<PipelineRunner>(std::move(prog), step_.graph, ro);
+    // The same initial values as one device (same seed, whole tensors).
+    ALPA_RETURN_IF_ERROR(runner_->load_parameters(init_parameters(ref_, o_.seed)));
+    report_->device_stats.clear();
+    for (int d = 0; d < runner_->num_devices(); ++d)
+      report_->device_stats.push_back(runner_->stats(d));
+    return ok_status();
+  }
+
+  const Graph& ref_;
+  TrainStep step_;
+  TrainOptions o_;
+  Slots slots_;
+  TrainReport* report_;
+  std::unique_ptr<PipelineRunner> runner_;
+  std::vector<Tensor> last_inputs_;
+};
+
 }  // namespace
 
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
@@ -219,10 +349,23 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   if (options.mesh[0] < 1 || options.mesh[1] < 1)
     return invalid_argument(cat("mesh extents must be >= 1, got ", options.mesh[0], "x",
                                 options.mesh[1]));
-  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, options.micro_batches));
+  const bool pipeline = options.pipeline.enabled;
+  TrainOptions opts = options;
+  int micro_batches = options.micro_batches;
+  if (pipeline && opts.pipeline.plan) micro_batches = opts.pipeline.plan->micro_batches;
+  if (pipeline && micro_batches == 0) {
+    // The planner chooses the micro-batch count along with the stages.
+    const Clock::time_point t0 = Clock::now();
+    ALPA_ASSIGN_OR_RETURN(PipelinePlan plan, plan_with_micro_batch_search(spec, options));
+    plan.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    micro_batches = plan.micro_batches;
+    opts.pipeline.plan = std::move(plan);
+  }
+  if (micro_batches < 1) return invalid_argument("--micro-batches must be >= 1");
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, micro_batches));
   TrainStepOptions tso;
   tso.optimizer = options.optimizer;
-  tso.micro_batches = options.micro_batches;
+  tso.micro_batches = micro_batches;
   ALPA_ASSIGN_OR_RETURN(TrainStep ts, build_train_step(forward, tso));
   const Graph& g = ts.graph;
 
@@ -232,8 +375,10 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   report.flops_per_step = stats.flops;
   report.tokens_per_step = tokens_per_batch(spec);
   report.mesh = options.mesh;
-  report.devices = static_cast<int>(options.mesh[0] * options.mesh[1]);
-  report.threads = report.devices > 1 ? 1
+  report.devices = pipeline ? options.pipeline.devices
+                            : static_cast<int>(options.mesh[0] * options.mesh[1]);
+  report.micro_batches = micro_batches;
+  report.threads = report.devices > 1 || pipeline ? 1
                    : options.threads > 0
                        ? options.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -241,7 +386,15 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
 
   ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data, make_data_source(spec, g, options.seed));
   std::unique_ptr<StepBackend> backend;
-  if (report.devices == 1) {
+  if (pipeline) {
+    TrainStepOptions one = tso;
+    one.micro_batches = 1;
+    ALPA_ASSIGN_OR_RETURN(TrainStep step1, build_train_step(forward, one));
+    ALPA_ASSIGN_OR_RETURN(std::unique_ptr<Pipeline> p,
+                          Pipeline::create(g, std::move(step1), spec, opts, micro_batches,
+                                           &report));
+    backend = std::move(p);
+  } else if (report.devices == 1) {
     backend = std::make_unique<SingleDevice>(g, options, &report);
   } else {
     ALPA_ASSIGN_OR_RETURN(std::unique_ptr<Mesh2D> m, Mesh2D::create(g, options, &report));

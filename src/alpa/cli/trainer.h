@@ -1,21 +1,36 @@
-// The training loop: model spec -> training-step graph -> one device (Executor) or a mesh of
+// The training loop: model spec -> training-step graph -> one device (Executor), a mesh of
 // virtual devices (auto-sharding plan -> SPMD program -> SpmdRunner, one thread per device),
-// fed by the model's synthetic data, with parameters and optimizer state carried from one step
-// to the next through the graph's aliased outputs. On a mesh, each device keeps only its
-// shards between steps.
+// or a pipeline of stages on submeshes of virtual devices (inter-op plan -> PipelineProgram ->
+// PipelineRunner), fed by the model's synthetic data, with parameters and optimizer state
+// carried from one step to the next through the graph's aliased outputs. On a mesh or a
+// pipeline, each device keeps only its shards (of its stage's weights) between steps.
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "alpa/autodiff/train_step.h"
+#include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
+#include "alpa/pipeline/runner.h"
+#include "alpa/pipeline/schedule.h"
 #include "alpa/models/registry.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
+
+// Pipeline parallelism on virtual devices: stages planned by the inter-op pass (or given),
+// each on its own submesh, run with a GPipe or 1F1B schedule.
+struct PipelineTrainOptions {
+  bool enabled = false;
+  int devices = 0;                    // virtual devices in all
+  ScheduleKind schedule = ScheduleKind::k1F1B;
+  int num_layers = 0;                 // layer clustering (0: automatic)
+  std::optional<PipelinePlan> plan;   // given stages; otherwise planned automatically
+};
 
 struct TrainOptions {
   int steps = 20;
@@ -28,6 +43,8 @@ struct TrainOptions {
   std::string cluster = "local";   // preset or JSON whose cost model plans the sharding
   AutoShardingOptions sharding;    // incl. fixed layouts (manual / loaded plans)
   bool keep_final_params = false;  // report the trained weights and state, assembled
+  // Pipeline parallelism (then `mesh` is unused; micro_batches = 0 lets the planner choose).
+  PipelineTrainOptions pipeline;
 };
 
 struct StepReport {
@@ -61,6 +78,12 @@ struct TrainReport {
   std::vector<Shape> device_param_shapes;  // device 0's parameter shapes (its shards)
   int64_t device_peak_live_bytes = 0;    // device 0's peak intermediate bytes, last step
   ShardingPlan plan;                     // the plan that ran (mesh only)
+  // Pipeline only.
+  PipelinePlan pipeline_plan;            // stages that ran
+  int micro_batches = 1;
+  std::vector<PipelineDeviceStats> device_stats;  // per device, last step
+  std::vector<int> device_stage;         // per device: its stage
+  int64_t transfers = 0;                 // cross-stage transfers per step (distinct values)
 
   // With keep_final_params: every parameter of the training graph (weights, inputs of the last
   // step, state) after the last step, whole.

@@ -157,12 +157,17 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     r.node_costs.emplace_back(cg.strategies[v].strategies.size(), 0.0);
   }
   // Node costs: compute of every member (and the tie-break on bytes held).
+  if (!opt.node_weight.empty() && opt.node_weight.size() != static_cast<size_t>(n))
+    return invalid_argument(cat("node_weight has ", opt.node_weight.size(),
+                                " entries for a graph of ", n, " nodes"));
+  auto weight = [&](ValueId v) { return opt.node_weight.empty() ? 1.0 : opt.node_weight[v]; };
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
     const auto& st = cg.strategies[v].strategies;
+    const double w = weight(v);
     for (size_t i = 0; i < st.size(); ++i) {
-      cost[i] += st[i].compute + st[i].comm;
+      cost[i] += w * (st[i].compute + st[i].comm);
     }
   }
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
@@ -187,17 +192,18 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
       const auto& ust = cg.strategies[u].strategies;
       const TensorType& t = g.type(u);
       const int iu = cg.ilp_index[cg.root[u]];
+      const double w = weight(v);
       if (iu == iv) {
         for (size_t i = 0; i < vst.size(); ++i)
-          r.node_costs[iv][i] += cache.get(t, ust[i].output, vst[i].operands[k]);
+          r.node_costs[iv][i] += w * cache.get(t, ust[i].output, vst[i].operands[k]);
         continue;
       }
       std::vector<double>& m = matrix(iu, iv);
       const size_t kv = vst.size();
       for (size_t j = 0; j < ust.size(); ++j)
         for (size_t i = 0; i < kv; ++i)
-          m[j * kv + i] = std::min(kInfeasibleCost,
-                                   m[j * kv + i] + cache.get(t, ust[j].output, vst[i].operands[k]));
+          m[j * kv + i] = std::min(
+              kInfeasibleCost, m[j * kv + i] + w * cache.get(t, ust[j].output, vst[i].operands[k]));
     }
   }
   // Aliased outputs keep their parameter's layout.
@@ -387,8 +393,9 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     plan.native_specs[v] = s.native;
     plan.operand_specs[v] = s.operands;
     plan.strategy_names[v] = s.name;
-    plan.compute_s += s.compute;
-    plan.communication_s += s.comm;
+    const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
+    plan.compute_s += w * s.compute;
+    plan.communication_s += w * s.comm;
   }
   // Communication: the resharding the chosen strategies imply on every edge.
   ReshardCostCache cache(mesh);
@@ -398,7 +405,8 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     for (size_t k = 0; k < node.operands.size(); ++k) {
       const ValueId u = node.operands[k];
       if (cg.root[u] == kNoValue) continue;
-      plan.communication_s += cache.get(g.type(u), plan.specs[u], plan.operand_specs[v][k]);
+      const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
+      plan.communication_s += w * cache.get(g.type(u), plan.specs[u], plan.operand_specs[v][k]);
     }
   }
   plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape);

@@ -41,6 +41,12 @@ struct AutoShardingOptions {
   // Required layouts, keyed by the value's reference in the text form ("%h0.attn.wq", "%57").
   // A complete set checks and costs a given plan; a partial set is completed by the ILP.
   std::map<std::string, ShardingSpec> fixed;
+  // How often each node runs per step, relative to the graph (empty: every node once). A
+  // pipeline stage's graph holds one micro-batch's forward and backward (weight 1) and the
+  // once-per-step optimizer update (weight 1/micro-batches): the ILP then resolves gradient
+  // partial sums in the update, once per step, when that is cheaper. Node costs and the
+  // resharding into a node are scaled by its weight; so are the plan's predicted times.
+  std::vector<double> node_weight;
 };
 
 struct ShardingPlan {

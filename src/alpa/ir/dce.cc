@@ -2,7 +2,7 @@
 
 namespace alpa {
 
-Graph eliminate_dead_code(const Graph& g) {
+Graph eliminate_dead_code(const Graph& g, std::vector<ValueId>* remap_out) {
   const int32_t n = g.size();
   std::vector<char> live(static_cast<size_t>(n), 0);
   for (const GraphOutput& o : g.outputs()) {
@@ -24,6 +24,7 @@ Graph eliminate_dead_code(const Graph& g) {
   }
   for (const GraphOutput& o : g.outputs())
     out.add_output({o.name, remap[o.value], o.alias == kNoValue ? kNoValue : remap[o.alias]});
+  if (remap_out != nullptr) *remap_out = std::move(remap);
   return out;
 }
 

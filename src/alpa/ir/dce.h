@@ -13,6 +13,7 @@
 
 namespace alpa {
 
-Graph eliminate_dead_code(const Graph& g);
+// If `remap` is given it receives, per node of `g`, its id in the result (kNoValue if dropped).
+Graph eliminate_dead_code(const Graph& g, std::vector<ValueId>* remap = nullptr);
 
 }  // namespace alpa

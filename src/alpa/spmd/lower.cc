@@ -24,12 +24,15 @@ ShardingSpec without_partial(ShardingSpec s) {
 
 class Lowerer {
  public:
-  Lowerer(const Graph& g, const ShardingPlan& plan)
-      : g_(g), plan_(plan), mesh_(plan.mesh), b_(g.name() + ".spmd") {}
+  Lowerer(const Graph& g, const ShardingPlan& plan, const LowerOptions& options)
+      : g_(g), plan_(plan), options_(options), mesh_(plan.mesh), b_(g.name() + ".spmd") {}
 
   Result<SpmdProgram> run() {
     if (plan_.specs.size() != static_cast<size_t>(g_.size()))
       return invalid_argument("the plan does not belong to this graph (node count differs)");
+    if (!options_.output_specs.empty() && options_.output_specs.size() != g_.outputs().size())
+      return invalid_argument(cat("output_specs has ", options_.output_specs.size(),
+                                  " layouts for ", g_.outputs().size(), " outputs"));
     SpmdProgram out;
     out.mesh = mesh_;
     for (ValueId v = 0; v < g_.size(); ++v) {
@@ -37,8 +40,14 @@ class Lowerer {
       ALPA_RETURN_IF_ERROR(lower_node(v));
     }
     for (ValueId p : g_.parameters()) out.param_specs.push_back(plan_.specs[p].canonical(mesh_));
-    for (const GraphOutput& o : g_.outputs()) {
-      const ShardingSpec target = without_partial(plan_.specs[o.value]).canonical(mesh_);
+    for (size_t i = 0; i < g_.outputs().size(); ++i) {
+      const GraphOutput& o = g_.outputs()[i];
+      const ShardingSpec target =
+          (options_.output_specs.empty() ? without_partial(plan_.specs[o.value])
+                                         : options_.output_specs[i])
+              .canonical(mesh_);
+      ALPA_RETURN_IF_ERROR(target.validate(g_.type(o.value).shape, mesh_)
+                               .with_context(cat("layout of output '", o.name, "'")));
       ALPA_ASSIGN_OR_RETURN(Value local, value_in(o.value, target));
       Value alias;
       if (o.alias != kNoValue) alias = Value{param_local_[o.alias]};
@@ -235,6 +244,7 @@ class Lowerer {
 
   const Graph& g_;
   const ShardingPlan& plan_;
+  const LowerOptions& options_;
   MeshShape mesh_;
   Builder b_;
   std::unordered_map<std::string, Value> cache_;
@@ -243,8 +253,9 @@ class Lowerer {
 
 }  // namespace
 
-Result<SpmdProgram> lower_to_spmd(const Graph& g, const ShardingPlan& plan) {
-  Lowerer l(g, plan);
+Result<SpmdProgram> lower_to_spmd(const Graph& g, const ShardingPlan& plan,
+                                  const LowerOptions& options) {
+  Lowerer l(g, plan, options);
   return l.run();
 }
 

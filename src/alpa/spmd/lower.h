@@ -33,6 +33,14 @@ struct SpmdProgram {
   int64_t collectives = 0;                // communicating ops inserted
 };
 
-Result<SpmdProgram> lower_to_spmd(const Graph& g, const ShardingPlan& plan);
+struct LowerOptions {
+  // The layout each graph output leaves the program in (empty: its planned layout with partial
+  // sums resolved). A partial layout is allowed: a pipeline stage hands a gradient's partial
+  // sums to its accumulator and resolves them once per step.
+  std::vector<ShardingSpec> output_specs;
+};
+
+Result<SpmdProgram> lower_to_spmd(const Graph& g, const ShardingPlan& plan,
+                                  const LowerOptions& options = {});
 
 }  // namespace alpa

@@ -1,23 +1,15 @@
 #include "alpa/spmd/shard.h"
 
+#include "alpa/runtime/kernel_util.h"
+
 namespace alpa {
 namespace {
-
-std::vector<int64_t> strides_of(const Shape& s) {
-  std::vector<int64_t> st(s.size());
-  int64_t acc = 1;
-  for (size_t d = s.size(); d-- > 0;) {
-    st[d] = acc;
-    acc *= s[d];
-  }
-  return st;
-}
 
 // Calls f(local_flat, global_flat) for every element of a block at `offsets`.
 template <typename F>
 void for_each_in_block(const Shape& global, const Shape& local, const std::vector<int64_t>& offsets,
                        F f) {
-  const std::vector<int64_t> gs = strides_of(global);
+  const std::vector<int64_t> gs = kernels::row_major_strides(global);
   const int64_t n = num_elements(local);
   std::vector<int64_t> idx(local.size(), 0);
   for (int64_t i = 0; i < n; ++i) {
@@ -58,8 +50,8 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
                                const MeshShape& mesh, const TensorType& type) {
   const ShardingSpec s = spec.canonical(mesh);
   if (static_cast<int64_t>(blocks.size()) != mesh[0] * mesh[1])
-    return invalid_argument(cat("assemble: ", blocks.size(), " blocks for a ", mesh[0], "x",
-                                mesh[1], " mesh"));
+    return invalid_argument(
+        cat("assemble: ", blocks.size(), " blocks for a ", mesh[0], "x", mesh[1], " mesh"));
   const Shape local = s.local_shape(type.shape, mesh);
   Tensor out(type);
   float* dst = out.data();

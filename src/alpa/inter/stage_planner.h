@@ -1,0 +1,105 @@
+// The inter-operator pass (Alpa §3): choose pipeline stages, their submeshes and logical mesh
+// shapes, each stage's intra-op plan, and (optionally) the number of micro-batches, to
+// minimise the step time of a 1F1B pipeline:  T = sum_i t_i + (B - 1) * max_i t_i.
+//
+//   forward ops --cluster_layers--> L layers
+//   every layer range x submesh x logical shape --stage graph + auto_shard--> t, memory
+//   stage DP (stage_dp.h) --> stages;  place_submeshes --> device ranges
+//
+// A candidate's cost is the intra-op plan of its stage graph (stage_graph.h: forward and
+// backward of one micro-batch, the update weighted 1/B) on a canonical placement of the
+// submesh, plus the time to receive its per-micro-batch inputs from the neighbouring stages
+// (Alpa leaves this out). Memory under 1F1B: a stage followed by s stages holds s + 1
+// micro-batches' stashed activations; a candidate whose plan does not fit even with none in
+// flight is re-planned under a memory budget, and is infeasible if that fails. Stage graphs
+// that are structurally identical (the same ops, types and edges, names aside: ranges of
+// repeated transformer layers) share one intra-op solve per mesh shape.
+// With micro_batches = 0 the planner also searches the micro-batch count among the divisors
+// of the batch (Alpa leaves it to the user).
+//
+// Not the runtime: materialize_pipeline turns a plan into the pieces build_pipeline_program
+// takes.
+#pragma once
+
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/inter/layer_clustering.h"
+#include "alpa/inter/stage_dp.h"
+#include "alpa/inter/stage_graph.h"
+#include "alpa/inter/submesh.h"
+#include "alpa/intra/auto_sharding.h"
+
+namespace alpa {
+
+struct PipelinePlannerOptions {
+  int num_layers = 0;            // clustered layers; 0: automatic
+  double layer_eps = 0.5;        // FLOP balance of the clustering
+  int micro_batches = 0;         // 0: search the divisors of `batch`
+  int64_t batch = 1;             // global batch (for the micro-batch search)
+  double memory_per_device = 0;  // bytes; 0: the cluster's device memory
+  // Alpa's stage_imbalance_tolerance: a candidate is considered only if its share of the
+  // devices is within a factor (1 + tolerance) of its share of the FLOPs. Infinity: all.
+  double imbalance_tolerance = std::numeric_limits<double>::infinity();
+  bool include_transfer_cost = true;
+  AutoShardingOptions sharding;  // per-stage intra-op options (memory budget set per stage)
+  // Called with a line of progress now and then (long plans), if set.
+  std::function<void(const std::string&)> progress;
+};
+
+struct PlannedStage {
+  int first_layer = 0, last_layer = 0;  // inclusive
+  SubmeshShape submesh;
+  LogicalMeshChoice logical;
+  int first_device = 0;
+  double time_s = 0;  // per micro-batch: forward + backward + update/B + receiving
+  double compute_s = 0, communication_s = 0, transfer_s = 0;
+  double peak_memory_bytes = 0;  // with the micro-batches 1F1B keeps in flight here
+  double stash_bytes = 0;        // activations kept from forward to backward, per micro-batch
+  int max_succ = -1;             // stages that may follow within memory
+  std::map<std::string, ShardingSpec> layouts;  // hand-written layouts (step-graph refs)
+};
+
+struct PipelinePlan {
+  int micro_batches = 1;
+  LayerClustering layers;  // over forward_ops(step)
+  std::vector<PlannedStage> stages;
+  double predicted_step_time_s = 0;
+  // Planning statistics.
+  double clustering_s = 0, stage_costs_s = 0, dp_s = 0, total_s = 0;
+  int candidates = 0;    // (layer range, submesh, logical shape) costed
+  int intra_solves = 0;  // auto-sharding runs (the rest came from the cache)
+  int cache_hits = 0;
+  std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
+};
+
+// The forward operators of a one-micro-batch training step, in order (what layers cluster).
+std::vector<ValueId> forward_ops(const TrainStep& step);
+
+// Per node of step.graph: the stage of each forward op under `plan` (others: 0).
+std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
+
+// Plans the pipeline. build_step(B) returns the training step of ONE micro-batch when the
+// batch is split into B micro-batches (micro_batches = 1 in its TrainStepOptions).
+Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& build_step,
+                                   const Cluster& cluster, const PipelinePlannerOptions& options);
+
+// Everything build_pipeline_program needs for a plan whose stages are chosen (by
+// plan_pipeline or by hand): the split, each stage's graph, its intra-op plan on its placed
+// mesh, and the placements.
+struct MaterializedPipeline {
+  PipelineSplit split;
+  std::vector<StageGraph> graphs;
+  std::vector<ShardingPlan> plans;
+  std::vector<std::pair<std::array<int64_t, 2>, int>> placements;  // (logical shape, first device)
+};
+Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const PipelinePlan& plan,
+                                                  const Cluster& cluster,
+                                                  const AutoShardingOptions& sharding);
+
+}  // namespace alpa

@@ -1,0 +1,152 @@
+// Cross-mesh resharding (Alpa §4.5): moving a tensor produced on mesh A with layout σA to mesh
+// B with layout σB, where A and B are (usually disjoint) sets of world ranks, each viewed as a
+// logical n0 x n1 mesh, possibly of different shapes. This is how pipeline stages hand
+// activations and gradients to each other.
+//
+// The plan is plain data (CrossMeshPlan): a list of point-to-point transfers, each one box of
+// the global tensor (global element coordinates) sent from one source rank to one destination
+// rank. plan_cross_mesh builds it:
+//   - receive_spec: what each destination device holds after the transfers. It is σB, or, under
+//     the local all-gather optimisation (paper Fig. 6c), σB with every unused mesh axis of
+//     extent > 1 added as a split. Then each byte crosses between the meshes once, and mesh B
+//     restores σB with all-gathers only (plan_reshard(receive_spec, σB) is all-gathers; the
+//     caller runs it over B's fast local links).
+//   - for every destination device (by rank) and every source block intersecting the box it
+//     needs (by offset), one transfer of the intersection from one of the source replicas that
+//     hold that block: the destination itself when it is one of them (a local copy, see
+//     CrossMeshOptions::prefer_self), otherwise the replica with the fewest bytes assigned so
+//     far over the whole plan, ties to the lowest rank (Alpa's "normal" load balance).
+//
+// Invariants of a plan from plan_cross_mesh: the boxes of one destination rank tile its block
+// under receive_spec exactly once; each box lies inside the block its source rank holds under
+// src_spec; transfers are ordered by (dst rank, box offset).
+//
+// Execution (send_cross_mesh / recv_cross_mesh) runs on every rank of src ∪ dst over the
+// Communicator: all ranks send first, then receive. That relies on sends that do not wait for
+// the receiver: the threads backend queues them; an MPI backend must use buffered or
+// nonblocking sends (MPI_Isend/MPI_Bsend) for the same pattern, or it can deadlock. One tag per
+// plan keeps messages between one (src, dst) pair in plan order on both sides. A rank that is
+// in both meshes and "sends" to itself copies locally, without the communicator.
+//
+// It is not: a broadcast-based resharder (MLSys'23), a scheduler that orders or overlaps
+// transfers, or host-aware (Alpa skips the local all-gather rewrite when the restoring
+// all-gather would cross hosts; here the caller decides with CrossMeshOptions). Partial sums
+// must be resolved on mesh A before sending.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "alpa/cluster/cluster.h"
+#include "alpa/intra/sharding_spec.h"
+#include "alpa/runtime/communicator.h"
+#include "alpa/runtime/tensor.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+// A logical mesh placed on world ranks: ranks[i*n1 + j] is the rank at logical (i, j).
+struct MeshPlacement {
+  MeshShape shape{1, 1};
+  std::vector<int> ranks;
+
+  // Position of `rank` in `ranks`, or -1.
+  int64_t index_of(int rank) const;
+  // "2x2{0,1,2,3}"
+  std::string to_string() const;
+};
+
+// A box of a tensor in global element coordinates: [offset[d], offset[d] + extent[d]) per dim.
+struct Box {
+  std::vector<int64_t> offset, extent;
+
+  int64_t elements() const;
+  // "[0:4,2:6]" (begin:end per dim); a rank-0 box is "[]".
+  std::string to_string() const;
+
+  friend bool operator==(const Box&, const Box&) = default;
+};
+
+struct CrossMeshTransfer {
+  int src_rank = 0;
+  int dst_rank = 0;
+  Box box;
+
+  friend bool operator==(const CrossMeshTransfer&, const CrossMeshTransfer&) = default;
+};
+
+struct CrossMeshOptions {
+  // Receive a fully split layout and let mesh B restore dst_spec with all-gathers (Alpa's
+  // use_local_allgather): each byte crosses between the meshes once.
+  bool local_all_gather = true;
+  // When a destination rank itself holds the source block (overlapping placements), take it
+  // from itself (a local copy that uses no link) instead of load-balancing over the replicas.
+  bool prefer_self = true;
+};
+
+struct CrossMeshPlan {
+  Shape shape;  // global shape
+  MeshPlacement src, dst;
+  ShardingSpec src_spec, dst_spec;  // as given
+  // What each destination device holds after the transfers: dst_spec, or under the local
+  // all-gather optimisation a more finely split layout whose restoring reshard
+  // (receive_spec -> dst_spec on mesh B) is all-gathers only.
+  ShardingSpec receive_spec;
+  std::vector<CrossMeshTransfer> transfers;  // ordered by (dst rank, box offset)
+
+  // Bytes that travel over links: transfers between distinct ranks (self-copies excluded).
+  int64_t bytes_moved(int64_t elem_bytes) const;
+  // Bytes that `rank` sends to other ranks.
+  int64_t bytes_sent_by(int rank, int64_t elem_bytes) const;
+};
+
+// Plans the transfers (see the header comment). Errors (kInvalidArgument, with a hint): spec
+// rank != shape rank; partial sums in src_spec or dst_spec ("resolve partial sums before
+// sending"); a spec invalid for its mesh (ShardingSpec::validate); a placement whose extents
+// are < 1, whose rank count is not n0*n1, or whose ranks are negative or repeated. Source and
+// destination placements may overlap or be identical.
+Result<CrossMeshPlan> plan_cross_mesh(const Shape& shape, const MeshPlacement& src,
+                                      const ShardingSpec& src_spec, const MeshPlacement& dst,
+                                      const ShardingSpec& dst_spec,
+                                      const CrossMeshOptions& options = {});
+
+// The layout a destination receives under the local all-gather optimisation: `dst_spec` with
+// each mesh axis of extent > 1 that it leaves unused added as a split (axis 0 first) on the dim
+// with the largest local extent (lowest dim on ties) where the split divides evenly and the
+// ShardingSpec invariants hold (axis 1 may join a dim split over axis 0, giving S01; axis 0 may
+// not join a dim split over axis 1). An axis no dim can take stays replicated. Returns dst_spec
+// unchanged when nothing is added. Requires a valid dst_spec without partial sums.
+ShardingSpec local_all_gather_spec(const ShardingSpec& dst_spec, const Shape& shape,
+                                   const MeshShape& mesh);
+
+// Sends every transfer whose src_rank == my_rank and dst_rank != my_rank, cut out of `local`
+// (this rank's block under plan.src_spec; its offset follows from its coordinates in plan.src).
+// Does not wait for receivers (see the header comment). Errors: `local` has the wrong shape,
+// my_rank is not in plan.src but has transfers, or a communicator error.
+Status send_cross_mesh(const CrossMeshPlan& plan, int my_rank, const Tensor& local,
+                       Communicator& comm, int tag);
+
+// Receives every transfer whose dst_rank == my_rank into a new block under plan.receive_spec
+// (shape receive_spec.local_shape(shape, dst.shape); fp32 storage, type f32: set the dtype
+// with Tensor::set_type if it is another), checking that the boxes tile it exactly once.
+// Self-transfers (src_rank == dst_rank == my_rank) are copied from `local_src`, this rank's
+// block under plan.src_spec, which must then be given. Errors: my_rank not in plan.dst, boxes
+// outside the block, gaps or overlaps, a missing local_src, or a communicator error.
+Result<Tensor> recv_cross_mesh(const CrossMeshPlan& plan, int my_rank, Communicator& comm, int tag,
+                               const Tensor* local_src = nullptr);
+
+// Predicted seconds on `cluster`, where world rank == device id (CHECK: every rank is a device
+// of the cluster). Each transfer between distinct ranks uses the intra-host link when both
+// devices are on one host (it loads the sender's outgoing and the receiver's incoming link),
+// else the inter-host link (it loads the sending host's NIC outgoing and the receiving host's
+// NIC incoming; a NIC is shared by every transfer leaving or entering its host). Each link's
+// time = bytes through it / its bandwidth + messages through it * its latency; the result is
+// the maximum over links (all transfers run concurrently). Self-transfers cost 0.
+double cross_mesh_seconds(const CrossMeshPlan& plan, int64_t elem_bytes, const Cluster& cluster);
+
+// A readable summary: the header line (shape, specs, meshes, counts and bytes in elements)
+// and one line per transfer "src -> dst [box]".
+std::string to_string(const CrossMeshPlan& plan);
+
+}  // namespace alpa
