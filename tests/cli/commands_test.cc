@@ -191,6 +191,164 @@ TEST(DemoCommand, LossFalls) {
   EXPECT_LT(losses.back(), 0.5 * losses.front());
   EXPECT_TRUE(j["mesh_matches_one_device"].get<bool>());
   EXPECT_EQ(j["mesh_losses"].size(), 20u);
+  EXPECT_TRUE(j["pipeline_matches_one_device"].get<bool>());
+  EXPECT_GE(j["pipeline_stages"].get<int>(), 1);
+  EXPECT_EQ(j["pipeline_losses"].size(), 20u);
+}
+
+TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
+  PlanFlags f;
+  f.model.size = "tiny";
+  f.parallel.cluster = "local";
+  f.parallel.devices = 4;
+  f.json = true;
+  CmdRun r = run(run_plan, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["devices"].get<int>(), 4);
+  EXPECT_GT(j["planning_time_s"].get<double>(), 0);
+  for (const char* k : {"clustering_s", "stage_costs_s", "dp_s", "candidates", "intra_solves"})
+    EXPECT_TRUE(j["planning"].contains(k)) << k;
+  const int mb = j["micro_batches"].get<int>();
+  EXPECT_EQ(8 % mb, 0);
+  EXPECT_FALSE(j["micro_batch_search"].empty());
+  ASSERT_FALSE(j["stages"].empty());
+  int devices = 0, next_layer = 0;
+  for (const auto& st : j["stages"]) {
+    EXPECT_EQ(st["layers"][0].get<int>(), next_layer);
+    next_layer = st["layers"][1].get<int>() + 1;
+    const auto lm = st["logical_mesh"].get<std::vector<int>>();
+    EXPECT_EQ(lm[0] * lm[1], st["devices"].get<int>());
+    EXPECT_FALSE(st["submesh"].get<std::string>().empty());
+    EXPECT_GT(st["time_per_micro_batch_s"].get<double>(), 0);
+    devices += st["devices"].get<int>();
+  }
+  EXPECT_EQ(next_layer, j["layers"].get<int>());
+  EXPECT_EQ(devices, 4);
+  EXPECT_GT(j["predicted_step_time_s"].get<double>(), 0);
+}
+
+TEST(PipelinePlanCommand, HumanOutputNamesStagesAndPhases) {
+  PlanFlags f;
+  f.model.size = "tiny";
+  f.parallel.cluster = "local";
+  f.parallel.devices = 2;
+  f.micro_batches = 2;
+  CmdRun r = run(run_plan, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  for (const char* s : {"pipeline: auto", "planned in", "layer clustering", "stage costs",
+                        "stage DP", "stage 0: layers 0-", "submesh", "logical mesh",
+                        "per micro-batch", "predicted per training step", "samples/s",
+                        "peak memory per device"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+// One device's losses for gpt-tiny with `micro_batches` (the reference for pipelines).
+std::vector<double> one_device_losses(int steps, int micro_batches) {
+  TrainFlags t;
+  t.steps = steps;
+  t.threads = 1;
+  t.micro_batches = micro_batches;
+  t.json = true;
+  CmdRun r = run(run_train, t);
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  return nlohmann::json::parse(r.out)["losses"].get<std::vector<double>>();
+}
+
+void expect_same_losses(const std::vector<double>& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << "step " << i + 1;
+}
+
+TEST(PipelineTrainCommand, AutomaticPipelineMatchesOneDevice) {
+  TrainFlags t;
+  t.steps = 3;
+  t.json = true;
+  t.parallel.devices = 4;
+  t.parallel.pipeline = "auto";
+  CmdRun r = run(run_train, t);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["devices"].get<int>(), 4);
+  ASSERT_TRUE(j.contains("pipeline"));
+  ASSERT_FALSE(j["pipeline"]["stages"].empty());
+  int devices = 0;
+  for (const auto& st : j["pipeline"]["stages"]) devices += static_cast<int>(st["devices"].size());
+  EXPECT_EQ(devices, 4);
+  expect_same_losses(j["losses"].get<std::vector<double>>(),
+                     one_device_losses(3, j["micro_batches"].get<int>()));
+}
+
+TEST(PipelineTrainCommand, PlanFileWithStagesTrainsAsPlanned) {
+  const std::string path = ::testing::TempDir() + "/tiny_pipeline.json";
+  PlanFlags f;
+  f.model.size = "tiny";
+  f.parallel.cluster = "local";
+  f.parallel.devices = 4;
+  f.micro_batches = 4;
+  f.out_path = path;
+  f.json = true;
+  CmdRun p = run(run_plan, f);
+  ASSERT_EQ(p.code, kExitOk) << p.err;
+  const size_t stages = nlohmann::json::parse(p.out)["stages"].size();
+  nlohmann::json file = nlohmann::json::parse(std::ifstream(path));
+  EXPECT_EQ(file["stages"].size(), stages);
+  TrainFlags t;
+  t.steps = 3;
+  t.json = true;
+  t.parallel.plan = path;
+  CmdRun r = run(run_train, t);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["micro_batches"].get<int>(), 4);
+  EXPECT_EQ(j["pipeline"]["stages"].size(), stages);
+  const std::vector<double> want = one_device_losses(3, 4);
+  expect_same_losses(j["losses"].get<std::vector<double>>(), want);
+
+  // A hand-written pipeline: two stages of two devices each, GPipe.
+  const std::string hand = ::testing::TempDir() + "/tiny_pipeline_hand.json";
+  std::ofstream(hand) << R"({"micro_batches": 4, "pipeline": {"layers": 3, "schedule": "gpipe"},
+      "stages": [{"layers": [0, 1], "mesh": [1, 2]}, {"layers": [2, 2], "mesh": [2, 1]}]})";
+  t.parallel.plan = hand;
+  CmdRun h = run(run_train, t);
+  ASSERT_EQ(h.code, kExitOk) << h.err;
+  nlohmann::json hj = nlohmann::json::parse(h.out);
+  EXPECT_EQ(hj["schedule"].get<std::string>(), "gpipe");
+  EXPECT_EQ(hj["devices"].get<int>(), 4);
+  expect_same_losses(hj["losses"].get<std::vector<double>>(), want);
+
+  // A plan made for another graph is refused.
+  file["graph_fingerprint"] = "0123456789abcdef";
+  std::ofstream(path) << file.dump();
+  t.parallel.plan = path;
+  CmdRun bad = run(run_train, t);
+  EXPECT_EQ(bad.code, kExitUserError);
+  EXPECT_NE(bad.err.find("different training graph"), std::string::npos) << bad.err;
+}
+
+TEST(PipelineTrainCommand, FlagConflictsAreClearErrors) {
+  struct Case {
+    std::string mesh, pipeline, plan;
+    int devices;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"2x2", "", "auto", 4, "--mesh and pipeline stages exclude each other"},
+      {"", "auto", "auto", 0, "--pipeline auto needs the number of devices"},
+      {"", "", "data-parallel", 4, "is a plan for one mesh"},
+  };
+  for (const Case& c : cases) {
+    TrainFlags t;
+    t.steps = 1;
+    t.parallel.mesh = c.mesh;
+    t.parallel.pipeline = c.pipeline;
+    t.parallel.plan = c.plan;
+    t.parallel.devices = c.devices;
+    CmdRun r = run(run_train, t);
+    EXPECT_EQ(r.code, kExitUserError) << c.message;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

@@ -14,7 +14,7 @@ TEST(ShardingSpec, TextRoundTrips) {
     EXPECT_EQ(s->to_string(), t);
   }
   ShardingSpec s = *ShardingSpec::parse("S0R+P1");
-  EXPECT_EQ(s.dims, (std::vector<uint8_t>{kAxis0, 0}));
+  EXPECT_EQ(s.dims, (SpecDims{kAxis0, 0}));
   EXPECT_EQ(s.partial, kAxis1);
 }
 

@@ -52,6 +52,17 @@ int devices_of(const PCase& c) {
   return n;
 }
 
+// Bytes (fp32) of the weights and optimizer state of the one-device training step.
+int64_t weight_and_state_bytes(const ModelSpec& spec, int micro_batches) {
+  TrainStepOptions o;
+  o.micro_batches = micro_batches;
+  TrainStep ts = build_train_step(build_forward(spec, micro_batches).value(), o).value();
+  int64_t n = 0;
+  for (ParamRole role : {ParamRole::kWeight, ParamRole::kState})
+    for (ValueId p : ts.graph.parameters(role)) n += 4 * ts.graph.type(p).num_elements();
+  return n;
+}
+
 class PipelineEquivalence : public ::testing::TestWithParam<PCase> {};
 
 TEST_P(PipelineEquivalence, AdamWStepsMatchOneDevice) {
@@ -97,6 +108,24 @@ TEST_P(PipelineEquivalence, AdamWStepsMatchOneDevice) {
   if (std::string(c.model) == "gpt")
     EXPECT_EQ(most,
               c.schedule == ScheduleKind::k1F1B ? std::min(S, c.micro_batches) : c.micro_batches);
+
+  // Each device holds only its stage's weights and optimizer state: less than the whole model,
+  // and, when every stage is one device, the devices' holdings add up to exactly one copy.
+  const int64_t whole = weight_and_state_bytes(spec, c.micro_batches);
+  int64_t sum = 0;
+  bool all_single = true;
+  for (const MeshShape& m : c.meshes) all_single = all_single && m[0] * m[1] == 1;
+  for (size_t d = 0; d < r->device_stats.size(); ++d) {
+    const PipelineDeviceStats& st = r->device_stats[d];
+    EXPECT_GT(st.owned_bytes, 0) << "device " << d;
+    EXPECT_LT(st.owned_bytes, whole) << "device " << d << " holds the whole model";
+    int64_t from_shapes = 0;
+    for (const Shape& sh : st.owned_shapes) from_shapes += 4 * num_elements(sh);
+    EXPECT_EQ(from_shapes, st.owned_bytes) << "device " << d;
+    sum += st.owned_bytes;
+  }
+  if (all_single) EXPECT_EQ(sum, whole);
+  else EXPECT_GE(sum, whole);
 }
 
 std::vector<PCase> cases() {
@@ -120,6 +149,40 @@ INSTANTIATE_TEST_SUITE_P(Plans, PipelineEquivalence, ::testing::ValuesIn(cases()
                          [](const ::testing::TestParamInfo<PCase>& i) {
                            return case_name(i.param);
                          });
+
+// A planted fault: one stage forgets to accumulate one micro-batch's gradient. The losses of
+// the first step still match (the forward pass is untouched) but the parameters must not.
+TEST(PipelineFaults, SkippedAccumulationIsCaught) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  TrainOptions o;
+  o.steps = 2;
+  o.threads = 1;
+  o.micro_batches = 4;
+  o.keep_final_params = true;
+  Result<TrainReport> one = train_model(spec, o);
+  ASSERT_TRUE(one.ok()) << one.status().to_string();
+  o.pipeline.enabled = true;
+  o.pipeline.devices = 2;
+  o.pipeline.plan = manual_plan({"gpt", {{1, 1}, {1, 1}}, 2, 4, ScheduleKind::k1F1B});
+  int removed = 0;
+  o.pipeline.rewrite_program = [&](PipelineProgram& prog) {
+    std::vector<Instruction>& list = prog.stages[0].instructions;
+    for (size_t i = 0; i < list.size(); ++i)
+      if (list[i].kind == InstrKind::kAccumulate && list[i].micro_batch == 2) {
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+        ++removed;
+        break;
+      }
+  };
+  Result<TrainReport> r = train_model(spec, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(removed, 1);
+  double worst = 0;
+  for (size_t p = 0; p < one->final_params.size(); ++p)
+    worst = std::max(worst, testing::error_ratio(r->final_params[p], one->final_params[p], 1e-4,
+                                                 5e-5));
+  EXPECT_GT(worst, 10.0) << "a lost micro-batch gradient went unnoticed";
+}
 
 }  // namespace
 }  // namespace alpa

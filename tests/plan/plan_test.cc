@@ -158,5 +158,92 @@ TEST(ManualPlan, MegatronAndDataParallelLayouts) {
   EXPECT_FALSE(parse_manual_plan("megatron").ok());
 }
 
+TEST(PipelinePlanFile, JsonRoundTripKeepsStages) {
+  PipelinePlan pp;
+  pp.micro_batches = 4;
+  pp.layers.num_layers = 3;
+  PlannedStage a, b;
+  a.first_layer = 0;
+  a.last_layer = 0;
+  a.logical.shape = {1, 2};
+  a.logical.batch_axis = 1;
+  a.first_device = 2;
+  a.layouts["%wte"] = ShardingSpec::parse("S1R").value();
+  a.time_s = 0.25;
+  b.first_layer = 1;
+  b.last_layer = 2;
+  b.logical.shape = {2, 1};
+  b.first_device = 0;
+  pp.stages = {a, b};
+  pp.predicted_step_time_s = 1.5;
+  Plan p = plan_from_pipeline(pp, "gpt-tiny", "local", 4, "gpipe", "abc");
+  ASSERT_TRUE(p.is_pipeline());
+  Result<Plan> back = plan_from_json(plan_to_json(p));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->devices, 4);
+  EXPECT_EQ(back->pipeline_layers, 3);
+  EXPECT_EQ(back->schedule, "gpipe");
+  EXPECT_EQ(back->micro_batches, 4);
+  EXPECT_EQ(back->graph_fingerprint, "abc");
+  PipelinePlan again = pipeline_plan_of(*back).value();
+  ASSERT_EQ(again.stages.size(), 2u);
+  for (size_t s = 0; s < 2; ++s) {
+    EXPECT_EQ(again.stages[s].first_layer, pp.stages[s].first_layer);
+    EXPECT_EQ(again.stages[s].last_layer, pp.stages[s].last_layer);
+    EXPECT_EQ(again.stages[s].logical.shape, pp.stages[s].logical.shape);
+    EXPECT_EQ(again.stages[s].logical.batch_axis, pp.stages[s].logical.batch_axis);
+    EXPECT_EQ(again.stages[s].first_device, pp.stages[s].first_device);
+    EXPECT_EQ(again.stages[s].layouts, pp.stages[s].layouts);
+  }
+  EXPECT_EQ(again.micro_batches, 4);
+  EXPECT_EQ(again.layers.num_layers, 3);
+}
+
+TEST(PipelinePlanFile, HandWrittenStagesGetDefaults) {
+  Plan p = plan_from_json(R"({"micro_batches": 2, "stages": [
+      {"layers": [0, 0], "mesh": [1, 1]}, {"layers": [1, 3], "mesh": [1, 2]}]})",
+                          "mine.json")
+               .value();
+  EXPECT_EQ(p.devices, 3);  // the stages' devices, consecutively
+  EXPECT_EQ(p.pipeline_layers, 4);
+  EXPECT_EQ(p.stages[1].first_device, 1);
+  EXPECT_EQ(p.schedule, "1f1b");
+}
+
+TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
+  const BadPlan cases[] = {
+      {R"({"stages": []})", "\"stages\" must be a non-empty array"},
+      {R"({"stages": [3]})", "stage 0: must be an object"},
+      {R"({"stages": [{"mesh": [1, 1]}]})", "stage 0: missing \"layers\""},
+      {R"({"stages": [{"layers": [0, 1]}]})", "stage 0: missing \"mesh\""},
+      {R"({"stages": [{"layers": [1, 0], "mesh": [1, 1]}]})", "\"layers\" must be [first, last]"},
+      {R"({"stages": [{"layers": [0, 1], "mesh": [1, 0]}]})", "\"mesh\" must be two positive"},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1]}, {"layers": [2, 3], "mesh": [1, 1]}]})",
+       "stage 1: starts at layer 2, but the previous stage ended at 0"},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 2]},
+                      {"layers": [1, 1], "mesh": [1, 2], "first_device": 1}]})",
+       "stages 0 and 1 share devices"},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "devices": 3}]})",
+       "stage 0: unknown field \"devices\""},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "batch_axis": 2}]})", "\"batch_axis\""},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "layouts": {"%w": "S9"}}]})",
+       "layout of \"%w\""},
+      {R"({"pipeline": {"devices": 1}, "stages": [{"layers": [0, 0], "mesh": [1, 2]}]})",
+       "the stages use devices up to 1 but pipeline.devices is 1"},
+      {R"({"pipeline": {"layers": 5}, "stages": [{"layers": [0, 0], "mesh": [1, 1]}]})",
+       "the stages cover layers 0..0 but pipeline.layers is 5"},
+      {R"({"pipeline": {"schedule": "zb"}, "stages": [{"layers": [0, 0], "mesh": [1, 1]}]})",
+       "pipeline.schedule"},
+      {R"({"pipeline": {"stages": 2}, "stages": [{"layers": [0, 0], "mesh": [1, 1]}]})",
+       "unknown field \"pipeline.stages\""},
+  };
+  for (const BadPlan& c : cases) {
+    Result<Plan> p = plan_from_json(c.text, "bad.json");
+    ASSERT_FALSE(p.ok()) << c.text;
+    EXPECT_NE(p.status().message().find(c.message), std::string::npos)
+        << c.text << ": " << p.status().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace alpa

@@ -11,6 +11,17 @@
 #include "alpa/cli/trainer.h"
 
 namespace alpa {
+namespace {
+
+// The largest |got - want| / |want| over the first got.size() entries.
+double max_relative_difference(const std::vector<double>& got, const std::vector<double>& want) {
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - want[i]) / std::abs(want[i]));
+  return worst;
+}
+
+}  // namespace
 
 int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   Result<ModelSpec> spec = resolve_model("gpt", "tiny", {});
@@ -25,8 +36,8 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   const bool human = !flags.json;
   const GptConfig& c = spec->gpt;
   if (human) {
-    out << "alpa demo: training a tiny GPT (" << c.layers << " layers, hidden " << c.hidden
-        << ", " << c.heads << " heads, seq " << c.seq << ", vocab " << c.vocab << ") on one "
+    out << "alpa demo: training a tiny GPT (" << c.layers << " layers, hidden " << c.hidden << ", "
+        << c.heads << " heads, seq " << c.seq << ", vocab " << c.vocab << ") on one "
         << "device.\nTask: each sequence follows one of two fixed permutations of the "
            "vocabulary; the model must\ninfer which one from context. Loss starts near ln("
         << c.vocab << ") = " << format_fixed(std::log(static_cast<double>(c.vocab)), 2)
@@ -40,9 +51,12 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
     if (human && (s.step == 1 || s.step % every == 0 || s.step == flags.steps)) {
       const int width = 40;
       const double frac = std::min(1.0, s.loss / std::log(static_cast<double>(c.vocab)));
-      out << "step " << (s.step < 10 ? "  " : s.step < 100 ? " " : "") << s.step << "  loss "
-          << format_fixed(s.loss, 4) << "  " << std::string(static_cast<size_t>(frac * width), '#')
-          << "\n";
+      out << "step "
+          << (s.step < 10    ? "  "
+              : s.step < 100 ? " "
+                             : "")
+          << s.step << "  loss " << format_fixed(s.loss, 4) << "  "
+          << std::string(static_cast<size_t>(frac * width), '#') << "\n";
       out.flush();
     }
     progress.update(s.step, "loss " + format_fixed(s.loss, 4));
@@ -72,10 +86,41 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   Result<TrainReport> mesh = train_model(*spec, sharded);
   if (!mesh.ok()) return report_error(mesh.status(), flags.json, out, err);
   const TrainReport& m = *mesh;
-  double worst = 0;
-  for (size_t i = 0; i < m.losses.size(); ++i)
-    worst = std::max(worst, std::abs(m.losses[i] - r.losses[i]) / std::abs(r.losses[i]));
+  const double worst = max_relative_difference(m.losses, r.losses);
   const bool match = worst <= 1e-5;
+
+  // Part 3: a pipeline. The inter-op pass slices the model into stages on submeshes of 4
+  // virtual devices; 4 micro-batches flow through them on a 1F1B schedule.
+  TrainOptions piped = options;
+  piped.steps = sharded.steps;
+  piped.cluster = "local";
+  piped.micro_batches = 4;
+  piped.pipeline.enabled = true;
+  piped.pipeline.devices = 4;
+  piped.pipeline.schedule = ScheduleKind::k1F1B;
+  if (human) {
+    out << "\nplan: " << m.collectives << " collectives per step per device, planned in "
+        << format_seconds(m.plan_seconds) << "; layouts used (value count):";
+    std::map<std::string, int> layouts;
+    for (size_t i = 0; i < m.plan.specs.size(); ++i)
+      if (m.plan.strategy[i] >= 0) layouts[m.plan.specs[i].to_string()]++;
+    std::vector<std::pair<int, std::string>> by_count;
+    for (const auto& [l, c] : layouts) by_count.push_back({c, l});
+    std::sort(by_count.rbegin(), by_count.rend());
+    int shown = 0;
+    for (const auto& [c, l] : by_count)
+      if (shown++ < 8) out << " " << l << " " << c;
+    out << "\n\nAnd as a pipeline: the inter-operator pass clusters the operators into layers, "
+           "chooses stages,\ntheir submeshes of the 4 devices and each stage's intra-op plan; "
+        << piped.micro_batches << " micro-batches run on a 1F1B schedule.\n";
+    out.flush();
+  }
+  Result<TrainReport> pipe = train_model(*spec, piped);
+  if (!pipe.ok()) return report_error(pipe.status(), flags.json, out, err);
+  const TrainReport& p = *pipe;
+  const double worst_pipe = max_relative_difference(p.losses, r.losses);
+  const bool pipe_match = worst_pipe <= 1e-5;
+  const bool all_match = match && pipe_match;
   if (flags.json) {
     nlohmann::json j;
     j["command"] = "demo";
@@ -88,32 +133,40 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
     j["mesh_matches_one_device"] = match;
     j["mesh_max_relative_loss_difference"] = worst;
     j["mesh_collectives"] = m.collectives;
+    j["pipeline_losses"] = p.losses;
+    j["pipeline_stages"] = p.pipeline_plan.stages.size();
+    j["pipeline_micro_batches"] = p.micro_batches;
+    j["pipeline_matches_one_device"] = pipe_match;
+    j["pipeline_max_relative_loss_difference"] = worst_pipe;
     out << j.dump() << "\n";
-    return match ? kExitOk : kExitUserError;
+    return all_match ? kExitOk : kExitUserError;
   }
-  std::map<std::string, int> layouts;
-  for (size_t i = 0; i < m.plan.specs.size(); ++i)
-    if (m.plan.strategy[i] >= 0) layouts[m.plan.specs[i].to_string()]++;
-  out << "plan: " << m.collectives << " collectives per step per device, planned in "
-      << format_seconds(m.plan_seconds) << "; layouts used (value count):";
-  int shown = 0;
-  std::vector<std::pair<int, std::string>> by_count;
-  for (const auto& [l, c] : layouts) by_count.push_back({c, l});
-  std::sort(by_count.rbegin(), by_count.rend());
-  for (const auto& [c, l] : by_count)
-    if (shown++ < 8) out << " " << l << " " << c;
-  out << "\n\nstep  one device  2x2 mesh\n";
+  for (size_t st = 0; st < p.pipeline_plan.stages.size(); ++st) {
+    const PlannedStage& ps = p.pipeline_plan.stages[st];
+    const int64_t n = ps.logical.shape[0] * ps.logical.shape[1];
+    out << "  stage " << st << ": layers " << ps.first_layer << "-" << ps.last_layer << " of "
+        << p.pipeline_plan.layers.num_layers << ", devices " << ps.first_device << "-"
+        << ps.first_device + n - 1 << ", logical mesh " << ps.logical.to_string() << "\n";
+  }
+  out << "  " << p.transfers << " values cross between stages per step; planned in "
+      << format_seconds(p.plan_seconds) << "\n";
+  out << "\nstep  one device  2x2 mesh   pipeline\n";
   for (size_t i = 0; i < m.losses.size(); ++i)
     if (i < 3 || i + 3 >= m.losses.size() || (i + 1) % 5 == 0)
       out << (i + 1 < 10 ? " " : "") << i + 1 << "    " << format_fixed(r.losses[i], 5) << "     "
-          << format_fixed(m.losses[i], 5) << "\n";
+          << format_fixed(m.losses[i], 5) << "    " << format_fixed(p.losses[i], 5) << "\n";
   out << (match ? "\nThe sharded run matches one device (largest relative loss difference "
                 : "\nMISMATCH: the sharded run differs from one device (largest relative loss "
                   "difference ")
       << worst << ").\n"
-      << "Next: `alpa plan --model gpt --size 1.3b --cluster p3.16xlarge --mesh 1x4`, "
+      << (pipe_match ? "The pipeline matches one device (largest relative loss difference "
+                     : "MISMATCH: the pipeline differs from one device (largest relative loss "
+                       "difference ")
+      << worst_pipe << ").\n"
+      << "Next: `alpa plan --model gpt --size 1.3b --cluster p3.16xlarge --mesh 1x4`,\n      "
+         "`alpa plan --model gpt --size 2.6b --cluster p3.16xlarge --gpus 8 --batch 1024`, "
          "`alpa train --help`.\n";
-  return match ? kExitOk : kExitUserError;
+  return all_match ? kExitOk : kExitUserError;
 }
 
 }  // namespace alpa

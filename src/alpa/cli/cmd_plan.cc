@@ -17,19 +17,6 @@
 namespace alpa {
 namespace {
 
-// "h12.attn.wq" -> "h*.attn.wq": weights of repeated layers form one group.
-std::string group_name(const std::string& name) {
-  std::string out;
-  for (size_t i = 0; i < name.size(); ++i) {
-    if (std::isdigit(static_cast<unsigned char>(name[i]))) {
-      if (out.empty() || out.back() != '*') out += '*';
-    } else {
-      out += name[i];
-    }
-  }
-  return out;
-}
-
 struct WeightGroup {
   std::string name;
   std::string type;
@@ -45,14 +32,18 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
   Result<ModelSpec> spec = resolve_model_flags(flags.model);
   if (!spec.ok()) return fail(spec.status());
-  Result<Graph> forward = build_forward(*spec, flags.micro_batches);
+  Result<ResolvedPipeline> pipe = resolve_pipeline(flags.parallel, "p3.16xlarge");
+  if (!pipe.ok()) return fail(pipe.status());
+  if (pipe->enabled) return run_plan_pipeline(flags, *spec, *pipe, out, err);
+  const int micro_batches = std::max(1, flags.micro_batches);
+  Result<Graph> forward = build_forward(*spec, micro_batches);
   if (!forward.ok()) return fail(forward.status());
   TrainStepOptions tso;
   Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
   if (!kind.ok()) return fail(kind.status());
   tso.optimizer.kind = *kind;
   tso.optimizer.learning_rate = flags.optimizer.lr;
-  tso.micro_batches = flags.micro_batches;
+  tso.micro_batches = micro_batches;
   Result<TrainStep> ts = build_train_step(*forward, tso);
   if (!ts.ok()) return fail(ts.status());
   const Graph& g = ts->graph;
@@ -73,7 +64,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   const ShardingPlan& p = *plan;
 
   if (!flags.out_path.empty()) {
-    Plan file = plan_from_sharding(g, p, spec->name, par->cluster, flags.micro_batches);
+    Plan file = plan_from_sharding(g, p, spec->name, par->cluster, micro_batches);
     file.options = par->options.sharding;
     file.memory_budget_bytes = par->options.memory_budget_bytes;
     Status s = save_plan(file, flags.out_path);
@@ -87,7 +78,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   std::vector<std::string> order;
   std::map<ValueId, std::string> group_of_value;
   for (ValueId w : g.parameters(ParamRole::kWeight)) {
-    const std::string gname = group_name(g.node(w).name);
+    const std::string gname = weight_group_name(g.node(w).name);
     WeightGroup& wg = groups[gname];
     if (wg.count == 0) {
       order.push_back(gname);

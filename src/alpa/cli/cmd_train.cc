@@ -53,6 +53,55 @@ void print_profile(const TrainReport& r, std::ostream& out) {
     out << "  " << format_seconds(n.seconds / steps) << "  " << n.what << "\n";
 }
 
+// The stages that ran and what each device held (last step).
+nlohmann::json pipeline_json(const TrainReport& r) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (size_t s = 0; s < r.pipeline_plan.stages.size(); ++s) {
+    const PlannedStage& ps = r.pipeline_plan.stages[s];
+    nlohmann::json devs = nlohmann::json::array();
+    for (size_t d = 0; d < r.device_stage.size(); ++d)
+      if (r.device_stage[d] == static_cast<int>(s))
+        devs.push_back({{"device", d},
+                        {"owned_bytes", r.device_stats[d].owned_bytes},
+                        {"peak_store_bytes", r.device_stats[d].peak_store_bytes},
+                        {"peak_live_micro_batches", r.device_stats[d].peak_live_micro_batches}});
+    stages.push_back({{"index", s},
+                      {"layers", {ps.first_layer, ps.last_layer}},
+                      {"submesh", ps.submesh.to_string()},
+                      {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
+                      {"first_device", ps.first_device},
+                      {"devices", devs}});
+  }
+  return {{"stages", stages},
+          {"layers", r.pipeline_plan.layers.num_layers},
+          {"transfers_per_step", r.transfers}};
+}
+
+void print_pipeline(const TrainReport& r, std::ostream& out) {
+  const size_t S = r.pipeline_plan.stages.size();
+  out << "  pipeline    " << S << " stage" << (S > 1 ? "s" : "") << " over "
+      << r.pipeline_plan.layers.num_layers << " layers, " << r.transfers
+      << " cross-stage transfers per step, planned in " << format_seconds(r.plan_seconds)
+      << "; predicted for the cluster model: " << format_seconds(r.predicted_step_time_s)
+      << " per step\n";
+  for (size_t s = 0; s < r.pipeline_plan.stages.size(); ++s) {
+    const PlannedStage& ps = r.pipeline_plan.stages[s];
+    int64_t owned = 0;
+    int live = 0, n = 0;
+    for (size_t d = 0; d < r.device_stage.size(); ++d)
+      if (r.device_stage[d] == static_cast<int>(s)) {
+        owned = std::max(owned, r.device_stats[d].owned_bytes);
+        live = std::max(live, r.device_stats[d].peak_live_micro_batches);
+        ++n;
+      }
+    out << "    stage " << s << ": layers " << ps.first_layer << "-" << ps.last_layer << " on " << n
+        << " device" << (n > 1 ? "s" : "") << " (from " << ps.first_device << ", logical "
+        << ps.logical.to_string() << "), " << format_bytes(static_cast<double>(owned))
+        << " of weights and state per device, at most " << live << " micro-batch"
+        << (live > 1 ? "es" : "") << " in flight\n";
+  }
+}
+
 }  // namespace
 
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
@@ -64,17 +113,41 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
   TrainOptions options;
   options.steps = flags.steps;
   options.seed = flags.seed;
-  options.micro_batches = flags.micro_batches;
+  options.micro_batches = std::max(1, flags.micro_batches);
   options.threads = flags.threads;
   options.optimizer = *opt;
-  // Sharding over a mesh of virtual devices (threads).
+  Result<ResolvedPipeline> pipe = resolve_pipeline(flags.parallel, "local");
+  if (!pipe.ok()) return report_error(pipe.status(), flags.json, out, err);
   std::string plan_source;
-  {
-    Result<Graph> fwd = build_forward(*spec, flags.micro_batches);
+  if (pipe->enabled) {
+    // Pipeline stages on submeshes of virtual devices.
+    if (pipe->devices < 1)
+      return report_error(invalid_argument(cat("--devices must be >= 1, got ", pipe->devices)),
+                          flags.json, out, err);
+    options.cluster = pipe->cluster;
+    options.sharding = pipe->sharding;
+    options.micro_batches = flags.micro_batches;  // 0: the planner chooses
+    options.pipeline.enabled = true;
+    options.pipeline.devices = pipe->devices;
+    options.pipeline.schedule = pipe->schedule;
+    options.pipeline.num_layers = pipe->layers;
+    options.pipeline.plan = pipe->plan;
+    options.pipeline.fingerprint = pipe->fingerprint;
+    options.pipeline.imbalance_tolerance = pipe->imbalance_tolerance;
+    if (pipe->plan && flags.micro_batches > 0 && flags.micro_batches != pipe->plan->micro_batches)
+      return report_error(
+          invalid_argument(cat("--micro-batches ", flags.micro_batches,
+                               " differs from the plan file's ", pipe->plan->micro_batches),
+                           "leave out --micro-batches to use the plan's"),
+          flags.json, out, err);
+    plan_source = pipe->source;
+  } else {
+    // Sharding over a mesh of virtual devices (threads).
+    Result<Graph> fwd = build_forward(*spec, options.micro_batches);
     if (!fwd.ok()) return report_error(fwd.status(), flags.json, out, err);
     TrainStepOptions tso;
     tso.optimizer = *opt;
-    tso.micro_batches = flags.micro_batches;
+    tso.micro_batches = options.micro_batches;
     Result<TrainStep> ts = build_train_step(*fwd, tso);
     if (!ts.ok()) return report_error(ts.status(), flags.json, out, err);
     Result<ResolvedParallel> par = resolve_parallel(flags.parallel, ts->graph, "1x1", "local");
@@ -84,16 +157,23 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     options.sharding = par->options;
     plan_source = par->plan_source;
   }
-  const int devices = static_cast<int>(options.mesh[0] * options.mesh[1]);
+  const bool pipelined = options.pipeline.enabled;
+  const int devices =
+      pipelined ? options.pipeline.devices : static_cast<int>(options.mesh[0] * options.mesh[1]);
 
   const bool human = !flags.json;
   if (human) {
     out << "alpa train: " << spec->name << ", batch " << spec->batch;
     if (spec->family == ModelFamily::kGpt) out << " x seq " << spec->gpt.seq;
     out << ", " << optimizer_name(opt->kind) << " lr " << flags.optimizer.lr << ", "
-        << flags.micro_batches << " micro-batch" << (flags.micro_batches > 1 ? "es" : "")
+        << (options.micro_batches > 0
+                ? cat(options.micro_batches, " micro-batch", options.micro_batches > 1 ? "es" : "")
+                : std::string("micro-batches chosen by the planner"))
         << ", " << flags.steps << " steps";
-    if (devices > 1)
+    if (pipelined)
+      out << ", pipeline over " << devices << " virtual devices ("
+          << schedule_name(options.pipeline.schedule) << "), plan: " << plan_source;
+    else if (devices > 1)
       out << ", mesh " << options.mesh[0] << "x" << options.mesh[1] << " of virtual devices ("
           << devices << " threads), plan: " << plan_source;
     out << "\n";
@@ -102,8 +182,8 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
   ProgressLine progress(flags.steps, human && stderr_is_terminal());
   Result<TrainReport> report = train_model(*spec, options, [&](const StepReport& s) {
     if (human) {
-      out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4)
-          << "  " << format_seconds(s.seconds) << "\n";
+      out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4) << "  "
+          << format_seconds(s.seconds) << "\n";
       out.flush();
     }
     progress.update(s.step, "loss " + format_fixed(s.loss, 4));
@@ -120,7 +200,7 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     j["flops_per_step"] = r.flops_per_step;
     j["batch"] = spec->batch;
     j["tokens_per_step"] = r.tokens_per_step;
-    j["micro_batches"] = flags.micro_batches;
+    j["micro_batches"] = r.micro_batches;
     j["optimizer"] = std::string(optimizer_name(opt->kind));
     j["lr"] = flags.optimizer.lr;
     j["seed"] = flags.seed;
@@ -134,7 +214,11 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     j["blas_core"] = r.blas_core;
     j["mesh"] = {r.mesh[0], r.mesh[1]};
     j["devices"] = r.devices;
-    if (r.devices > 1) {
+    if (pipelined) {
+      j["pipeline"] = pipeline_json(r);
+      j["schedule"] = std::string(schedule_name(options.pipeline.schedule));
+    }
+    if (r.devices > 1 || pipelined) {
       j["plan"] = plan_source;
       j["plan_time_s"] = r.plan_seconds;
       j["predicted_step_time_s"] = r.predicted_step_time_s;
@@ -151,8 +235,11 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     out << j.dump() << "\n";
   } else {
     out << "summary: " << spec->name << ", " << format_count(r.parameters) << " parameters, "
-        << (r.devices > 1 ? cat(r.devices, " virtual devices (", r.mesh[0], "x", r.mesh[1], ")")
-                          : cat(r.threads, " thread", r.threads > 1 ? "s" : ""))
+        << (pipelined       ? cat(r.devices, " virtual devices in ", r.pipeline_plan.stages.size(),
+                                  " pipeline stage", r.pipeline_plan.stages.size() > 1 ? "s, " : ", ",
+                                  r.micro_batches, " micro-batch", r.micro_batches > 1 ? "es" : "")
+            : r.devices > 1 ? cat(r.devices, " virtual devices (", r.mesh[0], "x", r.mesh[1], ")")
+                            : cat(r.threads, " thread", r.threads > 1 ? "s" : ""))
         << "\n"
         << "  loss        " << format_fixed(r.losses.front(), 4) << " -> "
         << format_fixed(r.losses.back(), 4) << "\n"
@@ -162,7 +249,8 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
         << (spec->family == ModelFamily::kGpt ? " tokens/s" : " samples/s") << ", "
         << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s (" << format_si(r.flops_per_step, "FLOP")
         << " per step)\n";
-    if (r.devices > 1)
+    if (pipelined) print_pipeline(r, out);
+    if (r.devices > 1 && !pipelined)
       out << "  plan        " << plan_source << ", planned in " << format_seconds(r.plan_seconds)
           << ", " << r.collectives << " collectives per step per device; predicted for the "
           << "cluster model: " << format_seconds(r.predicted_step_time_s) << " per step\n";

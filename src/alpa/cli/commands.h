@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <ostream>
 #include <string>
 
+#include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
+#include "alpa/pipeline/schedule.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/status.h"
 
@@ -49,6 +52,12 @@ struct ParallelFlags {
   bool prefer_reduce_scatter = false;
   bool allow_mixed_mesh_shape = false;
   double ilp_time_limit_s = 30;
+  // Pipeline parallelism.
+  int devices = 0;                 // --gpus / --devices: plan stages over this many devices
+  std::string pipeline;            // "auto" (default with --devices) or "none"
+  int pipeline_layers = 0;         // layer clusters (0: automatic)
+  std::string schedule;            // "1f1b" (default) or "gpipe"
+  double stage_imbalance = 1.0;    // Alpa's stage_imbalance_tolerance (its GPT suite's value)
 };
 void add_parallel_flags(CLI::App& app, ParallelFlags& flags, const std::string& default_mesh,
                         const std::string& default_cluster);
@@ -59,6 +68,23 @@ struct ResolvedParallel {
   AutoShardingOptions options;
   std::string plan_source;       // "auto", a manual plan name, or the plan file
 };
+// Pipeline parallelism from the flags: enabled by --devices/--gpus, --pipeline auto, or a
+// plan file with stages.
+struct ResolvedPipeline {
+  bool enabled = false;
+  int devices = 0;
+  std::string cluster;
+  AutoShardingOptions sharding;      // per-stage intra-op options
+  std::optional<PipelinePlan> plan;  // from a plan file
+  std::string fingerprint;           // the plan file's graph fingerprint, if any
+  ScheduleKind schedule = ScheduleKind::k1F1B;
+  int layers = 0;
+  double imbalance_tolerance = std::numeric_limits<double>::infinity();
+  std::string source = "auto";       // "auto" or the plan file
+};
+Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& flags,
+                                          const std::string& default_cluster);
+
 // Turns the flags into a mesh, a cluster and auto-sharding options for `train_step`.
 Result<ResolvedParallel> resolve_parallel(const ParallelFlags& flags, const Graph& train_step,
                                           const std::string& default_mesh,
@@ -69,7 +95,7 @@ struct TrainFlags {
   OptimizerFlags optimizer;
   int steps = 20;
   uint64_t seed = 0;
-  int micro_batches = 1;
+  int micro_batches = 0;  // 0: not given (1; a pipeline searches)
   int threads = 0;
   bool profile = false;  // print time per op kind
   bool json = false;
@@ -91,12 +117,15 @@ struct PlanFlags {
   ModelFlags model;
   OptimizerFlags optimizer;
   ParallelFlags parallel;
-  int micro_batches = 1;
+  int micro_batches = 0;  // 0: not given (1; a pipeline searches)
   std::string out_path;  // write the complete plan as JSON
   int top = 10;          // communication entries to list
   bool json = false;
 };
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
+// `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
+                      std::ostream& out, std::ostream& err);
 
 struct DemoFlags {
   int steps = 300;

@@ -108,6 +108,89 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
       ->check(CLI::PositiveNumber)
       ->capture_default_str()
       ->group(g);
+  const char* p = "Pipeline parallelism";
+  app.add_option("--gpus,--devices", f.devices,
+                 "Devices to split the training over with pipeline stages: the planner chooses "
+                 "the stages, each stage's submesh and logical mesh and its intra-op plan "
+                 "(and the micro-batch count unless --micro-batches is given)")
+      ->check(CLI::PositiveNumber)
+      ->group(p);
+  app.add_option("--pipeline", f.pipeline,
+                 "auto (the default with --devices): plan the stages; none: one mesh (--mesh). "
+                 "A plan file with stages (--plan) gives them by hand")
+      ->check(CLI::IsMember({"auto", "none"}))
+      ->group(p);
+  app.add_option("--pipeline-layers", f.pipeline_layers,
+                 "Layers the forward operators are clustered into before stages are chosen "
+                 "(0: automatic)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(p);
+  app.add_option("--schedule", f.schedule, "Pipeline schedule: 1f1b (default) or gpipe")
+      ->check(CLI::IsMember({"1f1b", "gpipe"}))
+      ->group(p);
+  app.add_option("--stage-imbalance", f.stage_imbalance,
+                 "Only consider a stage whose share of the devices is within a factor (1 + this) "
+                 "of its share of the FLOPs (Alpa's stage_imbalance_tolerance, default 1 as in "
+                 "Alpa's GPT benchmarks; 'inf' considers every candidate)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(p);
+}
+
+Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
+                                          const std::string& default_cluster) {
+  ResolvedPipeline r;
+  r.cluster = f.cluster.empty() ? default_cluster : f.cluster;
+  r.devices = f.devices;
+  r.layers = f.pipeline_layers;
+  if (f.stage_imbalance >= 0) r.imbalance_tolerance = f.stage_imbalance;
+  const bool is_file = f.plan != "auto" && !parse_manual_plan(f.plan).ok();
+  if (is_file) {
+    Result<Plan> loaded = load_plan(f.plan);
+    if (loaded.ok() && loaded->is_pipeline()) {
+      if (f.pipeline == "none")
+        return invalid_argument("--pipeline none, but the plan file has pipeline stages");
+      ALPA_ASSIGN_OR_RETURN(PipelinePlan pp, pipeline_plan_of(*loaded));
+      r.plan = std::move(pp);
+      r.fingerprint = loaded->graph_fingerprint;
+      r.source = f.plan;
+      if (f.devices > 0 && f.devices != loaded->devices)
+        return invalid_argument(cat("--devices ", f.devices, " differs from the plan file's ",
+                                    loaded->devices),
+                                "leave out --devices to use the plan's");
+      r.devices = loaded->devices;
+      if (f.pipeline_layers > 0 && f.pipeline_layers != loaded->pipeline_layers)
+        return invalid_argument("--pipeline-layers differs from the plan file's layers");
+      r.layers = loaded->pipeline_layers;
+      ALPA_ASSIGN_OR_RETURN(r.schedule, parse_schedule(loaded->schedule));
+      if (f.cluster.empty() && !loaded->cluster.empty()) r.cluster = loaded->cluster;
+      r.enabled = true;
+    }
+  }
+  if (!r.enabled) {
+    if (f.pipeline == "auto" && f.devices == 0)
+      return invalid_argument("--pipeline auto needs the number of devices",
+                              "add --devices N (N virtual devices on threads for train; N GPUs "
+                              "of the cluster for plan)");
+    r.enabled = f.devices > 0 && f.pipeline != "none";
+    if (!r.enabled) return r;
+    if (f.plan != "auto")
+      return invalid_argument(
+          cat("--plan ", f.plan, " is a plan for one mesh; with pipeline stages use --plan auto "
+                                 "or a plan file with \"stages\""),
+          "write stage layouts in a pipeline plan file (docs/plans.md)");
+  }
+  if (!f.mesh.empty())
+    return invalid_argument("--mesh and pipeline stages exclude each other",
+                            "each stage gets its own mesh; leave out --mesh (or use --pipeline "
+                            "none)");
+  if (!f.schedule.empty()) {
+    ALPA_ASSIGN_OR_RETURN(r.schedule, parse_schedule(f.schedule));
+  }
+  if (f.prefer_reduce_scatter) r.sharding.sharding.prefer_reduce_scatter = true;
+  if (f.allow_mixed_mesh_shape) r.sharding.sharding.allow_mixed_mesh_shape = true;
+  if (f.memory_budget_gb > 0) r.sharding.memory_budget_bytes = f.memory_budget_gb * 1e9;
+  r.sharding.ilp.time_limit_s = f.ilp_time_limit_s;
+  return r;
 }
 
 Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& train_step,

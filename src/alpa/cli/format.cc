@@ -1,5 +1,6 @@
 #include "alpa/cli/format.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 
@@ -43,6 +44,18 @@ std::string format_seconds(double s) {
   if (s < 120.0) return format_fixed(s, 2) + " s";
   const int m = static_cast<int>(s / 60);
   return std::to_string(m) + " min " + std::to_string(static_cast<int>(s - 60 * m)) + " s";
+}
+
+std::string weight_group_name(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (std::isdigit(static_cast<unsigned char>(name[i]))) {
+      if (out.empty() || out.back() != '*') out += '*';
+    } else {
+      out += name[i];
+    }
+  }
+  return out;
 }
 
 }  // namespace alpa

@@ -19,7 +19,9 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = app.add_subcommand(
       "train",
       "Train a model on this machine and print the loss per step, step time, tokens/s and "
-      "GFLOP/s.\nExample: alpa train --model gpt --size tiny --steps 50");
+      "GFLOP/s: on one device, on a mesh of virtual devices (--mesh 2x2), or as a pipeline of "
+      "stages on virtual devices (--devices 8).\nExample: alpa train --model gpt --size tiny "
+      "--steps 50");
   add_model_flags(*train_cmd, train.model);
   add_optimizer_flags(*train_cmd, train.optimizer);
   train_cmd->add_option("--steps", train.steps, "Training steps")
@@ -28,9 +30,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seed", train.seed, "Seed for weights and synthetic data")
       ->capture_default_str();
   train_cmd->add_option("--micro-batches", train.micro_batches,
-                        "Split each batch into this many micro-batches (gradient accumulation)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+                        "Split each batch into this many micro-batches (gradient accumulation). "
+                        "Default: 1; with pipeline stages the planner chooses")
+      ->check(CLI::PositiveNumber);
   train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -59,16 +61,19 @@ int main(int argc, char** argv) {
   PlanFlags plan;
   CLI::App* plan_cmd = app.add_subcommand(
       "plan",
-      "Plan how to shard a model's training step over a device mesh (auto-sharding ILP) and "
-      "explain it: layouts of the weights, communication, predicted step time and memory per "
-      "device. No weights are allocated.\nExample: alpa plan --model gpt --size 1.3b "
-      "--cluster p3.16xlarge --mesh 1x4");
+      "Plan how to split a model's training step over devices and explain it. With --mesh: "
+      "one mesh, the auto-sharding ILP (layouts of the weights, communication, predicted step "
+      "time and memory per device). With --gpus: pipeline stages, their submeshes, logical "
+      "meshes and intra-op plans, and the micro-batch count. No weights are allocated.\n"
+      "Examples: alpa plan --model gpt --size 1.3b --cluster p3.16xlarge --mesh 1x4\n"
+      "          alpa plan --model gpt --size 2.6b --cluster p3.16xlarge --gpus 8 --batch 1024");
   add_model_flags(*plan_cmd, plan.model);
   add_optimizer_flags(*plan_cmd, plan.optimizer);
   add_parallel_flags(*plan_cmd, plan.parallel, "1x8", "p3.16xlarge");
-  plan_cmd->add_option("--micro-batches", plan.micro_batches, "Micro-batches per step")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  plan_cmd->add_option("--micro-batches", plan.micro_batches,
+                       "Micro-batches per step. Default: 1; with --gpus the planner searches the "
+                       "divisors of the batch")
+      ->check(CLI::PositiveNumber);
   plan_cmd->add_option("--out", plan.out_path,
                        "Write the complete plan as JSON (for `alpa train --plan`, or to edit)");
   plan_cmd->add_option("--top", plan.top, "Largest communications to list")

@@ -9,6 +9,7 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/models/data.h"
+#include "alpa/plan/plan.h"
 #include "alpa/runtime/blas.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/init.h"
@@ -81,6 +82,7 @@ Result<PipelinePlan> plan_with_micro_batch_search(const ModelSpec& spec, const T
   ALPA_ASSIGN_OR_RETURN(Cluster sized, with_devices(base, o.pipeline.devices));
   PipelinePlannerOptions po;
   po.num_layers = o.pipeline.num_layers;
+  po.imbalance_tolerance = o.pipeline.imbalance_tolerance;
   po.micro_batches = 0;
   ALPA_ASSIGN_OR_RETURN(Graph whole, build_forward(spec, 1));
   int64_t batch = 1;
@@ -282,6 +284,13 @@ class Pipeline : public StepBackend {
       if (plan.micro_batches != micro_batches)
         return invalid_argument(cat("the pipeline plan is for ", plan.micro_batches,
                                     " micro-batches, not ", micro_batches));
+      if (!o_.pipeline.fingerprint.empty() &&
+          o_.pipeline.fingerprint != graph_fingerprint(step_.graph))
+        return failed_precondition(
+            "the plan file was made for a different training graph (model, sizes, optimizer or "
+            "micro-batches differ)",
+            "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
+            "\"graph_fingerprint\"");
       if (plan.layers.layer_of.empty()) {
         LayerClusteringOptions lo;
         lo.num_layers = plan.layers.num_layers;
@@ -291,6 +300,7 @@ class Pipeline : public StepBackend {
     } else {
       PipelinePlannerOptions po;
       po.num_layers = o_.pipeline.num_layers;
+      po.imbalance_tolerance = o_.pipeline.imbalance_tolerance;
       po.micro_batches = micro_batches;
       po.batch = micro_batches;
       po.sharding = o_.sharding;
@@ -313,6 +323,7 @@ class Pipeline : public StepBackend {
     ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
                           build_pipeline_program(step_, m.split, std::move(m.graphs),
                                                  std::move(m.plans), placements, bo));
+    if (o_.pipeline.rewrite_program) o_.pipeline.rewrite_program(prog);
     report_->transfers = static_cast<int64_t>(prog.transfers.size());
     report_->device_stage.clear();
     for (int r = 0; r < prog.num_devices; ++r) report_->device_stage.push_back(stage_of_rank(prog, r));
@@ -353,11 +364,13 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   TrainOptions opts = options;
   int micro_batches = options.micro_batches;
   if (pipeline && opts.pipeline.plan) micro_batches = opts.pipeline.plan->micro_batches;
+  double search_seconds = 0;
   if (pipeline && micro_batches == 0) {
     // The planner chooses the micro-batch count along with the stages.
     const Clock::time_point t0 = Clock::now();
     ALPA_ASSIGN_OR_RETURN(PipelinePlan plan, plan_with_micro_batch_search(spec, options));
     plan.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    search_seconds = plan.total_s;
     micro_batches = plan.micro_batches;
     opts.pipeline.plan = std::move(plan);
   }
@@ -393,6 +406,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
     ALPA_ASSIGN_OR_RETURN(std::unique_ptr<Pipeline> p,
                           Pipeline::create(g, std::move(step1), spec, opts, micro_batches,
                                            &report));
+    report.plan_seconds += search_seconds;
     backend = std::move(p);
   } else if (report.devices == 1) {
     backend = std::make_unique<SingleDevice>(g, options, &report);

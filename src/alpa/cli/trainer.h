@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ struct PipelineTrainOptions {
   ScheduleKind schedule = ScheduleKind::k1F1B;
   int num_layers = 0;                 // layer clustering (0: automatic)
   std::optional<PipelinePlan> plan;   // given stages; otherwise planned automatically
+  std::string fingerprint;            // the given plan's graph fingerprint (empty: unchecked)
+  double imbalance_tolerance = std::numeric_limits<double>::infinity();  // planner pruning
+  // If set, edits the built program before it runs (tests plant faults with it).
+  std::function<void(PipelineProgram&)> rewrite_program;
 };
 
 struct TrainOptions {

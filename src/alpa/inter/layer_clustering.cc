@@ -272,6 +272,7 @@ int automatic_layers(const Segments& s, const LayerClusteringOptions& o) {
   const DpOutcome two = run_dp(s, 2, o);
   if (!two.feasible) return 1;
   int lo = 2, hi = std::min(K / 3 + 1, cap + 1);
+  if (o.max_layers >= 2) hi = std::min(hi, o.max_layers + 1);
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
     const DpOutcome m = run_dp(s, mid, o);

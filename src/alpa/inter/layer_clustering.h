@@ -53,6 +53,7 @@ struct LayerClusteringOptions {
   int heavy_op_lower_bound = 3;
   double layer_eps = 0.0;  // automatic L: keep the largest L whose objective is within
                            // (1 + layer_eps) of the L = 2 objective
+  int max_layers = 0;      // automatic L: at most this many (0: no cap)
 };
 
 struct LayerClustering {

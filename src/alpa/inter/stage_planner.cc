@@ -3,6 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "alpa/cluster/mesh.h"
@@ -84,14 +91,33 @@ double boundary_seconds(double bytes, const SubmeshShape& submesh, const Cluster
 
 // The cost of one stage graph on one mesh.
 struct StageCost {
-  bool feasible = false;
+  bool solved = false;  // the intra-op pass found a plan
   double compute_s = 0, communication_s = 0, transfer_s = 0;
   double peak_bytes = 0;   // one micro-batch in flight, accumulators included
+  double acc_bytes = 0;    // gradient accumulators (held across micro-batches)
   double stash_bytes = 0;  // per extra micro-batch in flight
-  int max_succ = -1;
   ShardingPlan plan;
   double time() const { return compute_s + communication_s + transfer_s; }
+  // Later stages that fit in `memory` (-1: not even this stage alone).
+  int max_succ(double memory) const {
+    if (!solved) return -1;
+    const double room = memory - peak_bytes;
+    if (room < 0) return -1;
+    return stash_bytes > 0 ? static_cast<int>(std::min(1e6, std::floor(room / stash_bytes)))
+                           : 1000000;
+  }
 };
+
+// A planned stage's time and memory from its cost, with `successors` later stages.
+void set_figures(PlannedStage& ps, const StageCost& c, int successors, double memory) {
+  ps.time_s = c.time();
+  ps.compute_s = c.compute_s;
+  ps.communication_s = c.communication_s;
+  ps.transfer_s = c.transfer_s;
+  ps.stash_bytes = c.stash_bytes;
+  ps.max_succ = c.max_succ(memory);
+  ps.peak_memory_bytes = c.peak_bytes + successors * c.stash_bytes;
+}
 
 // Memory of a planned stage: accumulators and the per-micro-batch stash.
 void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes,
@@ -117,45 +143,22 @@ void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes
   }
 }
 
+// The intra-op plan of a stage graph on a mesh (under a memory budget if > 0) and its cost.
 StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
                       const SubmeshShape& submesh, const AutoShardingOptions& base,
-                      int micro_batches, double memory, int successors_needed,
-                      bool include_transfer, int* solves) {
+                      int micro_batches, double budget, bool include_transfer, int* solves) {
   StageCost c;
   AutoShardingOptions o = base;
   o.node_weight = sg.weight;
-  o.memory_budget_bytes = 0;
-  auto evaluate = [&](const ShardingPlan& p) {
-    double acc = 0, stash = 0;
-    stage_memory(sg, p, &acc, &stash);
-    c.peak_bytes = p.peak_memory_bytes + acc;
-    c.stash_bytes = stash;
-    const double room = memory - c.peak_bytes;
-    if (room < 0) return false;
-    c.max_succ = stash > 0 ? static_cast<int>(std::min(1e6, std::floor(room / stash))) : 1000000;
-    return c.max_succ >= successors_needed;
-  };
+  o.explain_infeasible_memory = false;
+  if (budget > 0) o.memory_budget_bytes = budget;
   ++*solves;
   Result<ShardingPlan> p = auto_shard(sg.graph, mesh, cluster.device, o);
-  bool ok = p.ok() && evaluate(*p);
-  if (!ok && p.ok()) {
-    // Re-plan under a budget that leaves room for the accumulators.
-    double acc = 0, stash = 0;
-    stage_memory(sg, *p, &acc, &stash);
-    const double budget = memory - acc - successors_needed * stash;
-    if (budget > 0) {
-      o.memory_budget_bytes = budget;
-      ++*solves;
-      Result<ShardingPlan> q = auto_shard(sg.graph, mesh, cluster.device, o);
-      if (q.ok() && evaluate(*q)) {
-        p = std::move(q);
-        ok = true;
-      }
-    }
-  }
   if (!p.ok()) return c;
+  c.solved = true;
   c.plan = std::move(*p);
-  c.feasible = ok || c.max_succ >= 0;
+  stage_memory(sg, c.plan, &c.acc_bytes, &c.stash_bytes);
+  c.peak_bytes = c.plan.peak_memory_bytes + c.acc_bytes;
   c.compute_s = c.plan.compute_s;
   c.communication_s = c.plan.communication_s;
   if (include_transfer) {
@@ -168,6 +171,21 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
     }
   }
   return c;
+}
+
+// The stage's plan for `memory` with `successors` later stages: the unconstrained plan if it
+// fits, else one planned under the budget that leaves room for them.
+StageCost fit_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
+                    const SubmeshShape& submesh, const AutoShardingOptions& base, int micro_batches,
+                    double memory, int successors, bool include_transfer, int* solves) {
+  StageCost c =
+      solve_stage(sg, mesh, cluster, submesh, base, micro_batches, 0, include_transfer, solves);
+  if (!c.solved || c.max_succ(memory) >= successors) return c;
+  const double budget = memory - c.acc_bytes - successors * c.stash_bytes;
+  if (budget <= 0) return c;
+  StageCost b = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, budget,
+                            include_transfer, solves);
+  return b.solved ? b : c;
 }
 
 // The stage of every forward op for stages over layer ranges.
@@ -186,21 +204,94 @@ std::vector<int64_t> divisors(int64_t n) {
   return d;
 }
 
-struct CacheEntry {
-  StageCost cost;
+// Intra-op results by (stage graph, mesh): unconstrained plans, and plans under a budget.
+// Pointers into `base` stay valid (node-based map).
+struct CostCache {
+  std::unordered_map<uint64_t, StageCost> base;
+  std::unordered_map<uint64_t, StageCost> budgeted;
+  // Solved runs of repeated layers by (run structure, inner count 2 or 3, mesh): the cost and
+  // the layer range it was solved for.
+  struct Exemplar {
+    const StageCost* cost;
+    int first_layer, last_layer;
+  };
+  std::unordered_map<uint64_t, Exemplar> runs;
 };
 
-// Plans the stages for a fixed micro-batch count.
+// The cost of a run with `extra` more repeated layers than `c3`, from the runs with 2 (c2) and
+// 3 (c3): every per-layer quantity grows by c3 - c2 per layer.
+StageCost affine(const StageCost& c2, const StageCost& c3, int extra) {
+  StageCost c;
+  c.solved = true;
+  auto grow = [&](double a2, double a3) { return std::max(0.0, a3 + extra * (a3 - a2)); };
+  c.compute_s = grow(c2.compute_s, c3.compute_s);
+  c.communication_s = grow(c2.communication_s, c3.communication_s);
+  c.transfer_s = grow(c2.transfer_s, c3.transfer_s);
+  c.peak_bytes = grow(c2.peak_bytes, c3.peak_bytes);
+  c.acc_bytes = grow(c2.acc_bytes, c3.acc_bytes);
+  c.stash_bytes = grow(c2.stash_bytes, c3.stash_bytes);
+  return c;
+}
+
+// Per layer: a hash of its forward ops (op, type, attributes, digit-free name) and their
+// operands (a position inside the layer, or the hash of an outside value), so repeated
+// transformer layers hash alike.
+std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerClustering& lc,
+                                   const std::vector<uint64_t>& step_hashes, const Graph& g) {
+  std::vector<uint64_t> h(static_cast<size_t>(lc.num_layers), 0x1a7e);
+  std::unordered_map<ValueId, std::pair<int, int>> pos;  // op -> (layer, index within it)
+  std::vector<int> count(static_cast<size_t>(lc.num_layers), 0);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const int layer = lc.layer_of[i];
+    pos[ops[i]] = {layer, count[layer]++};
+    uint64_t x = step_hashes[ops[i]];
+    for (ValueId o : g.node(ops[i]).operands) {
+      auto it = pos.find(o);
+      const bool inside = it != pos.end() && it->second.first == layer;
+      x = mix(x,
+              inside ? static_cast<uint64_t>(it->second.second) + 1 : mix(step_hashes[o], 0xe47));
+    }
+    h[layer] = mix(h[layer], x);
+  }
+  return h;
+}
+
+// Plans the stages for a fixed micro-batch count and memory per device.
 Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
-                                const PipelinePlannerOptions& o, int B, double memory) {
+                                const PipelinePlannerOptions& o, int B, double memory,
+                                CostCache& cache) {
   PipelinePlan plan;
   plan.micro_batches = B;
   const Clock::time_point t0 = Clock::now();
   const std::vector<ValueId> ops = forward_ops(step);
   LayerClusteringOptions lo;
   lo.num_layers = o.num_layers;
+  lo.max_layers = o.max_auto_layers;
   lo.eps = o.layer_eps;
   ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
+  const std::vector<uint64_t> step_hashes = node_hashes(step.graph);
+  if (o.num_layers == 0 && o.extrapolate_repeated_layers) {
+    // Prefer a layer count (down to half the automatic one) whose inner layers are identical,
+    // as Alpa's benchmark suites choose theirs: runs of them are then costed by extrapolation.
+    auto uniform = [&](const LayerClustering& lc) {
+      const std::vector<uint64_t> h = layer_hashes(ops, lc, step_hashes, step.graph);
+      if (lc.num_layers < 4) return false;
+      for (int i = 2; i + 1 < lc.num_layers; ++i)
+        if (h[i] != h[1]) return false;
+      return true;
+    };
+    if (!uniform(plan.layers)) {
+      for (int n = plan.layers.num_layers - 1; n >= std::max(4, plan.layers.num_layers / 2); --n) {
+        LayerClusteringOptions fixed = lo;
+        fixed.num_layers = n;
+        Result<LayerClustering> c = cluster_layers(step.graph, ops, fixed);
+        if (c.ok() && uniform(*c)) {
+          plan.layers = std::move(*c);
+          break;
+        }
+      }
+    }
+  }
   plan.clustering_s = since(t0);
   const int L = plan.layers.num_layers;
 
@@ -233,70 +324,229 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   }());
   std::vector<double> prefix(static_cast<size_t>(L) + 1, 0.0);
   for (int l = 0; l < L; ++l) prefix[l + 1] = prefix[l] + plan.layers.layer_flops[l];
-  const std::vector<uint64_t> step_hashes = node_hashes(step.graph);
+  const std::vector<uint64_t> layer_hash = layer_hashes(ops, plan.layers, step_hashes, step.graph);
   const double devices = static_cast<double>(cluster.num_devices());
-  std::unordered_map<uint64_t, StageCost> cache;
-  std::vector<StageCost> kept;  // per candidate index (only for the chosen ones later)
-  std::map<size_t, StageCost> costs;
-  for (int l = 0; l < L; ++l) {
-    for (int r = l; r < L; ++r) {
+  std::map<size_t, const StageCost*> costs;
+  std::vector<std::unique_ptr<StageCost>> extrapolated;
+  int too_large = 0;  // candidates left out because they do not fit in memory
+  // The stage graph of layers [l, r] (stages before and after as neighbours) and its
+  // structural hash, built when an intra-op solve needs it (the last few are kept).
+  struct RangeGraph {
+    std::shared_ptr<const StageGraph> graph;
+    uint64_t hash = 0;
+  };
+  std::map<std::pair<int, int>, RangeGraph> graphs;
+  auto range_graph = [&](int l, int r) -> Result<RangeGraph> {
+    auto it = graphs.find({l, r});
+    if (it != graphs.end()) return it->second;
+    std::vector<int> stage_of_layer(static_cast<size_t>(L));
+    const int mid = l > 0 ? 1 : 0;
+    for (int x = 0; x < L; ++x) stage_of_layer[x] = x < l ? 0 : x <= r ? mid : mid + 1;
+    const int S = mid + 1 + (r < L - 1 ? 1 : 0);
+    const std::vector<int> fs = stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
+    ALPA_ASSIGN_OR_RETURN(PipelineSplit split, split_train_step(step, fs, S));
+    ALPA_ASSIGN_OR_RETURN(StageGraph g, build_stage_graph(step, split, mid, B));
+    RangeGraph rg;
+    rg.hash = stage_graph_hash(g, step_hashes, step.graph);
+    rg.graph = std::make_shared<const StageGraph>(std::move(g));
+    if (graphs.size() > 64) graphs.clear();
+    graphs[{l, r}] = rg;
+    return rg;
+  };
+  // Ranges by increasing length, so that the short ranges a long one extrapolates from are
+  // costed first.
+  for (int n = 1; n <= L; ++n) {
+    for (int l = 0; l + n - 1 < L; ++l) {
+      const int r = l + n - 1;
       const double share = (prefix[r + 1] - prefix[l]) / total_flops;
       std::vector<int> cfg_ids;
       for (size_t k = 0; k < configs.size(); ++k) {
         const double dshare = static_cast<double>(configs[k].submesh.size()) / devices;
-        if (configs[k].submesh.size() == cluster.num_devices() && (l != 0 || r != L - 1)) continue;
+        // A stage on the whole cluster is the whole model (Alpa prunes the same way).
+        if ((configs[k].submesh.size() == cluster.num_devices()) != (l == 0 && r == L - 1))
+          continue;
         if (std::isfinite(o.imbalance_tolerance) && (dshare > share * (1 + o.imbalance_tolerance) ||
                                                      dshare < share / (1 + o.imbalance_tolerance)))
           continue;
         cfg_ids.push_back(static_cast<int>(k));
       }
       if (cfg_ids.empty()) continue;
-      // The stage graph of layers [l, r] (stages before and after as neighbours).
-      std::vector<int> stage_of_layer(static_cast<size_t>(L));
-      const int mid = l > 0 ? 1 : 0;
-      for (int x = 0; x < L; ++x) stage_of_layer[x] = x < l ? 0 : x <= r ? mid : mid + 1;
-      const int S = mid + 1 + (r < L - 1 ? 1 : 0);
-      const std::vector<int> fs =
-          stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
-      ALPA_ASSIGN_OR_RETURN(PipelineSplit split, split_train_step(step, fs, S));
-      ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, split, mid, B));
-      const uint64_t gh = stage_graph_hash(sg, step_hashes, step.graph);
+      // Repeated layers: first layer, k copies of one layer, last layer. k = 2 and k = 3 are
+      // solved; longer runs are affine in k (merged layers take the same strategies).
+      const int k_inner = n - 2;
+      bool uniform = n >= 4;
+      for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash[x] == layer_hash[l + 1];
+      const uint64_t run_key =
+          uniform ? mix(mix(mix(mix(mix(layer_hash[l], l == 0), layer_hash[l + 1]), layer_hash[r]),
+                            r == L - 1),
+                        0x7275)
+                  : 0;
       for (int k : cfg_ids) {
         const Config& c = configs[static_cast<size_t>(k)];
         ++plan.candidates;
-        uint64_t key = mix(gh, hash_str(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
-                                            c.logical.batch_axis, "|", c.submesh.to_string())));
-        auto it = cache.find(key);
-        if (it == cache.end()) {
-          Result<Mesh> mesh = make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0);
-          if (!mesh.ok()) continue;
-          AutoShardingOptions so = o.sharding;
-          so.sharding.force_batch_dim_to_mesh_dim = c.logical.batch_axis;
-          StageCost cost = solve_stage(sg, *mesh, cluster, c.submesh, so, B, memory, 0,
-                                       o.include_transfer_cost, &plan.intra_solves);
-          cost.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
-          it = cache.emplace(key, std::move(cost)).first;
-        } else {
-          ++plan.cache_hits;
+        const uint64_t cfg_key = hash_str(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
+                                              c.logical.batch_axis, "|", c.submesh.to_string()));
+        Result<Mesh> mesh = make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0);
+        if (!mesh.ok()) continue;
+        AutoShardingOptions so = o.sharding;
+        so.sharding.force_batch_dim_to_mesh_dim = c.logical.batch_axis;
+        so.ilp.time_limit_s = std::min(so.ilp.time_limit_s, o.stage_ilp_time_limit_s);
+        so.ilp.relative_gap = std::max(so.ilp.relative_gap, o.stage_ilp_relative_gap);
+        // The plan of layers [fl, ll] on this mesh, under a memory budget if > 0 (cached).
+        static const StageCost kUnsolved;
+        auto solve_range = [&](int fl, int ll, double budget) -> Result<const StageCost*> {
+          if (budget < 0) return &kUnsolved;  // no room at all
+          ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(fl, ll));
+          const uint64_t key = mix(rg.hash, cfg_key);
+          auto& table = budget > 0 ? cache.budgeted : cache.base;
+          const uint64_t tkey = budget > 0 ? mix(key, static_cast<uint64_t>(budget)) : key;
+          auto it = table.find(tkey);
+          if (it != table.end()) {
+            ++plan.cache_hits;
+            return &it->second;
+          }
+          StageCost sc = solve_stage(*rg.graph, *mesh, cluster, c.submesh, so, B, budget,
+                                     o.include_transfer_cost, &plan.intra_solves);
+          sc.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
+          return &table.emplace(tkey, std::move(sc)).first->second;
+        };
+        const StageCost* cost = nullptr;
+        const CostCache::Exemplar* run2 = nullptr;
+        const CostCache::Exemplar* run3 = nullptr;
+        // The solved run of `inner` repeated layers with this range's first and last layer
+        // (the range itself if it has that many, else one sharing its first or its last layer,
+        // solved now if no shorter range was costed on this mesh).
+        auto exemplar = [&](int inner) -> Result<const CostCache::Exemplar*> {
+          const uint64_t ek = mix(mix(run_key, inner), cfg_key);
+          auto it = cache.runs.find(ek);
+          if (it != cache.runs.end()) return &it->second;
+          auto same_run = [&](int fl, int ll) {
+            if (fl < 0 || ll >= L || layer_hash[fl] != layer_hash[l] ||
+                layer_hash[ll] != layer_hash[r] || (fl == 0) != (l == 0) ||
+                (ll == L - 1) != (r == L - 1))
+              return false;
+            for (int x = fl + 1; x < ll; ++x)
+              if (layer_hash[x] != layer_hash[l + 1]) return false;
+            return true;
+          };
+          int fl = l, ll = l + inner + 1;
+          if (!same_run(fl, ll)) fl = r - inner - 1, ll = r;
+          if (!same_run(fl, ll)) return nullptr;
+          ALPA_ASSIGN_OR_RETURN(const StageCost* c, solve_range(fl, ll, 0));
+          return &cache.runs.emplace(ek, CostCache::Exemplar{c, fl, ll}).first->second;
+        };
+        if (uniform && k_inner >= 4 && o.extrapolate_repeated_layers) {
+          ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e2, exemplar(2));
+          ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e3, exemplar(3));
+          if (e2 != nullptr && e3 != nullptr && e2->cost->solved && e3->cost->solved) {
+            run2 = e2;
+            run3 = e3;
+            extrapolated.push_back(
+                std::make_unique<StageCost>(affine(*run2->cost, *run3->cost, k_inner - 3)));
+            cost = extrapolated.back().get();
+            ++plan.extrapolated;
+          }
         }
-        const StageCost& cost = it->second;
-        if (!cost.feasible) continue;
+        if (cost == nullptr) {
+          ALPA_ASSIGN_OR_RETURN(cost, solve_range(l, r, 0));
+          if (uniform && (k_inner == 2 || k_inner == 3))
+            cache.runs.emplace(mix(mix(run_key, k_inner), cfg_key),
+                               CostCache::Exemplar{cost, l, r});
+        }
+        if (cost->solved && cost->max_succ(memory) < 0) {
+          // Too large unconstrained: plan under the memory budget.
+          const double budget = memory - cost->acc_bytes;
+          if (run2 == nullptr) {
+            ALPA_ASSIGN_OR_RETURN(cost, solve_range(l, r, budget > 0 ? budget : -1));
+          } else {
+            // A long run of repeated layers: plan the two short runs under budgets that leave
+            // them the same fraction of their unconstrained memory (rounded down to 1/8, so
+            // runs of similar length share them), and extrapolate those plans.
+            const double need = cost->peak_bytes - cost->acc_bytes;
+            const double fraction = need > 0 ? std::floor(8 * budget / need) / 8 : 0;
+            const StageCost* b2 = nullptr;
+            const StageCost* b3 = nullptr;
+            if (fraction > 0) {
+              auto short_budget = [&](const CostCache::Exemplar& e) {
+                return fraction * (e.cost->peak_bytes - e.cost->acc_bytes);
+              };
+              ALPA_ASSIGN_OR_RETURN(
+                  b2, solve_range(run2->first_layer, run2->last_layer, short_budget(*run2)));
+              ALPA_ASSIGN_OR_RETURN(
+                  b3, solve_range(run3->first_layer, run3->last_layer, short_budget(*run3)));
+            }
+            extrapolated.push_back(std::make_unique<StageCost>());
+            if (b2 != nullptr && b3 != nullptr && b2->solved && b3->solved)
+              *extrapolated.back() = affine(*b2, *b3, k_inner - 3);
+            cost = extrapolated.back().get();
+          }
+        }
+        const int succ = cost->max_succ(memory);
+        if (succ < 0) {
+          ++too_large;
+          continue;
+        }
         StageCandidate& cand = req.at(l, r, k);
-        cand.time = cost.time();
-        cand.max_succ = cost.max_succ;
+        cand.time = cost->time();
+        cand.max_succ = succ;
         costs[req.index(l, r, k)] = cost;
       }
     }
     if (o.progress)
-      o.progress(cat("  micro-batches ", B, ": costed stages starting at layer ", l + 1, "/", L,
-                     " (", plan.intra_solves, " intra-op solves, ", plan.cache_hits, " reused)"));
+      o.progress(cat("  micro-batches ", B, ": costed stages of ", n, "/", L, " layers (",
+                     plan.intra_solves, " intra-op solves, ", plan.cache_hits, " reused, ",
+                     plan.extrapolated, " extrapolated)"));
   }
   plan.stage_costs_s = since(t1);
 
+  // The stage DP, then an exact intra-op solve of each chosen stage that was costed by
+  // extrapolation or without its successors in mind: if it is slower or does not fit where
+  // the DP put it, its candidate takes the exact figures and the DP runs again.
   const Clock::time_point t2 = Clock::now();
   Result<StageDpSolution> sol = solve_stage_dp(req);
-  plan.dp_s = since(t2);
-  if (!sol.ok()) return sol.status();
+  std::set<std::pair<size_t, int>> verified;  // (candidate, successors) solved exactly
+  std::vector<std::unique_ptr<StageCost>> exact_costs;
+  for (int round = 0; sol.ok() && round < 32; ++round) {
+    bool worse = false;
+    const int S = static_cast<int>(sol->stages.size());
+    for (int i = 0; i < S; ++i) {
+      const StageChoice& ch = sol->stages[i];
+      const size_t idx = req.index(ch.first_layer, ch.last_layer, ch.submesh);
+      if (!verified.insert({idx, S - 1 - i}).second) continue;
+      const Config& c = configs[static_cast<size_t>(ch.submesh)];
+      ALPA_ASSIGN_OR_RETURN(Mesh mesh,
+                            make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0));
+      AutoShardingOptions so = o.sharding;
+      so.sharding.force_batch_dim_to_mesh_dim = c.logical.batch_axis;
+      so.ilp.time_limit_s = std::min(so.ilp.time_limit_s, o.stage_ilp_time_limit_s);
+      so.ilp.relative_gap = std::max(so.ilp.relative_gap, o.stage_ilp_relative_gap);
+      const Clock::time_point tv = Clock::now();
+      ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
+      StageCost exact = fit_stage(*rg.graph, mesh, cluster, c.submesh, so, B, memory, S - 1 - i,
+                                  o.include_transfer_cost, &plan.intra_solves);
+      plan.verify_s += since(tv);
+      exact.plan = ShardingPlan{};
+      StageCandidate& cand = req.at(ch.first_layer, ch.last_layer, ch.submesh);
+      const int succ = exact.max_succ(memory);
+      if (succ < S - 1 - i || exact.time() > cand.time * (1 + 1e-9)) worse = true;
+      cand.time = exact.solved ? exact.time() : kInfStageTime;
+      cand.max_succ = succ;
+      exact_costs.push_back(std::make_unique<StageCost>(std::move(exact)));
+      costs[idx] = exact_costs.back().get();
+    }
+    if (!worse) break;
+    if (o.progress)
+      o.progress(cat("  micro-batches ", B, ": re-planning stages after exact costs (round ",
+                     round + 1, ")"));
+    sol = solve_stage_dp(req);
+  }
+  plan.dp_s = since(t2) - plan.verify_s;
+  if (!sol.ok()) {
+    if (too_large > 0 || !exact_costs.empty())
+      return resource_exhausted(cat("no pipeline plan fits in memory (", too_large, " of ",
+                                    plan.candidates, " candidate stages do not fit)"));
+    return sol.status();
+  }
   plan.predicted_step_time_s = sol->total_time;
   const int S = static_cast<int>(sol->stages.size());
   for (int i = 0; i < S; ++i) {
@@ -307,17 +557,39 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
     ps.submesh = configs[ch.submesh].submesh;
     ps.logical = configs[ch.submesh].logical;
     ps.first_device = sol->first_device[i];
-    const StageCost& c = costs.at(req.index(ch.first_layer, ch.last_layer, ch.submesh));
-    ps.time_s = c.time();
-    ps.compute_s = c.compute_s;
-    ps.communication_s = c.communication_s;
-    ps.transfer_s = c.transfer_s;
-    ps.stash_bytes = c.stash_bytes;
-    ps.max_succ = c.max_succ;
-    ps.peak_memory_bytes = c.peak_bytes + (S - 1 - i) * c.stash_bytes;
+    set_figures(ps, *costs.at(req.index(ch.first_layer, ch.last_layer, ch.submesh)), S - 1 - i,
+                memory);
     plan.stages.push_back(ps);
   }
   return plan;
+}
+
+// Adds `from`'s planning statistics (solves, phase times) to `into`'s.
+void add_statistics(PipelinePlan& into, const PipelinePlan& from) {
+  into.intra_solves += from.intra_solves;
+  into.cache_hits += from.cache_hits;
+  into.extrapolated += from.extrapolated;
+  into.candidates += from.candidates;
+  into.clustering_s += from.clustering_s;
+  into.stage_costs_s += from.stage_costs_s;
+  into.dp_s += from.dp_s;
+  into.verify_s += from.verify_s;
+}
+
+// Bytes in decimal units with 3 significant digits, rounded up if `up` (a bound that must
+// hold), to nearest otherwise: "1.24 GB", "465 KB".
+std::string memory_text(double bytes, bool up) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (u < 4 && bytes >= 1000) {
+    bytes /= 1000;
+    ++u;
+  }
+  const double scale = bytes >= 100 ? 1 : bytes >= 10 ? 10 : 100;
+  const double v = (up ? std::ceil(bytes * scale - 1e-9) : std::round(bytes * scale)) / scale;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g %s", v, units[u]);
+  return buf;
 }
 
 }  // namespace
@@ -354,54 +626,95 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
     candidates = {options.micro_batches};
   } else {
     candidates = divisors(std::max<int64_t>(1, options.batch));
+    std::reverse(candidates.begin(), candidates.end());
   }
   Result<PipelinePlan> best = not_found("no plan");
   Status last_error = ok_status();
   int worse = 0;
   std::vector<std::pair<int, double>> tried;
-  for (int64_t B : candidates) {
+  // Micro-batch counts are planned `workers` at a time, each on its own thread (the plans are
+  // independent), and judged in order.
+  const int workers = options.threads > 0
+                          ? options.threads
+                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  std::mutex progress_mutex;
+  PipelinePlannerOptions threaded = options;
+  if (options.progress)
+    threaded.progress = [&](const std::string& line) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      options.progress(line);
+    };
+  auto plan_count = [&](int64_t B) -> Result<PipelinePlan> {
     ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(static_cast<int>(B)));
-    Result<PipelinePlan> p = plan_fixed(step, cluster, options, static_cast<int>(B), memory);
-    if (!p.ok()) {
-      last_error = p.status();
-      tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
-      if (options.progress)
-        options.progress(cat("micro-batches ", B, ": no plan fits (", p.status().message(), ")"));
-      continue;
-    }
-    tried.push_back({static_cast<int>(B), p->predicted_step_time_s});
-    if (options.progress)
-      options.progress(cat("micro-batches ", B, ": predicted step ", p->predicted_step_time_s,
-                           " s with ", p->stages.size(), " stages"));
-    if (!best.ok() || p->predicted_step_time_s < best->predicted_step_time_s) {
-      // Keep the statistics of every candidate tried.
-      if (best.ok()) {
-        p->intra_solves += best->intra_solves;
-        p->cache_hits += best->cache_hits;
-        p->candidates += best->candidates;
-        p->clustering_s += best->clustering_s;
-        p->stage_costs_s += best->stage_costs_s;
-        p->dp_s += best->dp_s;
+    CostCache cache;
+    return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache);
+  };
+  bool stop = false;
+  for (size_t first = 0; first < candidates.size() && !stop; first += workers) {
+    std::vector<std::future<Result<PipelinePlan>>> running;
+    for (size_t i = first; i < candidates.size() && i < first + workers; ++i)
+      running.push_back(std::async(workers > 1 ? std::launch::async : std::launch::deferred,
+                                   plan_count, candidates[i]));
+    for (size_t i = first; i < first + running.size() && !stop; ++i) {
+      const int64_t B = candidates[i];
+      Result<PipelinePlan> p = running[i - first].get();
+      if (!p.ok()) {
+        last_error = p.status();
+        tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
+        if (options.progress)
+          options.progress(cat("micro-batches ", B, ": no plan fits (", p.status().message(), ")"));
+        // Fewer micro-batches only hold larger ones in memory.
+        if (p.status().code() == StatusCode::kResourceExhausted) stop = true;
+        continue;
       }
-      best = std::move(p);
-      worse = 0;
-    } else {
-      best->intra_solves += p->intra_solves;
-      best->cache_hits += p->cache_hits;
-      best->candidates += p->candidates;
-      best->clustering_s += p->clustering_s;
-      best->stage_costs_s += p->stage_costs_s;
-      best->dp_s += p->dp_s;
-      if (++worse >= 2) break;  // the step time has turned upwards
+      tried.push_back({static_cast<int>(B), p->predicted_step_time_s});
+      if (options.progress)
+        options.progress(cat("micro-batches ", B, ": predicted step ", p->predicted_step_time_s,
+                             " s with ", p->stages.size(), " stages"));
+      if (!best.ok() || p->predicted_step_time_s < best->predicted_step_time_s) {
+        // Keep the statistics of every candidate tried.
+        if (best.ok()) add_statistics(*p, *best);
+        best = std::move(p);
+        worse = 0;
+      } else {
+        add_statistics(*best, *p);
+        if (++worse >= 2) stop = true;  // the step time has turned upwards
+      }
     }
+    // Unjudged counts still running finish before the next round (their results unused).
+    for (auto& f : running)
+      if (f.valid()) f.wait();
   }
   if (!best.ok()) {
-    if (last_error.code() == StatusCode::kResourceExhausted || last_error.ok())
-      return resource_exhausted(
-          cat("no pipeline plan fits ", memory / 1e9, " GB per device on ", cluster.num_devices(),
-              " devices of ", cluster.name),
-          "use more devices, a smaller batch or more micro-batches, or a larger --memory-budget");
-    return last_error;
+    if (last_error.code() != StatusCode::kResourceExhausted) return last_error;
+    // The smallest memory per device that works, with the most micro-batches tried (the
+    // smallest activations): double until a plan fits, then bisect.
+    const int B = static_cast<int>(*std::max_element(candidates.begin(), candidates.end()));
+    ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(B));
+    PipelinePlannerOptions quiet = options;
+    quiet.progress = nullptr;
+    CostCache cache;
+    double lo = memory, hi = memory;
+    bool found = false;
+    for (int k = 0; k < 40 && !found; ++k) {
+      hi *= 2;
+      found = plan_fixed(step, cluster, quiet, B, hi, cache).ok();
+      if (!found) lo = hi;
+    }
+    if (!found) return last_error;
+    for (int k = 0; k < 8; ++k) {
+      const double mid = 0.5 * (lo + hi);
+      if (plan_fixed(step, cluster, quiet, B, mid, cache).ok())
+        hi = mid;
+      else
+        lo = mid;
+    }
+    return resource_exhausted(
+        cat("no pipeline plan fits ", memory_text(memory, false), " per device on ",
+            cluster.num_devices(), " devices of ", cluster.name,
+            "; the smallest memory per device that works is ", memory_text(hi, true), " (", B,
+            " micro-batches)"),
+        "use devices with that much memory (--memory-budget), more devices, or a smaller batch");
   }
   best->micro_batch_search = tried;
   best->total_s = since(t0);
@@ -432,7 +745,8 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
         cat("the stages cover layers 0..", next - 1, " of ", plan.layers.num_layers));
   MaterializedPipeline m;
   ALPA_ASSIGN_OR_RETURN(m.split, split_train_step(step, forward_stages(step, plan), S));
-  const double memory = cluster.device.memory_bytes;
+  const double memory =
+      sharding.memory_budget_bytes > 0 ? sharding.memory_budget_bytes : cluster.device.memory_bytes;
   for (int s = 0; s < S; ++s) {
     const PlannedStage& ps = plan.stages[s];
     ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, m.split, s, plan.micro_batches));
@@ -440,6 +754,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
         make_mesh(cluster, ps.logical.shape[0], ps.logical.shape[1], ps.first_device);
     if (!mesh.ok()) return mesh.status().with_context(cat("stage ", s));
     AutoShardingOptions so = sharding;
+    so.memory_budget_bytes = 0;  // fit_stage sets the stage's budget when it needs one
     so.sharding.force_batch_dim_to_mesh_dim = ps.logical.batch_axis;
     // Hand-written layouts name step-graph values; the stage graph keeps their nodes' names,
     // and unnamed values are found by their step id.
@@ -456,17 +771,26 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
       so.fixed[value_ref(sg.graph, sv)] = spec;
     }
     int solves = 0;
-    StageCost c = solve_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
-                              S - 1 - s, true, &solves);
+    StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
+                            S - 1 - s, true, &solves);
     if (c.plan.specs.empty()) {
       Result<ShardingPlan> p = auto_shard(sg.graph, *mesh, cluster.device, so);
       if (!p.ok()) return p.status().with_context(cat("stage ", s));
       c.plan = std::move(*p);
     }
+    PlannedStage placed = ps;
+    set_figures(placed, c, S - 1 - s, memory);
+    m.stages.push_back(std::move(placed));
     m.graphs.push_back(std::move(sg));
     m.plans.push_back(std::move(c.plan));
     m.placements.push_back({ps.logical.shape, ps.first_device});
   }
+  double sum = 0, worst = 0;
+  for (const PlannedStage& ps : m.stages) {
+    sum += ps.time_s;
+    worst = std::max(worst, ps.time_s);
+  }
+  m.predicted_step_time_s = sum + (plan.micro_batches - 1) * worst;
   return m;
 }
 

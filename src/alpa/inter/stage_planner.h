@@ -15,7 +15,8 @@
 // that are structurally identical (the same ops, types and edges, names aside: ranges of
 // repeated transformer layers) share one intra-op solve per mesh shape.
 // With micro_batches = 0 the planner also searches the micro-batch count among the divisors
-// of the batch (Alpa leaves it to the user).
+// of the batch (Alpa leaves it to the user): from the most micro-batches (the smallest
+// activations) down, stopping when a count no longer fits or the step time has risen twice.
 //
 // Not the runtime: materialize_pipeline turns a plan into the pieces build_pipeline_program
 // takes.
@@ -38,16 +39,27 @@
 namespace alpa {
 
 struct PipelinePlannerOptions {
-  int num_layers = 0;            // clustered layers; 0: automatic
+  int num_layers = 0;            // clustered layers; 0: automatic, at most max_auto_layers
+  int max_auto_layers = 16;      // Alpa's GPT benchmarks use 6 to 16 automatic layers
   double layer_eps = 0.5;        // FLOP balance of the clustering
   int micro_batches = 0;         // 0: search the divisors of `batch`
   int64_t batch = 1;             // global batch (for the micro-batch search)
   double memory_per_device = 0;  // bytes; 0: the cluster's device memory
   // Alpa's stage_imbalance_tolerance: a candidate is considered only if its share of the
-  // devices is within a factor (1 + tolerance) of its share of the FLOPs. Infinity: all.
+  // devices is within a factor (1 + tolerance) of its share of the FLOPs. Infinity: all
+  // (Alpa's default; its GPT suite uses 1.0, `alpa plan` too).
   double imbalance_tolerance = std::numeric_limits<double>::infinity();
   bool include_transfer_cost = true;
+  // Runs of four or more identical layers between a first and a last layer are costed from the
+  // runs of two and three (affine in the count) instead of one intra-op solve each.
+  bool extrapolate_repeated_layers = true;
+  // Each stage candidate's intra-op ILP stops at this time limit or relative gap (the best
+  // plan found so far is kept); the chosen stages are re-planned with `sharding.ilp`.
+  double stage_ilp_time_limit_s = 1.0;
+  double stage_ilp_relative_gap = 0.01;
   AutoShardingOptions sharding;  // per-stage intra-op options (memory budget set per stage)
+  // Micro-batch counts planned at once, each on a thread (0: the hardware's, at most 4).
+  int threads = 0;
   // Called with a line of progress now and then (long plans), if set.
   std::function<void(const std::string&)> progress;
 };
@@ -72,9 +84,11 @@ struct PipelinePlan {
   double predicted_step_time_s = 0;
   // Planning statistics.
   double clustering_s = 0, stage_costs_s = 0, dp_s = 0, total_s = 0;
+  double verify_s = 0;   // exact re-solves of the stages the DP chose (within dp_s's loop)
   int candidates = 0;    // (layer range, submesh, logical shape) costed
   int intra_solves = 0;  // auto-sharding runs (the rest came from the cache)
   int cache_hits = 0;
+  int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
 };
 
@@ -97,6 +111,9 @@ struct MaterializedPipeline {
   std::vector<StageGraph> graphs;
   std::vector<ShardingPlan> plans;
   std::vector<std::pair<std::array<int64_t, 2>, int>> placements;  // (logical shape, first device)
+  // The plan's stages with times and memory recomputed on their placed meshes.
+  std::vector<PlannedStage> stages;
+  double predicted_step_time_s = 0;  // sum t + (B - 1) max t
 };
 Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const PipelinePlan& plan,
                                                   const Cluster& cluster,

@@ -23,11 +23,7 @@ class ReshardCostCache {
   explicit ReshardCostCache(const Mesh& mesh) : mesh_(mesh) {}
   double get(const TensorType& t, const ShardingSpec& from, const ShardingSpec& to) {
     if (from == to) return 0.0;
-    std::string key = t.to_string();
-    key += '|';
-    key += from.to_string();
-    key += '|';
-    key += to.to_string();
+    Key key{t, from, to};
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape);
@@ -37,8 +33,21 @@ class ReshardCostCache {
   }
 
  private:
+  struct Key {
+    TensorType type;
+    ShardingSpec from, to;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const noexcept {
+      size_t h = static_cast<size_t>(k.type.dtype) * 1000003u;
+      for (int64_t d : k.type.shape) h = h * 131 + static_cast<size_t>(d);
+      h = h * 31 + std::hash<ShardingSpec>()(k.from);
+      return h * 31 + std::hash<ShardingSpec>()(k.to);
+    }
+  };
   const Mesh& mesh_;
-  std::unordered_map<std::string, double> cache_;
+  std::unordered_map<Key, double, KeyHash> cache_;
 };
 
 
@@ -97,7 +106,55 @@ struct CostGraph {
   IlpRequest request;
   int leader_nodes = 0;
   double strategies_s = 0;
+  // Memory: the candidate peak times (nodes after which a value is freed), each value's last
+  // use, and the times that have a row in request.memory_rows so far.
+  std::vector<ValueId> peak_times;
+  std::vector<ValueId> last_use;
+  std::vector<char> has_row;  // per node
 };
+
+// Adds the memory row of time t (the values live at t, grouped by ILP node).
+void add_memory_row(const Graph& g, CostGraph& cg, ValueId t) {
+  if (cg.has_row[t]) return;
+  cg.has_row[t] = 1;
+  std::map<int, std::vector<double>> terms;
+  for (ValueId v = 0; v <= t; ++v) {
+    if (cg.root[v] == kNoValue) continue;
+    if (cg.last_use[v] < t) continue;  // the executor's liveness, as in plan_peak_memory
+    const auto& st = cg.strategies[v].strategies;
+    auto& bytes = terms[cg.ilp_index[cg.root[v]]];
+    bytes.resize(st.size(), 0.0);
+    for (size_t i = 0; i < st.size(); ++i) bytes[i] += st[i].memory;
+  }
+  std::vector<IlpMemoryTerm> row;
+  for (auto& [node, bytes] : terms) row.push_back(IlpMemoryTerm{node, std::move(bytes)});
+  cg.request.memory_rows.push_back(std::move(row));
+}
+
+// Per candidate peak time: the bytes live there when every value takes the strategy `pick`
+// returns (a strategy index), by one sweep over the nodes.
+template <typename Pick>
+std::vector<double> live_bytes_at_peaks(const Graph& g, const CostGraph& cg, Pick pick) {
+  const int32_t n = g.size();
+  std::vector<std::vector<ValueId>> frees(static_cast<size_t>(n) + 1);
+  for (ValueId v = 0; v < n; ++v)
+    if (cg.root[v] != kNoValue) frees[std::min<ValueId>(cg.last_use[v], n)].push_back(v);
+  std::vector<double> out;
+  out.reserve(cg.peak_times.size());
+  double live = 0;
+  size_t next = 0;
+  for (ValueId t = 0; t < n && next < cg.peak_times.size(); ++t) {
+    if (cg.root[t] != kNoValue) live += pick(t);
+    while (next < cg.peak_times.size() && cg.peak_times[next] == t) {
+      out.push_back(live);
+      ++next;
+    }
+    for (ValueId f : frees[t]) live -= pick(f);
+  }
+  return out;
+}
+
+constexpr size_t kInitialMemoryRows = 32;
 
 Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
                                    const AutoShardingOptions& opt) {
@@ -243,10 +300,12 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     }
   }
   // Fixed layouts.
+  std::unordered_map<std::string, ValueId> by_ref;
+  if (!opt.fixed.empty())
+    for (ValueId id = n - 1; id >= 0; --id) by_ref[value_ref(g, id)] = id;
   for (const auto& [name, spec] : opt.fixed) {
-    ValueId v = kNoValue;
-    for (ValueId id = 0; id < n && v == kNoValue; ++id)
-      if (value_ref(g, id) == name) v = id;
+    const auto found = by_ref.find(name);
+    const ValueId v = found == by_ref.end() ? kNoValue : found->second;
     if (v == kNoValue)
       return invalid_argument(cat("the plan names value '", name, "', which the graph does not have"),
                               "value names are as in `alpa graph --emit train-step`");
@@ -280,19 +339,33 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
         times.push_back(v);
     }
     times.push_back(n - 1);
-    for (ValueId t : times) {
-      std::map<int, std::vector<double>> terms;
-      for (ValueId v = 0; v <= t; ++v) {
-        if (cg.root[v] == kNoValue) continue;
-        if (last[v] < t) continue;  // the executor's liveness, as in plan_peak_memory
-        const auto& st = cg.strategies[v].strategies;
-        auto& bytes = terms[cg.ilp_index[cg.root[v]]];
-        bytes.resize(st.size(), 0.0);
-        for (size_t i = 0; i < st.size(); ++i) bytes[i] += st[i].memory;
+    std::sort(times.begin(), times.end());
+    times.erase(std::unique(times.begin(), times.end()), times.end());
+    cg.peak_times = std::move(times);
+    cg.last_use = last;
+    cg.has_row.assign(static_cast<size_t>(n), 0);
+    if (opt.all_memory_rows) {
+      for (ValueId t : cg.peak_times) add_memory_row(g, cg, t);
+    } else {
+      // Rows at the times with the largest bytes live under the smallest and under the
+      // largest layouts; auto_shard adds the rows a solution violates and solves again.
+      auto bound = [&](bool largest) {
+        return live_bytes_at_peaks(g, cg, [&](ValueId v) {
+          double m = largest ? 0.0 : std::numeric_limits<double>::infinity();
+          for (const Strategy& s : cg.strategies[v].strategies)
+            m = largest ? std::max(m, s.memory) : std::min(m, s.memory);
+          return cg.strategies[v].strategies.empty() ? 0.0 : m;
+        });
+      };
+      for (bool largest : {false, true}) {
+        const std::vector<double> b = bound(largest);
+        std::vector<size_t> order(b.size());
+        for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+        const size_t keep = std::min<size_t>(order.size(), kInitialMemoryRows);
+        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep),
+                          order.end(), [&](size_t a, size_t c) { return b[a] > b[c]; });
+        for (size_t i = 0; i < keep; ++i) add_memory_row(g, cg, cg.peak_times[order[i]]);
       }
-      std::vector<IlpMemoryTerm> row;
-      for (auto& [node, bytes] : terms) row.push_back(IlpMemoryTerm{node, std::move(bytes)});
-      r.memory_rows.push_back(std::move(row));
     }
   }
   return cg;
@@ -302,7 +375,9 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
 
 Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
                                       const AutoShardingOptions& options) {
-  ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
+  AutoShardingOptions all = options;
+  all.all_memory_rows = true;
+  ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, all));
   return std::move(cg.request);
 }
 
@@ -358,8 +433,29 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
   ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
   const double build_s = since(t0);
   Result<IlpSolution> sol = solve_ilp(cg.request, options.ilp);
+  // Lazy memory rows: while the solution overflows the budget at a time without a row, add
+  // the worst such rows and solve again (after a few rounds, every row).
+  for (int round = 0; sol.ok() && options.memory_budget_bytes > 0 && round < 4; ++round) {
+    const std::vector<double> used = live_bytes_at_peaks(g, cg, [&](ValueId v) {
+      return cg.strategies[v].strategies[sol->choice[cg.ilp_index[cg.root[v]]]].memory;
+    });
+    std::vector<std::pair<double, ValueId>> over;
+    for (size_t i = 0; i < used.size(); ++i)
+      if (used[i] > options.memory_budget_bytes * (1 + 1e-9) && !cg.has_row[cg.peak_times[i]])
+        over.push_back({used[i], cg.peak_times[i]});
+    if (over.empty()) break;
+    std::sort(over.rbegin(), over.rend());
+    if (round < 3) {
+      for (size_t i = 0; i < over.size() && i < 16; ++i) add_memory_row(g, cg, over[i].second);
+    } else {
+      for (ValueId t : cg.peak_times) add_memory_row(g, cg, t);
+    }
+    sol = solve_ilp(cg.request, options.ilp);
+  }
   if (!sol.ok()) {
-    if (options.memory_budget_bytes > 0 && sol.status().code() == StatusCode::kResourceExhausted) {
+    if (options.memory_budget_bytes > 0 && options.explain_infeasible_memory &&
+        sol.status().code() == StatusCode::kResourceExhausted) {
+      for (ValueId t : cg.peak_times) add_memory_row(g, cg, t);
       IlpRequest relaxed = cg.request;
       Result<double> need = min_feasible_memory(relaxed, options.ilp);
       if (need.ok())

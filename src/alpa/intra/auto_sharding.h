@@ -47,6 +47,14 @@ struct AutoShardingOptions {
   // partial sums in the update, once per step, when that is cheaper. Node costs and the
   // resharding into a node are scaled by its weight; so are the plan's predicted times.
   std::vector<double> node_weight;
+  // When no sharding fits the memory budget, find the smallest budget that would (a second
+  // ILP) for the error message. Planners that only need "does not fit" turn it off.
+  bool explain_infeasible_memory = true;
+  // Under a budget, a memory row for every candidate peak from the start. Otherwise the ILP
+  // starts with the rows of the largest peaks under the smallest and largest layouts, and rows
+  // a solution overflows are added and the ILP solved again (a few rounds, then every row):
+  // the same optimum with far fewer rows on large graphs.
+  bool all_memory_rows = false;
 };
 
 struct ShardingPlan {

@@ -373,6 +373,8 @@ CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector
   CglProbing probing;
   probing.setUsingObjective(true);
   CglClique clique;
+  clique.setStarCliqueReport(false);  // both print to stdout otherwise
+  clique.setRowCliqueReport(false);
   model.addCutGenerator(&probing, -1, "probing");
   model.addCutGenerator(&clique, -1, "clique");
   CbcRounding rounding(model);
@@ -460,6 +462,21 @@ double evaluate_ilp(const IlpRequest& r, const std::vector<int>& choice,
 
 Result<IlpSolution> solve_ilp(const IlpRequest& r, const IlpOptions& options) {
   ALPA_RETURN_IF_ERROR(check_request(r));
+  // A memory row whose smallest possible sum exceeds the budget: infeasible, no search needed.
+  if (r.memory_budget > 0) {
+    for (const auto& row : r.memory_rows) {
+      double least = 0;
+      for (const IlpMemoryTerm& t : row) {
+        double m = kInfeasibleCost;
+        for (size_t i = 0; i < t.bytes.size(); ++i)
+          if (r.node_costs[t.node][i] < kInfeasibleCost) m = std::min(m, t.bytes[i]);
+        least += m;
+      }
+      if (least > r.memory_budget)
+        return resource_exhausted(cat("no assignment fits the memory budget: one point of the "
+                                      "program needs at least ", least, " bytes"));
+    }
+  }
   const int n = r.num_nodes();
   IlpSolution sol;
   sol.stats.nodes = n;

@@ -1,6 +1,14 @@
 #include "alpa/intra/sharding_spec.h"
 
+#include "alpa/support/check.h"
+
 namespace alpa {
+
+uint8_t SpecDims::checked(size_t n) {
+  ALPA_CHECK(n <= kMaxRank) << "a sharding spec of rank " << n << " (at most " << kMaxRank
+                            << " dims are supported)";
+  return static_cast<uint8_t>(n);
+}
 
 int64_t axes_size(uint8_t axes, const MeshShape& mesh) {
   int64_t n = 1;

@@ -13,7 +13,9 @@
 // ("()+P0" when partial).
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -33,11 +35,44 @@ int64_t axes_size(uint8_t axes, const MeshShape& mesh);
 // "0", "1", "01"
 std::string axes_to_string(uint8_t axes);
 
-struct ShardingSpec {
-  std::vector<uint8_t> dims;  // per tensor dim: bitmask of mesh axes it is split over
-  uint8_t partial = 0;        // bitmask of mesh axes over which the value is a partial sum
+// Per tensor dim, the mesh axes it is split over, stored inline: the planner builds millions
+// of specs, and a heap allocation each dominated its time.
+class SpecDims {
+ public:
+  static constexpr size_t kMaxRank = 8;
+  SpecDims() = default;
+  SpecDims(size_t n, uint8_t value) : size_(checked(n)) { v_.fill(0), std::fill_n(v_.begin(), n, value); }
+  SpecDims(std::initializer_list<uint8_t> init) : size_(checked(init.size())) {
+    v_.fill(0);
+    std::copy(init.begin(), init.end(), v_.begin());
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  uint8_t& operator[](size_t i) { return v_[i]; }
+  uint8_t operator[](size_t i) const { return v_[i]; }
+  uint8_t* begin() { return v_.data(); }
+  uint8_t* end() { return v_.data() + size_; }
+  const uint8_t* begin() const { return v_.data(); }
+  const uint8_t* end() const { return v_.data() + size_; }
+  uint8_t back() const { return v_[size_ - 1]; }
+  void push_back(uint8_t x) { v_[checked(size_ + 1) - 1] = x, ++size_; }
+  friend bool operator==(const SpecDims& a, const SpecDims& b) {
+    return a.size_ == b.size_ && a.v_ == b.v_;  // unused entries stay 0
+  }
 
-  static ShardingSpec replicated(int64_t rank) { return {std::vector<uint8_t>(rank, 0), 0}; }
+ private:
+  static uint8_t checked(size_t n);  // aborts beyond kMaxRank
+  std::array<uint8_t, kMaxRank> v_{};
+  uint8_t size_ = 0;
+};
+
+struct ShardingSpec {
+  SpecDims dims;         // per tensor dim: bitmask of mesh axes it is split over
+  uint8_t partial = 0;   // bitmask of mesh axes over which the value is a partial sum
+
+  static ShardingSpec replicated(int64_t rank) {
+    return {SpecDims(static_cast<size_t>(rank), 0), 0};
+  }
 
   int64_t rank() const { return static_cast<int64_t>(dims.size()); }
   // Axes used by dims and partial together.

@@ -1,6 +1,7 @@
 #include "alpa/plan/plan.h"
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -41,7 +42,7 @@ std::string plan_to_json(const Plan& p) {
   j["format"] = "alpa-plan/1";
   j["model"] = p.model;
   j["cluster"] = p.cluster;
-  j["mesh"] = {p.mesh[0], p.mesh[1]};
+  if (!p.is_pipeline()) j["mesh"] = {p.mesh[0], p.mesh[1]};
   j["micro_batches"] = p.micro_batches;
   if (!p.graph_fingerprint.empty()) j["graph_fingerprint"] = p.graph_fingerprint;
   j["options"] = {{"force_batch_dim_to_mesh_dim", p.options.force_batch_dim_to_mesh_dim},
@@ -50,7 +51,27 @@ std::string plan_to_json(const Plan& p) {
                   {"memory_budget_bytes", p.memory_budget_bytes}};
   nlohmann::ordered_json layouts = nlohmann::ordered_json::object();
   for (const auto& [k, s] : p.layouts) layouts[k] = s.to_string();
-  j["layouts"] = layouts;
+  if (!p.is_pipeline() || !p.layouts.empty()) j["layouts"] = layouts;
+  if (p.is_pipeline()) {
+    j["pipeline"] = {{"devices", p.devices}, {"layers", p.pipeline_layers},
+                     {"schedule", p.schedule}};
+    nlohmann::ordered_json stages = nlohmann::ordered_json::array();
+    for (const PlanStage& st : p.stages) {
+      nlohmann::ordered_json js;
+      js["layers"] = {st.first_layer, st.last_layer};
+      js["mesh"] = {st.mesh[0], st.mesh[1]};
+      js["first_device"] = st.first_device;
+      if (st.batch_axis == ShardingOptions::kAutoBatchAxis) js["batch_axis"] = "auto";
+      else js["batch_axis"] = st.batch_axis;
+      nlohmann::ordered_json sl = nlohmann::ordered_json::object();
+      for (const auto& [k, s] : st.layouts) sl[k] = s.to_string();
+      js["layouts"] = sl;
+      js["predicted"] = {{"time_per_micro_batch_s", st.predicted_time_s},
+                         {"peak_memory_bytes", st.predicted_peak_memory_bytes}};
+      stages.push_back(js);
+    }
+    j["stages"] = stages;
+  }
   j["predicted"] = {{"step_time_s", p.predicted_step_time_s},
                     {"compute_s", p.predicted_compute_s},
                     {"communication_s", p.predicted_communication_s},
@@ -58,33 +79,167 @@ std::string plan_to_json(const Plan& p) {
   return j.dump(2) + "\n";
 }
 
+namespace {
+
+using ErrFn = std::function<Status(const std::string&, const std::string&)>;
+
+Result<std::map<std::string, ShardingSpec>> parse_layouts(const nlohmann::json& l,
+                                                          const std::string& where,
+                                                          const ErrFn& err) {
+  if (!l.is_object()) return err(cat(where, "\"layouts\" must be an object"), "");
+  std::map<std::string, ShardingSpec> out;
+  for (auto it = l.begin(); it != l.end(); ++it) {
+    if (!it->is_string())
+      return err(cat(where, "layout of \"", it.key(), "\" must be a string like \"S0R\""), "");
+    Result<ShardingSpec> s = ShardingSpec::parse(it->get<std::string>());
+    if (!s.ok())
+      return err(cat(where, "layout of \"", it.key(), "\": ", s.status().message()),
+                 s.status().hint());
+    out[it.key()] = *s;
+  }
+  return out;
+}
+
+Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
+  const auto& pl = j.contains("pipeline") ? j["pipeline"] : nlohmann::json::object();
+  if (!pl.is_object()) return err("field \"pipeline\" must be an object", "");
+  for (auto it = pl.begin(); it != pl.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "devices" || k == "layers") {
+      if (!it->is_number_integer() || it->get<int>() < 1)
+        return err(cat("pipeline.", k, " must be a positive integer"), "");
+      (k == "devices" ? p.devices : p.pipeline_layers) = it->get<int>();
+    } else if (k == "schedule") {
+      if (!it->is_string() || (*it != "1f1b" && *it != "gpipe"))
+        return err("pipeline.schedule must be \"1f1b\" or \"gpipe\"", "");
+      p.schedule = it->get<std::string>();
+    } else {
+      return err(cat("unknown field \"pipeline.", k, "\""), "fields: devices, layers, schedule");
+    }
+  }
+  const auto& st = j["stages"];
+  if (!st.is_array() || st.empty())
+    return err("field \"stages\" must be a non-empty array",
+               "e.g. \"stages\": [{\"layers\": [0, 1], \"mesh\": [1, 2]}, ...]");
+  int device = 0, layer = 0;
+  for (size_t i = 0; i < st.size(); ++i) {
+    const std::string where = cat("stage ", i, ": ");
+    const auto& s = st[i];
+    if (!s.is_object()) return err(cat(where, "must be an object"), "");
+    PlanStage ps;
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      const std::string& k = it.key();
+      if (k == "layers") {
+        const auto& l = *it;
+        if (!l.is_array() || l.size() != 2 || !l[0].is_number_integer() ||
+            !l[1].is_number_integer() || l[0].get<int>() < 0 || l[1].get<int>() < l[0].get<int>())
+          return err(cat(where, "\"layers\" must be [first, last] with 0 <= first <= last, got ",
+                         l.dump()), "");
+        ps.first_layer = l[0].get<int>();
+        ps.last_layer = l[1].get<int>();
+      } else if (k == "mesh") {
+        const auto& m = *it;
+        if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() ||
+            !m[1].is_number_integer() || m[0].get<int64_t>() < 1 || m[1].get<int64_t>() < 1)
+          return err(cat(where, "\"mesh\" must be two positive integers, got ", m.dump()), "");
+        ps.mesh = {m[0].get<int64_t>(), m[1].get<int64_t>()};
+      } else if (k == "first_device") {
+        if (!it->is_number_integer() || it->get<int>() < 0)
+          return err(cat(where, "\"first_device\" must be a non-negative integer"), "");
+        ps.first_device = it->get<int>();
+      } else if (k == "batch_axis") {
+        if (it->is_string() && *it == "auto") ps.batch_axis = ShardingOptions::kAutoBatchAxis;
+        else if (it->is_number_integer() && it->get<int>() >= -1 && it->get<int>() <= 1)
+          ps.batch_axis = it->get<int>();
+        else
+          return err(cat(where, "\"batch_axis\" must be \"auto\", -1 (none), 0 or 1"), "");
+      } else if (k == "layouts") {
+        ALPA_ASSIGN_OR_RETURN(ps.layouts, parse_layouts(*it, where, err));
+      } else if (k == "predicted") {
+        if (!it->is_object()) return err(cat(where, "\"predicted\" must be an object"), "");
+        ps.predicted_time_s = it->value("time_per_micro_batch_s", 0.0);
+        ps.predicted_peak_memory_bytes = it->value("peak_memory_bytes", 0.0);
+      } else {
+        return err(cat(where, "unknown field \"", k, "\""),
+                   "fields: layers, mesh, first_device, batch_axis, layouts, predicted");
+      }
+    }
+    if (!s.contains("layers")) return err(cat(where, "missing \"layers\""), "e.g. [0, 1]");
+    if (!s.contains("mesh"))
+      return err(cat(where, "missing \"mesh\""), "the stage's logical mesh, e.g. [1, 2]");
+    if (!s.contains("first_device")) ps.first_device = device;
+    if (ps.first_layer != layer)
+      return err(cat(where, "starts at layer ", ps.first_layer, ", but the previous stage ended at ",
+                     layer - 1),
+                 "stages take consecutive layer ranges, in order, starting at layer 0");
+    layer = ps.last_layer + 1;
+    device = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
+    p.stages.push_back(std::move(ps));
+  }
+  if (p.pipeline_layers == 0) p.pipeline_layers = layer;
+  if (layer != p.pipeline_layers)
+    return err(cat("the stages cover layers 0..", layer - 1, " but pipeline.layers is ",
+                   p.pipeline_layers), "");
+  int needed = 0;
+  for (size_t a = 0; a < p.stages.size(); ++a) {
+    const PlanStage& ps = p.stages[a];
+    const int end = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
+    needed = std::max(needed, end);
+    for (size_t b = 0; b < a; ++b) {
+      const PlanStage& q = p.stages[b];
+      const int q_end = q.first_device + static_cast<int>(q.mesh[0] * q.mesh[1]);
+      if (ps.first_device < q_end && q.first_device < end)
+        return err(cat("stages ", b, " and ", a, " share devices (", q.first_device, "..",
+                       q_end - 1, " and ", ps.first_device, "..", end - 1, ")"),
+                   "each stage needs devices of its own; fix \"first_device\"");
+    }
+  }
+  if (p.devices == 0) p.devices = needed;
+  if (needed > p.devices)
+    return err(cat("the stages use devices up to ", needed - 1, " but pipeline.devices is ",
+                   p.devices), "");
+  return ok_status();
+}
+
+}  // namespace
+
 Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   auto err = [&](const std::string& m, const std::string& hint = {}) {
     return parse_error(cat(source, ": ", m), hint);
   };
+  const ErrFn errf = [&](const std::string& m, const std::string& hint) { return err(m, hint); };
   if (j.is_discarded()) return err("not valid JSON", "a plan is a JSON object; see docs/plans.md");
   if (!j.is_object()) return err("a plan must be a JSON object");
-  static const std::set<std::string> kKnown = {"format", "model", "cluster", "mesh",
-                                               "micro_batches", "graph_fingerprint", "options",
-                                               "layouts", "predicted"};
+  static const std::set<std::string> kKnown = {
+      "format",  "model",   "cluster",  "mesh",     "micro_batches", "graph_fingerprint",
+      "options", "layouts", "predicted", "pipeline", "stages"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!kKnown.count(it.key()))
       return err(cat("unknown field \"", it.key(), "\""),
                  "fields: format, model, cluster, mesh, micro_batches, graph_fingerprint, "
-                 "options, layouts, predicted");
+                 "options, layouts, predicted, pipeline, stages");
   Plan p;
   try {
     if (j.contains("format") && j["format"] != "alpa-plan/1")
       return err(cat("field \"format\" must be \"alpa-plan/1\", got ", j["format"].dump()));
     if (j.contains("model")) p.model = j.at("model").get<std::string>();
     if (j.contains("cluster")) p.cluster = j.at("cluster").get<std::string>();
-    if (!j.contains("mesh")) return err("missing field \"mesh\"", "e.g. \"mesh\": [2, 2]");
-    const auto& m = j.at("mesh");
-    if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() || !m[1].is_number_integer() ||
-        m[0].get<int64_t>() < 1 || m[1].get<int64_t>() < 1)
-      return err(cat("field \"mesh\" must be two positive integers, got ", m.dump()));
-    p.mesh = {m[0].get<int64_t>(), m[1].get<int64_t>()};
+    auto mesh_of = [&](const nlohmann::json& m, const std::string& where) -> Result<MeshShape> {
+      if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() ||
+          !m[1].is_number_integer() || m[0].get<int64_t>() < 1 || m[1].get<int64_t>() < 1)
+        return err(cat(where, " must be two positive integers, got ", m.dump()));
+      return MeshShape{m[0].get<int64_t>(), m[1].get<int64_t>()};
+    };
+    const bool pipeline = j.contains("stages");
+    if (!pipeline && !j.contains("mesh"))
+      return err("missing field \"mesh\"", "e.g. \"mesh\": [2, 2] (or \"stages\" for a pipeline)");
+    if (j.contains("mesh")) {
+      ALPA_ASSIGN_OR_RETURN(p.mesh, mesh_of(j.at("mesh"), "field \"mesh\""));
+    }
+    if (pipeline) {
+      ALPA_RETURN_IF_ERROR(parse_pipeline(j, p, errf));
+    }
     if (j.contains("micro_batches")) {
       if (!j["micro_batches"].is_number_integer() || j["micro_batches"].get<int>() < 1)
         return err("field \"micro_batches\" must be an integer >= 1");
@@ -106,15 +261,10 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
                      "allow_mixed_mesh_shape, memory_budget_bytes");
       }
     }
-    if (!j.contains("layouts") || !j["layouts"].is_object())
+    if (!pipeline && (!j.contains("layouts") || !j["layouts"].is_object()))
       return err("missing object \"layouts\"", "e.g. \"layouts\": {\"%h0.mlp.w1\": \"RS1\"}");
-    for (auto it = j["layouts"].begin(); it != j["layouts"].end(); ++it) {
-      if (!it->is_string())
-        return err(cat("layout of \"", it.key(), "\" must be a string like \"S0R\""));
-      Result<ShardingSpec> s = ShardingSpec::parse(it->get<std::string>());
-      if (!s.ok()) return err(cat("layout of \"", it.key(), "\": ", s.status().message()),
-                              s.status().hint());
-      p.layouts[it.key()] = *s;
+    if (j.contains("layouts")) {
+      ALPA_ASSIGN_OR_RETURN(p.layouts, parse_layouts(j["layouts"], "", errf));
     }
     if (j.contains("predicted")) {
       const auto& pr = j["predicted"];
@@ -162,6 +312,53 @@ Result<AutoShardingOptions> plan_constraints(const Plan& p, const Graph& g) {
   o.memory_budget_bytes = p.memory_budget_bytes;
   o.fixed = p.layouts;
   return o;
+}
+
+Result<PipelinePlan> pipeline_plan_of(const Plan& p) {
+  if (!p.is_pipeline()) return invalid_argument("the plan has no pipeline stages");
+  PipelinePlan pp;
+  pp.micro_batches = p.micro_batches;
+  pp.layers.num_layers = p.pipeline_layers;
+  for (const PlanStage& s : p.stages) {
+    PlannedStage ps;
+    ps.first_layer = s.first_layer;
+    ps.last_layer = s.last_layer;
+    ps.logical.shape = s.mesh;
+    ps.logical.batch_axis = s.batch_axis;
+    ps.submesh = {1, s.mesh[0] * s.mesh[1]};
+    ps.first_device = s.first_device;
+    ps.layouts = s.layouts;
+    pp.stages.push_back(std::move(ps));
+  }
+  return pp;
+}
+
+Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
+                        const std::string& cluster, int devices, const std::string& schedule,
+                        const std::string& fingerprint) {
+  Plan p;
+  p.model = model;
+  p.cluster = cluster;
+  p.micro_batches = pp.micro_batches;
+  p.graph_fingerprint = fingerprint;
+  p.devices = devices;
+  p.pipeline_layers = pp.layers.num_layers;
+  p.schedule = schedule;
+  p.predicted_step_time_s = pp.predicted_step_time_s;
+  for (const PlannedStage& s : pp.stages) {
+    PlanStage st;
+    st.first_layer = s.first_layer;
+    st.last_layer = s.last_layer;
+    st.mesh = s.logical.shape;
+    st.first_device = s.first_device;
+    st.batch_axis = s.logical.batch_axis;
+    st.layouts = s.layouts;
+    st.predicted_time_s = s.time_s;
+    st.predicted_peak_memory_bytes = s.peak_memory_bytes;
+    p.predicted_peak_memory_bytes = std::max(p.predicted_peak_memory_bytes, s.peak_memory_bytes);
+    p.stages.push_back(std::move(st));
+  }
+  return p;
 }
 
 }  // namespace alpa

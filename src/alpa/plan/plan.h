@@ -15,16 +15,36 @@
 // in the paper's notation. A plan written by `alpa plan` lists every value; a person may write
 // only some (the weights of a Megatron split, say) and the ILP completes the rest. Either way
 // the plan goes through the same auto-sharding, lowering and runtime.
+//
+// A pipeline plan has stages instead of one mesh (docs/plans.md):
+//   "pipeline": {"devices": 8, "layers": 4, "schedule": "1f1b"},
+//   "stages": [{"layers": [0, 1], "mesh": [2, 2], "first_device": 0, "batch_axis": "auto",
+//               "layouts": {"%h0.mlp.w1": "RS1"}}, ...]
+// Layers are the clusters of forward operators (inter/layer_clustering.h) of the model's
+// training step for one micro-batch; each stage takes a contiguous range of them and a logical
+// mesh over consecutive devices; its layouts (step-graph value references) are optional
+// constraints for its intra-op plan.
 #pragma once
 
 #include <map>
 #include <string>
 
+#include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/ir/graph.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
+
+struct PlanStage {
+  int first_layer = 0, last_layer = 0;  // inclusive
+  MeshShape mesh{1, 1};                 // logical mesh of the stage
+  int first_device = 0;
+  int batch_axis = ShardingOptions::kAutoBatchAxis;
+  std::map<std::string, ShardingSpec> layouts;
+  double predicted_time_s = 0;          // per micro-batch (informational)
+  double predicted_peak_memory_bytes = 0;
+};
 
 struct Plan {
   std::string model;
@@ -40,6 +60,12 @@ struct Plan {
   double predicted_compute_s = 0;
   double predicted_communication_s = 0;
   double predicted_peak_memory_bytes = 0;
+  // Pipeline plans.
+  int devices = 0;           // devices in all
+  int pipeline_layers = 0;   // layer clusters the stages refer to
+  std::string schedule = "1f1b";
+  std::vector<PlanStage> stages;
+  bool is_pipeline() const { return !stages.empty(); }
 };
 
 // A short hash of the graph's text form: plans record it to detect a different model.
@@ -58,5 +84,12 @@ Status save_plan(const Plan& p, const std::string& path);
 // and its options. Fails if the plan was made for another graph (fingerprint) or names
 // values the graph does not have.
 Result<AutoShardingOptions> plan_constraints(const Plan& p, const Graph& g);
+
+// A pipeline plan file's stages as a PipelinePlan (layers to be clustered: layers.layer_of
+// is empty), and back.
+Result<PipelinePlan> pipeline_plan_of(const Plan& p);
+Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
+                        const std::string& cluster, int devices, const std::string& schedule,
+                        const std::string& fingerprint);
 
 }  // namespace alpa

@@ -1,0 +1,265 @@
+// alpa plan --gpus N: the inter-op pass — pipeline stages over layer ranges, their submeshes
+// and logical meshes, each stage's intra-op plan, and the micro-batch count — explained.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cli/commands.h"
+#include "alpa/cli/format.h"
+#include "alpa/cli/progress.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/ir/analysis.h"
+#include "alpa/plan/plan.h"
+
+namespace alpa {
+namespace {
+
+// Weight groups of a stage ("h*.attn.wq" -> layout, count), in first-seen order.
+struct StageWeights {
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<std::string, int>> layout;  // group -> (layout, count)
+};
+
+StageWeights stage_weights(const StageGraph& sg, const ShardingPlan& p) {
+  StageWeights w;
+  for (ValueId v : sg.owned) {
+    const Node& n = sg.graph.node(v);
+    if (n.attr<ParameterAttrs>().role != ParamRole::kWeight) continue;
+    const std::string g = weight_group_name(n.name);
+    const std::string spec = p.specs[v].canonical(p.mesh).to_string();
+    auto it = w.layout.find(g);
+    if (it == w.layout.end()) {
+      w.order.push_back(g);
+      w.layout[g] = {spec, 1};
+    } else {
+      if (it->second.first != spec) it->second.first = "mixed";
+      ++it->second.second;
+    }
+  }
+  return w;
+}
+
+std::string device_range(int first, int64_t count) {
+  return count == 1 ? cat("device ", first) : cat("devices ", first, "-", first + count - 1);
+}
+
+}  // namespace
+
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
+                      std::ostream& out, std::ostream& err) {
+  auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
+  Result<Cluster> base = load_cluster(pipe.cluster);
+  if (!base.ok()) return fail(base.status());
+  Result<Cluster> cluster = with_devices(*base, pipe.devices);
+  if (!cluster.ok())
+    return fail(cluster.status().with_context(
+        cat("cluster ", base->name, " with ", pipe.devices, " devices")));
+  TrainStepOptions tso;
+  Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
+  if (!kind.ok()) return fail(kind.status());
+  tso.optimizer.kind = *kind;
+  tso.optimizer.learning_rate = flags.optimizer.lr;
+  auto build_step = [&](int micro_batches) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
+    return build_train_step(fwd, tso);
+  };
+
+  PipelinePlan plan;
+  if (pipe.plan) {
+    plan = *pipe.plan;
+    if (flags.micro_batches > 0 && flags.micro_batches != plan.micro_batches)
+      return fail(invalid_argument(cat("--micro-batches ", flags.micro_batches,
+                                       " differs from the plan file's ", plan.micro_batches)));
+    Result<TrainStep> step = build_step(plan.micro_batches);
+    if (!step.ok()) return fail(step.status());
+    if (!pipe.fingerprint.empty() && pipe.fingerprint != graph_fingerprint(step->graph))
+      return fail(failed_precondition(
+          "the plan file was made for a different training graph (model, sizes, optimizer or "
+          "micro-batches differ)",
+          "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
+          "\"graph_fingerprint\""));
+    LayerClusteringOptions lo;
+    lo.num_layers = plan.layers.num_layers;
+    Result<LayerClustering> layers = cluster_layers(step->graph, forward_ops(*step), lo);
+    if (!layers.ok()) return fail(layers.status());
+    plan.layers = std::move(*layers);
+  } else {
+    PipelinePlannerOptions po;
+    po.num_layers = pipe.layers;
+    po.micro_batches = flags.micro_batches;
+    po.batch = spec.batch;
+    po.memory_per_device = pipe.sharding.memory_budget_bytes;
+    po.imbalance_tolerance = pipe.imbalance_tolerance;
+    po.sharding = pipe.sharding;
+    po.sharding.memory_budget_bytes = 0;
+    // Progress on a terminal: one line, rewritten in place.
+    const bool tty = !flags.json && stderr_is_terminal();
+    if (tty)
+      po.progress = [](const std::string& line) {
+        std::fprintf(stderr, "\rplanning:%s\x1b[K", line.c_str());
+        std::fflush(stderr);
+      };
+    Result<PipelinePlan> p = plan_pipeline(build_step, *cluster, po);
+    if (tty) std::fprintf(stderr, "\r\x1b[K");
+    if (!p.ok()) return fail(p.status());
+    plan = std::move(*p);
+  }
+  Result<TrainStep> step = build_step(plan.micro_batches);
+  if (!step.ok()) return fail(step.status());
+  Result<MaterializedPipeline> m = materialize_pipeline(*step, plan, *cluster, pipe.sharding);
+  if (!m.ok()) return fail(m.status());
+  const int S = static_cast<int>(m->stages.size());
+  const double step_s = m->predicted_step_time_s;
+  const double flops = graph_flops(step->graph) * plan.micro_batches;
+  const double device_memory = pipe.sharding.memory_budget_bytes > 0
+                                   ? pipe.sharding.memory_budget_bytes
+                                   : cluster->device.memory_bytes;
+  double peak = 0;
+  for (const PlannedStage& ps : m->stages) peak = std::max(peak, ps.peak_memory_bytes);
+  const double samples_per_s = step_s > 0 ? static_cast<double>(spec.batch) / step_s : 0;
+  const double tflops = step_s > 0 ? flops / pipe.devices / step_s / 1e12 : 0;
+  const std::string schedule(schedule_name(pipe.schedule));
+
+  if (!flags.out_path.empty()) {
+    PipelinePlan saved = plan;
+    saved.stages = m->stages;
+    saved.predicted_step_time_s = step_s;
+    for (int s = 0; s < S; ++s) {
+      // The stage's weight layouts, as constraints a person can edit.
+      const StageGraph& sg = m->graphs[s];
+      saved.stages[s].layouts.clear();
+      for (ValueId v : sg.owned)
+        if (sg.graph.node(v).attr<ParameterAttrs>().role == ParamRole::kWeight)
+          saved.stages[s].layouts[value_ref(step->graph, sg.source[v])] =
+              m->plans[s].specs[v].canonical(m->plans[s].mesh);
+    }
+    Plan file = plan_from_pipeline(saved, spec.name, pipe.cluster, pipe.devices, schedule,
+                                   graph_fingerprint(step->graph));
+    file.options = pipe.sharding.sharding;
+    file.memory_budget_bytes = pipe.sharding.memory_budget_bytes;
+    Status s = save_plan(file, flags.out_path);
+    if (!s.ok()) return fail(s);
+  }
+
+  if (flags.json) {
+    nlohmann::ordered_json j;
+    j["command"] = "plan";
+    j["model"] = spec.name;
+    j["cluster"] = cluster->name;
+    j["devices"] = pipe.devices;
+    j["batch"] = spec.batch;
+    j["micro_batches"] = plan.micro_batches;
+    j["micro_batch_size"] = spec.batch / plan.micro_batches;
+    j["schedule"] = schedule;
+    j["pipeline"] = pipe.source;
+    j["layers"] = plan.layers.num_layers;
+    j["predicted_step_time_s"] = step_s;
+    j["samples_per_s"] = samples_per_s;
+    j["tflops_per_device"] = tflops;
+    j["peak_memory_bytes"] = peak;
+    j["device_memory_bytes"] = device_memory;
+    j["fits_memory"] = peak <= device_memory;
+    j["planning_time_s"] = plan.total_s;
+    j["planning"] = {{"clustering_s", plan.clustering_s},
+                     {"stage_costs_s", plan.stage_costs_s},
+                     {"dp_s", plan.dp_s},
+                     {"verify_s", plan.verify_s},
+                     {"candidates", plan.candidates},
+                     {"intra_solves", plan.intra_solves},
+                     {"cache_hits", plan.cache_hits},
+                     {"extrapolated", plan.extrapolated}};
+    nlohmann::ordered_json search = nlohmann::ordered_json::array();
+    for (const auto& [b, t] : plan.micro_batch_search)
+      search.push_back({{"micro_batches", b},
+                        {"step_time_s", std::isfinite(t) ? nlohmann::ordered_json(t)
+                                                         : nlohmann::ordered_json(nullptr)}});
+    j["micro_batch_search"] = search;
+    nlohmann::ordered_json stages = nlohmann::ordered_json::array();
+    for (int s = 0; s < S; ++s) {
+      const PlannedStage& ps = m->stages[s];
+      const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
+      nlohmann::ordered_json weights = nlohmann::ordered_json::object();
+      for (const std::string& g : w.order) weights[g] = w.layout.at(g).first;
+      stages.push_back({{"index", s},
+                        {"layers", {ps.first_layer, ps.last_layer}},
+                        {"submesh", ps.submesh.to_string()},
+                        {"first_device", ps.first_device},
+                        {"devices", ps.logical.shape[0] * ps.logical.shape[1]},
+                        {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
+                        {"batch_axis", ps.logical.batch_axis == LogicalMeshChoice::kUnforced
+                                           ? nlohmann::ordered_json("auto")
+                                           : nlohmann::ordered_json(ps.logical.batch_axis)},
+                        {"time_per_micro_batch_s", ps.time_s},
+                        {"compute_s", ps.compute_s},
+                        {"communication_s", ps.communication_s},
+                        {"transfer_s", ps.transfer_s},
+                        {"peak_memory_bytes", ps.peak_memory_bytes},
+                        {"stash_bytes_per_micro_batch", ps.stash_bytes},
+                        {"weights", weights}});
+    }
+    j["stages"] = stages;
+    if (!flags.out_path.empty()) j["out"] = flags.out_path;
+    out << j.dump() << "\n";
+    return kExitOk;
+  }
+
+  out << "alpa plan: " << spec.name << " ("
+      << format_count_short(graph_stats(step->graph).parameters) << " parameters), batch "
+      << spec.batch << ", on " << pipe.devices << " x " << cluster->device.name << " ("
+      << cluster->name << ", " << cluster->hosts << " host" << (cluster->hosts > 1 ? "s" : "")
+      << "), pipeline: " << pipe.source << "\n";
+  if (!pipe.plan) {
+    out << "  planned in " << format_seconds(plan.total_s) << ": layer clustering "
+        << format_seconds(plan.clustering_s) << ", stage costs "
+        << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
+        << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
+        << plan.extrapolated << " extrapolated from shorter runs of repeated layers), stage DP "
+        << format_seconds(plan.dp_s) << ", exact check of the chosen stages "
+        << format_seconds(plan.verify_s) << "\n";
+    if (plan.micro_batch_search.size() > 1) {
+      out << "  micro-batches tried:";
+      for (const auto& [b, t] : plan.micro_batch_search)
+        out << " " << b << " -> "
+            << (std::isfinite(t) ? format_seconds(t) : std::string("does not fit"))
+            << (b == plan.micro_batches ? " (chosen)" : "") << ";";
+      out << "\n";
+    }
+  }
+  out << "\nlayers: " << plan.layers.num_layers
+      << " clusters of the forward operators (largest tensor between layers "
+      << format_bytes(plan.layers.max_cross_bytes) << ")\n"
+      << "stages (" << schedule << ", " << plan.micro_batches << " micro-batches of "
+      << spec.batch / plan.micro_batches << "):\n";
+  for (int s = 0; s < S; ++s) {
+    const PlannedStage& ps = m->stages[s];
+    const int64_t n = ps.logical.shape[0] * ps.logical.shape[1];
+    out << "  stage " << s << ": layers " << ps.first_layer << "-" << ps.last_layer << ", submesh "
+        << ps.submesh.to_string() << " (" << device_range(ps.first_device, n) << "), logical mesh "
+        << ps.logical.to_string() << "\n"
+        << "    " << format_seconds(ps.time_s) << " per micro-batch (compute "
+        << format_seconds(ps.compute_s) << ", communication " << format_seconds(ps.communication_s)
+        << ", receiving " << format_seconds(ps.transfer_s) << "), peak memory "
+        << format_bytes(ps.peak_memory_bytes) << "\n";
+    const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
+    std::string line = "    weights:";
+    for (const std::string& g : w.order) {
+      const auto& [layout, count] = w.layout.at(g);
+      line += cat(" ", g, count > 1 ? cat(" (", count, ")") : "", " ", layout, ",");
+    }
+    if (!w.order.empty()) line.pop_back();
+    out << line << "\n";
+  }
+  out << "\npredicted per training step: " << format_seconds(step_s) << " ("
+      << format_fixed(samples_per_s, 1) << " samples/s, " << format_fixed(tflops, 2)
+      << " TFLOP/s per device)\n"
+      << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
+      << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
+  if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";
+  return kExitOk;
+}
+
+}  // namespace alpa

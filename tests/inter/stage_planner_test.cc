@@ -1,0 +1,152 @@
+// The whole inter-op pass on real training graphs: a plan for GPT-tiny on four local devices is
+// well formed (contiguous layer ranges, disjoint device ranges covering the cluster, step time
+// = sum t + (B - 1) max t, the micro-batch search keeps the fastest count); repeated layers
+// reuse intra-op solves; a model that fits nowhere names the smallest memory per device that
+// works, and that memory does work.
+#include "alpa/inter/stage_planner.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "alpa/models/registry.h"
+
+namespace alpa {
+namespace {
+
+std::function<Result<TrainStep>(int)> gpt_steps(const ModelSpec& spec) {
+  return [spec](int micro_batches) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
+    return build_train_step(fwd, {});
+  };
+}
+
+Cluster local(int devices) {
+  return with_devices(cluster_preset("local").value(), devices).value();
+}
+
+void expect_well_formed(const PipelinePlan& p, int devices) {
+  ASSERT_FALSE(p.stages.empty());
+  int layer = 0;
+  std::vector<int> owner(static_cast<size_t>(devices), -1);
+  double sum = 0, most = 0;
+  for (size_t s = 0; s < p.stages.size(); ++s) {
+    const PlannedStage& st = p.stages[s];
+    EXPECT_EQ(st.first_layer, layer) << "stage " << s;
+    EXPECT_LE(st.first_layer, st.last_layer) << "stage " << s;
+    layer = st.last_layer + 1;
+    const int64_t n = st.logical.shape[0] * st.logical.shape[1];
+    EXPECT_EQ(n, st.submesh.size()) << "stage " << s;
+    for (int64_t d = st.first_device; d < st.first_device + n; ++d) {
+      ASSERT_LT(d, devices) << "stage " << s;
+      EXPECT_EQ(owner[static_cast<size_t>(d)], -1) << "device " << d << " in two stages";
+      owner[static_cast<size_t>(d)] = static_cast<int>(s);
+    }
+    EXPECT_GT(st.time_s, 0);
+    EXPECT_GT(st.peak_memory_bytes, 0);
+    sum += st.time_s;
+    most = std::max(most, st.time_s);
+  }
+  EXPECT_EQ(layer, p.layers.num_layers);
+  for (int d = 0; d < devices; ++d) EXPECT_GE(owner[static_cast<size_t>(d)], 0) << "device " << d;
+  EXPECT_NEAR(p.predicted_step_time_s, sum + (p.micro_batches - 1) * most,
+              1e-9 * p.predicted_step_time_s);
+}
+
+TEST(StagePlanner, GptTinyOnFourDevicesWithMicroBatchSearch) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 0;
+  o.batch = spec.batch;
+  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(4), o);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  expect_well_formed(*p, 4);
+  EXPECT_EQ(spec.batch % p->micro_batches, 0);
+  ASSERT_FALSE(p->micro_batch_search.empty());
+  double fastest = std::numeric_limits<double>::infinity();
+  for (const auto& [b, t] : p->micro_batch_search) {
+    EXPECT_EQ(spec.batch % b, 0) << b;
+    fastest = std::min(fastest, t);
+  }
+  EXPECT_DOUBLE_EQ(p->predicted_step_time_s, fastest);
+  EXPECT_GT(p->candidates, 0);
+  EXPECT_GT(p->intra_solves, 0);
+  EXPECT_GT(p->total_s, 0);
+}
+
+TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
+  ModelOverrides four;
+  four.layers = 4;
+  ModelSpec spec = resolve_model("gpt", "tiny", four).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 2;
+  o.batch = spec.batch;
+  o.num_layers = 4;
+  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(2), o);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  expect_well_formed(*p, 2);
+  EXPECT_GT(p->cache_hits, 0);
+  EXPECT_LT(p->intra_solves, p->candidates);
+}
+
+// Long runs of repeated layers costed by extrapolation from runs of 2 and 3 give the same
+// plan quality as solving every range.
+TEST(StagePlanner, ExtrapolatedRunsMatchExactSolves) {
+  ModelOverrides deep;
+  deep.layers = 8;
+  ModelSpec spec = resolve_model("gpt", "tiny", deep).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 4;
+  o.batch = spec.batch;
+  o.num_layers = 8;
+  Cluster cl = with_devices(cluster_preset("p3.16xlarge").value(), 4).value();
+  Result<PipelinePlan> fast = plan_pipeline(gpt_steps(spec), cl, o);
+  ASSERT_TRUE(fast.ok()) << fast.status().to_string();
+  o.extrapolate_repeated_layers = false;
+  Result<PipelinePlan> exact = plan_pipeline(gpt_steps(spec), cl, o);
+  ASSERT_TRUE(exact.ok()) << exact.status().to_string();
+  EXPECT_GT(fast->extrapolated, 0);
+  EXPECT_EQ(exact->extrapolated, 0);
+  EXPECT_LT(fast->intra_solves, exact->intra_solves);
+  expect_well_formed(*fast, 4);
+  EXPECT_NEAR(fast->predicted_step_time_s, exact->predicted_step_time_s,
+              0.02 * exact->predicted_step_time_s);
+}
+
+// "... the smallest memory per device that works is 1.23 MB (2 micro-batches)" -> bytes.
+double smallest_memory(const std::string& message) {
+  const std::string key = "the smallest memory per device that works is ";
+  const size_t at = message.find(key);
+  if (at == std::string::npos) return -1;
+  const char* p = message.c_str() + at + key.size();
+  char* end = nullptr;
+  const double v = std::strtod(p, &end);
+  const std::string unit(end + 1, end + 3);
+  const double scale = unit == "KB" ? 1e3 : unit == "MB" ? 1e6 : unit == "GB" ? 1e9 : 1;
+  return v * scale;
+}
+
+TEST(StagePlanner, NoFitNamesTheSmallestMemoryThatWorks) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 2;
+  o.batch = spec.batch;
+  o.memory_per_device = 1000;  // 1 KB
+  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(2), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kResourceExhausted);
+  const double need = smallest_memory(p.status().message());
+  ASSERT_GT(need, 1000) << p.status().message();
+  o.memory_per_device = need;
+  Result<PipelinePlan> fits = plan_pipeline(gpt_steps(spec), local(2), o);
+  ASSERT_TRUE(fits.ok()) << fits.status().to_string();
+  for (const PlannedStage& st : fits->stages) EXPECT_LE(st.peak_memory_bytes, need);
+  o.memory_per_device = 0.95 * need;
+  EXPECT_FALSE(plan_pipeline(gpt_steps(spec), local(2), o).ok());
+}
+
+}  // namespace
+}  // namespace alpa
