@@ -58,7 +58,8 @@ def main():
     ap.add_argument("--alpa", default=os.path.join(ROOT, "build/release/src/alpa"))
     ap.add_argument("--micro-batches", type=int, default=0)
     ap.add_argument("--sizes", nargs="*", default=[s for s, _ in PAPER])
-    ap.add_argument("--extra", nargs="*", default=[], help="more flags for alpa plan")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="one more flag for alpa plan (repeat: --extra=--memory-budget --extra=24)")
     ap.add_argument("--record", action="store_true")
     a = ap.parse_args()
     head = ("| model | GPUs | layers | micro-batches | stages (submesh: layers) | clustering s | "
@@ -93,7 +94,12 @@ def main():
                     f"p3.16xlarge — {datetime.date.today().isoformat()}\n\n")
             f.write(f"- machine: {cpu_name()}, {os.cpu_count()} cores\n")
             cmd = "/usr/bin/python3 bench/pipeline_planning.py" + (
-                f" --micro-batches {a.micro_batches}" if a.micro_batches else "") + " --record"
+                f" --micro-batches {a.micro_batches}" if a.micro_batches else "")
+            if sorted(a.sizes) != sorted(s for s, _ in PAPER):
+                cmd += " --sizes " + " ".join(a.sizes)
+            if a.extra:
+                cmd += " --extra=" + " ".join(a.extra).replace(" ", " --extra=")
+            cmd += " --record"
             f.write(f"- command: `{cmd}`\n")
             f.write("- each row: `alpa plan --model gpt --size S --cluster p3.16xlarge --gpus N "
                     "--batch 1024 --json`; times are the planner's own phase timers\n\n")

@@ -213,7 +213,12 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       << cluster->name << ", " << cluster->hosts << " host" << (cluster->hosts > 1 ? "s" : "")
       << "), pipeline: " << pipe.source << "\n";
   if (!pipe.plan) {
-    out << "  planned in " << format_seconds(plan.total_s) << ": layer clustering "
+    out << "  planned in " << format_seconds(plan.total_s)
+        << (plan.micro_batch_search.size() > 1
+                ? cat(" (", plan.micro_batch_search.size(),
+                      " micro-batch counts, several at once; phases summed over them)")
+                : std::string())
+        << ": layer clustering "
         << format_seconds(plan.clustering_s) << ", stage costs "
         << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "

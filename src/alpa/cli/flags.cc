@@ -131,7 +131,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
   app.add_option("--stage-imbalance", f.stage_imbalance,
                  "Only consider a stage whose share of the devices is within a factor (1 + this) "
                  "of its share of the FLOPs (Alpa's stage_imbalance_tolerance, default 1 as in "
-                 "Alpa's GPT benchmarks; 'inf' considers every candidate)")
+                 "Alpa's GPT benchmarks; 1e9 considers every candidate)")
       ->check(CLI::NonNegativeNumber)
       ->group(p);
 }

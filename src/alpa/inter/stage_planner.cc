@@ -1,6 +1,7 @@
 #include "alpa/inter/stage_planner.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -259,7 +260,7 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
 // Plans the stages for a fixed micro-batch count and memory per device.
 Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
                                 const PipelinePlannerOptions& o, int B, double memory,
-                                CostCache& cache) {
+                                CostCache& cache, const std::atomic<bool>* cancel = nullptr) {
   PipelinePlan plan;
   plan.micro_batches = B;
   const Clock::time_point t0 = Clock::now();
@@ -492,6 +493,8 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
         costs[req.index(l, r, k)] = cost;
       }
     }
+    if (cancel != nullptr && cancel->load())
+      return failed_precondition("planning of this micro-batch count was abandoned");
     if (o.progress)
       o.progress(cat("  micro-batches ", B, ": costed stages of ", n, "/", L, " layers (",
                      plan.intra_solves, " intra-op solves, ", plan.cache_hits, " reused, ",
@@ -644,10 +647,11 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
       std::lock_guard<std::mutex> lock(progress_mutex);
       options.progress(line);
     };
+  std::atomic<bool> abandon{false};  // tells counts still running that they are not needed
   auto plan_count = [&](int64_t B) -> Result<PipelinePlan> {
     ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(static_cast<int>(B)));
     CostCache cache;
-    return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache);
+    return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache, &abandon);
   };
   bool stop = false;
   for (size_t first = 0; first < candidates.size() && !stop; first += workers) {
@@ -681,7 +685,8 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
         if (++worse >= 2) stop = true;  // the step time has turned upwards
       }
     }
-    // Unjudged counts still running finish before the next round (their results unused).
+    // Counts still running are not needed once the search stops.
+    if (stop) abandon = true;
     for (auto& f : running)
       if (f.valid()) f.wait();
   }
