@@ -315,6 +315,8 @@ TEST(PipelineTrainCommand, PlanFileWithStagesTrainsAsPlanned) {
   ASSERT_EQ(h.code, kExitOk) << h.err;
   nlohmann::json hj = nlohmann::json::parse(h.out);
   EXPECT_EQ(hj["schedule"].get<std::string>(), "gpipe");
+  EXPECT_EQ(hj["micro_batches"].get<int>(), 4);
+  EXPECT_GT(hj["predicted_step_time_s"].get<double>(), 0);
   EXPECT_EQ(hj["devices"].get<int>(), 4);
   expect_same_losses(hj["losses"].get<std::vector<double>>(), want);
 
@@ -337,6 +339,7 @@ TEST(PipelineTrainCommand, FlagConflictsAreClearErrors) {
       {"2x2", "", "auto", 4, "--mesh and pipeline stages exclude each other"},
       {"", "auto", "auto", 0, "--pipeline auto needs the number of devices"},
       {"", "", "data-parallel", 4, "is a plan for one mesh"},
+      {"2x2", "", "auto", 0, "--schedule and --pipeline-layers apply to pipeline stages"},
   };
   for (const Case& c : cases) {
     TrainFlags t;
@@ -345,6 +348,7 @@ TEST(PipelineTrainCommand, FlagConflictsAreClearErrors) {
     t.parallel.pipeline = c.pipeline;
     t.parallel.plan = c.plan;
     t.parallel.devices = c.devices;
+    if (c.devices == 0 && c.pipeline.empty()) t.parallel.schedule = "gpipe";
     CmdRun r = run(run_train, t);
     EXPECT_EQ(r.code, kExitUserError) << c.message;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;

@@ -137,7 +137,7 @@ TEST(LayerClustering, MlpCutsBetweenHiddenLayers) {
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("only 5 heavy ops"), std::string::npos)
       << r.status().to_string();
-  EXPECT_NE(r.status().hint().find("--layers 5"), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().hint().find("use 5 layers or fewer"), std::string::npos) << r.status().to_string();
 }
 
 TEST(LayerClustering, NoSolutionIsAnErrorWithAHint) {
@@ -390,7 +390,7 @@ TEST(LayerClustering, GraphWithoutHeavyOps) {
   r = cluster_layers(g, ops, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(r.status().hint().find("--layers"), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().hint().find("--pipeline-layers"), std::string::npos) << r.status().to_string();
 }
 
 // ---- paper scale ----------------------------------------------------------------------------

@@ -126,7 +126,8 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
                           flags.json, out, err);
     options.cluster = pipe->cluster;
     options.sharding = pipe->sharding;
-    options.micro_batches = flags.micro_batches;  // 0: the planner chooses
+    // 0: the planner chooses (a plan file gives its own)
+    options.micro_batches = pipe->plan ? pipe->plan->micro_batches : flags.micro_batches;
     options.pipeline.enabled = true;
     options.pipeline.devices = pipe->devices;
     options.pipeline.schedule = pipe->schedule;

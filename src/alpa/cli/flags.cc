@@ -172,7 +172,12 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
                               "add --devices N (N virtual devices on threads for train; N GPUs "
                               "of the cluster for plan)");
     r.enabled = f.devices > 0 && f.pipeline != "none";
-    if (!r.enabled) return r;
+    if (!r.enabled) {
+      if (!f.schedule.empty() || f.pipeline_layers > 0)
+        return invalid_argument("--schedule and --pipeline-layers apply to pipeline stages",
+                                "add --devices N (or --gpus N) to plan stages over N devices");
+      return r;
+    }
     if (f.plan != "auto")
       return invalid_argument(
           cat("--plan ", f.plan, " is a plan for one mesh; with pipeline stages use --plan auto "

@@ -313,7 +313,7 @@ class Pipeline : public StepBackend {
     ALPA_ASSIGN_OR_RETURN(MaterializedPipeline m,
                           materialize_pipeline(step_, plan, *sized, o_.sharding));
     report_->plan_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    report_->predicted_step_time_s = plan.predicted_step_time_s;
+    report_->predicted_step_time_s = m.predicted_step_time_s;
     std::vector<StagePlacement> placements;
     for (const auto& [shape, first] : m.placements) placements.push_back({shape, first});
     PipelineBuildOptions bo;

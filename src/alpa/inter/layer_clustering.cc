@@ -257,7 +257,7 @@ LayerClustering from_dp(const Prepared& p, const Segments& s, const DpOutcome& d
 Result<LayerClustering> equal_chunks(const Prepared& p, int L) {
   if (L > p.n)
     return failed_precondition(cat("cannot split ", p.n, " ops into ", L, " layers"),
-                               cat("use --layers ", p.n, " or fewer"));
+                               cat("use ", p.n, " layers or fewer (--pipeline-layers, or \"layers\" in a pipeline plan)"));
   std::vector<int> layer_of(static_cast<size_t>(p.n));
   for (int i = 0; i < p.n; ++i) layer_of[i] = static_cast<int>(static_cast<int64_t>(i) * L / p.n);
   return finish(p, std::move(layer_of), L);
@@ -327,7 +327,7 @@ Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> 
     return failed_precondition(
         cat("cannot cluster the ops into ", L, " layers: there are only ", K,
             " heavy ops (dot_general, conv2d) and each layer needs at least one"),
-        cat("use --layers ", K, " or fewer"));
+        cat("use ", K, " layers or fewer (--pipeline-layers, or \"layers\" in a pipeline plan)"));
   const DpOutcome d = run_dp(s, L, o);
   if (!d.feasible)
     return failed_precondition(
