@@ -719,7 +719,12 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
             cluster.num_devices(), " devices of ", cluster.name,
             "; the smallest memory per device that works is ", memory_text(hi, true), " (", B,
             " micro-batches)"),
-        "use devices with that much memory (--memory-budget), more devices, or a smaller batch");
+        options.micro_batches > 0
+            ? "more micro-batches hold smaller activations: leave out --micro-batches to let the "
+              "planner choose a count that fits; or use devices with that much memory "
+              "(--memory-budget), more devices, or a smaller batch"
+            : "use devices with that much memory (--memory-budget), more devices, or a smaller "
+              "batch");
   }
   best->micro_batch_search = tried;
   best->total_s = since(t0);
