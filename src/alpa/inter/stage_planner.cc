@@ -14,8 +14,10 @@
 #include <unordered_map>
 
 #include "alpa/cluster/mesh.h"
+#include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
 #include "alpa/support/check.h"
+#include "alpa/support/hash.h"
 
 namespace alpa {
 namespace {
@@ -23,36 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-uint64_t mix(uint64_t h, uint64_t x) {
-  h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h;
-}
-uint64_t hash_str(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
-
-// Per node of a graph: op, type, attributes and name with digit runs replaced, so nodes of
-// repeated layers hash alike ("h12.attn.wq" -> "h#.attn.wq").
-std::vector<uint64_t> node_hashes(const Graph& g) {
-  std::vector<uint64_t> out(static_cast<size_t>(g.size()));
-  for (ValueId v = 0; v < g.size(); ++v) {
-    const Node& node = g.node(v);
-    std::string name;
-    for (char c : node.name) {
-      if (std::isdigit(static_cast<unsigned char>(c))) {
-        if (name.empty() || name.back() != '#') name += '#';
-      } else {
-        name += c;
-      }
-    }
-    out[v] = hash_str(
-        cat(op_name(node.op), "|", node.type.to_string(), "|", print_attrs(node.attrs), "|", name));
-  }
-  return out;
 }
 
 // A stage graph's structure: every node (by its step node's hash, or its own for received
@@ -65,14 +37,14 @@ uint64_t stage_graph_hash(const StageGraph& sg, const std::vector<uint64_t>& ste
     const Node& n = g.node(v);
     const bool received =
         n.op == OpKind::kParameter && step_graph.node(sg.source[v]).op != OpKind::kParameter;
-    h = mix(h, received ? hash_str(cat("recv|", n.type.to_string(), "|", print_attrs(n.attrs)))
+    h = hash_combine(h, received ? hash_string(cat("recv|", n.type.to_string(), "|", print_attrs(n.attrs)))
                         : step_hashes[sg.source[v]]);
-    for (ValueId o : n.operands) h = mix(h, static_cast<uint64_t>(o) + 1);
-    h = mix(h, static_cast<uint64_t>(sg.weight[v] * 1e6));
+    for (ValueId o : n.operands) h = hash_combine(h, static_cast<uint64_t>(o) + 1);
+    h = hash_combine(h, static_cast<uint64_t>(sg.weight[v] * 1e6));
   }
   for (const GraphOutput& o : g.outputs()) {
-    h = mix(h, static_cast<uint64_t>(o.value) * 31 + 7);
-    h = mix(h, static_cast<uint64_t>(o.alias + 2));
+    h = hash_combine(h, static_cast<uint64_t>(o.value) * 31 + 7);
+    h = hash_combine(h, static_cast<uint64_t>(o.alias + 2));
   }
   return h;
 }
@@ -189,6 +161,17 @@ StageCost fit_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clust
   return b.solved ? b : c;
 }
 
+// Intra-op options for costing a candidate stage on a logical mesh: its batch axis, and the
+// planner's per-candidate ILP time limit and gap.
+AutoShardingOptions candidate_options(const PipelinePlannerOptions& o,
+                                      const LogicalMeshChoice& logical) {
+  AutoShardingOptions so = o.sharding;
+  so.sharding.force_batch_dim_to_mesh_dim = logical.batch_axis;
+  so.ilp.time_limit_s = std::min(so.ilp.time_limit_s, o.stage_ilp_time_limit_s);
+  so.ilp.relative_gap = std::max(so.ilp.relative_gap, o.stage_ilp_relative_gap);
+  return so;
+}
+
 // The stage of every forward op for stages over layer ranges.
 std::vector<int> stages_from_layers(const TrainStep& step, const std::vector<ValueId>& ops,
                                     const std::vector<int>& layer_of,
@@ -249,10 +232,10 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
     for (ValueId o : g.node(ops[i]).operands) {
       auto it = pos.find(o);
       const bool inside = it != pos.end() && it->second.first == layer;
-      x = mix(x,
-              inside ? static_cast<uint64_t>(it->second.second) + 1 : mix(step_hashes[o], 0xe47));
+      x = hash_combine(x,
+              inside ? static_cast<uint64_t>(it->second.second) + 1 : hash_combine(step_hashes[o], 0xe47));
     }
-    h[layer] = mix(h[layer], x);
+    h[layer] = hash_combine(h[layer], x);
   }
   return h;
 }
@@ -270,7 +253,7 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   lo.max_layers = o.max_auto_layers;
   lo.eps = o.layer_eps;
   ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
-  const std::vector<uint64_t> step_hashes = node_hashes(step.graph);
+  const std::vector<uint64_t> step_hashes = structural_node_hashes(step.graph);
   if (o.num_layers == 0 && o.extrapolate_repeated_layers) {
     // Prefer a layer count (down to half the automatic one) whose inner layers are identical,
     // as Alpa's benchmark suites choose theirs: runs of them are then costed by extrapolation.
@@ -378,29 +361,26 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
       bool uniform = n >= 4;
       for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash[x] == layer_hash[l + 1];
       const uint64_t run_key =
-          uniform ? mix(mix(mix(mix(mix(layer_hash[l], l == 0), layer_hash[l + 1]), layer_hash[r]),
+          uniform ? hash_combine(hash_combine(hash_combine(hash_combine(hash_combine(layer_hash[l], l == 0), layer_hash[l + 1]), layer_hash[r]),
                             r == L - 1),
                         0x7275)
                   : 0;
       for (int k : cfg_ids) {
         const Config& c = configs[static_cast<size_t>(k)];
         ++plan.candidates;
-        const uint64_t cfg_key = hash_str(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
+        const uint64_t cfg_key = hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
                                               c.logical.batch_axis, "|", c.submesh.to_string()));
         Result<Mesh> mesh = make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0);
         if (!mesh.ok()) continue;
-        AutoShardingOptions so = o.sharding;
-        so.sharding.force_batch_dim_to_mesh_dim = c.logical.batch_axis;
-        so.ilp.time_limit_s = std::min(so.ilp.time_limit_s, o.stage_ilp_time_limit_s);
-        so.ilp.relative_gap = std::max(so.ilp.relative_gap, o.stage_ilp_relative_gap);
+        const AutoShardingOptions so = candidate_options(o, c.logical);
         // The plan of layers [fl, ll] on this mesh, under a memory budget if > 0 (cached).
         static const StageCost kUnsolved;
         auto solve_range = [&](int fl, int ll, double budget) -> Result<const StageCost*> {
           if (budget < 0) return &kUnsolved;  // no room at all
           ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(fl, ll));
-          const uint64_t key = mix(rg.hash, cfg_key);
+          const uint64_t key = hash_combine(rg.hash, cfg_key);
           auto& table = budget > 0 ? cache.budgeted : cache.base;
-          const uint64_t tkey = budget > 0 ? mix(key, static_cast<uint64_t>(budget)) : key;
+          const uint64_t tkey = budget > 0 ? hash_combine(key, static_cast<uint64_t>(budget)) : key;
           auto it = table.find(tkey);
           if (it != table.end()) {
             ++plan.cache_hits;
@@ -418,7 +398,7 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
         // (the range itself if it has that many, else one sharing its first or its last layer,
         // solved now if no shorter range was costed on this mesh).
         auto exemplar = [&](int inner) -> Result<const CostCache::Exemplar*> {
-          const uint64_t ek = mix(mix(run_key, inner), cfg_key);
+          const uint64_t ek = hash_combine(hash_combine(run_key, inner), cfg_key);
           auto it = cache.runs.find(ek);
           if (it != cache.runs.end()) return &it->second;
           auto same_run = [&](int fl, int ll) {
@@ -451,7 +431,7 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
         if (cost == nullptr) {
           ALPA_ASSIGN_OR_RETURN(cost, solve_range(l, r, 0));
           if (uniform && (k_inner == 2 || k_inner == 3))
-            cache.runs.emplace(mix(mix(run_key, k_inner), cfg_key),
+            cache.runs.emplace(hash_combine(hash_combine(run_key, k_inner), cfg_key),
                                CostCache::Exemplar{cost, l, r});
         }
         if (cost->solved && cost->max_succ(memory) < 0) {
@@ -519,10 +499,7 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
       const Config& c = configs[static_cast<size_t>(ch.submesh)];
       ALPA_ASSIGN_OR_RETURN(Mesh mesh,
                             make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0));
-      AutoShardingOptions so = o.sharding;
-      so.sharding.force_batch_dim_to_mesh_dim = c.logical.batch_axis;
-      so.ilp.time_limit_s = std::min(so.ilp.time_limit_s, o.stage_ilp_time_limit_s);
-      so.ilp.relative_gap = std::max(so.ilp.relative_gap, o.stage_ilp_relative_gap);
+      const AutoShardingOptions so = candidate_options(o, c.logical);
       const Clock::time_point tv = Clock::now();
       ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
       StageCost exact = fit_stage(*rg.graph, mesh, cluster, c.submesh, so, B, memory, S - 1 - i,

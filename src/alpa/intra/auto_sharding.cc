@@ -8,6 +8,7 @@
 #include "alpa/intra/reshard.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
+#include "alpa/support/hash.h"
 
 namespace alpa {
 namespace {
@@ -54,36 +55,14 @@ class ReshardCostCache {
 // A hash of a node's structure `depth` levels back: op, type, attributes, and its name with
 // digit runs replaced ("h12.attn.wq" -> "h#.attn.wq"), so repeated layers hash alike.
 std::vector<uint64_t> structural_keys(const Graph& g, int depth) {
-  auto mix = [](uint64_t h, uint64_t x) {
-    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-    return h;
-  };
-  auto hash_str = [](const std::string& s) {
-    uint64_t h = 1469598103934665603ull;
-    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-    return h;
-  };
   const int32_t n = g.size();
-  std::vector<uint64_t> base(static_cast<size_t>(n));
-  for (ValueId v = 0; v < n; ++v) {
-    const Node& node = g.node(v);
-    std::string name;
-    for (size_t i = 0; i < node.name.size(); ++i) {
-      if (std::isdigit(static_cast<unsigned char>(node.name[i]))) {
-        if (name.empty() || name.back() != '#') name += '#';
-      } else {
-        name += node.name[i];
-      }
-    }
-    base[v] = hash_str(std::string(op_name(node.op)) + "|" + node.type.to_string() + "|" +
-                       print_attrs(node.attrs) + "|" + name);
-  }
+  const std::vector<uint64_t> base = structural_node_hashes(g);
   std::vector<uint64_t> key = base;
   for (int d = 0; d < depth; ++d) {
     std::vector<uint64_t> next(static_cast<size_t>(n));
     for (ValueId v = 0; v < n; ++v) {
       uint64_t h = base[v];
-      for (ValueId o : g.node(v).operands) h = mix(h, key[o]);
+      for (ValueId o : g.node(v).operands) h = hash_combine(h, key[o]);
       next[v] = h;
     }
     key = std::move(next);

@@ -1,5 +1,10 @@
 #include "alpa/ir/analysis.h"
 
+#include <cctype>
+
+#include "alpa/ir/text.h"
+#include "alpa/support/hash.h"
+
 namespace alpa {
 
 double node_flops(const Graph& g, ValueId id) {
@@ -90,6 +95,24 @@ GraphStats graph_stats(const Graph& g) {
       if (g.node(f).op != OpKind::kParameter) live -= g.node(f).type.bytes();
   }
   return s;
+}
+
+std::vector<uint64_t> structural_node_hashes(const Graph& g) {
+  std::vector<uint64_t> out(static_cast<size_t>(g.size()));
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& node = g.node(v);
+    std::string name;
+    for (char c : node.name) {
+      if (std::isdigit(static_cast<unsigned char>(c))) {
+        if (name.empty() || name.back() != '#') name += '#';
+      } else {
+        name += c;
+      }
+    }
+    out[v] = hash_string(std::string(op_name(node.op)) + "|" + node.type.to_string() + "|" +
+                         print_attrs(node.attrs) + "|" + name);
+  }
+  return out;
 }
 
 }  // namespace alpa

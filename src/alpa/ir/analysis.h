@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "alpa/ir/graph.h"
 
@@ -33,5 +34,10 @@ GraphStats graph_stats(const Graph& g);
 // last_use[v] = index of the last node that reads v (or v itself if unused); values that are
 // graph outputs live to the end (g.size()).
 std::vector<ValueId> compute_last_use(const Graph& g);
+
+// Per node: a hash of its op, type, attributes and name with digit runs replaced
+// ("h12.attn.wq" -> "h#.attn.wq"), so the nodes of repeated layers hash alike. Operands are
+// not included; callers combine the hashes along edges as far as they need.
+std::vector<uint64_t> structural_node_hashes(const Graph& g);
 
 }  // namespace alpa

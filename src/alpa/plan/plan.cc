@@ -8,13 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "alpa/ir/text.h"
+#include "alpa/support/hash.h"
 
 namespace alpa {
 
 std::string graph_fingerprint(const Graph& g) {
-  const std::string text = print_graph(g);
-  uint64_t h = 1469598103934665603ull;
-  for (char c : text) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  const uint64_t h = hash_string(print_graph(g));
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
   return buf;
