@@ -74,23 +74,32 @@ struct Slots {
   }
 };
 
+// The pipeline planner's options for a run (micro_batches = 0: searched among the divisors
+// of `batch`). A memory budget is the memory per device; the planner sets each candidate's
+// intra-op budget itself, as `alpa plan` does.
+PipelinePlannerOptions planner_options(const TrainOptions& o, int micro_batches, int64_t batch) {
+  PipelinePlannerOptions po;
+  po.num_layers = o.pipeline.num_layers;
+  po.imbalance_tolerance = o.pipeline.imbalance_tolerance;
+  po.micro_batches = micro_batches;
+  po.batch = batch;
+  po.sharding = o.sharding;
+  po.sharding.memory_budget_bytes = 0;
+  po.memory_per_device = o.sharding.memory_budget_bytes;
+  return po;
+}
+
 // One training step on some hardware; keeps the parameters between steps.
 // The micro-batch count the pipeline planner prefers for this model on the pipeline's
 // cluster (it plans each divisor of the batch and keeps the fastest).
 Result<PipelinePlan> plan_with_micro_batch_search(const ModelSpec& spec, const TrainOptions& o) {
   ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(o.cluster));
   ALPA_ASSIGN_OR_RETURN(Cluster sized, with_devices(base, o.pipeline.devices));
-  PipelinePlannerOptions po;
-  po.num_layers = o.pipeline.num_layers;
-  po.imbalance_tolerance = o.pipeline.imbalance_tolerance;
-  po.micro_batches = 0;
   ALPA_ASSIGN_OR_RETURN(Graph whole, build_forward(spec, 1));
   int64_t batch = 1;
   for (ValueId p : whole.parameters(ParamRole::kInput))
     if (whole.type(p).rank() > 0) batch = whole.type(p).shape[0];
-  po.batch = batch;
-  po.sharding = o.sharding;
-  po.memory_per_device = o.sharding.memory_budget_bytes;
+  const PipelinePlannerOptions po = planner_options(o, 0, batch);
   auto build = [&](int B) -> Result<TrainStep> {
     ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
     TrainStepOptions t;
@@ -298,13 +307,7 @@ class Pipeline : public StepBackend {
         ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step_.graph, ops, lo));
       }
     } else {
-      PipelinePlannerOptions po;
-      po.num_layers = o_.pipeline.num_layers;
-      po.imbalance_tolerance = o_.pipeline.imbalance_tolerance;
-      po.micro_batches = micro_batches;
-      po.batch = micro_batches;
-      po.sharding = o_.sharding;
-      po.memory_per_device = o_.sharding.memory_budget_bytes;
+      const PipelinePlannerOptions po = planner_options(o_, micro_batches, micro_batches);
       const TrainStep& one = step_;
       ALPA_ASSIGN_OR_RETURN(plan, plan_pipeline([&](int) -> Result<TrainStep> { return one; },
                                                 *sized, po));
