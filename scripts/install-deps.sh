@@ -11,6 +11,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   libopenblas-dev          # GEMM kernels (pthread build)
   coinor-libcbc-dev        # CBC, the ILP solver of the auto-sharding pass
+  libopenmpi-dev openmpi-bin  # the MPI backend: processes and hosts (mpirun)
   nlohmann-json3-dev       # JSON output
   libcli11-dev             # command-line flags
   libgtest-dev             # tests

@@ -1,5 +1,7 @@
 // The commands as library calls: JSON shape, human output, and user errors.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -85,6 +87,74 @@ TEST(GraphCommand, ReportsThe39BModel) {
   EXPECT_GT(j["flops_per_step"].get<double>(), 2.4e17);
   EXPECT_GT(j["ops_by_kind"]["dot_general"].get<int>(), 48 * 6);
   EXPECT_EQ(j["parameter_bytes"].get<int64_t>(), 2 * j["parameters"].get<int64_t>());  // f16
+}
+
+TEST(TrainCommand, CheckpointsAndResumeAcrossPlans) {
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/tests/cli-checkpoint";
+  std::filesystem::remove_all(dir);
+  TrainFlags f;
+  f.steps = 4;
+  f.threads = 1;
+  f.json = true;
+  CmdRun straight = run(run_train, f);
+  ASSERT_EQ(straight.code, kExitOk) << straight.err;
+  // Two steps on a 2x2 mesh with checkpoints after each, then steps 3-4 on one device.
+  f.steps = 2;
+  f.parallel.mesh = "2x2";
+  f.checkpoint_dir = dir;
+  f.checkpoint_every = 1;
+  CmdRun first = run(run_train, f);
+  ASSERT_EQ(first.code, kExitOk) << first.err;
+  nlohmann::json j1 = nlohmann::json::parse(first.out);
+  ASSERT_EQ(j1["checkpoints"].size(), 2u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/step-00000002/manifest.json"));
+  TrainFlags g;
+  g.steps = 4;
+  g.threads = 1;
+  g.json = true;
+  g.resume = dir;
+  CmdRun resumed = run(run_train, g);
+  ASSERT_EQ(resumed.code, kExitOk) << resumed.err;
+  nlohmann::json j = nlohmann::json::parse(resumed.out);
+  nlohmann::json js = nlohmann::json::parse(straight.out);
+  EXPECT_EQ(j["first_step"].get<int>(), 3);
+  ASSERT_EQ(j["losses"].size(), 2u);
+  for (int i = 0; i < 2; ++i)
+    EXPECT_NEAR(j["losses"][i].get<double>(), js["losses"][2 + i].get<double>(),
+                1e-5 * js["losses"][2 + i].get<double>());
+  // Human output says where it resumed from and where it wrote.
+  TrainFlags h = g;
+  h.json = false;
+  h.steps = 3;
+  h.resume = dir + "/step-00000002";
+  h.checkpoint_dir = dir;
+  CmdRun text = run(run_train, h);
+  ASSERT_EQ(text.code, kExitOk) << text.err;
+  EXPECT_NE(text.out.find("resuming from "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("step 3/3"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find("step 1/3"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("checkpoint  " + dir + "/step-00000003"), std::string::npos) << text.out;
+
+  // Errors: nothing left to train, another model size, a path that is not a checkpoint.
+  g.steps = 3;
+  CmdRun done = run(run_train, g);
+  EXPECT_EQ(done.code, kExitUserError);
+  EXPECT_NE(done.err.find("nothing to train"), std::string::npos) << done.err;
+  g.steps = 10;
+  g.model.size = "small";
+  CmdRun other = run(run_train, g);
+  EXPECT_EQ(other.code, kExitUserError);
+  EXPECT_NE(other.err.find("is of model gpt-tiny, not gpt-small"), std::string::npos) << other.err;
+  g.model.size = "tiny";
+  g.resume = dir + "/nowhere";
+  CmdRun missing = run(run_train, g);
+  EXPECT_EQ(missing.code, kExitUserError);
+  EXPECT_NE(missing.err.find("does not exist"), std::string::npos) << missing.err;
+  g.resume = dir;
+  g.model.layers = 3;  // same name, different shapes
+  CmdRun layers = run(run_train, g);
+  EXPECT_EQ(layers.code, kExitUserError);
+  EXPECT_NE(layers.err.find("checkpoint"), std::string::npos) << layers.err;
 }
 
 TEST(GraphCommand, EmitsTextIrThatTrainsAsAModelFile) {

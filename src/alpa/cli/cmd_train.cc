@@ -7,6 +7,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
 #include "alpa/cli/trainer.h"
+#include "alpa/runtime/mpi_world.h"
 
 namespace alpa {
 
@@ -104,7 +105,34 @@ void print_pipeline(const TrainReport& r, std::ostream& out) {
 
 }  // namespace
 
-int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
+int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_all) {
+  // The MPI backend: this process is one rank of the job; rank 0 prints.
+  std::unique_ptr<MpiSession> mpi;
+  std::unique_ptr<MpiWorld> mpi_world;
+  int rank = 0, ranks = 1;
+  TrainFlags flags = given;
+  if (flags.backend == "mpi") {
+    Result<std::unique_ptr<MpiSession>> session = MpiSession::start();
+    if (!session.ok()) return report_error(session.status(), flags.json, out_all, err_all);
+    mpi = std::move(session).value();
+    rank = mpi->rank();
+    ranks = mpi->size();
+    Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(flags.timeout_s);
+    if (!w.ok()) return report_error(w.status(), flags.json, out_all, err_all);
+    mpi_world = std::move(w).value();
+    // Defaults that fit the job: a 1xN mesh, or N pipeline devices.
+    if (flags.parallel.devices == 0 && flags.parallel.pipeline == "auto")
+      flags.parallel.devices = ranks;
+    const std::string& plan = flags.parallel.plan;
+    const bool plan_file = !(plan == "auto" || plan == "data-parallel" || plan == "zero" ||
+                             plan == "tensor-parallel" || plan == "2d");
+    if (flags.parallel.mesh.empty() && flags.parallel.devices == 0 && ranks > 1 && !plan_file)
+      flags.parallel.mesh = cat("1x", ranks);
+  }
+  std::ostream null_stream(nullptr);
+  std::ostream& out = rank == 0 ? out_all : null_stream;
+  // Errors found before training are the same on every rank: rank 0 reports them.
+  std::ostream& err = rank == 0 ? err_all : null_stream;
   Result<ModelSpec> spec = resolve_model_flags(flags.model);
   if (!spec.ok()) return report_error(spec.status(), flags.json, out, err);
   Result<OptimizerOptions> opt = optimizer_options(flags.optimizer);
@@ -161,6 +189,24 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
   const bool pipelined = options.pipeline.enabled;
   const int devices =
       pipelined ? options.pipeline.devices : static_cast<int>(options.mesh[0] * options.mesh[1]);
+  options.backend = flags.backend;
+  options.timeout_s = flags.timeout_s;
+  options.checkpoint_dir = flags.checkpoint_dir;
+  options.checkpoint_every = flags.checkpoint_every;
+  options.resume = flags.resume;
+  options.world = mpi_world.get();
+  if (mpi && devices != ranks)
+    return report_error(
+        invalid_argument(cat("mpirun started ", ranks, " rank", ranks > 1 ? "s" : "", " but ",
+                             pipelined ? cat("the pipeline has ", devices, " devices")
+                                       : cat("the mesh ", options.mesh[0], "x", options.mesh[1],
+                                             " has ", devices, " device", devices > 1 ? "s" : ""),
+                             "; the MPI backend runs one device per rank"),
+                         cat("use mpirun -np ", devices, ", or ",
+                             pipelined ? cat("--devices ", ranks) : cat("a --mesh of ", ranks,
+                                                                        " devices (e.g. 1x", ranks, ")"))),
+        flags.json, out, err);
+  const std::string where = mpi ? "MPI ranks" : "virtual devices";
 
   const bool human = !flags.json;
   if (human) {
@@ -172,12 +218,18 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
                 : std::string("micro-batches chosen by the planner"))
         << ", " << flags.steps << " steps";
     if (pipelined)
-      out << ", pipeline over " << devices << " virtual devices ("
+      out << ", pipeline over " << devices << " " << where << " ("
           << schedule_name(options.pipeline.schedule) << "), plan: " << plan_source;
     else if (devices > 1)
-      out << ", mesh " << options.mesh[0] << "x" << options.mesh[1] << " of virtual devices ("
-          << devices << " threads), plan: " << plan_source;
+      out << ", mesh " << options.mesh[0] << "x" << options.mesh[1] << " of " << where << " ("
+          << devices << (mpi ? " processes" : " threads") << "), plan: " << plan_source;
     out << "\n";
+    if (!flags.resume.empty()) out << "resuming from " << flags.resume << "\n";
+    if (!flags.checkpoint_dir.empty())
+      out << "checkpoints: " << flags.checkpoint_dir
+          << (flags.checkpoint_every > 0 ? cat(" every ", flags.checkpoint_every, " steps and")
+                                         : std::string())
+          << " after step " << flags.steps << "\n";
     out.flush();
   }
   ProgressLine progress(flags.steps, human && stderr_is_terminal());
@@ -190,9 +242,25 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     progress.update(s.step, "loss " + format_fixed(s.loss, 4));
   });
   progress.finish();
-  if (!report.ok()) return report_error(report.status(), flags.json, out, err);
+  if (!report.ok()) {
+    if (ranks > 1) {
+      // Any rank may fail; the others may be waiting for it, so the whole job stops.
+      // One write, so the ranks' lines do not interleave.
+      std::string msg = cat("error: rank ", rank, ": ", report.status().message(), "\n");
+      if (!report.status().hint().empty()) msg += cat("hint: ", report.status().hint(), "\n");
+      err_all << msg << std::flush;
+      MpiSession::abort_job(kExitUserError);
+    }
+    return report_error(report.status(), flags.json, out, err);
+  }
 
   const TrainReport& r = *report;
+  if (r.losses.empty())
+    return report_error(
+        invalid_argument(cat("checkpoint ", r.resumed_from, " is already at step ", flags.steps,
+                             ": nothing to train"),
+                         "--steps counts from the start of training: pass a larger --steps"),
+        flags.json, out, err);
   if (flags.json) {
     nlohmann::json j;
     j["command"] = "train";
@@ -215,6 +283,10 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     j["blas_core"] = r.blas_core;
     j["mesh"] = {r.mesh[0], r.mesh[1]};
     j["devices"] = r.devices;
+    j["backend"] = flags.backend;
+    j["first_step"] = r.first_step;
+    if (!r.resumed_from.empty()) j["resumed_from"] = r.resumed_from;
+    if (!r.checkpoints.empty()) j["checkpoints"] = r.checkpoints;
     if (pipelined) {
       j["pipeline"] = pipeline_json(r);
       j["schedule"] = std::string(schedule_name(options.pipeline.schedule));
@@ -236,10 +308,10 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
     out << j.dump() << "\n";
   } else {
     out << "summary: " << spec->name << ", " << format_count(r.parameters) << " parameters, "
-        << (pipelined       ? cat(r.devices, " virtual devices in ", r.pipeline_plan.stages.size(),
+        << (pipelined       ? cat(r.devices, " ", where, " in ", r.pipeline_plan.stages.size(),
                                   " pipeline stage", r.pipeline_plan.stages.size() > 1 ? "s, " : ", ",
                                   r.micro_batches, " micro-batch", r.micro_batches > 1 ? "es" : "")
-            : r.devices > 1 ? cat(r.devices, " virtual devices (", r.mesh[0], "x", r.mesh[1], ")")
+            : r.devices > 1 ? cat(r.devices, " ", where, " (", r.mesh[0], "x", r.mesh[1], ")")
                             : cat(r.threads, " thread", r.threads > 1 ? "s" : ""))
         << "\n"
         << "  loss        " << format_fixed(r.losses.front(), 4) << " -> "
@@ -255,6 +327,10 @@ int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err) {
       out << "  plan        " << plan_source << ", planned in " << format_seconds(r.plan_seconds)
           << ", " << r.collectives << " collectives per step per device; predicted for the "
           << "cluster model: " << format_seconds(r.predicted_step_time_s) << " per step\n";
+    if (!r.checkpoints.empty())
+      out << "  checkpoint  " << r.checkpoints.back()
+          << (r.checkpoints.size() > 1 ? cat(" (", r.checkpoints.size(), " written)") : "")
+          << "\n";
     if (flags.profile && r.devices == 1) print_profile(r, out);
   }
   return kExitOk;

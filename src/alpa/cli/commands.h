@@ -100,6 +100,11 @@ struct TrainFlags {
   bool profile = false;  // print time per op kind
   bool json = false;
   ParallelFlags parallel;
+  std::string backend = "threads";  // threads | mpi
+  double timeout_s = 120;           // longest wait for a peer device
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  std::string resume;
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 

@@ -37,6 +37,31 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   add_parallel_flags(*train_cmd, train.parallel, "1x1 (one device)", "local");
+  train_cmd
+      ->add_option("--backend", train.backend,
+                   "Where the devices run: threads (virtual devices in this process) or mpi (one "
+                   "process per device: mpirun -np N alpa train --backend mpi ...; the mesh or "
+                   "--devices must have N devices, default mesh 1xN)")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
+  train_cmd
+      ->add_option("--timeout", train.timeout_s,
+                   "Seconds a device waits for a peer before the run stops with an error naming "
+                   "the rank (MPI: the whole job is aborted)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--checkpoint-dir", train.checkpoint_dir,
+                        "Write checkpoints (weights and optimizer state, sharded, with a "
+                        "manifest) into this directory: after the last step, and every "
+                        "--checkpoint-every steps");
+  train_cmd->add_option("--checkpoint-every", train.checkpoint_every,
+                        "Steps between checkpoints (0: only after the last step)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--resume", train.resume,
+                        "Start from a checkpoint (a --checkpoint-dir, or one of its step-* "
+                        "directories), under any plan, device count or backend; --steps counts "
+                        "from the start of training");
   train_cmd->add_flag("--profile", train.profile,
                       "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");

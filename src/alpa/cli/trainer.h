@@ -19,6 +19,7 @@
 #include "alpa/pipeline/schedule.h"
 #include "alpa/models/registry.h"
 #include "alpa/runtime/tensor.h"
+#include "alpa/runtime/world.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
@@ -50,6 +51,22 @@ struct TrainOptions {
   bool keep_final_params = false;  // report the trained weights and state, assembled
   // Pipeline parallelism (then `mesh` is unused; micro_batches = 0 lets the planner choose).
   PipelineTrainOptions pipeline;
+
+  // Where the devices run. Null: threads of this process, one per device. Otherwise a World
+  // with one rank per device (MpiWorld: one process per device); every process calls
+  // train_model with the same options. Process 0 plans and sends the plan to the others; every
+  // process checks that it built the same per-device programs.
+  World* world = nullptr;
+  std::string backend = "threads";  // recorded in checkpoints
+  double timeout_s = 120;           // longest wait for a peer device (threads; MPI: the World's)
+  // Checkpoints (runtime/checkpoint.h): written into checkpoint_dir every checkpoint_every
+  // steps (0: only after the last step) and after the last step.
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  // A checkpoint (directory or step directory) to start from: its weights and optimizer state
+  // are loaded (resharded onto this run's plan) and training continues at its step + 1 up to
+  // `steps`.
+  std::string resume;
 };
 
 struct StepReport {
@@ -59,7 +76,10 @@ struct StepReport {
 };
 
 struct TrainReport {
-  std::vector<double> losses;
+  int first_step = 1;        // > 1 when resumed from a checkpoint
+  std::string resumed_from;  // the step directory loaded
+  std::vector<std::string> checkpoints;  // step directories written
+  std::vector<double> losses;            // steps first_step .. steps
   std::vector<double> step_seconds;
   int64_t parameters = 0;
   double flops_per_step = 0;
@@ -91,7 +111,7 @@ struct TrainReport {
   int64_t transfers = 0;                 // cross-stage transfers per step (distinct values)
 
   // With keep_final_params: every parameter of the training graph (weights, inputs of the last
-  // step, state) after the last step, whole.
+  // step, state) after the last step, whole (under a multi-process World: on process 0 only).
   std::vector<std::string> param_names;
   std::vector<Tensor> final_params;
   // Median step time, leaving out the first (warm-up) step when there are several.

@@ -52,16 +52,28 @@ int64_t bytes_of(const Tensor& t) {
 }  // namespace
 
 PipelineRunner::PipelineRunner(PipelineProgram program, const Graph& step_graph,
-                               PipelineRunOptions options)
+                               PipelineRunOptions options, World* world)
     : program_(std::move(program)), options_(options) {
   for (ValueId p : step_graph.parameters()) param_types_.push_back(step_graph.type(p));
   const int n = program_.num_devices;
   ALPA_CHECK(n >= 1) << "PipelineRunner: a program without devices";
-  world_ = std::make_unique<ThreadWorld>(n, options_.timeout_s);
+  if (world == nullptr) {
+    own_world_ = std::make_unique<ThreadWorld>(n, options_.timeout_s);
+    world = own_world_.get();
+  }
+  ALPA_CHECK(world->size() == n) << "PipelineRunner: a world of " << world->size()
+                                 << " ranks for " << n << " devices";
+  world_ = world;
+  local_ = world_->local_ranks();
+  std::vector<MeshOnRanks> meshes;
+  for (const PipelineStage& st : program_.stages)
+    meshes.push_back({st.placement.shape, st.placement.first_rank});
+  ALPA_CHECK(prepare_mesh_groups(*world_, meshes).ok())
+      << "PipelineRunner: preparing the stages' communicators failed";
   select_blas_kernels();
   set_blas_threads(1);
   devices_.resize(static_cast<size_t>(n));
-  for (int r = 0; r < n; ++r) {
+  for (int r : local_) {
     auto d = std::make_unique<Device>();
     d->rank = r;
     d->stage = stage_of_rank(program_, r);
@@ -95,8 +107,26 @@ PipelineRunner::PipelineRunner(PipelineProgram program, const Graph& step_graph,
 PipelineRunner::~PipelineRunner() = default;
 
 const PipelineDeviceStats& PipelineRunner::stats(int rank) const {
-  ALPA_CHECK(rank >= 0 && rank < num_devices()) << "rank " << rank << " outside the pipeline";
+  ALPA_CHECK(rank >= 0 && rank < num_devices() && devices_[static_cast<size_t>(rank)])
+      << "rank " << rank << " is not run by this process";
   return devices_[static_cast<size_t>(rank)]->stats;
+}
+
+std::vector<PipelineRunner::OwnedValue> PipelineRunner::owned_values() const {
+  std::vector<OwnedValue> out;
+  for (size_t p = 0; p < program_.param_home.size(); ++p)
+    for (const auto& [s, v] : program_.param_home[p])
+      if (program_.stages[static_cast<size_t>(s)].origin[v] == ValueOrigin::kOwned)
+        out.push_back({p, s, v});
+  return out;
+}
+
+const Tensor* PipelineRunner::owned_block(int rank, int stage, ValueId value) const {
+  if (rank < 0 || rank >= num_devices() || !devices_[static_cast<size_t>(rank)]) return nullptr;
+  const Device& d = *devices_[static_cast<size_t>(rank)];
+  if (d.stage != stage) return nullptr;
+  auto it = d.owned.find(value);
+  return it == d.owned.end() ? nullptr : &it->second;
 }
 
 Status PipelineRunner::load_parameters(const std::vector<Tensor>& whole) {
@@ -104,6 +134,7 @@ Status PipelineRunner::load_parameters(const std::vector<Tensor>& whole) {
     return invalid_argument(cat("load_parameters: ", whole.size(), " tensors for ",
                                 param_types_.size(), " parameters"));
   for (auto& d : devices_) {
+    if (!d) continue;
     d->owned.clear();
     d->stats.owned_bytes = 0;
     d->stats.owned_shapes.clear();
@@ -116,12 +147,14 @@ Status PipelineRunner::load_parameters(const std::vector<Tensor>& whole) {
         return invalid_argument(cat("parameter ", p, " has type ", whole[p].type().to_string(),
                                     ", expected ", param_types_[p].to_string()));
       for (int64_t l = 0; l < st.placement.size(); ++l) {
+        if (!devices_[static_cast<size_t>(st.placement.first_rank + l)]) continue;
         Device& d = *devices_[static_cast<size_t>(st.placement.first_rank + l)];
         d.owned[v] = shard_tensor(whole[p], st.stored_spec[v], st.placement.shape, d.ctx.coords);
       }
     }
   }
   for (auto& d : devices_) {
+    if (!d) continue;
     for (const auto& [v, t] : d->owned) {
       d->stats.owned_bytes += bytes_of(t);
       d->stats.owned_shapes.push_back(t.shape());
@@ -130,22 +163,18 @@ Status PipelineRunner::load_parameters(const std::vector<Tensor>& whole) {
   return ok_status();
 }
 
-Result<std::vector<Tensor>> PipelineRunner::gather_parameters() const {
+Result<std::vector<Tensor>> PipelineRunner::gather_parameters() {
   std::vector<Tensor> out(param_types_.size());
-  for (size_t p = 0; p < param_types_.size(); ++p) {
-    for (const auto& [s, v] : program_.param_home[p]) {
-      const PipelineStage& st = program_.stages[static_cast<size_t>(s)];
-      if (st.origin[v] != ValueOrigin::kOwned) continue;
-      std::vector<const Tensor*> blocks;
-      for (int64_t l = 0; l < st.placement.size(); ++l) {
-        const Device& d = *devices_[static_cast<size_t>(st.placement.first_rank + l)];
-        auto it = d.owned.find(v);
-        if (it == d.owned.end()) return failed_precondition("the parameters were never loaded");
-        blocks.push_back(&it->second);
-      }
-      ALPA_ASSIGN_OR_RETURN(
-          out[p], assemble_tensor(blocks, st.stored_spec[v], st.placement.shape, param_types_[p]));
-    }
+  for (const OwnedValue& o : owned_values()) {
+    const PipelineStage& st = program_.stages[static_cast<size_t>(o.stage)];
+    // Tags above every transfer's (transfer_tag) so they never meet a step's messages.
+    const int tag = (1 << 24) + static_cast<int>(o.param);
+    ALPA_ASSIGN_OR_RETURN(
+        Tensor t,
+        gather_tensor(*world_, 0, st.stored_spec[o.value], st.placement.shape,
+                      st.placement.first_rank, param_types_[o.param],
+                      [&](int rank) { return owned_block(rank, o.stage, o.value); }, tag));
+    if (t.size() > 0 || out[o.param].size() == 0) out[o.param] = std::move(t);
   }
   return out;
 }
@@ -300,11 +329,22 @@ Status PipelineRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
 
 Result<double> PipelineRunner::run_step(const std::vector<Tensor>& inputs) {
   for (const auto& d : devices_)
-    if (d->owned.empty() && !program_.stages[static_cast<size_t>(d->stage)].graph.owned.empty())
+    if (d && d->owned.empty() &&
+        !program_.stages[static_cast<size_t>(d->stage)].graph.owned.empty())
       return failed_precondition("load_parameters before run_step");
   const Status s =
       world_->run([&](int rank, Communicator&) -> Status { return run_device(rank, inputs); });
   if (!s.ok()) return s;
+  if (world_->num_processes() > 1) {
+    // The loss lives on the first device of the stage that computes it; every process gets it.
+    int owner = 0;
+    for (const PipelineStage& st : program_.stages)
+      if (st.graph.loss_output >= 0) owner = st.placement.first_rank;
+    std::string bytes(sizeof(double), '\0');
+    std::memcpy(bytes.data(), &last_loss_, sizeof(double));
+    ALPA_RETURN_IF_ERROR(world_->broadcast_bytes(bytes, world_->process_of(owner)));
+    std::memcpy(&last_loss_, bytes.data(), sizeof(double));
+  }
   return last_loss_;
 }
 

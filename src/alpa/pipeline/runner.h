@@ -1,5 +1,6 @@
-// PipelineRunner: runs a PipelineProgram on virtual devices, one thread per device, through a
-// ThreadWorld (the embedded default; threads_communicator.h).
+// PipelineRunner: runs a PipelineProgram on virtual devices, by default one thread per device
+// through its own ThreadWorld (the embedded default; threads_communicator.h), or on the devices
+// a given World runs in this process (one per process under MPI; world.h).
 //
 // Every device executes its stage's instruction list (program.h) in order. It holds:
 // - its shards of the weights and optimizer state its stage owns (across steps; nothing of
@@ -23,6 +24,7 @@
 #include "alpa/pipeline/program.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/runtime/threads_communicator.h"
+#include "alpa/runtime/world.h"
 
 namespace alpa {
 
@@ -42,7 +44,9 @@ struct PipelineDeviceStats {
 class PipelineRunner {
  public:
   // `step_graph` is the graph the program was built from (its parameters' types and order).
-  PipelineRunner(PipelineProgram program, const Graph& step_graph, PipelineRunOptions options = {});
+  // `world`, if given, has one rank per device and outlives the runner.
+  PipelineRunner(PipelineProgram program, const Graph& step_graph, PipelineRunOptions options = {},
+                 World* world = nullptr);
   ~PipelineRunner();
   PipelineRunner(const PipelineRunner&) = delete;
   PipelineRunner& operator=(const PipelineRunner&) = delete;
@@ -51,7 +55,7 @@ class PipelineRunner {
   int num_devices() const { return program_.num_devices; }
 
   // Sets the weights and state: one whole tensor per step-graph parameter (data inputs may be
-  // empty tensors); each owning device keeps its shard.
+  // empty tensors); each owning device (of this process) keeps its shard.
   Status load_parameters(const std::vector<Tensor>& whole);
 
   // One training step. `inputs`: one whole tensor per step-graph parameter; the data inputs
@@ -59,9 +63,24 @@ class PipelineRunner {
   // are ignored. Returns the loss (the mean over micro-batches).
   Result<double> run_step(const std::vector<Tensor>& inputs);
 
-  // The weights and state, whole, one per step-graph parameter (data inputs: empty tensors).
-  Result<std::vector<Tensor>> gather_parameters() const;
+  // The weights and state, whole, one per step-graph parameter (data inputs: empty tensors),
+  // at the process of rank 0 (other processes get empty tensors; process-level under MPI).
+  Result<std::vector<Tensor>> gather_parameters();
 
+  // Calls f(parameter position, its spec, the stage's mesh placement, rank) for every owned
+  // value's placement (once per stage that owns a copy of a step-graph parameter).
+  struct OwnedValue {
+    size_t param = 0;
+    int stage = 0;
+    ValueId value = kNoValue;
+  };
+  std::vector<OwnedValue> owned_values() const;
+  // The block a local rank holds of an owned value (null if none).
+  const Tensor* owned_block(int rank, int stage, ValueId value) const;
+
+  const std::vector<int>& local_ranks() const { return local_; }
+  World& world() { return *world_; }
+  // Statistics of a local rank.
   const PipelineDeviceStats& stats(int rank) const;
 
  private:
@@ -71,8 +90,10 @@ class PipelineRunner {
   PipelineProgram program_;
   std::vector<TensorType> param_types_;  // step-graph parameters
   PipelineRunOptions options_;
-  std::unique_ptr<ThreadWorld> world_;
-  std::vector<std::unique_ptr<Device>> devices_;
+  std::unique_ptr<ThreadWorld> own_world_;
+  World* world_ = nullptr;
+  std::vector<int> local_;
+  std::vector<std::unique_ptr<Device>> devices_;  // per rank; null for ranks of other processes
   double last_loss_ = 0;
 };
 

@@ -14,6 +14,7 @@
 
 #include "alpa/ir/attrs.h"
 #include "alpa/runtime/communicator.h"
+#include "alpa/runtime/world.h"
 
 namespace alpa {
 
@@ -36,5 +37,16 @@ struct CollectiveGroup {
 // their coordinates along attrs.axes, major axis first. attrs must satisfy the shape rule
 // (valid mesh and axes) and coords must lie in attrs.mesh (CHECK).
 CollectiveGroup collective_group(const CollectiveAttrs& attrs, std::array<int64_t, 2> coords);
+
+// A logical mesh placed on consecutive world ranks from `first_rank`.
+struct MeshOnRanks {
+  std::array<int64_t, 2> shape{1, 1};
+  int first_rank = 0;
+};
+
+// Prepares the world's communicators for every mesh-axis group of these meshes (axis 0, axis 1,
+// both; in world ranks, ordered as collective_group orders them). Process-level: every process
+// calls it with the same meshes, which must not overlap.
+Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes);
 
 }  // namespace alpa

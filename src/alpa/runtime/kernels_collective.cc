@@ -18,6 +18,29 @@
 
 namespace alpa {
 
+Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes) {
+  if (world.num_processes() == 1) return ok_status();
+  for (const std::vector<int64_t>& axes :
+       {std::vector<int64_t>{0}, std::vector<int64_t>{1}, std::vector<int64_t>{0, 1}}) {
+    std::vector<std::vector<int>> groups;
+    for (const MeshOnRanks& m : meshes) {
+      CollectiveAttrs attrs;
+      attrs.mesh = {m.shape[0], m.shape[1]};
+      attrs.axes = axes;
+      if (collective_group_size(attrs) < 2) continue;
+      for (int64_t i = 0; i < m.shape[0]; ++i)
+        for (int64_t j = 0; j < m.shape[1]; ++j) {
+          CollectiveGroup g = collective_group(attrs, {i, j});
+          if (g.position != 0) continue;  // one entry per group: its first member's
+          for (int& r : g.ranks) r += m.first_rank;
+          groups.push_back(std::move(g.ranks));
+        }
+    }
+    ALPA_RETURN_IF_ERROR(world.prepare_groups(groups));
+  }
+  return ok_status();
+}
+
 CollectiveGroup collective_group(const CollectiveAttrs& attrs, std::array<int64_t, 2> coords) {
   ALPA_CHECK(attrs.mesh.size() == 2 && collective_group_size(attrs) > 0)
       << "collective_group: invalid mesh or axes";

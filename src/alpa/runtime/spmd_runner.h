@@ -1,5 +1,6 @@
-// SpmdRunner: runs one per-device program on every device of a logical 2-D mesh, one thread
-// per device, collectives through a ThreadWorld (threads_communicator.h).
+// SpmdRunner: runs one per-device program on every device of a logical 2-D mesh: by default one
+// thread per device, collectives through its own ThreadWorld (threads_communicator.h); given a
+// World (world.h), the devices that world runs in this process (one per process under MPI).
 //
 // SPMD: every device runs the same Graph; only its mesh coordinates differ (device d sits at
 // (d / n1, d % n1) and is communicator rank d). Each device has its own Executor (its own
@@ -37,8 +38,9 @@ struct SpmdOptions {
 
 class SpmdRunner {
  public:
-  // `program` must verify and the mesh must be positive (CHECK).
-  SpmdRunner(Graph program, SpmdOptions options);
+  // `program` must verify and the mesh must be positive (CHECK). `world`, if given, has one
+  // rank per mesh device and outlives the runner; its local ranks are the devices run here.
+  SpmdRunner(Graph program, SpmdOptions options, World* world = nullptr);
   ~SpmdRunner();
   SpmdRunner(const SpmdRunner&) = delete;
   SpmdRunner& operator=(const SpmdRunner&) = delete;
@@ -47,20 +49,30 @@ class SpmdRunner {
 
   const Graph& program() const { return executors_.front().graph(); }
   const SpmdOptions& options() const { return options_; }
-  int num_devices() const { return static_cast<int>(devices_.size()); }
-  const DeviceContext& device(int d) const;
+  int num_devices() const { return static_cast<int>(options_.mesh[0] * options_.mesh[1]); }
+  // The devices this process runs, ascending (all of them without a World).
+  const std::vector<int>& local_devices() const { return local_; }
+  const DeviceContext& device(int d) const;  // d must be local (CHECK)
 
-  // params[d]: device d's parameters (its local shards), in program().parameters() order.
-  // Returns each device's outputs, in program().outputs() order.
+  // params[k]: local device local_devices()[k]'s parameters (its shards), in
+  // program().parameters() order. Returns each local device's outputs, in program().outputs()
+  // order.
   Result<std::vector<std::vector<Tensor>>> run(std::vector<std::vector<Tensor>> params);
 
-  // Device d's statistics from the last run.
+  // The world the devices run in (its own ThreadWorld without a given one).
+  World& world() { return *world_; }
+
+  // Local device d's statistics from the last run.
   const ExecutorStats& stats(int device) const;
 
  private:
+  size_t local_index(int d) const;
+
   SpmdOptions options_;
-  std::unique_ptr<ThreadWorld> world_;
-  std::vector<DeviceContext> devices_;  // fixed size: executors point into it
+  std::unique_ptr<ThreadWorld> own_world_;
+  World* world_ = nullptr;
+  std::vector<int> local_;
+  std::vector<DeviceContext> devices_;  // per local device; fixed size: executors point into it
   std::vector<Executor> executors_;
 };
 

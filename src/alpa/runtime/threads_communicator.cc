@@ -520,6 +520,12 @@ double ThreadWorld::timeout_s() const {
   return state_->timeout_s;
 }
 
+std::vector<int> ThreadWorld::local_ranks() const {
+  std::vector<int> r(static_cast<size_t>(size()));
+  for (int i = 0; i < size(); ++i) r[static_cast<size_t>(i)] = i;
+  return r;
+}
+
 Communicator& ThreadWorld::comm(int rank) {
   ALPA_CHECK(rank >= 0 && rank < state_->size) << "rank " << rank << " outside " << state_->size;
   return *state_->comms[static_cast<size_t>(rank)];

@@ -33,11 +33,12 @@
 #include <memory>
 
 #include "alpa/runtime/communicator.h"
+#include "alpa/runtime/world.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-class ThreadWorld {
+class ThreadWorld : public World {
  public:
   // size >= 1 ranks (CHECK); timeout_s > 0 bounds every wait for peers.
   explicit ThreadWorld(int size, double timeout_s = 60);
@@ -45,16 +46,17 @@ class ThreadWorld {
   ThreadWorld(const ThreadWorld&) = delete;
   ThreadWorld& operator=(const ThreadWorld&) = delete;
 
-  int size() const;
-  double timeout_s() const;
+  int size() const override;
+  double timeout_s() const override;
+  std::vector<int> local_ranks() const override;
 
   // The communicator of `rank` (0 <= rank < size, CHECK); valid as long as the world.
-  Communicator& comm(int rank);
+  Communicator& comm(int rank) override;
 
   // Clears any previous failure and group state, runs fn(rank, comm(rank)) for every rank on
   // its own thread (rank 0 on the caller's) and joins them. If a rank returns an error (or
   // throws), the world aborts and run() returns the first failure as "rank R: <error>".
-  Status run(const std::function<Status(int rank, Communicator& comm)>& fn);
+  Status run(const std::function<Status(int rank, Communicator& comm)>& fn) override;
 
   // Aborts the world because `rank` failed with `cause` (ignored if already aborted): what
   // run() does when a rank returns an error; for callers that drive ranks on their own threads.

@@ -46,6 +46,49 @@ std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spe
   return out;
 }
 
+bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
+                      const std::array<int64_t, 2>& coords) {
+  const ShardingSpec s = spec.canonical(mesh);
+  for (int a : {0, 1})
+    if (coords[a] != 0 && !(s.split_axes() & (a == 0 ? kAxis0 : kAxis1)) &&
+        !(s.partial & (a == 0 ? kAxis0 : kAxis1)))
+      return false;
+  return true;
+}
+
+Result<Tensor> gather_tensor(World& world, int root, const ShardingSpec& spec,
+                             const MeshShape& mesh, int first_rank, const TensorType& type,
+                             const std::function<const Tensor*(int rank)>& local_block, int tag) {
+  const int64_t n = mesh[0] * mesh[1];
+  const bool at_root = world.is_local(root);
+  TensorType local_type = type;
+  local_type.shape = spec.canonical(mesh).local_shape(type.shape, mesh);
+  std::vector<Tensor> received(static_cast<size_t>(n));
+  std::vector<const Tensor*> blocks(static_cast<size_t>(n), nullptr);
+  const Tensor empty;
+  for (int64_t l = 0; l < n; ++l) {
+    const int rank = first_rank + static_cast<int>(l);
+    blocks[l] = &empty;
+    if (!is_primary_block(spec, mesh, {l / mesh[1], l % mesh[1]})) continue;
+    if (world.is_local(rank)) {
+      const Tensor* b = local_block(rank);
+      if (b == nullptr) return internal_error(cat("gather: rank ", rank, " holds no block"));
+      if (at_root) {
+        blocks[l] = b;
+      } else {
+        ALPA_RETURN_IF_ERROR(world.comm(rank).send(b->data(), b->size(), root, tag));
+      }
+    } else if (at_root) {
+      received[l] = Tensor(local_type);
+      ALPA_RETURN_IF_ERROR(
+          world.comm(root).recv(received[l].data(), received[l].size(), rank, tag));
+      blocks[l] = &received[l];
+    }
+  }
+  if (!at_root) return Tensor();
+  return assemble_tensor(blocks, spec, mesh, type);
+}
+
 Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const ShardingSpec& spec,
                                const MeshShape& mesh, const TensorType& type) {
   const ShardingSpec s = spec.canonical(mesh);
@@ -58,12 +101,7 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
   for (int64_t d = 0; d < mesh[0] * mesh[1]; ++d) {
     const std::array<int64_t, 2> c{d / mesh[1], d % mesh[1]};
     // Along a partial axis every device contributes; along other unsplit axes take one copy.
-    bool take = true;
-    for (int a : {0, 1})
-      if (c[a] != 0 && !(s.split_axes() & (a == 0 ? kAxis0 : kAxis1)) &&
-          !(s.partial & (a == 0 ? kAxis0 : kAxis1)))
-        take = false;
-    if (!take) continue;
+    if (!is_primary_block(s, mesh, c)) continue;
     if (blocks[d]->shape() != local)
       return invalid_argument(cat("assemble: device ", d, " holds ",
                                   shape_to_string(blocks[d]->shape()), ", expected ",

@@ -8,8 +8,11 @@
 
 #include <vector>
 
+#include <functional>
+
 #include "alpa/intra/sharding_spec.h"
 #include "alpa/runtime/tensor.h"
+#include "alpa/runtime/world.h"
 
 namespace alpa {
 
@@ -25,5 +28,20 @@ std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spe
 // added. Checks the blocks' shapes.
 Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const ShardingSpec& spec,
                                const MeshShape& mesh, const TensorType& type);
+
+// Whether the device at `coords` holds the copy of its block that counts: the first device
+// along every unsplit axis (a partial sum's devices all count). The blocks of the devices for
+// which this holds tile the tensor exactly once (partial sums: once per partial device).
+bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
+                      const std::array<int64_t, 2>& coords);
+
+// The whole tensor at world rank `root`, from the blocks of a mesh on world ranks
+// first_rank .. first_rank + n0*n1 - 1 laid out as `spec`. `local_block(rank)` gives the block
+// of a rank this process runs. Blocks travel from other processes by send/recv with `tag`.
+// Process-level: every process calls it for the same tensors in the same order. Returns the
+// tensor in root's process and an empty Tensor in the others.
+Result<Tensor> gather_tensor(World& world, int root, const ShardingSpec& spec,
+                             const MeshShape& mesh, int first_rank, const TensorType& type,
+                             const std::function<const Tensor*(int rank)>& local_block, int tag);
 
 }  // namespace alpa
