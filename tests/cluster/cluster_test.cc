@@ -390,3 +390,66 @@ TEST(WithDevices, RejectsPartialHostsAndZero) {
 
 }  // namespace
 }  // namespace alpa
+
+namespace alpa {
+namespace {
+
+// Profile tables (alpa profile): optional, round-trip exactly, interpolate piecewise-linearly,
+// and bad tables are refused naming the field.
+Cluster profiled() {
+  Cluster c = p3();
+  c.device.gemm_efficiency = {{1e6, 0.3}, {1e9, 0.9}};
+  c.collectives = {{"all-reduce", 2, {{4096, 1e-5}, {1 << 20, 2e-4}}},
+                   {"all-gather", 4, {{4096, 2e-5}}}};
+  return c;
+}
+
+TEST(ClusterProfile, TablesRoundTripAndPresetsHaveNone) {
+  const Cluster c = profiled();
+  ASSERT_TRUE(validate_cluster(c).ok());
+  Result<Cluster> back = cluster_from_json(cluster_to_json(c), "profiled.json");
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, c);
+  EXPECT_TRUE(p3().device.gemm_efficiency.empty());
+  EXPECT_TRUE(p3().collectives.empty());
+  EXPECT_FALSE(contains(cluster_to_json(p3()), "collectives"));
+}
+
+TEST(ClusterProfile, InterpolationIsPiecewiseLinearAndClamped) {
+  const std::vector<ProfilePoint> t = {{1, 10}, {3, 30}, {5, 10}};
+  EXPECT_DOUBLE_EQ(interpolate(t, 0.5), 10);  // below: the first value
+  EXPECT_DOUBLE_EQ(interpolate(t, 2), 20);
+  EXPECT_DOUBLE_EQ(interpolate(t, 3), 30);
+  EXPECT_DOUBLE_EQ(interpolate(t, 4), 20);
+  EXPECT_DOUBLE_EQ(interpolate(t, 7), -10);  // above: the last segment extended
+  EXPECT_DOUBLE_EQ(interpolate({{2, 5}}, 100), 5);
+}
+
+TEST(ClusterProfile, BadTablesNameTheField) {
+  auto error_of = [](auto edit) {
+    Json j = Json::parse(cluster_to_json(profiled()));
+    edit(j);
+    Result<Cluster> r = cluster_from_json(j.dump(), "p.json");
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? std::string() : r.status().message() + " | " + r.status().hint();
+  };
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["device"]["gemm_efficiency"][1][1] = 3.0; }),
+                       "device.gemm_efficiency[1]"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["device"]["gemm_efficiency"][1][0] = 10; }),
+                       "x must increase"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["device"]["gemm_efficiency"] = "fast"; }),
+                       "list of [x, y] pairs"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["collective"] = "gossip"; }),
+                       "collectives[0].collective"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][1]["group"] = 1; }),
+                       "collectives[1].group"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["points"][0] = {1, -2}; }),
+                       "collectives[0].points[0]"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["pointz"] = 1; }),
+                       "collectives[0].pointz"));
+  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["points"] = Json::array(); }),
+                       "at least one"));
+}
+
+}  // namespace
+}  // namespace alpa

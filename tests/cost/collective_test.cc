@@ -126,3 +126,22 @@ TEST(CollectiveDeathTest, BadAxesIsABug) {
 
 }  // namespace
 }  // namespace alpa
+
+namespace alpa {
+namespace {
+
+TEST(Collective, MeasuredTablesWinOverAlphaBetaForTheirGroupSize) {
+  Mesh m = hand_mesh();
+  m.tables = {{"all-reduce", 4, {{1000, 1e-3}, {3000, 3e-3}}}};
+  // Axis 1 has 4 devices: the table, interpolated.
+  EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis1, 2000), 2e-3);
+  // Other collectives and group sizes keep alpha-beta.
+  Mesh plain = hand_mesh();
+  EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllGather, kAxis1, 2000),
+                   collective_time(plain, Collective::kAllGather, kAxis1, 2000));
+  EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis0, 2000),
+                   collective_time(plain, Collective::kAllReduce, kAxis0, 2000));
+}
+
+}  // namespace
+}  // namespace alpa

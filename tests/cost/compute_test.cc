@@ -46,3 +46,21 @@ TEST(Compute, IsTheMaxOfBothTerms) {
 
 }  // namespace
 }  // namespace alpa
+
+namespace alpa {
+namespace {
+
+TEST(Compute, ProfiledEfficiencyScalesThePeakByTheOpsSize) {
+  DeviceSpec d = cluster_preset("p3.16xlarge").value().device;
+  d.gemm_efficiency = {{1e9, 0.25}, {1e12, 0.5}};
+  // A large op at half the peak; a small one at a quarter; in between, interpolated.
+  EXPECT_DOUBLE_EQ(compute_time(d, DType::kF32, 15.7e12, 1), 2.0);
+  EXPECT_DOUBLE_EQ(compute_time(d, DType::kF32, 1e8, 1), 1e8 / (15.7e12 * 0.25));
+  const double mid = 0.25 + 0.25 * (5.005e11 - 1e9) / (1e12 - 1e9);
+  EXPECT_NEAR(compute_time(d, DType::kF32, 5.005e11, 1), 5.005e11 / (15.7e12 * mid), 1e-15);
+  // Memory-bound ops stay memory-bound.
+  EXPECT_DOUBLE_EQ(compute_time(d, DType::kF32, 0, 9e11), 1.0);
+}
+
+}  // namespace
+}  // namespace alpa

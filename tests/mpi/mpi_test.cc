@@ -19,6 +19,7 @@
 #include "alpa/cli/trainer.h"
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/mpi_world.h"
+#include "pipeline/manual_stages.h"
 #include "spmd/spmd_test_util.h"
 
 namespace alpa {
@@ -190,22 +191,7 @@ TEST(MpiTraining, MeshesMatchOneDevice) {
 }
 
 PipelinePlan stages_plan(const std::vector<MeshShape>& meshes, int layers, int micro_batches) {
-  PipelinePlan p;
-  p.micro_batches = micro_batches;
-  p.layers.num_layers = layers;
-  const int S = static_cast<int>(meshes.size());
-  int first = 0;
-  for (int s = 0; s < S; ++s) {
-    PlannedStage ps;
-    ps.first_layer = s * layers / S;
-    ps.last_layer = (s + 1) * layers / S - 1;
-    ps.logical.shape = meshes[s];
-    ps.submesh = {1, meshes[s][0] * meshes[s][1]};
-    ps.first_device = first;
-    first += static_cast<int>(meshes[s][0] * meshes[s][1]);
-    p.stages.push_back(ps);
-  }
-  return p;
+  return testing::manual_stage_plan(meshes, layers, micro_batches);
 }
 
 TEST(MpiTraining, PipelinesMatchOneDevice) {

@@ -8,6 +8,7 @@
 
 #include "alpa/cli/trainer.h"
 #include "alpa/spmd/shard.h"
+#include "pipeline/manual_stages.h"
 #include "spmd/spmd_test_util.h"
 
 namespace alpa {
@@ -28,22 +29,7 @@ std::string case_name(const PCase& c) {
 }
 
 PipelinePlan manual_plan(const PCase& c) {
-  PipelinePlan p;
-  p.micro_batches = c.micro_batches;
-  p.layers.num_layers = c.layers;
-  const int S = static_cast<int>(c.meshes.size());
-  int first = 0;
-  for (int s = 0; s < S; ++s) {
-    PlannedStage ps;
-    ps.first_layer = s * c.layers / S;
-    ps.last_layer = (s + 1) * c.layers / S - 1;
-    ps.logical.shape = c.meshes[s];
-    ps.submesh = {1, c.meshes[s][0] * c.meshes[s][1]};
-    ps.first_device = first;
-    first += static_cast<int>(c.meshes[s][0] * c.meshes[s][1]);
-    p.stages.push_back(ps);
-  }
-  return p;
+  return testing::manual_stage_plan(c.meshes, c.layers, c.micro_batches);
 }
 
 int devices_of(const PCase& c) {
@@ -142,6 +128,10 @@ std::vector<PCase> cases() {
       {"mlp", {{1, 1}, {1, 1}}, 2, 2, f1b},
       {"mlp", {{1, 2}, {2, 1}}, 2, 4, gp},
       {"mlp", {{1, 1}, {1, 1}, {1, 1}}, 3, 8, f1b},
+      {"moe", {{1, 1}, {1, 1}}, 2, 2, f1b},
+      {"moe", {{1, 2}, {2, 1}}, 2, 4, gp},
+      {"wresnet", {{1, 1}, {1, 1}}, 2, 2, f1b},
+      {"wresnet", {{1, 2}, {2, 1}}, 2, 2, gp},
   };
 }
 

@@ -177,6 +177,10 @@ std::vector<Case> training_cases() {
     cases.push_back({model, 2, 2, "2d"});
     cases.push_back({model, 2, 2, "zero"});
   }
+  for (const char* model : {"moe", "wresnet"}) {
+    cases.push_back({model, 1, 2, "auto"});
+    cases.push_back({model, 2, 2, "auto"});
+  }
   return cases;
 }
 

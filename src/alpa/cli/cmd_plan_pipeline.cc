@@ -49,19 +49,15 @@ std::string device_range(int first, int64_t count) {
 
 }  // namespace
 
-int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
-                      std::ostream& out, std::ostream& err) {
-  auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
-  Result<Cluster> base = load_cluster(pipe.cluster);
-  if (!base.ok()) return fail(base.status());
-  Result<Cluster> cluster = with_devices(*base, pipe.devices);
+Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
+                                             const ResolvedPipeline& pipe) {
+  ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(pipe.cluster));
+  Result<Cluster> cluster = with_devices(base, pipe.devices);
   if (!cluster.ok())
-    return fail(cluster.status().with_context(
-        cat("cluster ", base->name, " with ", pipe.devices, " devices")));
+    return cluster.status().with_context(cat("cluster ", base.name, " with ", pipe.devices,
+                                             " devices"));
   TrainStepOptions tso;
-  Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
-  if (!kind.ok()) return fail(kind.status());
-  tso.optimizer.kind = *kind;
+  ALPA_ASSIGN_OR_RETURN(tso.optimizer.kind, parse_optimizer(flags.optimizer.optimizer));
   tso.optimizer.learning_rate = flags.optimizer.lr;
   auto build_step = [&](int micro_batches) -> Result<TrainStep> {
     ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
@@ -72,21 +68,18 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
   if (pipe.plan) {
     plan = *pipe.plan;
     if (flags.micro_batches > 0 && flags.micro_batches != plan.micro_batches)
-      return fail(invalid_argument(cat("--micro-batches ", flags.micro_batches,
-                                       " differs from the plan file's ", plan.micro_batches)));
-    Result<TrainStep> step = build_step(plan.micro_batches);
-    if (!step.ok()) return fail(step.status());
-    if (!pipe.fingerprint.empty() && pipe.fingerprint != graph_fingerprint(step->graph))
-      return fail(failed_precondition(
+      return invalid_argument(cat("--micro-batches ", flags.micro_batches,
+                                  " differs from the plan file's ", plan.micro_batches));
+    ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(plan.micro_batches));
+    if (!pipe.fingerprint.empty() && pipe.fingerprint != graph_fingerprint(step.graph))
+      return failed_precondition(
           "the plan file was made for a different training graph (model, sizes, optimizer or "
           "micro-batches differ)",
           "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
-          "\"graph_fingerprint\""));
+          "\"graph_fingerprint\"");
     LayerClusteringOptions lo;
     lo.num_layers = plan.layers.num_layers;
-    Result<LayerClustering> layers = cluster_layers(step->graph, forward_ops(*step), lo);
-    if (!layers.ok()) return fail(layers.status());
-    plan.layers = std::move(*layers);
+    ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
   } else {
     PipelinePlannerOptions po;
     po.num_layers = pipe.layers;
@@ -105,13 +98,24 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       };
     Result<PipelinePlan> p = plan_pipeline(build_step, *cluster, po);
     if (tty) std::fprintf(stderr, "\r\x1b[K");
-    if (!p.ok()) return fail(p.status());
+    if (!p.ok()) return p.status();
     plan = std::move(*p);
   }
-  Result<TrainStep> step = build_step(plan.micro_batches);
-  if (!step.ok()) return fail(step.status());
-  Result<MaterializedPipeline> m = materialize_pipeline(*step, plan, *cluster, pipe.sharding);
-  if (!m.ok()) return fail(m.status());
+  ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(plan.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(MaterializedPipeline m,
+                        materialize_pipeline(step, plan, *cluster, pipe.sharding));
+  return PlannedPipelineRun{std::move(*cluster), std::move(step), std::move(plan), std::move(m)};
+}
+
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
+                      std::ostream& out, std::ostream& err) {
+  auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
+  Result<PlannedPipelineRun> run = plan_pipeline_run(flags, spec, pipe);
+  if (!run.ok()) return fail(run.status());
+  const Cluster* cluster = &run->cluster;
+  const TrainStep* step = &run->step;
+  PipelinePlan& plan = run->plan;
+  MaterializedPipeline* m = &run->m;
   const int S = static_cast<int>(m->stages.size());
   const double step_s = m->predicted_step_time_s;
   const double flops = graph_flops(step->graph) * plan.micro_batches;

@@ -194,6 +194,7 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
   options.checkpoint_dir = flags.checkpoint_dir;
   options.checkpoint_every = flags.checkpoint_every;
   options.resume = flags.resume;
+  options.trace_path = flags.trace_path;
   options.world = mpi_world.get();
   if (mpi && devices != ranks)
     return report_error(
@@ -212,6 +213,7 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
   if (human) {
     out << "alpa train: " << spec->name << ", batch " << spec->batch;
     if (spec->family == ModelFamily::kGpt) out << " x seq " << spec->gpt.seq;
+    if (spec->family == ModelFamily::kMoe) out << " x seq " << spec->moe.seq;
     out << ", " << optimizer_name(opt->kind) << " lr " << flags.optimizer.lr << ", "
         << (options.micro_batches > 0
                 ? cat(options.micro_batches, " micro-batch", options.micro_batches > 1 ? "es" : "")
@@ -287,6 +289,7 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
     j["first_step"] = r.first_step;
     if (!r.resumed_from.empty()) j["resumed_from"] = r.resumed_from;
     if (!r.checkpoints.empty()) j["checkpoints"] = r.checkpoints;
+    if (!flags.trace_path.empty()) j["trace"] = flags.trace_path;
     if (pipelined) {
       j["pipeline"] = pipeline_json(r);
       j["schedule"] = std::string(schedule_name(options.pipeline.schedule));
@@ -319,7 +322,9 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
         << "  step time   " << format_seconds(r.step_time_s()) << " (median"
         << (r.step_seconds.size() > 1 ? " after the first step" : "") << ")\n"
         << "  throughput  " << format_count(static_cast<int64_t>(r.tokens_per_s()))
-        << (spec->family == ModelFamily::kGpt ? " tokens/s" : " samples/s") << ", "
+        << (spec->family == ModelFamily::kGpt || spec->family == ModelFamily::kMoe ? " tokens/s"
+                                                                                : " samples/s")
+        << ", "
         << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s (" << format_si(r.flops_per_step, "FLOP")
         << " per step)\n";
     if (pipelined) print_pipeline(r, out);
@@ -327,6 +332,9 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
       out << "  plan        " << plan_source << ", planned in " << format_seconds(r.plan_seconds)
           << ", " << r.collectives << " collectives per step per device; predicted for the "
           << "cluster model: " << format_seconds(r.predicted_step_time_s) << " per step\n";
+    if (!flags.trace_path.empty())
+      out << "  trace       " << flags.trace_path
+          << " (the last step, every device; open in ui.perfetto.dev or chrome://tracing)\n";
     if (!r.checkpoints.empty())
       out << "  checkpoint  " << r.checkpoints.back()
           << (r.checkpoints.size() > 1 ? cat(" (", r.checkpoints.size(), " written)") : "")

@@ -105,6 +105,7 @@ struct TrainFlags {
   std::string checkpoint_dir;
   int checkpoint_every = 0;
   std::string resume;
+  std::string trace_path;  // Chrome trace of the last step
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 
@@ -128,9 +129,37 @@ struct PlanFlags {
   bool json = false;
 };
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
+// The pipeline `alpa plan --gpus` explains (planned, or from a pipeline plan file), with its
+// stages materialized (stage graphs, per-stage intra-op plans, placements).
+struct PlannedPipelineRun {
+  Cluster cluster;  // sized to the pipeline's devices
+  TrainStep step;   // the training step of one micro-batch
+  PipelinePlan plan;
+  MaterializedPipeline m;
+};
+Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
+                                             const ResolvedPipeline& pipe);
 // `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
 int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
                       std::ostream& out, std::ostream& err);
+
+// alpa simulate: plans like `alpa plan --gpus` (or takes a pipeline plan file) and runs the
+// step's instruction lists in simulated time (sim/simulator.h).
+struct SimulateFlags {
+  PlanFlags plan;
+  std::string trace_path;  // Chrome/Perfetto trace of the simulated step
+};
+int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& err);
+
+// alpa profile: measures this machine's device and collectives into a cluster JSON.
+struct ProfileFlags {
+  std::string backend = "threads";  // threads | mpi (under mpirun)
+  std::string out_path;             // empty: print the JSON
+  std::string name = "local-profiled";
+  int max_group = 4;                // threads: groups of 2, 4, ... up to this
+  double budget_s = 0.2;            // seconds of repetitions per measurement
+};
+int run_profile(const ProfileFlags& flags, std::ostream& out, std::ostream& err);
 
 struct DemoFlags {
   int steps = 300;

@@ -17,12 +17,15 @@ struct OverrideSlots {
 
 void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("--model", f.model,
-                 "Model: gpt, mlp, or the path of a text IR file (a forward graph with "
+                 "Model: gpt, mlp, convnet, moe (GShard mixture of experts), wresnet "
+                 "(Wide-ResNet), or the path of a text IR file (a forward graph with "
                  "parameters marked role=weight/input and a scalar output named loss)")
       ->capture_default_str();
   app.add_option("--size", f.size,
                  "Named size of a built-in model. gpt: tiny, small, 125m, 350m, 760m, 1.3b, "
-                 "2.6b, 6.7b, 15b, 39b; mlp: tiny, small, large")
+                 "2.6b, 6.7b, 15b, 39b; mlp: tiny, small, large; convnet: tiny, small; "
+                 "moe: tiny, small, 380m, 690m, 1.3b, 2.4b, 10b, 27b, 70b; "
+                 "wresnet: tiny, small, 250m, 500m, 1b, 2b, 4b, 6.8b, 13b")
       ->capture_default_str();
   auto add = [&](const char* name, std::optional<int64_t>* slot, const char* help) {
     app.add_option_function<int64_t>(

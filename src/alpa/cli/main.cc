@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
                         "Start from a checkpoint (a --checkpoint-dir, or one of its step-* "
                         "directories), under any plan, device count or backend; --steps counts "
                         "from the start of training");
+  train_cmd->add_option("--trace", train.trace_path,
+                        "Write the last step's timeline (every device; each pipeline "
+                        "instruction with its measured time) as a Chrome trace (JSON), "
+                        "comparable with `alpa simulate --trace`");
   train_cmd->add_flag("--profile", train.profile,
                       "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
@@ -106,6 +110,46 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   plan_cmd->add_flag("--json", plan.json, "Print one JSON object instead of text");
 
+  SimulateFlags sim;
+  CLI::App* sim_cmd = app.add_subcommand(
+      "simulate",
+      "Plan a pipeline as `alpa plan --gpus N` does (or take a pipeline plan file) and run its "
+      "training step in simulated time on the cluster's cost model: step time, samples/s, "
+      "TFLOP/s per device (Megatron's formula for GPT), bubble fraction, peak memory per stage; "
+      "--trace writes the simulated timeline for Perfetto / chrome://tracing.\n"
+      "Example: alpa simulate --model gpt --size 1.3b --cluster p3.16xlarge --gpus 4 --batch 1024 "
+      "--trace gpt.json");
+  add_model_flags(*sim_cmd, sim.plan.model);
+  add_optimizer_flags(*sim_cmd, sim.plan.optimizer);
+  add_parallel_flags(*sim_cmd, sim.plan.parallel, "(pipelines only)", "p3.16xlarge");
+  sim_cmd->add_option("--micro-batches", sim.plan.micro_batches,
+                      "Micro-batches per step (default: searched by the planner)")
+      ->check(CLI::PositiveNumber);
+  sim_cmd->add_option("--trace", sim.trace_path,
+                      "Write the simulated step as a Chrome trace (JSON) to this file");
+  sim_cmd->add_flag("--json", sim.plan.json, "Print one JSON object instead of text");
+
+  ProfileFlags prof;
+  CLI::App* prof_cmd = app.add_subcommand(
+      "profile",
+      "Measure this machine for the cost model and write a cluster JSON: one device's SGEMM "
+      "speed and efficiency by product size, memory bandwidth, and the collectives of the "
+      "threads backend (or, under mpirun with --backend mpi, of the MPI backend). Plans and "
+      "simulations made with --cluster <file> then use the measured tables.\n"
+      "Example: alpa profile --out local.json && alpa train --mesh 1x2 --cluster local.json");
+  prof_cmd->add_option("--backend", prof.backend, "Collectives to measure: threads or mpi")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
+  prof_cmd->add_option("--out", prof.out_path, "Write the cluster JSON here (default: stdout)");
+  prof_cmd->add_option("--name", prof.name, "The cluster's name")->capture_default_str();
+  prof_cmd->add_option("--max-group", prof.max_group,
+                       "threads: measure groups of 2, 4, ... devices up to this")
+      ->check(CLI::Range(2, 64))
+      ->capture_default_str();
+  prof_cmd->add_option("--budget", prof.budget_s, "Seconds of repetitions per measurement")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   DemoFlags demo;
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Train a tiny GPT on this machine and show the loss falling (a few seconds).");
@@ -127,5 +171,7 @@ int main(int argc, char** argv) {
   if (graph_cmd->parsed()) return run_graph(graph, std::cout, std::cerr);
   if (plan_cmd->parsed()) return run_plan(plan, std::cout, std::cerr);
   if (demo_cmd->parsed()) return run_demo(demo, std::cout, std::cerr);
+  if (sim_cmd->parsed()) return run_simulate(sim, std::cout, std::cerr);
+  if (prof_cmd->parsed()) return run_profile(prof, std::cout, std::cerr);
   return 0;
 }

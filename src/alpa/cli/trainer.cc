@@ -160,6 +160,11 @@ class StepBackend {
   virtual std::string program_fingerprint() const = 0;
   // After the last step: statistics of devices in other processes (pipeline).
   virtual Status finish() { return ok_status(); }
+  // The last step's timeline of this process's devices (empty: the caller makes one event
+  // per device from the step time).
+  virtual std::vector<TraceEvent> trace_events() const { return {}; }
+  // The devices this process runs.
+  virtual std::vector<int> local_devices() const { return {0}; }
 };
 
 class SingleDevice : public StepBackend {
@@ -280,6 +285,7 @@ class Mesh2D : public StepBackend {
     return ok_status();
   }
   std::string program_fingerprint() const override { return graph_fingerprint(spmd_.program); }
+  std::vector<int> local_devices() const override { return local_; }
 
  private:
   Mesh2D(const Graph& g, const TrainOptions& o, TrainReport* report)
@@ -376,6 +382,13 @@ class Pipeline : public StepBackend {
         if (!tp.empty) h = hash_combine(h, hash_string(graph_fingerprint(tp.spmd.program)));
     return cat(std::hex, h, "/", runner_->program().transfers.size());
   }
+  std::vector<TraceEvent> trace_events() const override {
+    std::vector<TraceEvent> out;
+    for (int d : runner_->local_ranks())
+      for (const TraceEvent& e : runner_->trace(d)) out.push_back(e);
+    return out;
+  }
+  std::vector<int> local_devices() const override { return runner_->local_ranks(); }
   // Every device's statistics at process 0 (they live in the device's process).
   Status finish() override {
     World& w = runner_->world();
@@ -459,6 +472,7 @@ class Pipeline : public StepBackend {
     PipelineRunOptions ro;
     ro.threads_per_device = threads_per_device(o_);
     ro.timeout_s = o_.world ? o_.world->timeout_s() : o_.timeout_s;
+    ro.record_trace = !o_.trace_path.empty();
     runner_ = std::make_unique<PipelineRunner>(std::move(prog), step_.graph, ro, o_.world);
     // The same initial values as one device (same seed, whole tensors).
     ALPA_RETURN_IF_ERROR(runner_->load_parameters(init_parameters(ref_, o_.seed)));
@@ -615,6 +629,39 @@ Result<std::vector<Tensor>> load_checkpoint_state(const LoadedCheckpoint& ck, co
   return whole;
 }
 
+// The last step's timeline of every device, written by process 0.
+Status write_trace(const StepBackend& backend, const TrainOptions& o, const TrainReport& r,
+                   const ModelSpec& spec) {
+  std::vector<TraceEvent> events = backend.trace_events();
+  if (events.empty())
+    for (int d : backend.local_devices())
+      events.push_back({"RUN step", "compute", d, 0, 0, r.step_seconds.back(), 0, -1});
+  if (o.world && o.world->num_processes() > 1) {
+    std::string mine;
+    for (const TraceEvent& e : events)
+      mine += cat(e.name, "\t", e.category, "\t", e.device, "\t", e.start_s, "\t",
+                  e.duration_s, "\t", e.stage, "\t", e.micro_batch, "\n");
+    ALPA_ASSIGN_OR_RETURN(std::vector<std::string> all, o.world->gather_bytes(mine, 0));
+    if (o.world->process_index() != 0) return ok_status();
+    events.clear();
+    for (const std::string& text : all) {
+      std::istringstream in(text);
+      std::string line;
+      while (std::getline(in, line)) {
+        std::istringstream f(line);
+        TraceEvent e;
+        std::string field;
+        std::getline(f, e.name, '\t');
+        std::getline(f, e.category, '\t');
+        f >> e.device >> e.start_s >> e.duration_s >> e.stage >> e.micro_batch;
+        events.push_back(e);
+      }
+    }
+  }
+  return write_chrome_trace(o.trace_path, events,
+                            cat("alpa train ", spec.name, " (", o.backend, "), last step"));
+}
+
 }  // namespace
 
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
@@ -742,6 +789,8 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
       ALPA_RETURN_IF_ERROR(save_checkpoint(*backend, g, spec, opts, report, step));
   }
   ALPA_RETURN_IF_ERROR(backend->finish());
+  if (!options.trace_path.empty() && !report.step_seconds.empty())
+    ALPA_RETURN_IF_ERROR(write_trace(*backend, options, report, spec));
   if (options.keep_final_params) {
     ALPA_ASSIGN_OR_RETURN(report.final_params, backend->final_params());
     for (ValueId p : g.parameters()) report.param_names.push_back(g.node(p).name);

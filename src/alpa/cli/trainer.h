@@ -67,6 +67,11 @@ struct TrainOptions {
   // are loaded (resharded onto this run's plan) and training continues at its step + 1 up to
   // `steps`.
   std::string resume;
+  // Write the last step's timeline (Chrome trace JSON, support/trace.h) to this file: per
+  // device, every pipeline instruction with its measured start and duration (a mesh or one
+  // device: the step as one event per device), labelled as `alpa simulate --trace` labels its
+  // prediction.
+  std::string trace_path;
 };
 
 struct StepReport {

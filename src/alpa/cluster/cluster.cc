@@ -185,8 +185,47 @@ constexpr LinkLevel kLinkLevels[] = {
      "bytes/s of one host's network interface (one direction), e.g. 3.125e9 for 25 Gbit/s"},
 };
 
-constexpr const char* kTopFields[] = {"name",   "source",     "hosts",     "devices_per_host",
-                                      "device", "intra_host", "inter_host"};
+constexpr const char* kTopFields[] = {"name",       "source",     "hosts",      "devices_per_host",
+                                      "device",     "intra_host", "inter_host", "collectives"};
+constexpr const char* kCollectiveNames[] = {"all-reduce", "all-gather", "reduce-scatter",
+                                            "all-to-all"};
+
+std::string format_number(double v);
+
+// A profile table's points: [x, y] pairs, x strictly increasing and positive, y in range.
+Status check_points(const std::vector<ProfilePoint>& pts, std::string_view path, double y_max,
+                    const char* y_meaning) {
+  if (pts.empty())
+    return invalid_argument(cat("field \"", path, "\" must list at least one [x, y] point"),
+                            "measure it with `alpa profile`, or leave the field out");
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const ProfilePoint& p = pts[i];
+    const std::string at = cat(path, "[", i, "]");
+    if (!std::isfinite(p.x) || p.x <= 0)
+      return invalid_argument(cat("field \"", at, "\": x must be a positive number, got ",
+                                  format_number(p.x)));
+    if (!std::isfinite(p.y) || p.y <= 0 || p.y > y_max)
+      return invalid_argument(cat("field \"", at, "\": ", y_meaning, ", got ", format_number(p.y)));
+    if (i > 0 && p.x <= pts[i - 1].x)
+      return invalid_argument(cat("field \"", at, "\": x must increase from point to point"),
+                              "sort the points by x and drop duplicates");
+  }
+  return ok_status();
+}
+
+Status read_points(const Json& v, std::string_view path, std::vector<ProfilePoint>& out) {
+  if (!v.is_array())
+    return invalid_argument(cat("field \"", path, "\" must be a list of [x, y] pairs, got ",
+                                v.dump()));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Json& p = v[i];
+    if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number())
+      return invalid_argument(
+          cat("field \"", path, "[", i, "]\" must be a pair of numbers [x, y], got ", p.dump()));
+    out.push_back({p[0].get<double>(), p[1].get<double>()});
+  }
+  return ok_status();
+}
 
 // Shortest text that reads back as the same double ("-1", "1.57e+13", "1e-05").
 std::string format_number(double v) {
@@ -413,11 +452,41 @@ Result<Cluster> cluster_from_parsed(const Json& j) {
 
   std::vector<std::string_view> device_keys = {"name"};
   for (const DeviceField& f : kDeviceFields) device_keys.push_back(f.key);
+  device_keys.push_back("gemm_efficiency");
   ALPA_ASSIGN_OR_RETURN(const Json* device, get_object(j, "device", device_keys));
   ALPA_RETURN_IF_ERROR(check_known_fields(*device, "device", device_keys));
   ALPA_RETURN_IF_ERROR(read_string(*device, "device", "name", /*required=*/true, c.device.name));
   for (const DeviceField& f : kDeviceFields)
     ALPA_RETURN_IF_ERROR(read_number(*device, "device", f.key, f.kind, c.device.*f.member));
+  if (device->contains("gemm_efficiency"))
+    ALPA_RETURN_IF_ERROR(read_points(device->at("gemm_efficiency"), "device.gemm_efficiency",
+                                     c.device.gemm_efficiency));
+  if (j.contains("collectives")) {
+    const Json& list = j.at("collectives");
+    if (!list.is_array())
+      return invalid_argument(cat("field \"collectives\" must be a list, got ", list.dump()),
+                              "write \"collectives\": [{\"collective\": \"all-reduce\", "
+                              "\"group\": 2, \"points\": [[bytes, seconds], ...]}, ...]");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string at = cat("collectives[", i, "]");
+      const Json& t = list[i];
+      if (!t.is_object())
+        return invalid_argument(cat("field \"", at, "\" must be an object, got ", t.dump()));
+      const std::vector<std::string_view> keys = {"collective", "group", "points"};
+      ALPA_RETURN_IF_ERROR(check_known_fields(t, at, keys));
+      CollectiveTable ct;
+      ALPA_RETURN_IF_ERROR(read_string(t, at, "collective", /*required=*/true, ct.collective));
+      ALPA_ASSIGN_OR_RETURN(const Json* g, get_field(t, at, "group"));
+      if (!g->is_number_integer() || g->get<int64_t>() < 2 || g->get<int64_t>() > INT_MAX)
+        return invalid_argument(cat("field \"", at, ".group\" must be an integer >= 2, got ",
+                                    g->dump()),
+                                "the number of devices the table was measured on");
+      ct.group = static_cast<int>(g->get<int64_t>());
+      ALPA_ASSIGN_OR_RETURN(const Json* pts, get_field(t, at, "points"));
+      ALPA_RETURN_IF_ERROR(read_points(*pts, cat(at, ".points"), ct.points));
+      c.collectives.push_back(std::move(ct));
+    }
+  }
 
   std::vector<std::string_view> link_keys;
   for (const LinkField& f : kLinkFields) link_keys.push_back(f.key);
@@ -484,7 +553,37 @@ Status validate_cluster(const Cluster& c) {
         return bad_number(join_path(level.key, f.key), f.kind, format_number(v));
     }
   }
+  if (!c.device.gemm_efficiency.empty())
+    ALPA_RETURN_IF_ERROR(check_points(c.device.gemm_efficiency, "device.gemm_efficiency", 1.5,
+                                      "the efficiency y must be a fraction of the peak in (0, 1.5]"));
+  for (size_t i = 0; i < c.collectives.size(); ++i) {
+    const CollectiveTable& t = c.collectives[i];
+    const std::string at = cat("collectives[", i, "]");
+    bool known = false;
+    std::string names;
+    for (const char* n : kCollectiveNames) {
+      known = known || t.collective == n;
+      names += cat(names.empty() ? "" : ", ", n);
+    }
+    if (!known)
+      return invalid_argument(cat("field \"", at, ".collective\" is '", t.collective, "'"),
+                              cat("one of ", names));
+    if (t.group < 2)
+      return invalid_argument(cat("field \"", at, ".group\" must be >= 2, got ", t.group));
+    ALPA_RETURN_IF_ERROR(check_points(t.points, cat(at, ".points"), 1e6,
+                                      "the time y must be positive seconds"));
+  }
   return ok_status();
+}
+
+double interpolate(const std::vector<ProfilePoint>& t, double x) {
+  ALPA_CHECK(!t.empty()) << "interpolate: an empty table";
+  if (t.size() == 1 || x <= t.front().x) return t.front().y;
+  size_t i = 1;
+  while (i + 1 < t.size() && t[i].x < x) ++i;
+  const ProfilePoint& a = t[i - 1];
+  const ProfilePoint& b = t[i];
+  return a.y + (b.y - a.y) * (x - a.x) / (b.x - a.x);
 }
 
 Result<Cluster> cluster_from_json(std::string_view text, std::string_view source_name) {
@@ -510,6 +609,14 @@ std::string cluster_to_json(const Cluster& c) {
   os << "    \"name\": " << str(c.device.name);
   for (const DeviceField& f : kDeviceFields)
     os << ",\n    \"" << f.key << "\": " << num(c.device.*f.member);
+  auto points = [&](const std::vector<ProfilePoint>& pts) {
+    std::string out = "[";
+    for (size_t i = 0; i < pts.size(); ++i)
+      out += cat(i ? ", " : "", "[", num(pts[i].x), ", ", num(pts[i].y), "]");
+    return out + "]";
+  };
+  if (!c.device.gemm_efficiency.empty())
+    os << ",\n    \"gemm_efficiency\": " << points(c.device.gemm_efficiency);
   os << "\n  }";
   for (const LinkLevel& level : kLinkLevels) {
     os << ",\n  \"" << level.key << "\": {";
@@ -519,6 +626,15 @@ std::string cluster_to_json(const Cluster& c) {
       sep = ",\n";
     }
     os << "\n  }";
+  }
+  if (!c.collectives.empty()) {
+    os << ",\n  \"collectives\": [";
+    for (size_t i = 0; i < c.collectives.size(); ++i) {
+      const CollectiveTable& t = c.collectives[i];
+      os << (i ? ",\n" : "\n") << "    {\"collective\": " << str(t.collective)
+         << ", \"group\": " << t.group << ", \"points\": " << points(t.points) << "}";
+    }
+    os << "\n  ]";
   }
   os << "\n}\n";
   return os.str();

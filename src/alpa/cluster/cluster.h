@@ -29,12 +29,34 @@ struct LinkSpec {
   friend bool operator==(const LinkSpec&, const LinkSpec&) = default;
 };
 
+// One measured point of a profile table: x (FLOPs of one op, or bytes of a collective) and y
+// (its efficiency, or seconds). Tables are sorted by x, strictly increasing.
+struct ProfilePoint {
+  double x = 0, y = 0;
+  friend bool operator==(const ProfilePoint&, const ProfilePoint&) = default;
+};
+
+// y at x by piecewise-linear interpolation; below the first point, the first y; above the
+// last, the last segment extended (an empty table is an error: CHECK).
+double interpolate(const std::vector<ProfilePoint>& table, double x);
+
+// Measured time of one collective over groups of `group` devices (alpa profile).
+struct CollectiveTable {
+  std::string collective;            // "all-reduce", "all-gather", "reduce-scatter", "all-to-all"
+  int group = 2;                     // devices in the group
+  std::vector<ProfilePoint> points;  // (bytes as cost/collective.h counts them, seconds)
+  friend bool operator==(const CollectiveTable&, const CollectiveTable&) = default;
+};
+
 struct DeviceSpec {
   std::string name;             // "V100-SXM2-16GB"
   double peak_flops_f32 = 0;    // FLOP/s
   double peak_flops_f16 = 0;    // FLOP/s (tensor cores); also used for bf16
   double memory_bytes = 0;      // bytes of device memory
   double memory_bandwidth = 0;  // bytes/s
+  // Optional (alpa profile): the fraction of the peak one op reaches, by its FLOPs; the cost
+  // model scales the peak by it (cost/compute.h). Empty: the peak is reached.
+  std::vector<ProfilePoint> gemm_efficiency;
 
   friend bool operator==(const DeviceSpec&, const DeviceSpec&) = default;
 };
@@ -50,6 +72,9 @@ struct Cluster {
   DeviceSpec device;
   LinkSpec intra_host;  // NVLink / shared memory: per-device bandwidth
   LinkSpec inter_host;  // network: bandwidth of one host's NIC
+  // Optional (alpa profile): measured collective times inside one host, which the cost model
+  // uses instead of alpha-beta for a group of that size (cost/collective.h).
+  std::vector<CollectiveTable> collectives;
 
   int num_devices() const { return hosts * devices_per_host; }
   double peak_flops(DType dtype) const { return alpa::peak_flops(device, dtype); }

@@ -108,6 +108,7 @@ Result<Mesh> make_mesh(const Cluster& c, int64_t n0, int64_t n1, int first_devic
                                : c.intra_host.latency;
   m.beta_flat = crosses_hosts ? std::max(1.0 / c.inter_host.bandwidth, 1.0 / c.intra_host.bandwidth)
                               : 1.0 / c.intra_host.bandwidth;
+  if (!crosses_hosts) m.tables = c.collectives;
   return m;
 }
 

@@ -39,6 +39,8 @@ struct Mesh {
   // intra-host link when the view fits one host), not by the per-axis shares above.
   double alpha_flat = 0;
   double beta_flat = 0;
+  // The cluster's measured collective tables, when the mesh lies inside one host.
+  std::vector<CollectiveTable> tables;
 
   int64_t size() const { return shape[0] * shape[1]; }
   std::string to_string() const;  // "2x4" (reads back with parse_mesh_shape)

@@ -32,6 +32,11 @@ double collective_time(const Mesh& m, Collective c, uint8_t axes, double bytes) 
     beta = std::max(beta, m.beta[a]);
   }
   if (n == 1) return 0;
+  // A measured table for this collective and group size (alpa profile) wins over alpha-beta.
+  const std::string_view name = collective_name(c);
+  for (const CollectiveTable& t : m.tables)
+    if (t.group == n && t.collective == name && !t.points.empty())
+      return std::max(0.0, interpolate(t.points, bytes));
   if ((axes & kBothAxes) == kBothAxes && m.shape[0] > 1 && m.shape[1] > 1) {
     // One flattened ring over every device of the mesh (Mesh::alpha_flat / beta_flat).
     alpha = m.alpha_flat;

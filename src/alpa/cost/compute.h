@@ -4,8 +4,10 @@
 // by arithmetic or by moving its bytes through device memory, whichever is slower. f16/bf16 use
 // the tensor-core peak, everything else the f32 peak (cluster.h: peak_flops).
 //
-// It is not per-op FLOP counting (callers pass flops and bytes) and has no efficiency tables
-// yet; it is an optimistic bound a profiled table will later scale.
+// A profiled device (DeviceSpec::gemm_efficiency, written by `alpa profile`) reaches only a
+// fraction of its peak, interpolated piecewise-linearly by the op's FLOPs (Alpa §3.5, option
+// B); without a table the peak is reached. It is not per-op FLOP counting (callers pass flops
+// and bytes).
 #pragma once
 
 #include "alpa/cluster/cluster.h"

@@ -130,6 +130,36 @@ class ConvNetData : public DataSource {
   std::vector<float> teacher_;
 };
 
+// Images of one of `classes` fixed random patterns (one per class, unit normal pixels) plus
+// noise of half that scale; the label is the pattern's class, drawn uniformly.
+class PatternImages : public DataSource {
+ public:
+  PatternImages(const Shape& x, int64_t classes, uint64_t seed)
+      : x_(x), classes_(classes), seed_(seed) {
+    Rng rng(seed ^ 0x9a77e4full);
+    patterns_ = sample_init(ParamInit::kNormal, 1.0, rng, classes * num_elements(x) / x[0]);
+  }
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    Rng rng = Rng(seed_).fork(static_cast<uint64_t>(step) + 1);
+    std::vector<float> x = sample_init(ParamInit::kNormal, 0.5, rng, num_elements(x_));
+    const int64_t b = x_[0], per_image = num_elements(x_) / b;
+    std::vector<float> labels(static_cast<size_t>(b));
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t k = static_cast<int64_t>(rng.below(static_cast<uint64_t>(classes_)));
+      labels[i] = static_cast<float>(k);
+      for (int64_t p = 0; p < per_image; ++p)
+        x[i * per_image + p] += patterns_[k * per_image + p];
+    }
+    return {std::move(x), std::move(labels)};
+  }
+
+ private:
+  Shape x_;
+  int64_t classes_;
+  uint64_t seed_;
+  std::vector<float> patterns_;
+};
+
 class FixedData : public DataSource {
  public:
   FixedData(const Graph& g, uint64_t seed) {
@@ -167,6 +197,17 @@ Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, cons
       ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"x", "labels"}));
       return std::unique_ptr<DataSource>(
           std::make_unique<ConvNetData>(slots[0].type.shape, spec.convnet.classes, seed));
+    }
+    case ModelFamily::kMoe: {
+      ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"tokens", "labels"}));
+      const Shape& s = slots[0].type.shape;
+      return std::unique_ptr<DataSource>(
+          std::make_unique<GptData>(s[0], s[1], spec.moe.vocab, seed));
+    }
+    case ModelFamily::kWResNet: {
+      ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"x", "labels"}));
+      return std::unique_ptr<DataSource>(
+          std::make_unique<PatternImages>(slots[0].type.shape, spec.wresnet.classes, seed));
     }
     case ModelFamily::kFile:
       return std::unique_ptr<DataSource>(std::make_unique<FixedData>(graph, seed));

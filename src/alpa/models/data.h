@@ -1,10 +1,15 @@
 // Synthetic, learnable training data for the built-in models and for model files.
 //
-// - GPT: each sequence follows one of two fixed random permutations of the vocabulary
+// - GPT and MoE: each sequence follows one of two fixed random permutations of the vocabulary
 //   (tokens[t+1] = perm_j[tokens[t]], j chosen per sequence). After the first token the next
 //   token is fully determined once the model has seen which permutation is active, so the loss
 //   can fall from ln(V) to about ln(2)/T.
 // - MLP: labels are argmax(x W_teacher) for a fixed random teacher W.
+// - ConvNet: normal images whose label is the argmax of a fixed random linear map of their
+//   channel means.
+// - Wide-ResNet: each image is one of `classes` fixed random patterns (its label, uniform)
+//   plus noise. (The channel-means task is too faint for a network that max-pools and
+//   batch-normalises early: the tiny Wide-ResNet learned only the label frequencies.)
 // - Model files: every input is sampled from its parameter's init once (a fixed batch, which
 //   the model can fit).
 // Batches depend only on (seed, step), never on the order of calls.

@@ -61,11 +61,45 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
     spec.batch = c.batch;
     return spec;
   }
+  if (model == "moe") {
+    spec.family = ModelFamily::kMoe;
+    ALPA_ASSIGN_OR_RETURN(spec.moe, moe_preset(size));
+    MoeConfig& c = spec.moe;
+    if (o.batch) c.batch = *o.batch;
+    if (o.seq) c.seq = *o.seq;
+    if (o.layers) c.layers = *o.layers;
+    if (o.hidden) c.hidden = *o.hidden;
+    if (o.heads) c.heads = *o.heads;
+    if (o.vocab) c.vocab = *o.vocab;
+    if (o.dtype) c.dtype = *o.dtype;
+    ALPA_RETURN_IF_ERROR(validate_moe_config(c));
+    spec.name = cat("moe-", size);
+    spec.batch = c.batch;
+    return spec;
+  }
+  if (model == "wresnet") {
+    spec.family = ModelFamily::kWResNet;
+    ALPA_ASSIGN_OR_RETURN(spec.wresnet, wresnet_preset(size));
+    WResNetConfig& c = spec.wresnet;
+    if (o.seq || o.heads || o.vocab)
+      return invalid_argument("--seq, --heads and --vocab do not apply to the Wide-ResNet",
+                              "--layers sets its depth, --hidden its base channels");
+    if (o.batch) c.batch = *o.batch;
+    if (o.layers) {
+      ALPA_ASSIGN_OR_RETURN(c.blocks, wresnet_blocks_for_depth(*o.layers));
+    }
+    if (o.hidden) c.base = *o.hidden;
+    if (o.dtype) c.dtype = *o.dtype;
+    ALPA_RETURN_IF_ERROR(validate_wresnet_config(c));
+    spec.name = cat("wresnet-", size);
+    spec.batch = c.batch;
+    return spec;
+  }
   const std::string path(model);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return not_found(cat("unknown model '", model, "'"),
-                     "use gpt, mlp, convnet, or the path of a text IR file (.ir)");
+                     "use gpt, mlp, convnet, moe, wresnet, or the path of a text IR file (.ir)");
   if (o.any())
     return invalid_argument("size overrides (--batch, --layers, ...) apply only to built-in models",
                             "edit the shapes in the IR file instead");
@@ -117,13 +151,25 @@ Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
     c.batch = spec.batch / micro_batches;
     return build_convnet(c);
   }
+  if (spec.family == ModelFamily::kMoe) {
+    MoeConfig c = spec.moe;
+    c.batch = spec.batch / micro_batches;
+    return build_moe(c);
+  }
+  if (spec.family == ModelFamily::kWResNet) {
+    WResNetConfig c = spec.wresnet;
+    c.batch = spec.batch / micro_batches;
+    return build_wresnet(c);
+  }
   MlpConfig c = spec.mlp;
   c.batch = spec.batch / micro_batches;
   return build_mlp(c);
 }
 
-int64_t tokens_per_batch(const ModelSpec& spec) {  // GPT: tokens; others: samples
-  return spec.family == ModelFamily::kGpt ? spec.batch * spec.gpt.seq : spec.batch;
+int64_t tokens_per_batch(const ModelSpec& spec) {  // GPT, MoE: tokens; others: samples
+  if (spec.family == ModelFamily::kGpt) return spec.batch * spec.gpt.seq;
+  if (spec.family == ModelFamily::kMoe) return spec.batch * spec.moe.seq;
+  return spec.batch;
 }
 
 }  // namespace alpa

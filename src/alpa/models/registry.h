@@ -1,8 +1,9 @@
 // Model registry: resolves `--model` / `--size` / override flags into a forward graph.
 //
-// `model` is a family name (gpt, mlp, convnet) or a path to a text IR file holding a forward graph
-// with marked weights and inputs and a scalar output named "loss". Built-in families take a
-// named size and optional overrides; for a file the batch is the file's.
+// `model` is a family name (gpt, mlp, convnet, moe, wresnet) or a path to a text IR file
+// holding a forward graph with marked weights and inputs and a scalar output named "loss".
+// Built-in families take a named size and optional overrides (an override that means nothing
+// for a family is an error); for a file the batch is the file's.
 #pragma once
 
 #include <optional>
@@ -13,11 +14,13 @@
 #include "alpa/models/convnet.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
+#include "alpa/models/moe.h"
+#include "alpa/models/wresnet.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-enum class ModelFamily { kGpt, kMlp, kConvNet, kFile };
+enum class ModelFamily { kGpt, kMlp, kConvNet, kMoe, kWResNet, kFile };
 
 struct ModelOverrides {
   std::optional<int64_t> batch, seq, layers, hidden, heads, vocab;
@@ -27,10 +30,12 @@ struct ModelOverrides {
 
 struct ModelSpec {
   ModelFamily family = ModelFamily::kGpt;
-  std::string name;  // "gpt-tiny", "mlp-small", or the file path
+  std::string name;  // "gpt-tiny", "mlp-small", "moe-1.3b", "wresnet-1b", or the file path
   GptConfig gpt;
   MlpConfig mlp;
   ConvNetConfig convnet;
+  MoeConfig moe;
+  WResNetConfig wresnet;
   Graph file_graph;  // the parsed file (kFile)
   int64_t batch = 0;  // global batch (sequences or samples per training step)
 };
@@ -41,7 +46,8 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
 // The forward graph of one micro-batch (batch / micro_batches samples).
 Result<Graph> build_forward(const ModelSpec& spec, int micro_batches);
 
-// Tokens (GPT) or samples per global batch, for throughput reporting.
+// Tokens (GPT, MoE) or samples (images for the Wide-ResNet) per global batch, for throughput
+// reporting.
 int64_t tokens_per_batch(const ModelSpec& spec);
 
 }  // namespace alpa

@@ -25,6 +25,18 @@ std::string to_string(const Instruction& in) {
   return "?";
 }
 
+const char* instruction_category(const Instruction& in) {
+  switch (in.kind) {
+    case InstrKind::kRun:
+      return "compute";
+    case InstrKind::kRecv:
+    case InstrKind::kSend:
+      return "communication";
+    default:
+      return "memory";
+  }
+}
+
 namespace {
 
 ShardingSpec without_partial(ShardingSpec s) {

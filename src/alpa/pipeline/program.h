@@ -44,6 +44,9 @@ struct Instruction {
   friend bool operator==(const Instruction&, const Instruction&) = default;
 };
 std::string to_string(const Instruction& in);
+// The trace category of an instruction: "compute" (RUN), "communication" (SEND/RECV),
+// "memory" (ACC/FREE). The simulator and the runner label their traces alike.
+const char* instruction_category(const Instruction& in);
 
 // Where a stage runs: a logical mesh over world ranks [first_rank, first_rank + n0*n1).
 struct StagePlacement {

@@ -28,6 +28,7 @@ struct PipelineRunner::Device {
   std::map<ValueId, int> acc_count;
   std::map<ValueId, size_t> input_index;  // data input -> step-graph parameter position
   PipelineDeviceStats stats;
+  std::vector<TraceEvent> trace;
 };
 
 namespace {
@@ -110,6 +111,12 @@ const PipelineDeviceStats& PipelineRunner::stats(int rank) const {
   ALPA_CHECK(rank >= 0 && rank < num_devices() && devices_[static_cast<size_t>(rank)])
       << "rank " << rank << " is not run by this process";
   return devices_[static_cast<size_t>(rank)]->stats;
+}
+
+const std::vector<TraceEvent>& PipelineRunner::trace(int rank) const {
+  ALPA_CHECK(rank >= 0 && rank < num_devices() && devices_[static_cast<size_t>(rank)])
+      << "rank " << rank << " is not run by this process";
+  return devices_[static_cast<size_t>(rank)]->trace;
 }
 
 std::vector<PipelineRunner::OwnedValue> PipelineRunner::owned_values() const {
@@ -210,7 +217,12 @@ Status PipelineRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
   };
   auto key_of = [&](ValueId v, int m) { return Key{v, st.per_step[v] ? -1 : m}; };
 
+  d.trace.clear();
+  auto since_start = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start_).count();
+  };
   for (const Instruction& x : st.instructions) {
+    const double t_begin = options_.record_trace ? since_start() : 0.0;
     switch (x.kind) {
       case InstrKind::kRecv: {
         const PipelineTransfer& tr = program_.transfers[static_cast<size_t>(x.transfer)];
@@ -318,6 +330,9 @@ Status PipelineRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
         break;
       }
     }
+    if (options_.record_trace && x.kind != InstrKind::kFree)
+      d.trace.push_back({to_string(x), instruction_category(x), rank, 0, t_begin,
+                         since_start() - t_begin, d.stage, x.micro_batch});
   }
   if (st.graph.loss_output >= 0) {
     const ValueId loss = st.graph.graph.outputs()[st.graph.loss_output].value;
@@ -332,6 +347,7 @@ Result<double> PipelineRunner::run_step(const std::vector<Tensor>& inputs) {
     if (d && d->owned.empty() &&
         !program_.stages[static_cast<size_t>(d->stage)].graph.owned.empty())
       return failed_precondition("load_parameters before run_step");
+  step_start_ = std::chrono::steady_clock::now();
   const Status s =
       world_->run([&](int rank, Communicator&) -> Status { return run_device(rank, inputs); });
   if (!s.ok()) return s;

@@ -17,6 +17,7 @@
 // Not a planner and not thread-safe: one run_step at a time.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "alpa/runtime/tensor.h"
 #include "alpa/runtime/threads_communicator.h"
 #include "alpa/runtime/world.h"
+#include "alpa/support/trace.h"
 
 namespace alpa {
 
@@ -32,6 +34,7 @@ struct PipelineRunOptions {
   int threads_per_device = 1;
   double timeout_s = 120;  // longest wait for a peer
   bool fuse_elementwise = true;
+  bool record_trace = false;  // keep each device's timed instructions of the last step
 };
 
 struct PipelineDeviceStats {
@@ -82,6 +85,9 @@ class PipelineRunner {
   World& world() { return *world_; }
   // Statistics of a local rank.
   const PipelineDeviceStats& stats(int rank) const;
+  // With record_trace: a local rank's instructions of the last step, timed from the step's
+  // start (support/trace.h; the simulator labels its trace the same way).
+  const std::vector<TraceEvent>& trace(int rank) const;
 
  private:
   struct Device;
@@ -95,6 +101,7 @@ class PipelineRunner {
   std::vector<int> local_;
   std::vector<std::unique_ptr<Device>> devices_;  // per rank; null for ranks of other processes
   double last_loss_ = 0;
+  std::chrono::steady_clock::time_point step_start_;
 };
 
 }  // namespace alpa

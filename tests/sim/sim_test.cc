@@ -1,0 +1,138 @@
+// The simulator (sim/simulator.h) against the runtime and against its own invariants, on
+// GPT-tiny pipelines built exactly as training builds them:
+// - the store it simulates holds what the real pipeline runner holds: the same peak bytes and
+//   the same most micro-batches in flight per stage (1F1B: stages - i; GPipe: all);
+// - one stage has no bubble and its step time is the sum of its instructions; several stages
+//   have a bubble, and the step time lies between the busiest stage and the sum of all;
+// - more micro-batches shrink GPipe's bubble, never below half of (S - 1) / (B + S - 1);
+// - the trace is valid Chrome trace JSON with one event per timed instruction.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/inter/stage_planner.h"
+#include "alpa/models/registry.h"
+#include "alpa/pipeline/runner.h"
+#include "alpa/runtime/init.h"
+#include "alpa/sim/simulator.h"
+#include "pipeline/manual_stages.h"
+
+namespace alpa {
+namespace {
+
+struct Built {
+  TrainStep step;    // one micro-batch
+  Graph reference;   // all micro-batches (parameters and data)
+  PipelineProgram program;
+  Cluster cluster;
+};
+
+Built build(const std::vector<MeshShape>& meshes, int layers, int B, ScheduleKind kind) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  Built b;
+  Graph fwd = build_forward(spec, B).value();
+  TrainStepOptions one;
+  b.step = build_train_step(fwd, one).value();
+  TrainStepOptions all;
+  all.micro_batches = B;
+  b.reference = build_train_step(fwd, all).value().graph;
+  int devices = 0;
+  for (const MeshShape& m : meshes) devices += static_cast<int>(m[0] * m[1]);
+  b.cluster = with_devices(cluster_preset("local").value(), devices).value();
+  PipelinePlan p = testing::manual_stage_plan(meshes, layers, B);
+  LayerClusteringOptions lo;
+  lo.num_layers = layers;
+  p.layers = cluster_layers(b.step.graph, forward_ops(b.step), lo).value();
+  MaterializedPipeline m = materialize_pipeline(b.step, p, b.cluster, {}).value();
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, f] : m.placements) placements.push_back({shape, f});
+  PipelineBuildOptions bo;
+  bo.schedule = kind;
+  bo.micro_batches = B;
+  bo.cluster = &b.cluster;
+  b.program = build_pipeline_program(b.step, m.split, std::move(m.graphs), std::move(m.plans),
+                                     placements, bo)
+                  .value();
+  return b;
+}
+
+TEST(Simulator, StoreMatchesTheRuntimeRunner) {
+  for (ScheduleKind kind : {ScheduleKind::k1F1B, ScheduleKind::kGPipe}) {
+    Built b = build({{1, 1}, {1, 2}, {1, 1}}, 4, 4, kind);
+    SimReport sim = simulate_pipeline(b.program, b.cluster).value();
+    PipelineRunner runner(b.program, b.step.graph);
+    const std::vector<Tensor> init = init_parameters(b.reference, 3);
+    ASSERT_TRUE(runner.load_parameters(init).ok());
+    ASSERT_TRUE(runner.run_step(init).ok());
+    for (size_t s = 0; s < sim.stages.size(); ++s) {
+      const SimStage& st = sim.stages[s];
+      const PipelineDeviceStats& real = runner.stats(st.first_device);
+      SCOPED_TRACE(cat(schedule_name(kind), " stage ", s));
+      EXPECT_EQ(st.peak_live_micro_batches, real.peak_live_micro_batches);
+      EXPECT_DOUBLE_EQ(st.peak_store_bytes, static_cast<double>(real.peak_store_bytes));
+      EXPECT_DOUBLE_EQ(st.owned_bytes, static_cast<double>(real.owned_bytes));
+      EXPECT_EQ(st.peak_live_micro_batches,
+                kind == ScheduleKind::kGPipe ? 4 : 3 - static_cast<int>(s));
+    }
+  }
+}
+
+TEST(Simulator, OneStageHasNoBubbleSeveralHaveOne) {
+  Built one = build({{1, 1}}, 2, 4, ScheduleKind::k1F1B);
+  SimReport r1 = simulate_pipeline(one.program, one.cluster).value();
+  ASSERT_EQ(r1.stages.size(), 1u);
+  EXPECT_NEAR(r1.step_time_s, r1.stages[0].busy_s, 1e-12);
+  EXPECT_NEAR(r1.bubble_fraction, 0.0, 1e-9);
+  EXPECT_GT(r1.stages[0].compute_s, 0);
+
+  Built two = build({{1, 1}, {1, 1}}, 4, 8, ScheduleKind::k1F1B);
+  SimReport r2 = simulate_pipeline(two.program, two.cluster).value();
+  double most = 0, sum = 0;
+  for (const SimStage& s : r2.stages) {
+    most = std::max(most, s.busy_s);
+    sum += s.busy_s;
+  }
+  EXPECT_GE(r2.step_time_s, most);
+  EXPECT_LE(r2.step_time_s, sum + 1e-9);
+  EXPECT_GT(r2.bubble_fraction, 0.0);
+  EXPECT_LT(r2.bubble_fraction, 0.5);
+}
+
+TEST(Simulator, MoreMicroBatchesShrinkTheBubble) {
+  // The busiest stage idles for about (S - 1) of B + S - 1 slots (plus the other stage's
+  // accumulations and sends at the ends), so its idle share falls as B grows.
+  double last = 1.0;
+  for (int B : {1, 2, 8}) {
+    Built b = build({{1, 1}, {1, 1}}, 2, B, ScheduleKind::kGPipe);
+    SimReport r = simulate_pipeline(b.program, b.cluster).value();
+    double busiest = 0;
+    for (const SimStage& s : r.stages) busiest = std::max(busiest, s.busy_s);
+    const double idle = 1.0 - busiest / r.step_time_s;
+    EXPECT_LT(idle, last) << "B=" << B;
+    EXPECT_GE(idle, 1.0 / (B + 1) * 0.5) << "B=" << B;  // at least half the ideal bubble
+    EXPECT_GE(r.bubble_fraction, idle - 1e-12);
+    last = idle;
+  }
+}
+
+TEST(Simulator, TraceIsChromeJsonWithOneEventPerTimedInstruction) {
+  Built b = build({{1, 1}, {1, 1}}, 2, 2, ScheduleKind::k1F1B);
+  SimReport r = simulate_pipeline(b.program, b.cluster).value();
+  nlohmann::json j = nlohmann::json::parse(chrome_trace_json(r.events, "test"));
+  ASSERT_TRUE(j.contains("traceEvents"));
+  int complete = 0, forward = 0;
+  for (const auto& e : j["traceEvents"]) {
+    if (e["ph"] == "X") {
+      ++complete;
+      EXPECT_GE(e["dur"].get<double>(), 0);
+      if (e["name"].get<std::string>().rfind("RUN forward mb", 0) == 0) ++forward;
+    }
+  }
+  EXPECT_EQ(complete, static_cast<int>(r.events.size()));
+  EXPECT_EQ(forward, 2 * 2);  // 2 stages x 2 micro-batches
+}
+
+}  // namespace
+}  // namespace alpa
