@@ -19,6 +19,7 @@
 #include "alpa/runtime/threads_communicator.h"
 #include "alpa/runtime/spmd_runner.h"
 #include "alpa/spmd/lower.h"
+#include "alpa/sim/simulator.h"
 #include "alpa/spmd/shard.h"
 #include "alpa/support/hash.h"
 
@@ -462,6 +463,10 @@ class Pipeline : public StepBackend {
                           build_pipeline_program(step_, m.split, std::move(m.graphs),
                                                  std::move(m.plans), placements, bo));
     if (o_.pipeline.rewrite_program) o_.pipeline.rewrite_program(prog);
+    // The prediction: the step's instruction lists run in simulated time on the cluster model
+    // (the schedule's bubble and transfers included).
+    ALPA_ASSIGN_OR_RETURN(SimReport sim, simulate_pipeline(prog, *sized));
+    report_->predicted_step_time_s = sim.step_time_s;
     report_->transfers = static_cast<int64_t>(prog.transfers.size());
     report_->device_stage.clear();
     for (int r = 0; r < prog.num_devices; ++r) report_->device_stage.push_back(stage_of_rank(prog, r));
