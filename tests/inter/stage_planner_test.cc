@@ -77,6 +77,32 @@ TEST(StagePlanner, GptTinyOnFourDevicesWithMicroBatchSearch) {
   EXPECT_GT(p->total_s, 0);
 }
 
+TEST(StagePlanner, PlanSpacesOfTheAblations) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 4;
+  o.batch = spec.batch;
+  o.num_layers = 4;
+  o.imbalance_tolerance = 100;
+  o.space = PlanSpace::kIntraOnly;
+  Result<PipelinePlan> intra = plan_pipeline(gpt_steps(spec), local(4), o);
+  ASSERT_TRUE(intra.ok()) << intra.status().to_string();
+  expect_well_formed(*intra, 4);
+  ASSERT_EQ(intra->stages.size(), 1u);  // auto-sharding alone: one stage on every device
+  EXPECT_EQ(intra->stages[0].submesh.size(), 4);
+  o.space = PlanSpace::kInterOnly;
+  Result<PipelinePlan> inter = plan_pipeline(gpt_steps(spec), local(4), o);
+  ASSERT_TRUE(inter.ok()) << inter.status().to_string();
+  expect_well_formed(*inter, 4);
+  ASSERT_EQ(inter->stages.size(), 4u);  // pipeline alone: one device per stage
+  for (const PlannedStage& st : inter->stages) EXPECT_EQ(st.submesh.size(), 1);
+  // More devices than layers: no inter-only plan (the paper's "x" for MoE at 32 GPUs).
+  o.num_layers = 2;
+  EXPECT_FALSE(plan_pipeline(gpt_steps(spec), local(4), o).ok());
+  EXPECT_EQ(parse_plan_space("inter-only").value(), PlanSpace::kInterOnly);
+  EXPECT_FALSE(parse_plan_space("both").ok());
+}
+
 TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
   ModelOverrides four;
   four.layers = 4;

@@ -87,6 +87,7 @@ Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const Model
     po.batch = spec.batch;
     po.memory_per_device = pipe.sharding.memory_budget_bytes;
     po.imbalance_tolerance = pipe.imbalance_tolerance;
+    po.space = pipe.space;
     po.sharding = pipe.sharding;
     po.sharding.memory_budget_bytes = 0;
     // Progress on a terminal: one line, rewritten in place.

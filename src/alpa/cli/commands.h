@@ -58,6 +58,7 @@ struct ParallelFlags {
   int pipeline_layers = 0;         // layer clusters (0: automatic)
   std::string schedule;            // "1f1b" (default) or "gpipe"
   double stage_imbalance = 1.0;    // Alpa's stage_imbalance_tolerance (its GPT suite's value)
+  std::string space = "full";      // plan space: full, intra-only, inter-only
 };
 void add_parallel_flags(CLI::App& app, ParallelFlags& flags, const std::string& default_mesh,
                         const std::string& default_cluster);
@@ -80,6 +81,7 @@ struct ResolvedPipeline {
   ScheduleKind schedule = ScheduleKind::k1F1B;
   int layers = 0;
   double imbalance_tolerance = std::numeric_limits<double>::infinity();
+  PlanSpace space = PlanSpace::kFull;
   std::string source = "auto";       // "auto" or the plan file
 };
 Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& flags,

@@ -137,6 +137,12 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "Alpa's GPT benchmarks; 1e9 considers every candidate)")
       ->check(CLI::NonNegativeNumber)
       ->group(p);
+  app.add_option("--space", f.space,
+                 "Plans the pipeline planner may choose: full (default), intra-only (one stage "
+                 "on every device: auto-sharding alone) or inter-only (one device per stage: "
+                 "pipeline parallelism alone), the paper's ablations")
+      ->check(CLI::IsMember({"full", "intra-only", "inter-only"}))
+      ->group(p);
 }
 
 Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
@@ -146,6 +152,7 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
   r.devices = f.devices;
   r.layers = f.pipeline_layers;
   if (f.stage_imbalance >= 0) r.imbalance_tolerance = f.stage_imbalance;
+  ALPA_ASSIGN_OR_RETURN(r.space, parse_plan_space(f.space));
   const bool is_file = f.plan != "auto" && !parse_manual_plan(f.plan).ok();
   if (is_file) {
     Result<Plan> loaded = load_plan(f.plan);

@@ -20,6 +20,25 @@
 #include "alpa/support/hash.h"
 
 namespace alpa {
+
+std::string_view plan_space_name(PlanSpace s) {
+  switch (s) {
+    case PlanSpace::kFull:
+      return "full";
+    case PlanSpace::kIntraOnly:
+      return "intra-only";
+    case PlanSpace::kInterOnly:
+      return "inter-only";
+  }
+  return "?";
+}
+
+Result<PlanSpace> parse_plan_space(std::string_view name) {
+  for (PlanSpace s : {PlanSpace::kFull, PlanSpace::kIntraOnly, PlanSpace::kInterOnly})
+    if (name == plan_space_name(s)) return s;
+  return invalid_argument(cat("unknown plan space '", name, "'"),
+                          "full, intra-only or inter-only");
+}
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -282,6 +301,10 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   // DP "submeshes": every (submesh shape, logical mesh) pair.
   const Clock::time_point t1 = Clock::now();
   std::vector<SubmeshShape> shapes = submesh_choices(cluster.hosts, cluster.devices_per_host);
+  if (o.space != PlanSpace::kFull) {
+    const int64_t want = o.space == PlanSpace::kIntraOnly ? cluster.num_devices() : 1;
+    std::erase_if(shapes, [&](const SubmeshShape& s) { return s.size() != want; });
+  }
   int64_t mb_size = 1;
   for (ValueId p : step.graph.parameters(ParamRole::kInput))
     if (step.graph.type(p).rank() > 0) mb_size = step.graph.type(p).shape[0];
@@ -293,6 +316,10 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   for (const SubmeshShape& s : shapes)
     for (const LogicalMeshChoice& l : logical_mesh_choices(s, cluster.devices_per_host, mb_size))
       configs.push_back({s, l});
+  if (configs.empty())
+    return failed_precondition(cat("no submesh of ", cluster.num_devices(),
+                                   " devices is allowed in the plan space ",
+                                   plan_space_name(o.space)));
   StageDpRequest req;
   req.num_layers = L;
   req.hosts = cluster.hosts;

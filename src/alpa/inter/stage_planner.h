@@ -38,7 +38,16 @@
 
 namespace alpa {
 
+// The plans the planner may choose from: everything (Alpa), or one of the paper's ablations —
+// intra-operator only (one stage on every device: auto-sharding alone) or inter-operator only
+// (stages of one device each: pipeline parallelism alone).
+enum class PlanSpace : uint8_t { kFull, kIntraOnly, kInterOnly };
+// "full", "intra-only", "inter-only"
+std::string_view plan_space_name(PlanSpace s);
+Result<PlanSpace> parse_plan_space(std::string_view name);
+
 struct PipelinePlannerOptions {
+  PlanSpace space = PlanSpace::kFull;
   int num_layers = 0;            // clustered layers; 0: automatic, at most max_auto_layers
   int max_auto_layers = 16;      // Alpa's GPT benchmarks use 6 to 16 automatic layers
   double layer_eps = 0.5;        // FLOP balance of the clustering
