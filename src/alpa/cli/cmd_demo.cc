@@ -164,8 +164,11 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
                        "difference ")
       << worst_pipe << ").\n"
       << "Next: `alpa plan --model gpt --size 1.3b --cluster p3.16xlarge --mesh 1x4`,\n      "
-         "`alpa plan --model gpt --size 2.6b --cluster p3.16xlarge --gpus 8 --batch 1024`, "
-         "`alpa train --help`.\n";
+         "`alpa plan --model gpt --size 2.6b --cluster p3.16xlarge --gpus 8 --batch 1024`,\n      "
+         "`alpa simulate --model gpt --size 1.3b --cluster p3.16xlarge --gpus 4 --batch 1024 "
+         "--trace gpt.json`,\n      "
+         "`mpirun -np 4 alpa train --backend mpi --model gpt --size tiny --mesh 2x2` (README: "
+         "root and oversubscription), `alpa train --help`.\n";
   return all_match ? kExitOk : kExitUserError;
 }
 
