@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,12 @@
 #include "support/reference_eval.h"
 
 namespace alpa::testing {
+
+// Mean of the last n values (a training curve's end).
+inline double mean_of_last(const std::vector<double>& v, size_t n) {
+  return std::accumulate(v.end() - static_cast<std::ptrdiff_t>(n), v.end(), 0.0) /
+         static_cast<double>(n);
+}
 
 // Normal values rounded to f32 (so an f32 run would start from the same numbers).
 inline std::vector<double> random_values(Rng& rng, int64_t n, double scale) {

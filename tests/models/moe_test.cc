@@ -239,11 +239,6 @@ TEST(MoeFfn, GradientMatchesFiniteDifferences) {
 
 // ---- training, data, registry -------------------------------------------------------------
 
-double mean_of_last(const std::vector<double>& v, size_t n) {
-  return std::accumulate(v.end() - static_cast<std::ptrdiff_t>(n), v.end(), 0.0) /
-         static_cast<double>(n);
-}
-
 // MoE-tiny on the two-permutation task (as GPT-tiny): the loss starts near ln(64) = 4.16 and
 // falls clearly within 150 AdamW steps.
 TEST(MoeTraining, TinyLossFalls) {
@@ -256,7 +251,7 @@ TEST(MoeTraining, TinyLossFalls) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_GT(r->losses.front(), 3.9);
   EXPECT_LT(r->losses.front(), 4.5);
-  EXPECT_LT(mean_of_last(r->losses, 20), 0.5 * r->losses.front()) << "last " << r->losses.back();
+  EXPECT_LT(testing::mean_of_last(r->losses, 20), 0.5 * r->losses.front()) << "last " << r->losses.back();
   std::cout << "moe-tiny: loss " << r->losses.front() << " -> " << r->losses.back()
             << ", step time " << r->step_time_s() * 1e3 << " ms\n";
 }
@@ -309,7 +304,9 @@ TEST(MoeData, SequencesFollowAPermutation) {
   const int64_t T = s.moe.seq;
   for (size_t i = 0; i + 1 < b[0].size(); ++i) {
     EXPECT_LT(b[0][i], s.moe.vocab);
-    if ((i + 1) % T != 0) EXPECT_EQ(b[1][i], b[0][i + 1]) << i;
+    if ((i + 1) % T != 0) {
+      EXPECT_EQ(b[1][i], b[0][i + 1]) << i;
+    }
   }
 }
 

@@ -171,11 +171,6 @@ TEST(MaxPool, MatchesADirectWindowMaximum) {
 
 // ---- training, registry -----------------------------------------------------------------
 
-double mean_of_last(const std::vector<double>& v, size_t n) {
-  return std::accumulate(v.end() - static_cast<std::ptrdiff_t>(n), v.end(), 0.0) /
-         static_cast<double>(n);
-}
-
 // WResNet-tiny on the channel-means task: the loss starts near ln(10) = 2.30 and falls clearly.
 TEST(WResNetTraining, TinyLossFalls) {
   ModelSpec spec = resolve_model("wresnet", "tiny", {}).value();
@@ -187,7 +182,7 @@ TEST(WResNetTraining, TinyLossFalls) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_GT(r->losses.front(), 1.5);
   EXPECT_LT(r->losses.front(), 3.5);
-  EXPECT_LT(mean_of_last(r->losses, 20), 0.5 * r->losses.front()) << "last " << r->losses.back();
+  EXPECT_LT(testing::mean_of_last(r->losses, 20), 0.5 * r->losses.front()) << "last " << r->losses.back();
   std::cout << "wresnet-tiny: loss " << r->losses.front() << " -> " << r->losses.back()
             << ", step time " << r->step_time_s() * 1e3 << " ms\n";
 }

@@ -7,6 +7,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
 #include "alpa/cli/trainer.h"
+#include "alpa/plan/manual.h"
 #include "alpa/runtime/mpi_world.h"
 
 namespace alpa {
@@ -124,8 +125,7 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
     if (flags.parallel.devices == 0 && flags.parallel.pipeline == "auto")
       flags.parallel.devices = ranks;
     const std::string& plan = flags.parallel.plan;
-    const bool plan_file = !(plan == "auto" || plan == "data-parallel" || plan == "zero" ||
-                             plan == "tensor-parallel" || plan == "2d");
+    const bool plan_file = plan != "auto" && !parse_manual_plan(plan).ok();
     if (flags.parallel.mesh.empty() && flags.parallel.devices == 0 && ranks > 1 && !plan_file)
       flags.parallel.mesh = cat("1x", ranks);
   }
@@ -196,17 +196,8 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
   options.resume = flags.resume;
   options.trace_path = flags.trace_path;
   options.world = mpi_world.get();
-  if (mpi && devices != ranks)
-    return report_error(
-        invalid_argument(cat("mpirun started ", ranks, " rank", ranks > 1 ? "s" : "", " but ",
-                             pipelined ? cat("the pipeline has ", devices, " devices")
-                                       : cat("the mesh ", options.mesh[0], "x", options.mesh[1],
-                                             " has ", devices, " device", devices > 1 ? "s" : ""),
-                             "; the MPI backend runs one device per rank"),
-                         cat("use mpirun -np ", devices, ", or ",
-                             pipelined ? cat("--devices ", ranks) : cat("a --mesh of ", ranks,
-                                                                        " devices (e.g. 1x", ranks, ")"))),
-        flags.json, out, err);
+  if (Status s = check_world_matches(options); !s.ok())
+    return report_error(s, flags.json, out, err);
   const std::string where = mpi ? "MPI ranks" : "virtual devices";
 
   const bool human = !flags.json;

@@ -669,6 +669,22 @@ Status write_trace(const StepBackend& backend, const TrainOptions& o, const Trai
 
 }  // namespace
 
+Status check_world_matches(const TrainOptions& o) {
+  const bool pipelined = o.pipeline.enabled;
+  const int devices = pipelined ? o.pipeline.devices : static_cast<int>(o.mesh[0] * o.mesh[1]);
+  if (o.world == nullptr || o.world->size() == devices) return ok_status();
+  const int ranks = o.world->size();
+  return invalid_argument(
+      cat("mpirun started ", ranks, " rank", ranks > 1 ? "s" : "", " but ",
+          pipelined ? cat("the pipeline has ", devices, " devices")
+                    : cat("the mesh ", o.mesh[0], "x", o.mesh[1], " has ", devices, " device",
+                          devices > 1 ? "s" : ""),
+          "; the MPI backend runs one device per rank"),
+      cat("use mpirun -np ", devices, ", or ",
+          pipelined ? cat("--devices ", ranks)
+                    : cat("a --mesh of ", ranks, " devices (e.g. 1x", ranks, ")")));
+}
+
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
                                 const std::function<void(const StepReport&)>& on_step) {
   if (options.steps < 1) return invalid_argument(cat("--steps must be >= 1, got ", options.steps));
@@ -681,15 +697,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   const bool pipeline = options.pipeline.enabled;
   const int devices = pipeline ? options.pipeline.devices
                                : static_cast<int>(options.mesh[0] * options.mesh[1]);
-  if (options.world && options.world->size() != devices)
-    return invalid_argument(
-        cat("the job has ", options.world->size(), " ranks but the ",
-            pipeline ? cat("pipeline has ", devices, " devices")
-                     : cat("mesh ", options.mesh[0], "x", options.mesh[1], " has ", devices,
-                           " device", devices > 1 ? "s" : ""),
-            ": one rank runs one device"),
-        cat("start ", devices, " ranks (mpirun -np ", devices, ") or give ",
-            pipeline ? "--devices" : "a --mesh", " with ", options.world->size(), " devices"));
+  ALPA_RETURN_IF_ERROR(check_world_matches(options));
   const bool multi = options.world && options.world->num_processes() > 1;
   TrainOptions opts = options;
   int micro_batches = options.micro_batches;

@@ -125,6 +125,10 @@ struct TrainReport {
   double gflops_per_s() const { return flops_per_step / step_time_s() / 1e9; }
 };
 
+// OK unless options.world has a different number of ranks than the run has devices (one rank
+// runs one device); the error says how to fix the launch.
+Status check_world_matches(const TrainOptions& options);
+
 // Trains `spec` for options.steps steps. `on_step` (optional) is called after every step.
 Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& options,
                                 const std::function<void(const StepReport&)>& on_step = {});

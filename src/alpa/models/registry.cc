@@ -5,6 +5,21 @@
 #include "alpa/ir/text.h"
 
 namespace alpa {
+namespace {
+
+// The overrides every transformer family (GPT, MoE) takes.
+template <typename Config>
+void apply_transformer_overrides(Config& c, const ModelOverrides& o) {
+  if (o.batch) c.batch = *o.batch;
+  if (o.seq) c.seq = *o.seq;
+  if (o.layers) c.layers = *o.layers;
+  if (o.hidden) c.hidden = *o.hidden;
+  if (o.heads) c.heads = *o.heads;
+  if (o.vocab) c.vocab = *o.vocab;
+  if (o.dtype) c.dtype = *o.dtype;
+}
+
+}  // namespace
 
 Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
                                 const ModelOverrides& o) {
@@ -13,13 +28,7 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
     spec.family = ModelFamily::kGpt;
     ALPA_ASSIGN_OR_RETURN(spec.gpt, gpt_preset(size));
     GptConfig& c = spec.gpt;
-    if (o.batch) c.batch = *o.batch;
-    if (o.seq) c.seq = *o.seq;
-    if (o.layers) c.layers = *o.layers;
-    if (o.hidden) c.hidden = *o.hidden;
-    if (o.heads) c.heads = *o.heads;
-    if (o.vocab) c.vocab = *o.vocab;
-    if (o.dtype) c.dtype = *o.dtype;
+    apply_transformer_overrides(c, o);
     ALPA_RETURN_IF_ERROR(validate_gpt_config(c));
     spec.name = cat("gpt-", size);
     spec.batch = c.batch;
@@ -65,13 +74,7 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
     spec.family = ModelFamily::kMoe;
     ALPA_ASSIGN_OR_RETURN(spec.moe, moe_preset(size));
     MoeConfig& c = spec.moe;
-    if (o.batch) c.batch = *o.batch;
-    if (o.seq) c.seq = *o.seq;
-    if (o.layers) c.layers = *o.layers;
-    if (o.hidden) c.hidden = *o.hidden;
-    if (o.heads) c.heads = *o.heads;
-    if (o.vocab) c.vocab = *o.vocab;
-    if (o.dtype) c.dtype = *o.dtype;
+    apply_transformer_overrides(c, o);
     ALPA_RETURN_IF_ERROR(validate_moe_config(c));
     spec.name = cat("moe-", size);
     spec.batch = c.batch;

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "alpa/support/status.h"
 
@@ -52,5 +53,8 @@ class Communicator {
   // Returns once every member of the group has called it.
   virtual Status barrier(std::span<const int> group) = 0;
 };
+
+// "[0,1,3]": a group in error messages.
+std::string group_to_string(std::span<const int> group);
 
 }  // namespace alpa

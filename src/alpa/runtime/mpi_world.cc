@@ -20,12 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string group_string(std::span<const int> group) {
-  std::string s = "[";
-  for (size_t i = 0; i < group.size(); ++i) s += (i > 0 ? "," : "") + std::to_string(group[i]);
-  return s + "]";
-}
-
 Status mpi_status(int rc, const std::string& what) {
   if (rc == MPI_SUCCESS) return ok_status();
   char text[MPI_MAX_ERROR_STRING];
@@ -69,7 +63,7 @@ class Watchdog {
       cv_.wait_for(lock, std::chrono::milliseconds(50));
       if (stop_ || !armed_ || Clock::now() < deadline_) continue;
       std::string msg = cat("alpa: rank ", rank_, ": no progress for ", limit_s_, " s in ", what_);
-      if (!group_.empty()) msg += cat(" with ranks ", group_string(group_));
+      if (!group_.empty()) msg += cat(" with ranks ", group_to_string(group_));
       if (count_ >= 0) msg += cat(" (", count_, " floats)");
       msg +=
           ": a peer has died, hung or is far slower; aborting the job (raise --timeout if steps "
@@ -181,13 +175,13 @@ Result<std::pair<MPI_Comm, int>> MpiComm::group_comm(std::span<const int> group,
   int pos = -1;
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i] < 0 || group[i] >= s_->size)
-      return invalid_argument(cat(what, ": rank ", group[i], " in group ", group_string(group),
+      return invalid_argument(cat(what, ": rank ", group[i], " in group ", group_to_string(group),
                                   " outside the job's ", s_->size, " ranks"));
     if (group[i] == s_->rank) pos = static_cast<int>(i);
   }
   if (pos < 0)
     return invalid_argument(
-        cat(what, ": rank ", s_->rank, " is not in group ", group_string(group)));
+        cat(what, ": rank ", s_->rank, " is not in group ", group_to_string(group)));
   std::vector<int> key(group.begin(), group.end());
   auto it = s_->groups.find(key);
   if (it != s_->groups.end()) return std::make_pair(it->second, pos);
@@ -203,7 +197,7 @@ Result<std::pair<MPI_Comm, int>> MpiComm::group_comm(std::span<const int> group,
   }
   if (sub != MPI_GROUP_NULL) MPI_Group_free(&sub);
   if (world_group != MPI_GROUP_NULL) MPI_Group_free(&world_group);
-  ALPA_RETURN_IF_ERROR(mpi_status(rc, cat(what, " over ", group_string(group))));
+  ALPA_RETURN_IF_ERROR(mpi_status(rc, cat(what, " over ", group_to_string(group))));
   s_->groups.emplace(std::move(key), c);
   return std::make_pair(c, pos);
 }

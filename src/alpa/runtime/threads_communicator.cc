@@ -36,16 +36,6 @@ const char* coll_name(CollOp op) {
   return "?";
 }
 
-std::string group_string(std::span<const int> group) {
-  std::string s = "[";
-  for (size_t i = 0; i < group.size(); ++i) {
-    if (i > 0) s += ',';
-    s += std::to_string(group[i]);
-  }
-  s += ']';
-  return s;
-}
-
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -250,16 +240,16 @@ Result<const ThreadComm::Member*> ThreadComm::member_of(std::span<const int> gro
   for (int i = 0; i < n; ++i) {
     const int r = group[static_cast<size_t>(i)];
     if (r < 0 || r >= world_->size)
-      return invalid_argument(cat(coll_name(op), " group ", group_string(group), " names rank ", r,
+      return invalid_argument(cat(coll_name(op), " group ", group_to_string(group), " names rank ", r,
                                   ", outside a world of ", world_->size, " ranks"));
     for (int j = 0; j < i; ++j)
       if (group[static_cast<size_t>(j)] == r)
         return invalid_argument(
-            cat(coll_name(op), " group ", group_string(group), " lists rank ", r, " twice"));
+            cat(coll_name(op), " group ", group_to_string(group), " lists rank ", r, " twice"));
     if (r == rank_) position = i;
   }
   if (position < 0)
-    return invalid_argument(cat(coll_name(op), " on rank ", rank_, ": group ", group_string(group),
+    return invalid_argument(cat(coll_name(op), " on rank ", rank_, ": group ", group_to_string(group),
                                 " does not contain the caller"),
                             "every member calls a collective with a group that contains it");
   cache_.push_back(Member{{group.begin(), group.end()}, world_->group(group), position});
@@ -320,7 +310,7 @@ Status ThreadComm::arrive(Group& g, bool entry, CollOp op, int position) {
         missing = missing.empty() ? "the other members (called with another group?)"
                                   : "rank(s) " + missing;
         Status timeout = failed_precondition(
-            cat(coll_name(op), " on group ", group_string(g.ranks), " timed out after ",
+            cat(coll_name(op), " on group ", group_to_string(g.ranks), " timed out after ",
                 world_->timeout_s, " s waiting for ", missing),
             "every member of a group must issue the same collectives in the same order");
         world_->abort(rank_, timeout);
@@ -362,7 +352,7 @@ Status ThreadComm::collective(CollOp op, const float* in, float* out, int64_t co
     const Slot& s = g.slots[static_cast<size_t>(i)];
     if (s.op != g.slots[0].op || s.count != g.slots[0].count)
       agreed = invalid_argument(
-          cat("collective mismatch on group ", group_string(g.ranks), ": rank ", g.ranks[0],
+          cat("collective mismatch on group ", group_to_string(g.ranks), ": rank ", g.ranks[0],
               " called ", coll_name(g.slots[0].op), " with count ", g.slots[0].count, ", rank ",
               g.ranks[static_cast<size_t>(i)], " called ", coll_name(s.op), " with count ",
               s.count),

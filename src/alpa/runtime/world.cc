@@ -4,6 +4,15 @@
 
 namespace alpa {
 
+std::string group_to_string(std::span<const int> group) {
+  std::string s = "[";
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (i > 0) s += ',';
+    s += std::to_string(group[i]);
+  }
+  return s + "]";
+}
+
 bool World::is_local(int rank) const {
   const std::vector<int> local = local_ranks();
   return std::binary_search(local.begin(), local.end(), rank);

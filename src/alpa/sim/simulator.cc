@@ -90,6 +90,13 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
     std::map<std::pair<ValueId, int>, double> store;
     double store_bytes = 0;
   };
+  // Bytes one device of stage s holds of value v, in its stored layout.
+  auto local_bytes = [&](int s, ValueId v) {
+    const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
+    TensorType t = ps.graph.graph.type(v);
+    t.shape = ps.stored_spec[v].canonical(ps.placement.shape).local_shape(t.shape, ps.placement.shape);
+    return type_bytes(t);
+  };
   std::vector<StageState> st(static_cast<size_t>(S));
   SimReport rep;
   rep.stages.resize(static_cast<size_t>(S));
@@ -106,19 +113,9 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
     SimStage& out = rep.stages[static_cast<size_t>(s)];
     out.first_device = ps.placement.first_rank;
     out.devices = static_cast<int>(ps.placement.size());
-    for (ValueId v : ps.graph.owned) {
-      TensorType t = ps.graph.graph.type(v);
-      t.shape = ps.stored_spec[v].canonical(ps.placement.shape).local_shape(t.shape, ps.placement.shape);
-      out.owned_bytes += type_bytes(t);
-    }
+    for (ValueId v : ps.graph.owned) out.owned_bytes += local_bytes(s, v);
     out.peak_memory_bytes = out.owned_bytes;
   }
-  auto local_bytes = [&](int s, ValueId v) {
-    const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
-    TensorType t = ps.graph.graph.type(v);
-    t.shape = ps.stored_spec[v].canonical(ps.placement.shape).local_shape(t.shape, ps.placement.shape);
-    return type_bytes(t);
-  };
   // Arrival time of each (transfer, micro-batch) once sent.
   std::map<std::pair<int, int>, double> arrival;
   const double mem_bw = cluster.device.memory_bandwidth;
