@@ -298,6 +298,47 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
   EXPECT_GT(j["predicted_step_time_s"].get<double>(), 0);
 }
 
+TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {
+  SimulateFlags f;
+  f.plan.model.size = "tiny";
+  f.plan.parallel.cluster = "local";
+  f.plan.parallel.devices = 4;
+  f.plan.json = true;
+  f.baseline = "megatron";
+  CmdRun r = run(run_simulate, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["plan_source"].get<std::string>(), "megatron");
+  const auto& c = j["config"];
+  EXPECT_EQ(c["dp"].get<int>() * c["tp"].get<int>() * c["pp"].get<int>(), 4);
+  EXPECT_EQ(j["stages"].size(), c["pp"].get<size_t>());
+  EXPECT_GE(j["trials"].size(), 6u);
+  double fastest = 1e30;
+  for (const auto& t : j["trials"])
+    if (t["fits"].get<bool>()) fastest = std::min(fastest, t["step_time_s"].get<double>());
+  EXPECT_DOUBLE_EQ(j["step_time_s"].get<double>(), fastest);
+  EXPECT_TRUE(j["fits_memory"].get<bool>());
+  // The planner's report for the same model names its source too.
+  f.baseline.clear();
+  CmdRun p = run(run_simulate, f);
+  ASSERT_EQ(p.code, kExitOk) << p.err;
+  EXPECT_EQ(nlohmann::json::parse(p.out)["plan_source"].get<std::string>(), "planner");
+  // Human output lists the configurations tried.
+  f.baseline = "pp-dp";
+  f.plan.json = false;
+  CmdRun h = run(run_simulate, f);
+  ASSERT_EQ(h.code, kExitOk) << h.err;
+  EXPECT_NE(h.out.find("pp-dp grid search, best of"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("configurations tried"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("dp 1 x tp 1 x pp 4"), std::string::npos) << h.out;
+  // Memory that fits nothing: a clear error.
+  f.baseline = "deepspeed";
+  f.plan.parallel.memory_budget_gb = 1e-6;
+  CmdRun e = run(run_simulate, f);
+  EXPECT_EQ(e.code, kExitUserError);
+  EXPECT_NE(e.err.find("no deepspeed configuration fits"), std::string::npos) << e.err;
+}
+
 TEST(PipelinePlanCommand, HumanOutputNamesStagesAndPhases) {
   PlanFlags f;
   f.model.size = "tiny";

@@ -9,6 +9,7 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
+#include "alpa/models/registry.h"
 #include "alpa/plan/manual.h"
 
 namespace alpa {
@@ -156,6 +157,35 @@ TEST(ManualPlan, MegatronAndDataParallelLayouts) {
   EXPECT_EQ(z.fixed.at("%tokens").to_string(), "S01R");
   EXPECT_EQ(z.fixed.count("%h0.mlp.w1.adam_m"), 0u);
   EXPECT_FALSE(parse_manual_plan("megatron").ok());
+  // ZeRO-3: weights and their state split on their largest dimension the devices divide.
+  AutoShardingOptions z3 = manual_plan(g, {1, 2}, ManualPlanKind::kZero3).value();
+  EXPECT_TRUE(z3.sharding.prefer_reduce_scatter);
+  EXPECT_EQ(z3.fixed.at("%tokens").to_string(), "S1R");
+  const Shape w1 = g.type(g.find("h0.mlp.w1")).shape;
+  EXPECT_EQ(z3.fixed.at("%h0.mlp.w1").to_string(), w1[1] > w1[0] ? "RS1" : "S1R");
+  EXPECT_EQ(z3.fixed.at("%h0.mlp.w1.adam_m"), z3.fixed.at("%h0.mlp.w1"));
+  EXPECT_EQ(parse_manual_plan("zero3").value(), ManualPlanKind::kZero3);
+}
+
+TEST(ManualPlan, ExpertParallelSplitsExpertsOverTheDataDevices) {
+  ModelSpec spec = resolve_model("moe", "tiny", {}).value();
+  Graph fwd = build_forward(spec, 1).value();
+  const Graph g = build_train_step(fwd, {}).value().graph;
+  int experts = 0;
+  for (ManualPlanKind k : {ManualPlanKind::kZero, ManualPlanKind::kZero3}) {
+    AutoShardingOptions ep = manual_plan(g, {1, 4}, k, true).value();
+    AutoShardingOptions plain = manual_plan(g, {1, 4}, k, false).value();
+    for (ValueId w : g.parameters(ParamRole::kWeight)) {
+      const std::string& n = g.node(w).name;
+      if (g.type(w).rank() != 3) continue;
+      ++experts;
+      const std::string ref = "%" + n;
+      EXPECT_EQ(ep.fixed.at(ref).to_string().substr(0, 2), "S1") << n;
+      EXPECT_EQ(ep.fixed.at(ref + ".adam_v"), ep.fixed.at(ref)) << n;
+      if (k == ManualPlanKind::kZero) EXPECT_EQ(plain.fixed.at(ref).to_string(), "RRR") << n;
+    }
+  }
+  EXPECT_GT(experts, 0);
 }
 
 TEST(PipelinePlanFile, JsonRoundTripKeepsStages) {

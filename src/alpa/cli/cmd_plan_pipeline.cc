@@ -49,6 +49,17 @@ std::string device_range(int first, int64_t count) {
 
 }  // namespace
 
+Result<std::function<Result<TrainStep>(int)>> step_builder(const PlanFlags& flags,
+                                                           const ModelSpec& spec) {
+  TrainStepOptions tso;
+  ALPA_ASSIGN_OR_RETURN(tso.optimizer.kind, parse_optimizer(flags.optimizer.optimizer));
+  tso.optimizer.learning_rate = flags.optimizer.lr;
+  return std::function<Result<TrainStep>(int)>([spec, tso](int micro_batches) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
+    return build_train_step(fwd, tso);
+  });
+}
+
 Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
                                              const ResolvedPipeline& pipe) {
   ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(pipe.cluster));
@@ -56,13 +67,7 @@ Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const Model
   if (!cluster.ok())
     return cluster.status().with_context(cat("cluster ", base.name, " with ", pipe.devices,
                                              " devices"));
-  TrainStepOptions tso;
-  ALPA_ASSIGN_OR_RETURN(tso.optimizer.kind, parse_optimizer(flags.optimizer.optimizer));
-  tso.optimizer.learning_rate = flags.optimizer.lr;
-  auto build_step = [&](int micro_batches) -> Result<TrainStep> {
-    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
-    return build_train_step(fwd, tso);
-  };
+  ALPA_ASSIGN_OR_RETURN(auto build_step, step_builder(flags, spec));
 
   PipelinePlan plan;
   if (pipe.plan) {

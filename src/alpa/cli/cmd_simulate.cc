@@ -5,8 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "alpa/baseline/baseline.h"
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
+#include "alpa/cli/progress.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/sim/simulator.h"
 
@@ -24,6 +26,116 @@ double megatron_gpt_flops(const GptConfig& g, int64_t batch) {
   return 72 * B * s * h * h * l * (1 + s / (6 * h)) + 6 * B * s * h * V;
 }
 
+// What the report shows, from the planner's pipeline or a baseline's best configuration.
+struct Simulated {
+  const Cluster* cluster = nullptr;
+  const TrainStep* step = nullptr;
+  int micro_batches = 1;
+  const std::vector<PlannedStage>* stages = nullptr;
+  double planner_step_s = 0;  // the stage costs' estimate
+  SimReport sim;
+  double plan_s = 0, sim_s = 0;
+  std::string source;  // the plan's origin, for the report
+  const BaselineResult* baseline = nullptr;
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::function<void(const std::string&)> terminal_progress(const PlanFlags& pf, const char* what) {
+  if (pf.json || !stderr_is_terminal()) return {};
+  return [what](const std::string& line) {
+    std::fprintf(stderr, "\r%s: %s\x1b[K", what, line.c_str());
+    std::fflush(stderr);
+  };
+}
+
+nlohmann::ordered_json config_json(const BaselineConfig& c) {
+  return {{"dp", c.dp},
+          {"tp", c.tp},
+          {"pp", c.pp},
+          {"micro_batches", c.micro_batches},
+          {"per_stage", std::string(manual_plan_name(c.per_stage))},
+          {"expert_parallel", c.expert_parallel}};
+}
+
+int report(const SimulateFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
+           const Simulated& r, std::ostream& out, std::ostream& err);
+
+// The planner's pipeline (or a pipeline plan file), simulated.
+int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec,
+                     const ResolvedPipeline& pipe, std::ostream& out, std::ostream& err) {
+  const PlanFlags& pf = flags.plan;
+  auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
+  const Clock::time_point t0 = Clock::now();
+  Result<PlannedPipelineRun> run = plan_pipeline_run(pf, spec, pipe);
+  if (!run.ok()) return fail(run.status());
+  Simulated r;
+  r.plan_s = seconds_since(t0);
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, first] : run->m.placements) placements.push_back({shape, first});
+  PipelineBuildOptions bo;
+  bo.schedule = pipe.schedule;
+  bo.micro_batches = run->plan.micro_batches;
+  bo.cluster = &run->cluster;
+  Result<PipelineProgram> prog =
+      build_pipeline_program(run->step, run->m.split, run->m.graphs, run->m.plans, placements, bo);
+  if (!prog.ok()) return fail(prog.status());
+  const Clock::time_point t1 = Clock::now();
+  Result<SimReport> sim = simulate_pipeline(*prog, run->cluster);
+  if (!sim.ok()) return fail(sim.status());
+  r.sim_s = seconds_since(t1);
+  r.sim = std::move(*sim);
+  r.cluster = &run->cluster;
+  r.step = &run->step;
+  r.micro_batches = run->plan.micro_batches;
+  r.stages = &run->m.stages;
+  r.planner_step_s = run->m.predicted_step_time_s;
+  r.source = pipe.source;
+  return report(flags, spec, pipe, r, out, err);
+}
+
+// A baseline's grid search; its best configuration's simulation is the report.
+int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec,
+                      const ResolvedPipeline& pipe, std::ostream& out, std::ostream& err) {
+  const PlanFlags& pf = flags.plan;
+  auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
+  Result<BaselineKind> kind = parse_baseline(flags.baseline);
+  if (!kind.ok()) return fail(kind.status());
+  if (pipe.plan)
+    return fail(invalid_argument("--baseline searches its own plans; it takes no plan file",
+                                 "drop --plan, or drop --baseline to simulate the plan file"));
+  Result<Cluster> base = load_cluster(pipe.cluster);
+  if (!base.ok()) return fail(base.status());
+  Result<Cluster> cluster = with_devices(*base, pipe.devices);
+  if (!cluster.ok()) return fail(cluster.status());
+  Result<std::function<Result<TrainStep>(int)>> build = step_builder(pf, spec);
+  if (!build.ok()) return fail(build.status());
+  BaselineOptions bo;
+  bo.batch = spec.batch;
+  bo.schedule = pipe.schedule;
+  bo.memory_per_device = pipe.sharding.memory_budget_bytes;
+  bo.moe = spec.family == ModelFamily::kMoe;
+  bo.progress = terminal_progress(pf, "searching");
+  Result<BaselineResult> b = plan_baseline(*kind, *build, *cluster, bo);
+  if (bo.progress) std::fprintf(stderr, "\r\x1b[K");
+  if (!b.ok()) return fail(b.status());
+  Simulated r;
+  r.plan_s = b->search_s;
+  r.sim = b->sim;
+  r.cluster = &*cluster;
+  r.step = &b->step;
+  r.micro_batches = b->plan.micro_batches;
+  r.stages = &b->pipeline.stages;
+  r.planner_step_s = b->pipeline.predicted_step_time_s;
+  r.source = cat(baseline_name(*kind), " grid search, best of ", b->trials.size(), ": ",
+                 b->best.to_string());
+  r.baseline = &*b;
+  return report(flags, spec, pipe, r, out, err);
+}
+
 }  // namespace
 
 int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& err) {
@@ -37,41 +149,37 @@ int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& er
     return fail(invalid_argument(
         "alpa simulate runs a pipeline plan: give the number of devices or a plan file",
         "add --gpus N (planned as by `alpa plan --gpus N`), or --plan pipe.json"));
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point t0 = Clock::now();
-  Result<PlannedPipelineRun> run = plan_pipeline_run(pf, *spec, *pipe);
-  if (!run.ok()) return fail(run.status());
-  const double plan_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, first] : run->m.placements) placements.push_back({shape, first});
-  PipelineBuildOptions bo;
-  bo.schedule = pipe->schedule;
-  bo.micro_batches = run->plan.micro_batches;
-  bo.cluster = &run->cluster;
-  Result<PipelineProgram> prog =
-      build_pipeline_program(run->step, run->m.split, run->m.graphs, run->m.plans, placements, bo);
-  if (!prog.ok()) return fail(prog.status());
-  const Clock::time_point t1 = Clock::now();
-  Result<SimReport> sim = simulate_pipeline(*prog, run->cluster);
-  if (!sim.ok()) return fail(sim.status());
-  const double sim_s = std::chrono::duration<double>(Clock::now() - t1).count();
+  return flags.baseline.empty() ? simulate_planned(flags, *spec, *pipe, out, err)
+                                : simulate_baseline(flags, *spec, *pipe, out, err);
+}
+
+namespace {
+
+int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const ResolvedPipeline& pipe_ref,
+           const Simulated& r, std::ostream& out, std::ostream& err) {
+  const PlanFlags& pf = flags.plan;
+  auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
+  const ModelSpec* spec = &spec_ref;
+  const ResolvedPipeline* pipe = &pipe_ref;
+  const SimReport* sim = &r.sim;
+  const double plan_s = r.plan_s, sim_s = r.sim_s;
 
   const int devices = pipe->devices;
-  const int B = run->plan.micro_batches;
+  const int B = r.micro_batches;
   const double step_s = sim->step_time_s;
-  const double graph_flops_step = graph_flops(run->step.graph) * B;
+  const double graph_flops_step = graph_flops(r.step->graph) * B;
   const bool gpt = spec->family == ModelFamily::kGpt;
   const double megatron = gpt ? megatron_gpt_flops(spec->gpt, spec->batch) : 0;
   const double samples_per_s = static_cast<double>(spec->batch) / step_s;
   const double tflops_dev = (gpt ? megatron : graph_flops_step) / devices / step_s / 1e12;
-  const double memory = run->cluster.device.memory_bytes;
+  const double memory = r.cluster->device.memory_bytes;
   double peak = 0;
   for (const SimStage& s : sim->stages) peak = std::max(peak, s.peak_memory_bytes);
   const std::string schedule(schedule_name(pipe->schedule));
   if (!flags.trace_path.empty()) {
     Status s = write_chrome_trace(
         flags.trace_path, sim->events,
-        cat("alpa simulate ", spec->name, " on ", devices, " x ", run->cluster.name));
+        cat("alpa simulate ", spec->name, " on ", devices, " x ", r.cluster->name));
     if (!s.ok()) return fail(s);
   }
 
@@ -79,12 +187,13 @@ int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& er
     nlohmann::ordered_json j;
     j["command"] = "simulate";
     j["model"] = spec->name;
-    j["cluster"] = run->cluster.name;
+    j["cluster"] = r.cluster->name;
     j["devices"] = devices;
     j["micro_batches"] = B;
+    j["plan_source"] = r.baseline ? std::string(baseline_name(r.baseline->kind)) : "planner";
     j["schedule"] = schedule;
     j["step_time_s"] = step_s;
-    j["planner_step_time_s"] = run->m.predicted_step_time_s;
+    j["planner_step_time_s"] = r.planner_step_s;
     j["bubble_fraction"] = sim->bubble_fraction;
     j["samples_per_s"] = samples_per_s;
     j["tflops_per_device"] = tflops_dev;
@@ -101,7 +210,7 @@ int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& er
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     for (size_t s = 0; s < sim->stages.size(); ++s) {
       const SimStage& st = sim->stages[s];
-      const PlannedStage& ps = run->m.stages[s];
+      const PlannedStage& ps = (*r.stages)[s];
       stages.push_back({{"layers", {ps.first_layer, ps.last_layer}},
                         {"first_device", st.first_device},
                         {"devices", st.devices},
@@ -114,33 +223,63 @@ int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& er
                         {"peak_live_micro_batches", st.peak_live_micro_batches}});
     }
     j["stages"] = stages;
+    if (r.baseline) {
+      j["baseline"] = std::string(baseline_name(r.baseline->kind));
+      j["config"] = config_json(r.baseline->best);
+      nlohmann::ordered_json trials = nlohmann::ordered_json::array();
+      for (const BaselineTrial& t : r.baseline->trials) {
+        nlohmann::ordered_json jt = config_json(t.config);
+        jt["simulated"] = t.simulated;
+        jt["fits"] = t.fits;
+        jt["step_time_s"] = t.step_time_s;
+        jt["peak_memory_bytes"] = t.peak_memory_bytes;
+        if (!t.note.empty()) jt["note"] = t.note;
+        trials.push_back(jt);
+      }
+      j["trials"] = trials;
+    }
     if (!flags.trace_path.empty()) j["trace"] = flags.trace_path;
     out << j.dump() << "\n";
     return kExitOk;
   }
-  out << "alpa simulate: " << spec->name << " on " << devices << " devices of "
-      << run->cluster.name << ", batch " << spec->batch << " in " << B << " micro-batch"
-      << (B > 1 ? "es" : "") << " (" << schedule << "), plan: " << pipe->source << " ("
-      << format_seconds(plan_s) << ")\n";
+  out << "alpa simulate: " << spec->name << " on " << devices << " devices of " << r.cluster->name
+      << ", batch " << spec->batch << " in " << B << " micro-batch" << (B > 1 ? "es" : "") << " ("
+      << schedule << "), plan: " << r.source << " (" << format_seconds(plan_s) << ")\n";
+  if (r.baseline) {
+    out << "  configurations tried (step time simulated, peak memory per device):\n";
+    for (const BaselineTrial& t : r.baseline->trials) {
+      out << "    "
+          << (t.config.micro_batches > 0
+                  ? t.config.to_string()
+                  : cat("dp ", t.config.dp, " x tp ", t.config.tp, " x pp ", t.config.pp, " (",
+                        manual_plan_name(t.config.per_stage), ")"))
+          << ": ";
+      if (t.simulated)
+        out << format_seconds(t.step_time_s) << ", " << format_bytes(t.peak_memory_bytes)
+            << (t.fits ? "" : " (does not fit)");
+      else
+        out << t.note;
+      out << "\n";
+    }
+  }
   for (size_t s = 0; s < sim->stages.size(); ++s) {
     const SimStage& st = sim->stages[s];
-    const PlannedStage& ps = run->m.stages[s];
+    const PlannedStage& ps = (*r.stages)[s];
     out << "  stage " << s << ": layers " << ps.first_layer << "-" << ps.last_layer << " on "
-        << st.devices << " device" << (st.devices > 1 ? "s" : "") << " (from "
-        << st.first_device << ", " << ps.logical.shape[0] << "x" << ps.logical.shape[1]
-        << "): busy " << format_seconds(st.busy_s) << " (collectives "
-        << format_seconds(st.communication_s) << "), peak memory "
-        << format_bytes(st.peak_memory_bytes) << " of " << format_bytes(memory)
+        << st.devices << " device" << (st.devices > 1 ? "s" : "") << " (from " << st.first_device
+        << ", " << ps.logical.shape[0] << "x" << ps.logical.shape[1] << "): busy "
+        << format_seconds(st.busy_s) << " (collectives " << format_seconds(st.communication_s)
+        << "), peak memory " << format_bytes(st.peak_memory_bytes) << " of " << format_bytes(memory)
         << " (weights and state " << format_bytes(st.owned_bytes) << "), at most "
-        << st.peak_live_micro_batches << " micro-batch" << (st.peak_live_micro_batches > 1 ? "es" : "")
-        << " in flight\n";
+        << st.peak_live_micro_batches << " micro-batch"
+        << (st.peak_live_micro_batches > 1 ? "es" : "") << " in flight\n";
   }
   out << "  step time   " << format_seconds(step_s) << " simulated (planner's estimate "
-      << format_seconds(run->m.predicted_step_time_s) << "), bubble "
+      << format_seconds(r.planner_step_s) << "), bubble "
       << format_fixed(100 * sim->bubble_fraction, 1) << "%\n"
       << "  throughput  " << format_fixed(samples_per_s, 2) << " samples/s, "
-      << format_fixed(tflops_dev * devices / 1e3, 3) << " PFLOPS ("
-      << format_fixed(tflops_dev, 1) << " TFLOP/s per device, "
+      << format_fixed(tflops_dev * devices / 1e3, 3) << " PFLOPS (" << format_fixed(tflops_dev, 1)
+      << " TFLOP/s per device, "
       << (gpt ? "Megatron formula without rematerialisation" : "the graph's FLOPs") << ")\n";
   if (peak > memory)
     out << "  memory      does not fit: " << format_bytes(peak) << " > " << format_bytes(memory)
@@ -150,5 +289,7 @@ int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& er
         << " events, each stage's first device; open in ui.perfetto.dev or chrome://tracing)\n";
   return kExitOk;
 }
+
+}  // namespace
 
 }  // namespace alpa

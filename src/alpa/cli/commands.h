@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <ostream>
@@ -46,7 +47,7 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
 struct ParallelFlags {
   std::string mesh;              // "2x2"; empty: the command's default
   std::string cluster;           // preset name or cluster JSON; empty: the command's default
-  std::string plan = "auto";     // auto, data-parallel, zero, tensor-parallel, 2d, or a plan file
+  std::string plan = "auto";     // auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan file
   double memory_budget_gb = 0;   // per device; 0: none
   std::string batch_axis = "auto";
   bool prefer_reduce_scatter = false;
@@ -141,6 +142,10 @@ struct PlannedPipelineRun {
 };
 Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
                                              const ResolvedPipeline& pipe);
+// The training step of one micro-batch of `spec` split into B micro-batches, with the flags'
+// optimizer (what the pipeline planner and the baselines take).
+Result<std::function<Result<TrainStep>(int)>> step_builder(const PlanFlags& flags,
+                                                           const ModelSpec& spec);
 // `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
 int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
                       std::ostream& out, std::ostream& err);
@@ -150,6 +155,7 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
 struct SimulateFlags {
   PlanFlags plan;
   std::string trace_path;  // Chrome/Perfetto trace of the simulated step
+  std::string baseline;    // empty: the planner; else megatron | deepspeed | pp-dp
 };
 int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& err);
 

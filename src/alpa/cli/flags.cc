@@ -89,7 +89,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "or a cluster JSON file. Default: " + default_cluster)
       ->group(g);
   app.add_option("--plan", f.plan,
-                 "How to shard: auto (the ILP chooses), data-parallel, zero, tensor-parallel, 2d, "
+                 "How to shard: auto (the ILP chooses), data-parallel, zero, zero3, tensor-parallel, 2d, "
                  "or a plan file written by `alpa plan --out` (or by hand)")
       ->capture_default_str()
       ->group(g);
@@ -223,7 +223,7 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& t
     Result<Plan> loaded = load_plan(f.plan);
     if (!loaded.ok() && loaded.status().code() == StatusCode::kNotFound)
       return invalid_argument(cat("--plan '", f.plan, "' is neither a plan name nor a plan file"),
-                              "plans: auto, data-parallel, zero, tensor-parallel, 2d, or the path "
+                              "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or the path "
                               "of a file written by `alpa plan --out`");
     ALPA_ASSIGN_OR_RETURN(Plan p, std::move(loaded));
     ALPA_ASSIGN_OR_RETURN(r.options, plan_constraints(p, train_step));

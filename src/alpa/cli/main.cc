@@ -116,7 +116,9 @@ int main(int argc, char** argv) {
       "Plan a pipeline as `alpa plan --gpus N` does (or take a pipeline plan file) and run its "
       "training step in simulated time on the cluster's cost model: step time, samples/s, "
       "TFLOP/s per device (Megatron's formula for GPT), bubble fraction, peak memory per stage; "
-      "--trace writes the simulated timeline for Perfetto / chrome://tracing.\n"
+      "--trace writes the simulated timeline for Perfetto / chrome://tracing. --baseline "
+      "grid-searches a hand-written plan family instead (Megatron-LM, DeepSpeed ZeRO, pipeline + "
+      "data parallel), each configuration simulated the same way.\n"
       "Example: alpa simulate --model gpt --size 1.3b --cluster p3.16xlarge --gpus 4 --batch 1024 "
       "--trace gpt.json");
   add_model_flags(*sim_cmd, sim.plan.model);
@@ -125,6 +127,12 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--micro-batches", sim.plan.micro_batches,
                       "Micro-batches per step (default: searched by the planner)")
       ->check(CLI::PositiveNumber);
+  sim_cmd->add_option("--baseline", sim.baseline,
+                      "Instead of the planner: megatron (data x tensor x pipeline degrees and "
+                      "micro-batch size, Megatron's GPT sharding), deepspeed (ZeRO-2/ZeRO-3 data "
+                      "parallel, expert parallel for MoE), pp-dp (pipeline + data parallel); the "
+                      "fastest configuration that fits is reported with every one tried")
+      ->check(CLI::IsMember({"megatron", "deepspeed", "pp-dp"}));
   sim_cmd->add_option("--trace", sim.trace_path,
                       "Write the simulated step as a Chrome trace (JSON) to this file");
   sim_cmd->add_flag("--json", sim.plan.json, "Print one JSON object instead of text");

@@ -737,7 +737,8 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
 
 Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const PipelinePlan& plan,
                                                   const Cluster& cluster,
-                                                  const AutoShardingOptions& sharding) {
+                                                  const AutoShardingOptions& sharding,
+                                                  const StageOptionsHook& stage_options) {
   const std::vector<ValueId> ops = forward_ops(step);
   if (plan.layers.layer_of.size() != ops.size())
     return invalid_argument("the pipeline plan was made for another training graph",
@@ -783,6 +784,10 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
         return invalid_argument(cat("stage ", s, " has a layout for ", ref,
                                     ", which the stage does not compute or hold"));
       so.fixed[value_ref(sg.graph, sv)] = spec;
+    }
+    if (stage_options) {
+      Status st = stage_options(s, sg, ps.logical.shape, so);
+      if (!st.ok()) return st.with_context(cat("stage ", s));
     }
     int solves = 0;
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,

@@ -124,8 +124,14 @@ struct MaterializedPipeline {
   std::vector<PlannedStage> stages;
   double predicted_step_time_s = 0;  // sum t + (B - 1) max t
 };
+// `stage_options`, if set, adjusts each stage's intra-op options after the plan's own
+// (hand-written layouts, batch axis) are applied: a manual plan per stage (baselines).
+using StageOptionsHook =
+    std::function<Status(int stage, const StageGraph& graph, const MeshShape& logical_mesh,
+                         AutoShardingOptions& options)>;
 Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const PipelinePlan& plan,
                                                   const Cluster& cluster,
-                                                  const AutoShardingOptions& sharding);
+                                                  const AutoShardingOptions& sharding,
+                                                  const StageOptionsHook& stage_options = {});
 
 }  // namespace alpa

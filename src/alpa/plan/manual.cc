@@ -62,6 +62,7 @@ std::string_view manual_plan_name(ManualPlanKind k) {
   switch (k) {
     case ManualPlanKind::kDataParallel: return "data-parallel";
     case ManualPlanKind::kZero: return "zero";
+    case ManualPlanKind::kZero3: return "zero3";
     case ManualPlanKind::kTensorParallel: return "tensor-parallel";
     case ManualPlanKind::kTwoD: return "2d";
   }
@@ -69,18 +70,21 @@ std::string_view manual_plan_name(ManualPlanKind k) {
 }
 
 std::vector<std::string> manual_plan_names() {
-  return {"data-parallel", "zero", "tensor-parallel", "2d"};
+  return {"data-parallel", "zero", "zero3", "tensor-parallel", "2d"};
 }
 
 Result<ManualPlanKind> parse_manual_plan(std::string_view name) {
   for (ManualPlanKind k : {ManualPlanKind::kDataParallel, ManualPlanKind::kZero,
-                           ManualPlanKind::kTensorParallel, ManualPlanKind::kTwoD})
+                           ManualPlanKind::kZero3, ManualPlanKind::kTensorParallel,
+                           ManualPlanKind::kTwoD})
     if (manual_plan_name(k) == name) return k;
   return invalid_argument(cat("unknown plan '", name, "'"),
-                          "plans: auto, data-parallel, zero, tensor-parallel, 2d, or a plan.json file");
+                          "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan.json "
+                          "file");
 }
 
-Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, ManualPlanKind kind) {
+Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, ManualPlanKind kind,
+                                        bool expert_parallel) {
   uint8_t all = 0;
   if (mesh[0] > 1) all |= kAxis0;
   if (mesh[1] > 1) all |= kAxis1;
@@ -88,6 +92,7 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
   switch (kind) {
     case ManualPlanKind::kDataParallel:
     case ManualPlanKind::kZero:
+    case ManualPlanKind::kZero3:
       data = all;
       break;
     case ManualPlanKind::kTensorParallel:
@@ -104,7 +109,7 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;
   o.sharding.allow_mixed_mesh_shape = data == kBothAxes || model == kBothAxes;
-  o.sharding.prefer_reduce_scatter = kind == ManualPlanKind::kZero;
+  o.sharding.prefer_reduce_scatter = kind == ManualPlanKind::kZero || kind == ManualPlanKind::kZero3;
   auto fix = [&](ValueId v, const ShardingSpec& s) {
     if (s.validate(g.type(v).shape, mesh).ok()) o.fixed[value_ref(g, v)] = s;
   };
@@ -117,14 +122,31 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
     const std::string& name = g.node(v).name;
     const int64_t rank = g.type(v).rank();
     ShardingSpec s = ShardingSpec::replicated(rank);
-    if (model != 0) {
+    const bool expert = expert_parallel && data != 0 && rank == 3 &&
+                        (ends_with(name, ".wi") || ends_with(name, ".wo"));
+    if (expert) {
+      s.dims[0] = data;
+      if (!s.validate(g.type(v).shape, mesh).ok()) s = ShardingSpec::replicated(rank);
+    } else if (kind == ManualPlanKind::kZero3) {
+      // The largest dimension the data devices divide.
+      int best = -1;
+      for (int d = 0; d < rank; ++d) {
+        ShardingSpec t = ShardingSpec::replicated(rank);
+        t.dims[static_cast<size_t>(d)] = data;
+        if (t.validate(g.type(v).shape, mesh).ok() &&
+            (best < 0 || g.type(v).shape[static_cast<size_t>(d)] >
+                             g.type(v).shape[static_cast<size_t>(best)]))
+          best = d;
+      }
+      if (best >= 0) s.dims[static_cast<size_t>(best)] = data;
+    } else if (model != 0) {
       const Split split = megatron_split(g, name);
       if (split == Split::kNone) continue;
       if (split == Split::kDim0 && rank >= 1) s.dims[0] = model;
       if (split == Split::kDim1 && rank >= 2) s.dims[1] = model;
     }
     fix(v, s);
-    if (kind == ManualPlanKind::kZero) continue;  // state: split by prefer_reduce_scatter
+    if (kind == ManualPlanKind::kZero && !expert) continue;  // state: split by prefer_reduce_scatter
     for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
       const ValueId st = g.find(name + suffix);
       if (st != kNoValue) fix(st, s);

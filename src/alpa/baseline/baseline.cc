@@ -1,0 +1,283 @@
+#include "alpa/baseline/baseline.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "alpa/cluster/mesh.h"
+#include "alpa/inter/layer_clustering.h"
+
+namespace alpa {
+namespace {
+
+// Degrees that divide n, ascending.
+std::vector<int> divisors(int n) {
+  std::vector<int> d;
+  for (int i = 1; i <= n; ++i)
+    if (n % i == 0) d.push_back(i);
+  return d;
+}
+
+// The data x tensor x pipeline shapes (and per-stage plans) the baseline searches.
+std::vector<BaselineConfig> grid(BaselineKind kind, int devices, int devices_per_host,
+                                 int max_stages, bool moe) {
+  std::vector<BaselineConfig> out;
+  auto stage_kind = [](int dp, int tp) {
+    if (dp > 1 && tp > 1) return ManualPlanKind::kTwoD;
+    return tp > 1 ? ManualPlanKind::kTensorParallel : ManualPlanKind::kDataParallel;
+  };
+  switch (kind) {
+    case BaselineKind::kMegatron:
+      // Tensor parallelism inside a host (Megatron's rule), pipeline over what remains.
+      for (int tp : divisors(std::min(devices, devices_per_host)))
+        for (int pp : divisors(devices / tp)) {
+          if (devices % (tp * pp) != 0 || pp > max_stages) continue;
+          const int dp = devices / (tp * pp);
+          out.push_back({dp, tp, pp, 1, stage_kind(dp, tp), false});
+        }
+      break;
+    case BaselineKind::kDeepSpeed:
+      for (ManualPlanKind z : {ManualPlanKind::kZero, ManualPlanKind::kZero3})
+        out.push_back({devices, 1, 1, 1, z, moe});
+      break;
+    case BaselineKind::kPpDp:
+      for (int pp : divisors(devices))
+        if (pp <= max_stages)
+          out.push_back({devices / pp, 1, pp, 1, ManualPlanKind::kDataParallel, false});
+      break;
+  }
+  return out;
+}
+
+double param_bytes(const Graph& g) {
+  double b = 0;
+  for (ParamRole r : {ParamRole::kWeight, ParamRole::kState})
+    for (ValueId v : g.parameters(r))
+      b += static_cast<double>(g.type(v).num_elements()) *
+           static_cast<double>(dtype_bytes(g.type(v).dtype));
+  return b;
+}
+
+// A lower bound of the weights and optimizer state one device holds under `c`.
+double owned_lower_bound(BaselineKind kind, const BaselineConfig& c, double params) {
+  switch (kind) {
+    case BaselineKind::kMegatron:
+      return params / (c.tp * c.pp);
+    case BaselineKind::kDeepSpeed:
+      return params / c.dp;
+    case BaselineKind::kPpDp:
+      return params / c.pp;
+  }
+  return 0;
+}
+
+std::string gb(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+  return buf;
+}
+
+struct Evaluated {
+  PipelinePlan plan;
+  MaterializedPipeline pipeline;
+  SimReport sim;
+  double peak = 0;
+};
+
+Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
+                           const BaselineOptions& o, double memory) {
+  Evaluated e;
+  LayerClusteringOptions lo;
+  lo.num_layers = c.pp;
+  ALPA_ASSIGN_OR_RETURN(e.plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
+  e.plan.micro_batches = c.micro_batches;
+  const int64_t per_stage = static_cast<int64_t>(c.dp) * c.tp;
+  const int64_t dph = cluster.devices_per_host;
+  for (int s = 0; s < c.pp; ++s) {
+    PlannedStage ps;
+    ps.first_layer = ps.last_layer = s;
+    ps.submesh = per_stage <= dph ? SubmeshShape{1, per_stage} : SubmeshShape{per_stage / dph, dph};
+    ps.logical.shape = {c.dp, c.tp};
+    ps.logical.batch_axis = 0;
+    ps.first_device = static_cast<int>(s * per_stage);
+    e.plan.stages.push_back(ps);
+  }
+  auto hook = [&](int, const StageGraph& sg, const MeshShape& shape,
+                  AutoShardingOptions& so) -> Status {
+    ALPA_ASSIGN_OR_RETURN(AutoShardingOptions m,
+                          manual_plan(sg.graph, shape, c.per_stage, c.expert_parallel));
+    so.fixed = std::move(m.fixed);
+    so.sharding.prefer_reduce_scatter = m.sharding.prefer_reduce_scatter;
+    so.sharding.allow_mixed_mesh_shape = m.sharding.allow_mixed_mesh_shape;
+    so.sharding.force_batch_dim_to_mesh_dim = m.sharding.force_batch_dim_to_mesh_dim;
+    return ok_status();
+  };
+  AutoShardingOptions sharding;
+  sharding.memory_budget_bytes = memory;
+  ALPA_ASSIGN_OR_RETURN(e.pipeline, materialize_pipeline(step, e.plan, cluster, sharding, hook));
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, first] : e.pipeline.placements) placements.push_back({shape, first});
+  PipelineBuildOptions bo;
+  bo.schedule = o.schedule;
+  bo.micro_batches = c.micro_batches;
+  bo.cluster = &cluster;
+  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
+                        build_pipeline_program(step, e.pipeline.split, e.pipeline.graphs,
+                                               e.pipeline.plans, placements, bo));
+  ALPA_ASSIGN_OR_RETURN(e.sim, simulate_pipeline(prog, cluster));
+  for (const SimStage& s : e.sim.stages) e.peak = std::max(e.peak, s.peak_memory_bytes);
+  return e;
+}
+
+}  // namespace
+
+std::string_view baseline_name(BaselineKind k) {
+  switch (k) {
+    case BaselineKind::kMegatron:
+      return "megatron";
+    case BaselineKind::kDeepSpeed:
+      return "deepspeed";
+    case BaselineKind::kPpDp:
+      return "pp-dp";
+  }
+  return "?";
+}
+
+Result<BaselineKind> parse_baseline(std::string_view name) {
+  for (BaselineKind k : {BaselineKind::kMegatron, BaselineKind::kDeepSpeed, BaselineKind::kPpDp})
+    if (baseline_name(k) == name) return k;
+  return invalid_argument(
+      cat("unknown baseline '", name, "'"),
+      "baselines: megatron (data x tensor x pipeline grid), deepspeed (ZeRO-2/3 "
+      "data parallel, expert parallel for MoE), pp-dp (pipeline + data parallel)");
+}
+
+std::string BaselineConfig::to_string() const {
+  return cat("dp ", dp, " x tp ", tp, " x pp ", pp, ", ", micro_batches, " micro-batch",
+             micro_batches > 1 ? "es" : "", " (", manual_plan_name(per_stage),
+             expert_parallel ? " + expert parallel" : "", ")");
+}
+
+Result<BaselineResult> plan_baseline(BaselineKind kind,
+                                     const std::function<Result<TrainStep>(int)>& build_step,
+                                     const Cluster& cluster, const BaselineOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  const int devices = cluster.num_devices();
+  if (o.batch < 1) return invalid_argument("a baseline needs a batch of at least 1");
+  const double memory = o.memory_per_device > 0 ? o.memory_per_device : cluster.device.memory_bytes;
+  std::map<int, TrainStep> steps;
+  auto step_for = [&](int B) -> Result<const TrainStep*> {
+    auto it = steps.find(B);
+    if (it == steps.end()) {
+      ALPA_ASSIGN_OR_RETURN(TrainStep s, build_step(B));
+      it = steps.emplace(B, std::move(s)).first;
+    }
+    return &it->second;
+  };
+  ALPA_ASSIGN_OR_RETURN(const TrainStep* first, step_for(1));
+  const double params = param_bytes(first->graph);
+  const int max_stages = o.max_pipeline_stages > 0 ? o.max_pipeline_stages
+                                                   : static_cast<int>(forward_ops(*first).size());
+
+  BaselineResult r;
+  r.kind = kind;
+  std::optional<Evaluated> best;
+  double best_peak_seen = std::numeric_limits<double>::infinity();
+  for (BaselineConfig shape :
+       grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o.moe)) {
+    const double bound = owned_lower_bound(kind, shape, params);
+    if (bound > memory) {
+      BaselineTrial t{
+          shape, false, false,
+          0,     bound, cat("weights and optimizer state alone need ", gb(bound), " per device")};
+      t.config.micro_batches = 0;
+      r.trials.push_back(std::move(t));
+      best_peak_seen = std::min(best_peak_seen, bound);
+      continue;
+    }
+    double best_here = std::numeric_limits<double>::infinity();
+    int worse = 0;
+    // Per-replica micro-batch sizes 1, 2, 4, ...: fewer, larger micro-batches.
+    for (int64_t m = 1; o.batch % (static_cast<int64_t>(shape.dp) * m) == 0; m *= 2) {
+      BaselineConfig c = shape;
+      c.micro_batches = static_cast<int>(o.batch / (shape.dp * m));
+      BaselineTrial t{c, false, false, 0, 0, ""};
+      Result<const TrainStep*> step = step_for(c.micro_batches);
+      Result<Evaluated> e =
+          step.ok() ? evaluate(c, **step, cluster, o, memory) : Result<Evaluated>(step.status());
+      if (!e.ok()) {
+        t.note = e.status().message();
+        if (o.progress) o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
+        r.trials.push_back(std::move(t));
+        break;
+      }
+      t.simulated = true;
+      t.step_time_s = e->sim.step_time_s;
+      t.peak_memory_bytes = e->peak;
+      t.fits = e->peak <= memory;
+      if (!t.fits) t.note = cat("needs ", gb(e->peak), " per device");
+      best_peak_seen = std::min(best_peak_seen, e->peak);
+      if (o.progress)
+        o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": step ", t.step_time_s,
+                       " s, peak ", gb(e->peak), t.fits ? "" : " (does not fit)"));
+      r.trials.push_back(t);
+      if (!t.fits) break;  // larger micro-batches only need more
+      if (!best || t.step_time_s < best->sim.step_time_s) {
+        best = std::move(*e);
+        r.best = c;
+      }
+      if (t.step_time_s < best_here) {
+        best_here = t.step_time_s;
+        worse = 0;
+      } else if (++worse >= 2) {
+        break;
+      }
+    }
+    // Training steps of other micro-batch counts are large; keep only the ones still needed.
+    for (auto it = steps.begin(); it != steps.end();)
+      it = it->first == 1 || (best && it->first == r.best.micro_batches) ? std::next(it)
+                                                                         : steps.erase(it);
+  }
+  r.search_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!best)
+    return resource_exhausted(
+        cat("no ", baseline_name(kind), " configuration fits ", gb(memory), " per device on ",
+            devices, " devices of ", cluster.name,
+            std::isfinite(best_peak_seen) ? cat(" (the smallest needs ", gb(best_peak_seen), ")")
+                                          : std::string()),
+        "use devices with more memory (--memory-budget), more devices, or a smaller model");
+  ALPA_ASSIGN_OR_RETURN(const TrainStep* bs, step_for(r.best.micro_batches));
+  r.step = *bs;
+  r.plan = std::move(best->plan);
+  r.pipeline = std::move(best->pipeline);
+  r.sim = std::move(best->sim);
+  return r;
+}
+
+Result<BaselineResult> simulate_baseline_config(
+    BaselineKind kind, const BaselineConfig& c,
+    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
+    const BaselineOptions& o) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  if (c.dp * c.tp * c.pp != cluster.num_devices() || c.micro_batches < 1)
+    return invalid_argument(cat("the configuration ", c.to_string(), " does not cover the ",
+                                cluster.num_devices(), " devices"));
+  const double memory = o.memory_per_device > 0 ? o.memory_per_device : cluster.device.memory_bytes;
+  BaselineResult r;
+  r.kind = kind;
+  r.best = c;
+  ALPA_ASSIGN_OR_RETURN(r.step, build_step(c.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(Evaluated e, evaluate(c, r.step, cluster, o, memory));
+  r.trials.push_back({c, true, e.peak <= memory, e.sim.step_time_s, e.peak, ""});
+  r.plan = std::move(e.plan);
+  r.pipeline = std::move(e.pipeline);
+  r.sim = std::move(e.sim);
+  r.search_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace alpa

@@ -1,0 +1,91 @@
+// Baselines: the plans a person would write with today's systems, found the way their users
+// find them — a grid search — and judged by the simulator (sim/simulator.h), so they go
+// through the same stage split, intra-op costing, lowering and instruction lists as the
+// plans of the planner (Alpa §5.1 grid-searches its baselines the same way, on the cluster).
+//
+// - megatron: Megatron-LM — data x tensor x pipeline degrees (tensor inside a host), equal
+//   stages of layers, Megatron's GPT sharding on each stage (plan/manual.h "2d",
+//   "tensor-parallel" or "data-parallel"), and the micro-batch size;
+// - deepspeed: DeepSpeed — ZeRO-2 or ZeRO-3 data parallelism over every device, with expert
+//   parallelism for mixture-of-experts layers (experts split over the devices), and the
+//   micro-batch size (gradient accumulation);
+// - pp-dp: pipeline plus data parallelism only (the PipeDream/DAPPLE space): pipeline degree,
+//   data parallelism inside each stage, and the micro-batch size.
+//
+// Every configuration is simulated as one 1F1B training step; one that needs more memory per
+// device than the cluster has (the simulator's peak) does not count. Configurations whose
+// weights and optimizer state alone cannot fit are skipped without simulating, and the
+// micro-batch size grows only while it fits and the step keeps getting faster.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "alpa/autodiff/train_step.h"
+#include "alpa/cluster/cluster.h"
+#include "alpa/inter/stage_planner.h"
+#include "alpa/pipeline/program.h"
+#include "alpa/pipeline/schedule.h"
+#include "alpa/plan/manual.h"
+#include "alpa/sim/simulator.h"
+
+namespace alpa {
+
+enum class BaselineKind : uint8_t { kMegatron, kDeepSpeed, kPpDp };
+std::string_view baseline_name(BaselineKind k);  // "megatron", "deepspeed", "pp-dp"
+Result<BaselineKind> parse_baseline(std::string_view name);
+
+struct BaselineConfig {
+  int dp = 1, tp = 1, pp = 1;  // data, tensor and pipeline degrees: dp * tp * pp devices
+  int micro_batches = 1;       // per step; each is split dp ways
+  ManualPlanKind per_stage = ManualPlanKind::kDataParallel;
+  bool expert_parallel = false;
+  std::string to_string() const;  // "dp 2 x tp 4 x pp 2, 16 micro-batches (2d)"
+};
+
+struct BaselineTrial {
+  BaselineConfig config;
+  bool simulated = false;
+  bool fits = false;
+  double step_time_s = 0;        // simulated (0 if not simulated)
+  double peak_memory_bytes = 0;  // simulated peak per device, or the weights-and-state bound
+  std::string note;              // why it was skipped or failed
+};
+
+struct BaselineOptions {
+  int64_t batch = 1;  // global batch
+  ScheduleKind schedule = ScheduleKind::k1F1B;
+  double memory_per_device = 0;  // bytes; 0: the cluster's device memory
+  bool moe = false;              // the model has mixture-of-experts layers (deepspeed: expert
+                                 // parallelism)
+  int max_pipeline_stages = 0;   // 0: as many as the model has layers to cluster
+  std::function<void(const std::string&)> progress;
+};
+
+struct BaselineResult {
+  BaselineKind kind = BaselineKind::kMegatron;
+  BaselineConfig best;
+  TrainStep step;  // the best configuration's one-micro-batch step
+  PipelinePlan plan;
+  MaterializedPipeline pipeline;
+  SimReport sim;
+  std::vector<BaselineTrial> trials;  // in the order tried
+  double search_s = 0;
+};
+
+// Grid-searches the baseline on `cluster` (its whole size). build_step(B) returns the
+// training step of one micro-batch when the batch is split into B micro-batches. Errors when
+// no configuration fits, naming the best memory seen.
+Result<BaselineResult> plan_baseline(BaselineKind kind,
+                                     const std::function<Result<TrainStep>(int)>& build_step,
+                                     const Cluster& cluster, const BaselineOptions& options);
+
+// One configuration, simulated as the search would (its trial is the result's only one).
+Result<BaselineResult> simulate_baseline_config(
+    BaselineKind kind, const BaselineConfig& config,
+    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
+    const BaselineOptions& options);
+
+}  // namespace alpa

@@ -1,0 +1,218 @@
+// The baselines (baseline/baseline.h): each searches its own grid and nothing else, picks the
+// fastest configuration that fits, and its plan trains the model exactly as one device does.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <tuple>
+
+#include "alpa/baseline/baseline.h"
+#include "alpa/cluster/mesh.h"
+#include "alpa/models/registry.h"
+#include "alpa/pipeline/runner.h"
+#include "alpa/runtime/init.h"
+#include "pipeline/manual_stages.h"
+
+namespace alpa {
+namespace {
+
+std::function<Result<TrainStep>(int)> builder(const ModelSpec& spec) {
+  return [spec](int B) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
+    return build_train_step(fwd, {});
+  };
+}
+
+Cluster local(int devices) {
+  return with_devices(cluster_preset("local").value(), devices).value();
+}
+
+ModelSpec gpt_tiny() {
+  return resolve_model("gpt", "tiny", {}).value();
+}
+
+BaselineResult search(BaselineKind kind, const ModelSpec& spec, const Cluster& c,
+                      double memory = 0) {
+  BaselineOptions o;
+  o.batch = spec.batch;
+  o.moe = spec.family == ModelFamily::kMoe;
+  o.memory_per_device = memory;
+  Result<BaselineResult> r = plan_baseline(kind, builder(spec), c, o);
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return r.ok() ? std::move(*r) : BaselineResult{};
+}
+
+// The best trial is the fastest that fits, and is what the result holds.
+void expect_best_of_trials(const BaselineResult& r) {
+  double fastest = INFINITY;
+  for (const BaselineTrial& t : r.trials)
+    if (t.simulated && t.fits) fastest = std::min(fastest, t.step_time_s);
+  ASSERT_TRUE(std::isfinite(fastest));
+  EXPECT_DOUBLE_EQ(r.sim.step_time_s, fastest);
+  EXPECT_EQ(static_cast<int>(r.plan.stages.size()), r.best.pp);
+  EXPECT_EQ(r.plan.micro_batches, r.best.micro_batches);
+}
+
+TEST(Baseline, MegatronSearchesDataTensorPipelineDegreesInsideItsRules) {
+  ModelSpec spec = gpt_tiny();
+  const Cluster c = local(4);
+  BaselineResult r = search(BaselineKind::kMegatron, spec, c);
+  std::set<std::tuple<int, int, int>> shapes;
+  for (const BaselineTrial& t : r.trials) {
+    const BaselineConfig& k = t.config;
+    EXPECT_EQ(k.dp * k.tp * k.pp, 4) << k.to_string();
+    EXPECT_LE(k.tp, c.devices_per_host);
+    if (k.dp > 1 && k.tp > 1) {
+      EXPECT_EQ(k.per_stage, ManualPlanKind::kTwoD);
+    } else {
+      EXPECT_EQ(k.per_stage,
+                k.tp > 1 ? ManualPlanKind::kTensorParallel : ManualPlanKind::kDataParallel);
+    }
+    EXPECT_EQ(spec.batch % (static_cast<int64_t>(k.dp) * k.micro_batches), 0) << k.to_string();
+    shapes.insert({k.dp, k.tp, k.pp});
+  }
+  // Every factorisation of 4 devices into dp x tp x pp.
+  EXPECT_EQ(shapes.size(), 6u);
+  expect_best_of_trials(r);
+}
+
+TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
+  ModelSpec spec = resolve_model("moe", "tiny", {}).value();
+  const Cluster c = local(4);
+  BaselineResult r = search(BaselineKind::kDeepSpeed, spec, c);
+  std::set<ManualPlanKind> kinds;
+  for (const BaselineTrial& t : r.trials) {
+    EXPECT_EQ(t.config.dp, 4);
+    EXPECT_EQ(t.config.pp, 1);
+    EXPECT_TRUE(t.config.expert_parallel);
+    kinds.insert(t.config.per_stage);
+  }
+  EXPECT_EQ(kinds, (std::set<ManualPlanKind>{ManualPlanKind::kZero, ManualPlanKind::kZero3}));
+  expect_best_of_trials(r);
+  // The expert weights are split by expert over the devices: all-to-all moves the tokens.
+  const StageGraph& sg = r.pipeline.graphs[0];
+  int experts = 0;
+  for (ValueId v = 0; v < sg.graph.size(); ++v) {
+    const std::string& n = sg.graph.node(v).name;
+    if (sg.graph.node(v).op != OpKind::kParameter || sg.graph.type(v).rank() != 3) continue;
+    if (n.size() < 3 || (n.substr(n.size() - 3) != ".wi" && n.substr(n.size() - 3) != ".wo"))
+      continue;
+    ++experts;
+    EXPECT_NE(r.pipeline.plans[0].specs[v].dims[0], 0) << n << " not split by expert";
+  }
+  EXPECT_GT(experts, 0);
+  bool all_to_all = false;
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, f] : r.pipeline.placements) placements.push_back({shape, f});
+  PipelineBuildOptions bo;
+  bo.micro_batches = r.plan.micro_batches;
+  PipelineProgram prog = build_pipeline_program(r.step, r.pipeline.split, r.pipeline.graphs,
+                                                r.pipeline.plans, placements, bo)
+                             .value();
+  for (const TaskProgram& tp : prog.stages[0].tasks)
+    for (ValueId v = 0; v < tp.spmd.program.size(); ++v)
+      all_to_all |= tp.spmd.program.node(v).op == OpKind::kAllToAll;
+  EXPECT_TRUE(all_to_all);
+}
+
+TEST(Baseline, PpDpHasNoTensorParallelism) {
+  ModelSpec spec = gpt_tiny();
+  BaselineResult r = search(BaselineKind::kPpDp, spec, local(4));
+  std::set<int> pps;
+  for (const BaselineTrial& t : r.trials) {
+    EXPECT_EQ(t.config.tp, 1);
+    EXPECT_EQ(t.config.per_stage, ManualPlanKind::kDataParallel);
+    pps.insert(t.config.pp);
+  }
+  EXPECT_EQ(pps, (std::set<int>{1, 2, 4}));
+  expect_best_of_trials(r);
+}
+
+TEST(Baseline, MemoryDecidesWhatCounts) {
+  ModelSpec spec = gpt_tiny();
+  const Cluster c = local(4);
+  BaselineResult free = search(BaselineKind::kMegatron, spec, c);
+  // A budget just under the best plan's peak: it no longer counts.
+  double best_peak = 0;
+  for (const SimStage& s : free.sim.stages) best_peak = std::max(best_peak, s.peak_memory_bytes);
+  BaselineResult tight = search(BaselineKind::kMegatron, spec, c, best_peak * 0.999);
+  for (const SimStage& s : tight.sim.stages) EXPECT_LE(s.peak_memory_bytes, best_peak * 0.999);
+  EXPECT_GE(tight.sim.step_time_s, free.sim.step_time_s);
+  // Nothing fits: an error naming the memory, with what the smallest configuration needs.
+  BaselineOptions o;
+  o.batch = spec.batch;
+  o.memory_per_device = 1000;
+  Result<BaselineResult> none = plan_baseline(BaselineKind::kMegatron, builder(spec), c, o);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no megatron configuration fits"), std::string::npos)
+      << none.status().message();
+  EXPECT_NE(none.status().message().find("smallest needs"), std::string::npos);
+  for (const BaselineTrial& t : none.ok() ? none->trials : std::vector<BaselineTrial>{})
+    EXPECT_FALSE(t.fits);
+}
+
+TEST(Baseline, NamesParse) {
+  for (BaselineKind k : {BaselineKind::kMegatron, BaselineKind::kDeepSpeed, BaselineKind::kPpDp})
+    EXPECT_EQ(parse_baseline(baseline_name(k)).value(), k);
+  Result<BaselineKind> bad = parse_baseline("gpipe");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().to_string().find("megatron"), std::string::npos);
+}
+
+// Megatron configurations (data x tensor, tensor x pipeline, data x pipeline), run by the
+// pipeline runtime on 4 virtual devices, train as one device does (two steps: the second loss
+// sees the first update).
+TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
+  ModelSpec spec = gpt_tiny();
+  const Cluster c = local(4);
+  const int B = 2;
+  Graph fwd = build_forward(spec, B).value();
+  TrainStepOptions all;
+  all.micro_batches = B;
+  const Graph reference = build_train_step(fwd, all).value().graph;
+  auto losses = [&](const TrainStep& step, const PipelinePlan& plan,
+                    const MaterializedPipeline& m) {
+    std::vector<StagePlacement> placements;
+    for (const auto& [shape, f] : m.placements) placements.push_back({shape, f});
+    PipelineBuildOptions bo;
+    bo.micro_batches = plan.micro_batches;
+    PipelineRunner runner(
+        build_pipeline_program(step, m.split, m.graphs, m.plans, placements, bo).value(),
+        step.graph);
+    const std::vector<Tensor> init = init_parameters(reference, 7);
+    EXPECT_TRUE(runner.load_parameters(init).ok());
+    std::vector<double> out;
+    for (int i = 0; i < 2; ++i) out.push_back(runner.run_step(init).value());
+    return out;
+  };
+  BaselineOptions o;
+  o.batch = spec.batch;
+  const BaselineConfig configs[] = {{2, 2, 1, B, ManualPlanKind::kTwoD, false},
+                                    {1, 2, 2, B, ManualPlanKind::kTensorParallel, false},
+                                    {2, 1, 2, B, ManualPlanKind::kDataParallel, false}};
+  for (const BaselineConfig& k : configs) {
+    SCOPED_TRACE(k.to_string());
+    Result<BaselineResult> r =
+        simulate_baseline_config(BaselineKind::kMegatron, k, builder(spec), c, o);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    ASSERT_EQ(r->trials.size(), 1u);
+    EXPECT_GT(r->sim.step_time_s, 0);
+    const std::vector<double> got = losses(r->step, r->plan, r->pipeline);
+    // One device: one stage on a 1x1 mesh over the same layers.
+    PipelinePlan p1 = testing::manual_stage_plan({{1, 1}}, r->plan.layers.num_layers, B);
+    p1.layers = r->plan.layers;
+    MaterializedPipeline m1 = materialize_pipeline(r->step, p1, local(1), {}).value();
+    const std::vector<double> want = losses(r->step, p1, m1);
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])));
+  }
+  // A configuration that does not cover the devices is refused.
+  EXPECT_FALSE(simulate_baseline_config(BaselineKind::kMegatron,
+                                        {2, 1, 1, B, ManualPlanKind::kDataParallel, false},
+                                        builder(spec), c, o)
+                   .ok());
+}
+
+}  // namespace
+}  // namespace alpa
