@@ -19,10 +19,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+from benchlib import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = [("350m", 1), ("760m", 2), ("1.3b", 4), ("2.6b", 8), ("6.7b", 16), ("15b", 32),
@@ -42,15 +43,6 @@ def plan(alpa, size, gpus, micro_batches, extra):
     return j, wall, " ".join(cmd[1:])
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():

@@ -16,6 +16,7 @@
 #include "alpa/models/registry.h"
 #include "alpa/pipeline/runner.h"
 #include "alpa/runtime/init.h"
+#include "alpa/sim/checked_plan.h"
 #include "alpa/sim/simulator.h"
 #include "pipeline/manual_stages.h"
 
@@ -132,6 +133,42 @@ TEST(Simulator, TraceIsChromeJsonWithOneEventPerTimedInstruction) {
   }
   EXPECT_EQ(complete, static_cast<int>(r.events.size()));
   EXPECT_EQ(forward, 2 * 2);  // 2 stages x 2 micro-batches
+}
+
+// The planner's plan and its alternatives are judged by simulation: the result is the fastest
+// simulated candidate that fits, and a memory that the first plan overflows (by the
+// simulator's count) gives a plan that fits it.
+TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  auto build = [&](int B) -> Result<TrainStep> {
+    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
+    return build_train_step(fwd, {});
+  };
+  const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
+  PipelinePlannerOptions o;
+  o.batch = spec.batch;
+  o.imbalance_tolerance = 100;
+  CheckedPipelinePlan r = plan_pipeline_checked(build, c, o, ScheduleKind::k1F1B).value();
+  ASSERT_FALSE(r.simulated.empty());
+  EXPECT_EQ(r.rounds, 1);
+  double fastest = 1e30;
+  for (const SimulatedCandidate& s : r.simulated)
+    if (s.peak_memory_bytes <= c.device.memory_bytes) fastest = std::min(fastest, s.step_time_s);
+  EXPECT_DOUBLE_EQ(r.sim.step_time_s, fastest);
+  EXPECT_EQ(r.step.graph.size() > 0, true);
+  EXPECT_EQ(static_cast<int>(r.pipeline.stages.size()), static_cast<int>(r.plan.stages.size()));
+  EXPECT_TRUE(r.plan.alternatives.empty());
+  EXPECT_GT(r.plan.candidates, 0);  // the search's statistics travel with the chosen plan
+
+  // Less memory than that plan's simulated peak: whatever comes back fits, or it is an error.
+  o.memory_per_device = 0.9 * r.peak_memory_bytes;
+  Result<CheckedPipelinePlan> tight = plan_pipeline_checked(build, c, o, ScheduleKind::k1F1B);
+  if (tight.ok()) {
+    EXPECT_LE(tight->peak_memory_bytes, o.memory_per_device);
+    EXPECT_LE(tight->planner_memory, o.memory_per_device);
+  } else {
+    EXPECT_EQ(tight.status().code(), StatusCode::kResourceExhausted) << tight.status().to_string();
+  }
 }
 
 }  // namespace

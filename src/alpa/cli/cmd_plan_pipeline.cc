@@ -14,6 +14,7 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
+#include "alpa/sim/checked_plan.h"
 
 namespace alpa {
 namespace {
@@ -102,10 +103,15 @@ Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const Model
         std::fprintf(stderr, "\rplanning:%s\x1b[K", line.c_str());
         std::fflush(stderr);
       };
-    Result<PipelinePlan> p = plan_pipeline(build_step, *cluster, po);
+    Result<CheckedPipelinePlan> p = plan_pipeline_checked(build_step, *cluster, po, pipe.schedule);
     if (tty) std::fprintf(stderr, "\r\x1b[K");
     if (!p.ok()) return p.status();
-    plan = std::move(*p);
+    PlannedPipelineRun run{std::move(*cluster), std::move(p->step), std::move(p->plan),
+                           std::move(p->pipeline)};
+    run.sim = std::move(p->sim);
+    run.plan_rounds = p->rounds;
+    run.planner_memory = p->planner_memory;
+    return run;
   }
   ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(plan.micro_batches));
   ALPA_ASSIGN_OR_RETURN(MaterializedPipeline m,

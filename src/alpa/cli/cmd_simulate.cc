@@ -37,6 +37,7 @@ struct Simulated {
   double plan_s = 0, sim_s = 0;
   std::string source;  // the plan's origin, for the report
   const BaselineResult* baseline = nullptr;
+  int plan_rounds = 1;  // plans made until the simulated memory fit
 };
 
 using Clock = std::chrono::steady_clock;
@@ -74,20 +75,25 @@ int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec,
   if (!run.ok()) return fail(run.status());
   Simulated r;
   r.plan_s = seconds_since(t0);
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, first] : run->m.placements) placements.push_back({shape, first});
-  PipelineBuildOptions bo;
-  bo.schedule = pipe.schedule;
-  bo.micro_batches = run->plan.micro_batches;
-  bo.cluster = &run->cluster;
-  Result<PipelineProgram> prog =
-      build_pipeline_program(run->step, run->m.split, run->m.graphs, run->m.plans, placements, bo);
-  if (!prog.ok()) return fail(prog.status());
-  const Clock::time_point t1 = Clock::now();
-  Result<SimReport> sim = simulate_pipeline(*prog, run->cluster);
-  if (!sim.ok()) return fail(sim.status());
-  r.sim_s = seconds_since(t1);
-  r.sim = std::move(*sim);
+  if (run->sim) {
+    r.sim = std::move(*run->sim);  // the planner's memory check simulated it already
+  } else {
+    std::vector<StagePlacement> placements;
+    for (const auto& [shape, first] : run->m.placements) placements.push_back({shape, first});
+    PipelineBuildOptions bo;
+    bo.schedule = pipe.schedule;
+    bo.micro_batches = run->plan.micro_batches;
+    bo.cluster = &run->cluster;
+    Result<PipelineProgram> prog = build_pipeline_program(run->step, run->m.split, run->m.graphs,
+                                                          run->m.plans, placements, bo);
+    if (!prog.ok()) return fail(prog.status());
+    const Clock::time_point t1 = Clock::now();
+    Result<SimReport> sim = simulate_pipeline(*prog, run->cluster);
+    if (!sim.ok()) return fail(sim.status());
+    r.sim_s = seconds_since(t1);
+    r.sim = std::move(*sim);
+  }
+  r.plan_rounds = run->plan_rounds;
   r.cluster = &run->cluster;
   r.step = &run->step;
   r.micro_batches = run->plan.micro_batches;
@@ -205,6 +211,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
     j["device_memory_bytes"] = memory;
     j["fits_memory"] = peak <= memory;
     j["plan_time_s"] = plan_s;
+    j["plan_rounds"] = r.plan_rounds;
     j["simulation_time_s"] = sim_s;
     j["instructions"] = sim->instructions;
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
@@ -216,6 +223,8 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
                         {"devices", st.devices},
                         {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
                         {"busy_s", st.busy_s},
+                        {"planner_time_per_micro_batch_s", ps.time_s},
+                        {"planner_peak_memory_bytes", ps.peak_memory_bytes},
                         {"compute_s", st.compute_s},
                         {"communication_s", st.communication_s},
                         {"owned_bytes", st.owned_bytes},
@@ -245,6 +254,9 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
   out << "alpa simulate: " << spec->name << " on " << devices << " devices of " << r.cluster->name
       << ", batch " << spec->batch << " in " << B << " micro-batch" << (B > 1 ? "es" : "") << " ("
       << schedule << "), plan: " << r.source << " (" << format_seconds(plan_s) << ")\n";
+  if (r.plan_rounds > 1)
+    out << "  planned " << r.plan_rounds << " times: a plan's simulated memory exceeded the "
+        << "device, so the planner was given less\n";
   if (r.baseline) {
     out << "  configurations tried (step time simulated, peak memory per device):\n";
     for (const BaselineTrial& t : r.baseline->trials) {

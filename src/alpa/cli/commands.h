@@ -13,6 +13,7 @@
 #include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/pipeline/schedule.h"
+#include "alpa/sim/simulator.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/status.h"
 
@@ -139,6 +140,10 @@ struct PlannedPipelineRun {
   TrainStep step;   // the training step of one micro-batch
   PipelinePlan plan;
   MaterializedPipeline m;
+  // Planned here (not a plan file): the memory check's simulation (sim/checked_plan.h).
+  std::optional<SimReport> sim;
+  int plan_rounds = 1;
+  double planner_memory = 0;  // memory per device the planner was given in the last round
 };
 Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
                                              const ResolvedPipeline& pipe);

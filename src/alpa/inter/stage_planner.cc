@@ -151,7 +151,9 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
   c.plan = std::move(*p);
   stage_memory(sg, c.plan, &c.acc_bytes, &c.stash_bytes);
   c.peak_bytes = c.plan.peak_memory_bytes + c.acc_bytes;
-  c.compute_s = c.plan.compute_s;
+  // Every micro-batch adds its gradients into the accumulators: read both, write one, through
+  // device memory (the runtime's ACC; the simulator costs it the same way).
+  c.compute_s = c.plan.compute_s + 3 * c.acc_bytes / cluster.device.memory_bandwidth;
   c.communication_s = c.plan.communication_s;
   if (include_transfer) {
     for (size_t j = 0; j < sg.received.size(); ++j) {
@@ -639,6 +641,7 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
   Status last_error = ok_status();
   int worse = 0;
   std::vector<std::pair<int, double>> tried;
+  std::vector<PipelinePlan> others;  // the best plans of the other counts
   // Micro-batch counts are planned `workers` at a time, each on its own thread (the plans are
   // independent), and judged in order.
   const int workers = options.threads > 0
@@ -680,12 +683,16 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
         options.progress(cat("micro-batches ", B, ": predicted step ", p->predicted_step_time_s,
                              " s with ", p->stages.size(), " stages"));
       if (!best.ok() || p->predicted_step_time_s < best->predicted_step_time_s) {
-        // Keep the statistics of every candidate tried.
-        if (best.ok()) add_statistics(*p, *best);
+        // Keep the statistics of every candidate tried, and the plan it replaces.
+        if (best.ok()) {
+          add_statistics(*p, *best);
+          others.push_back(std::move(*best));
+        }
         best = std::move(p);
         worse = 0;
       } else {
         add_statistics(*best, *p);
+        others.push_back(std::move(*p));
         if (++worse >= 2) stop = true;  // the step time has turned upwards
       }
     }
@@ -732,6 +739,10 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
   }
   best->micro_batch_search = tried;
   best->total_s = since(t0);
+  std::sort(others.begin(), others.end(), [](const PipelinePlan& a, const PipelinePlan& b) {
+    return a.predicted_step_time_s < b.predicted_step_time_s;
+  });
+  for (PipelinePlan& o : others) best->alternatives.push_back(std::move(o));
   return best;
 }
 

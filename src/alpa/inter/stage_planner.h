@@ -99,6 +99,9 @@ struct PipelinePlan {
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
+  // The best plans of the other micro-batch counts tried, fastest first (predicted): what a
+  // caller that judges plans another way (by simulation, sim/checked_plan.h) chooses among.
+  std::vector<PipelinePlan> alternatives;
 };
 
 // The forward operators of a one-micro-batch training step, in order (what layers cluster).

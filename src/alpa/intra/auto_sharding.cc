@@ -391,9 +391,10 @@ double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
   const std::vector<ValueId> last = compute_last_use(g);
   std::vector<std::vector<ValueId>> frees(static_cast<size_t>(g.size()) + 1);
   for (ValueId v = 0; v < g.size(); ++v) frees[last[v]].push_back(v);
+  const std::vector<char> fused = fused_values(g);
   double live = 0, peak = 0;
   auto bytes = [&](ValueId v) {
-    if (strategy[v] < 0) return 0.0;
+    if (strategy[v] < 0 || fused[v]) return 0.0;
     const TensorType& t = g.type(v);
     const Shape local = specs[v].rank() == t.rank() ? specs[v].local_shape(t.shape, mesh) : t.shape;
     return static_cast<double>(num_elements(local) * dtype_bytes(t.dtype));

@@ -146,7 +146,7 @@ double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& 
 
 std::vector<Strategy> enumerate(const Graph& g, ValueId id, const Mesh& mesh,
                                 const DeviceSpec& device, const ShardingOptions& opt,
-                                int batch_axis) {
+                                int batch_axis, const std::vector<char>& fused) {
   const Node& n = g.node(id);
   const FactorRule r = rule_for(g, id);
   const MeshShape ms = mesh.shape;
@@ -198,17 +198,18 @@ std::vector<Strategy> enumerate(const Graph& g, ValueId id, const Mesh& mesh,
       s.name = s.output.to_string();
       if (!s.operands.empty()) s.name += " = " + spec_list(s.operands);
       const double shards = static_cast<double>(axes_size(used, ms));
-      double bytes = local_bytes(n.type, s.output, ms);
-      for (size_t k = 0; k < n.operands.size(); ++k)
-        bytes += local_bytes(g.type(n.operands[k]), s.operands[k], ms);
+      const double bytes = node_memory_traffic(g, id, fused, [&](ValueId v, int k) {
+        return k < 0 ? local_bytes(n.type, s.output, ms)
+                     : local_bytes(g.type(v), s.operands[static_cast<size_t>(k)], ms);
+      });
       s.compute = n.op == OpKind::kParameter ? 0.0
                                              : compute_time(device, n.type.dtype, flops / shards, bytes);
-      s.memory = local_bytes(n.type, s.output, ms);
+      s.memory = fused[id] ? 0.0 : local_bytes(n.type, s.output, ms);
       s.native = s.output;
       // A partial output may also be resolved here, once for all users.
       if (s.output.partial) {
         const uint8_t p = s.output.partial;
-        const double bytes_local = s.memory;
+        const double bytes_local = local_bytes(n.type, s.output, ms);
         Strategy ar = s;
         ar.output.partial = 0;
         ar.comm = collective_time(mesh, Collective::kAllReduce, p, bytes_local);
@@ -425,6 +426,7 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
                                                         const ShardingOptions& options) {
   const MeshShape ms = mesh.shape;
   const int batch_axis = resolve_batch_axis(options, ms);
+  const std::vector<char> fused = fused_values(g);
   std::vector<NodeStrategies> out(static_cast<size_t>(g.size()));
   // The enumerated node each follow chain starts from.
   std::vector<ValueId> root(static_cast<size_t>(g.size()), kNoValue);
@@ -461,12 +463,12 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
       if (n.op == OpKind::kParameter && axis >= 0 && n.type.rank() > 0 &&
           n.type.shape[0] % ms[axis] != 0)
         axis = -1;
-      ns.strategies = enumerate(g, id, mesh, device, options, axis);
+      ns.strategies = enumerate(g, id, mesh, device, options, axis, fused);
       if (ns.strategies.empty() && !options.allow_replicated_compute) {
         // E.g. a product too small to split over every axis: let it repeat work.
         ShardingOptions relaxed = options;
         relaxed.allow_replicated_compute = true;
-        ns.strategies = enumerate(g, id, mesh, device, relaxed, axis);
+        ns.strategies = enumerate(g, id, mesh, device, relaxed, axis, fused);
       }
       if (ns.strategies.empty())
         return internal_error(cat("no strategy for ", value_ref(g, id)));
@@ -509,10 +511,11 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
     const double flops = node_flops(g, id);
     for (const Strategy& ls : out[leader].strategies) {
       ALPA_ASSIGN_OR_RETURN(Strategy s, follow_strategy(g, id, leader, ls.output, ms));
-      s.memory = local_bytes(n.type, s.output, ms);
-      double bytes = s.memory;
-      for (size_t k = 0; k < n.operands.size(); ++k)
-        bytes += local_bytes(g.type(n.operands[k]), s.operands[k], ms);
+      s.memory = fused[id] ? 0.0 : local_bytes(n.type, s.output, ms);
+      const double bytes = node_memory_traffic(g, id, fused, [&](ValueId v, int k) {
+        return k < 0 ? local_bytes(n.type, s.output, ms)
+                     : local_bytes(g.type(v), s.operands[static_cast<size_t>(k)], ms);
+      });
       s.compute = compute_time(device, n.type.dtype, flops / static_cast<double>(s.output.shards(ms)),
                                bytes);
       ns.strategies.push_back(std::move(s));

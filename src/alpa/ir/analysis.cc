@@ -1,5 +1,6 @@
 #include "alpa/ir/analysis.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "alpa/ir/text.h"
@@ -113,6 +114,30 @@ std::vector<uint64_t> structural_node_hashes(const Graph& g) {
                          print_attrs(node.attrs) + "|" + name);
   }
   return out;
+}
+
+std::vector<char> fused_values(const Graph& g) {
+  const std::vector<std::vector<ValueId>> users = compute_users(g);
+  std::vector<char> output(static_cast<size_t>(g.size()), 0), fused(output.size(), 0);
+  for (const GraphOutput& o : g.outputs()) output[static_cast<size_t>(o.value)] = 1;
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& n = g.node(v);
+    const auto& us = users[static_cast<size_t>(v)];
+    if (output[static_cast<size_t>(v)] || us.empty()) continue;
+    auto near = [&](ValueId u) { return u - v <= kFusionWindow; };
+    auto elementwise_of_shape = [&](ValueId u) {
+      return is_elementwise(g.node(u).op) && g.type(u).shape == n.type.shape && near(u);
+    };
+    if (is_elementwise(n.op)) {
+      fused[static_cast<size_t>(v)] =
+          us.size() == 1 && (elementwise_of_shape(us[0]) ||
+                             (op_info(g.node(us[0]).op).family == OpFamily::kReduce && near(us[0])));
+    } else if (n.op == OpKind::kBroadcast || n.op == OpKind::kIota ||
+               n.op == OpKind::kConstant) {
+      fused[static_cast<size_t>(v)] = std::all_of(us.begin(), us.end(), elementwise_of_shape);
+    }
+  }
+  return fused;
 }
 
 }  // namespace alpa

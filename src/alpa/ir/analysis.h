@@ -40,4 +40,27 @@ std::vector<ValueId> compute_last_use(const Graph& g);
 // not included; callers combine the hashes along edges as far as they need.
 std::vector<uint64_t> structural_node_hashes(const Graph& g);
 
+// Per node: 1 if its value never reaches device memory because it is computed inside its
+// users' loops (elementwise loop fusion, as XLA fuses and as the CPU executor's plan_fusion
+// does): an elementwise node whose only user is an elementwise node of the same shape or a
+// reduction over it, and a broadcast, iota or constant all of whose users are elementwise
+// nodes of its shape — each user within kFusionWindow nodes of it in program order (a value
+// read much later, such as a forward activation read by the backward pass, is kept in memory
+// between the two). Graph outputs are never fused. The cost model charges no memory traffic
+// for writing or reading a fused value, and no memory for holding it.
+inline constexpr ValueId kFusionWindow = 64;
+std::vector<char> fused_values(const Graph& g);
+
+// Bytes a node moves through device memory under fused_values: its output (unless fused) and
+// each operand (unless fused), sized by `bytes_of`.
+template <typename BytesOf>
+double node_memory_traffic(const Graph& g, ValueId v, const std::vector<char>& fused,
+                           BytesOf bytes_of) {
+  double b = fused[static_cast<size_t>(v)] ? 0.0 : bytes_of(v, -1);
+  const auto& ops = g.node(v).operands;
+  for (size_t k = 0; k < ops.size(); ++k)
+    if (!fused[static_cast<size_t>(ops[k])]) b += bytes_of(ops[k], static_cast<int>(k));
+  return b;
+}
+
 }  // namespace alpa

@@ -24,14 +24,15 @@ uint8_t axes_mask(const std::vector<int64_t>& axes) {
 // Peak bytes of a program's intermediates (non-parameters) alive at once.
 double program_peak_bytes(const Graph& g) {
   const std::vector<ValueId> last = compute_last_use(g);
+  const std::vector<char> fused = fused_values(g);
   std::vector<std::vector<ValueId>> dies(static_cast<size_t>(g.size()) + 1);
   for (ValueId v = 0; v < g.size(); ++v) dies[static_cast<size_t>(last[v])].push_back(v);
   double live = 0, peak = 0;
   for (ValueId v = 0; v < g.size(); ++v) {
-    if (g.node(v).op != OpKind::kParameter) live += type_bytes(g.type(v));
+    if (g.node(v).op != OpKind::kParameter && !fused[v]) live += type_bytes(g.type(v));
     peak = std::max(peak, live);
     for (ValueId d : dies[static_cast<size_t>(v)])
-      if (g.node(d).op != OpKind::kParameter) live -= type_bytes(g.type(d));
+      if (g.node(d).op != OpKind::kParameter && !fused[d]) live -= type_bytes(g.type(d));
   }
   return peak;
 }
@@ -41,6 +42,7 @@ double program_peak_bytes(const Graph& g) {
 double program_time(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
                     double* communication_s) {
   double total = 0, comm = 0;
+  const std::vector<char> fused = fused_values(g);
   for (ValueId v = 0; v < g.size(); ++v) {
     const Node& n = g.node(v);
     if (n.op == OpKind::kParameter || n.op == OpKind::kConstant) continue;
@@ -64,8 +66,8 @@ double program_time(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
         collective(Collective::kAllToAll, type_bytes(n.type));
         break;
       default: {
-        double bytes = type_bytes(n.type);
-        for (ValueId o : n.operands) bytes += type_bytes(g.type(o));
+        const double bytes = node_memory_traffic(
+            g, v, fused, [&](ValueId x, int) { return type_bytes(g.type(x)); });
         t = compute_time(device, n.type.dtype, node_flops(g, v), bytes);
       }
     }

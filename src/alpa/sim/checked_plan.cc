@@ -1,0 +1,126 @@
+#include "alpa/sim/checked_plan.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+namespace alpa {
+namespace {
+
+struct Simulated {
+  TrainStep step;
+  MaterializedPipeline pipeline;
+  SimReport sim;
+  double peak = 0;
+};
+
+Result<Simulated> simulate_plan(const std::function<Result<TrainStep>(int)>& build_step,
+                                const Cluster& cluster, const PipelinePlan& plan,
+                                const AutoShardingOptions& sharding, ScheduleKind schedule) {
+  Simulated s;
+  ALPA_ASSIGN_OR_RETURN(s.step, build_step(plan.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(s.pipeline, materialize_pipeline(s.step, plan, cluster, sharding));
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, first] : s.pipeline.placements) placements.push_back({shape, first});
+  PipelineBuildOptions bo;
+  bo.schedule = schedule;
+  bo.micro_batches = plan.micro_batches;
+  bo.cluster = &cluster;
+  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
+                        build_pipeline_program(s.step, s.pipeline.split, s.pipeline.graphs,
+                                               s.pipeline.plans, placements, bo));
+  ALPA_ASSIGN_OR_RETURN(s.sim, simulate_pipeline(prog, cluster));
+  for (const SimStage& st : s.sim.stages) s.peak = std::max(s.peak, st.peak_memory_bytes);
+  return s;
+}
+
+// The planning statistics of `from` (the search as a whole) on `into`.
+void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
+  into.clustering_s = from.clustering_s;
+  into.stage_costs_s = from.stage_costs_s;
+  into.dp_s = from.dp_s;
+  into.total_s = from.total_s;
+  into.verify_s = from.verify_s;
+  into.candidates = from.candidates;
+  into.intra_solves = from.intra_solves;
+  into.cache_hits = from.cache_hits;
+  into.extrapolated = from.extrapolated;
+  into.micro_batch_search = from.micro_batch_search;
+}
+
+}  // namespace
+
+Result<CheckedPipelinePlan> plan_pipeline_checked(
+    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
+    const PipelinePlannerOptions& options, ScheduleKind schedule, int max_rounds,
+    int max_candidates) {
+  using Clock = std::chrono::steady_clock;
+  const double memory =
+      options.memory_per_device > 0 ? options.memory_per_device : cluster.device.memory_bytes;
+  PipelinePlannerOptions o = options;
+  o.memory_per_device = memory;
+  CheckedPipelinePlan r;
+  for (int round = 1;; ++round) {
+    const Clock::time_point t0 = Clock::now();
+    Result<PipelinePlan> plan = plan_pipeline(build_step, cluster, o);
+    if (!plan.ok()) {
+      if (round == 1) return plan.status();
+      return plan.status().with_context(
+          cat("the plans found first need more memory than the planner estimated when "
+              "simulated; planning for ",
+              o.memory_per_device / 1e9, " GB per device instead"));
+    }
+    // The planner's choice and its best plans for other micro-batch counts, judged by
+    // simulation: the fastest that fits.
+    std::vector<PipelinePlan> candidates;
+    candidates.push_back(*plan);
+    candidates.back().alternatives.clear();
+    for (const PipelinePlan& a : plan->alternatives)
+      if (static_cast<int>(candidates.size()) < max_candidates) candidates.push_back(a);
+    AutoShardingOptions sharding = o.sharding;
+    sharding.memory_budget_bytes = o.memory_per_device;
+    std::optional<Simulated> best;
+    size_t best_index = 0;
+    double first_planned_peak = 0, first_sim_peak = 0;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      ALPA_ASSIGN_OR_RETURN(Simulated s,
+                            simulate_plan(build_step, cluster, candidates[i], sharding, schedule));
+      r.simulated.push_back({candidates[i].micro_batches, s.sim.step_time_s, s.peak});
+      if (i == 0) {
+        for (const PlannedStage& ps : s.pipeline.stages)
+          first_planned_peak = std::max(first_planned_peak, ps.peak_memory_bytes);
+        first_sim_peak = s.peak;
+      }
+      const bool fits = s.peak <= memory;
+      const bool best_fits = best && best->peak <= memory;
+      if (!best || (fits && !best_fits) ||
+          (fits == best_fits && s.sim.step_time_s < best->sim.step_time_s)) {
+        best = std::move(s);
+        best_index = i;
+      }
+    }
+    r.plan_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    r.rounds = round;
+    r.planner_memory = o.memory_per_device;
+    r.plan = std::move(candidates[best_index]);
+    copy_statistics(r.plan, *plan);
+    r.step = std::move(best->step);
+    r.pipeline = std::move(best->pipeline);
+    r.sim = std::move(best->sim);
+    r.peak_memory_bytes = best->peak;
+    if (r.peak_memory_bytes <= memory || round >= max_rounds) return r;
+    // Plan again for less memory: the planner's own figure for its plan scaled by how far the
+    // simulation exceeds it (so that plan no longer fits by the planner's count), and at least
+    // the excess less than before.
+    const double scaled = first_planned_peak > 0 && first_sim_peak > 0
+                              ? 0.99 * memory * first_planned_peak / first_sim_peak
+                              : o.memory_per_device;
+    o.memory_per_device = std::min(o.memory_per_device - (r.peak_memory_bytes - memory), scaled);
+    if (o.memory_per_device <= 0) return r;
+    if (o.progress)
+      o.progress(cat(" simulated peak ", r.peak_memory_bytes / 1e9, " GB exceeds ", memory / 1e9,
+                     " GB; planning again for ", o.memory_per_device / 1e9, " GB"));
+  }
+}
+
+}  // namespace alpa
