@@ -90,11 +90,16 @@ def simulate(alpa, family, size, gpus, extra, timeout):
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         out = p.stdout.strip().splitlines()
-        j = json.loads(out[-1]) if out else {"error": {"message": p.stderr.strip()[-300:]}}
+        j = json.loads(out[-1]) if out else {"error": p.stderr.strip()[-300:]}
     except subprocess.TimeoutExpired:
-        j = {"error": {"message": f"timed out after {timeout} s"}}
+        j = {"error": f"timed out after {timeout} s"}
     j["wall_s"] = time.monotonic() - t0
     return j
+
+
+def error_text(j):
+    e = j.get("error", "")
+    return e.get("message", "") if isinstance(e, dict) else str(e)
 
 
 def pflops(j):
@@ -105,7 +110,7 @@ def pflops(j):
 
 def cell(j):
     if "error" in j:
-        msg = j["error"].get("message", "")
+        msg = error_text(j)
         return "x (no plan fits)" if "fits" in msg else ("timeout" if "timed out" in msg else "error")
     if not j.get("fits_memory", False):
         return f"x ({j['peak_memory_bytes'] / 1e9:.1f} GB)"
@@ -127,13 +132,18 @@ def main():
     ap.add_argument("--all-baselines", action="store_true")
     ap.add_argument("--systems", nargs="*", default=["alpa", "intra-only", "inter-only", "baseline"])
     ap.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
-    ap.add_argument("--json-out", help="write every run's JSON report to this file")
+    ap.add_argument("--json-out", help="write every run's JSON report to this file (after each run)")
+    ap.add_argument("--load", nargs="*", default=[],
+                    help="JSON files of earlier runs (--json-out): their runs are not run again")
     args = ap.parse_args()
     if not os.path.exists(args.alpa):
         sys.exit(f"no alpa binary at {args.alpa}: build first (cmake --build --preset release)")
 
     started = time.monotonic()
     runs = {}
+    for path in args.load:
+        with open(path) as f:
+            runs.update(json.load(f))
     lines = []
     checks = []
     alpa_plan_s = 0.0
@@ -160,11 +170,18 @@ def main():
                 continue
             row = {}
             for name, extra in systems:
+                key = f"{family}-{size}/{gpus}/{name}"
+                if key in runs:
+                    row[name] = runs[key]
+                    continue
                 print(f"[{time.monotonic() - started:7.0f} s] {family}-{size} on {gpus}: {name} ...",
                       file=sys.stderr, flush=True)
                 j = simulate(args.alpa, family, size, gpus, extra, args.timeout)
                 row[name] = j
-                runs[f"{family}-{size}/{gpus}/{name}"] = j
+                runs[key] = j
+                if args.json_out:
+                    with open(args.json_out, "w") as f:
+                        json.dump(runs, f, indent=1)
                 if name == "alpa":
                     alpa_plan_s += j["wall_s"]
                 elif name.startswith("baseline:"):
@@ -217,14 +234,11 @@ def main():
                                   f"published {ref(pub)}" +
                                   (f": error {100 * (m - pub) / pub:+.0f}%" if m else ""))
         lines += [f"### {family}", "", *table, ""]
-    total = time.monotonic() - started
+    total = sum(j.get("wall_s", 0) for j in runs.values())
     summary = [f"- alpa-cpp planning (and simulating) time, all rows: {alpa_plan_s:.0f} s; "
-               f"baseline grid searches: {baseline_s:.0f} s; whole suite: {total:.0f} s"]
+               f"baseline grid searches: {baseline_s:.0f} s; every run of the suite: {total:.0f} s"]
     out = "\n".join(lines + ["Checks:", ""] + [f"- {c}" for c in checks] + summary)
     print(out)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(runs, f, indent=1)
     if args.record:
         cmd = "/usr/bin/python3 bench/paper_suite.py " + " ".join(sys.argv[1:])
         with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:

@@ -40,7 +40,8 @@ BaselineResult search(BaselineKind kind, const ModelSpec& spec, const Cluster& c
   o.memory_per_device = memory;
   Result<BaselineResult> r = plan_baseline(kind, builder(spec), c, o);
   EXPECT_TRUE(r.ok()) << r.status().to_string();
-  return r.ok() ? std::move(*r) : BaselineResult{};
+  if (!r.ok()) return BaselineResult();
+  return std::move(*r);
 }
 
 // The best trial is the fastest that fits, and is what the result holds.

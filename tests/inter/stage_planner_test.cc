@@ -75,6 +75,17 @@ TEST(StagePlanner, GptTinyOnFourDevicesWithMicroBatchSearch) {
   EXPECT_GT(p->candidates, 0);
   EXPECT_GT(p->intra_solves, 0);
   EXPECT_GT(p->total_s, 0);
+  // The other counts' best plans, fastest first, each a whole plan for its own count.
+  int feasible = 0;
+  for (const auto& [b, t] : p->micro_batch_search) feasible += std::isfinite(t) ? 1 : 0;
+  EXPECT_EQ(static_cast<int>(p->alternatives.size()), feasible - 1);
+  double previous = p->predicted_step_time_s;
+  for (const PipelinePlan& a : p->alternatives) {
+    EXPECT_NE(a.micro_batches, p->micro_batches);
+    EXPECT_GE(a.predicted_step_time_s, previous);
+    previous = a.predicted_step_time_s;
+    expect_well_formed(a, 4);
+  }
 }
 
 TEST(StagePlanner, PlanSpacesOfTheAblations) {

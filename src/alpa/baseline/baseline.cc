@@ -87,7 +87,7 @@ struct Evaluated {
 };
 
 Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
-                           const BaselineOptions& o, double memory) {
+                           const BaselineOptions& o) {
   Evaluated e;
   LayerClusteringOptions lo;
   lo.num_layers = c.pp;
@@ -114,9 +114,11 @@ Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const
     so.sharding.force_batch_dim_to_mesh_dim = m.sharding.force_batch_dim_to_mesh_dim;
     return ok_status();
   };
-  AutoShardingOptions sharding;
-  sharding.memory_budget_bytes = memory;
-  ALPA_ASSIGN_OR_RETURN(e.pipeline, materialize_pipeline(step, e.plan, cluster, sharding, hook));
+  // A hand-written system does not re-plan what its rules leave open to save memory: the ILP
+  // chooses those layouts for time alone, and the configuration fits or not as simulated.
+  Cluster unbounded = cluster;
+  unbounded.device.memory_bytes = std::numeric_limits<double>::max();
+  ALPA_ASSIGN_OR_RETURN(e.pipeline, materialize_pipeline(step, e.plan, unbounded, {}, hook));
   std::vector<StagePlacement> placements;
   for (const auto& [shape, first] : e.pipeline.placements) placements.push_back({shape, first});
   PipelineBuildOptions bo;
@@ -207,7 +209,7 @@ Result<BaselineResult> plan_baseline(BaselineKind kind,
       BaselineTrial t{c, false, false, 0, 0, ""};
       Result<const TrainStep*> step = step_for(c.micro_batches);
       Result<Evaluated> e =
-          step.ok() ? evaluate(c, **step, cluster, o, memory) : Result<Evaluated>(step.status());
+          step.ok() ? evaluate(c, **step, cluster, o) : Result<Evaluated>(step.status());
       if (!e.ok()) {
         t.note = e.status().message();
         if (o.progress) o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
@@ -271,7 +273,7 @@ Result<BaselineResult> simulate_baseline_config(
   r.kind = kind;
   r.best = c;
   ALPA_ASSIGN_OR_RETURN(r.step, build_step(c.micro_batches));
-  ALPA_ASSIGN_OR_RETURN(Evaluated e, evaluate(c, r.step, cluster, o, memory));
+  ALPA_ASSIGN_OR_RETURN(Evaluated e, evaluate(c, r.step, cluster, o));
   r.trials.push_back({c, true, e.peak <= memory, e.sim.step_time_s, e.peak, ""});
   r.plan = std::move(e.plan);
   r.pipeline = std::move(e.pipeline);

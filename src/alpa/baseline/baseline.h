@@ -13,7 +13,9 @@
 //   data parallelism inside each stage, and the micro-batch size.
 //
 // Every configuration is simulated as one 1F1B training step; one that needs more memory per
-// device than the cluster has (the simulator's peak) does not count. Configurations whose
+// device than the cluster has (the simulator's peak) does not count. Layouts the manual rules
+// leave open go to the ILP for time alone (never re-planned to save memory, which these
+// systems do not do). Configurations whose
 // weights and optimizer state alone cannot fit are skipped without simulating, and the
 // micro-batch size grows only while it fits and the step keeps getting faster.
 #pragma once
