@@ -111,7 +111,13 @@ def pflops(j):
 def cell(j):
     if "error" in j:
         msg = error_text(j)
-        return "x (no plan fits)" if "fits" in msg else ("timeout" if "timed out" in msg else "error")
+        if "timed out" in msg:
+            return "timeout"
+        if "fits" in msg:
+            return "x (no plan fits)"
+        if "no pipeline plan for" in msg:
+            return "x (too few layers)"
+        return "error"  # the JSON file has the message
     if not j.get("fits_memory", False):
         return f"x ({j['peak_memory_bytes'] / 1e9:.1f} GB)"
     return f"{j['pflops']:.3f}"
