@@ -188,10 +188,8 @@ def main():
                 if args.json_out:
                     with open(args.json_out, "w") as f:
                         json.dump(runs, f, indent=1)
-                if name == "alpa":
-                    alpa_plan_s += j["wall_s"]
-                elif name.startswith("baseline:"):
-                    baseline_s += j["wall_s"]
+            alpa_plan_s += row.get("alpa", {}).get("wall_s", 0)
+            baseline_s += sum(j.get("wall_s", 0) for n, j in row.items() if n.startswith("baseline:"))
             a = row.get("alpa", {"error": {}})
             best_b, best_name = None, ""
             for name, j in row.items():
@@ -240,7 +238,7 @@ def main():
                                   f"published {ref(pub)}" +
                                   (f": error {100 * (m - pub) / pub:+.0f}%" if m else ""))
         lines += [f"### {family}", "", *table, ""]
-    total = sum(j.get("wall_s", 0) for j in runs.values())
+    total = sum(j.get("wall_s", 0) for k, j in runs.items() if k.split("-")[0] in args.families)
     summary = [f"- alpa-cpp planning (and simulating) time, all rows: {alpa_plan_s:.0f} s; "
                f"baseline grid searches: {baseline_s:.0f} s; every run of the suite: {total:.0f} s"]
     out = "\n".join(lines + ["Checks:", ""] + [f"- {c}" for c in checks] + summary)
