@@ -296,6 +296,10 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
   EXPECT_EQ(next_layer, j["layers"].get<int>());
   EXPECT_EQ(devices, 4);
   EXPECT_GT(j["predicted_step_time_s"].get<double>(), 0);
+  // The plan was chosen by simulation; its simulated step and memory are reported.
+  EXPECT_GT(j["simulated_step_time_s"].get<double>(), 0);
+  EXPECT_LE(j["simulated_peak_memory_bytes"].get<double>(), j["device_memory_bytes"].get<double>());
+  EXPECT_GE(j["plan_rounds"].get<int>(), 1);
 }
 
 TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {

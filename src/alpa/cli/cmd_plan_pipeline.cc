@@ -182,6 +182,14 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
     j["pipeline"] = pipe.source;
     j["layers"] = plan.layers.num_layers;
     j["predicted_step_time_s"] = step_s;
+    if (run->sim) {
+      // The plan was chosen by simulating the instruction lists (sim/checked_plan.h).
+      double sim_peak = 0;
+      for (const SimStage& st : run->sim->stages) sim_peak = std::max(sim_peak, st.peak_memory_bytes);
+      j["simulated_step_time_s"] = run->sim->step_time_s;
+      j["simulated_peak_memory_bytes"] = sim_peak;
+      j["plan_rounds"] = run->plan_rounds;
+    }
     j["samples_per_s"] = samples_per_s;
     j["tflops_per_device"] = tflops;
     j["peak_memory_bytes"] = peak;
@@ -287,6 +295,9 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       << " TFLOP/s per device)\n"
       << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
+  if (run->sim)
+    out << "simulated (the instruction lists on the cluster model, which chose this plan): "
+        << format_seconds(run->sim->step_time_s) << " per step (`alpa simulate` for details)\n";
   if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";
   return kExitOk;
 }
