@@ -8,6 +8,7 @@
 
 #include "alpa/cluster/mesh.h"
 #include "alpa/inter/layer_clustering.h"
+#include "alpa/sim/checked_plan.h"
 
 namespace alpa {
 namespace {
@@ -119,17 +120,9 @@ Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const
   Cluster unbounded = cluster;
   unbounded.device.memory_bytes = std::numeric_limits<double>::max();
   ALPA_ASSIGN_OR_RETURN(e.pipeline, materialize_pipeline(step, e.plan, unbounded, {}, hook));
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, first] : e.pipeline.placements) placements.push_back({shape, first});
-  PipelineBuildOptions bo;
-  bo.schedule = o.schedule;
-  bo.micro_batches = c.micro_batches;
-  bo.cluster = &cluster;
-  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
-                        build_pipeline_program(step, e.pipeline.split, e.pipeline.graphs,
-                                               e.pipeline.plans, placements, bo));
-  ALPA_ASSIGN_OR_RETURN(e.sim, simulate_pipeline(prog, cluster));
-  for (const SimStage& s : e.sim.stages) e.peak = std::max(e.peak, s.peak_memory_bytes);
+  ALPA_ASSIGN_OR_RETURN(
+      e.sim, simulate_materialized(step, e.pipeline, cluster, o.schedule, c.micro_batches));
+  e.peak = e.sim.peak_memory_bytes();
   return e;
 }
 

@@ -184,10 +184,8 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
     j["predicted_step_time_s"] = step_s;
     if (run->sim) {
       // The plan was chosen by simulating the instruction lists (sim/checked_plan.h).
-      double sim_peak = 0;
-      for (const SimStage& st : run->sim->stages) sim_peak = std::max(sim_peak, st.peak_memory_bytes);
       j["simulated_step_time_s"] = run->sim->step_time_s;
-      j["simulated_peak_memory_bytes"] = sim_peak;
+      j["simulated_peak_memory_bytes"] = run->sim->peak_memory_bytes();
       j["plan_rounds"] = run->plan_rounds;
     }
     j["samples_per_s"] = samples_per_s;

@@ -10,6 +10,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
 #include "alpa/ir/analysis.h"
+#include "alpa/sim/checked_plan.h"
 #include "alpa/sim/simulator.h"
 
 namespace alpa {
@@ -78,17 +79,9 @@ int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec,
   if (run->sim) {
     r.sim = std::move(*run->sim);  // the planner's memory check simulated it already
   } else {
-    std::vector<StagePlacement> placements;
-    for (const auto& [shape, first] : run->m.placements) placements.push_back({shape, first});
-    PipelineBuildOptions bo;
-    bo.schedule = pipe.schedule;
-    bo.micro_batches = run->plan.micro_batches;
-    bo.cluster = &run->cluster;
-    Result<PipelineProgram> prog = build_pipeline_program(run->step, run->m.split, run->m.graphs,
-                                                          run->m.plans, placements, bo);
-    if (!prog.ok()) return fail(prog.status());
     const Clock::time_point t1 = Clock::now();
-    Result<SimReport> sim = simulate_pipeline(*prog, run->cluster);
+    Result<SimReport> sim = simulate_materialized(run->step, run->m, run->cluster, pipe.schedule,
+                                                  run->plan.micro_batches);
     if (!sim.ok()) return fail(sim.status());
     r.sim_s = seconds_since(t1);
     r.sim = std::move(*sim);
@@ -179,8 +172,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
   const double samples_per_s = static_cast<double>(spec->batch) / step_s;
   const double tflops_dev = (gpt ? megatron : graph_flops_step) / devices / step_s / 1e12;
   const double memory = r.cluster->device.memory_bytes;
-  double peak = 0;
-  for (const SimStage& s : sim->stages) peak = std::max(peak, s.peak_memory_bytes);
+  const double peak = sim->peak_memory_bytes();
   const std::string schedule(schedule_name(pipe->schedule));
   if (!flags.trace_path.empty()) {
     Status s = write_chrome_trace(

@@ -20,17 +20,9 @@ Result<Simulated> simulate_plan(const std::function<Result<TrainStep>(int)>& bui
   Simulated s;
   ALPA_ASSIGN_OR_RETURN(s.step, build_step(plan.micro_batches));
   ALPA_ASSIGN_OR_RETURN(s.pipeline, materialize_pipeline(s.step, plan, cluster, sharding));
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, first] : s.pipeline.placements) placements.push_back({shape, first});
-  PipelineBuildOptions bo;
-  bo.schedule = schedule;
-  bo.micro_batches = plan.micro_batches;
-  bo.cluster = &cluster;
-  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
-                        build_pipeline_program(s.step, s.pipeline.split, s.pipeline.graphs,
-                                               s.pipeline.plans, placements, bo));
-  ALPA_ASSIGN_OR_RETURN(s.sim, simulate_pipeline(prog, cluster));
-  for (const SimStage& st : s.sim.stages) s.peak = std::max(s.peak, st.peak_memory_bytes);
+  ALPA_ASSIGN_OR_RETURN(
+      s.sim, simulate_materialized(s.step, s.pipeline, cluster, schedule, plan.micro_batches));
+  s.peak = s.sim.peak_memory_bytes();
   return s;
 }
 
@@ -49,6 +41,21 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
 }
 
 }  // namespace
+
+Result<SimReport> simulate_materialized(const TrainStep& step, const MaterializedPipeline& pipeline,
+                                        const Cluster& cluster, ScheduleKind schedule,
+                                        int micro_batches) {
+  std::vector<StagePlacement> placements;
+  for (const auto& [shape, first] : pipeline.placements) placements.push_back({shape, first});
+  PipelineBuildOptions bo;
+  bo.schedule = schedule;
+  bo.micro_batches = micro_batches;
+  bo.cluster = &cluster;
+  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
+                        build_pipeline_program(step, pipeline.split, pipeline.graphs,
+                                               pipeline.plans, placements, bo));
+  return simulate_pipeline(prog, cluster);
+}
 
 Result<CheckedPipelinePlan> plan_pipeline_checked(
     const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,

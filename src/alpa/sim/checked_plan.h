@@ -27,6 +27,12 @@
 
 namespace alpa {
 
+// Builds the instruction lists of a materialized pipeline (as the runtime would run them) and
+// simulates one training step of them on `cluster`.
+Result<SimReport> simulate_materialized(const TrainStep& step, const MaterializedPipeline& pipeline,
+                                        const Cluster& cluster, ScheduleKind schedule,
+                                        int micro_batches);
+
 struct SimulatedCandidate {
   int micro_batches = 0;
   double step_time_s = 0;

@@ -52,6 +52,12 @@ struct SimReport {
   std::vector<SimStage> stages;
   std::vector<TraceEvent> events;  // each stage's first device
   int64_t instructions = 0;
+  // The largest peak over the stages' devices.
+  double peak_memory_bytes() const {
+    double peak = 0;
+    for (const SimStage& s : stages) peak = peak > s.peak_memory_bytes ? peak : s.peak_memory_bytes;
+    return peak;
+  }
 };
 
 // Simulates one training step of `program` on `cluster` (sized to program.num_devices).
