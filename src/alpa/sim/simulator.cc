@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 
 #include "alpa/cost/collective.h"
 #include "alpa/cost/compute.h"
@@ -91,6 +90,7 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
     double task_peak[kNumTaskKinds] = {0, 0, 0};
     std::map<std::pair<ValueId, int>, double> store;
     double store_bytes = 0;
+    std::map<int, int> values_of_micro_batch;  // stored values per micro-batch (per-step ones excluded)
   };
   // Bytes one device of stage s holds of value v, in its stored layout.
   auto local_bytes = [&](int s, ValueId v) {
@@ -141,11 +141,9 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
           if (!inserted) return;
           ss.store_bytes += bytes;
           out.peak_store_bytes = std::max(out.peak_store_bytes, ss.store_bytes);
-          std::set<int> mbs;
-          for (const auto& [key, b] : ss.store)
-            if (key.second >= 0) mbs.insert(key.second);
-          out.peak_live_micro_batches =
-              std::max(out.peak_live_micro_batches, static_cast<int>(mbs.size()));
+          if (k.second >= 0) ++ss.values_of_micro_batch[k.second];
+          out.peak_live_micro_batches = std::max(
+              out.peak_live_micro_batches, static_cast<int>(ss.values_of_micro_batch.size()));
         };
         if (x.kind == InstrKind::kRecv) {
           auto it = arrival.find({x.transfer, x.micro_batch});
@@ -179,6 +177,9 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
           if (it != ss.store.end()) {
             ss.store_bytes -= it->second;
             ss.store.erase(it);
+            auto mb = ss.values_of_micro_batch.find(x.micro_batch);
+            if (x.micro_batch >= 0 && mb != ss.values_of_micro_batch.end() && --mb->second == 0)
+              ss.values_of_micro_batch.erase(mb);
           }
           ++ss.pc;
           --remaining;
