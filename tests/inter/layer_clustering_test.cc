@@ -15,6 +15,7 @@
 #include "alpa/ir/builder.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
+#include "alpa/models/moe.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/rng.h"
 
@@ -44,6 +45,18 @@ void expect_well_formed(const LayerClustering& c, size_t num_ops) {
             *std::max_element(c.layer_input_bytes.begin(), c.layer_input_bytes.end()));
 }
 
+// A GPT small enough to cluster in microseconds: hidden 32, 4 heads, seq 16, batch 2.
+GptConfig small_gpt(int64_t layers) {
+  GptConfig c;
+  c.layers = layers;
+  c.hidden = 32;
+  c.heads = 4;
+  c.seq = 16;
+  c.vocab = 32;
+  c.batch = 2;
+  return c;
+}
+
 double heavy_flops(const Graph& g, std::span<const ValueId> ops) {
   double total = 0;
   for (ValueId id : ops)
@@ -52,13 +65,7 @@ double heavy_flops(const Graph& g, std::span<const ValueId> ops) {
 }
 
 TEST(LayerClustering, GptLayersAreTransformerBlocksOnTheResidualStream) {
-  GptConfig c;
-  c.layers = 4;
-  c.hidden = 32;
-  c.heads = 4;
-  c.seq = 16;
-  c.vocab = 32;
-  c.batch = 2;
+  const GptConfig c = small_gpt(4);
   const Graph g = build_gpt(c).value();
   const std::vector<ValueId> ops = non_parameter_ops(g);
   LayerClusteringOptions o;
@@ -91,13 +98,7 @@ TEST(LayerClustering, GptLayersAreTransformerBlocksOnTheResidualStream) {
 }
 
 TEST(LayerClustering, GptAutomaticLayerCount) {
-  GptConfig c;
-  c.layers = 6;
-  c.hidden = 32;
-  c.heads = 4;
-  c.seq = 16;
-  c.vocab = 32;
-  c.batch = 2;
+  const GptConfig c = small_gpt(6);
   const Graph g = build_gpt(c).value();
   const std::vector<ValueId> ops = non_parameter_ops(g);
   Result<LayerClustering> r = cluster_layers(g, ops, {});
@@ -391,6 +392,76 @@ TEST(LayerClustering, GraphWithoutHeavyOps) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().hint().find("--pipeline-layers"), std::string::npos) << r.status().to_string();
+}
+
+// ---- repeated blocks ----------------------------------------------------------------------
+
+// The start (index into ops) of every layer after the first.
+std::vector<size_t> layer_starts(const LayerClustering& c) {
+  std::vector<size_t> starts;
+  for (size_t i = 1; i < c.layer_of.size(); ++i)
+    if (c.layer_of[i] != c.layer_of[i - 1]) starts.push_back(i);
+  return starts;
+}
+
+TEST(LayerClustering, RepeatedBlocksGiveEqualLayersOfWholeGptBlocks) {
+  const GptConfig c = small_gpt(12);
+  const Graph g = build_gpt(c).value();
+  const std::vector<ValueId> ops = non_parameter_ops(g);
+  const double hidden_state = static_cast<double>(c.batch * c.seq * c.hidden * 4);
+  // (cap, layers, blocks per layer): the fewest blocks per layer under the cap, a divisor of 12.
+  for (auto [cap, want, per] : {std::tuple{16, 12, 1}, {8, 6, 2}, {5, 4, 3}, {4, 4, 3}}) {
+    Result<LayerClustering> r = cluster_repeated_blocks(g, ops, cap);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    expect_well_formed(*r, ops.size());
+    EXPECT_EQ(r->num_layers, want) << "cap " << cap;
+    // Every boundary is on the residual stream, and the inner layers are identical: same op
+    // count, same FLOPs (4 dots and 2 attention batched dots per block).
+    for (int l = 1; l < r->num_layers; ++l)
+      EXPECT_EQ(r->layer_input_bytes[l], hidden_state) << "cap " << cap << " layer " << l;
+    const std::vector<size_t> starts = layer_starts(*r);
+    for (size_t l = 1; l + 1 < starts.size(); ++l)
+      EXPECT_EQ(starts[l + 1] - starts[l], starts[1] - starts[0]) << "cap " << cap;
+    for (int l = 2; l + 1 < r->num_layers; ++l)
+      EXPECT_DOUBLE_EQ(r->layer_flops[l], r->layer_flops[1]) << "cap " << cap;
+    // The first layer holds the embedding and `per` blocks; the last the rest and the head.
+    double block = 0;
+    for (size_t i = starts[0]; i < starts[1]; ++i)
+      if (is_heavy_op(g, ops[i])) block += node_flops(g, ops[i]);
+    block /= per;
+    EXPECT_NEAR(r->layer_flops[0], per * block, 1e-6 * block) << "cap " << cap;
+    EXPECT_GT(r->layer_flops.back(), per * block) << "cap " << cap << ": the head is in the last layer";
+  }
+}
+
+TEST(LayerClustering, RepeatedBlocksOfMoeArePairsOfDenseAndExpertBlocks) {
+  MoeConfig c;
+  c.layers = 8;  // even layers MoE, odd dense: the repeated block is a pair
+  const Graph g = build_moe(c).value();
+  const std::vector<ValueId> ops = non_parameter_ops(g);
+  Result<LayerClustering> r = cluster_repeated_blocks(g, ops, 16);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  expect_well_formed(*r, ops.size());
+  EXPECT_EQ(r->num_layers, 4);
+  const std::vector<size_t> starts = layer_starts(*r);
+  ASSERT_EQ(starts.size(), 3u);
+  EXPECT_EQ(starts[2] - starts[1], starts[1] - starts[0]);
+  // Into every layer: the residual stream and the running load-balancing loss (an f32 scalar).
+  const double hidden_state = static_cast<double>(c.batch * c.seq * c.hidden * 4);
+  for (int l = 1; l < r->num_layers; ++l) EXPECT_EQ(r->layer_input_bytes[l], hidden_state + 4);
+}
+
+TEST(LayerClustering, RepeatedBlocksNeedAStackThatCarriesTheFlops) {
+  // Two different dots: nothing repeats.
+  Builder b;
+  Value x = b.parameter("x", {DType::kF32, {4, 8}}, ParamRole::kInput);
+  Value h = b.tanh(b.matmul(x, b.parameter("w1", {DType::kF32, {8, 16}})));
+  b.output("y", b.sum_all(b.matmul(h, b.parameter("w2", {DType::kF32, {16, 3}}))));
+  const Graph g = b.finish().value();
+  Result<LayerClustering> r = cluster_repeated_blocks(g, non_parameter_ops(g), 16);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("repeated block"), std::string::npos);
 }
 
 // ---- paper scale ----------------------------------------------------------------------------

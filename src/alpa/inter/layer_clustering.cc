@@ -93,6 +93,22 @@ LayerClustering finish(const Prepared& p, std::vector<int> layer_of, int num_lay
   return c;
 }
 
+// live[c]: bytes produced before cut c and read at or after it (cut c splits [0,c) | [c,n)).
+std::vector<double> live_bytes(const Prepared& p) {
+  std::vector<double> diff(static_cast<size_t>(p.n) + 2, 0.0);
+  std::vector<int> last_use(static_cast<size_t>(p.n), -1);
+  for (int i = 0; i < p.n; ++i)
+    for (int e = p.use_begin[i]; e < p.use_begin[i + 1]; ++e) last_use[p.uses[e]] = i;
+  for (int i = 0; i < p.n; ++i) {
+    if (last_use[i] <= i) continue;
+    diff[i + 1] += p.bytes[i];
+    diff[last_use[i] + 1] -= p.bytes[i];
+  }
+  std::vector<double> live(static_cast<size_t>(p.n) + 1, 0.0);
+  for (int c = 1; c <= p.n; ++c) live[c] = live[c - 1] + diff[c];
+  return live;
+}
+
 // The coarsened problem: K segments, each holding one heavy op.
 struct Segments {
   int k = 0;
@@ -108,18 +124,7 @@ Segments coarsen(const Prepared& p) {
   Segments s;
   s.k = static_cast<int>(p.heavy.size());
   const int K = s.k;
-  // live[c]: bytes produced before cut c and read at or after it (cut c splits [0,c) | [c,n)).
-  std::vector<double> diff(static_cast<size_t>(p.n) + 2, 0.0);
-  std::vector<int> last_use(static_cast<size_t>(p.n), -1);
-  for (int i = 0; i < p.n; ++i)
-    for (int e = p.use_begin[i]; e < p.use_begin[i + 1]; ++e) last_use[p.uses[e]] = i;
-  for (int i = 0; i < p.n; ++i) {
-    if (last_use[i] <= i) continue;
-    diff[i + 1] += p.bytes[i];
-    diff[last_use[i] + 1] -= p.bytes[i];
-  }
-  std::vector<double> live(static_cast<size_t>(p.n) + 1, 0.0);
-  for (int c = 1; c <= p.n; ++c) live[c] = live[c - 1] + diff[c];
+  const std::vector<double> live = live_bytes(p);
 
   s.start.assign(K + 1, 0);
   s.start[K] = p.n;
@@ -336,6 +341,82 @@ Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> 
             " with at least ", d.lower_bound, " heavy ops per layer below that bound"),
         "try a smaller --layers (or a larger eps)");
   return from_dp(p, s, d);
+}
+
+Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
+                                                int max_layers) {
+  Prepared p;
+  ALPA_RETURN_IF_ERROR(prepare(g, ops, &p));
+  const std::vector<uint64_t> node_hash = structural_node_hashes(g);
+  std::vector<uint64_t> h(static_cast<size_t>(p.n));
+  for (int i = 0; i < p.n; ++i) h[i] = node_hash[ops[i]];
+  // The periodic run covering the most ops: ops [begin, end) with h[i] == h[i + period]
+  // throughout; on equal cover the shortest period (a multiple of a period covers no more).
+  int period = 0, begin = 0, end = 0;
+  for (int q = 1; 2 * q <= p.n; ++q) {
+    int run = 0;
+    for (int i = 0; i + q < p.n; ++i) {
+      run = h[i] == h[i + q] ? run + 1 : 0;
+      if (run > 0 && run + q > end - begin) {
+        period = q;
+        begin = i - run + 1;
+        end = i + 1 + q;
+      }
+    }
+  }
+  // Blocks start at an offset within the period where the fewest bytes are live (the residual
+  // stream). The first and last blocks may differ from the run in a few light ops (they read
+  // the embedding, start a sum), so a window of one period beside the run with a block's FLOPs
+  // is a block too; among the offsets, the one that so finds the most blocks (earliest on
+  // ties).
+  const std::vector<double> live = live_bytes(p);
+  std::vector<double> prefix(static_cast<size_t>(p.n) + 1, 0.0);
+  for (int i = 0; i < p.n; ++i) prefix[i + 1] = prefix[i] + p.flops[i];
+  auto window = [&](int a) { return prefix[a + period] - prefix[a]; };
+  // The blocks found from a start inside the run: (first block's start, count).
+  auto extend = [&](int first) {
+    int blocks = (end - first) / period;
+    const double block = window(first);
+    auto same = [&](int a) { return block > 0 && std::abs(window(a) - block) <= 1e-9 * block; };
+    while (first - period >= 1 && same(first - period)) first -= period, ++blocks;
+    while (first + (blocks + 1) * period <= p.n && same(first + blocks * period)) ++blocks;
+    return std::make_pair(first, blocks);
+  };
+  int first = 0, blocks = 0;
+  if (period > 0) {
+    double fewest = kInf;
+    for (int c = std::max(begin, 1); c < begin + period && c < end; ++c)
+      fewest = std::min(fewest, live[c]);
+    for (int c = std::max(begin, 1); c < begin + period && c < end; ++c) {
+      if (live[c] > fewest * (1 + 1e-12)) continue;
+      const auto [f, k] = extend(c);
+      if (k > blocks) first = f, blocks = k;
+    }
+  }
+  double total = 0, covered = 0;
+  for (int i = 0; i < p.n; ++i) total += p.flops[i];
+  for (int i = first; i < first + blocks * period; ++i) covered += p.flops[i];
+  if (blocks < 2 || covered < 0.5 * total || total <= 0)
+    return not_found(cat("no repeated block carries half the model's FLOPs (the longest run is ",
+                         blocks, " blocks of ", period, " ops with ",
+                         total > 0 ? static_cast<int>(100 * covered / total) : 0,
+                         "% of the FLOPs)"));
+  // Blocks per layer: the fewest that keep at most max_layers layers, preferring a count
+  // that divides the blocks; the ops before the first block join the first layer, the
+  // leftover blocks and the ops after the last one the last layer.
+  const int cap = std::max(1, max_layers);
+  int per = (blocks + cap - 1) / cap;
+  for (int k = per; k <= blocks; ++k)
+    if (blocks % k == 0 && blocks / k <= cap) {
+      // Accept a divisor only if it does not shrink the layer count by more than a quarter.
+      if (4 * (blocks / k) >= 3 * (blocks / per)) per = k;
+      break;
+    }
+  const int L = blocks / per;
+  std::vector<int> starts;
+  for (int l = 1; l < L; ++l) starts.push_back(first + l * per * period);
+  ALPA_ASSIGN_OR_RETURN(LayerClustering c, layers_from_boundaries(g, ops, starts));
+  return c;
 }
 
 Result<LayerClustering> layers_from_boundaries(const Graph& g, std::span<const ValueId> ops,

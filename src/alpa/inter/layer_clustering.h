@@ -74,6 +74,18 @@ struct LayerClustering {
 Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> ops,
                                        const LayerClusteringOptions& o);
 
+// Layers of whole repeated blocks, for models built as a stack of identical blocks
+// (transformer and MoE layers): the periodic run of ops (equal structural_node_hashes at a
+// distance of one period) that covers the most ops is the stack, a period is one block (for
+// MoE, a dense and an MoE block), and blocks begin where the fewest bytes are live (the
+// residual stream). Each layer holds the same number of blocks -- the fewest that keep at most
+// `max_layers` layers, a divisor of the block count where that costs at most a quarter of the
+// layers -- so the inner layers are identical and equal stages can be formed; the ops before
+// the stack join the first layer, the leftover blocks and the ops after it the last layer.
+// kNotFound when no run of >= 2 blocks carries at least half the heavy FLOPs.
+Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
+                                                int max_layers);
+
 // Manual boundaries: `starts` are the indices into `ops` where layers 1, 2, ... begin (layer 0
 // begins at 0); strictly increasing, each in [1, ops.size() - 1]. Errors name the offending
 // entry (kInvalidArgument).
