@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "alpa/autodiff/train_step.h"
+#include "alpa/cost/collective.h"
 #include "alpa/ir/builder.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
@@ -179,6 +180,33 @@ TEST(AutoSharding, PreferReduceScatterShardsOptimizerState) {
   EXPECT_NE(spec_of(*zero, ts.graph, "l0.w.adam_v").find('S'), std::string::npos);
   EXPECT_LT(zero->peak_memory_bytes, plain->peak_memory_bytes);
   EXPECT_LE(zero->communication_s, plain->communication_s * 1.05);
+}
+
+// A pipeline stage's values sent to another stage leave whole: with whole_outputs the ILP pays
+// for resolving a partial sum it would otherwise leave in the output.
+TEST(AutoSharding, WholeOutputsPayForTheirPartialSums) {
+  Cluster c = p3(2);
+  Mesh m = make_mesh(c, 1, 2).value();
+  Builder b("g");
+  Value x = b.parameter("x", {DType::kF32, {64, 1024}}, ParamRole::kInput);
+  Value w = b.parameter("w", {DType::kF32, {1024, 4096}});
+  b.output("y", b.name(b.matmul(x, w), "y"));
+  const Graph g = b.finish().value();
+  AutoShardingOptions o;
+  o.sharding.force_batch_dim_to_mesh_dim = -1;
+  o.fixed["%x"] = *ShardingSpec::parse("RS1");  // the contracted dim split: y is a partial sum
+  o.fixed["%w"] = *ShardingSpec::parse("S1R");
+  Result<ShardingPlan> free = auto_shard(g, m, c.device, o);
+  ASSERT_TRUE(free.ok()) << free.status().to_string();
+  EXPECT_EQ(spec_of(*free, g, "y"), "RR+P1");
+  EXPECT_EQ(free->communication_s, 0.0);
+  o.whole_outputs = true;
+  Result<ShardingPlan> whole = auto_shard(g, m, c.device, o);
+  ASSERT_TRUE(whole.ok()) << whole.status().to_string();
+  const double all_reduce = collective_time(m, Collective::kAllReduce, kAxis1, 64 * 4096 * 4);
+  EXPECT_GT(whole->communication_s, 0.0);
+  EXPECT_LE(whole->communication_s, all_reduce * (1 + 1e-9))  // at most resolving y
+      << spec_of(*whole, g, "y") << " " << whole->strategy_names[g.find("y")];
 }
 
 TEST(AutoSharding, FixedLayoutsAreHonouredAndBadOnesRejected) {

@@ -82,6 +82,16 @@ TEST(Reshard, CostFollowsTheCollectives) {
   EXPECT_DOUBLE_EQ(cost("S0S1", "S0R"),
                    collective_time(m, Collective::kAllGather, kAxis1, bytes / 2));
   EXPECT_LT(cost("RR+P1", "S1R"), cost("RR+P1", "RR"));
+  // With the device's memory bandwidth, a local slice costs the part kept, read and written.
+  const double bw = 1e11;
+  const ShardingSpec rr = *ShardingSpec::parse("RR");
+  const double slice = reshard_time(*plan_reshard(rr, *ShardingSpec::parse("S0S1"), shape, m.shape),
+                                    rr, shape, DType::kF32, m, bw);
+  EXPECT_DOUBLE_EQ(slice, 2 * (bytes / 8) / bw);
+  const ShardingSpec s0 = *ShardingSpec::parse("S0R");
+  EXPECT_DOUBLE_EQ(
+      reshard_time(*plan_reshard(s0, rr, shape, m.shape), s0, shape, DType::kF32, m, bw),
+      cost("S0R", "RR"));  // collectives only: unchanged
 }
 
 }  // namespace

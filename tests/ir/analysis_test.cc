@@ -46,5 +46,24 @@ TEST(FusedValues, AUserFarAwayKeepsTheValueInMemory) {
   EXPECT_TRUE(f[g.find("early") + 1]);  // the first neg: its user is next
 }
 
+// A pipeline stage runs its forward and backward as separate programs: a value the other
+// program reads is stored, however near its reader is.
+TEST(FusedValues, AValueReadByAnotherProgramIsStored) {
+  Builder b("g");
+  const TensorType t{DType::kF32, {16}};
+  Value x = b.parameter("x", t, ParamRole::kInput);
+  Value a = b.name(b.exp(x), "a");
+  Value c = b.name(b.neg(a), "c");
+  b.output("out", b.add(c, x));
+  Graph g = b.finish().value();
+  EXPECT_TRUE(fused_values(g)[g.find("a")]);
+  std::vector<int> group(static_cast<size_t>(g.size()), 0);
+  group[g.find("c")] = 1;  // c and what follows run in a second program
+  group[g.find("c") + 1] = 1;
+  const std::vector<char> f = fused_values(g, group);
+  EXPECT_FALSE(f[g.find("a")]);  // crosses into program 1
+  EXPECT_TRUE(f[g.find("c")]);   // its only user is in its own program
+}
+
 }  // namespace
 }  // namespace alpa

@@ -142,6 +142,10 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
   StageCost c;
   AutoShardingOptions o = base;
   o.node_weight = sg.weight;
+  o.whole_outputs = true;  // values sent to other stages leave whole (pipeline/program.h)
+  // The forward, backward and update run as separate programs: what crosses is stored.
+  o.sharding.fusion_group.clear();
+  for (TaskKind t : sg.task) o.sharding.fusion_group.push_back(static_cast<int>(t));
   o.explain_infeasible_memory = false;
   if (budget > 0) o.memory_budget_bytes = budget;
   ++*solves;
@@ -276,8 +280,13 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
   const std::vector<uint64_t> step_hashes = structural_node_hashes(step.graph);
   if (o.num_layers == 0 && o.extrapolate_repeated_layers) {
-    // Prefer a layer count (down to half the automatic one) whose inner layers are identical,
-    // as Alpa's benchmark suites choose theirs: runs of them are then costed by extrapolation.
+    // A stack of repeated blocks (transformers, MoE) is cut at block boundaries with the same
+    // blocks per layer, so that equal stages exist (as Megatron-LM forms them) and runs of
+    // identical layers are costed by extrapolation. Otherwise prefer a layer count (down to
+    // half the automatic one) whose inner layers are identical, as Alpa's benchmark suites
+    // choose theirs.
+    Result<LayerClustering> blocks = cluster_repeated_blocks(step.graph, ops, o.max_block_layers);
+    if (blocks.ok() && blocks->num_layers >= 4) plan.layers = std::move(*blocks);
     auto uniform = [&](const LayerClustering& lc) {
       const std::vector<uint64_t> h = layer_hashes(ops, lc, step_hashes, step.graph);
       if (lc.num_layers < 4) return false;
@@ -781,6 +790,8 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     if (!mesh.ok()) return mesh.status().with_context(cat("stage ", s));
     AutoShardingOptions so = sharding;
     so.memory_budget_bytes = 0;  // fit_stage sets the stage's budget when it needs one
+    so.node_weight = sg.weight;
+    so.whole_outputs = true;
     so.sharding.force_batch_dim_to_mesh_dim = ps.logical.batch_axis;
     // Hand-written layouts name step-graph values; the stage graph keeps their nodes' names,
     // and unnamed values are found by their step id.

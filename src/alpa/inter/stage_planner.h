@@ -50,6 +50,11 @@ struct PipelinePlannerOptions {
   PlanSpace space = PlanSpace::kFull;
   int num_layers = 0;            // clustered layers; 0: automatic, at most max_auto_layers
   int max_auto_layers = 16;      // Alpa's GPT benchmarks use 6 to 16 automatic layers
+  // A stack of repeated blocks (transformer, MoE) is clustered into whole blocks, at most this
+  // many layers (one block per layer up to 32 blocks): runs of identical layers are costed by
+  // extrapolation, so finer layers add stage choices (the last stage with fewer blocks to make
+  // room for the head) at little planning cost.
+  int max_block_layers = 32;
   double layer_eps = 0.5;        // FLOP balance of the clustering
   int micro_batches = 0;         // 0: search the divisors of `batch`
   int64_t batch = 1;             // global batch (for the micro-batch search)

@@ -18,17 +18,34 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// The values of the graph's outputs that are not aliases, once each.
+std::vector<ValueId> whole_output_values(const Graph& g) {
+  std::vector<ValueId> out;
+  for (const GraphOutput& o : g.outputs())
+    if (o.alias == kNoValue && std::find(out.begin(), out.end(), o.value) == out.end())
+      out.push_back(o.value);
+  return out;
+}
+
+ShardingSpec without_partial(ShardingSpec s) {
+  s.partial = 0;
+  return s;
+}
+
 // Resharding times, memoised by (tensor type, from, to): repeated layers hit the cache.
 class ReshardCostCache {
  public:
-  explicit ReshardCostCache(const Mesh& mesh) : mesh_(mesh) {}
+  // Local slices cost their memory traffic at `memory_bandwidth` (bytes/s).
+  ReshardCostCache(const Mesh& mesh, double memory_bandwidth)
+      : mesh_(mesh), memory_bandwidth_(memory_bandwidth) {}
   double get(const TensorType& t, const ShardingSpec& from, const ShardingSpec& to) {
     if (from == to) return 0.0;
     Key key{t, from, to};
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape);
-    const double c = steps.ok() ? reshard_time(*steps, from, t.shape, t.dtype, mesh_) : kInfeasibleCost;
+    const double c = steps.ok() ? reshard_time(*steps, from, t.shape, t.dtype, mesh_, memory_bandwidth_)
+                                  : kInfeasibleCost;
     cache_.emplace(std::move(key), c);
     return c;
   }
@@ -48,6 +65,7 @@ class ReshardCostCache {
     }
   };
   const Mesh& mesh_;
+  double memory_bandwidth_ = 0;
   std::unordered_map<Key, double, KeyHash> cache_;
 };
 
@@ -208,7 +226,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
   }
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
   // the pair's matrix.
-  ReshardCostCache cache(mesh);
+  ReshardCostCache cache(mesh, device.memory_bandwidth);
   std::map<std::pair<int, int>, size_t> edge_of;
   auto matrix = [&](int a, int b) -> std::vector<double>& {
     auto [it, inserted] = edge_of.emplace(std::make_pair(a, b), r.edges.size());
@@ -242,6 +260,15 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
               kInfeasibleCost, m[j * kv + i] + w * cache.get(t, ust[j].output, vst[i].operands[k]));
     }
   }
+  // Outputs that must leave whole: resolving their partial sums.
+  if (opt.whole_outputs)
+    for (ValueId v : whole_output_values(g)) {
+      if (cg.root[v] == kNoValue) continue;
+      const auto& st = cg.strategies[v].strategies;
+      std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
+      for (size_t i = 0; i < st.size(); ++i)
+        cost[i] += weight(v) * cache.get(g.type(v), st[i].output, without_partial(st[i].output));
+    }
   // Aliased outputs keep their parameter's layout.
   const MeshShape ms = mesh.shape;
   for (const GraphOutput& o : g.outputs()) {
@@ -387,11 +414,12 @@ std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& pl
 }
 
 double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
-                        const std::vector<int>& strategy, const MeshShape& mesh) {
+                        const std::vector<int>& strategy, const MeshShape& mesh,
+                        std::span<const int> fusion_group) {
   const std::vector<ValueId> last = compute_last_use(g);
   std::vector<std::vector<ValueId>> frees(static_cast<size_t>(g.size()) + 1);
   for (ValueId v = 0; v < g.size(); ++v) frees[last[v]].push_back(v);
-  const std::vector<char> fused = fused_values(g);
+  const std::vector<char> fused = fused_values(g, fusion_group);
   double live = 0, peak = 0;
   auto bytes = [&](ValueId v) {
     if (strategy[v] < 0 || fused[v]) return 0.0;
@@ -474,7 +502,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     plan.communication_s += w * s.comm;
   }
   // Communication: the resharding the chosen strategies imply on every edge.
-  ReshardCostCache cache(mesh);
+  ReshardCostCache cache(mesh, device.memory_bandwidth);
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     const Node& node = g.node(v);
@@ -485,7 +513,15 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
       plan.communication_s += w * cache.get(g.type(u), plan.specs[u], plan.operand_specs[v][k]);
     }
   }
-  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape);
+  if (options.whole_outputs)
+    for (ValueId v : whole_output_values(g)) {
+      if (cg.root[v] == kNoValue) continue;
+      const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
+      plan.communication_s +=
+          w * cache.get(g.type(v), plan.specs[v], without_partial(plan.specs[v]));
+    }
+  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape,
+                                           options.sharding.fusion_group);
   plan.ilp = sol->stats;
   plan.leader_nodes = cg.leader_nodes;
   plan.ilp_nodes = cg.request.num_nodes();

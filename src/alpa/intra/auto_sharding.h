@@ -47,6 +47,10 @@ struct AutoShardingOptions {
   // partial sums in the update, once per step, when that is cheaper. Node costs and the
   // resharding into a node are scaled by its weight; so are the plan's predicted times.
   std::vector<double> node_weight;
+  // Graph outputs that are not aliases leave the graph whole (no partial sums), as a pipeline
+  // stage's values sent to other stages do: resolving a partial layout is charged to the
+  // producer (scaled by its weight), like any resharding.
+  bool whole_outputs = false;
   // When no sharding fits the memory budget, find the smallest budget that would (a second
   // ILP) for the error message. Planners that only need "does not fit" turn it off.
   bool explain_infeasible_memory = true;
@@ -102,8 +106,9 @@ std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& pl
 // Peak bytes per device when the graph runs in definition order with every value freed after
 // its last use, each value held in its layout. Free nodes (strategy -1: constants, iotas and
 // what is computed from them alone) are not counted: the executor generates them inside fused
-// loops instead of holding them.
+// loops instead of holding them. Fusion as fused_values(g, fusion_group).
 double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
-                        const std::vector<int>& strategy, const MeshShape& mesh);
+                        const std::vector<int>& strategy, const MeshShape& mesh,
+                        std::span<const int> fusion_group = {});
 
 }  // namespace alpa

@@ -134,12 +134,14 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
 }
 
 double reshard_time(const std::vector<ReshardStep>& steps, const ShardingSpec& from,
-                    const Shape& shape, DType dtype, const Mesh& mesh) {
+                    const Shape& shape, DType dtype, const Mesh& mesh,
+                    double memory_bandwidth) {
   const MeshShape ms = mesh.shape;
   double t = 0;
   const double elem = static_cast<double>(dtype_bytes(dtype));
   ShardingSpec before = from.canonical(ms);
-  for (const ReshardStep& s : steps) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const ReshardStep& s = steps[i];
     const double in_bytes = static_cast<double>(num_elements(before.local_shape(shape, ms))) * elem;
     const double out_bytes =
         static_cast<double>(num_elements(s.after.local_shape(shape, ms))) * elem;
@@ -158,6 +160,11 @@ double reshard_time(const std::vector<ReshardStep>& steps, const ShardingSpec& f
         break;
       case ReshardKind::kMakePartial:
       case ReshardKind::kSlice:
+        // Consecutive local steps are one pass: charged at the last.
+        if (memory_bandwidth > 0 &&
+            (i + 1 == steps.size() || (steps[i + 1].kind != ReshardKind::kSlice &&
+                                       steps[i + 1].kind != ReshardKind::kMakePartial)))
+          t += 2 * out_bytes / memory_bandwidth;
         break;
     }
     before = s.after;

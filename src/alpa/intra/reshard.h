@@ -51,9 +51,12 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from, const Sh
                                               const Shape& shape, const MeshShape& mesh);
 
 // Seconds the steps take on `mesh` for a tensor of `shape` and `dtype` (alpha-beta model of
-// cost/collective.h; slices cost nothing).
+// cost/collective.h). Local steps (slices, making a partial sum; consecutive ones are one pass)
+// cost their memory traffic, the part kept read and written (2x its bytes), at
+// `memory_bandwidth` bytes/s; 0: nothing.
 double reshard_time(const std::vector<ReshardStep>& steps, const ShardingSpec& from,
-                    const Shape& shape, DType dtype, const Mesh& mesh);
+                    const Shape& shape, DType dtype, const Mesh& mesh,
+                    double memory_bandwidth = 0);
 
 // A cost returned for layouts that cannot be reached (an effectively infinite time).
 inline constexpr double kInfeasibleCost = 1e12;

@@ -426,7 +426,7 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
                                                         const ShardingOptions& options) {
   const MeshShape ms = mesh.shape;
   const int batch_axis = resolve_batch_axis(options, ms);
-  const std::vector<char> fused = fused_values(g);
+  const std::vector<char> fused = fused_values(g, options.fusion_group);
   std::vector<NodeStrategies> out(static_cast<size_t>(g.size()));
   // The enumerated node each follow chain starts from.
   std::vector<ValueId> root(static_cast<size_t>(g.size()), kNoValue);

@@ -54,6 +54,9 @@ struct ShardingOptions {
   // axis of extent > 1). Off by default, as in Alpa: it multiplies the strategies of every
   // heavy op. Parameters always have their replicated layouts.
   bool allow_replicated_compute = false;
+  // Per node, the program it runs in (empty: one program). Values read across programs are
+  // stored, not fused (fused_values): a pipeline stage's forward, backward and update tasks.
+  std::vector<int> fusion_group;
 };
 
 struct Strategy {

@@ -116,7 +116,7 @@ std::vector<uint64_t> structural_node_hashes(const Graph& g) {
   return out;
 }
 
-std::vector<char> fused_values(const Graph& g) {
+std::vector<char> fused_values(const Graph& g, std::span<const int> group) {
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   std::vector<char> output(static_cast<size_t>(g.size()), 0), fused(output.size(), 0);
   for (const GraphOutput& o : g.outputs()) output[static_cast<size_t>(o.value)] = 1;
@@ -124,6 +124,9 @@ std::vector<char> fused_values(const Graph& g) {
     const Node& n = g.node(v);
     const auto& us = users[static_cast<size_t>(v)];
     if (output[static_cast<size_t>(v)] || us.empty()) continue;
+    if (!group.empty() &&
+        std::any_of(us.begin(), us.end(), [&](ValueId u) { return group[u] != group[v]; }))
+      continue;
     auto near = [&](ValueId u) { return u - v <= kFusionWindow; };
     auto elementwise_of_shape = [&](ValueId u) {
       return is_elementwise(g.node(u).op) && g.type(u).shape == n.type.shape && near(u);

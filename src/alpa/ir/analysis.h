@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <span>
 #include <vector>
 
 #include "alpa/ir/graph.h"
@@ -49,7 +50,10 @@ std::vector<uint64_t> structural_node_hashes(const Graph& g);
 // between the two). Graph outputs are never fused. The cost model charges no memory traffic
 // for writing or reading a fused value, and no memory for holding it.
 inline constexpr ValueId kFusionWindow = 64;
-std::vector<char> fused_values(const Graph& g);
+// `group` (empty: one program) gives each node the program it runs in: a value read by a node of
+// another program is kept in memory, never fused (a pipeline stage's forward, backward and
+// update run as separate programs, so what crosses between them is stored).
+std::vector<char> fused_values(const Graph& g, std::span<const int> group = {});
 
 // Bytes a node moves through device memory under fused_values: its output (unless fused) and
 // each operand (unless fused), sized by `bytes_of`.

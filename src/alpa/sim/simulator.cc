@@ -64,6 +64,11 @@ double program_time(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
       case OpKind::kAllToAll:
         collective(Collective::kAllToAll, type_bytes(n.type));
         break;
+      case OpKind::kShardSlice:
+      case OpKind::kToPartial:
+        // Local resharding: the part kept is read and written (intra/reshard.h).
+        t = compute_time(device, n.type.dtype, 0, 2 * type_bytes(n.type));
+        break;
       default: {
         const double bytes = node_memory_traffic(
             g, v, fused, [&](ValueId x, int) { return type_bytes(g.type(x)); });
