@@ -53,16 +53,36 @@ TEST(FusedValues, AValueReadByAnotherProgramIsStored) {
   const TensorType t{DType::kF32, {16}};
   Value x = b.parameter("x", t, ParamRole::kInput);
   Value a = b.name(b.exp(x), "a");
+  Value half = b.name(b.broadcast_to(b.scalar(0.5), {16}), "half");  // generated from a constant
   Value c = b.name(b.neg(a), "c");
-  b.output("out", b.add(c, x));
+  b.output("out", b.mul(b.add(c, x), half));
   Graph g = b.finish().value();
   EXPECT_TRUE(fused_values(g)[g.find("a")]);
   std::vector<int> group(static_cast<size_t>(g.size()), 0);
-  group[g.find("c")] = 1;  // c and what follows run in a second program
-  group[g.find("c") + 1] = 1;
+  for (ValueId v = g.find("c"); v < g.size(); ++v) group[v] = 1;  // a second program
   const std::vector<char> f = fused_values(g, group);
-  EXPECT_FALSE(f[g.find("a")]);  // crosses into program 1
-  EXPECT_TRUE(f[g.find("c")]);   // its only user is in its own program
+  EXPECT_FALSE(f[g.find("a")]);   // crosses into program 1
+  EXPECT_TRUE(f[g.find("c")]);    // its only user is in its own program
+  EXPECT_TRUE(f[g.find("half")]);  // constants are generated where used, in any program
+}
+
+// Distances count the nodes of the value's own program: another program's nodes in between
+// (a stage graph interleaves forward and backward) do not keep it in memory.
+TEST(FusedValues, OtherProgramsNodesDoNotCountTowardsTheWindow) {
+  Builder b("g");
+  const TensorType t{DType::kF32, {16}};
+  Value x = b.parameter("x", t, ParamRole::kInput);
+  Value early = b.name(b.exp(x), "early");
+  Value y = x;
+  for (int i = 0; i < kFusionWindow + 1; ++i) y = b.neg(y);  // another program's work
+  Value out = b.name(b.add(early, x), "out");
+  b.output("out", out);
+  b.output("y", y);
+  Graph g = b.finish().value();
+  EXPECT_FALSE(fused_values(g)[g.find("early")]);
+  std::vector<int> group(static_cast<size_t>(g.size()), 0);
+  for (ValueId v = g.find("early") + 1; v < g.find("out"); ++v) group[v] = 1;
+  EXPECT_TRUE(fused_values(g, group)[g.find("early")]);
 }
 
 }  // namespace

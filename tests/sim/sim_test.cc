@@ -139,29 +139,36 @@ TEST(Simulator, TraceIsChromeJsonWithOneEventPerTimedInstruction) {
 // simulated candidate that fits, and a memory that the first plan overflows (by the
 // simulator's count) gives a plan that fits it.
 // The planner's cost of each stage (what the stage DP adds up) agrees with the simulated run of
-// its lowered programs: on a paper-size GPT split in two stages with 32 micro-batches, where
-// the last stage sends the tied embedding's gradient back (a value that leaves whole), the
-// forward and backward are separate programs (what crosses between them is stored, not fused)
-// and weights kept whole are sliced locally (memory traffic).
+// its lowered programs, on a paper-size GPT (6.7B's blocks, 4 of them) with many micro-batches:
+// - on one device (no communication) to 1%: forward, backward and update are separate
+//   programs, so what crosses between them is stored, not fused, while constants are
+//   generated in each (4.7% over before the cost model knew);
+// - split in two stages to 5%: the last stage sends the tied embedding's gradient back, a
+//   value that leaves whole (15% under before the ILP paid for resolving it), and weights
+//   kept whole are sliced locally.
 TEST(Simulator, PlannedStageTimesAgreeWithTheSimulation) {
-  ModelOverrides ov;
-  ov.layers = 4;
-  ov.batch = 32;
-  ModelSpec spec = resolve_model("gpt", "6.7b", ov).value();
-  const int B = 32;
-  const TrainStep step = build_train_step(build_forward(spec, B).value(), {}).value();
-  const Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), 4).value();
-  PipelinePlan p = testing::manual_stage_plan({{1, 2}, {1, 2}}, 4, B);
-  LayerClusteringOptions lo;
-  lo.num_layers = 4;
-  p.layers = cluster_layers(step.graph, forward_ops(step), lo).value();
-  MaterializedPipeline m = materialize_pipeline(step, p, c, {}).value();
-  SimReport r = simulate_materialized(step, m, c, ScheduleKind::k1F1B, B).value();
-  ASSERT_EQ(r.stages.size(), 2u);
-  for (size_t s = 0; s < 2; ++s) {
-    const double predicted = m.stages[s].time_s * B;
-    EXPECT_NEAR(predicted, r.stages[s].busy_s, 0.05 * r.stages[s].busy_s) << "stage " << s;
-  }
+  auto check = [](const std::vector<MeshShape>& meshes, int B, double tolerance) {
+    ModelOverrides ov;
+    ov.layers = 4;
+    ov.batch = B;
+    ModelSpec spec = resolve_model("gpt", "6.7b", ov).value();
+    const TrainStep step = build_train_step(build_forward(spec, B).value(), {}).value();
+    int devices = 0;
+    for (const MeshShape& m : meshes) devices += static_cast<int>(m[0] * m[1]);
+    const Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), devices).value();
+    PipelinePlan p = testing::manual_stage_plan(meshes, 4, B);
+    LayerClusteringOptions lo;
+    lo.num_layers = 4;
+    p.layers = cluster_layers(step.graph, forward_ops(step), lo).value();
+    MaterializedPipeline m = materialize_pipeline(step, p, c, {}).value();
+    SimReport r = simulate_materialized(step, m, c, ScheduleKind::k1F1B, B).value();
+    ASSERT_EQ(r.stages.size(), meshes.size());
+    for (size_t s = 0; s < meshes.size(); ++s)
+      EXPECT_NEAR(m.stages[s].time_s * B, r.stages[s].busy_s, tolerance * r.stages[s].busy_s)
+          << meshes.size() << " stage(s), stage " << s;
+  };
+  check({{1, 1}}, 8, 0.01);
+  check({{1, 2}, {1, 2}}, 32, 0.05);
 }
 
 TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {

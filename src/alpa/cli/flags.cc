@@ -125,7 +125,9 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
       ->group(p);
   app.add_option("--pipeline-layers", f.pipeline_layers,
                  "Layers the forward operators are clustered into before stages are chosen "
-                 "(0: automatic; Wide-ResNet: one per residual block, as Alpa's suite)")
+                 "(0: automatic -- GPT and MoE: whole blocks, one per layer up to 32; "
+                 "Wide-ResNet: one per residual block, as Alpa's suite; other models: Alpa's "
+                 "FLOP-balanced clustering)")
       ->check(CLI::NonNegativeNumber)
       ->group(p);
   app.add_option("--schedule", f.schedule, "Pipeline schedule: 1f1b (default) or gpipe")

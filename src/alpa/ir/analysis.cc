@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <unordered_map>
 
 #include "alpa/ir/text.h"
 #include "alpa/support/hash.h"
@@ -120,14 +121,28 @@ std::vector<char> fused_values(const Graph& g, std::span<const int> group) {
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   std::vector<char> output(static_cast<size_t>(g.size()), 0), fused(output.size(), 0);
   for (const GraphOutput& o : g.outputs()) output[static_cast<size_t>(o.value)] = 1;
+  // Position of each node in its program (in the graph when there is one program).
+  std::vector<ValueId> pos(static_cast<size_t>(g.size()));
+  std::unordered_map<int, ValueId> next;
+  for (ValueId v = 0; v < g.size(); ++v) pos[v] = group.empty() ? v : next[group[v]]++;
+  // Constants, iotas and what is computed from them alone are generated where they are used,
+  // in every program that uses them.
+  std::vector<char> free(static_cast<size_t>(g.size()), 0);
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& n = g.node(v);
+    free[v] = n.op == OpKind::kConstant || n.op == OpKind::kIota ||
+              (n.op != OpKind::kParameter && !n.operands.empty() &&
+               std::all_of(n.operands.begin(), n.operands.end(), [&](ValueId o) { return free[o]; }));
+  }
   for (ValueId v = 0; v < g.size(); ++v) {
     const Node& n = g.node(v);
     const auto& us = users[static_cast<size_t>(v)];
     if (output[static_cast<size_t>(v)] || us.empty()) continue;
-    if (!group.empty() &&
+    const bool regenerated = !group.empty() && free[v];
+    if (!group.empty() && !regenerated &&
         std::any_of(us.begin(), us.end(), [&](ValueId u) { return group[u] != group[v]; }))
       continue;
-    auto near = [&](ValueId u) { return u - v <= kFusionWindow; };
+    auto near = [&](ValueId u) { return regenerated || pos[u] - pos[v] <= kFusionWindow; };
     auto elementwise_of_shape = [&](ValueId u) {
       return is_elementwise(g.node(u).op) && g.type(u).shape == n.type.shape && near(u);
     };

@@ -52,7 +52,8 @@ std::vector<uint64_t> structural_node_hashes(const Graph& g);
 inline constexpr ValueId kFusionWindow = 64;
 // `group` (empty: one program) gives each node the program it runs in: a value read by a node of
 // another program is kept in memory, never fused (a pipeline stage's forward, backward and
-// update run as separate programs, so what crosses between them is stored).
+// update run as separate programs, so what crosses between them is stored), and distances
+// count the nodes of the value's own program only.
 std::vector<char> fused_values(const Graph& g, std::span<const int> group = {});
 
 // Bytes a node moves through device memory under fused_values: its output (unless fused) and
