@@ -300,6 +300,15 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
   EXPECT_GT(j["simulated_step_time_s"].get<double>(), 0);
   EXPECT_LE(j["simulated_peak_memory_bytes"].get<double>(), j["device_memory_bytes"].get<double>());
   EXPECT_GE(j["plan_rounds"].get<int>(), 1);
+  // Every plan the check simulated is listed; the chosen one is the fastest that fits.
+  ASSERT_FALSE(j["simulated_candidates"].empty());
+  double fastest = 1e30;
+  for (const auto& c : j["simulated_candidates"]) {
+    EXPECT_GE(c["stages"].get<int>(), 1);
+    EXPECT_GE(c["micro_batches"].get<int>(), 1);
+    if (c["fits_memory"].get<bool>()) fastest = std::min(fastest, c["step_time_s"].get<double>());
+  }
+  EXPECT_DOUBLE_EQ(fastest, j["simulated_step_time_s"].get<double>());
 }
 
 TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {

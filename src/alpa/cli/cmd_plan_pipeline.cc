@@ -117,6 +117,7 @@ Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const Model
     PlannedPipelineRun run{std::move(*cluster), std::move(p->step), std::move(p->plan),
                            std::move(p->pipeline)};
     run.sim = std::move(p->sim);
+    run.candidates = p->simulated;
     run.plan_rounds = p->rounds;
     run.planner_memory = p->planner_memory;
     return run;
@@ -187,6 +188,14 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       j["simulated_step_time_s"] = run->sim->step_time_s;
       j["simulated_peak_memory_bytes"] = run->sim->peak_memory_bytes();
       j["plan_rounds"] = run->plan_rounds;
+      nlohmann::ordered_json cands = nlohmann::ordered_json::array();
+      for (const SimulatedCandidate& c : run->candidates)
+        cands.push_back({{"micro_batches", c.micro_batches},
+                         {"stages", c.stages},
+                         {"step_time_s", c.step_time_s},
+                         {"peak_memory_bytes", c.peak_memory_bytes},
+                         {"fits_memory", c.peak_memory_bytes <= device_memory}});
+      j["simulated_candidates"] = cands;
     }
     j["samples_per_s"] = samples_per_s;
     j["tflops_per_device"] = tflops;
@@ -293,9 +302,15 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       << " TFLOP/s per device)\n"
       << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
-  if (run->sim)
+  if (run->sim) {
     out << "simulated (the instruction lists on the cluster model, which chose this plan): "
         << format_seconds(run->sim->step_time_s) << " per step (`alpa simulate` for details)\n";
+    out << "plans simulated (the fastest that fits wins):\n";
+    for (const SimulatedCandidate& c : run->candidates)
+      out << "  " << c.stages << " stage(s), " << c.micro_batches << " micro-batches: "
+          << format_seconds(c.step_time_s) << ", peak " << format_bytes(c.peak_memory_bytes)
+          << (c.peak_memory_bytes <= device_memory ? "" : " (does not fit)") << "\n";
+  }
   if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";
   return kExitOk;
 }

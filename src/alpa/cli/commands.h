@@ -13,6 +13,7 @@
 #include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/pipeline/schedule.h"
+#include "alpa/sim/checked_plan.h"
 #include "alpa/sim/simulator.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/status.h"
@@ -142,6 +143,7 @@ struct PlannedPipelineRun {
   MaterializedPipeline m;
   // Planned here (not a plan file): the memory check's simulation (sim/checked_plan.h).
   std::optional<SimReport> sim;
+  std::vector<SimulatedCandidate> candidates;  // every plan the check simulated (last round)
   int plan_rounds = 1;
   double planner_memory = 0;  // memory per device the planner was given in the last round
 };

@@ -105,7 +105,9 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
     for (size_t i = 0; i < candidates.size(); ++i) {
       ALPA_ASSIGN_OR_RETURN(Simulated s,
                             simulate_plan(build_step, cluster, candidates[i], sharding, schedule));
-      r.simulated.push_back({candidates[i].micro_batches, s.sim.step_time_s, s.peak});
+      r.simulated.push_back({candidates[i].micro_batches,
+                             static_cast<int>(candidates[i].stages.size()), s.sim.step_time_s,
+                             s.peak});
       if (i == 0) {
         for (const PlannedStage& ps : s.pipeline.stages)
           first_planned_peak = std::max(first_planned_peak, ps.peak_memory_bytes);

@@ -35,6 +35,7 @@ Result<SimReport> simulate_materialized(const TrainStep& step, const Materialize
 
 struct SimulatedCandidate {
   int micro_batches = 0;
+  int stages = 0;
   double step_time_s = 0;
   double peak_memory_bytes = 0;
 };
