@@ -494,9 +494,19 @@ TEST(LayerClustering, Gpt39B) {
   EXPECT_GE(automatic->num_layers, 16);
   EXPECT_LE(automatic->num_layers, heavy / 3);
   EXPECT_EQ(automatic->max_cross_bytes, hidden_state);
+  // Whole blocks: 48 blocks, 2 per layer under a cap of 32, each cut on the hidden state.
+  t0 = std::chrono::steady_clock::now();
+  Result<LayerClustering> blocks = cluster_repeated_blocks(g, ops, 32);
+  const double blocks_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(blocks.ok()) << blocks.status().to_string();
+  expect_well_formed(*blocks, ops.size());
+  EXPECT_EQ(blocks->num_layers, 24);
+  EXPECT_EQ(blocks->max_cross_bytes, hidden_state);
   std::cout << "[ layers ] GPT-39B: " << ops.size() << " ops, " << heavy << " heavy; L=16 in "
             << fixed_s * 1e3 << " ms; automatic L=" << automatic->num_layers << " in "
-            << auto_s * 1e3 << " ms\n";
+            << auto_s * 1e3 << " ms; whole blocks L=" << blocks->num_layers << " in "
+            << blocks_s * 1e3 << " ms\n";
 }
 
 }  // namespace
