@@ -27,11 +27,6 @@ std::vector<ValueId> whole_output_values(const Graph& g) {
   return out;
 }
 
-ShardingSpec without_partial(ShardingSpec s) {
-  s.partial = 0;
-  return s;
-}
-
 // Resharding times, memoised by (tensor type, from, to): repeated layers hit the cache.
 class ReshardCostCache {
  public:
@@ -267,7 +262,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
       const auto& st = cg.strategies[v].strategies;
       std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
       for (size_t i = 0; i < st.size(); ++i)
-        cost[i] += weight(v) * cache.get(g.type(v), st[i].output, without_partial(st[i].output));
+        cost[i] += weight(v) * cache.get(g.type(v), st[i].output, st[i].output.without_partial());
     }
   // Aliased outputs keep their parameter's layout.
   const MeshShape ms = mesh.shape;
@@ -518,7 +513,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
       if (cg.root[v] == kNoValue) continue;
       const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
       plan.communication_s +=
-          w * cache.get(g.type(v), plan.specs[v], without_partial(plan.specs[v]));
+          w * cache.get(g.type(v), plan.specs[v], plan.specs[v].without_partial());
     }
   plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape,
                                            options.sharding.fusion_group);

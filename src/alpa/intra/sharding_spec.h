@@ -92,6 +92,13 @@ struct ShardingSpec {
   // The same layout with splits and partials over extent-1 mesh axes dropped (they mean nothing).
   ShardingSpec canonical(const MeshShape& mesh) const;
 
+  // The same layout with its partial sums resolved (what an all-reduce leaves).
+  ShardingSpec without_partial() const {
+    ShardingSpec s = *this;
+    s.partial = 0;
+    return s;
+  }
+
   std::string to_string() const;
   static Result<ShardingSpec> parse(std::string_view text);
 

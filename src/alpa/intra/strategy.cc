@@ -253,11 +253,6 @@ bool linear_unary(OpKind op) {
   return op == OpKind::kNeg || op == OpKind::kStopGradient || op == OpKind::kConvert;
 }
 
-ShardingSpec without_partial(ShardingSpec s) {
-  s.partial = 0;
-  return s;
-}
-
 // Maps a reshape's operand layout to its result layout. Dims are matched in groups of equal
 // element count; a 1:1 group keeps its split; otherwise only a split of the group's outermost
 // operand dim carries over, to the outermost result dim, when it divides it. `required` is the
@@ -326,13 +321,13 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
     case OpFamily::kUnary: {
       const bool linear = linear_unary(n.op) && is_float(g.type(n.operands[0]).dtype) &&
                           is_float(n.type.dtype);
-      s.operands[0] = linear ? ls : without_partial(ls);
+      s.operands[0] = linear ? ls : ls.without_partial();
       s.output = s.operands[0];
       break;
     }
     case OpFamily::kBinary:
     case OpFamily::kSelect: {
-      ShardingSpec base = without_partial(ls);
+      ShardingSpec base = ls.without_partial();
       bool keep_partial = false;
       if (ls.partial) {
         if (n.op == OpKind::kAdd || n.op == OpKind::kSub) keep_partial = true;

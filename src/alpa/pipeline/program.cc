@@ -39,11 +39,6 @@ const char* instruction_category(const Instruction& in) {
 
 namespace {
 
-ShardingSpec without_partial(ShardingSpec s) {
-  s.partial = 0;
-  return s;
-}
-
 // The plan of a task graph: its nodes keep the stage plan's choices; its parameters are held
 // in their stored layouts.
 ShardingPlan task_plan(const TaskGraph& tg, const PipelineStage& st) {
@@ -235,7 +230,7 @@ Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const Pipe
     const std::vector<std::vector<ValueId>> users = compute_users(g);
     for (ValueId v = 0; v < n; ++v) {
       ShardingSpec spec = st.plan.specs[v].canonical(mesh);
-      if (stage_output[v]) spec = without_partial(spec);
+      if (stage_output[v]) spec = spec.without_partial();
       if (st.origin[v] != ValueOrigin::kComputed && spec.partial)
         return internal_error(
             cat("stage ", s, ": parameter ", value_ref(g, v), " is planned as a partial sum"));

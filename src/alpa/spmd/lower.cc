@@ -17,11 +17,6 @@ std::vector<int64_t> axis_list(uint8_t axes) {
   return v;
 }
 
-ShardingSpec without_partial(ShardingSpec s) {
-  s.partial = 0;
-  return s;
-}
-
 class Lowerer {
  public:
   Lowerer(const Graph& g, const ShardingPlan& plan, const LowerOptions& options)
@@ -43,7 +38,7 @@ class Lowerer {
     for (size_t i = 0; i < g_.outputs().size(); ++i) {
       const GraphOutput& o = g_.outputs()[i];
       const ShardingSpec target =
-          (options_.output_specs.empty() ? without_partial(plan_.specs[o.value])
+          (options_.output_specs.empty() ? plan_.specs[o.value].without_partial()
                                          : options_.output_specs[i])
               .canonical(mesh_);
       ALPA_RETURN_IF_ERROR(target.validate(g_.type(o.value).shape, mesh_)
@@ -194,7 +189,7 @@ class Lowerer {
     const Node& n = g_.node(v);
     Value x;
     if (spec.partial) {
-      ALPA_ASSIGN_OR_RETURN(Value whole, value_in(v, without_partial(spec)));
+      ALPA_ASSIGN_OR_RETURN(Value whole, value_in(v, spec.without_partial()));
       x = b_.emit(OpKind::kToPartial, {&whole, 1}, attrs(spec.partial), nullptr);
     } else if (n.op == OpKind::kConstant && n.attr<ConstantAttrs>().values.size() == 1) {
       const TensorType t = local_type(v, spec);
