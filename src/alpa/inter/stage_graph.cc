@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "alpa/ir/analysis.h"
 #include "alpa/support/check.h"
 
 namespace alpa {
@@ -20,19 +21,6 @@ std::string_view task_name(TaskKind t) {
 }
 
 namespace {
-
-// Constants, iotas and what is computed from them alone.
-std::vector<char> free_nodes(const Graph& g) {
-  std::vector<char> free(static_cast<size_t>(g.size()), 0);
-  for (ValueId v = 0; v < g.size(); ++v) {
-    const Node& n = g.node(v);
-    if (n.op == OpKind::kParameter) continue;
-    bool all = true;
-    for (ValueId op : n.operands) all = all && free[op];
-    free[v] = all;
-  }
-  return free;
-}
 
 ParamRole role_of(const Node& n) {
   return n.attr<ParameterAttrs>().role;
@@ -63,7 +51,7 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
   sp.num_stages = num_stages;
   sp.stage.assign(static_cast<size_t>(n), kNoStage);
   sp.task.assign(static_cast<size_t>(n), TaskKind::kForward);
-  sp.free = free_nodes(g);
+  sp.free = free_values(g);
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   auto is_param = [&](ValueId v) { return g.node(v).op == OpKind::kParameter; };
 
@@ -304,7 +292,7 @@ Result<StageGraph> build_stage_graph(const TrainStep& step, const PipelineSplit&
 Result<TaskGraph> build_task_graph(const StageGraph& sg, TaskKind task) {
   const Graph& g = sg.graph;
   const int32_t n = g.size();
-  const std::vector<char> free = free_nodes(g);
+  const std::vector<char> free = free_values(g);
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   auto is_param = [&](ValueId v) { return g.node(v).op == OpKind::kParameter; };
   auto mine = [&](ValueId v) { return !is_param(v) && !free[v] && sg.task[v] == task; };

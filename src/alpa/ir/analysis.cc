@@ -117,6 +117,16 @@ std::vector<uint64_t> structural_node_hashes(const Graph& g) {
   return out;
 }
 
+std::vector<char> free_values(const Graph& g) {
+  std::vector<char> free(static_cast<size_t>(g.size()), 0);
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& n = g.node(v);
+    if (n.op == OpKind::kParameter) continue;
+    free[v] = std::all_of(n.operands.begin(), n.operands.end(), [&](ValueId o) { return free[o]; });
+  }
+  return free;
+}
+
 std::vector<char> fused_values(const Graph& g, std::span<const int> group) {
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   std::vector<char> output(static_cast<size_t>(g.size()), 0), fused(output.size(), 0);
@@ -125,15 +135,8 @@ std::vector<char> fused_values(const Graph& g, std::span<const int> group) {
   std::vector<ValueId> pos(static_cast<size_t>(g.size()));
   std::unordered_map<int, ValueId> next;
   for (ValueId v = 0; v < g.size(); ++v) pos[v] = group.empty() ? v : next[group[v]]++;
-  // Constants, iotas and what is computed from them alone are generated where they are used,
-  // in every program that uses them.
-  std::vector<char> free(static_cast<size_t>(g.size()), 0);
-  for (ValueId v = 0; v < g.size(); ++v) {
-    const Node& n = g.node(v);
-    free[v] = n.op == OpKind::kConstant || n.op == OpKind::kIota ||
-              (n.op != OpKind::kParameter && !n.operands.empty() &&
-               std::all_of(n.operands.begin(), n.operands.end(), [&](ValueId o) { return free[o]; }));
-  }
+  // Free values are generated where they are used, in every program that uses them.
+  const std::vector<char> free = free_values(g);
   for (ValueId v = 0; v < g.size(); ++v) {
     const Node& n = g.node(v);
     const auto& us = users[static_cast<size_t>(v)];

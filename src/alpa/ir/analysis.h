@@ -56,6 +56,10 @@ inline constexpr ValueId kFusionWindow = 64;
 // count the nodes of the value's own program only.
 std::vector<char> fused_values(const Graph& g, std::span<const int> group = {});
 
+// Per node: 1 for constants, iotas and what is computed from them alone (no parameter among
+// its inputs). Such values are generated where they are used, in every program that uses them.
+std::vector<char> free_values(const Graph& g);
+
 // Bytes a node moves through device memory under fused_values: its output (unless fused) and
 // each operand (unless fused), sized by `bytes_of`.
 template <typename BytesOf>
