@@ -135,17 +135,23 @@ void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes
   }
 }
 
+// Intra-op options for a stage graph as its lowered programs run it: update nodes weighted
+// 1/micro-batches, values sent to other stages leave whole (pipeline/program.h), and forward,
+// backward and update are separate programs, so what crosses between them is stored.
+AutoShardingOptions stage_sharding_options(const StageGraph& sg, AutoShardingOptions o) {
+  o.node_weight = sg.weight;
+  o.whole_outputs = true;
+  o.sharding.fusion_group.clear();
+  for (TaskKind t : sg.task) o.sharding.fusion_group.push_back(static_cast<int>(t));
+  return o;
+}
+
 // The intra-op plan of a stage graph on a mesh (under a memory budget if > 0) and its cost.
 StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
                       const SubmeshShape& submesh, const AutoShardingOptions& base,
                       int micro_batches, double budget, bool include_transfer, int* solves) {
   StageCost c;
-  AutoShardingOptions o = base;
-  o.node_weight = sg.weight;
-  o.whole_outputs = true;  // values sent to other stages leave whole (pipeline/program.h)
-  // The forward, backward and update run as separate programs: what crosses is stored.
-  o.sharding.fusion_group.clear();
-  for (TaskKind t : sg.task) o.sharding.fusion_group.push_back(static_cast<int>(t));
+  AutoShardingOptions o = stage_sharding_options(sg, base);
   o.explain_infeasible_memory = false;
   if (budget > 0) o.memory_budget_bytes = budget;
   ++*solves;
@@ -790,8 +796,6 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     if (!mesh.ok()) return mesh.status().with_context(cat("stage ", s));
     AutoShardingOptions so = sharding;
     so.memory_budget_bytes = 0;  // fit_stage sets the stage's budget when it needs one
-    so.node_weight = sg.weight;
-    so.whole_outputs = true;
     so.sharding.force_batch_dim_to_mesh_dim = ps.logical.batch_axis;
     // Hand-written layouts name step-graph values; the stage graph keeps their nodes' names,
     // and unnamed values are found by their step id.
@@ -815,7 +819,8 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
                             S - 1 - s, true, &solves);
     if (c.plan.specs.empty()) {
-      Result<ShardingPlan> p = auto_shard(sg.graph, *mesh, cluster.device, so);
+      Result<ShardingPlan> p =
+          auto_shard(sg.graph, *mesh, cluster.device, stage_sharding_options(sg, so));
       if (!p.ok()) return p.status().with_context(cat("stage ", s));
       c.plan = std::move(*p);
     }
