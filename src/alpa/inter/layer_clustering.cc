@@ -413,10 +413,10 @@ Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const 
       break;
     }
   const int L = blocks / per;
-  std::vector<int> starts;
-  for (int l = 1; l < L; ++l) starts.push_back(first + l * per * period);
-  ALPA_ASSIGN_OR_RETURN(LayerClustering c, layers_from_boundaries(g, ops, starts));
-  return c;
+  std::vector<int> layer_of(static_cast<size_t>(p.n), 0);
+  for (int i = first + per * period; i < p.n; ++i)
+    layer_of[i] = std::min(L - 1, (i - first) / (per * period));
+  return finish(p, std::move(layer_of), L);
 }
 
 Result<LayerClustering> layers_from_boundaries(const Graph& g, std::span<const ValueId> ops,
