@@ -434,6 +434,51 @@ TEST(LayerClustering, RepeatedBlocksGiveEqualLayersOfWholeGptBlocks) {
   }
 }
 
+// Cuts between heavy ops: one between each two consecutive heavy ops, after the first and at
+// or before the second, where the fewest bytes are live there; FLOPs before each cut are the
+// heavy ops before it; a GPT block's boundary (the residual stream) is among them.
+TEST(LayerClustering, HeavyOpCutsLieBetweenHeavyOpsWhereTheFewestBytesAreLive) {
+  const GptConfig c = small_gpt(3);
+  const Graph g = build_gpt(c).value();
+  const std::vector<ValueId> ops = non_parameter_ops(g);
+  Result<std::vector<OpCut>> cuts = heavy_op_cuts(g, ops);
+  ASSERT_TRUE(cuts.ok()) << cuts.status().to_string();
+  std::vector<int> heavy;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (is_heavy_op(g, ops[i])) heavy.push_back(static_cast<int>(i));
+  ASSERT_EQ(cuts->size(), heavy.size() - 1);
+  // Bytes live across position p: produced before p by a listed op, read at or after p.
+  auto live = [&](int p) {
+    std::vector<int> pos(static_cast<size_t>(g.size()), -1);
+    for (size_t i = 0; i < ops.size(); ++i) pos[ops[i]] = static_cast<int>(i);
+    double bytes = 0;
+    for (int i = 0; i < p; ++i) {
+      if (g.node(ops[i]).operands.empty()) continue;
+      bool read_later = false;
+      for (size_t j = static_cast<size_t>(p); j < ops.size() && !read_later; ++j)
+        for (ValueId o : g.node(ops[j]).operands) read_later = read_later || o == ops[i];
+      if (read_later) bytes += static_cast<double>(g.type(ops[i]).bytes());
+    }
+    return bytes;
+  };
+  const double hidden_state = static_cast<double>(c.batch * c.seq * c.hidden * 4);
+  int residual_cuts = 0;
+  for (size_t j = 0; j < cuts->size(); ++j) {
+    const OpCut& cut = (*cuts)[j];
+    EXPECT_GT(cut.position, heavy[j]) << "cut " << j;
+    EXPECT_LE(cut.position, heavy[j + 1]) << "cut " << j;
+    double before = 0;
+    for (int i = 0; i <= static_cast<int>(j); ++i) before += node_flops(g, ops[heavy[i]]);
+    EXPECT_DOUBLE_EQ(cut.flops_before, before) << "cut " << j;
+    EXPECT_DOUBLE_EQ(cut.live_bytes, live(cut.position)) << "cut " << j;
+    for (int p = heavy[j] + 1; p <= heavy[j + 1]; ++p)
+      EXPECT_LE(cut.live_bytes, live(p)) << "cut " << j << " position " << p;
+    residual_cuts += cut.live_bytes == hidden_state ? 1 : 0;
+  }
+  EXPECT_GE(residual_cuts, 2);  // at least the two block boundaries inside the stack
+  EXPECT_FALSE(heavy_op_cuts(g, std::vector<ValueId>{}).ok());
+}
+
 TEST(LayerClustering, RepeatedBlocksOfMoeArePairsOfDenseAndExpertBlocks) {
   MoeConfig c;
   c.layers = 8;  // even layers MoE, odd dense: the repeated block is a pair

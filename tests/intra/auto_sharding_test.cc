@@ -182,16 +182,21 @@ TEST(AutoSharding, PreferReduceScatterShardsOptimizerState) {
   EXPECT_LE(zero->communication_s, plain->communication_s * 1.05);
 }
 
+// y = x (64 x 1024) @ w (1024 x 4096), y an output.
+Graph one_matmul() {
+  Builder b("g");
+  Value x = b.parameter("x", {DType::kF32, {64, 1024}}, ParamRole::kInput);
+  Value w = b.parameter("w", {DType::kF32, {1024, 4096}});
+  b.output("y", b.name(b.matmul(x, w), "y"));
+  return b.finish().value();
+}
+
 // A pipeline stage's values sent to another stage leave whole: with whole_outputs the ILP pays
 // for resolving a partial sum it would otherwise leave in the output.
 TEST(AutoSharding, WholeOutputsPayForTheirPartialSums) {
   Cluster c = p3(2);
   Mesh m = make_mesh(c, 1, 2).value();
-  Builder b("g");
-  Value x = b.parameter("x", {DType::kF32, {64, 1024}}, ParamRole::kInput);
-  Value w = b.parameter("w", {DType::kF32, {1024, 4096}});
-  b.output("y", b.name(b.matmul(x, w), "y"));
-  const Graph g = b.finish().value();
+  const Graph g = one_matmul();
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;
   o.fixed["%x"] = *ShardingSpec::parse("RS1");  // the contracted dim split: y is a partial sum
@@ -207,6 +212,39 @@ TEST(AutoSharding, WholeOutputsPayForTheirPartialSums) {
   EXPECT_GT(whole->communication_s, 0.0);
   EXPECT_LE(whole->communication_s, all_reduce * (1 + 1e-9))  // at most resolving y
       << spec_of(*whole, g, "y") << " " << whole->strategy_names[g.find("y")];
+}
+
+// A value added into an accumulator every run pays 3x its local bytes through device memory:
+// a replicated gradient twice what one split over two devices pays, and the ILP counts it.
+TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
+  Cluster c = p3(2);
+  Mesh m = make_mesh(c, 1, 2).value();
+  const Graph g = one_matmul();
+  const ValueId y = g.find("y");
+  const double bytes = 64.0 * 4096 * 4;
+  ASSERT_GT(g.size(), 1);
+  for (const char* layout : {"RR", "RS1"}) {
+    AutoShardingOptions o;
+    o.sharding.force_batch_dim_to_mesh_dim = -1;
+    o.fixed["%w"] = *ShardingSpec::parse(layout);
+    o.fixed["%x"] = *ShardingSpec::parse("RR");
+    Result<ShardingPlan> plain = auto_shard(g, m, c.device, o);
+    ASSERT_TRUE(plain.ok()) << plain.status().to_string();
+    o.accumulated.assign(static_cast<size_t>(g.size()), 0);
+    o.accumulated[y] = 1;
+    Result<ShardingPlan> acc = auto_shard(g, m, c.device, o);
+    ASSERT_TRUE(acc.ok()) << acc.status().to_string();
+    EXPECT_EQ(spec_of(*acc, g, "y"), spec_of(*plain, g, "y"));
+    const double local =
+        static_cast<double>(num_elements(acc->specs[y].local_shape(g.type(y).shape, m.shape))) * 4;
+    EXPECT_NEAR(acc->compute_s - plain->compute_s, 3 * local / c.device.memory_bandwidth,
+                1e-12)
+        << layout;
+    if (std::string(layout) == "RS1") EXPECT_EQ(local, bytes / 2);  // y split as w is
+  }
+  AutoShardingOptions bad;
+  bad.accumulated.assign(1, 1);
+  EXPECT_FALSE(auto_shard(g, m, c.device, bad).ok());
 }
 
 TEST(AutoSharding, FixedLayoutsAreHonouredAndBadOnesRejected) {

@@ -193,6 +193,32 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
   EXPECT_TRUE(r.plan.alternatives.empty());
   EXPECT_GT(r.plan.candidates, 0);  // the search's statistics travel with the chosen plan
 
+  // Memory between the favourite's planned and simulated peaks: the planner still prefers it,
+  // the simulation rejects it, slower candidates fit; its micro-batch count is planned again
+  // for less memory, and that plan fits and wins.
+  {
+    double planned = 0;
+    for (const PlannedStage& ps : r.pipeline.stages) planned = std::max(planned, ps.peak_memory_bytes);
+    const SimulatedCandidate favourite = r.simulated.front();
+    ASSERT_LT(planned, favourite.peak_memory_bytes);
+    PipelinePlannerOptions between = o;
+    between.memory_per_device = 0.5 * (planned + favourite.peak_memory_bytes);
+    CheckedPipelinePlan refit =
+        plan_pipeline_checked(build, c, between, ScheduleKind::k1F1B).value();
+    ASSERT_GE(refit.simulated.size(), 2u);
+    EXPECT_GT(refit.simulated.front().peak_memory_bytes, between.memory_per_device);
+    const SimulatedCandidate& again = refit.simulated.back();
+    EXPECT_EQ(again.micro_batches, favourite.micro_batches);
+    EXPECT_LE(again.peak_memory_bytes, between.memory_per_device);
+    double fits = 1e30;
+    for (size_t i = 0; i + 1 < refit.simulated.size(); ++i)
+      if (refit.simulated[i].peak_memory_bytes <= between.memory_per_device)
+        fits = std::min(fits, refit.simulated[i].step_time_s);
+    EXPECT_LT(again.step_time_s, fits);
+    EXPECT_DOUBLE_EQ(refit.sim.step_time_s, again.step_time_s);
+    EXPECT_EQ(refit.plan.micro_batches, favourite.micro_batches);
+  }
+
   // Less memory than that plan's simulated peak: whatever comes back fits, or it is an error.
   o.memory_per_device = 0.9 * r.peak_memory_bytes;
   Result<CheckedPipelinePlan> tight = plan_pipeline_checked(build, c, o, ScheduleKind::k1F1B);

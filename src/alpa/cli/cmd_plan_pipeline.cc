@@ -207,6 +207,8 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
                      {"stage_costs_s", plan.stage_costs_s},
                      {"dp_s", plan.dp_s},
                      {"verify_s", plan.verify_s},
+                     {"balance_s", plan.balance_s},
+                     {"balanced_within_layers", plan.balance_rounds > 0},
                      {"candidates", plan.candidates},
                      {"intra_solves", plan.intra_solves},
                      {"cache_hits", plan.cache_hits},
@@ -263,7 +265,8 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
         << plan.extrapolated << " extrapolated from shorter runs of repeated layers), stage DP "
         << format_seconds(plan.dp_s) << ", exact check of the chosen stages "
-        << format_seconds(plan.verify_s) << "\n";
+        << format_seconds(plan.verify_s) << ", balancing stage boundaries "
+        << format_seconds(plan.balance_s) << "\n";
     if (plan.micro_batch_search.size() > 1) {
       out << "  micro-batches tried:";
       for (const auto& [b, t] : plan.micro_batch_search)
@@ -275,7 +278,12 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
   }
   out << "\nlayers: " << plan.layers.num_layers
       << " clusters of the forward operators (largest tensor between layers "
-      << format_bytes(plan.layers.max_cross_bytes) << ")\n"
+      << format_bytes(plan.layers.max_cross_bytes) << ")"
+      << (plan.balance_rounds > 0
+              ? "; one per stage: the stage DP's boundaries moved between heavy operators to "
+                "balance the stages' times"
+              : "")
+      << "\n"
       << "stages (" << schedule << ", " << plan.micro_batches << " micro-batches of "
       << spec.batch / plan.micro_batches << "):\n";
   for (int s = 0; s < S; ++s) {

@@ -120,6 +120,15 @@ struct Segments {
   double in(int k0, int r) const { return input[static_cast<size_t>(k0) * (k + 1) + r]; }
 };
 
+// The cut between heavy ops j-1 and j (1 <= j < K): among the light ops between them, where
+// the fewest bytes are live (the earliest on ties).
+int cut_before_heavy(const Prepared& p, const std::vector<double>& live, int j) {
+  int best = p.heavy[j - 1] + 1;
+  for (int c = best + 1; c <= p.heavy[j]; ++c)
+    if (live[c] < live[best]) best = c;
+  return best;
+}
+
 Segments coarsen(const Prepared& p) {
   Segments s;
   s.k = static_cast<int>(p.heavy.size());
@@ -128,12 +137,7 @@ Segments coarsen(const Prepared& p) {
 
   s.start.assign(K + 1, 0);
   s.start[K] = p.n;
-  for (int j = 1; j < K; ++j) {
-    int best = p.heavy[j - 1] + 1;
-    for (int c = best + 1; c <= p.heavy[j]; ++c)
-      if (live[c] < live[best]) best = c;
-    s.start[j] = best;
-  }
+  for (int j = 1; j < K; ++j) s.start[j] = cut_before_heavy(p, live, j);
   double total = 0;
   for (int j = 0; j < K; ++j) total += p.flops[p.heavy[j]];
   s.cost.resize(K);
@@ -417,6 +421,24 @@ Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const 
   for (int i = first + per * period; i < p.n; ++i)
     layer_of[i] = std::min(L - 1, (i - first) / (per * period));
   return finish(p, std::move(layer_of), L);
+}
+
+Result<std::vector<OpCut>> heavy_op_cuts(const Graph& g, std::span<const ValueId> ops) {
+  Prepared p;
+  ALPA_RETURN_IF_ERROR(prepare(g, ops, &p));
+  const std::vector<double> live = live_bytes(p);
+  std::vector<OpCut> cuts;
+  double before = 0;
+  int next = 0;  // ops before this position are counted in `before`
+  for (int j = 1; j < static_cast<int>(p.heavy.size()); ++j) {
+    OpCut c;
+    c.position = cut_before_heavy(p, live, j);
+    for (; next < c.position; ++next) before += p.flops[next];
+    c.flops_before = before;
+    c.live_bytes = live[c.position];
+    cuts.push_back(c);
+  }
+  return cuts;
 }
 
 Result<LayerClustering> layers_from_boundaries(const Graph& g, std::span<const ValueId> ops,

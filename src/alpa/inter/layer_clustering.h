@@ -86,6 +86,18 @@ Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> 
 Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
                                                 int max_layers);
 
+// A place where a layer may begin between two heavy ops (finer than whole layers).
+struct OpCut {
+  int position = 0;         // index into `ops` of the first op after the cut
+  double flops_before = 0;  // heavy-op FLOPs of ops [0, position)
+  double live_bytes = 0;    // bytes produced before the cut and read after it
+};
+
+// One cut between each two consecutive heavy ops, placed among the light ops between them
+// where the fewest bytes are live (as the coarsening above places segment starts), in order.
+// Errors as cluster_layers for an invalid op list.
+Result<std::vector<OpCut>> heavy_op_cuts(const Graph& g, std::span<const ValueId> ops);
+
 // Manual boundaries: `starts` are the indices into `ops` where layers 1, 2, ... begin (layer 0
 // begins at 0); strictly increasing, each in [1, ops.size() - 1]. Errors name the offending
 // entry (kInvalidArgument).

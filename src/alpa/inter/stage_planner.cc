@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <thread>
@@ -72,13 +73,28 @@ double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& 
   return static_cast<double>(num_elements(s.local_shape(t.shape, mesh)) * dtype_bytes(t.dtype));
 }
 
-// Seconds to move `bytes` across a stage boundary into a stage on `submesh`.
-double boundary_seconds(double bytes, const SubmeshShape& submesh, const Cluster& c) {
-  if (c.hosts > 1 && submesh.size() >= c.devices_per_host)
+// Seconds to move `bytes` across a stage boundary into a stage on `submesh`: over the hosts'
+// network cards when the stages sit on different hosts (each byte crosses once, the local
+// all-gather restores the layout), else over the receiving devices' own links. Where the stages
+// will sit is not known while candidates are costed: then a stage that fills whole hosts is
+// taken to receive across hosts and a smaller one not (`across` unset).
+double boundary_seconds(double bytes, const SubmeshShape& submesh, const Cluster& c,
+                        std::optional<bool> across = std::nullopt) {
+  if (across.value_or(c.hosts > 1 && submesh.size() >= c.devices_per_host))
     return c.inter_host.latency +
-           bytes / (c.inter_host.bandwidth * static_cast<double>(submesh.hosts));
+           bytes / (c.inter_host.bandwidth * static_cast<double>(std::max<int64_t>(1, submesh.hosts)));
   return c.intra_host.latency + bytes / (c.intra_host.bandwidth *
                                          static_cast<double>(std::max<int64_t>(1, submesh.size())));
+}
+
+// Whether two placed stages are on different hosts (stages hold disjoint devices, so a stage
+// over several hosts is on other hosts than any other stage).
+bool across_hosts(const PlannedStage& a, const PlannedStage& b, const Cluster& c) {
+  auto hosts = [&](const PlannedStage& s) {
+    return std::make_pair(s.first_device / c.devices_per_host,
+                          (s.first_device + s.submesh.size() - 1) / c.devices_per_host);
+  };
+  return hosts(a) != hosts(b);
 }
 
 // The cost of one stage graph on one mesh.
@@ -135,21 +151,38 @@ void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes
   }
 }
 
+// The values a stage adds into gradient accumulators every micro-batch: computed outside the
+// update and read by it (what stage_memory counts as accumulators).
+std::vector<char> accumulated_values(const StageGraph& sg) {
+  const Graph& g = sg.graph;
+  std::vector<char> acc(static_cast<size_t>(g.size()), 0);
+  for (ValueId u = 0; u < g.size(); ++u) {
+    if (sg.task[u] != TaskKind::kUpdate) continue;
+    for (ValueId v : g.node(u).operands)
+      if (sg.task[v] != TaskKind::kUpdate && g.node(v).op != OpKind::kParameter) acc[v] = 1;
+  }
+  return acc;
+}
+
 // Intra-op options for a stage graph as its lowered programs run it: update nodes weighted
 // 1/micro-batches, values sent to other stages leave whole (pipeline/program.h), and forward,
-// backward and update are separate programs, so what crosses between them is stored.
+// backward and update are separate programs, so what crosses between them is stored; gradients
+// are added into accumulators every micro-batch.
 AutoShardingOptions stage_sharding_options(const StageGraph& sg, AutoShardingOptions o) {
   o.node_weight = sg.weight;
   o.whole_outputs = true;
   o.sharding.fusion_group.clear();
   for (TaskKind t : sg.task) o.sharding.fusion_group.push_back(static_cast<int>(t));
+  o.accumulated = accumulated_values(sg);
   return o;
 }
 
 // The intra-op plan of a stage graph on a mesh (under a memory budget if > 0) and its cost.
+// `received_across` (if given): per received value, whether it comes from another host.
 StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
                       const SubmeshShape& submesh, const AutoShardingOptions& base,
-                      int micro_batches, double budget, bool include_transfer, int* solves) {
+                      int micro_batches, double budget, bool include_transfer, int* solves,
+                      const std::vector<char>* received_across = nullptr) {
   StageCost c;
   AutoShardingOptions o = stage_sharding_options(sg, base);
   o.explain_infeasible_memory = false;
@@ -161,9 +194,8 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
   c.plan = std::move(*p);
   stage_memory(sg, c.plan, &c.acc_bytes, &c.stash_bytes);
   c.peak_bytes = c.plan.peak_memory_bytes + c.acc_bytes;
-  // Every micro-batch adds its gradients into the accumulators: read both, write one, through
-  // device memory (the runtime's ACC; the simulator costs it the same way).
-  c.compute_s = c.plan.compute_s + 3 * c.acc_bytes / cluster.device.memory_bandwidth;
+  // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
+  c.compute_s = c.plan.compute_s;
   c.communication_s = c.plan.communication_s;
   if (include_transfer) {
     for (size_t j = 0; j < sg.received.size(); ++j) {
@@ -171,7 +203,10 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
       const double bytes = static_cast<double>(num_elements(t.shape) * dtype_bytes(t.dtype));
       const bool per_mb =
           sg.graph.node(sg.received[j]).attr<ParameterAttrs>().role == ParamRole::kInput;
-      c.transfer_s += boundary_seconds(bytes, submesh, cluster) / (per_mb ? 1.0 : micro_batches);
+      const std::optional<bool> across =
+          received_across ? std::optional<bool>((*received_across)[j] != 0) : std::nullopt;
+      c.transfer_s +=
+          boundary_seconds(bytes, submesh, cluster, across) / (per_mb ? 1.0 : micro_batches);
     }
   }
   return c;
@@ -181,14 +216,15 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
 // fits, else one planned under the budget that leaves room for them.
 StageCost fit_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
                     const SubmeshShape& submesh, const AutoShardingOptions& base, int micro_batches,
-                    double memory, int successors, bool include_transfer, int* solves) {
-  StageCost c =
-      solve_stage(sg, mesh, cluster, submesh, base, micro_batches, 0, include_transfer, solves);
+                    double memory, int successors, bool include_transfer, int* solves,
+                    const std::vector<char>* received_across = nullptr) {
+  StageCost c = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, 0, include_transfer,
+                            solves, received_across);
   if (!c.solved || c.max_succ(memory) >= successors) return c;
   const double budget = memory - c.acc_bytes - successors * c.stash_bytes;
   if (budget <= 0) return c;
   StageCost b = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, budget,
-                            include_transfer, solves);
+                            include_transfer, solves, received_across);
   return b.solved ? b : c;
 }
 
@@ -269,6 +305,190 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
     h[layer] = hash_combine(h[layer], x);
   }
   return h;
+}
+
+// The DP's stages costed where they sit: the DP costs a candidate before it knows its place,
+// so it takes a stage that fills whole hosts to receive across hosts and a smaller one not;
+// once placed, a stage whose sender is on another host receives over the network (plans on
+// several hosts; the plan's figures and predicted step are replaced).
+// Then, if o.balance_within_layers, stages cut between heavy ops inside layers (beyond Alpa,
+// whose stages hold whole layers: a transformer's last stage then carries the LM head on top
+// of as many blocks as the others). With the DP's stages and meshes kept:
+// 1. Re-cut all: each stage's time per FLOP (its exact solve) gives the FLOPs it should hold
+//    for all stages to take equally long; each boundary goes to the heavy-op cut that best
+//    trades the imbalance left (FLOPs off target x time per FLOP) against moving the bytes
+//    live there (forward and backward). Again from the new times, at most three rounds.
+// 2. Move one boundary: the slowest stage hands FLOPs to its faster neighbour (so that both
+//    would take equally long), at least one cut's worth; only these two are re-solved.
+// Every re-cut is solved exactly and kept only if its stages fit and the predicted step is
+// faster. A kept re-cut leaves one layer per stage.
+Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId>& ops,
+                          const Cluster& cluster, const PipelinePlannerOptions& o, double memory,
+                          PipelinePlan& plan) {
+  const int S = static_cast<int>(plan.stages.size());
+  const int B = plan.micro_batches;
+  if (S < 2) return ok_status();
+  const Clock::time_point t0 = Clock::now();
+  ALPA_ASSIGN_OR_RETURN(std::vector<OpCut> cuts, heavy_op_cuts(step.graph, ops));
+  std::vector<double> before(ops.size() + 1, 0.0);  // heavy-op FLOPs of ops [0, i)
+  for (size_t i = 0; i < ops.size(); ++i)
+    before[i + 1] =
+        before[i] + (is_heavy_op(step.graph, ops[i]) ? node_flops(step.graph, ops[i]) : 0);
+  // start[s]: the position in `ops` where stage s begins; start[S] = ops.size().
+  std::vector<int> start(static_cast<size_t>(S) + 1, static_cast<int>(ops.size()));
+  for (int s = S - 1; s >= 0; --s)
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (plan.layers.layer_of[i] == plan.stages[s].first_layer) {
+        start[s] = static_cast<int>(i);
+        break;
+      }
+  std::vector<double> time(static_cast<size_t>(S));
+  for (int s = 0; s < S; ++s) time[s] = plan.stages[s].time_s;
+  auto rate = [&](int s) {  // seconds per FLOP of stage s (0 when it has no FLOPs)
+    const double f = before[start[s + 1]] - before[start[s]];
+    return f > 0 ? time[s] / f : 0.0;
+  };
+  // The `k` cuts in (lo, hi) positions nearest a FLOP target with the transfer they add, best
+  // first (fewer if there are not as many).
+  auto choose = [&](double target, int lo, int hi, double per_flop, int s, size_t k) {
+    std::vector<std::pair<double, size_t>> scored;
+    for (size_t c = 0; c < cuts.size(); ++c) {
+      if (cuts[c].position <= lo || cuts[c].position >= hi) continue;
+      scored.push_back(
+          {std::abs(cuts[c].flops_before - target) * per_flop +
+               2 * boundary_seconds(cuts[c].live_bytes, plan.stages[s].submesh, cluster,
+                                    across_hosts(plan.stages[s - 1], plan.stages[s], cluster)),
+           c});
+    }
+    k = std::min(k, scored.size());
+    std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(k), scored.end());
+    std::vector<size_t> best;
+    for (size_t i = 0; i < k; ++i) best.push_back(scored[i].second);
+    return best;
+  };
+  // Solves the stages `which` of the cut `next`; false if one does not fit.
+  LayerClustering layers;
+  std::vector<StageCost> costs(static_cast<size_t>(S));
+  auto solve = [&](const std::vector<int>& next, const std::vector<int>& which) -> Result<bool> {
+    ALPA_ASSIGN_OR_RETURN(layers, layers_from_boundaries(step.graph, ops, std::span<const int>(next).subspan(1, S - 1)));
+    std::vector<int> stage_of_layer(static_cast<size_t>(S));
+    std::iota(stage_of_layer.begin(), stage_of_layer.end(), 0);
+    ALPA_ASSIGN_OR_RETURN(
+        PipelineSplit split,
+        split_train_step(step, stages_from_layers(step, ops, layers.layer_of, stage_of_layer), S));
+    for (int s : which) {
+      const PlannedStage& ps = plan.stages[s];
+      ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, split, s, B));
+      ALPA_ASSIGN_OR_RETURN(Mesh mesh,
+                            make_mesh(cluster, ps.logical.shape[0], ps.logical.shape[1], 0));
+      std::vector<char> across;
+      for (int t : sg.received_transfer)
+        across.push_back(across_hosts(plan.stages[split.transfers[t].from_stage], ps, cluster));
+      costs[s] = fit_stage(sg, mesh, cluster, ps.submesh, candidate_options(o, ps.logical), B,
+                           memory, S - 1 - s, o.include_transfer_cost, &plan.intra_solves, &across);
+      if (costs[s].max_succ(memory) < S - 1 - s) return false;
+    }
+    return true;
+  };
+  // Keeps the solved stages `which` of `next` if the step is faster.
+  auto keep_if_faster = [&](const std::vector<int>& next, const std::vector<int>& which) {
+    std::vector<double> t = time;
+    for (int s : which) t[s] = costs[s].time();
+    double sum = 0, worst = 0;
+    for (double x : t) sum += x, worst = std::max(worst, x);
+    const double step_time = sum + (B - 1) * worst;
+    if (step_time >= plan.predicted_step_time_s * (1 - 1e-9)) return false;
+    plan.layers = layers;
+    for (int s = 0; s < S; ++s) plan.stages[s].first_layer = plan.stages[s].last_layer = s;
+    for (int s : which) set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
+    plan.predicted_step_time_s = step_time;
+    ++plan.balance_rounds;
+    time = std::move(t);
+    start = next;
+    return true;
+  };
+  std::vector<int> all(static_cast<size_t>(S));
+  std::iota(all.begin(), all.end(), 0);
+  // The DP's stages costed where they are placed (which stages receive across hosts).
+  if (cluster.hosts > 1) {
+    ALPA_ASSIGN_OR_RETURN(bool fits, solve(start, all));
+    if (!fits) return ok_status();
+    double sum = 0, worst = 0;
+    for (int s = 0; s < S; ++s) {
+      set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
+      time[s] = costs[s].time();
+      sum += time[s];
+      worst = std::max(worst, time[s]);
+    }
+    plan.predicted_step_time_s = sum + (B - 1) * worst;
+  }
+  if (!o.balance_within_layers) return ok_status();
+  for (int round = 0; round < 3; ++round) {
+    double per_time = 0;  // FLOPs per second, all stages
+    for (int s = 0; s < S; ++s) {
+      if (rate(s) <= 0) return ok_status();
+      per_time += 1 / rate(s);
+    }
+    const double T = before.back() / per_time;  // every stage's time when balanced
+    std::vector<int> next = start;
+    double target = 0;
+    for (int s = 1; s < S; ++s) {
+      target += T / rate(s - 1);
+      const std::vector<size_t> c =
+          choose(target, next[s - 1], start[S], std::max(rate(s - 1), rate(s)), s, 1);
+      if (c.empty()) return ok_status();
+      next[s] = cuts[c[0]].position;
+    }
+    if (next == start) break;
+    ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, all));
+    if (!fits || !keep_if_faster(next, all)) break;
+  }
+  // The few cuts nearest the target are each solved (a cut's cost to the stages is more than
+  // its transfer: a value leaving a stage is gathered whole first), the fastest is kept.
+  constexpr size_t kTries = 4;
+  for (int move = 0; move < 2 * S; ++move) {
+    const int slow = static_cast<int>(std::max_element(time.begin(), time.end()) - time.begin());
+    std::vector<int> sides;
+    if (slow > 0) sides.push_back(slow - 1);
+    if (slow + 1 < S) sides.push_back(slow + 1);
+    std::sort(sides.begin(), sides.end(), [&](int a, int b) { return time[a] < time[b]; });
+    bool moved = false;
+    for (int n : sides) {
+      const int b = std::max(slow, n);  // the boundary between them: where stage b starts
+      const double per_flop = rate(slow) + rate(n);
+      if (per_flop <= 0) continue;
+      const double f = (time[slow] - time[n]) / per_flop;  // FLOPs to hand over
+      const double at = before[start[b]];
+      // Cuts on the side of the boundary that shrinks the slow stage.
+      const int lo = n > slow ? start[b - 1] : start[b];
+      const int hi = n > slow ? start[b] : start[b + 1];
+      std::vector<int> best;
+      std::vector<StageCost> best_costs;
+      double best_worst = time[slow];
+      for (size_t c : choose(n > slow ? at - f : at + f, lo, hi, per_flop, b, kTries)) {
+        std::vector<int> next = start;
+        next[b] = cuts[c].position;
+        ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, {b - 1, b}));
+        const double worst = std::max(costs[b - 1].time(), costs[b].time());
+        if (fits && worst < best_worst) {
+          best_worst = worst;
+          best = next;
+          best_costs = {costs[b - 1], costs[b]};
+        }
+      }
+      if (best.empty()) continue;
+      costs[b - 1] = best_costs[0];
+      costs[b] = best_costs[1];
+      ALPA_ASSIGN_OR_RETURN(layers, layers_from_boundaries(step.graph, ops, std::span<const int>(best).subspan(1, S - 1)));
+      if (keep_if_faster(best, {b - 1, b})) {
+        moved = true;
+        break;
+      }
+    }
+    if (!moved) break;
+  }
+  plan.balance_s += since(t0);
+  return ok_status();
 }
 
 // Plans the stages for a fixed micro-batch count and memory per device.
@@ -585,6 +805,12 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
                 memory);
     plan.stages.push_back(ps);
   }
+  {
+    ALPA_RETURN_IF_ERROR(place_and_balance_stages(step, ops, cluster, o, memory, plan));
+    if (o.progress && plan.balance_rounds > 0)
+      o.progress(cat("  micro-batches ", B, ": stage boundaries balanced within layers, predicted step ",
+                     plan.predicted_step_time_s, " s"));
+  }
   return plan;
 }
 
@@ -598,6 +824,7 @@ void add_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.stage_costs_s += from.stage_costs_s;
   into.dp_s += from.dp_s;
   into.verify_s += from.verify_s;
+  into.balance_s += from.balance_s;
 }
 
 // Bytes in decimal units with 3 significant digits, rounded up if `up` (a bound that must
@@ -816,8 +1043,11 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
       if (!st.ok()) return st.with_context(cat("stage ", s));
     }
     int solves = 0;
+    std::vector<char> across;
+    for (int t : sg.received_transfer)
+      across.push_back(across_hosts(plan.stages[m.split.transfers[t].from_stage], ps, cluster));
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
-                            S - 1 - s, true, &solves);
+                            S - 1 - s, true, &solves, &across);
     if (c.plan.specs.empty()) {
       Result<ShardingPlan> p =
           auto_shard(sg.graph, *mesh, cluster.device, stage_sharding_options(sg, so));

@@ -71,6 +71,10 @@ struct PipelinePlannerOptions {
   // plan found so far is kept); the chosen stages are re-planned with `sharding.ilp`.
   double stage_ilp_time_limit_s = 1.0;
   double stage_ilp_relative_gap = 0.01;
+  // After the stage DP, move the chosen stages' boundaries to between heavy ops inside
+  // layers so that the stages' times are balanced (stage_planner.cc); kept only if the
+  // predicted step is faster.
+  bool balance_within_layers = true;
   AutoShardingOptions sharding;  // per-stage intra-op options (memory budget set per stage)
   // Micro-batch counts planned at once, each on a thread (0: the hardware's, at most 4).
   int threads = 0;
@@ -99,6 +103,8 @@ struct PipelinePlan {
   // Planning statistics.
   double clustering_s = 0, stage_costs_s = 0, dp_s = 0, total_s = 0;
   double verify_s = 0;   // exact re-solves of the stages the DP chose (within dp_s's loop)
+  double balance_s = 0;  // balancing the stages' boundaries within layers
+  int balance_rounds = 0;  // re-cuts that made the predicted step faster (kept)
   int candidates = 0;    // (layer range, submesh, logical shape) costed
   int intra_solves = 0;  // auto-sharding runs (the rest came from the cache)
   int cache_hits = 0;

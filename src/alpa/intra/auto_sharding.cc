@@ -148,6 +148,18 @@ std::vector<double> live_bytes_at_peaks(const Graph& g, const CostGraph& cg, Pic
 
 constexpr size_t kInitialMemoryRows = 32;
 
+double node_time(const Strategy& s) { return s.compute + s.comm; }
+
+// Seconds to add v (in layout `out`) into its accumulator, if it has one.
+double accumulation_time(const Graph& g, ValueId v, const ShardingSpec& out, const MeshShape& mesh,
+                         const DeviceSpec& device, const AutoShardingOptions& opt) {
+  if (opt.accumulated.empty() || !opt.accumulated[v]) return 0;
+  const TensorType& t = g.type(v);
+  const double bytes = static_cast<double>(num_elements(out.local_shape(t.shape, mesh))) *
+                       static_cast<double>(dtype_bytes(t.dtype));
+  return 3 * bytes / device.memory_bandwidth;
+}
+
 Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
                                    const AutoShardingOptions& opt) {
   CostGraph cg;
@@ -209,15 +221,17 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
   if (!opt.node_weight.empty() && opt.node_weight.size() != static_cast<size_t>(n))
     return invalid_argument(cat("node_weight has ", opt.node_weight.size(),
                                 " entries for a graph of ", n, " nodes"));
+  if (!opt.accumulated.empty() && opt.accumulated.size() != static_cast<size_t>(n))
+    return invalid_argument(cat("accumulated has ", opt.accumulated.size(),
+                                " entries for a graph of ", n, " nodes"));
   auto weight = [&](ValueId v) { return opt.node_weight.empty() ? 1.0 : opt.node_weight[v]; };
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
     const auto& st = cg.strategies[v].strategies;
     const double w = weight(v);
-    for (size_t i = 0; i < st.size(); ++i) {
-      cost[i] += w * (st[i].compute + st[i].comm);
-    }
+    for (size_t i = 0; i < st.size(); ++i)
+      cost[i] += w * (node_time(st[i]) + accumulation_time(g, v, st[i].output, mesh.shape, device, opt));
   }
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
   // the pair's matrix.
@@ -493,7 +507,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     plan.operand_specs[v] = s.operands;
     plan.strategy_names[v] = s.name;
     const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
-    plan.compute_s += w * s.compute;
+    plan.compute_s += w * (s.compute + accumulation_time(g, v, s.output, mesh.shape, device, options));
     plan.communication_s += w * s.comm;
   }
   // Communication: the resharding the chosen strategies imply on every edge.

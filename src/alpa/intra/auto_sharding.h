@@ -47,6 +47,12 @@ struct AutoShardingOptions {
   // partial sums in the update, once per step, when that is cheaper. Node costs and the
   // resharding into a node are scaled by its weight; so are the plan's predicted times.
   std::vector<double> node_weight;
+  // Per node (empty: none): its value is added into an accumulator every time the graph runs
+  // (a pipeline stage's gradients, summed over micro-batches): the accumulator is read and
+  // written and the value read, 3x its local bytes through device memory, charged to the
+  // node's strategies (scaled by its weight) so that the ILP sees what a replicated gradient
+  // costs beside a sharded one.
+  std::vector<char> accumulated;
   // Graph outputs that are not aliases leave the graph whole (no partial sums), as a pipeline
   // stage's values sent to other stages do: resolving a partial layout is charged to the
   // producer (scaled by its weight), like any resharding.

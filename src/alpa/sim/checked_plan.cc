@@ -33,6 +33,7 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.dp_s = from.dp_s;
   into.total_s = from.total_s;
   into.verify_s = from.verify_s;
+  into.balance_s = from.balance_s;
   into.candidates = from.candidates;
   into.intra_solves = from.intra_solves;
   into.cache_hits = from.cache_hits;
@@ -119,6 +120,33 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
           (fits == best_fits && s.sim.step_time_s < best->sim.step_time_s)) {
         best = std::move(s);
         best_index = i;
+      }
+    }
+    // The planner's favourite overflows by the simulator's count while a slower candidate
+    // fits: plan the favourite's micro-batch count again for memory scaled down by its excess
+    // (a plan like it that fits), and keep it if it is faster than the one that fits.
+    if (best_index != 0 && best->peak <= memory && first_sim_peak > memory &&
+        first_planned_peak > 0 && r.simulated.front().step_time_s < best->sim.step_time_s) {
+      PipelinePlannerOptions again = o;
+      again.micro_batches = candidates[0].micro_batches;
+      again.memory_per_device = 0.99 * o.memory_per_device * first_planned_peak / first_sim_peak;
+      again.progress = nullptr;
+      if (o.progress)
+        o.progress(cat(" the fastest plan simulates at ", first_sim_peak / 1e9,
+                       " GB; planning its ", again.micro_batches, " micro-batches again for ",
+                       again.memory_per_device / 1e9, " GB"));
+      Result<PipelinePlan> refit = plan_pipeline(build_step, cluster, again);
+      if (refit.ok()) {
+        refit->alternatives.clear();
+        ALPA_ASSIGN_OR_RETURN(Simulated s,
+                              simulate_plan(build_step, cluster, *refit, sharding, schedule));
+        r.simulated.push_back({refit->micro_batches, static_cast<int>(refit->stages.size()),
+                               s.sim.step_time_s, s.peak});
+        if (s.peak <= memory && s.sim.step_time_s < best->sim.step_time_s) {
+          best = std::move(s);
+          candidates.push_back(std::move(*refit));
+          best_index = candidates.size() - 1;
+        }
       }
     }
     r.plan_s += std::chrono::duration<double>(Clock::now() - t0).count();

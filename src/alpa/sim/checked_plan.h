@@ -13,8 +13,10 @@
 // weights, collective buffers, layout changes. plan_pipeline_checked plans, materializes and
 // simulates the plan's step; while a device's simulated peak exceeds its memory, it plans
 // again with the planner's memory lowered in proportion to the excess (at most `max_rounds`
-// plans), so a
-// plan it returns fits as the simulator — and the runtime it mirrors — counts memory.
+// plans), so a plan it returns fits as the simulator — and the runtime it mirrors — counts
+// memory. When the planner's favourite overflows but a slower candidate fits, the favourite's
+// micro-batch count is planned once more for memory lowered the same way, and that plan wins
+// if it fits and is faster.
 #pragma once
 
 #include <functional>
