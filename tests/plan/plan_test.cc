@@ -10,6 +10,7 @@
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
 #include "alpa/models/registry.h"
+#include "alpa/inter/layer_clustering.h"
 #include "alpa/plan/manual.h"
 
 namespace alpa {
@@ -229,6 +230,48 @@ TEST(PipelinePlanFile, JsonRoundTripKeepsStages) {
   EXPECT_EQ(again.layers.num_layers, 3);
 }
 
+// A plan whose stages were cut inside blocks keeps its cuts through a file: the layers'
+// starts are written and rebuilt exactly; without them the layers are re-clustered.
+TEST(PipelinePlanFile, LayerStartsRebuildTheLayersExactly) {
+  ModelOverrides five;
+  five.layers = 5;
+  ModelSpec spec = resolve_model("gpt", "tiny", five).value();
+  const TrainStep step = build_train_step(build_forward(spec, 2).value(), {}).value();
+  const std::vector<ValueId> ops = forward_ops(step);
+  const std::vector<int> starts = {static_cast<int>(ops.size() / 3) + 1,
+                                   static_cast<int>(2 * ops.size() / 3) - 1};
+  PipelinePlan pp;
+  pp.micro_batches = 2;
+  pp.layers = layers_from_boundaries(step.graph, ops, starts).value();
+  for (int s = 0; s < 3; ++s) {
+    PlannedStage st;
+    st.first_layer = st.last_layer = s;
+    st.first_device = s;
+    pp.stages.push_back(st);
+  }
+  Plan p = plan_from_pipeline(pp, "gpt-tiny", "local", 3, "1f1b", graph_fingerprint(step.graph));
+  EXPECT_EQ(p.layer_starts, starts);
+  Result<Plan> back = plan_from_json(plan_to_json(p));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->layer_starts, starts);
+  PipelinePlan again = pipeline_plan_of(*back).value();
+  Result<LayerClustering> layers = plan_layers(step, again);
+  ASSERT_TRUE(layers.ok()) << layers.status().to_string();
+  EXPECT_EQ(layers->layer_of, pp.layers.layer_of);
+  // Without the starts: Alpa's clustering into as many layers (FLOP-balanced, elsewhere).
+  again.layer_starts.clear();
+  Result<LayerClustering> reclustered = plan_layers(step, again);
+  ASSERT_TRUE(reclustered.ok()) << reclustered.status().to_string();
+  EXPECT_EQ(reclustered->num_layers, 3);
+  EXPECT_NE(reclustered->layer_of, pp.layers.layer_of);
+  // Starts beyond the training graph's operators are refused, naming the field.
+  again.layer_starts = {5, static_cast<int>(ops.size()) + 7};
+  Result<LayerClustering> bad = plan_layers(step, again);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().to_string().find("pipeline.layer_starts"), std::string::npos)
+      << bad.status().to_string();
+}
+
 TEST(PipelinePlanFile, HandWrittenStagesGetDefaults) {
   Plan p = plan_from_json(R"({"micro_batches": 2, "stages": [
       {"layers": [0, 0], "mesh": [1, 1]}, {"layers": [1, 3], "mesh": [1, 2]}]})",
@@ -266,6 +309,14 @@ TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
        "pipeline.schedule"},
       {R"({"pipeline": {"stages": 2}, "stages": [{"layers": [0, 0], "mesh": [1, 1]}]})",
        "unknown field \"pipeline.stages\""},
+      {R"({"pipeline": {"layer_starts": 4}, "stages": [{"layers": [0, 1], "mesh": [1, 1]}]})",
+       "pipeline.layer_starts must be an array"},
+      {R"({"pipeline": {"layer_starts": [0]}, "stages": [{"layers": [0, 1], "mesh": [1, 1]}]})",
+       "pipeline.layer_starts must hold positive integers"},
+      {R"({"pipeline": {"layer_starts": [4, 9]}, "stages": [{"layers": [0, 1], "mesh": [1, 1]}]})",
+       "pipeline.layer_starts has 2 entries for 2 layers"},
+      {R"({"pipeline": {"layer_starts": [9, 4]}, "stages": [{"layers": [0, 2], "mesh": [1, 1]}]})",
+       "pipeline.layer_starts must be strictly increasing"},
   };
   for (const BadPlan& c : cases) {
     Result<Plan> p = plan_from_json(c.text, "bad.json");

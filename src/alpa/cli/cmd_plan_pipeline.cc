@@ -83,9 +83,7 @@ Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const Model
           "micro-batches differ)",
           "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
           "\"graph_fingerprint\"");
-    LayerClusteringOptions lo;
-    lo.num_layers = plan.layers.num_layers;
-    ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
+    ALPA_ASSIGN_OR_RETURN(plan.layers, plan_layers(step, plan));
   } else {
     PipelinePlannerOptions po;
     po.num_layers = pipe.layers;

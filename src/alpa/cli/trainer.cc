@@ -437,10 +437,7 @@ class Pipeline : public StepBackend {
             "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
             "\"graph_fingerprint\"");
       if (plan.layers.layer_of.empty()) {
-        LayerClusteringOptions lo;
-        lo.num_layers = plan.layers.num_layers;
-        const std::vector<ValueId> ops = forward_ops(step_);
-        ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step_.graph, ops, lo));
+        ALPA_ASSIGN_OR_RETURN(plan.layers, plan_layers(step_, plan));
       }
     } else {
       const PipelinePlannerOptions po = planner_options(o_, micro_batches, micro_batches);

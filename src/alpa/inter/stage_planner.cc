@@ -853,6 +853,18 @@ std::vector<ValueId> forward_ops(const TrainStep& step) {
   return ops;
 }
 
+Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& plan) {
+  const std::vector<ValueId> ops = forward_ops(step);
+  if (!plan.layer_starts.empty()) {
+    Result<LayerClustering> l = layers_from_boundaries(step.graph, ops, plan.layer_starts);
+    if (!l.ok()) return l.status().with_context("pipeline.layer_starts");
+    return l;
+  }
+  LayerClusteringOptions lo;
+  lo.num_layers = plan.layers.num_layers;
+  return cluster_layers(step.graph, ops, lo);
+}
+
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan) {
   const std::vector<ValueId> ops = forward_ops(step);
   std::vector<int> stage_of_layer(static_cast<size_t>(plan.layers.num_layers), 0);

@@ -110,10 +110,17 @@ struct PipelinePlan {
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
+  // From a plan file: where layers 1.. begin among forward_ops (empty: re-cluster into
+  // layers.num_layers); plan_layers turns it into `layers`.
+  std::vector<int> layer_starts;
   // The best plans of the other micro-batch counts tried, fastest first (predicted): what a
   // caller that judges plans another way (by simulation, sim/checked_plan.h) chooses among.
   std::vector<PipelinePlan> alternatives;
 };
+
+// The layers of a plan read from a file (layer_of empty): its layer_starts if given, else
+// Alpa's clustering into plan.layers.num_layers. Errors name a bad boundary.
+Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& plan);
 
 // The forward operators of a one-micro-batch training step, in order (what layers cluster).
 std::vector<ValueId> forward_ops(const TrainStep& step);

@@ -54,6 +54,7 @@ std::string plan_to_json(const Plan& p) {
   if (p.is_pipeline()) {
     j["pipeline"] = {{"devices", p.devices}, {"layers", p.pipeline_layers},
                      {"schedule", p.schedule}};
+    if (!p.layer_starts.empty()) j["pipeline"]["layer_starts"] = p.layer_starts;
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     for (const PlanStage& st : p.stages) {
       nlohmann::ordered_json js;
@@ -112,8 +113,19 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
       if (!it->is_string() || (*it != "1f1b" && *it != "gpipe"))
         return err("pipeline.schedule must be \"1f1b\" or \"gpipe\"", "");
       p.schedule = it->get<std::string>();
+    } else if (k == "layer_starts") {
+      if (!it->is_array())
+        return err("pipeline.layer_starts must be an array of operator indices",
+                   "e.g. [118, 240]: where layers 1, 2, ... begin; or leave it out");
+      p.layer_starts.clear();
+      for (const auto& x : *it) {
+        if (!x.is_number_integer() || x.get<int>() < 1)
+          return err("pipeline.layer_starts must hold positive integers (operator indices)", "");
+        p.layer_starts.push_back(x.get<int>());
+      }
     } else {
-      return err(cat("unknown field \"pipeline.", k, "\""), "fields: devices, layers, schedule");
+      return err(cat("unknown field \"pipeline.", k, "\""),
+                 "fields: devices, layers, layer_starts, schedule");
     }
   }
   const auto& st = j["stages"];
@@ -179,6 +191,18 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
   if (layer != p.pipeline_layers)
     return err(cat("the stages cover layers 0..", layer - 1, " but pipeline.layers is ",
                    p.pipeline_layers), "");
+  if (!p.layer_starts.empty()) {
+    if (static_cast<int>(p.layer_starts.size()) != p.pipeline_layers - 1)
+      return err(cat("pipeline.layer_starts has ", p.layer_starts.size(), " entries for ",
+                     p.pipeline_layers, " layers"),
+                 "list where each layer after the first begins (layers - 1 entries), or leave "
+                 "it out to re-cluster");
+    for (size_t i = 1; i < p.layer_starts.size(); ++i)
+      if (p.layer_starts[i] <= p.layer_starts[i - 1])
+        return err(cat("pipeline.layer_starts must be strictly increasing: entry ", i, " is ",
+                       p.layer_starts[i], " after ", p.layer_starts[i - 1]),
+                   "");
+  }
   int needed = 0;
   for (size_t a = 0; a < p.stages.size(); ++a) {
     const PlanStage& ps = p.stages[a];
@@ -318,6 +342,7 @@ Result<PipelinePlan> pipeline_plan_of(const Plan& p) {
   PipelinePlan pp;
   pp.micro_batches = p.micro_batches;
   pp.layers.num_layers = p.pipeline_layers;
+  pp.layer_starts = p.layer_starts;
   for (const PlanStage& s : p.stages) {
     PlannedStage ps;
     ps.first_layer = s.first_layer;
@@ -342,6 +367,9 @@ Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
   p.graph_fingerprint = fingerprint;
   p.devices = devices;
   p.pipeline_layers = pp.layers.num_layers;
+  for (size_t i = 1; i < pp.layers.layer_of.size(); ++i)
+    if (pp.layers.layer_of[i] != pp.layers.layer_of[i - 1])
+      p.layer_starts.push_back(static_cast<int>(i));
   p.schedule = schedule;
   p.predicted_step_time_s = pp.predicted_step_time_s;
   for (const PlannedStage& s : pp.stages) {

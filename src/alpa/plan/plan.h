@@ -63,6 +63,11 @@ struct Plan {
   // Pipeline plans.
   int devices = 0;           // devices in all
   int pipeline_layers = 0;   // layer clusters the stages refer to
+  // Where layers 1.. begin among the forward operators (indices into forward_ops of the
+  // training step the fingerprint names); empty: the layers are re-clustered (Alpa's
+  // clustering into pipeline_layers). The planner writes them, so that stages it cut inside
+  // blocks are rebuilt exactly.
+  std::vector<int> layer_starts;
   std::string schedule = "1f1b";
   std::vector<PlanStage> stages;
   bool is_pipeline() const { return !stages.empty(); }
