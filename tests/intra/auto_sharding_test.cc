@@ -240,7 +240,9 @@ TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
     EXPECT_NEAR(acc->compute_s - plain->compute_s, 3 * local / c.device.memory_bandwidth,
                 1e-12)
         << layout;
-    if (std::string(layout) == "RS1") EXPECT_EQ(local, bytes / 2);  // y split as w is
+    if (std::string(layout) == "RS1") {
+      EXPECT_EQ(local, bytes / 2);  // y split as w is
+    }
   }
   AutoShardingOptions bad;
   bad.accumulated.assign(1, 1);
