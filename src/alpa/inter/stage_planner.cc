@@ -37,8 +37,7 @@ std::string_view plan_space_name(PlanSpace s) {
 Result<PlanSpace> parse_plan_space(std::string_view name) {
   for (PlanSpace s : {PlanSpace::kFull, PlanSpace::kIntraOnly, PlanSpace::kInterOnly})
     if (name == plan_space_name(s)) return s;
-  return invalid_argument(cat("unknown plan space '", name, "'"),
-                          "full, intra-only or inter-only");
+  return invalid_argument(cat("unknown plan space '", name, "'"), "full, intra-only or inter-only");
 }
 namespace {
 
@@ -57,8 +56,9 @@ uint64_t stage_graph_hash(const StageGraph& sg, const std::vector<uint64_t>& ste
     const Node& n = g.node(v);
     const bool received =
         n.op == OpKind::kParameter && step_graph.node(sg.source[v]).op != OpKind::kParameter;
-    h = hash_combine(h, received ? hash_string(cat("recv|", n.type.to_string(), "|", print_attrs(n.attrs)))
-                        : step_hashes[sg.source[v]]);
+    h = hash_combine(
+        h, received ? hash_string(cat("recv|", n.type.to_string(), "|", print_attrs(n.attrs)))
+                    : step_hashes[sg.source[v]]);
     for (ValueId o : n.operands) h = hash_combine(h, static_cast<uint64_t>(o) + 1);
     h = hash_combine(h, static_cast<uint64_t>(sg.weight[v] * 1e6));
   }
@@ -82,7 +82,8 @@ double boundary_seconds(double bytes, const SubmeshShape& submesh, const Cluster
                         std::optional<bool> across = std::nullopt) {
   if (across.value_or(c.hosts > 1 && submesh.size() >= c.devices_per_host))
     return c.inter_host.latency +
-           bytes / (c.inter_host.bandwidth * static_cast<double>(std::max<int64_t>(1, submesh.hosts)));
+           bytes /
+               (c.inter_host.bandwidth * static_cast<double>(std::max<int64_t>(1, submesh.hosts)));
   return c.intra_host.latency + bytes / (c.intra_host.bandwidth *
                                          static_cast<double>(std::max<int64_t>(1, submesh.size())));
 }
@@ -299,8 +300,8 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
     for (ValueId o : g.node(ops[i]).operands) {
       auto it = pos.find(o);
       const bool inside = it != pos.end() && it->second.first == layer;
-      x = hash_combine(x,
-              inside ? static_cast<uint64_t>(it->second.second) + 1 : hash_combine(step_hashes[o], 0xe47));
+      x = hash_combine(x, inside ? static_cast<uint64_t>(it->second.second) + 1
+                                 : hash_combine(step_hashes[o], 0xe47));
     }
     h[layer] = hash_combine(h[layer], x);
   }
@@ -323,12 +324,11 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
 // Every re-cut is solved exactly and kept only if its stages fit and the predicted step is
 // faster. A kept re-cut leaves one layer per stage.
 Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId>& ops,
-                          const Cluster& cluster, const PipelinePlannerOptions& o, double memory,
-                          PipelinePlan& plan) {
+                                const Cluster& cluster, const PipelinePlannerOptions& o,
+                                double memory, PipelinePlan& plan) {
   const int S = static_cast<int>(plan.stages.size());
   const int B = plan.micro_batches;
   if (S < 2) return ok_status();
-  const Clock::time_point t0 = Clock::now();
   ALPA_ASSIGN_OR_RETURN(std::vector<OpCut> cuts, heavy_op_cuts(step.graph, ops));
   std::vector<double> before(ops.size() + 1, 0.0);  // heavy-op FLOPs of ops [0, i)
   for (size_t i = 0; i < ops.size(); ++i)
@@ -361,16 +361,24 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
            c});
     }
     k = std::min(k, scored.size());
-    std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(k), scored.end());
+    std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(k),
+                      scored.end());
     std::vector<size_t> best;
     for (size_t i = 0; i < k; ++i) best.push_back(scored[i].second);
     return best;
   };
-  // Solves the stages `which` of the cut `next`; false if one does not fit.
+  // The layers of the cut `next` (one per stage).
   LayerClustering layers;
+  auto cut = [&](const std::vector<int>& next) -> Status {
+    ALPA_ASSIGN_OR_RETURN(
+        layers,
+        layers_from_boundaries(step.graph, ops, std::span<const int>(next).subspan(1, S - 1)));
+    return ok_status();
+  };
+  // Solves the stages `which` of the cut `next`; false if one does not fit.
   std::vector<StageCost> costs(static_cast<size_t>(S));
   auto solve = [&](const std::vector<int>& next, const std::vector<int>& which) -> Result<bool> {
-    ALPA_ASSIGN_OR_RETURN(layers, layers_from_boundaries(step.graph, ops, std::span<const int>(next).subspan(1, S - 1)));
+    ALPA_RETURN_IF_ERROR(cut(next));
     std::vector<int> stage_of_layer(static_cast<size_t>(S));
     std::iota(stage_of_layer.begin(), stage_of_layer.end(), 0);
     ALPA_ASSIGN_OR_RETURN(
@@ -409,86 +417,90 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
   };
   std::vector<int> all(static_cast<size_t>(S));
   std::iota(all.begin(), all.end(), 0);
-  // The DP's stages costed where they are placed (which stages receive across hosts).
-  if (cluster.hosts > 1) {
-    ALPA_ASSIGN_OR_RETURN(bool fits, solve(start, all));
-    if (!fits) return ok_status();
-    double sum = 0, worst = 0;
-    for (int s = 0; s < S; ++s) {
-      set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
-      time[s] = costs[s].time();
-      sum += time[s];
-      worst = std::max(worst, time[s]);
+  const Clock::time_point t0 = Clock::now();
+  const Status st = [&]() -> Status {
+    // The DP's stages costed where they are placed (which stages receive across hosts).
+    if (cluster.hosts > 1) {
+      ALPA_ASSIGN_OR_RETURN(bool fits, solve(start, all));
+      if (!fits) return ok_status();
+      double sum = 0, worst = 0;
+      for (int s = 0; s < S; ++s) {
+        set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
+        time[s] = costs[s].time();
+        sum += time[s];
+        worst = std::max(worst, time[s]);
+      }
+      plan.predicted_step_time_s = sum + (B - 1) * worst;
     }
-    plan.predicted_step_time_s = sum + (B - 1) * worst;
-  }
-  if (!o.balance_within_layers) return ok_status();
-  for (int round = 0; round < 3; ++round) {
-    double per_time = 0;  // FLOPs per second, all stages
-    for (int s = 0; s < S; ++s) {
-      if (rate(s) <= 0) return ok_status();
-      per_time += 1 / rate(s);
+    if (!o.balance_within_layers) return ok_status();
+    for (int round = 0; round < 3; ++round) {
+      double per_time = 0;  // FLOPs per second, all stages
+      for (int s = 0; s < S; ++s) {
+        if (rate(s) <= 0) return ok_status();
+        per_time += 1 / rate(s);
+      }
+      const double T = before.back() / per_time;  // every stage's time when balanced
+      std::vector<int> next = start;
+      double target = 0;
+      for (int s = 1; s < S; ++s) {
+        target += T / rate(s - 1);
+        const std::vector<size_t> c =
+            choose(target, next[s - 1], start[S], std::max(rate(s - 1), rate(s)), s, 1);
+        if (c.empty()) return ok_status();
+        next[s] = cuts[c[0]].position;
+      }
+      if (next == start) break;
+      ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, all));
+      if (!fits || !keep_if_faster(next, all)) break;
     }
-    const double T = before.back() / per_time;  // every stage's time when balanced
-    std::vector<int> next = start;
-    double target = 0;
-    for (int s = 1; s < S; ++s) {
-      target += T / rate(s - 1);
-      const std::vector<size_t> c =
-          choose(target, next[s - 1], start[S], std::max(rate(s - 1), rate(s)), s, 1);
-      if (c.empty()) return ok_status();
-      next[s] = cuts[c[0]].position;
-    }
-    if (next == start) break;
-    ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, all));
-    if (!fits || !keep_if_faster(next, all)) break;
-  }
-  // The few cuts nearest the target are each solved (a cut's cost to the stages is more than
-  // its transfer: a value leaving a stage is gathered whole first), the fastest is kept.
-  constexpr size_t kTries = 4;
-  for (int move = 0; move < 2 * S; ++move) {
-    const int slow = static_cast<int>(std::max_element(time.begin(), time.end()) - time.begin());
-    std::vector<int> sides;
-    if (slow > 0) sides.push_back(slow - 1);
-    if (slow + 1 < S) sides.push_back(slow + 1);
-    std::sort(sides.begin(), sides.end(), [&](int a, int b) { return time[a] < time[b]; });
-    bool moved = false;
-    for (int n : sides) {
-      const int b = std::max(slow, n);  // the boundary between them: where stage b starts
-      const double per_flop = rate(slow) + rate(n);
-      if (per_flop <= 0) continue;
-      const double f = (time[slow] - time[n]) / per_flop;  // FLOPs to hand over
-      const double at = before[start[b]];
-      // Cuts on the side of the boundary that shrinks the slow stage.
-      const int lo = n > slow ? start[b - 1] : start[b];
-      const int hi = n > slow ? start[b] : start[b + 1];
-      std::vector<int> best;
-      std::vector<StageCost> best_costs;
-      double best_worst = time[slow];
-      for (size_t c : choose(n > slow ? at - f : at + f, lo, hi, per_flop, b, kTries)) {
-        std::vector<int> next = start;
-        next[b] = cuts[c].position;
-        ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, {b - 1, b}));
-        const double worst = std::max(costs[b - 1].time(), costs[b].time());
-        if (fits && worst < best_worst) {
-          best_worst = worst;
-          best = next;
-          best_costs = {costs[b - 1], costs[b]};
+    // The few cuts nearest the target are each solved (a cut's cost to the stages is more than
+    // its transfer: a value leaving a stage is gathered whole first), the fastest is kept.
+    constexpr size_t kTries = 4;
+    for (int move = 0; move < 2 * S; ++move) {
+      const int slow = static_cast<int>(std::max_element(time.begin(), time.end()) - time.begin());
+      std::vector<int> sides;
+      if (slow > 0) sides.push_back(slow - 1);
+      if (slow + 1 < S) sides.push_back(slow + 1);
+      std::sort(sides.begin(), sides.end(), [&](int a, int b) { return time[a] < time[b]; });
+      bool moved = false;
+      for (int n : sides) {
+        const int b = std::max(slow, n);  // the boundary between them: where stage b starts
+        const double per_flop = rate(slow) + rate(n);
+        if (per_flop <= 0) continue;
+        const double f = (time[slow] - time[n]) / per_flop;  // FLOPs to hand over
+        const double at = before[start[b]];
+        // Cuts on the side of the boundary that shrinks the slow stage.
+        const int lo = n > slow ? start[b - 1] : start[b];
+        const int hi = n > slow ? start[b] : start[b + 1];
+        std::vector<int> best;
+        std::vector<StageCost> best_costs;
+        double best_worst = time[slow];
+        for (size_t c : choose(n > slow ? at - f : at + f, lo, hi, per_flop, b, kTries)) {
+          std::vector<int> next = start;
+          next[b] = cuts[c].position;
+          ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, {b - 1, b}));
+          const double worst = std::max(costs[b - 1].time(), costs[b].time());
+          if (fits && worst < best_worst) {
+            best_worst = worst;
+            best = next;
+            best_costs = {costs[b - 1], costs[b]};
+          }
+        }
+        if (best.empty()) continue;
+        costs[b - 1] = best_costs[0];
+        costs[b] = best_costs[1];
+        ALPA_RETURN_IF_ERROR(cut(best));
+        if (keep_if_faster(best, {b - 1, b})) {
+          moved = true;
+          break;
         }
       }
-      if (best.empty()) continue;
-      costs[b - 1] = best_costs[0];
-      costs[b] = best_costs[1];
-      ALPA_ASSIGN_OR_RETURN(layers, layers_from_boundaries(step.graph, ops, std::span<const int>(best).subspan(1, S - 1)));
-      if (keep_if_faster(best, {b - 1, b})) {
-        moved = true;
-        break;
-      }
+      if (!moved) break;
     }
-    if (!moved) break;
-  }
+    return ok_status();
+  }();
   plan.balance_s += since(t0);
-  return ok_status();
+  return st;
 }
 
 // Plans the stages for a fixed micro-batch count and memory per device.
@@ -625,15 +637,18 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
       bool uniform = n >= 4;
       for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash[x] == layer_hash[l + 1];
       const uint64_t run_key =
-          uniform ? hash_combine(hash_combine(hash_combine(hash_combine(hash_combine(layer_hash[l], l == 0), layer_hash[l + 1]), layer_hash[r]),
-                            r == L - 1),
+          uniform ? hash_combine(
+                        hash_combine(hash_combine(hash_combine(hash_combine(layer_hash[l], l == 0),
+                                                               layer_hash[l + 1]),
+                                                  layer_hash[r]),
+                                     r == L - 1),
                         0x7275)
                   : 0;
       for (int k : cfg_ids) {
         const Config& c = configs[static_cast<size_t>(k)];
         ++plan.candidates;
         const uint64_t cfg_key = hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
-                                              c.logical.batch_axis, "|", c.submesh.to_string()));
+                                                 c.logical.batch_axis, "|", c.submesh.to_string()));
         Result<Mesh> mesh = make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0);
         if (!mesh.ok()) continue;
         const AutoShardingOptions so = candidate_options(o, c.logical);
@@ -808,7 +823,8 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
   {
     ALPA_RETURN_IF_ERROR(place_and_balance_stages(step, ops, cluster, o, memory, plan));
     if (o.progress && plan.balance_rounds > 0)
-      o.progress(cat("  micro-batches ", B, ": stage boundaries balanced within layers, predicted step ",
+      o.progress(cat("  micro-batches ", B,
+                     ": stage boundaries balanced within layers, predicted step ",
                      plan.predicted_step_time_s, " s"));
   }
   return plan;
@@ -956,7 +972,8 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
       if (f.valid()) f.wait();
   }
   if (!best.ok()) {
-    if (last_error.code() != StatusCode::kResourceExhausted) return last_error;
+    if (last_error.code() != StatusCode::kResourceExhausted || !options.explain_no_fit)
+      return last_error;
     // The smallest memory per device that works, with the most micro-batches tried (the
     // smallest activations): double until a plan fits, then bisect.
     const int B = static_cast<int>(*std::max_element(candidates.begin(), candidates.end()));

@@ -76,6 +76,9 @@ struct PipelinePlannerOptions {
   // predicted step is faster.
   bool balance_within_layers = true;
   AutoShardingOptions sharding;  // per-stage intra-op options (memory budget set per stage)
+  // When no plan fits, search for the smallest memory per device that would (for the error
+  // message; several more plans). Callers that only need "does not fit" turn it off.
+  bool explain_no_fit = true;
   // Micro-batch counts planned at once, each on a thread (0: the hardware's, at most 4).
   int threads = 0;
   // Called with a line of progress now and then (long plans), if set.

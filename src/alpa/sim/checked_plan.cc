@@ -85,17 +85,20 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
     candidates.back().alternatives.clear();
     for (const PipelinePlan& a : plan->alternatives)
       if (static_cast<int>(candidates.size()) < max_candidates) candidates.push_back(a);
-    // The whole space holds the one-stage plans of auto-sharding alone, but the estimate
-    // (sum t + (B - 1) max t) can rank a pipeline above them by less than its own error: the
-    // planner's best one-stage plan is simulated too.
+    // The whole space holds the one-stage plans of auto-sharding alone and the one-device
+    // stages of pipelining alone, but the estimate (sum t + (B - 1) max t) can rank a plan
+    // above them by less than its own error: the planner's best plan of each is simulated too.
     if (o.space == PlanSpace::kFull && cluster.num_devices() > 1) {
-      PipelinePlannerOptions intra = o;
-      intra.space = PlanSpace::kIntraOnly;
-      intra.progress = nullptr;
-      Result<PipelinePlan> one = plan_pipeline(build_step, cluster, intra);
-      if (one.ok()) {
-        one->alternatives.clear();
-        candidates.push_back(std::move(*one));
+      for (PlanSpace corner : {PlanSpace::kIntraOnly, PlanSpace::kInterOnly}) {
+        PipelinePlannerOptions sub = o;
+        sub.space = corner;
+        sub.progress = nullptr;
+        sub.explain_no_fit = false;
+        Result<PipelinePlan> one = plan_pipeline(build_step, cluster, sub);
+        if (one.ok()) {
+          one->alternatives.clear();
+          candidates.push_back(std::move(*one));
+        }
       }
     }
     AutoShardingOptions sharding = o.sharding;

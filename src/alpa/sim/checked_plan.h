@@ -4,9 +4,10 @@
 // runs the instruction lists the runtime would run (accumulation, transfers, the schedule's
 // real bubble). plan_pipeline_checked simulates the planner's plan and its best plans for
 // the other micro-batch counts it tried (at most `max_candidates`), and — in the whole plan
-// space, on several devices — its best one-stage plan (auto-sharding alone, a point of the
-// same space its estimate may mis-rank), and keeps the fastest that fits: the same judge the
-// baselines (baseline/baseline.h) face.
+// space, on several devices — its best one-stage plan (auto-sharding alone) and its best plan
+// of one-device stages (pipelining alone), corners of the same space its estimate may
+// mis-rank, and keeps the fastest that fits: the same judge the baselines
+// (baseline/baseline.h) face.
 //
 // The planner's memory model (the intra-op ILP's liveness over the stage graph, plus the
 // accumulators and the 1F1B stash) does not see what lowering adds: gathered copies of split
