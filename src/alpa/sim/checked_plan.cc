@@ -26,6 +26,22 @@ Result<Simulated> simulate_plan(const std::function<Result<TrainStep>(int)>& bui
   return s;
 }
 
+// Whether two plans run the same stages (a corner plan may be one the search already has).
+bool same_stages(const PipelinePlan& a, const PipelinePlan& b) {
+  if (a.micro_batches != b.micro_batches || a.stages.size() != b.stages.size() ||
+      a.layers.layer_of != b.layers.layer_of)
+    return false;
+  for (size_t s = 0; s < a.stages.size(); ++s) {
+    const PlannedStage& x = a.stages[s];
+    const PlannedStage& y = b.stages[s];
+    if (x.first_layer != y.first_layer || x.last_layer != y.last_layer ||
+        x.first_device != y.first_device || !(x.logical.shape == y.logical.shape) ||
+        x.logical.batch_axis != y.logical.batch_axis || !(x.submesh == y.submesh))
+      return false;
+  }
+  return true;
+}
+
 // The planning statistics of `from` (the search as a whole) on `into`.
 void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.clustering_s = from.clustering_s;
@@ -95,7 +111,11 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
         sub.progress = nullptr;
         sub.explain_no_fit = false;
         Result<PipelinePlan> one = plan_pipeline(build_step, cluster, sub);
-        if (one.ok()) {
+        const bool known = one.ok() && std::any_of(candidates.begin(), candidates.end(),
+                                                   [&](const PipelinePlan& c) {
+                                                     return same_stages(c, *one);
+                                                   });
+        if (one.ok() && !known) {
           one->alternatives.clear();
           candidates.push_back(std::move(*one));
         }
