@@ -69,10 +69,6 @@ uint64_t stage_graph_hash(const StageGraph& sg, const std::vector<uint64_t>& ste
   return h;
 }
 
-double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& mesh) {
-  return static_cast<double>(num_elements(s.local_shape(t.shape, mesh)) * dtype_bytes(t.dtype));
-}
-
 // Seconds to move `bytes` across a stage boundary into a stage on `submesh`: over the hosts'
 // network cards when the stages sit on different hosts (each byte crosses once, the local
 // all-gather restores the layout), else over the receiving devices' own links. Where the stages
@@ -96,6 +92,16 @@ bool across_hosts(const PlannedStage& a, const PlannedStage& b, const Cluster& c
                           (s.first_device + s.submesh.size() - 1) / c.devices_per_host);
   };
   return hosts(a) != hosts(b);
+}
+
+// Per value stage `s` receives (sg.received), whether its sender sits on another host.
+std::vector<char> received_across_hosts(const StageGraph& sg, const PipelineSplit& split,
+                                        const std::vector<PlannedStage>& stages, int s,
+                                        const Cluster& c) {
+  std::vector<char> across;
+  for (int t : sg.received_transfer)
+    across.push_back(across_hosts(stages[split.transfers[t].from_stage], stages[s], c));
+  return across;
 }
 
 // The cost of one stage graph on one mesh.
@@ -128,32 +134,8 @@ void set_figures(PlannedStage& ps, const StageCost& c, int successors, double me
   ps.peak_memory_bytes = c.peak_bytes + successors * c.stash_bytes;
 }
 
-// Memory of a planned stage: accumulators and the per-micro-batch stash.
-void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes,
-                  double* stash_bytes) {
-  const Graph& g = sg.graph;
-  const std::vector<std::vector<ValueId>> users = compute_users(g);
-  *acc_bytes = 0;
-  *stash_bytes = 0;
-  for (ValueId v = 0; v < g.size(); ++v) {
-    if (p.strategy[v] < 0) continue;  // free
-    const TaskKind t = sg.task[v];
-    if (t == TaskKind::kUpdate) continue;
-    const bool param = g.node(v).op == OpKind::kParameter;
-    bool read_by_b = false, read_by_u = false;
-    for (ValueId u : users[v]) {
-      read_by_b = read_by_b || sg.task[u] == TaskKind::kBackward;
-      read_by_u = read_by_u || sg.task[u] == TaskKind::kUpdate;
-    }
-    const double bytes = local_bytes(g.type(v), p.specs[v], p.mesh);
-    const bool per_mb = !param || g.node(v).attr<ParameterAttrs>().role == ParamRole::kInput;
-    if (t == TaskKind::kForward && read_by_b && per_mb) *stash_bytes += bytes;
-    if (!param && read_by_u) *acc_bytes += bytes;
-  }
-}
-
 // The values a stage adds into gradient accumulators every micro-batch: computed outside the
-// update and read by it (what stage_memory counts as accumulators).
+// update and read by it (stage_memory counts their bytes).
 std::vector<char> accumulated_values(const StageGraph& sg) {
   const Graph& g = sg.graph;
   std::vector<char> acc(static_cast<size_t>(g.size()), 0);
@@ -163,6 +145,28 @@ std::vector<char> accumulated_values(const StageGraph& sg) {
       if (sg.task[v] != TaskKind::kUpdate && g.node(v).op != OpKind::kParameter) acc[v] = 1;
   }
   return acc;
+}
+
+// Memory of a planned stage: accumulators and the per-micro-batch stash.
+void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes,
+                  double* stash_bytes) {
+  const Graph& g = sg.graph;
+  const std::vector<std::vector<ValueId>> users = compute_users(g);
+  const std::vector<char> accumulated = accumulated_values(sg);
+  *acc_bytes = 0;
+  *stash_bytes = 0;
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (p.strategy[v] < 0) continue;  // free
+    const TaskKind t = sg.task[v];
+    if (t == TaskKind::kUpdate) continue;
+    const bool param = g.node(v).op == OpKind::kParameter;
+    bool read_by_b = false;
+    for (ValueId u : users[v]) read_by_b = read_by_b || sg.task[u] == TaskKind::kBackward;
+    const double bytes = local_bytes(g.type(v), p.specs[v], p.mesh);
+    const bool per_mb = !param || g.node(v).attr<ParameterAttrs>().role == ParamRole::kInput;
+    if (t == TaskKind::kForward && read_by_b && per_mb) *stash_bytes += bytes;
+    if (accumulated[v]) *acc_bytes += bytes;
+  }
 }
 
 // Intra-op options for a stage graph as its lowered programs run it: update nodes weighted
@@ -389,9 +393,7 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
       ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, split, s, B));
       ALPA_ASSIGN_OR_RETURN(Mesh mesh,
                             make_mesh(cluster, ps.logical.shape[0], ps.logical.shape[1], 0));
-      std::vector<char> across;
-      for (int t : sg.received_transfer)
-        across.push_back(across_hosts(plan.stages[split.transfers[t].from_stage], ps, cluster));
+      const std::vector<char> across = received_across_hosts(sg, split, plan.stages, s, cluster);
       costs[s] = fit_stage(sg, mesh, cluster, ps.submesh, candidate_options(o, ps.logical), B,
                            memory, S - 1 - s, o.include_transfer_cost, &plan.intra_solves, &across);
       if (costs[s].max_succ(memory) < S - 1 - s) return false;
@@ -1072,9 +1074,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
       if (!st.ok()) return st.with_context(cat("stage ", s));
     }
     int solves = 0;
-    std::vector<char> across;
-    for (int t : sg.received_transfer)
-      across.push_back(across_hosts(plan.stages[m.split.transfers[t].from_stage], ps, cluster));
+    const std::vector<char> across = received_across_hosts(sg, m.split, plan.stages, s, cluster);
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
                             S - 1 - s, true, &solves, &across);
     if (c.plan.specs.empty()) {

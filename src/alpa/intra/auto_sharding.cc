@@ -148,16 +148,11 @@ std::vector<double> live_bytes_at_peaks(const Graph& g, const CostGraph& cg, Pic
 
 constexpr size_t kInitialMemoryRows = 32;
 
-double node_time(const Strategy& s) { return s.compute + s.comm; }
-
 // Seconds to add v (in layout `out`) into its accumulator, if it has one.
 double accumulation_time(const Graph& g, ValueId v, const ShardingSpec& out, const MeshShape& mesh,
                          const DeviceSpec& device, const AutoShardingOptions& opt) {
   if (opt.accumulated.empty() || !opt.accumulated[v]) return 0;
-  const TensorType& t = g.type(v);
-  const double bytes = static_cast<double>(num_elements(out.local_shape(t.shape, mesh))) *
-                       static_cast<double>(dtype_bytes(t.dtype));
-  return 3 * bytes / device.memory_bandwidth;
+  return 3 * local_bytes(g.type(v), out, mesh) / device.memory_bandwidth;
 }
 
 Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
@@ -231,7 +226,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     const auto& st = cg.strategies[v].strategies;
     const double w = weight(v);
     for (size_t i = 0; i < st.size(); ++i)
-      cost[i] += w * (node_time(st[i]) + accumulation_time(g, v, st[i].output, mesh.shape, device, opt));
+      cost[i] += w * (st[i].compute + st[i].comm + accumulation_time(g, v, st[i].output, mesh.shape, device, opt));
   }
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
   // the pair's matrix.

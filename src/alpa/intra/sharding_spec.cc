@@ -152,4 +152,9 @@ std::vector<int64_t> shard_offsets(const ShardingSpec& spec, const Shape& shape,
   return off;
 }
 
+double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& mesh) {
+  return static_cast<double>(num_elements(s.local_shape(t.shape, mesh))) *
+         static_cast<double>(dtype_bytes(t.dtype));
+}
+
 }  // namespace alpa

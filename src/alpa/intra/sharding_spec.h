@@ -110,6 +110,9 @@ struct ShardingSpec {
 std::vector<int64_t> shard_offsets(const ShardingSpec& spec, const Shape& shape,
                                    const MeshShape& mesh, const std::array<int64_t, 2>& coords);
 
+// Bytes one device holds of a value of type `t` laid out as `s` on `mesh`.
+double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& mesh);
+
 }  // namespace alpa
 
 template <>

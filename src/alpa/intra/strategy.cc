@@ -138,12 +138,6 @@ std::string spec_list(const std::vector<ShardingSpec>& specs) {
   return s;
 }
 
-// Local bytes of a value under a spec.
-double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& mesh) {
-  return static_cast<double>(num_elements(s.local_shape(t.shape, mesh))) *
-         static_cast<double>(dtype_bytes(t.dtype));
-}
-
 std::vector<Strategy> enumerate(const Graph& g, ValueId id, const Mesh& mesh,
                                 const DeviceSpec& device, const ShardingOptions& opt,
                                 int batch_axis, const std::vector<char>& fused) {

@@ -35,8 +35,8 @@ bool same_stages(const PipelinePlan& a, const PipelinePlan& b) {
     const PlannedStage& x = a.stages[s];
     const PlannedStage& y = b.stages[s];
     if (x.first_layer != y.first_layer || x.last_layer != y.last_layer ||
-        x.first_device != y.first_device || !(x.logical.shape == y.logical.shape) ||
-        x.logical.batch_axis != y.logical.batch_axis || !(x.submesh == y.submesh))
+        x.first_device != y.first_device || !(x.logical == y.logical) ||
+        !(x.submesh == y.submesh))
       return false;
   }
   return true;
