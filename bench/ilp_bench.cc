@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
     }
   }
   Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), 8).value();
-  Mesh mesh = make_mesh(c, 2, 4).value();
+  MeshLinks mesh = mesh_links(c, {2, 4}).value();
   std::ostringstream table;
   table << "| model | merge layers | graph nodes | choices | ILP nodes | core | variables | "
            "constraints | build graph s | strategies s | costs s | ILP s | total s | optimal | "

@@ -8,7 +8,7 @@
 #include <tuple>
 
 #include "alpa/baseline/baseline.h"
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/models/registry.h"
 #include "alpa/pipeline/runner.h"
 #include "alpa/runtime/init.h"
@@ -104,12 +104,10 @@ TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
   }
   EXPECT_GT(experts, 0);
   bool all_to_all = false;
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, f] : r.pipeline.placements) placements.push_back({shape, f});
   PipelineBuildOptions bo;
   bo.micro_batches = r.plan.micro_batches;
   PipelineProgram prog = build_pipeline_program(r.step, r.pipeline.split, r.pipeline.graphs,
-                                                r.pipeline.plans, placements, bo)
+                                                r.pipeline.plans, r.pipeline.placements, bo)
                              .value();
   for (const TaskProgram& tp : prog.stages[0].tasks)
     for (ValueId v = 0; v < tp.spmd.program.size(); ++v)
@@ -174,12 +172,10 @@ TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
   const Graph reference = build_train_step(fwd, all).value().graph;
   auto losses = [&](const TrainStep& step, const PipelinePlan& plan,
                     const MaterializedPipeline& m) {
-    std::vector<StagePlacement> placements;
-    for (const auto& [shape, f] : m.placements) placements.push_back({shape, f});
     PipelineBuildOptions bo;
     bo.micro_batches = plan.micro_batches;
     PipelineRunner runner(
-        build_pipeline_program(step, m.split, m.graphs, m.plans, placements, bo).value(),
+        build_pipeline_program(step, m.split, m.graphs, m.plans, m.placements, bo).value(),
         step.graph);
     const std::vector<Tensor> init = init_parameters(reference, 7);
     EXPECT_TRUE(runner.load_parameters(init).ok());

@@ -6,9 +6,9 @@ namespace alpa {
 namespace {
 
 // A hand-made 2x4 mesh: axis 0 slow (10 us, 1 GB/s), axis 1 fast (2 us, 10 GB/s).
-Mesh hand_mesh() {
-  Mesh m;
-  m.shape = {2, 4};
+MeshLinks hand_mesh() {
+  MeshLinks m;
+  m.mesh.shape = {2, 4};
   m.alpha = {1e-5, 2e-6};
   m.beta = {1e-9, 1e-10};
   m.alpha_flat = 1e-5;  // a flattened ring: here bounded by axis 0's link
@@ -27,7 +27,7 @@ TEST(Collective, Names) {
 }
 
 TEST(Collective, ExactFormulaValues) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   const double b = 1e6;
   // Axis 1: n = 4.
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis1, b), 2e-6 + 1e-10 * 1.5 * b);
@@ -46,21 +46,21 @@ TEST(Collective, ExactFormulaValues) {
 }
 
 TEST(Collective, SingleDeviceGroupsCostNothing) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   for (Collective c : kAll) EXPECT_EQ(collective_time(m, c, 0, 1e9), 0.0);
-  Mesh one;  // 1x1
+  MeshLinks one;  // 1x1
   one.alpha = {1, 1};
   one.beta = {1, 1};
   for (Collective c : kAll)
     for (uint8_t axes : {kAxis0, kAxis1, kBothAxes})
       EXPECT_EQ(collective_time(one, c, axes, 1e9), 0.0);
-  Mesh row = hand_mesh();
-  row.shape = {1, 8};
+  MeshLinks row = hand_mesh();
+  row.mesh.shape = {1, 8};
   EXPECT_EQ(collective_time(row, Collective::kAllReduce, kAxis0, 1e9), 0.0);
 }
 
 TEST(Collective, MonotoneInBytes) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   for (Collective c : kAll) {
     for (uint8_t axes : {kAxis0, kAxis1, kBothAxes}) {
       double previous = collective_time(m, c, axes, 0);
@@ -76,15 +76,15 @@ TEST(Collective, MonotoneInBytes) {
 }
 
 TEST(Collective, BothAxesUsesTheFlattenedRing) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   m.alpha_flat = 7e-6;  // not the per-axis figures: one ring over all devices
   m.beta_flat = 3e-10;
   const double b = 4e6;
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllGather, kBothAxes, b),
                    7e-6 + 3e-10 * 0.875 * b);
   // A size-1 axis takes no part, whatever its figures.
-  Mesh row;
-  row.shape = {1, 8};
+  MeshLinks row;
+  row.mesh.shape = {1, 8};
   row.alpha = {1.0, 1e-6};
   row.beta = {1.0, 1e-10};
   EXPECT_DOUBLE_EQ(collective_time(row, Collective::kAllGather, kBothAxes, b),
@@ -94,7 +94,7 @@ TEST(Collective, BothAxesUsesTheFlattenedRing) {
 }
 
 TEST(Collective, AllReduceMovesTwiceAllGather) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   for (uint8_t axes : {kAxis0, kAxis1, kBothAxes}) {
     const double b = 3e7;
     const double alpha = collective_time(m, Collective::kAllGather, axes, 0);
@@ -109,7 +109,7 @@ TEST(Collective, AllReduceMovesTwiceAllGather) {
 
 TEST(Collective, OnARealMesh) {
   Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), 16).value();
-  Mesh m = make_mesh(c, 2, 8).value();
+  MeshLinks m = mesh_links(c, {2, 8}).value();
   // 1 GB gradient all-reduced across the two hosts: 8 rings share each 25 Gbit/s NIC.
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis0, 1e9),
                    30e-6 + 8 / 3.125e9 * 1.0 * 1e9);
@@ -119,7 +119,7 @@ TEST(Collective, OnARealMesh) {
 }
 
 TEST(CollectiveDeathTest, BadAxesIsABug) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   EXPECT_DEATH(collective_time(m, Collective::kAllReduce, 4, 1.0), "names no mesh axis");
   EXPECT_DEATH(collective_time(m, Collective::kAllReduce, kAxis0, -1.0), "negative byte count");
 }
@@ -131,12 +131,12 @@ namespace alpa {
 namespace {
 
 TEST(Collective, MeasuredTablesWinOverAlphaBetaForTheirGroupSize) {
-  Mesh m = hand_mesh();
+  MeshLinks m = hand_mesh();
   m.tables = {{"all-reduce", 4, {{1000, 1e-3}, {3000, 3e-3}}}};
   // Axis 1 has 4 devices: the table, interpolated.
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis1, 2000), 2e-3);
   // Other collectives and group sizes keep alpha-beta.
-  Mesh plain = hand_mesh();
+  MeshLinks plain = hand_mesh();
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllGather, kAxis1, 2000),
                    collective_time(plain, Collective::kAllGather, kAxis1, 2000));
   EXPECT_DOUBLE_EQ(collective_time(m, Collective::kAllReduce, kAxis0, 2000),

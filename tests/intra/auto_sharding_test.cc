@@ -43,7 +43,7 @@ TEST(AutoSharding, IlpEqualsExhaustiveOnTinyGraphs) {
     b.output("loss", b.mean_all(b.mul(y, y)));
     Graph g = b.finish().value();
     Cluster c = p3(2);
-    Mesh m = make_mesh(c, 1, 2).value();
+    MeshLinks m = mesh_links(c, {1, 2}).value();
     AutoShardingOptions o;
     o.sharding.force_batch_dim_to_mesh_dim = -1;
     IlpRequest r = build_sharding_ilp(g, m, c.device, o).value();
@@ -73,7 +73,7 @@ ValueId first_dot(const Graph& g) {
 // for data parallelism across hosts to pay.)
 TEST(AutoSharding, BatchGoesOnTheSlowAxis) {
   Cluster c = p3(16);  // 2 hosts x 8
-  Mesh m = make_mesh(c, 2, 8).value();
+  MeshLinks m = mesh_links(c, {2, 8}).value();
   ASSERT_GT(m.beta[0], 10 * m.beta[1]);
   TrainStep ts = mlp_step(262144, 1024, 4096, 2);
   AutoShardingOptions o;
@@ -96,7 +96,7 @@ TEST(AutoSharding, BatchGoesOnTheSlowAxis) {
 // the hidden activation instead of an all-reduce of it.)
 TEST(AutoSharding, MemoryBudgetSplitsWeightsMegatronStyle) {
   Cluster c = p3(4);
-  Mesh m = make_mesh(c, 1, 4).value();
+  MeshLinks m = mesh_links(c, {1, 4}).value();
   TrainStep ts = mlp_step(2048, 2048, 8192, 1);
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;  // let the cost model place the batch
@@ -126,7 +126,7 @@ TEST(AutoSharding, MemoryBudgetSplitsWeightsMegatronStyle) {
 // parallel but splits the weights or their optimizer state across devices (ZeRO-like).
 TEST(AutoSharding, MemoryBudgetShardsWeightsOfADataParallelModel) {
   Cluster c = p3(4);
-  Mesh m = make_mesh(c, 1, 4).value();
+  MeshLinks m = mesh_links(c, {1, 4}).value();
   TrainStep ts = mlp_step(16384, 1024, 4096, 2);
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;
@@ -145,7 +145,7 @@ TEST(AutoSharding, MemoryBudgetShardsWeightsOfADataParallelModel) {
 
 TEST(AutoSharding, InfeasibleBudgetStatesTheSmallestThatWorks) {
   Cluster c = p3(2);
-  Mesh m = make_mesh(c, 1, 2).value();
+  MeshLinks m = mesh_links(c, {1, 2}).value();
   TrainStep ts = mlp_step(64, 256, 1024, 1);
   AutoShardingOptions o;
   o.memory_budget_bytes = 1e5;
@@ -168,7 +168,7 @@ TEST(AutoSharding, InfeasibleBudgetStatesTheSmallestThatWorks) {
 // of plain data parallelism, plus one more collective latency per weight.
 TEST(AutoSharding, PreferReduceScatterShardsOptimizerState) {
   Cluster c = p3(4);
-  Mesh m = make_mesh(c, 1, 4).value();
+  MeshLinks m = mesh_links(c, {1, 4}).value();
   TrainStep ts = mlp_step(2048, 1024, 4096, 2);
   AutoShardingOptions o;
   Result<ShardingPlan> plain = auto_shard(ts.graph, m, c.device, o);
@@ -195,7 +195,7 @@ Graph one_matmul() {
 // for resolving a partial sum it would otherwise leave in the output.
 TEST(AutoSharding, WholeOutputsPayForTheirPartialSums) {
   Cluster c = p3(2);
-  Mesh m = make_mesh(c, 1, 2).value();
+  MeshLinks m = mesh_links(c, {1, 2}).value();
   const Graph g = one_matmul();
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;
@@ -218,7 +218,7 @@ TEST(AutoSharding, WholeOutputsPayForTheirPartialSums) {
 // a replicated gradient twice what one split over two devices pays, and the ILP counts it.
 TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
   Cluster c = p3(2);
-  Mesh m = make_mesh(c, 1, 2).value();
+  MeshLinks m = mesh_links(c, {1, 2}).value();
   const Graph g = one_matmul();
   const ValueId y = g.find("y");
   const double bytes = 64.0 * 4096 * 4;
@@ -236,7 +236,7 @@ TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
     ASSERT_TRUE(acc.ok()) << acc.status().to_string();
     EXPECT_EQ(spec_of(*acc, g, "y"), spec_of(*plain, g, "y"));
     const double local =
-        static_cast<double>(num_elements(acc->specs[y].local_shape(g.type(y).shape, m.shape))) * 4;
+        static_cast<double>(num_elements(acc->specs[y].local_shape(g.type(y).shape, m.shape()))) * 4;
     EXPECT_NEAR(acc->compute_s - plain->compute_s, 3 * local / c.device.memory_bandwidth,
                 1e-12)
         << layout;
@@ -251,7 +251,7 @@ TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
 
 TEST(AutoSharding, FixedLayoutsAreHonouredAndBadOnesRejected) {
   Cluster c = p3(2);
-  Mesh m = make_mesh(c, 1, 2).value();
+  MeshLinks m = mesh_links(c, {1, 2}).value();
   TrainStep ts = mlp_step(64, 256, 1024, 1);
   AutoShardingOptions o;
   o.fixed["%l0.w"] = *ShardingSpec::parse("S1R");
@@ -269,7 +269,7 @@ TEST(AutoSharding, FixedLayoutsAreHonouredAndBadOnesRejected) {
 // nothing: the optimum equals the unmerged one, with far fewer ILP nodes.
 TEST(AutoSharding, MergingRepeatedLayersKeepsTheOptimum) {
   Cluster c = p3(4);
-  Mesh m = make_mesh(c, 2, 2).value();
+  MeshLinks m = mesh_links(c, {2, 2}).value();
   GptConfig gc = gpt_preset("tiny").value();
   gc.batch = 8;
   TrainStep ts = build_train_step(build_gpt(gc).value(), {}).value();
@@ -290,12 +290,12 @@ TEST(AutoSharding, MergingRepeatedLayersKeepsTheOptimum) {
 
 TEST(AutoSharding, BatchThatDoesNotDivideTheMeshFallsBack) {
   Cluster c = p3(4);
-  Mesh m = make_mesh(c, 1, 4).value();
+  MeshLinks m = mesh_links(c, {1, 4}).value();
   TrainStep ts = mlp_step(6, 64, 64, 1);  // 6 % 4 != 0
   Result<ShardingPlan> p = auto_shard(ts.graph, m, c.device, {});
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   for (ValueId v = 0; v < ts.graph.size(); ++v)
-    EXPECT_TRUE(p->specs[v].validate(ts.graph.type(v).shape, m.shape).ok()) << value_ref(ts.graph, v);
+    EXPECT_TRUE(p->specs[v].validate(ts.graph.type(v).shape, m.shape()).ok()) << value_ref(ts.graph, v);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "alpa/intra/reshard.h"
+#include "alpa/sharding/reshard.h"
 #include "alpa/support/rng.h"
 
 namespace alpa {

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "alpa/cli/trainer.h"
-#include "alpa/spmd/shard.h"
+#include "alpa/runtime/shard.h"
 #include "pipeline/manual_stages.h"
 #include "spmd/spmd_test_util.h"
 

@@ -18,7 +18,7 @@ namespace {
 
 struct Fixture {
   TrainStep ts;
-  Mesh mesh;
+  MeshLinks mesh;
   DeviceSpec device;
 };
 
@@ -26,7 +26,7 @@ Fixture gpt_on(int64_t n0, int64_t n1) {
   GptConfig c = gpt_preset("tiny").value();
   c.layers = 1;
   Cluster cl = with_devices(cluster_preset("local").value(), static_cast<int>(n0 * n1)).value();
-  return {build_train_step(build_gpt(c).value(), {}).value(), make_mesh(cl, n0, n1).value(),
+  return {build_train_step(build_gpt(c).value(), {}).value(), mesh_links(cl, {n0, n1}).value(),
           cl.device};
 }
 
@@ -65,7 +65,7 @@ TEST(Plan, FileOfAnotherGraphIsRefused) {
   p.graph_fingerprint.clear();
   AutoShardingOptions loose = plan_constraints(p, other.graph).value();
   Cluster cl = with_devices(cluster_preset("local").value(), 2).value();
-  Result<ShardingPlan> r = auto_shard(other.graph, make_mesh(cl, 1, 2).value(), cl.device, loose);
+  Result<ShardingPlan> r = auto_shard(other.graph, mesh_links(cl, {1, 2}).value(), cl.device, loose);
   ASSERT_FALSE(r.ok());
   // A name the graph lacks, or a layout that does not fit the value of that name.
   const std::string m = r.status().message();

@@ -80,7 +80,7 @@ struct Membership {
   int64_t position;  // index in the group
 };
 
-Membership membership(std::array<int64_t, 2> mesh, const std::vector<int64_t>& axes, int64_t i,
+Membership membership(MeshShape mesh, const std::vector<int64_t>& axes, int64_t i,
                       int64_t j) {
   if (axes == std::vector<int64_t>{0}) return {j, i};
   if (axes == std::vector<int64_t>{1}) return {i, j};
@@ -88,7 +88,7 @@ Membership membership(std::array<int64_t, 2> mesh, const std::vector<int64_t>& a
 }
 
 // Device ids of each member of device d's group, by position.
-std::vector<int> members(std::array<int64_t, 2> mesh, const std::vector<int64_t>& axes, int d) {
+std::vector<int> members(MeshShape mesh, const std::vector<int64_t>& axes, int d) {
   const int64_t n = mesh[0] * mesh[1];
   const Membership me = membership(mesh, axes, d / mesh[1], d % mesh[1]);
   std::vector<std::pair<int64_t, int>> found;
@@ -132,7 +132,7 @@ Graph collective_program(const Case& c, const CollectiveAttrs& attrs, const Shap
   return testing::finish(b);
 }
 
-std::string describe(const Case& c, std::array<int64_t, 2> mesh, const std::vector<int64_t>& axes) {
+std::string describe(const Case& c, MeshShape mesh, const std::vector<int64_t>& axes) {
   std::string a;
   for (int64_t x : axes) a += std::to_string(x);
   return cat(op_name(c.op), " dim=", c.dim, " concat_dim=", c.concat_dim, " mesh=", mesh[0], "x",
@@ -140,7 +140,7 @@ std::string describe(const Case& c, std::array<int64_t, 2> mesh, const std::vect
 }
 
 // Runs case `c` on every device and checks each result against the full-tensor meaning.
-void check_case(const Case& c, std::array<int64_t, 2> mesh, const std::vector<int64_t>& axes) {
+void check_case(const Case& c, MeshShape mesh, const std::vector<int64_t>& axes) {
   const std::string what = describe(c, mesh, axes);
   SCOPED_TRACE(what);
   const int n_dev = static_cast<int>(mesh[0] * mesh[1]);
@@ -208,7 +208,7 @@ void check_case(const Case& c, std::array<int64_t, 2> mesh, const std::vector<in
   }
 }
 
-const std::vector<std::array<int64_t, 2>> kMeshes = {{1, 2}, {2, 1}, {2, 2}, {2, 4}};
+const std::vector<MeshShape> kMeshes = {{1, 2}, {2, 1}, {2, 2}, {2, 4}};
 const std::vector<std::vector<int64_t>> kAxes = {{0}, {1}, {0, 1}};
 
 TEST(CollectiveOps, EveryCaseOnEveryMeshAndAxes) {
@@ -249,7 +249,7 @@ TEST(CollectiveOps, CollectiveGroupFollowsTheDefinition) {
 
 TEST(CollectiveOps, ReduceScatterThenAllGatherIsAllReduce) {
   // Two collectives in one program, on both axes in turn: rows, then columns.
-  const std::array<int64_t, 2> mesh{2, 4};
+  const MeshShape mesh{2, 4};
   Builder b("rs_ag");
   Value x = b.parameter("x", f32({8, 6}), ParamRole::kInput);
   Value rs = b.emit(OpKind::kReduceScatter, std::vector<Value>{x},
@@ -279,7 +279,7 @@ TEST(CollectiveOps, ReduceScatterThenAllGatherIsAllReduce) {
 TEST(CollectiveOps, ShardedMatmulWithAllReduceMatchesOneDevice) {
   // y = x @ w with the contraction dim split over 4 devices: each multiplies its slices, the
   // all_reduce sums the partial products. Two threads per device; run twice (buffers reused).
-  const std::array<int64_t, 2> mesh{1, 4};
+  const MeshShape mesh{1, 4};
   Builder b("mm");
   Value x = b.parameter("x", f32({16, 8}), ParamRole::kInput);   // local (16, 32 / 4)
   Value w = b.parameter("w", f32({8, 12}), ParamRole::kWeight);  // local (32 / 4, 12)

@@ -47,14 +47,12 @@ Built build(const std::vector<MeshShape>& meshes, int layers, int B, ScheduleKin
   lo.num_layers = layers;
   p.layers = cluster_layers(b.step.graph, forward_ops(b.step), lo).value();
   MaterializedPipeline m = materialize_pipeline(b.step, p, b.cluster, {}).value();
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, f] : m.placements) placements.push_back({shape, f});
   PipelineBuildOptions bo;
   bo.schedule = kind;
   bo.micro_batches = B;
   bo.cluster = &b.cluster;
   b.program = build_pipeline_program(b.step, m.split, std::move(m.graphs), std::move(m.plans),
-                                     placements, bo)
+                                     m.placements, bo)
                   .value();
   return b;
 }

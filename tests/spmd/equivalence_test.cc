@@ -75,7 +75,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  const std::vector<std::array<int64_t, 2>> meshes = {{1, 2}, {2, 1}, {2, 2}, {1, 4}, {2, 4}};
+  const std::vector<MeshShape> meshes = {{1, 2}, {2, 1}, {2, 2}, {1, 4}, {2, 4}};
   for (const char* model : {"mlp", "gpt", "convnet"})
     for (const auto& m : meshes)
       for (const char* plan : {"auto", "data-parallel", "zero", "tensor-parallel", "2d"}) {

@@ -27,15 +27,15 @@ TrainStep mlp_train_step() {
 TEST(Lowering, DevicesHoldAndComputeOnlyTheirShards) {
   TrainStep ts = mlp_train_step();
   const Graph& g = ts.graph;
-  const Mesh mesh = testing::local_mesh(1, 4);
-  AutoShardingOptions o = manual_plan(g, mesh.shape, ManualPlanKind::kTensorParallel).value();
+  const MeshLinks mesh = testing::local_mesh(1, 4);
+  AutoShardingOptions o = manual_plan(g, mesh.shape(), ManualPlanKind::kTensorParallel).value();
   ShardingPlan plan = auto_shard(g, mesh, testing::local_device(), o).value();
   SpmdProgram p = lower_to_spmd(g, plan).value();
   const std::vector<ValueId> global = g.parameters(), local = p.program.parameters();
   ASSERT_EQ(global.size(), local.size());
   int split = 0;
   for (size_t i = 0; i < global.size(); ++i) {
-    const Shape want = p.param_specs[i].local_shape(g.type(global[i]).shape, mesh.shape);
+    const Shape want = p.param_specs[i].local_shape(g.type(global[i]).shape, mesh.shape());
     EXPECT_EQ(p.program.type(local[i]).shape, want) << value_ref(g, global[i]);
     if (num_elements(want) * 4 == g.type(global[i]).num_elements()) ++split;
   }
@@ -60,8 +60,8 @@ TEST(Lowering, DevicesHoldAndComputeOnlyTheirShards) {
 TEST(Lowering, DataParallelActivationsAreBatchShards) {
   TrainStep ts = mlp_train_step();
   const Graph& g = ts.graph;
-  const Mesh mesh = testing::local_mesh(1, 4);
-  AutoShardingOptions o = manual_plan(g, mesh.shape, ManualPlanKind::kDataParallel).value();
+  const MeshLinks mesh = testing::local_mesh(1, 4);
+  AutoShardingOptions o = manual_plan(g, mesh.shape(), ManualPlanKind::kDataParallel).value();
   ShardingPlan plan = auto_shard(g, mesh, testing::local_device(), o).value();
   SpmdProgram p = lower_to_spmd(g, plan).value();
   const ValueId x = p.program.find("x");
@@ -93,7 +93,7 @@ TEST(Lowering, DataParallelActivationsAreBatchShards) {
 
 TEST(Lowering, RejectsAPlanOfAnotherGraph) {
   TrainStep ts = mlp_train_step();
-  const Mesh mesh = testing::local_mesh(1, 2);
+  const MeshLinks mesh = testing::local_mesh(1, 2);
   ShardingPlan plan = auto_shard(ts.graph, mesh, testing::local_device(), {}).value();
   plan.specs.pop_back();
   EXPECT_FALSE(lower_to_spmd(ts.graph, plan).ok());

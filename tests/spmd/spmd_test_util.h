@@ -15,7 +15,7 @@
 #include "alpa/runtime/init.h"
 #include "alpa/runtime/spmd_runner.h"
 #include "alpa/spmd/lower.h"
-#include "alpa/spmd/shard.h"
+#include "alpa/runtime/shard.h"
 
 namespace alpa::testing {
 
@@ -26,9 +26,9 @@ inline std::vector<Tensor> run_one_device(const Graph& g, std::vector<Tensor> pa
   return r.ok() ? std::move(r).value() : std::vector<Tensor>{};
 }
 
-inline Mesh local_mesh(int64_t n0, int64_t n1) {
+inline MeshLinks local_mesh(int64_t n0, int64_t n1) {
   Cluster c = with_devices(cluster_preset("local").value(), static_cast<int>(n0 * n1)).value();
-  return make_mesh(c, n0, n1).value();
+  return mesh_links(c, {n0, n1}).value();
 }
 
 inline DeviceSpec local_device() { return cluster_preset("local").value().device; }
@@ -46,7 +46,7 @@ inline Result<Sharded> run_sharded(const Graph& g, const std::vector<Tensor>& pa
                                    int64_t n1, const AutoShardingOptions& options,
                                    const std::function<void(Graph&)>& mutate = {}) {
   Sharded s;
-  const Mesh mesh = local_mesh(n0, n1);
+  const MeshLinks mesh = local_mesh(n0, n1);
   ALPA_ASSIGN_OR_RETURN(s.plan, auto_shard(g, mesh, local_device(), options));
   ALPA_ASSIGN_OR_RETURN(s.program, lower_to_spmd(g, s.plan));
   Graph program = s.program.program;
@@ -54,18 +54,18 @@ inline Result<Sharded> run_sharded(const Graph& g, const std::vector<Tensor>& pa
   const int devices = static_cast<int>(n0 * n1);
   std::vector<std::vector<Tensor>> dev(devices);
   for (size_t p = 0; p < params.size(); ++p) {
-    std::vector<Tensor> shards = shard_tensor_all(params[p], s.program.param_specs[p], mesh.shape);
+    std::vector<Tensor> shards = shard_tensor_all(params[p], s.program.param_specs[p], mesh.shape());
     for (int d = 0; d < devices; ++d) dev[d].push_back(std::move(shards[d]));
   }
   SpmdOptions so;
-  so.mesh = mesh.shape;
+  so.mesh = mesh.shape();
   so.timeout_s = 30;
   SpmdRunner runner(program, so);
   ALPA_ASSIGN_OR_RETURN(s.device_outputs, runner.run(std::move(dev)));
   for (size_t o = 0; o < g.outputs().size(); ++o) {
     std::vector<const Tensor*> blocks;
     for (int d = 0; d < devices; ++d) blocks.push_back(&s.device_outputs[d][o]);
-    ALPA_ASSIGN_OR_RETURN(Tensor t, assemble_tensor(blocks, s.program.output_specs[o], mesh.shape,
+    ALPA_ASSIGN_OR_RETURN(Tensor t, assemble_tensor(blocks, s.program.output_specs[o], mesh.shape(),
                                                     g.type(g.outputs()[o].value)));
     s.outputs.push_back(std::move(t));
   }

@@ -6,7 +6,7 @@
 #include <map>
 #include <optional>
 
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/inter/layer_clustering.h"
 #include "alpa/sim/checked_plan.h"
 

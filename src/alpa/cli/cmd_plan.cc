@@ -10,7 +10,7 @@
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
 #include "alpa/cluster/cluster.h"
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
 
@@ -57,7 +57,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   if (!cluster.ok())
     return fail(cluster.status().with_context(cat("cluster ", base->name, " for mesh ",
                                                   par->mesh[0], "x", par->mesh[1])));
-  Result<Mesh> mesh = make_mesh(*cluster, par->mesh[0], par->mesh[1]);
+  Result<MeshLinks> mesh = mesh_links(*cluster, {par->mesh[0], par->mesh[1]});
   if (!mesh.ok()) return fail(mesh.status());
   Result<ShardingPlan> plan = auto_shard(g, *mesh, cluster->device, par->options);
   if (!plan.ok()) return fail(plan.status());
@@ -85,7 +85,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       wg.name = gname;
       wg.type = g.type(w).to_string();
       wg.layout = p.specs[w].to_string();
-      const Shape local = p.specs[w].local_shape(g.type(w).shape, mesh->shape);
+      const Shape local = p.specs[w].local_shape(g.type(w).shape, mesh->shape());
       wg.bytes_per_device = static_cast<double>(num_elements(local) * dtype_bytes(g.type(w).dtype));
     } else if (wg.layout != p.specs[w].to_string()) {
       wg.layout = "mixed";
@@ -162,7 +162,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
 
   out << "alpa plan: " << spec->name << " (" << format_count_short(graph_stats(g).parameters)
       << " parameters), batch " << spec->batch << ", on " << cluster->name << " ("
-      << cluster->device.name << "), mesh " << mesh->to_string() << " = " << devices
+      << cluster->device.name << "), mesh " << mesh->shape().to_string() << " = " << devices
       << " devices, plan: " << par->plan_source << "\n"
       << "  planned in " << format_seconds(p.total_s) << " (strategies "
       << format_seconds(p.strategies_s) << ", costs " << format_seconds(p.cost_graph_s)

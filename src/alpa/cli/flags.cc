@@ -1,7 +1,7 @@
 #include <CLI/CLI.hpp>
 
 #include "alpa/cli/commands.h"
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/plan/manual.h"
 #include "alpa/plan/plan.h"
 

@@ -20,7 +20,7 @@
 #include "alpa/runtime/spmd_runner.h"
 #include "alpa/spmd/lower.h"
 #include "alpa/sim/simulator.h"
-#include "alpa/spmd/shard.h"
+#include "alpa/runtime/shard.h"
 #include "alpa/support/hash.h"
 
 namespace alpa {
@@ -123,7 +123,7 @@ Result<ShardingPlan> plan_mesh(const Graph& g, const TrainOptions& o) {
   if (!sized.ok())
     return sized.status().with_context(
         cat("cluster '", base.name, "' for mesh ", o.mesh[0], "x", o.mesh[1]));
-  ALPA_ASSIGN_OR_RETURN(Mesh mesh, make_mesh(*sized, o.mesh[0], o.mesh[1]));
+  ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(*sized, {o.mesh[0], o.mesh[1]}));
   return auto_shard(g, mesh, sized->device, o.sharding);
 }
 
@@ -367,7 +367,7 @@ class Pipeline : public StepBackend {
       if (seen[o.param]++) continue;  // a tied weight: its first owner's copy
       const PipelineStage& st = prog.stages[static_cast<size_t>(o.stage)];
       add_blocks(out, static_cast<int>(o.param), st.stored_spec[o.value], st.placement.shape,
-                 st.placement.first_rank, ref_.type(slots_.params[o.param]).shape,
+                 st.placement.first_device(), ref_.type(slots_.params[o.param]).shape,
                  runner_->local_ranks(),
                  [&](int rank) { return runner_->owned_block(rank, o.stage, o.value); });
     }
@@ -450,15 +450,13 @@ class Pipeline : public StepBackend {
                           materialize_pipeline(step_, plan, *sized, o_.sharding));
     report_->plan_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     report_->predicted_step_time_s = m.predicted_step_time_s;
-    std::vector<StagePlacement> placements;
-    for (const auto& [shape, first] : m.placements) placements.push_back({shape, first});
     PipelineBuildOptions bo;
     bo.schedule = o_.pipeline.schedule;
     bo.micro_batches = micro_batches;
     bo.cluster = &*sized;
     ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
                           build_pipeline_program(step_, m.split, std::move(m.graphs),
-                                                 std::move(m.plans), placements, bo));
+                                                 std::move(m.plans), m.placements, bo));
     if (o_.pipeline.rewrite_program) o_.pipeline.rewrite_program(prog);
     // The prediction: the step's instruction lists run in simulated time on the cluster model
     // (the schedule's bubble and transfers included).

@@ -19,15 +19,15 @@ std::string_view collective_name(Collective c) {
   return "";
 }
 
-double collective_time(const Mesh& m, Collective c, uint8_t axes, double bytes) {
+double collective_time(const MeshLinks& m, Collective c, AxisSet axes, double bytes) {
   ALPA_CHECK((axes & ~kBothAxes) == 0) << "axes bitmask " << int(axes) << " names no mesh axis";
   ALPA_CHECK(bytes >= 0) << "negative byte count " << bytes;
   int64_t n = 1;
   double alpha = 0;
   double beta = 0;
   for (int a = 0; a < 2; ++a) {
-    if (!(axes & (1 << a)) || m.shape[a] == 1) continue;
-    n *= m.shape[a];
+    if (!(axes & (1 << a)) || m.shape()[a] == 1) continue;
+    n *= m.shape()[a];
     alpha = std::max(alpha, m.alpha[a]);
     beta = std::max(beta, m.beta[a]);
   }
@@ -37,8 +37,8 @@ double collective_time(const Mesh& m, Collective c, uint8_t axes, double bytes) 
   for (const CollectiveTable& t : m.tables)
     if (t.group == n && t.collective == name && !t.points.empty())
       return std::max(0.0, interpolate(t.points, bytes));
-  if ((axes & kBothAxes) == kBothAxes && m.shape[0] > 1 && m.shape[1] > 1) {
-    // One flattened ring over every device of the mesh (Mesh::alpha_flat / beta_flat).
+  if ((axes & kBothAxes) == kBothAxes && m.shape()[0] > 1 && m.shape()[1] > 1) {
+    // One flattened ring over every device of the mesh (MeshLinks::alpha_flat / beta_flat).
     alpha = m.alpha_flat;
     beta = m.beta_flat;
   }

@@ -14,7 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
 #include "alpa/support/check.h"
@@ -184,7 +184,7 @@ AutoShardingOptions stage_sharding_options(const StageGraph& sg, AutoShardingOpt
 
 // The intra-op plan of a stage graph on a mesh (under a memory budget if > 0) and its cost.
 // `received_across` (if given): per received value, whether it comes from another host.
-StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
+StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& cluster,
                       const SubmeshShape& submesh, const AutoShardingOptions& base,
                       int micro_batches, double budget, bool include_transfer, int* solves,
                       const std::vector<char>* received_across = nullptr) {
@@ -219,7 +219,7 @@ StageCost solve_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& clu
 
 // The stage's plan for `memory` with `successors` later stages: the unconstrained plan if it
 // fits, else one planned under the budget that leaves room for them.
-StageCost fit_stage(const StageGraph& sg, const Mesh& mesh, const Cluster& cluster,
+StageCost fit_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& cluster,
                     const SubmeshShape& submesh, const AutoShardingOptions& base, int micro_batches,
                     double memory, int successors, bool include_transfer, int* solves,
                     const std::vector<char>* received_across = nullptr) {
@@ -391,8 +391,8 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
     for (int s : which) {
       const PlannedStage& ps = plan.stages[s];
       ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, split, s, B));
-      ALPA_ASSIGN_OR_RETURN(Mesh mesh,
-                            make_mesh(cluster, ps.logical.shape[0], ps.logical.shape[1], 0));
+      ALPA_ASSIGN_OR_RETURN(MeshLinks mesh,
+                            mesh_links(cluster, {ps.logical.shape[0], ps.logical.shape[1]}, 0));
       const std::vector<char> across = received_across_hosts(sg, split, plan.stages, s, cluster);
       costs[s] = fit_stage(sg, mesh, cluster, ps.submesh, candidate_options(o, ps.logical), B,
                            memory, S - 1 - s, o.include_transfer_cost, &plan.intra_solves, &across);
@@ -651,7 +651,7 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
         ++plan.candidates;
         const uint64_t cfg_key = hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
                                                  c.logical.batch_axis, "|", c.submesh.to_string()));
-        Result<Mesh> mesh = make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0);
+        Result<MeshLinks> mesh = mesh_links(cluster, {c.logical.shape[0], c.logical.shape[1]}, 0);
         if (!mesh.ok()) continue;
         const AutoShardingOptions so = candidate_options(o, c.logical);
         // The plan of layers [fl, ll] on this mesh, under a memory budget if > 0 (cached).
@@ -778,8 +778,8 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
       const size_t idx = req.index(ch.first_layer, ch.last_layer, ch.submesh);
       if (!verified.insert({idx, S - 1 - i}).second) continue;
       const Config& c = configs[static_cast<size_t>(ch.submesh)];
-      ALPA_ASSIGN_OR_RETURN(Mesh mesh,
-                            make_mesh(cluster, c.logical.shape[0], c.logical.shape[1], 0));
+      ALPA_ASSIGN_OR_RETURN(MeshLinks mesh,
+                            mesh_links(cluster, {c.logical.shape[0], c.logical.shape[1]}, 0));
       const AutoShardingOptions so = candidate_options(o, c.logical);
       const Clock::time_point tv = Clock::now();
       ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
@@ -1049,8 +1049,8 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
   for (int s = 0; s < S; ++s) {
     const PlannedStage& ps = plan.stages[s];
     ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, m.split, s, plan.micro_batches));
-    Result<Mesh> mesh =
-        make_mesh(cluster, ps.logical.shape[0], ps.logical.shape[1], ps.first_device);
+    Result<MeshLinks> mesh =
+        mesh_links(cluster, {ps.logical.shape[0], ps.logical.shape[1]}, ps.first_device);
     if (!mesh.ok()) return mesh.status().with_context(cat("stage ", s));
     AutoShardingOptions so = sharding;
     so.memory_budget_bytes = 0;  // fit_stage sets the stage's budget when it needs one
@@ -1088,7 +1088,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     m.stages.push_back(std::move(placed));
     m.graphs.push_back(std::move(sg));
     m.plans.push_back(std::move(c.plan));
-    m.placements.push_back({ps.logical.shape, ps.first_device});
+    m.placements.push_back(PlacedMesh::contiguous(ps.logical.shape, ps.first_device));
   }
   double sum = 0, worst = 0;
   for (const PlannedStage& ps : m.stages) {

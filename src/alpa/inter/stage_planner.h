@@ -143,7 +143,7 @@ struct MaterializedPipeline {
   PipelineSplit split;
   std::vector<StageGraph> graphs;
   std::vector<ShardingPlan> plans;
-  std::vector<std::pair<std::array<int64_t, 2>, int>> placements;  // (logical shape, first device)
+  std::vector<PlacedMesh> placements;  // each stage's logical mesh on its devices
   // The plan's stages with times and memory recomputed on their placed meshes.
   std::vector<PlannedStage> stages;
   double predicted_step_time_s = 0;  // sum t + (B - 1) max t

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "alpa/sharding/mesh.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
@@ -39,7 +40,7 @@ std::vector<SubmeshShape> submesh_choices(int64_t hosts, int64_t devices_per_hos
 struct LogicalMeshChoice {
   static constexpr int kUnforced = -2;  // the batch dim may go to any mesh axis (or none)
 
-  std::array<int64_t, 2> shape{1, 1};
+  MeshShape shape{1, 1};
   int batch_axis = kUnforced;  // 0: batch forced onto mesh axis 0 (force_batch_dim_to_mesh_dim)
 
   std::string to_string() const;  // "2x4 batch->0", "8x1 auto"

@@ -1,11 +1,13 @@
 #include "alpa/intra/auto_sharding.h"
 
+#include "alpa/cost/reshard_cost.h"
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <unordered_map>
 
-#include "alpa/intra/reshard.h"
+#include "alpa/sharding/reshard.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
 #include "alpa/support/hash.h"
@@ -31,14 +33,14 @@ std::vector<ValueId> whole_output_values(const Graph& g) {
 class ReshardCostCache {
  public:
   // Local slices cost their memory traffic at `memory_bandwidth` (bytes/s).
-  ReshardCostCache(const Mesh& mesh, double memory_bandwidth)
+  ReshardCostCache(const MeshLinks& mesh, double memory_bandwidth)
       : mesh_(mesh), memory_bandwidth_(memory_bandwidth) {}
   double get(const TensorType& t, const ShardingSpec& from, const ShardingSpec& to) {
     if (from == to) return 0.0;
     Key key{t, from, to};
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
-    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape);
+    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape());
     const double c = steps.ok() ? reshard_time(*steps, from, t.shape, t.dtype, mesh_, memory_bandwidth_)
                                   : kInfeasibleCost;
     cache_.emplace(std::move(key), c);
@@ -59,7 +61,7 @@ class ReshardCostCache {
       return h * 31 + std::hash<ShardingSpec>()(k.to);
     }
   };
-  const Mesh& mesh_;
+  const MeshLinks& mesh_;
   double memory_bandwidth_ = 0;
   std::unordered_map<Key, double, KeyHash> cache_;
 };
@@ -155,7 +157,7 @@ double accumulation_time(const Graph& g, ValueId v, const ShardingSpec& out, con
   return 3 * local_bytes(g.type(v), out, mesh) / device.memory_bandwidth;
 }
 
-Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                    const AutoShardingOptions& opt) {
   CostGraph cg;
   const Clock::time_point t0 = Clock::now();
@@ -178,12 +180,12 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
   std::vector<std::string> pinned(static_cast<size_t>(n));
   for (const auto& [name, spec] : opt.fixed) {
     const ValueId v = g.find(name.size() > 1 && name[0] == '%' ? name.substr(1) : name);
-    if (v != kNoValue) pinned[v] = spec.canonical(mesh.shape).to_string();
+    if (v != kNoValue) pinned[v] = spec.canonical(mesh.shape()).to_string();
   }
   for (const auto& [name, spec] : opt.fixed)
     if (name.size() > 1 && std::all_of(name.begin() + 1, name.end(), ::isdigit)) {
       const ValueId v = std::stoi(name.substr(1));
-      if (v >= 0 && v < n) pinned[v] = spec.canonical(mesh.shape).to_string();
+      if (v >= 0 && v < n) pinned[v] = spec.canonical(mesh.shape()).to_string();
     }
   // A follower's pin constrains its group's root.
   for (ValueId v = n - 1; v >= 0; --v)
@@ -226,7 +228,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
     const auto& st = cg.strategies[v].strategies;
     const double w = weight(v);
     for (size_t i = 0; i < st.size(); ++i)
-      cost[i] += w * (st[i].compute + st[i].comm + accumulation_time(g, v, st[i].output, mesh.shape, device, opt));
+      cost[i] += w * (st[i].compute + st[i].comm + accumulation_time(g, v, st[i].output, mesh.shape(), device, opt));
   }
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
   // the pair's matrix.
@@ -274,7 +276,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
         cost[i] += weight(v) * cache.get(g.type(v), st[i].output, st[i].output.without_partial());
     }
   // Aliased outputs keep their parameter's layout.
-  const MeshShape ms = mesh.shape;
+  const MeshShape ms = mesh.shape();
   for (const GraphOutput& o : g.outputs()) {
     if (o.alias == kNoValue || cg.root[o.value] == kNoValue) continue;
     const auto& ost = cg.strategies[o.value].strategies;
@@ -383,7 +385,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const Mesh& mesh, const Devic
 
 }  // namespace
 
-Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                       const AutoShardingOptions& options) {
   AutoShardingOptions all = options;
   all.all_memory_rows = true;
@@ -392,10 +394,10 @@ Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const De
 }
 
 std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& plan,
-                                          const Mesh& mesh) {
+                                          const MeshLinks& mesh) {
   std::vector<CommEntry> out;
   auto describe = [&](ValueId v, const ShardingSpec& from, const ShardingSpec& to, ValueId user) {
-    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, g.type(v).shape, mesh.shape);
+    Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, g.type(v).shape, mesh.shape());
     if (!steps.ok() || steps->empty()) return;
     CommEntry e{v, user, "", reshard_time(*steps, from, g.type(v).shape, g.type(v).dtype, mesh)};
     for (const ReshardStep& s : *steps) {
@@ -439,7 +441,7 @@ double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
   return peak;
 }
 
-Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                 const AutoShardingOptions& options) {
   const Clock::time_point t0 = Clock::now();
   ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
@@ -472,7 +474,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
       Result<double> need = min_feasible_memory(relaxed, options.ilp);
       if (need.ok())
         return resource_exhausted(
-            cat("no sharding on mesh ", mesh.to_string(), " fits the memory budget of ",
+            cat("no sharding on mesh ", mesh.shape().to_string(), " fits the memory budget of ",
                 options.memory_budget_bytes / 1e9, " GB per device"),
             cat("the smallest budget that works is ", *need / 1e9, " GB per device (",
                 static_cast<int64_t>(*need), " bytes); raise the budget or use more devices"));
@@ -480,7 +482,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     return sol.status();
   }
   ShardingPlan plan;
-  plan.mesh = mesh.shape;
+  plan.mesh = mesh.shape();
   const int32_t n = g.size();
   plan.strategy.assign(static_cast<size_t>(n), -1);
   plan.specs.resize(static_cast<size_t>(n));
@@ -502,7 +504,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
     plan.operand_specs[v] = s.operands;
     plan.strategy_names[v] = s.name;
     const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
-    plan.compute_s += w * (s.compute + accumulation_time(g, v, s.output, mesh.shape, device, options));
+    plan.compute_s += w * (s.compute + accumulation_time(g, v, s.output, mesh.shape(), device, options));
     plan.communication_s += w * s.comm;
   }
   // Communication: the resharding the chosen strategies imply on every edge.
@@ -524,7 +526,7 @@ Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSp
       plan.communication_s +=
           w * cache.get(g.type(v), plan.specs[v], plan.specs[v].without_partial());
     }
-  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape,
+  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape(),
                                            options.sharding.fusion_group);
   plan.ilp = sol->stats;
   plan.leader_nodes = cg.leader_nodes;

@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "alpa/cluster/cluster.h"
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/intra/ilp.h"
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 #include "alpa/intra/strategy.h"
 #include "alpa/ir/graph.h"
 
@@ -91,11 +91,11 @@ struct ShardingPlan {
   double total_s = 0;
 };
 
-Result<ShardingPlan> auto_shard(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                 const AutoShardingOptions& options = {});
 
 // The ILP request auto_shard builds (for inspection, benchmarks and solver tests).
-Result<IlpRequest> build_sharding_ilp(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                       const AutoShardingOptions& options);
 
 // Where a plan communicates: one entry per resharding of an edge (producer -> user) and per
@@ -107,7 +107,7 @@ struct CommEntry {
   double seconds = 0;
 };
 std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& plan,
-                                          const Mesh& mesh);
+                                          const MeshLinks& mesh);
 
 // Peak bytes per device when the graph runs in definition order with every value freed after
 // its last use, each value held in its layout. Free nodes (strategy -1: constants, iotas and

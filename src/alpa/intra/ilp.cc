@@ -15,7 +15,7 @@
 #include "ClpSolve.hpp"
 #include "CoinPackedMatrix.hpp"
 #include "OsiClpSolverInterface.hpp"
-#include "alpa/intra/reshard.h"
+#include "alpa/sharding/reshard.h"
 
 namespace alpa {
 namespace {

@@ -23,6 +23,10 @@
 
 namespace alpa {
 
+// A cost for choices that cannot be made (unreachable layouts, forbidden strategies): an
+// effectively infinite time. Solvers never choose it when anything else is possible.
+inline constexpr double kInfeasibleCost = 1e12;
+
 struct IlpEdge {
   int u = 0, v = 0;            // node indices, u != v
   std::vector<double> costs;   // k_u x k_v, row-major (row = u's strategy)

@@ -1,5 +1,7 @@
 #include "alpa/intra/strategy.h"
 
+#include "alpa/cost/collective.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -138,12 +140,12 @@ std::string spec_list(const std::vector<ShardingSpec>& specs) {
   return s;
 }
 
-std::vector<Strategy> enumerate(const Graph& g, ValueId id, const Mesh& mesh,
+std::vector<Strategy> enumerate(const Graph& g, ValueId id, const MeshLinks& mesh,
                                 const DeviceSpec& device, const ShardingOptions& opt,
                                 int batch_axis, const std::vector<char>& fused) {
   const Node& n = g.node(id);
   const FactorRule r = rule_for(g, id);
-  const MeshShape ms = mesh.shape;
+  const MeshShape ms = mesh.shape();
   const int nf = static_cast<int>(r.extent.size());
   std::vector<int> axes;
   for (int a : {0, 1})
@@ -410,10 +412,10 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
   return s;
 }
 
-Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Mesh& mesh,
+Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const MeshLinks& mesh,
                                                         const DeviceSpec& device,
                                                         const ShardingOptions& options) {
-  const MeshShape ms = mesh.shape;
+  const MeshShape ms = mesh.shape();
   const int batch_axis = resolve_batch_axis(options, ms);
   const std::vector<char> fused = fused_values(g, options.fusion_group);
   std::vector<NodeStrategies> out(static_cast<size_t>(g.size()));

@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "alpa/cluster/cluster.h"
-#include "alpa/cluster/mesh.h"
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/cost/mesh_links.h"
+#include "alpa/sharding/sharding_spec.h"
 #include "alpa/ir/graph.h"
 
 namespace alpa {
@@ -85,7 +85,7 @@ struct NodeStrategies {
 int resolve_batch_axis(const ShardingOptions& options, const MeshShape& mesh);
 
 // Strategies of every node (indexed by ValueId). Errors: a graph that contains collectives.
-Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Mesh& mesh,
+Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const MeshLinks& mesh,
                                                         const DeviceSpec& device,
                                                         const ShardingOptions& options);
 

@@ -1,5 +1,7 @@
 #include "alpa/pipeline/program.h"
 
+#include "alpa/cost/transfer_cost.h"
+
 #include <algorithm>
 #include <map>
 #include <numeric>
@@ -91,14 +93,6 @@ Result<SpmdProgram> restore_program(const TensorType& type, const ShardingSpec& 
   return lower_to_spmd(g, plan, lo);
 }
 
-MeshPlacement mesh_placement(const StagePlacement& p) {
-  MeshPlacement m;
-  m.shape = p.shape;
-  m.ranks.resize(static_cast<size_t>(p.size()));
-  std::iota(m.ranks.begin(), m.ranks.end(), p.first_rank);
-  return m;
-}
-
 // Key of a value in a stage's store.
 using Key = std::pair<ValueId, int>;
 
@@ -171,7 +165,7 @@ void insert_frees(PipelineStage& st, const std::vector<PipelineTransfer>& transf
 Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const PipelineSplit& split,
                                                std::vector<StageGraph> stage_graphs,
                                                std::vector<ShardingPlan> plans,
-                                               const std::vector<StagePlacement>& placements,
+                                               const std::vector<PlacedMesh>& placements,
                                                const PipelineBuildOptions& options) {
   const int S = split.num_stages;
   const int B = options.micro_batches;
@@ -186,12 +180,11 @@ Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const Pipe
   // Placements: disjoint, covering [0, num_devices).
   std::vector<int> owner;
   for (int s = 0; s < S; ++s) {
-    const StagePlacement& pl = placements[s];
-    if (pl.shape[0] < 1 || pl.shape[1] < 1 || pl.first_rank < 0)
+    const PlacedMesh& pl = placements[s];
+    if (!pl.validate().ok())
       return invalid_argument(cat("stage ", s, " has an invalid mesh placement"));
-    const int end = pl.first_rank + static_cast<int>(pl.size());
-    if (static_cast<int>(owner.size()) < end) owner.resize(static_cast<size_t>(end), -1);
-    for (int r = pl.first_rank; r < end; ++r) {
+    for (int r : pl.devices) {
+      if (static_cast<int>(owner.size()) <= r) owner.resize(static_cast<size_t>(r) + 1, -1);
       if (owner[r] >= 0)
         return invalid_argument(cat("stages ", owner[r], " and ", s, " both use device ", r),
                                 "give every stage its own devices");
@@ -290,8 +283,8 @@ Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const Pipe
     CrossMeshOptions co;
     co.local_all_gather = options.local_all_gather;
     Result<CrossMeshPlan> cm =
-        plan_cross_mesh(type.shape, mesh_placement(from.placement), from.stored_spec[pt.from_value],
-                        mesh_placement(to.placement), to.stored_spec[pt.to_value], co);
+        plan_cross_mesh(type.shape, from.placement, from.stored_spec[pt.from_value],
+                        to.placement, to.stored_spec[pt.to_value], co);
     if (!cm.ok())
       return cm.status().with_context(cat("sending ", value_ref(step.graph, tr.value),
                                           " from stage ", tr.from_stage, " to stage ",
@@ -393,8 +386,7 @@ Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const Pipe
 
 int stage_of_rank(const PipelineProgram& p, int rank) {
   for (size_t s = 0; s < p.stages.size(); ++s) {
-    const StagePlacement& pl = p.stages[s].placement;
-    if (rank >= pl.first_rank && rank < pl.first_rank + pl.size()) return static_cast<int>(s);
+    if (p.stages[s].placement.contains(rank)) return static_cast<int>(s);
   }
   return -1;
 }

@@ -28,7 +28,7 @@
 #include "alpa/inter/stage_graph.h"
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/pipeline/schedule.h"
-#include "alpa/spmd/cross_mesh.h"
+#include "alpa/sharding/cross_mesh.h"
 #include "alpa/spmd/lower.h"
 
 namespace alpa {
@@ -47,13 +47,6 @@ std::string to_string(const Instruction& in);
 // The trace category of an instruction: "compute" (RUN), "communication" (SEND/RECV),
 // "memory" (ACC/FREE). The simulator and the runner label their traces alike.
 const char* instruction_category(const Instruction& in);
-
-// Where a stage runs: a logical mesh over world ranks [first_rank, first_rank + n0*n1).
-struct StagePlacement {
-  MeshShape shape{1, 1};
-  int first_rank = 0;
-  int64_t size() const { return shape[0] * shape[1]; }
-};
 
 struct TaskProgram {
   TaskKind task = TaskKind::kForward;
@@ -74,7 +67,7 @@ enum class ValueOrigin : uint8_t {
 struct PipelineStage {
   StageGraph graph;
   ShardingPlan plan;
-  StagePlacement placement;
+  PlacedMesh placement;  // the stage's logical mesh on world ranks
   TaskProgram tasks[kNumTaskKinds];
   std::vector<ShardingSpec> stored_spec;  // per stage-graph value
   std::vector<ValueOrigin> origin;        // per stage-graph value
@@ -116,7 +109,7 @@ struct PipelineBuildOptions {
 Result<PipelineProgram> build_pipeline_program(const TrainStep& step, const PipelineSplit& split,
                                                std::vector<StageGraph> stage_graphs,
                                                std::vector<ShardingPlan> plans,
-                                               const std::vector<StagePlacement>& placements,
+                                               const std::vector<PlacedMesh>& placements,
                                                const PipelineBuildOptions& options);
 
 // The instruction list of one device (world rank): its stage's list without the transfers it

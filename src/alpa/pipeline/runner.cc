@@ -9,7 +9,8 @@
 #include "alpa/runtime/device.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/sub_communicator.h"
-#include "alpa/spmd/shard.h"
+#include "alpa/runtime/transfer.h"
+#include "alpa/runtime/shard.h"
 #include "alpa/support/check.h"
 
 namespace alpa {
@@ -66,9 +67,8 @@ PipelineRunner::PipelineRunner(PipelineProgram program, const Graph& step_graph,
                                  << " ranks for " << n << " devices";
   world_ = world;
   local_ = world_->local_ranks();
-  std::vector<MeshOnRanks> meshes;
-  for (const PipelineStage& st : program_.stages)
-    meshes.push_back({st.placement.shape, st.placement.first_rank});
+  std::vector<PlacedMesh> meshes;
+  for (const PipelineStage& st : program_.stages) meshes.push_back(st.placement);
   ALPA_CHECK(prepare_mesh_groups(*world_, meshes).ok())
       << "PipelineRunner: preparing the stages' communicators failed";
   select_blas_kernels();
@@ -80,13 +80,10 @@ PipelineRunner::PipelineRunner(PipelineProgram program, const Graph& step_graph,
     d->stage = stage_of_rank(program_, r);
     ALPA_CHECK(d->stage >= 0) << "device " << r << " has no stage";
     const PipelineStage& st = program_.stages[static_cast<size_t>(d->stage)];
-    std::vector<int> ranks(static_cast<size_t>(st.placement.size()));
-    std::iota(ranks.begin(), ranks.end(), st.placement.first_rank);
-    d->sub = std::make_unique<SubCommunicator>(&world_->comm(r), ranks);
-    const int64_t local = r - st.placement.first_rank;
+    d->sub = std::make_unique<SubCommunicator>(&world_->comm(r), st.placement.devices);
     d->ctx.comm = d->sub.get();
     d->ctx.mesh = st.placement.shape;
-    d->ctx.coords = {local / st.placement.shape[1], local % st.placement.shape[1]};
+    d->ctx.coords = st.placement.coords_of(r);
     ExecutorOptions eo;
     eo.num_threads = options_.threads_per_device;
     eo.fuse_elementwise = options_.fuse_elementwise;
@@ -153,9 +150,9 @@ Status PipelineRunner::load_parameters(const std::vector<Tensor>& whole) {
       if (whole[p].type() != param_types_[p])
         return invalid_argument(cat("parameter ", p, " has type ", whole[p].type().to_string(),
                                     ", expected ", param_types_[p].to_string()));
-      for (int64_t l = 0; l < st.placement.size(); ++l) {
-        if (!devices_[static_cast<size_t>(st.placement.first_rank + l)]) continue;
-        Device& d = *devices_[static_cast<size_t>(st.placement.first_rank + l)];
+      for (int r : st.placement.devices) {
+        if (!devices_[static_cast<size_t>(r)]) continue;
+        Device& d = *devices_[static_cast<size_t>(r)];
         d.owned[v] = shard_tensor(whole[p], st.stored_spec[v], st.placement.shape, d.ctx.coords);
       }
     }
@@ -179,7 +176,7 @@ Result<std::vector<Tensor>> PipelineRunner::gather_parameters() {
     ALPA_ASSIGN_OR_RETURN(
         Tensor t,
         gather_tensor(*world_, 0, st.stored_spec[o.value], st.placement.shape,
-                      st.placement.first_rank, param_types_[o.param],
+                      st.placement.first_device(), param_types_[o.param],
                       [&](int rank) { return owned_block(rank, o.stage, o.value); }, tag));
     if (t.size() > 0 || out[o.param].size() == 0) out[o.param] = std::move(t);
   }
@@ -337,7 +334,7 @@ Status PipelineRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
   if (st.graph.loss_output >= 0) {
     const ValueId loss = st.graph.graph.outputs()[st.graph.loss_output].value;
     ALPA_ASSIGN_OR_RETURN(const Tensor* t, find(Key{loss, -1}));
-    if (rank == st.placement.first_rank) last_loss_ = t->item();
+    if (rank == st.placement.first_device()) last_loss_ = t->item();
   }
   return ok_status();
 }
@@ -355,7 +352,7 @@ Result<double> PipelineRunner::run_step(const std::vector<Tensor>& inputs) {
     // The loss lives on the first device of the stage that computes it; every process gets it.
     int owner = 0;
     for (const PipelineStage& st : program_.stages)
-      if (st.graph.loss_output >= 0) owner = st.placement.first_rank;
+      if (st.graph.loss_output >= 0) owner = st.placement.first_device();
     std::string bytes(sizeof(double), '\0');
     std::memcpy(bytes.data(), &last_loss_, sizeof(double));
     ALPA_RETURN_IF_ERROR(world_->broadcast_bytes(bytes, world_->process_of(owner)));

@@ -15,13 +15,14 @@
 #include "alpa/ir/attrs.h"
 #include "alpa/runtime/communicator.h"
 #include "alpa/runtime/world.h"
+#include "alpa/sharding/mesh.h"
 
 namespace alpa {
 
 struct DeviceContext {
   Communicator* comm = nullptr;  // may be null when every collective's group has one member
-  std::array<int64_t, 2> mesh{1, 1};
-  std::array<int64_t, 2> coords{0, 0};
+  MeshShape mesh{1, 1};
+  MeshCoords coords{0, 0};
 
   int rank() const { return static_cast<int>(coords[0] * mesh[1] + coords[1]); }
 };
@@ -36,17 +37,11 @@ struct CollectiveGroup {
 // attrs.h): the devices sharing its coordinates on the axes not in attrs.axes, ordered by
 // their coordinates along attrs.axes, major axis first. attrs must satisfy the shape rule
 // (valid mesh and axes) and coords must lie in attrs.mesh (CHECK).
-CollectiveGroup collective_group(const CollectiveAttrs& attrs, std::array<int64_t, 2> coords);
-
-// A logical mesh placed on consecutive world ranks from `first_rank`.
-struct MeshOnRanks {
-  std::array<int64_t, 2> shape{1, 1};
-  int first_rank = 0;
-};
+CollectiveGroup collective_group(const CollectiveAttrs& attrs, MeshCoords coords);
 
 // Prepares the world's communicators for every mesh-axis group of these meshes (axis 0, axis 1,
 // both; in world ranks, ordered as collective_group orders them). Process-level: every process
 // calls it with the same meshes, which must not overlap.
-Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes);
+Status prepare_mesh_groups(World& world, const std::vector<PlacedMesh>& meshes);
 
 }  // namespace alpa

@@ -18,12 +18,12 @@
 
 namespace alpa {
 
-Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes) {
+Status prepare_mesh_groups(World& world, const std::vector<PlacedMesh>& meshes) {
   if (world.num_processes() == 1) return ok_status();
   for (const std::vector<int64_t>& axes :
        {std::vector<int64_t>{0}, std::vector<int64_t>{1}, std::vector<int64_t>{0, 1}}) {
     std::vector<std::vector<int>> groups;
-    for (const MeshOnRanks& m : meshes) {
+    for (const PlacedMesh& m : meshes) {
       CollectiveAttrs attrs;
       attrs.mesh = {m.shape[0], m.shape[1]};
       attrs.axes = axes;
@@ -32,7 +32,7 @@ Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes)
         for (int64_t j = 0; j < m.shape[1]; ++j) {
           CollectiveGroup g = collective_group(attrs, {i, j});
           if (g.position != 0) continue;  // one entry per group: its first member's
-          for (int& r : g.ranks) r += m.first_rank;
+          for (int& r : g.ranks) r = m.devices[static_cast<size_t>(r)];
           groups.push_back(std::move(g.ranks));
         }
     }
@@ -41,7 +41,7 @@ Status prepare_mesh_groups(World& world, const std::vector<MeshOnRanks>& meshes)
   return ok_status();
 }
 
-CollectiveGroup collective_group(const CollectiveAttrs& attrs, std::array<int64_t, 2> coords) {
+CollectiveGroup collective_group(const CollectiveAttrs& attrs, MeshCoords coords) {
   ALPA_CHECK(attrs.mesh.size() == 2 && collective_group_size(attrs) > 0)
       << "collective_group: invalid mesh or axes";
   ALPA_CHECK(coords[0] >= 0 && coords[0] < attrs.mesh[0] && coords[1] >= 0 &&
@@ -52,7 +52,7 @@ CollectiveGroup collective_group(const CollectiveAttrs& attrs, std::array<int64_
   g.ranks.reserve(static_cast<size_t>(n));
   for (int64_t q = 0; q < n; ++q) {
     // Position q -> coordinates along attrs.axes (major first); other axes stay at coords.
-    std::array<int64_t, 2> c = coords;
+    MeshCoords c = coords;
     int64_t rest = q;
     for (size_t k = attrs.axes.size(); k-- > 0;) {
       const int64_t axis = attrs.axes[k];

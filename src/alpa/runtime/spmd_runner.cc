@@ -21,7 +21,7 @@ SpmdRunner::SpmdRunner(Graph program, SpmdOptions options, World* world) : optio
                                  << n << " devices";
   world_ = world;
   local_ = world_->local_ranks();
-  ALPA_CHECK(prepare_mesh_groups(*world_, {MeshOnRanks{options_.mesh, 0}}).ok())
+  ALPA_CHECK(prepare_mesh_groups(*world_, {PlacedMesh::contiguous(options_.mesh, 0)}).ok())
       << "SpmdRunner: preparing the mesh's communicators failed";
   // Settle OpenBLAS's process-wide state before device threads call it concurrently.
   select_blas_kernels();

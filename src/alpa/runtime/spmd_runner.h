@@ -30,7 +30,7 @@
 namespace alpa {
 
 struct SpmdOptions {
-  std::array<int64_t, 2> mesh{1, 1};  // [n0, n1], both >= 1
+  MeshShape mesh{1, 1};  // both extents >= 1
   int threads_per_device = 1;         // each device's kernel threads (ExecutorOptions)
   double timeout_s = 60;              // longest wait for a peer inside a collective
   bool fuse_elementwise = true;       // ExecutorOptions::fuse_elementwise

@@ -62,15 +62,13 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
 Result<SimReport> simulate_materialized(const TrainStep& step, const MaterializedPipeline& pipeline,
                                         const Cluster& cluster, ScheduleKind schedule,
                                         int micro_batches) {
-  std::vector<StagePlacement> placements;
-  for (const auto& [shape, first] : pipeline.placements) placements.push_back({shape, first});
   PipelineBuildOptions bo;
   bo.schedule = schedule;
   bo.micro_batches = micro_batches;
   bo.cluster = &cluster;
   ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
                         build_pipeline_program(step, pipeline.split, pipeline.graphs,
-                                               pipeline.plans, placements, bo));
+                                               pipeline.plans, pipeline.placements, bo));
   return simulate_pipeline(prog, cluster);
 }
 

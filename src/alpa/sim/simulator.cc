@@ -38,7 +38,7 @@ double program_peak_bytes(const Graph& g) {
 
 }  // namespace
 
-double program_time(const Graph& g, const Mesh& mesh, const DeviceSpec& device,
+double program_time(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                     double* communication_s) {
   double total = 0, comm = 0;
   const std::vector<char> fused = fused_values(g);
@@ -109,8 +109,7 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
   rep.stages.resize(static_cast<size_t>(S));
   for (int s = 0; s < S; ++s) {
     const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
-    ALPA_ASSIGN_OR_RETURN(Mesh mesh, make_mesh(cluster, ps.placement.shape[0],
-                                               ps.placement.shape[1], ps.placement.first_rank));
+    ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster, ps.placement));
     for (int k = 0; k < kNumTaskKinds; ++k) {
       const TaskProgram& tp = ps.tasks[k];
       if (tp.empty) continue;
@@ -118,7 +117,7 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
       st[s].task_peak[k] = program_peak_bytes(tp.spmd.program);
     }
     SimStage& out = rep.stages[static_cast<size_t>(s)];
-    out.first_device = ps.placement.first_rank;
+    out.first_device = ps.placement.first_device();
     out.devices = static_cast<int>(ps.placement.size());
     for (ValueId v : ps.graph.owned) out.owned_bytes += local_bytes(s, v);
     out.peak_memory_bytes = out.owned_bytes;
@@ -194,7 +193,7 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
         ss.clock = start + dur;
         if (x.kind == InstrKind::kRun || x.kind == InstrKind::kAccumulate) out.busy_s += dur;
         if (dur > 0 || x.kind == InstrKind::kSend)
-          rep.events.push_back({to_string(x), instruction_category(x), ps.placement.first_rank, 0,
+          rep.events.push_back({to_string(x), instruction_category(x), ps.placement.first_device(), 0,
                                 start, dur, s, x.micro_batch});
         ++ss.pc;
         --remaining;

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "alpa/cluster/cluster.h"
-#include "alpa/cluster/mesh.h"
+#include "alpa/cost/mesh_links.h"
 #include "alpa/ir/graph.h"
 #include "alpa/pipeline/program.h"
 #include "alpa/support/status.h"
@@ -31,7 +31,7 @@
 namespace alpa {
 
 // The cost-model time of one per-device program on `mesh`; its communication part in *comm.
-double program_time(const Graph& program, const Mesh& mesh, const DeviceSpec& device,
+double program_time(const Graph& program, const MeshLinks& mesh, const DeviceSpec& device,
                     double* communication_s = nullptr);
 
 struct SimStage {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "alpa/intra/reshard.h"
+#include "alpa/sharding/reshard.h"
 #include "alpa/ir/dce.h"
 #include "alpa/ir/builder.h"
 

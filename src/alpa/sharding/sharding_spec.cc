@@ -1,4 +1,4 @@
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 
 #include "alpa/support/check.h"
 
@@ -10,30 +10,16 @@ uint8_t SpecDims::checked(size_t n) {
   return static_cast<uint8_t>(n);
 }
 
-int64_t axes_size(uint8_t axes, const MeshShape& mesh) {
-  int64_t n = 1;
-  if (axes & kAxis0) n *= mesh[0];
-  if (axes & kAxis1) n *= mesh[1];
-  return n;
-}
-
-std::string axes_to_string(uint8_t axes) {
-  std::string s;
-  if (axes & kAxis0) s += '0';
-  if (axes & kAxis1) s += '1';
-  return s;
-}
-
-uint8_t ShardingSpec::split_axes() const {
+AxisSet ShardingSpec::split_axes() const {
   uint8_t a = 0;
   for (uint8_t d : dims) a |= d;
   return a;
 }
 
-uint8_t ShardingSpec::used_axes() const { return static_cast<uint8_t>(split_axes() | partial); }
+AxisSet ShardingSpec::used_axes() const { return static_cast<uint8_t>(split_axes() | partial); }
 
 int64_t ShardingSpec::dim_of_axis(int axis) const {
-  const uint8_t bit = axis == 0 ? kAxis0 : kAxis1;
+  const AxisSet bit = axis_bit(axis);
   for (int64_t d = 0; d < rank(); ++d)
     if (dims[d] & bit) return d;
   return -1;
@@ -138,7 +124,7 @@ Result<ShardingSpec> ShardingSpec::parse(std::string_view text) {
 }
 
 std::vector<int64_t> shard_offsets(const ShardingSpec& spec, const Shape& shape,
-                                   const MeshShape& mesh, const std::array<int64_t, 2>& coords) {
+                                   const MeshShape& mesh, const MeshCoords& coords) {
   std::vector<int64_t> off(shape.size(), 0);
   for (size_t d = 0; d < shape.size(); ++d) {
     const uint8_t axes = spec.dims[d];

@@ -22,8 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "alpa/cluster/mesh.h"
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 
 namespace alpa {
 
@@ -40,7 +39,7 @@ std::string_view reshard_kind_name(ReshardKind k);
 
 struct ReshardStep {
   ReshardKind kind = ReshardKind::kSlice;
-  uint8_t axes = 0;      // mesh axes of the collective (bitmask)
+  AxisSet axes = 0;      // mesh axes of the collective
   int64_t dim = -1;      // gather/scatter/slice dim; all-to-all: the dim that becomes split
   int64_t from_dim = -1; // all-to-all: the dim that stops being split (gathered)
   ShardingSpec after;    // the layout after this step
@@ -49,16 +48,5 @@ struct ReshardStep {
 
 Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from, const ShardingSpec& to,
                                               const Shape& shape, const MeshShape& mesh);
-
-// Seconds the steps take on `mesh` for a tensor of `shape` and `dtype` (alpha-beta model of
-// cost/collective.h). Local steps (slices, making a partial sum; consecutive ones are one pass)
-// cost their memory traffic, the part kept read and written (2x its bytes), at
-// `memory_bandwidth` bytes/s; 0: nothing.
-double reshard_time(const std::vector<ReshardStep>& steps, const ShardingSpec& from,
-                    const Shape& shape, DType dtype, const Mesh& mesh,
-                    double memory_bandwidth = 0);
-
-// A cost returned for layouts that cannot be reached (an effectively infinite time).
-inline constexpr double kInfeasibleCost = 1e12;
 
 }  // namespace alpa

@@ -10,7 +10,7 @@
 
 #include <functional>
 
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/runtime/world.h"
 
@@ -18,7 +18,7 @@ namespace alpa {
 
 // The block of `full` that device `coords` holds under `spec` (no partial sums: a whole value).
 Tensor shard_tensor(const Tensor& full, const ShardingSpec& spec, const MeshShape& mesh,
-                    const std::array<int64_t, 2>& coords);
+                    const MeshCoords& coords);
 
 // All devices' blocks, in device order.
 std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spec,
@@ -33,7 +33,7 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
 // along every unsplit axis (a partial sum's devices all count). The blocks of the devices for
 // which this holds tile the tensor exactly once (partial sums: once per partial device).
 bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
-                      const std::array<int64_t, 2>& coords);
+                      const MeshCoords& coords);
 
 // The whole tensor at world rank `root`, from the blocks of a mesh on world ranks
 // first_rank .. first_rank + n0*n1 - 1 laid out as `spec`. `local_block(rank)` gives the block

@@ -1,4 +1,4 @@
-#include "alpa/spmd/shard.h"
+#include "alpa/runtime/shard.h"
 
 #include "alpa/runtime/kernel_util.h"
 
@@ -26,7 +26,7 @@ void for_each_in_block(const Shape& global, const Shape& local, const std::vecto
 }  // namespace
 
 Tensor shard_tensor(const Tensor& full, const ShardingSpec& spec, const MeshShape& mesh,
-                    const std::array<int64_t, 2>& coords) {
+                    const MeshCoords& coords) {
   const ShardingSpec s = spec.canonical(mesh);
   TensorType t = full.type();
   t.shape = s.local_shape(full.shape(), mesh);
@@ -47,7 +47,7 @@ std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spe
 }
 
 bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
-                      const std::array<int64_t, 2>& coords) {
+                      const MeshCoords& coords) {
   const ShardingSpec s = spec.canonical(mesh);
   for (int a : {0, 1})
     if (coords[a] != 0 && !(s.split_axes() & (a == 0 ? kAxis0 : kAxis1)) &&
@@ -99,7 +99,7 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
   Tensor out(type);
   float* dst = out.data();
   for (int64_t d = 0; d < mesh[0] * mesh[1]; ++d) {
-    const std::array<int64_t, 2> c{d / mesh[1], d % mesh[1]};
+    const MeshCoords c = mesh.coords(d);
     // Along a partial axis every device contributes; along other unsplit axes take one copy.
     if (!is_primary_block(s, mesh, c)) continue;
     if (blocks[d]->shape() != local)

@@ -21,12 +21,8 @@
 // under receive_spec exactly once; each box lies inside the block its source rank holds under
 // src_spec; transfers are ordered by (dst rank, box offset).
 //
-// Execution (send_cross_mesh / recv_cross_mesh) runs on every rank of src ∪ dst over the
-// Communicator: all ranks send first, then receive. That relies on sends that do not wait for
-// the receiver: the threads backend queues them; an MPI backend must use buffered or
-// nonblocking sends (MPI_Isend/MPI_Bsend) for the same pattern, or it can deadlock. One tag per
-// plan keeps messages between one (src, dst) pair in plan order on both sides. A rank that is
-// in both meshes and "sends" to itself copies locally, without the communicator.
+// The plan is data for both sides of execution: the runtime carries it out (runtime/transfer.h:
+// send_cross_mesh / recv_cross_mesh) and the cost model prices it (cost/transfer_cost.h).
 //
 // It is not: a broadcast-based resharder (MLSys'23), a scheduler that orders or overlaps
 // transfers, or host-aware (Alpa skips the local all-gather rewrite when the restoring
@@ -39,29 +35,20 @@
 #include <vector>
 
 #include "alpa/cluster/cluster.h"
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 #include "alpa/runtime/communicator.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-// A logical mesh placed on world ranks: ranks[i*n1 + j] is the rank at logical (i, j).
-struct MeshPlacement {
-  MeshShape shape{1, 1};
-  std::vector<int> ranks;
-
-  // Position of `rank` in `ranks`, or -1.
-  int64_t index_of(int rank) const;
-  // "2x2{0,1,2,3}"
-  std::string to_string() const;
-};
-
 // A box of a tensor in global element coordinates: [offset[d], offset[d] + extent[d]) per dim.
 struct Box {
   std::vector<int64_t> offset, extent;
 
   int64_t elements() const;
+  // Whether `inner` lies inside this box (same rank).
+  bool contains(const Box& inner) const;
   // "[0:4,2:6]" (begin:end per dim); a rank-0 box is "[]".
   std::string to_string() const;
 
@@ -87,7 +74,7 @@ struct CrossMeshOptions {
 
 struct CrossMeshPlan {
   Shape shape;  // global shape
-  MeshPlacement src, dst;
+  PlacedMesh src, dst;  // meshes on world ranks
   ShardingSpec src_spec, dst_spec;  // as given
   // What each destination device holds after the transfers: dst_spec, or under the local
   // all-gather optimisation a more finely split layout whose restoring reshard
@@ -106,8 +93,8 @@ struct CrossMeshPlan {
 // sending"); a spec invalid for its mesh (ShardingSpec::validate); a placement whose extents
 // are < 1, whose rank count is not n0*n1, or whose ranks are negative or repeated. Source and
 // destination placements may overlap or be identical.
-Result<CrossMeshPlan> plan_cross_mesh(const Shape& shape, const MeshPlacement& src,
-                                      const ShardingSpec& src_spec, const MeshPlacement& dst,
+Result<CrossMeshPlan> plan_cross_mesh(const Shape& shape, const PlacedMesh& src,
+                                      const ShardingSpec& src_spec, const PlacedMesh& dst,
                                       const ShardingSpec& dst_spec,
                                       const CrossMeshOptions& options = {});
 
@@ -120,30 +107,12 @@ Result<CrossMeshPlan> plan_cross_mesh(const Shape& shape, const MeshPlacement& s
 ShardingSpec local_all_gather_spec(const ShardingSpec& dst_spec, const Shape& shape,
                                    const MeshShape& mesh);
 
-// Sends every transfer whose src_rank == my_rank and dst_rank != my_rank, cut out of `local`
-// (this rank's block under plan.src_spec; its offset follows from its coordinates in plan.src).
-// Does not wait for receivers (see the header comment). Errors: `local` has the wrong shape,
-// my_rank is not in plan.src but has transfers, or a communicator error.
-Status send_cross_mesh(const CrossMeshPlan& plan, int my_rank, const Tensor& local,
-                       Communicator& comm, int tag);
+// The block the device at position `index` of `mesh` holds of a tensor of `shape` under
+// `spec` (canonical for the mesh), in global coordinates.
+Box block_box(const ShardingSpec& spec, const Shape& shape, const PlacedMesh& mesh, int64_t index);
 
-// Receives every transfer whose dst_rank == my_rank into a new block under plan.receive_spec
-// (shape receive_spec.local_shape(shape, dst.shape); fp32 storage, type f32: set the dtype
-// with Tensor::set_type if it is another), checking that the boxes tile it exactly once.
-// Self-transfers (src_rank == dst_rank == my_rank) are copied from `local_src`, this rank's
-// block under plan.src_spec, which must then be given. Errors: my_rank not in plan.dst, boxes
-// outside the block, gaps or overlaps, a missing local_src, or a communicator error.
-Result<Tensor> recv_cross_mesh(const CrossMeshPlan& plan, int my_rank, Communicator& comm, int tag,
-                               const Tensor* local_src = nullptr);
-
-// Predicted seconds on `cluster`, where world rank == device id (CHECK: every rank is a device
-// of the cluster). Each transfer between distinct ranks uses the intra-host link when both
-// devices are on one host (it loads the sender's outgoing and the receiver's incoming link),
-// else the inter-host link (it loads the sending host's NIC outgoing and the receiving host's
-// NIC incoming; a NIC is shared by every transfer leaving or entering its host). Each link's
-// time = bytes through it / its bandwidth + messages through it * its latency; the result is
-// the maximum over links (all transfers run concurrently). Self-transfers cost 0.
-double cross_mesh_seconds(const CrossMeshPlan& plan, int64_t elem_bytes, const Cluster& cluster);
+// The intersection of two boxes of one rank; false if it is empty.
+bool intersect(const Box& a, const Box& b, Box* out);
 
 // A readable summary: the header line (shape, specs, meshes, counts and bytes in elements)
 // and one line per transfer "src -> dst [box]".

@@ -2,7 +2,7 @@
 // bit-exact over the threads backend (disjoint, overlapping and identical placements), the
 // local all-gather layout restores the destination layout with all-gathers only, senders are
 // load-balanced, errors explain themselves, and the link model prices the plans sensibly.
-#include "alpa/spmd/cross_mesh.h"
+#include "alpa/runtime/transfer.h"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,10 @@
 #include <numeric>
 #include <optional>
 
-#include "alpa/intra/reshard.h"
+#include "alpa/cost/transfer_cost.h"
+#include "alpa/runtime/shard.h"
 #include "alpa/runtime/threads_communicator.h"
-#include "alpa/spmd/shard.h"
+#include "alpa/sharding/reshard.h"
 #include "alpa/support/rng.h"
 
 namespace alpa {
@@ -32,20 +33,20 @@ Tensor iota(const Shape& shape) {
   return Tensor::from_values(t, std::move(v));
 }
 
-MeshPlacement placement(MeshShape shape, int first) {
-  MeshPlacement p{shape, {}};
-  for (int i = 0; i < shape[0] * shape[1]; ++i) p.ranks.push_back(first + i);
+PlacedMesh placement(MeshShape shape, int first) {
+  PlacedMesh p{shape, {}};
+  for (int i = 0; i < shape[0] * shape[1]; ++i) p.devices.push_back(first + i);
   return p;
 }
 
-std::array<int64_t, 2> coords(const MeshPlacement& p, int64_t index) {
+MeshCoords coords(const PlacedMesh& p, int64_t index) {
   return {index / p.shape[1], index % p.shape[1]};
 }
 
 int world_size(const CrossMeshPlan& plan) {
   int w = 0;
-  for (int r : plan.src.ranks) w = std::max(w, r + 1);
-  for (int r : plan.dst.ranks) w = std::max(w, r + 1);
+  for (int r : plan.src.devices) w = std::max(w, r + 1);
+  for (int r : plan.dst.devices) w = std::max(w, r + 1);
   return w;
 }
 
@@ -70,7 +71,7 @@ Result<std::vector<Tensor>> exchange(const CrossMeshPlan& plan, const Tensor& fu
   });
   if (!s.ok()) return s;
   std::vector<Tensor> out;
-  for (int r : plan.dst.ranks) out.push_back(std::move(*got[r]));
+  for (int r : plan.dst.devices) out.push_back(std::move(*got[r]));
   return out;
 }
 
@@ -83,8 +84,8 @@ void expect_delivered(const CrossMeshPlan& plan, const Tensor& full) {
   std::vector<const Tensor*> blocks;
   for (size_t i = 0; i < got->size(); ++i) {
     const Tensor want = shard_tensor(full, plan.receive_spec, plan.dst.shape, coords(plan.dst, i));
-    ASSERT_EQ((*got)[i].shape(), want.shape()) << "dst rank " << plan.dst.ranks[i];
-    EXPECT_EQ((*got)[i].to_vector(), want.to_vector()) << "dst rank " << plan.dst.ranks[i];
+    ASSERT_EQ((*got)[i].shape(), want.shape()) << "dst rank " << plan.dst.devices[i];
+    EXPECT_EQ((*got)[i].to_vector(), want.to_vector()) << "dst rank " << plan.dst.devices[i];
     blocks.push_back(&(*got)[i]);
   }
   Result<Tensor> whole = assemble_tensor(blocks, plan.receive_spec, plan.dst.shape, full.type());
@@ -115,8 +116,8 @@ void expect_plan_invariants(const CrossMeshPlan& plan) {
                 (a.dst_rank == b.dst_rank && a.box.offset < b.box.offset))
         << "transfers out of order at " << i;
   }
-  for (int64_t di = 0; di < static_cast<int64_t>(plan.dst.ranks.size()); ++di) {
-    const int me = plan.dst.ranks[di];
+  for (int64_t di = 0; di < static_cast<int64_t>(plan.dst.devices.size()); ++di) {
+    const int me = plan.dst.devices[di];
     const std::vector<int64_t> off =
         shard_offsets(recv_c, plan.shape, plan.dst.shape, coords(plan.dst, di));
     std::vector<int> cover(static_cast<size_t>(num_elements(recv_local)), 0);
@@ -150,8 +151,8 @@ void expect_plan_invariants(const CrossMeshPlan& plan) {
   }
 }
 
-CrossMeshPlan plan_or_die(const Shape& shape, const MeshPlacement& src, const char* src_spec,
-                          const MeshPlacement& dst, const char* dst_spec, bool local_all_gather) {
+CrossMeshPlan plan_or_die(const Shape& shape, const PlacedMesh& src, const char* src_spec,
+                          const PlacedMesh& dst, const char* dst_spec, bool local_all_gather) {
   CrossMeshOptions o;
   o.local_all_gather = local_all_gather;
   Result<CrossMeshPlan> p = plan_cross_mesh(shape, src, spec(src_spec), dst, spec(dst_spec), o);
@@ -188,8 +189,8 @@ TEST(CrossMesh, DisjointMeshesDeliverExactBlocks) {
     for (bool lag : {false, true}) {
       SCOPED_TRACE(cat(shape_to_string(c.shape), " ", c.src_spec, " -> ", c.dst_spec,
                        lag ? " (local all-gather)" : ""));
-      const MeshPlacement src = placement(c.src_mesh, 0);
-      const MeshPlacement dst = placement(c.dst_mesh, static_cast<int>(src.ranks.size()));
+      const PlacedMesh src = placement(c.src_mesh, 0);
+      const PlacedMesh dst = placement(c.dst_mesh, static_cast<int>(src.devices.size()));
       const CrossMeshPlan plan = plan_or_die(c.shape, src, c.src_spec, dst, c.dst_spec, lag);
       if (!lag) {
         EXPECT_EQ(plan.receive_spec, spec(c.dst_spec));
@@ -205,15 +206,15 @@ TEST(CrossMesh, OverlappingAndPermutedPlacementsDeliverExactBlocks) {
     for (bool lag : {false, true}) {
       SCOPED_TRACE(cat(shape_to_string(c.shape), " ", c.src_spec, " -> ", c.dst_spec,
                        lag ? " (local all-gather)" : ""));
-      const MeshPlacement src = placement(c.src_mesh, 0);
+      const PlacedMesh src = placement(c.src_mesh, 0);
       // Half overlapping, and the destination's ranks listed in reverse order.
-      MeshPlacement dst = placement(c.dst_mesh, static_cast<int>(src.ranks.size() / 2));
-      std::reverse(dst.ranks.begin(), dst.ranks.end());
+      PlacedMesh dst = placement(c.dst_mesh, static_cast<int>(src.devices.size() / 2));
+      std::reverse(dst.devices.begin(), dst.devices.end());
       const CrossMeshPlan half = plan_or_die(c.shape, src, c.src_spec, dst, c.dst_spec, lag);
       expect_plan_invariants(half);
       expect_delivered(half, iota(c.shape));
       // Starting on the same ranks (identical when the meshes have the same size).
-      const MeshPlacement same = placement(c.dst_mesh, 0);
+      const PlacedMesh same = placement(c.dst_mesh, 0);
       const CrossMeshPlan full = plan_or_die(c.shape, src, c.src_spec, same, c.dst_spec, lag);
       expect_plan_invariants(full);
       expect_delivered(full, iota(c.shape));
@@ -222,7 +223,7 @@ TEST(CrossMesh, OverlappingAndPermutedPlacementsDeliverExactBlocks) {
 }
 
 TEST(CrossMesh, IdenticalPlacementAndLayoutIsAllLocalCopies) {
-  const MeshPlacement p = placement({2, 2}, 0);
+  const PlacedMesh p = placement({2, 2}, 0);
   const CrossMeshPlan plan = plan_or_die({8, 6}, p, "S0S1", p, "S0S1", true);
   ASSERT_EQ(plan.transfers.size(), 4u);
   for (const CrossMeshTransfer& t : plan.transfers) EXPECT_EQ(t.src_rank, t.dst_rank);
@@ -235,7 +236,7 @@ TEST(CrossMesh, IdenticalPlacementAndLayoutIsAllLocalCopies) {
 TEST(CrossMesh, DestinationHoldingTheBlockCopiesFromItself) {
   const Shape shape{8, 6};
   const int64_t m = num_elements(shape) * 4;
-  const MeshPlacement p = placement({2, 2}, 0);
+  const PlacedMesh p = placement({2, 2}, 0);
   CrossMeshOptions o;
   o.local_all_gather = false;
   const CrossMeshPlan self = plan_cross_mesh(shape, p, spec("RR"), p, spec("RR"), o).value();
@@ -255,14 +256,14 @@ TEST(CrossMesh, DestinationHoldingTheBlockCopiesFromItself) {
 TEST(CrossMesh, ReplicatedSourceSpreadsBytesOverReplicas) {
   const Shape shape{8, 6};
   const int64_t m = num_elements(shape) * 4;
-  const MeshPlacement src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
+  const PlacedMesh src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
   for (const char* dst_spec : {"RR", "S0R", "S01R", "S0S1"}) {
     for (bool lag : {false, true}) {
       SCOPED_TRACE(cat(dst_spec, lag ? " (local all-gather)" : ""));
       const CrossMeshPlan plan = plan_or_die(shape, src, "RR", dst, dst_spec, lag);
       const int64_t total = plan.bytes_moved(4);
       int64_t most = 0;
-      for (int r : src.ranks) {
+      for (int r : src.devices) {
         EXPECT_GT(plan.bytes_sent_by(r, 4), 0) << "rank " << r << " sends nothing";
         most = std::max(most, plan.bytes_sent_by(r, 4));
       }
@@ -275,12 +276,12 @@ TEST(CrossMesh, ReplicatedSourceSpreadsBytesOverReplicas) {
   // Fully replicated on both sides without the optimisation: each replica sends one copy.
   const CrossMeshPlan rr = plan_or_die(shape, src, "RR", dst, "RR", false);
   EXPECT_EQ(rr.bytes_moved(4), 4 * m);
-  for (int r : src.ranks) EXPECT_EQ(rr.bytes_sent_by(r, 4), m);
+  for (int r : src.devices) EXPECT_EQ(rr.bytes_sent_by(r, 4), m);
 }
 
 TEST(CrossMesh, LoadBalanceTiesGoToTheLowestRank) {
   // One destination device, a source replicated on ranks 3 and 1: rank 1 is chosen.
-  const MeshPlacement src{{1, 2}, {3, 1}}, dst{{1, 1}, {5}};
+  const PlacedMesh src{{1, 2}, {3, 1}}, dst{{1, 1}, {5}};
   const CrossMeshPlan plan = plan_or_die({4}, src, "R", dst, "R", true);
   ASSERT_EQ(plan.transfers.size(), 1u);
   EXPECT_EQ(plan.transfers[0].src_rank, 1);
@@ -319,7 +320,7 @@ TEST(CrossMesh, LocalAllGatherSpec) {
 TEST(CrossMesh, LocalAllGatherMovesFewerBytesAndTime) {
   const Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), 16).value();
   ASSERT_EQ(c.hosts, 2);
-  const MeshPlacement src = placement({2, 2}, 0), dst = placement({2, 4}, 8);  // other host
+  const PlacedMesh src = placement({2, 2}, 0), dst = placement({2, 4}, 8);  // other host
   for (const char* dst_spec : {"RR", "S0R", "RS1"}) {
     SCOPED_TRACE(dst_spec);
     const CrossMeshPlan plain = plan_or_die({16, 8}, src, "S0S1", dst, dst_spec, false);
@@ -334,7 +335,7 @@ TEST(CrossMesh, LocalAllGatherMovesFewerBytesAndTime) {
 TEST(CrossMesh, IntraHostIsCheaperThanInterHost) {
   const Cluster c = with_devices(cluster_preset("p3.16xlarge").value(), 16).value();
   ASSERT_EQ(c.devices_per_host, 8);
-  const MeshPlacement src = placement({2, 2}, 0);
+  const PlacedMesh src = placement({2, 2}, 0);
   const Shape shape{256, 128};
   const CrossMeshPlan intra = plan_or_die(shape, src, "S0R", placement({2, 2}, 4), "RS1", true);
   const CrossMeshPlan inter = plan_or_die(shape, src, "S0R", placement({2, 2}, 8), "RS1", true);
@@ -350,7 +351,7 @@ TEST(CrossMesh, ToStringGolden) {
   const CrossMeshPlan plan =
       plan_or_die({4, 2}, placement({2, 1}, 0), "S0R", placement({1, 2}, 2), "RR", true);
   EXPECT_EQ(to_string(plan),
-            "cross-mesh [4,2]: S0R on 2x1{0,1} -> RR on 1x2{2,3} (receive S1R, then all-gather "
+            "cross-mesh [4,2]: S0R on 2x1@0 -> RR on 1x2@2 (receive S1R, then all-gather "
             "on the destination); 2 transfer(s), 8 element(s) between ranks, 0 copied locally\n"
             "  0 -> 2 [0:2,0:2]\n"
             "  1 -> 3 [2:4,0:2]\n");
@@ -385,8 +386,8 @@ TEST(CrossMesh, RandomPlansTileExactlyOnce) {
     std::vector<int> perm(static_cast<size_t>(ns + nd - overlap));
     std::iota(perm.begin(), perm.end(), 0);
     for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[rng.below(i)]);
-    const MeshPlacement src{ms, {perm.begin(), perm.begin() + ns}};
-    const MeshPlacement dst{md, {perm.begin() + ns - overlap, perm.begin() + ns - overlap + nd}};
+    const PlacedMesh src{ms, {perm.begin(), perm.begin() + ns}};
+    const PlacedMesh dst{md, {perm.begin() + ns - overlap, perm.begin() + ns - overlap + nd}};
     const ShardingSpec ss = random_spec(rng, shape, ms), ds = random_spec(rng, shape, md);
     CrossMeshOptions o;
     o.local_all_gather = rng.below(2) == 1;
@@ -419,7 +420,7 @@ TEST(CrossMesh, RandomPlansTileExactlyOnce) {
 }
 
 TEST(CrossMeshErrors, PartialSumsAreRejected) {
-  const MeshPlacement src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
+  const PlacedMesh src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
   Result<CrossMeshPlan> a =
       plan_cross_mesh({8, 6}, src, spec("S0R+P1"), dst, spec("RR"), CrossMeshOptions{});
   ASSERT_FALSE(a.ok());
@@ -436,7 +437,7 @@ TEST(CrossMeshErrors, PartialSumsAreRejected) {
 }
 
 TEST(CrossMeshErrors, SpecMustMatchShapeAndMesh) {
-  const MeshPlacement src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
+  const PlacedMesh src = placement({2, 2}, 0), dst = placement({2, 2}, 4);
   Result<CrossMeshPlan> a = plan_cross_mesh({8}, src, spec("S0R"), dst, spec("R"));
   ASSERT_FALSE(a.ok());
   EXPECT_NE(a.status().message().find("cross-mesh source layout"), std::string::npos);
@@ -450,16 +451,16 @@ TEST(CrossMeshErrors, SpecMustMatchShapeAndMesh) {
 }
 
 TEST(CrossMeshErrors, BadPlacements) {
-  const MeshPlacement ok = placement({2, 2}, 0);
+  const PlacedMesh ok = placement({2, 2}, 0);
   struct Bad {
-    MeshPlacement p;
+    PlacedMesh p;
     const char* says;
   };
   for (const Bad& bad : std::vector<Bad>{
-           {MeshPlacement{{2, 2}, {4, 5, 6}}, "lists 3 rank(s) for a 2x2 mesh, which needs 4"},
-           {MeshPlacement{{2, 2}, {4, 5, 5, 6}}, "rank 5 appears twice"},
-           {MeshPlacement{{1, 2}, {4, -1}}, "rank -1 is negative"},
-           {MeshPlacement{{0, 2}, {}}, "mesh extents must be >= 1"},
+           {PlacedMesh{{2, 2}, {4, 5, 6}}, "lists 3 rank(s) for a 2x2 mesh, which needs 4"},
+           {PlacedMesh{{2, 2}, {4, 5, 5, 6}}, "rank 5 appears twice"},
+           {PlacedMesh{{1, 2}, {4, -1}}, "rank -1 is negative"},
+           {PlacedMesh{{0, 2}, {}}, "mesh extents must be >= 1"},
        }) {
     Result<CrossMeshPlan> r = plan_cross_mesh({8, 6}, ok, spec("RR"), bad.p, spec("RR"));
     ASSERT_FALSE(r.ok()) << bad.says;
@@ -495,7 +496,7 @@ TEST(CrossMeshErrors, ExecutionChecksItsInputs) {
   }
   // A self-transfer needs the local source block.
   {
-    const MeshPlacement p = placement({2, 2}, 0);
+    const PlacedMesh p = placement({2, 2}, 0);
     const CrossMeshPlan plan = plan_or_die(shape, p, "S0R", p, "S0R", true);
     Result<Tensor> r = recv_cross_mesh(plan, 0, world.comm(0), kTag);
     ASSERT_FALSE(r.ok());

@@ -1,5 +1,5 @@
 // ShardingSpec: the paper's notation round-trips, validation names the problem, local shapes.
-#include "alpa/intra/sharding_spec.h"
+#include "alpa/sharding/sharding_spec.h"
 
 #include <gtest/gtest.h>
 

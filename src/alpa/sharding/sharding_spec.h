@@ -22,18 +22,11 @@
 #include <string_view>
 #include <vector>
 
-#include "alpa/cost/collective.h"  // kAxis0, kAxis1, kBothAxes
 #include "alpa/ir/types.h"
+#include "alpa/sharding/mesh.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
-
-using MeshShape = std::array<int64_t, 2>;  // a logical mesh's extents (n0, n1)
-
-// Number of devices a set of axes spans: product of the mesh extents of the axes in `axes`.
-int64_t axes_size(uint8_t axes, const MeshShape& mesh);
-// "0", "1", "01"
-std::string axes_to_string(uint8_t axes);
 
 // Per tensor dim, the mesh axes it is split over, stored inline: the planner builds millions
 // of specs, and a heap allocation each dominated its time.
@@ -67,8 +60,8 @@ class SpecDims {
 };
 
 struct ShardingSpec {
-  SpecDims dims;         // per tensor dim: bitmask of mesh axes it is split over
-  uint8_t partial = 0;   // bitmask of mesh axes over which the value is a partial sum
+  SpecDims dims;         // per tensor dim: the mesh axes it is split over
+  AxisSet partial = 0;   // the mesh axes over which the value is a partial sum
 
   static ShardingSpec replicated(int64_t rank) {
     return {SpecDims(static_cast<size_t>(rank), 0), 0};
@@ -76,9 +69,9 @@ struct ShardingSpec {
 
   int64_t rank() const { return static_cast<int64_t>(dims.size()); }
   // Axes used by dims and partial together.
-  uint8_t used_axes() const;
+  AxisSet used_axes() const;
   // Axes used by the dims (not partial).
-  uint8_t split_axes() const;
+  AxisSet split_axes() const;
   bool is_replicated() const { return used_axes() == 0; }
   // Number of distinct shards along the split axes (how much smaller each device's piece is).
   int64_t shards(const MeshShape& mesh) const { return axes_size(split_axes(), mesh); }
@@ -108,7 +101,7 @@ struct ShardingSpec {
 // Offset (in elements, along each dim) of the block the device at mesh coordinates `coords`
 // holds, for a tensor of `shape` laid out as `spec`.
 std::vector<int64_t> shard_offsets(const ShardingSpec& spec, const Shape& shape,
-                                   const MeshShape& mesh, const std::array<int64_t, 2>& coords);
+                                   const MeshShape& mesh, const MeshCoords& coords);
 
 // Bytes one device holds of a value of type `t` laid out as `s` on `mesh`.
 double local_bytes(const TensorType& t, const ShardingSpec& s, const MeshShape& mesh);

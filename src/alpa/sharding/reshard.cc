@@ -1,23 +1,13 @@
-#include "alpa/intra/reshard.h"
+#include "alpa/sharding/reshard.h"
 
 #include "alpa/cost/collective.h"
 
 namespace alpa {
 namespace {
 
-// Axes of a dim's split, major first: {}, {0}, {1} or {0, 1}.
-std::vector<int> axis_list(uint8_t axes) {
-  std::vector<int> v;
-  if (axes & kAxis0) v.push_back(0);
-  if (axes & kAxis1) v.push_back(1);
-  return v;
-}
-
-uint8_t bit(int axis) { return axis == 0 ? kAxis0 : kAxis1; }
-
 // True if `cur`'s axis list is a prefix of `target`'s (then only slices are missing).
 bool is_prefix(uint8_t cur, uint8_t target) {
-  const std::vector<int> c = axis_list(cur), t = axis_list(target);
+  const std::vector<int64_t> c = axis_list(cur), t = axis_list(target);
   if (c.size() > t.size()) return false;
   for (size_t i = 0; i < c.size(); ++i)
     if (c[i] != t[i]) return false;
@@ -25,8 +15,8 @@ bool is_prefix(uint8_t cur, uint8_t target) {
 }
 
 // Can `axis` be appended as the minor axis of a dim currently split over `cur`?
-bool can_append(uint8_t cur, int axis) {
-  if (cur & bit(axis)) return false;
+bool can_append(uint8_t cur, int64_t axis) {
+  if (cur & axis_bit(axis)) return false;
   return cur == 0 || (cur == kAxis0 && axis == 1);
 }
 
@@ -66,7 +56,7 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
   // 1. Partial sums.
   uint8_t all_reduce_axes = 0;
   for (int axis : {0, 1}) {
-    const uint8_t b = bit(axis);
+    const uint8_t b = axis_bit(axis);
     if (!(cur.partial & b) || (to.partial & b)) continue;
     int64_t target_dim = to.dim_of_axis(axis);
     if (target_dim >= 0 && !(cur.split_axes() & b) && can_append(cur.dims[target_dim], axis) &&
@@ -89,9 +79,9 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
     changed = false;
     for (int64_t d = 0; d < cur.rank(); ++d) {
       if (is_prefix(cur.dims[d], to.dims[d])) continue;
-      const std::vector<int> axes = axis_list(cur.dims[d]);
-      const int axis = axes.back();
-      const uint8_t b = bit(axis);
+      const std::vector<int64_t> axes = axis_list(cur.dims[d]);
+      const int64_t axis = axes.back();
+      const uint8_t b = axis_bit(axis);
       cur.dims[d] &= static_cast<uint8_t>(~b);
       const int64_t target_dim = to.dim_of_axis(axis);
       if (target_dim >= 0 && target_dim != d && can_append(cur.dims[target_dim], axis) &&
@@ -117,8 +107,8 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
 
   // 4. Add the splits `to` has, major axis first, by local slices.
   for (int64_t d = 0; d < cur.rank(); ++d) {
-    for (int axis : axis_list(to.dims[d])) {
-      const uint8_t b = bit(axis);
+    for (int64_t axis : axis_list(to.dims[d])) {
+      const uint8_t b = axis_bit(axis);
       if (cur.dims[d] & b) continue;
       if (!can_append(cur.dims[d], axis) || (cur.used_axes() & b))
         return internal_error(cat("reshard ", from.to_string(), " -> ", to.to_string(),
@@ -131,45 +121,6 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
     return internal_error(cat("reshard ", from.to_string(), " -> ", to.to_string(), " ended at ",
                               cur.to_string()));
   return steps;
-}
-
-double reshard_time(const std::vector<ReshardStep>& steps, const ShardingSpec& from,
-                    const Shape& shape, DType dtype, const Mesh& mesh,
-                    double memory_bandwidth) {
-  const MeshShape ms = mesh.shape;
-  double t = 0;
-  const double elem = static_cast<double>(dtype_bytes(dtype));
-  ShardingSpec before = from.canonical(ms);
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const ReshardStep& s = steps[i];
-    const double in_bytes = static_cast<double>(num_elements(before.local_shape(shape, ms))) * elem;
-    const double out_bytes =
-        static_cast<double>(num_elements(s.after.local_shape(shape, ms))) * elem;
-    switch (s.kind) {
-      case ReshardKind::kAllReduce:
-        t += collective_time(mesh, Collective::kAllReduce, s.axes, in_bytes);
-        break;
-      case ReshardKind::kReduceScatter:
-        t += collective_time(mesh, Collective::kReduceScatter, s.axes, in_bytes);
-        break;
-      case ReshardKind::kAllGather:
-        t += collective_time(mesh, Collective::kAllGather, s.axes, out_bytes);
-        break;
-      case ReshardKind::kAllToAll:
-        t += collective_time(mesh, Collective::kAllToAll, s.axes, in_bytes);
-        break;
-      case ReshardKind::kMakePartial:
-      case ReshardKind::kSlice:
-        // Consecutive local steps are one pass: charged at the last.
-        if (memory_bandwidth > 0 &&
-            (i + 1 == steps.size() || (steps[i + 1].kind != ReshardKind::kSlice &&
-                                       steps[i + 1].kind != ReshardKind::kMakePartial)))
-          t += 2 * out_bytes / memory_bandwidth;
-        break;
-    }
-    before = s.after;
-  }
-  return t;
 }
 
 }  // namespace alpa
