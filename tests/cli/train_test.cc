@@ -20,9 +20,9 @@ double mean_of_last(const std::vector<double>& v, size_t n) {
 TEST(Training, TinyGptLossFallsFarBelowItsStart) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 300;
+  o.loop.steps = 300;
   o.threads = 1;
-  o.optimizer.learning_rate = 3e-3;
+  o.compile.optimizer.learning_rate = 3e-3;
   TrainReport r = train_model(spec, o).value();
   ASSERT_EQ(r.losses.size(), 300u);
   EXPECT_GT(r.losses.front(), 4.5);
@@ -33,9 +33,9 @@ TEST(Training, TinyGptLossFallsFarBelowItsStart) {
 TEST(Training, MlpLossFalls) {
   ModelSpec spec = resolve_model("mlp", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 200;
+  o.loop.steps = 200;
   o.threads = 1;
-  o.optimizer.learning_rate = 1e-2;
+  o.compile.optimizer.learning_rate = 1e-2;
   TrainReport r = train_model(spec, o).value();
   // Starts near ln(8) = 2.08; the teacher's labels are learnable.
   EXPECT_GT(r.losses.front(), 1.5);
@@ -45,16 +45,16 @@ TEST(Training, MlpLossFalls) {
 TEST(Training, SameSeedSameLossesAndSgdWorks) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 5;
+  o.loop.steps = 5;
   o.threads = 2;
-  o.seed = 11;
-  o.optimizer.kind = OptimizerKind::kSgd;
-  o.optimizer.learning_rate = 0.1;
+  o.loop.seed = 11;
+  o.compile.optimizer.kind = OptimizerKind::kSgd;
+  o.compile.optimizer.learning_rate = 0.1;
   TrainReport a = train_model(spec, o).value();
   TrainReport b = train_model(spec, o).value();
   EXPECT_EQ(a.losses, b.losses);
   EXPECT_LT(a.losses.back(), a.losses.front());
-  o.seed = 12;
+  o.loop.seed = 12;
   TrainReport c = train_model(spec, o).value();
   EXPECT_NE(a.losses, c.losses);
 }
@@ -63,10 +63,10 @@ TEST(Training, SameSeedSameLossesAndSgdWorks) {
 TEST(Training, MicroBatchesMatchTheWholeBatch) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 4;
+  o.loop.steps = 4;
   o.threads = 1;
   TrainReport whole = train_model(spec, o).value();
-  o.micro_batches = 4;
+  o.compile.micro_batches = 4;
   TrainReport split = train_model(spec, o).value();
   ASSERT_EQ(whole.losses.size(), split.losses.size());
   for (size_t i = 0; i < whole.losses.size(); ++i)
@@ -76,10 +76,10 @@ TEST(Training, MicroBatchesMatchTheWholeBatch) {
 TEST(Training, DivergenceIsReportedNotHidden) {
   ModelSpec spec = resolve_model("mlp", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 30;
+  o.loop.steps = 30;
   o.threads = 1;
-  o.optimizer.kind = OptimizerKind::kSgd;
-  o.optimizer.learning_rate = 1e6;
+  o.compile.optimizer.kind = OptimizerKind::kSgd;
+  o.compile.optimizer.learning_rate = 1e6;
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("the loss became"), std::string::npos);

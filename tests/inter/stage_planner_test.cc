@@ -17,13 +17,6 @@
 namespace alpa {
 namespace {
 
-std::function<Result<TrainStep>(int)> gpt_steps(const ModelSpec& spec) {
-  return [spec](int micro_batches) -> Result<TrainStep> {
-    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
-    return build_train_step(fwd, {});
-  };
-}
-
 Cluster local(int devices) {
   return with_devices(cluster_preset("local").value(), devices).value();
 }
@@ -61,7 +54,7 @@ TEST(StagePlanner, GptTinyOnFourDevicesWithMicroBatchSearch) {
   PipelinePlannerOptions o;
   o.micro_batches = 0;
   o.batch = spec.batch;
-  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(4), o);
+  Result<PipelinePlan> p = plan_pipeline(spec, {}, local(4), o);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   expect_well_formed(*p, 4);
   EXPECT_EQ(spec.batch % p->micro_batches, 0);
@@ -96,20 +89,20 @@ TEST(StagePlanner, PlanSpacesOfTheAblations) {
   o.num_layers = 4;
   o.imbalance_tolerance = 100;
   o.space = PlanSpace::kIntraOnly;
-  Result<PipelinePlan> intra = plan_pipeline(gpt_steps(spec), local(4), o);
+  Result<PipelinePlan> intra = plan_pipeline(spec, {}, local(4), o);
   ASSERT_TRUE(intra.ok()) << intra.status().to_string();
   expect_well_formed(*intra, 4);
   ASSERT_EQ(intra->stages.size(), 1u);  // auto-sharding alone: one stage on every device
   EXPECT_EQ(intra->stages[0].submesh.size(), 4);
   o.space = PlanSpace::kInterOnly;
-  Result<PipelinePlan> inter = plan_pipeline(gpt_steps(spec), local(4), o);
+  Result<PipelinePlan> inter = plan_pipeline(spec, {}, local(4), o);
   ASSERT_TRUE(inter.ok()) << inter.status().to_string();
   expect_well_formed(*inter, 4);
   ASSERT_EQ(inter->stages.size(), 4u);  // pipeline alone: one device per stage
   for (const PlannedStage& st : inter->stages) EXPECT_EQ(st.submesh.size(), 1);
   // More devices than layers: no inter-only plan (the paper's "x" for MoE at 32 GPUs).
   o.num_layers = 2;
-  EXPECT_FALSE(plan_pipeline(gpt_steps(spec), local(4), o).ok());
+  EXPECT_FALSE(plan_pipeline(spec, {}, local(4), o).ok());
   EXPECT_EQ(parse_plan_space("inter-only").value(), PlanSpace::kInterOnly);
   EXPECT_FALSE(parse_plan_space("both").ok());
 }
@@ -122,7 +115,7 @@ TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
   o.micro_batches = 2;
   o.batch = spec.batch;
   o.num_layers = 4;
-  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(2), o);
+  Result<PipelinePlan> p = plan_pipeline(spec, {}, local(2), o);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   expect_well_formed(*p, 2);
   EXPECT_GT(p->cache_hits, 0);
@@ -140,10 +133,10 @@ TEST(StagePlanner, ExtrapolatedRunsMatchExactSolves) {
   o.batch = spec.batch;
   o.num_layers = 8;
   Cluster cl = with_devices(cluster_preset("p3.16xlarge").value(), 4).value();
-  Result<PipelinePlan> fast = plan_pipeline(gpt_steps(spec), cl, o);
+  Result<PipelinePlan> fast = plan_pipeline(spec, {}, cl, o);
   ASSERT_TRUE(fast.ok()) << fast.status().to_string();
   o.extrapolate_repeated_layers = false;
-  Result<PipelinePlan> exact = plan_pipeline(gpt_steps(spec), cl, o);
+  Result<PipelinePlan> exact = plan_pipeline(spec, {}, cl, o);
   ASSERT_TRUE(exact.ok()) << exact.status().to_string();
   EXPECT_GT(fast->extrapolated, 0);
   EXPECT_EQ(exact->extrapolated, 0);
@@ -166,10 +159,10 @@ TEST(StagePlanner, StageBoundariesBalanceWithinLayers) {
   o.space = PlanSpace::kInterOnly;
   o.imbalance_tolerance = 1e9;
   o.balance_within_layers = false;
-  Result<PipelinePlan> whole = plan_pipeline(gpt_steps(spec), local(2), o);
+  Result<PipelinePlan> whole = plan_pipeline(spec, {}, local(2), o);
   ASSERT_TRUE(whole.ok()) << whole.status().to_string();
   o.balance_within_layers = true;
-  Result<PipelinePlan> balanced = plan_pipeline(gpt_steps(spec), local(2), o);
+  Result<PipelinePlan> balanced = plan_pipeline(spec, {}, local(2), o);
   ASSERT_TRUE(balanced.ok()) << balanced.status().to_string();
   expect_well_formed(*whole, 2);
   expect_well_formed(*balanced, 2);
@@ -194,7 +187,7 @@ TEST(StagePlanner, StageBoundariesBalanceWithinLayers) {
   };
   ASSERT_EQ(starts(balanced->layers).size(), 1u);
   for (size_t at : starts(whole->layers)) EXPECT_NE(at, starts(balanced->layers)[0]);
-  const TrainStep step = gpt_steps(spec)(4).value();
+  const TrainStep step = micro_batch_step(spec, {}, 4).value();
   Result<MaterializedPipeline> m = materialize_pipeline(step, *balanced, local(2), o.sharding);
   ASSERT_TRUE(m.ok()) << m.status().to_string();
   EXPECT_NEAR(m->predicted_step_time_s, balanced->predicted_step_time_s,
@@ -219,8 +212,8 @@ TEST(StagePlanner, TransfersBetweenHostsAreCostedWhereStagesSit) {
   two.devices_per_host = 2;
   two.inter_host.bandwidth = one.intra_host.bandwidth / 1000;
   two.inter_host.latency = one.intra_host.latency;
-  Result<PipelinePlan> a = plan_pipeline(gpt_steps(spec), one, o);
-  Result<PipelinePlan> b = plan_pipeline(gpt_steps(spec), two, o);
+  Result<PipelinePlan> a = plan_pipeline(spec, {}, one, o);
+  Result<PipelinePlan> b = plan_pipeline(spec, {}, two, o);
   ASSERT_TRUE(a.ok()) << a.status().to_string();
   ASSERT_TRUE(b.ok()) << b.status().to_string();
   ASSERT_EQ(a->stages.size(), 4u);
@@ -265,17 +258,17 @@ TEST(StagePlanner, NoFitNamesTheSmallestMemoryThatWorks) {
   o.micro_batches = 2;
   o.batch = spec.batch;
   o.memory_per_device = 1000;  // 1 KB
-  Result<PipelinePlan> p = plan_pipeline(gpt_steps(spec), local(2), o);
+  Result<PipelinePlan> p = plan_pipeline(spec, {}, local(2), o);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), StatusCode::kResourceExhausted);
   const double need = smallest_memory(p.status().message());
   ASSERT_GT(need, 1000) << p.status().message();
   o.memory_per_device = need;
-  Result<PipelinePlan> fits = plan_pipeline(gpt_steps(spec), local(2), o);
+  Result<PipelinePlan> fits = plan_pipeline(spec, {}, local(2), o);
   ASSERT_TRUE(fits.ok()) << fits.status().to_string();
   for (const PlannedStage& st : fits->stages) EXPECT_LE(st.peak_memory_bytes, need);
   o.memory_per_device = 0.95 * need;
-  EXPECT_FALSE(plan_pipeline(gpt_steps(spec), local(2), o).ok());
+  EXPECT_FALSE(plan_pipeline(spec, {}, local(2), o).ok());
 }
 
 }  // namespace

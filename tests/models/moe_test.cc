@@ -244,9 +244,9 @@ TEST(MoeFfn, GradientMatchesFiniteDifferences) {
 TEST(MoeTraining, TinyLossFalls) {
   ModelSpec spec = resolve_model("moe", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 150;
+  o.loop.steps = 150;
   o.threads = 1;
-  o.optimizer.learning_rate = 3e-3;
+  o.compile.optimizer.learning_rate = 3e-3;
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_GT(r->losses.front(), 3.9);

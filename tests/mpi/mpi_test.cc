@@ -158,10 +158,10 @@ void expect_matches_one_device(const TrainReport& r, const TrainReport& one) {
 
 TrainOptions base_options(int micro_batches) {
   TrainOptions o;
-  o.steps = 3;
+  o.loop.steps = 3;
   o.threads = 1;
-  o.micro_batches = micro_batches;
-  o.keep_final_params = true;
+  o.compile.micro_batches = micro_batches;
+  o.loop.keep_final_params = true;
   return o;
 }
 
@@ -181,7 +181,7 @@ TEST(MpiTraining, MeshesMatchOneDevice) {
       if (m[0] * m[1] != ranks()) continue;
       SCOPED_TRACE(cat(model, " mesh ", m[0], "x", m[1]));
       TrainOptions o = base_options(1);
-      o.mesh = m;
+      o.compile.mesh = m;
       o.world = g_world;
       Result<TrainReport> r = train_model(spec, o);
       ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -216,10 +216,10 @@ TEST(MpiTraining, PipelinesMatchOneDevice) {
     ModelSpec spec = resolve_model(c.model, "tiny", {}).value();
     const TrainReport one = one_device(spec, c.micro_batches);
     TrainOptions o = base_options(c.micro_batches);
-    o.pipeline.enabled = true;
-    o.pipeline.devices = ranks();
-    o.pipeline.schedule = c.schedule;
-    o.pipeline.plan = stages_plan(c.meshes, c.layers, c.micro_batches);
+    o.compile.pipeline = true;
+    o.compile.devices = ranks();
+    o.compile.schedule = c.schedule;
+    o.compile.stages = stages_plan(c.meshes, c.layers, c.micro_batches);
     o.world = g_world;
     Result<TrainReport> r = train_model(spec, o);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -236,8 +236,8 @@ TEST(MpiTraining, PlannedPipelineMatchesOneDevice) {
   // Process 0 plans (stages and micro-batch count) and sends the plan to the others.
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   TrainOptions o = base_options(2);
-  o.pipeline.enabled = true;
-  o.pipeline.devices = ranks();
+  o.compile.pipeline = true;
+  o.compile.devices = ranks();
   o.world = g_world;
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -258,21 +258,21 @@ TEST(MpiCheckpoint, ResumeIsBitIdenticalToTrainingOn) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   const std::string dir = scratch_dir("resume");
   TrainOptions o = base_options(1);
-  o.mesh = {1, ranks()};
+  o.compile.mesh = {1, ranks()};
   o.world = g_world;
-  o.backend = "mpi";
-  o.steps = 6;
+  o.loop.backend = "mpi";
+  o.loop.steps = 6;
   Result<TrainReport> straight = train_model(spec, o);
   ASSERT_TRUE(straight.ok()) << straight.status().to_string();
-  o.steps = 3;
-  o.checkpoint_dir = dir;
-  o.checkpoint_every = 1;
+  o.loop.steps = 3;
+  o.loop.checkpoint_dir = dir;
+  o.loop.checkpoint_every = 1;
   Result<TrainReport> first = train_model(spec, o);
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   EXPECT_EQ(first->checkpoints.size(), 3u);
-  o.steps = 6;
-  o.checkpoint_dir.clear();
-  o.resume = dir;
+  o.loop.steps = 6;
+  o.loop.checkpoint_dir.clear();
+  o.loop.resume = dir;
   Result<TrainReport> resumed = train_model(spec, o);
   ASSERT_TRUE(resumed.ok()) << resumed.status().to_string();
   EXPECT_EQ(resumed->first_step, 4);
@@ -289,9 +289,9 @@ TEST(MpiCheckpoint, ResumeIsBitIdenticalToTrainingOn) {
 void expect_loads_exactly(const ModelSpec& spec, TrainOptions o, const std::string& path) {
   Result<LoadedCheckpoint> ck = read_checkpoint(path);
   ASSERT_TRUE(ck.ok()) << ck.status().to_string();
-  o.resume = path;
-  o.steps = static_cast<int>(ck->info.step);
-  o.keep_final_params = true;
+  o.loop.resume = path;
+  o.loop.steps = static_cast<int>(ck->info.step);
+  o.loop.keep_final_params = true;
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_TRUE(r->losses.empty());
@@ -312,34 +312,34 @@ TEST(MpiCheckpoint, LoadsOntoAnotherMeshThreadsAndAnotherJobSize) {
   const std::string dir = scratch_dir("written");
   TrainOptions o = base_options(1);
   o.world = g_world;
-  o.backend = "mpi";
-  o.mesh = ranks() == 4 ? MeshShape{2, 2} : MeshShape{2, 1};
-  o.steps = 2;
-  o.checkpoint_dir = dir;
+  o.loop.backend = "mpi";
+  o.compile.mesh = ranks() == 4 ? MeshShape{2, 2} : MeshShape{2, 1};
+  o.loop.steps = 2;
+  o.loop.checkpoint_dir = dir;
   ASSERT_TRUE(train_model(spec, o).ok());
-  o.checkpoint_dir.clear();
+  o.loop.checkpoint_dir.clear();
   // Another mesh of this job.
-  o.mesh = {1, ranks()};
+  o.compile.mesh = {1, ranks()};
   expect_loads_exactly(spec, o, dir);
   // A pipeline of this job.
   TrainOptions p = base_options(2);
   p.world = g_world;
-  p.pipeline.enabled = true;
-  p.pipeline.devices = ranks();
-  p.pipeline.plan = stages_plan({{1, 1}, {1, static_cast<int64_t>(ranks() - 1)}}, 2, 2);
+  p.compile.pipeline = true;
+  p.compile.devices = ranks();
+  p.compile.stages = stages_plan({{1, 1}, {1, static_cast<int64_t>(ranks() - 1)}}, 2, 2);
   expect_loads_exactly(spec, p, dir);
   // Threads on rank 0: one device and a 2x2 mesh of virtual devices.
   if (rank() == 0) {
     TrainOptions t = base_options(1);
     expect_loads_exactly(spec, t, dir);
-    t.mesh = {2, 2};
+    t.compile.mesh = {2, 2};
     expect_loads_exactly(spec, t, dir);
   }
   // A checkpoint written by a job of another size (ctest runs that job first).
   if (const char* in = std::getenv("ALPA_MPI_CHECKPOINT_IN")) {
     TrainOptions q = base_options(1);
     q.world = g_world;
-    q.mesh = {ranks(), 1};
+    q.compile.mesh = {ranks(), 1};
     expect_loads_exactly(spec, q, in);
   }
 }

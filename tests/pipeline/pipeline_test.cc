@@ -55,16 +55,16 @@ TEST_P(PipelineEquivalence, AdamWStepsMatchOneDevice) {
   const PCase& c = GetParam();
   ModelSpec spec = resolve_model(c.model, "tiny", {}).value();
   TrainOptions o;
-  o.steps = 3;
+  o.loop.steps = 3;
   o.threads = 1;
-  o.micro_batches = c.micro_batches;
-  o.keep_final_params = true;
+  o.compile.micro_batches = c.micro_batches;
+  o.loop.keep_final_params = true;
   Result<TrainReport> one = train_model(spec, o);
   ASSERT_TRUE(one.ok()) << one.status().to_string();
-  o.pipeline.enabled = true;
-  o.pipeline.devices = devices_of(c);
-  o.pipeline.schedule = c.schedule;
-  o.pipeline.plan = manual_plan(c);
+  o.compile.pipeline = true;
+  o.compile.devices = devices_of(c);
+  o.compile.schedule = c.schedule;
+  o.compile.stages = manual_plan(c);
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   ASSERT_EQ(r->losses.size(), one->losses.size());
@@ -102,7 +102,7 @@ TEST_P(PipelineEquivalence, AdamWStepsMatchOneDevice) {
   bool all_single = true;
   for (const MeshShape& m : c.meshes) all_single = all_single && m[0] * m[1] == 1;
   for (size_t d = 0; d < r->device_stats.size(); ++d) {
-    const PipelineDeviceStats& st = r->device_stats[d];
+    const DeviceStats& st = r->device_stats[d];
     EXPECT_GT(st.owned_bytes, 0) << "device " << d;
     EXPECT_LT(st.owned_bytes, whole) << "device " << d << " holds the whole model";
     int64_t from_shapes = 0;
@@ -145,17 +145,17 @@ INSTANTIATE_TEST_SUITE_P(Plans, PipelineEquivalence, ::testing::ValuesIn(cases()
 TEST(PipelineFaults, SkippedAccumulationIsCaught) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   TrainOptions o;
-  o.steps = 2;
+  o.loop.steps = 2;
   o.threads = 1;
-  o.micro_batches = 4;
-  o.keep_final_params = true;
+  o.compile.micro_batches = 4;
+  o.loop.keep_final_params = true;
   Result<TrainReport> one = train_model(spec, o);
   ASSERT_TRUE(one.ok()) << one.status().to_string();
-  o.pipeline.enabled = true;
-  o.pipeline.devices = 2;
-  o.pipeline.plan = manual_plan({"gpt", {{1, 1}, {1, 1}}, 2, 4, ScheduleKind::k1F1B});
+  o.compile.pipeline = true;
+  o.compile.devices = 2;
+  o.compile.stages = manual_plan({"gpt", {{1, 1}, {1, 1}}, 2, 4, ScheduleKind::k1F1B});
   int removed = 0;
-  o.pipeline.rewrite_program = [&](PipelineProgram& prog) {
+  o.rewrite_program = [&](Program& prog) {
     std::vector<Instruction>& list = prog.stages[0].instructions;
     for (size_t i = 0; i < list.size(); ++i)
       if (list[i].kind == InstrKind::kAccumulate && list[i].micro_batch == 2) {

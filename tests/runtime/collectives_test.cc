@@ -1,4 +1,4 @@
-// Collective ops through SpmdRunner on meshes 1x2, 2x1, 2x2 and 2x4, for axes [0], [1] and
+// Collective ops through MeshRunner on meshes 1x2, 2x1, 2x2 and 2x4, for axes [0], [1] and
 // [0,1] and split dims outer, middle and inner: each device's result is compared with what the
 // op means on the full tensor (all_gather of the shards of F is F; reduce_scatter of partial
 // sums is the device's chunk of the total; all_to_all moves chunk j to member j; shard_slice
@@ -12,7 +12,7 @@
 #include <chrono>
 #include <set>
 
-#include "alpa/runtime/spmd_runner.h"
+#include "runtime/mesh_runner.h"
 #include "runtime_test_util.h"
 
 namespace alpa {
@@ -195,7 +195,7 @@ void check_case(const Case& c, MeshShape mesh, const std::vector<int64_t>& axes)
     }
   }
 
-  SpmdRunner runner(collective_program(c, attrs, input[0].shape), SpmdOptions{mesh});
+  MeshRunner runner(collective_program(c, attrs, input[0].shape), MeshRunOptions{mesh});
   std::vector<std::vector<Tensor>> params(n_dev);
   for (int d = 0; d < n_dev; ++d)
     params[d].push_back(Tensor::from_values(f32(input[d].shape), input[d].v));
@@ -259,7 +259,7 @@ TEST(CollectiveOps, ReduceScatterThenAllGatherIsAllReduce) {
   Value col = b.emit(OpKind::kAllReduce, std::vector<Value>{ag}, CollectiveAttrs{{0}, {2, 4}, 0, 0},
                      nullptr);
   b.output("y", col);
-  SpmdRunner runner(testing::finish(b), SpmdOptions{mesh});
+  MeshRunner runner(testing::finish(b), MeshRunOptions{mesh});
   std::vector<std::vector<Tensor>> params(8);
   std::vector<Full> in(8);
   for (int d = 0; d < 8; ++d) {
@@ -286,9 +286,9 @@ TEST(CollectiveOps, ShardedMatmulWithAllReduceMatchesOneDevice) {
   Value y = b.emit(OpKind::kAllReduce, std::vector<Value>{b.matmul(x, w)},
                    CollectiveAttrs{{1}, {1, 4}, 0, 0}, nullptr);
   b.output("y", b.tanh(y));
-  SpmdOptions opt{mesh};
+  MeshRunOptions opt{mesh};
   opt.threads_per_device = 2;
-  SpmdRunner runner(testing::finish(b), opt);
+  MeshRunner runner(testing::finish(b), opt);
   const Full xf = random_full({16, 32}, 1), wf = random_full({32, 12}, 2);
   auto params = [&] {
     std::vector<std::vector<Tensor>> p(4);
@@ -356,7 +356,7 @@ TEST(CollectiveOps, AProgramForAnotherMeshIsAnError) {
   Value x = b.parameter("x", f32({4, 4}), ParamRole::kInput);
   b.output("y", b.emit(OpKind::kAllGather, std::vector<Value>{x},
                        CollectiveAttrs{{1}, {2, 2}, 0, 0}, nullptr));
-  SpmdRunner runner(testing::finish(b), SpmdOptions{{1, 4}});
+  MeshRunner runner(testing::finish(b), MeshRunOptions{{1, 4}});
   std::vector<std::vector<Tensor>> params(4);
   for (auto& p : params) p.push_back(Tensor(f32({4, 4})));
   Result<std::vector<std::vector<Tensor>>> r = runner.run(std::move(params));
@@ -374,9 +374,9 @@ TEST(CollectiveOps, AFailingDeviceFailsTheRunWithoutHanging) {
   Value x = b.parameter("x", f32({4}), ParamRole::kInput);
   b.output("y", b.emit(OpKind::kAllReduce, std::vector<Value>{x},
                        CollectiveAttrs{{0, 1}, {2, 2}, 0, 0}, nullptr));
-  SpmdOptions opt{{2, 2}};
+  MeshRunOptions opt{{2, 2}};
   opt.timeout_s = 60;
-  SpmdRunner runner(testing::finish(b), opt);
+  MeshRunner runner(testing::finish(b), opt);
   auto params = [](bool bad) {
     std::vector<std::vector<Tensor>> p(4);
     for (int d = 0; d < 4; ++d)

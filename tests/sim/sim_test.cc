@@ -12,11 +12,11 @@
 
 #include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
+#include "alpa/compile/compile.h"
 #include "alpa/inter/stage_planner.h"
 #include "alpa/models/registry.h"
-#include "alpa/pipeline/runner.h"
 #include "alpa/runtime/init.h"
-#include "alpa/sim/checked_plan.h"
+#include "alpa/runtime/program_runner.h"
 #include "alpa/sim/simulator.h"
 #include "pipeline/manual_stages.h"
 
@@ -26,7 +26,7 @@ namespace {
 struct Built {
   TrainStep step;    // one micro-batch
   Graph reference;   // all micro-batches (parameters and data)
-  PipelineProgram program;
+  Program program;
   Cluster cluster;
 };
 
@@ -46,28 +46,26 @@ Built build(const std::vector<MeshShape>& meshes, int layers, int B, ScheduleKin
   LayerClusteringOptions lo;
   lo.num_layers = layers;
   p.layers = cluster_layers(b.step.graph, forward_ops(b.step), lo).value();
-  MaterializedPipeline m = materialize_pipeline(b.step, p, b.cluster, {}).value();
-  PipelineBuildOptions bo;
-  bo.schedule = kind;
-  bo.micro_batches = B;
-  bo.cluster = &b.cluster;
-  b.program = build_pipeline_program(b.step, m.split, std::move(m.graphs), std::move(m.plans),
-                                     m.placements, bo)
-                  .value();
+  CompileOptions co;
+  co.pipeline = true;
+  co.devices = devices;
+  co.schedule = kind;
+  co.simulate = false;
+  b.program = compile_stages(b.step, p, b.cluster, co).value().program;
   return b;
 }
 
 TEST(Simulator, StoreMatchesTheRuntimeRunner) {
   for (ScheduleKind kind : {ScheduleKind::k1F1B, ScheduleKind::kGPipe}) {
     Built b = build({{1, 1}, {1, 2}, {1, 1}}, 4, 4, kind);
-    SimReport sim = simulate_pipeline(b.program, b.cluster).value();
-    PipelineRunner runner(b.program, b.step.graph);
+    SimReport sim = simulate(b.program, b.cluster).value();
+    ProgramRunner runner(b.program);
     const std::vector<Tensor> init = init_parameters(b.reference, 3);
     ASSERT_TRUE(runner.load_parameters(init).ok());
     ASSERT_TRUE(runner.run_step(init).ok());
     for (size_t s = 0; s < sim.stages.size(); ++s) {
       const SimStage& st = sim.stages[s];
-      const PipelineDeviceStats& real = runner.stats(st.first_device);
+      const DeviceStats& real = runner.stats(st.first_device);
       SCOPED_TRACE(cat(schedule_name(kind), " stage ", s));
       EXPECT_EQ(st.peak_live_micro_batches, real.peak_live_micro_batches);
       EXPECT_DOUBLE_EQ(st.peak_store_bytes, static_cast<double>(real.peak_store_bytes));
@@ -80,14 +78,14 @@ TEST(Simulator, StoreMatchesTheRuntimeRunner) {
 
 TEST(Simulator, OneStageHasNoBubbleSeveralHaveOne) {
   Built one = build({{1, 1}}, 2, 4, ScheduleKind::k1F1B);
-  SimReport r1 = simulate_pipeline(one.program, one.cluster).value();
+  SimReport r1 = simulate(one.program, one.cluster).value();
   ASSERT_EQ(r1.stages.size(), 1u);
   EXPECT_NEAR(r1.step_time_s, r1.stages[0].busy_s, 1e-12);
   EXPECT_NEAR(r1.bubble_fraction, 0.0, 1e-9);
   EXPECT_GT(r1.stages[0].compute_s, 0);
 
   Built two = build({{1, 1}, {1, 1}}, 4, 8, ScheduleKind::k1F1B);
-  SimReport r2 = simulate_pipeline(two.program, two.cluster).value();
+  SimReport r2 = simulate(two.program, two.cluster).value();
   double most = 0, sum = 0;
   for (const SimStage& s : r2.stages) {
     most = std::max(most, s.busy_s);
@@ -105,7 +103,7 @@ TEST(Simulator, MoreMicroBatchesShrinkTheBubble) {
   double last = 1.0;
   for (int B : {1, 2, 8}) {
     Built b = build({{1, 1}, {1, 1}}, 2, B, ScheduleKind::kGPipe);
-    SimReport r = simulate_pipeline(b.program, b.cluster).value();
+    SimReport r = simulate(b.program, b.cluster).value();
     double busiest = 0;
     for (const SimStage& s : r.stages) busiest = std::max(busiest, s.busy_s);
     const double idle = 1.0 - busiest / r.step_time_s;
@@ -118,7 +116,7 @@ TEST(Simulator, MoreMicroBatchesShrinkTheBubble) {
 
 TEST(Simulator, TraceIsChromeJsonWithOneEventPerTimedInstruction) {
   Built b = build({{1, 1}, {1, 1}}, 2, 2, ScheduleKind::k1F1B);
-  SimReport r = simulate_pipeline(b.program, b.cluster).value();
+  SimReport r = simulate(b.program, b.cluster).value();
   nlohmann::json j = nlohmann::json::parse(chrome_trace_json(r.events, "test"));
   ASSERT_TRUE(j.contains("traceEvents"));
   int complete = 0, forward = 0;
@@ -133,9 +131,6 @@ TEST(Simulator, TraceIsChromeJsonWithOneEventPerTimedInstruction) {
   EXPECT_EQ(forward, 2 * 2);  // 2 stages x 2 micro-batches
 }
 
-// The planner's plan and its alternatives are judged by simulation: the result is the fastest
-// simulated candidate that fits, and a memory that the first plan overflows (by the
-// simulator's count) gives a plan that fits it.
 // The planner's cost of each stage (what the stage DP adds up) agrees with the simulated run of
 // its lowered programs, on a paper-size GPT (6.7B's blocks, 4 of them) with many micro-batches:
 // - on one device (no communication) to 1%: forward, backward and update are separate
@@ -159,7 +154,8 @@ TEST(Simulator, PlannedStageTimesAgreeWithTheSimulation) {
     lo.num_layers = 4;
     p.layers = cluster_layers(step.graph, forward_ops(step), lo).value();
     MaterializedPipeline m = materialize_pipeline(step, p, c, {}).value();
-    SimReport r = simulate_materialized(step, m, c, ScheduleKind::k1F1B, B).value();
+    SimReport r =
+        simulate(pipeline_program(step, m, ScheduleKind::k1F1B, B).value(), c).value();
     ASSERT_EQ(r.stages.size(), meshes.size());
     for (size_t s = 0; s < meshes.size(); ++s)
       EXPECT_NEAR(m.stages[s].time_s * B, r.stages[s].busy_s, tolerance * r.stages[s].busy_s)
@@ -167,65 +163,6 @@ TEST(Simulator, PlannedStageTimesAgreeWithTheSimulation) {
   };
   check({{1, 1}}, 8, 0.01);
   check({{1, 2}, {1, 2}}, 32, 0.05);
-}
-
-TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
-  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
-  auto build = [&](int B) -> Result<TrainStep> {
-    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
-    return build_train_step(fwd, {});
-  };
-  const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
-  PipelinePlannerOptions o;
-  o.batch = spec.batch;
-  o.imbalance_tolerance = 100;
-  CheckedPipelinePlan r = plan_pipeline_checked(build, c, o, ScheduleKind::k1F1B).value();
-  ASSERT_FALSE(r.simulated.empty());
-  EXPECT_EQ(r.rounds, 1);
-  double fastest = 1e30;
-  for (const SimulatedCandidate& s : r.simulated)
-    if (s.peak_memory_bytes <= c.device.memory_bytes) fastest = std::min(fastest, s.step_time_s);
-  EXPECT_DOUBLE_EQ(r.sim.step_time_s, fastest);
-  EXPECT_EQ(r.step.graph.size() > 0, true);
-  EXPECT_EQ(static_cast<int>(r.pipeline.stages.size()), static_cast<int>(r.plan.stages.size()));
-  EXPECT_TRUE(r.plan.alternatives.empty());
-  EXPECT_GT(r.plan.candidates, 0);  // the search's statistics travel with the chosen plan
-
-  // Memory between the favourite's planned and simulated peaks: the planner still prefers it,
-  // the simulation rejects it, slower candidates fit; its micro-batch count is planned again
-  // for less memory, and that plan fits and wins.
-  {
-    double planned = 0;
-    for (const PlannedStage& ps : r.pipeline.stages) planned = std::max(planned, ps.peak_memory_bytes);
-    const SimulatedCandidate favourite = r.simulated.front();
-    ASSERT_LT(planned, favourite.peak_memory_bytes);
-    PipelinePlannerOptions between = o;
-    between.memory_per_device = 0.5 * (planned + favourite.peak_memory_bytes);
-    CheckedPipelinePlan refit =
-        plan_pipeline_checked(build, c, between, ScheduleKind::k1F1B).value();
-    ASSERT_GE(refit.simulated.size(), 2u);
-    EXPECT_GT(refit.simulated.front().peak_memory_bytes, between.memory_per_device);
-    const SimulatedCandidate& again = refit.simulated.back();
-    EXPECT_EQ(again.micro_batches, favourite.micro_batches);
-    EXPECT_LE(again.peak_memory_bytes, between.memory_per_device);
-    double fits = 1e30;
-    for (size_t i = 0; i + 1 < refit.simulated.size(); ++i)
-      if (refit.simulated[i].peak_memory_bytes <= between.memory_per_device)
-        fits = std::min(fits, refit.simulated[i].step_time_s);
-    EXPECT_LT(again.step_time_s, fits);
-    EXPECT_DOUBLE_EQ(refit.sim.step_time_s, again.step_time_s);
-    EXPECT_EQ(refit.plan.micro_batches, favourite.micro_batches);
-  }
-
-  // Less memory than that plan's simulated peak: whatever comes back fits, or it is an error.
-  o.memory_per_device = 0.9 * r.peak_memory_bytes;
-  Result<CheckedPipelinePlan> tight = plan_pipeline_checked(build, c, o, ScheduleKind::k1F1B);
-  if (tight.ok()) {
-    EXPECT_LE(tight->peak_memory_bytes, o.memory_per_device);
-    EXPECT_LE(tight->planner_memory, o.memory_per_device);
-  } else {
-    EXPECT_EQ(tight.status().code(), StatusCode::kResourceExhausted) << tight.status().to_string();
-  }
 }
 
 }  // namespace

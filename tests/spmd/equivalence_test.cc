@@ -145,15 +145,15 @@ TEST_P(TrainingEquivalence, AdamWStepsMatchOneDevice) {
   const Case& c = GetParam();
   ModelSpec spec = resolve_model(c.model, "tiny", {}).value();
   TrainOptions o;
-  o.steps = 3;
+  o.loop.steps = 3;
   o.threads = 1;
-  o.keep_final_params = true;
+  o.loop.keep_final_params = true;
   TrainReport one = train_model(spec, o).value();
-  o.mesh = {c.n0, c.n1};
+  o.compile.mesh = {c.n0, c.n1};
   if (c.plan != "auto") {
     Graph fwd = build_forward(spec, 1).value();
     TrainStep ts = build_train_step(fwd, {}).value();
-    o.sharding = manual_plan(ts.graph, o.mesh, parse_manual_plan(c.plan).value()).value();
+    o.compile.sharding = manual_plan(ts.graph, o.compile.mesh, parse_manual_plan(c.plan).value()).value();
   }
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();

@@ -13,7 +13,7 @@
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/init.h"
-#include "alpa/runtime/spmd_runner.h"
+#include "runtime/mesh_runner.h"
 #include "alpa/spmd/lower.h"
 #include "alpa/runtime/shard.h"
 
@@ -57,10 +57,10 @@ inline Result<Sharded> run_sharded(const Graph& g, const std::vector<Tensor>& pa
     std::vector<Tensor> shards = shard_tensor_all(params[p], s.program.param_specs[p], mesh.shape());
     for (int d = 0; d < devices; ++d) dev[d].push_back(std::move(shards[d]));
   }
-  SpmdOptions so;
+  MeshRunOptions so;
   so.mesh = mesh.shape();
   so.timeout_s = 30;
-  SpmdRunner runner(program, so);
+  MeshRunner runner(program, so);
   ALPA_ASSIGN_OR_RETURN(s.device_outputs, runner.run(std::move(dev)));
   for (size_t o = 0; o < g.outputs().size(); ++o) {
     std::vector<const Tensor*> blocks;

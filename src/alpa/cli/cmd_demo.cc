@@ -27,11 +27,11 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   Result<ModelSpec> spec = resolve_model("gpt", "tiny", {});
   if (!spec.ok()) return report_error(spec.status(), flags.json, out, err);
   TrainOptions options;
-  options.steps = flags.steps;
-  options.seed = flags.seed;
+  options.loop.steps = flags.steps;
+  options.loop.seed = flags.seed;
   options.threads = flags.threads;
-  options.optimizer.kind = OptimizerKind::kAdamW;
-  options.optimizer.learning_rate = 3e-3;
+  options.compile.optimizer.kind = OptimizerKind::kAdamW;
+  options.compile.optimizer.learning_rate = 3e-3;
 
   const bool human = !flags.json;
   const GptConfig& c = spec->gpt;
@@ -73,14 +73,14 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
 
   // Part 2: the same model sharded automatically over a 2x2 mesh of virtual devices.
   TrainOptions sharded = options;
-  sharded.steps = std::min(flags.steps, 20);
-  sharded.mesh = {2, 2};
+  sharded.loop.steps = std::min(flags.steps, 20);
+  sharded.compile.mesh = {2, 2};
   sharded.cluster = "local";
   if (human) {
     out << "\nNow the same training sharded over a 2x2 mesh of virtual devices (4 threads): the "
            "auto-sharding\nILP chooses a layout for every tensor, the graph is lowered to one "
            "program per device with\nthe collectives it needs, and "
-        << sharded.steps << " steps run on the 4 devices.\n";
+        << sharded.loop.steps << " steps run on the 4 devices.\n";
     out.flush();
   }
   Result<TrainReport> mesh = train_model(*spec, sharded);
@@ -92,18 +92,19 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   // Part 3: a pipeline. The inter-op pass slices the model into stages on submeshes of 4
   // virtual devices; 4 micro-batches flow through them on a 1F1B schedule.
   TrainOptions piped = options;
-  piped.steps = sharded.steps;
+  piped.loop.steps = sharded.loop.steps;
   piped.cluster = "local";
-  piped.micro_batches = 4;
-  piped.pipeline.enabled = true;
-  piped.pipeline.devices = 4;
-  piped.pipeline.schedule = ScheduleKind::k1F1B;
+  piped.compile.micro_batches = 4;
+  piped.compile.pipeline = true;
+  piped.compile.devices = 4;
+  piped.compile.schedule = ScheduleKind::k1F1B;
   if (human) {
     out << "\nplan: " << m.collectives << " collectives per step per device, planned in "
         << format_seconds(m.plan_seconds) << "; layouts used (value count):";
     std::map<std::string, int> layouts;
-    for (size_t i = 0; i < m.plan.specs.size(); ++i)
-      if (m.plan.strategy[i] >= 0) layouts[m.plan.specs[i].to_string()]++;
+    const ShardingPlan& plan = *m.compiled->mesh_plan;
+    for (size_t i = 0; i < plan.specs.size(); ++i)
+      if (plan.strategy[i] >= 0) layouts[plan.specs[i].to_string()]++;
     std::vector<std::pair<int, std::string>> by_count;
     for (const auto& [l, c] : layouts) by_count.push_back({c, l});
     std::sort(by_count.rbegin(), by_count.rend());
@@ -112,7 +113,7 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
       if (shown++ < 8) out << " " << l << " " << c;
     out << "\n\nAnd as a pipeline: the inter-operator pass clusters the operators into layers, "
            "chooses stages,\ntheir submeshes of the 4 devices and each stage's intra-op plan; "
-        << piped.micro_batches << " micro-batches run on a 1F1B schedule.\n";
+        << piped.compile.micro_batches << " micro-batches run on a 1F1B schedule.\n";
     out.flush();
   }
   Result<TrainReport> pipe = train_model(*spec, piped);
@@ -134,21 +135,22 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
     j["mesh_max_relative_loss_difference"] = worst;
     j["mesh_collectives"] = m.collectives;
     j["pipeline_losses"] = p.losses;
-    j["pipeline_stages"] = p.pipeline_plan.stages.size();
+    j["pipeline_stages"] = p.program.stages.size();
     j["pipeline_micro_batches"] = p.micro_batches;
     j["pipeline_matches_one_device"] = pipe_match;
     j["pipeline_max_relative_loss_difference"] = worst_pipe;
     out << j.dump() << "\n";
     return all_match ? kExitOk : kExitUserError;
   }
-  for (size_t st = 0; st < p.pipeline_plan.stages.size(); ++st) {
-    const PlannedStage& ps = p.pipeline_plan.stages[st];
+  const CompiledPipeline& cp = *p.compiled->pipeline;
+  for (size_t st = 0; st < cp.plan.stages.size(); ++st) {
+    const PlannedStage& ps = cp.plan.stages[st];
     const int64_t n = ps.logical.shape[0] * ps.logical.shape[1];
     out << "  stage " << st << ": layers " << ps.first_layer << "-" << ps.last_layer << " of "
-        << p.pipeline_plan.layers.num_layers << ", devices " << ps.first_device << "-"
+        << cp.plan.layers.num_layers << ", devices " << ps.first_device << "-"
         << ps.first_device + n - 1 << ", logical mesh " << ps.logical.to_string() << "\n";
   }
-  out << "  " << p.transfers << " values cross between stages per step; planned in "
+  out << "  " << p.program.transfers.size() << " values cross between stages per step; planned in "
       << format_seconds(p.plan_seconds) << "\n";
   out << "\nstep  one device  2x2 mesh   pipeline\n";
   for (size_t i = 0; i < m.losses.size(); ++i)

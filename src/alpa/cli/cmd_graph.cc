@@ -19,10 +19,9 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
   Result<Graph> forward = build_forward(*spec, flags.micro_batches);
   if (!forward.ok()) return report_error(forward.status(), flags.json, out, err);
   TrainStepOptions tso;
-  Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
-  if (!kind.ok()) return report_error(kind.status(), flags.json, out, err);
-  tso.optimizer.kind = *kind;
-  tso.optimizer.learning_rate = flags.optimizer.lr;
+  Result<OptimizerOptions> optimizer = optimizer_options(flags.optimizer);
+  if (!optimizer.ok()) return report_error(optimizer.status(), flags.json, out, err);
+  tso.optimizer = *optimizer;
   tso.micro_batches = flags.micro_batches;
   Result<TrainStep> ts = build_train_step(*forward, tso);
   if (!ts.ok()) return report_error(ts.status(), flags.json, out, err);
@@ -53,7 +52,7 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
     j["model"] = spec->name;
     j["batch"] = spec->batch;
     j["micro_batches"] = flags.micro_batches;
-    j["optimizer"] = std::string(optimizer_name(*kind));
+    j["optimizer"] = std::string(optimizer_name(optimizer->kind));
     j["nodes"] = s.num_nodes;
     j["forward_nodes"] = fs.num_nodes;
     j["parameters"] = s.parameters;
@@ -68,7 +67,7 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
     out << j.dump() << "\n";
     return kExitOk;
   }
-  out << spec->name << ": training step (" << optimizer_name(*kind) << "), global batch "
+  out << spec->name << ": training step (" << optimizer_name(optimizer->kind) << "), global batch "
       << spec->batch << ", " << flags.micro_batches << " micro-batch"
       << (flags.micro_batches > 1 ? "es" : "") << "\n"
       << "  nodes                 " << format_count(s.num_nodes) << " (forward "

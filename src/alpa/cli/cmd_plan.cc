@@ -32,41 +32,28 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
   Result<ModelSpec> spec = resolve_model_flags(flags.model);
   if (!spec.ok()) return fail(spec.status());
-  Result<ResolvedPipeline> pipe = resolve_pipeline(flags.parallel, "p3.16xlarge");
-  if (!pipe.ok()) return fail(pipe.status());
-  if (pipe->enabled) return run_plan_pipeline(flags, *spec, *pipe, out, err);
-  const int micro_batches = std::max(1, flags.micro_batches);
-  Result<Graph> forward = build_forward(*spec, micro_batches);
-  if (!forward.ok()) return fail(forward.status());
-  TrainStepOptions tso;
-  Result<OptimizerKind> kind = parse_optimizer(flags.optimizer.optimizer);
-  if (!kind.ok()) return fail(kind.status());
-  tso.optimizer.kind = *kind;
-  tso.optimizer.learning_rate = flags.optimizer.lr;
-  tso.micro_batches = micro_batches;
-  Result<TrainStep> ts = build_train_step(*forward, tso);
-  if (!ts.ok()) return fail(ts.status());
-  const Graph& g = ts->graph;
-
-  Result<ResolvedParallel> par = resolve_parallel(flags.parallel, g, "1x8", "p3.16xlarge");
-  if (!par.ok()) return fail(par.status());
-  const int devices = static_cast<int>(par->mesh[0] * par->mesh[1]);
-  Result<Cluster> base = load_cluster(par->cluster);
-  if (!base.ok()) return fail(base.status());
-  Result<Cluster> cluster = with_devices(*base, devices);
-  if (!cluster.ok())
-    return fail(cluster.status().with_context(cat("cluster ", base->name, " for mesh ",
-                                                  par->mesh[0], "x", par->mesh[1])));
-  Result<MeshLinks> mesh = mesh_links(*cluster, {par->mesh[0], par->mesh[1]});
+  Result<OptimizerOptions> optimizer = optimizer_options(flags.optimizer);
+  if (!optimizer.ok()) return fail(optimizer.status());
+  Result<CompileSetup> setup = resolve_compile(flags.parallel, *spec, *optimizer,
+                                               flags.micro_batches, "1x8", "p3.16xlarge");
+  if (!setup.ok()) return fail(setup.status());
+  Result<Compiled> compiled = compile_for_plan(flags, *spec, *setup);
+  if (!compiled.ok()) return fail(compiled.status());
+  if (setup->options.pipeline)
+    return run_plan_pipeline(flags, *spec, *setup, *compiled, out, err);
+  const Graph& g = compiled->step.graph;
+  const ShardingPlan& p = *compiled->mesh_plan;
+  const Cluster* cluster = &compiled->cluster;
+  const MeshShape mesh_shape = setup->options.mesh;
+  const int devices = static_cast<int>(mesh_shape.size());
+  Result<MeshLinks> mesh = mesh_links(*cluster, mesh_shape);
   if (!mesh.ok()) return fail(mesh.status());
-  Result<ShardingPlan> plan = auto_shard(g, *mesh, cluster->device, par->options);
-  if (!plan.ok()) return fail(plan.status());
-  const ShardingPlan& p = *plan;
+  const int micro_batches = compiled->micro_batches;
 
   if (!flags.out_path.empty()) {
-    Plan file = plan_from_sharding(g, p, spec->name, par->cluster, micro_batches);
-    file.options = par->options.sharding;
-    file.memory_budget_bytes = par->options.memory_budget_bytes;
+    Plan file = plan_from_sharding(g, p, spec->name, setup->cluster, micro_batches);
+    file.options = setup->options.sharding.sharding;
+    file.memory_budget_bytes = setup->options.sharding.memory_budget_bytes;
     Status s = save_plan(file, flags.out_path);
     if (!s.ok()) return fail(s);
   }
@@ -125,9 +112,9 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     j["command"] = "plan";
     j["model"] = spec->name;
     j["cluster"] = cluster->name;
-    j["mesh"] = {par->mesh[0], par->mesh[1]};
+    j["mesh"] = {mesh_shape.n0, mesh_shape.n1};
     j["devices"] = devices;
-    j["plan"] = par->plan_source;
+    j["plan"] = setup->plan_source;
     j["predicted_step_time_s"] = step;
     j["compute_s"] = p.compute_s;
     j["communication_s"] = p.communication_s;
@@ -163,7 +150,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   out << "alpa plan: " << spec->name << " (" << format_count_short(graph_stats(g).parameters)
       << " parameters), batch " << spec->batch << ", on " << cluster->name << " ("
       << cluster->device.name << "), mesh " << mesh->shape().to_string() << " = " << devices
-      << " devices, plan: " << par->plan_source << "\n"
+      << " devices, plan: " << setup->plan_source << "\n"
       << "  planned in " << format_seconds(p.total_s) << " (strategies "
       << format_seconds(p.strategies_s) << ", costs " << format_seconds(p.cost_graph_s)
       << ", ILP " << format_seconds(p.ilp.reduce_s + p.ilp.build_s + p.ilp.solve_s) << ": "

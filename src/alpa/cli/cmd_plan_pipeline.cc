@@ -14,7 +14,7 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
-#include "alpa/sim/checked_plan.h"
+#include "alpa/compile/compile.h"
 
 namespace alpa {
 namespace {
@@ -50,91 +50,39 @@ std::string device_range(int first, int64_t count) {
 
 }  // namespace
 
-Result<std::function<Result<TrainStep>(int)>> step_builder(const PlanFlags& flags,
-                                                           const ModelSpec& spec) {
-  TrainStepOptions tso;
-  ALPA_ASSIGN_OR_RETURN(tso.optimizer.kind, parse_optimizer(flags.optimizer.optimizer));
-  tso.optimizer.learning_rate = flags.optimizer.lr;
-  return std::function<Result<TrainStep>(int)>([spec, tso](int micro_batches) -> Result<TrainStep> {
-    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, micro_batches));
-    return build_train_step(fwd, tso);
-  });
+Result<Compiled> compile_for_plan(const PlanFlags& flags, const ModelSpec& spec,
+                                  const CompileSetup& setup) {
+  CompileOptions o = setup.options;
+  o.plan_one_device = true;
+  return compile_with_progress(flags.json, spec, setup.cluster, o);
 }
 
-Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
-                                             const ResolvedPipeline& pipe) {
-  ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(pipe.cluster));
-  Result<Cluster> cluster = with_devices(base, pipe.devices);
-  if (!cluster.ok())
-    return cluster.status().with_context(cat("cluster ", base.name, " with ", pipe.devices,
-                                             " devices"));
-  ALPA_ASSIGN_OR_RETURN(auto build_step, step_builder(flags, spec));
-
-  PipelinePlan plan;
-  if (pipe.plan) {
-    plan = *pipe.plan;
-    if (flags.micro_batches > 0 && flags.micro_batches != plan.micro_batches)
-      return invalid_argument(cat("--micro-batches ", flags.micro_batches,
-                                  " differs from the plan file's ", plan.micro_batches));
-    ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(plan.micro_batches));
-    if (!pipe.fingerprint.empty() && pipe.fingerprint != graph_fingerprint(step.graph))
-      return failed_precondition(
-          "the plan file was made for a different training graph (model, sizes, optimizer or "
-          "micro-batches differ)",
-          "re-plan with `alpa plan ... --gpus N --out plan.json`, or delete "
-          "\"graph_fingerprint\"");
-    ALPA_ASSIGN_OR_RETURN(plan.layers, plan_layers(step, plan));
-  } else {
-    PipelinePlannerOptions po;
-    po.num_layers = pipe.layers;
-    // Wide-ResNet: one layer per residual block, as Alpa's benchmark suite clusters it (the
-    // automatic count keeps 2 layers: cutting inside its early, activation-heavy blocks moves
-    // more bytes than the 2-layer cut, so no finer clustering qualifies).
-    if (po.num_layers == 0 && spec.family == ModelFamily::kWResNet) {
-      int blocks = 0;
-      for (int64_t b : spec.wresnet.blocks) blocks += static_cast<int>(b);
-      po.num_layers = blocks;
-    }
-    po.micro_batches = flags.micro_batches;
-    po.batch = spec.batch;
-    po.memory_per_device = pipe.sharding.memory_budget_bytes;
-    po.imbalance_tolerance = pipe.imbalance_tolerance;
-    po.space = pipe.space;
-    po.sharding = pipe.sharding;
-    po.sharding.memory_budget_bytes = 0;
-    // Progress on a terminal: one line, rewritten in place.
-    const bool tty = !flags.json && stderr_is_terminal();
-    if (tty)
-      po.progress = [](const std::string& line) {
-        std::fprintf(stderr, "\rplanning:%s\x1b[K", line.c_str());
-        std::fflush(stderr);
-      };
-    Result<CheckedPipelinePlan> p = plan_pipeline_checked(build_step, *cluster, po, pipe.schedule);
-    if (tty) std::fprintf(stderr, "\r\x1b[K");
-    if (!p.ok()) return p.status();
-    PlannedPipelineRun run{std::move(*cluster), std::move(p->step), std::move(p->plan),
-                           std::move(p->pipeline)};
-    run.sim = std::move(p->sim);
-    run.candidates = p->simulated;
-    run.plan_rounds = p->rounds;
-    run.planner_memory = p->planner_memory;
-    return run;
-  }
-  ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(plan.micro_batches));
-  ALPA_ASSIGN_OR_RETURN(MaterializedPipeline m,
-                        materialize_pipeline(step, plan, *cluster, pipe.sharding));
-  return PlannedPipelineRun{std::move(*cluster), std::move(step), std::move(plan), std::move(m)};
+Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec,
+                                       const std::string& cluster, CompileOptions o) {
+  ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(cluster));
+  // Progress on a terminal: one line, rewritten in place.
+  const bool tty = !json && stderr_is_terminal();
+  if (tty)
+    o.progress = [](const std::string& line) {
+      std::fprintf(stderr, "\rplanning:%s\x1b[K", line.c_str());
+      std::fflush(stderr);
+    };
+  Result<Compiled> c = compile(spec, base, o);
+  if (tty) std::fprintf(stderr, "\r\x1b[K");
+  return c;
 }
 
-int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
-                      std::ostream& out, std::ostream& err) {
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
+                      const Compiled& compiled, std::ostream& out, std::ostream& err) {
   auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
-  Result<PlannedPipelineRun> run = plan_pipeline_run(flags, spec, pipe);
-  if (!run.ok()) return fail(run.status());
-  const Cluster* cluster = &run->cluster;
-  const TrainStep* step = &run->step;
-  PipelinePlan& plan = run->plan;
-  MaterializedPipeline* m = &run->m;
+  const ResolvedPipeline& pipe = setup.pipe;
+  const Cluster* cluster = &compiled.cluster;
+  const TrainStep* step = &compiled.step;
+  const CompiledPipeline& run = *compiled.pipeline;
+  const PipelinePlan& plan = run.plan;
+  const MaterializedPipeline* m = &run.stages;
+  // Planned here (not from a plan file): chosen by simulating the candidates.
+  const bool checked = !pipe.plan;
   const int S = static_cast<int>(m->stages.size());
   const double step_s = m->predicted_step_time_s;
   const double flops = graph_flops(step->graph) * plan.micro_batches;
@@ -160,7 +108,7 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
           saved.stages[s].layouts[value_ref(step->graph, sg.source[v])] =
               m->plans[s].specs[v].canonical(m->plans[s].mesh);
     }
-    Plan file = plan_from_pipeline(saved, spec.name, pipe.cluster, pipe.devices, schedule,
+    Plan file = plan_from_pipeline(saved, spec.name, setup.cluster, pipe.devices, schedule,
                                    graph_fingerprint(step->graph));
     file.options = pipe.sharding.sharding;
     file.memory_budget_bytes = pipe.sharding.memory_budget_bytes;
@@ -181,13 +129,13 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
     j["pipeline"] = pipe.source;
     j["layers"] = plan.layers.num_layers;
     j["predicted_step_time_s"] = step_s;
-    if (run->sim) {
-      // The plan was chosen by simulating the instruction lists (sim/checked_plan.h).
-      j["simulated_step_time_s"] = run->sim->step_time_s;
-      j["simulated_peak_memory_bytes"] = run->sim->peak_memory_bytes();
-      j["plan_rounds"] = run->plan_rounds;
+    if (checked && compiled.sim) {
+      // The plan was chosen by simulating the programs (compile/checked.h).
+      j["simulated_step_time_s"] = compiled.sim->step_time_s;
+      j["simulated_peak_memory_bytes"] = compiled.sim->peak_memory_bytes();
+      j["plan_rounds"] = run.plan_rounds;
       nlohmann::ordered_json cands = nlohmann::ordered_json::array();
-      for (const SimulatedCandidate& c : run->candidates)
+      for (const SimulatedCandidate& c : run.candidates)
         cands.push_back({{"micro_batches", c.micro_batches},
                          {"stages", c.stages},
                          {"step_time_s", c.step_time_s},
@@ -308,11 +256,11 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Resol
       << " TFLOP/s per device)\n"
       << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
-  if (run->sim) {
+  if (checked && compiled.sim) {
     out << "simulated (the instruction lists on the cluster model, which chose this plan): "
-        << format_seconds(run->sim->step_time_s) << " per step (`alpa simulate` for details)\n";
+        << format_seconds(compiled.sim->step_time_s) << " per step (`alpa simulate` for details)\n";
     out << "plans simulated (the fastest that fits wins):\n";
-    for (const SimulatedCandidate& c : run->candidates)
+    for (const SimulatedCandidate& c : run.candidates)
       out << "  " << c.stages << " stage(s), " << c.micro_batches << " micro-batches: "
           << format_seconds(c.step_time_s) << ", peak " << format_bytes(c.peak_memory_bytes)
           << (c.peak_memory_bytes <= device_memory ? "" : " (does not fit)") << "\n";

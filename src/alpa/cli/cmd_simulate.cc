@@ -1,16 +1,19 @@
-// alpa simulate: a pipeline plan's training step run in simulated time on the cluster it was
-// planned for — step time, throughput, bubble, memory per stage — and optionally its trace.
+// alpa simulate: a compiled program's training step run in simulated time on the cluster it was
+// planned for — step time, throughput, bubble, memory per stage — and optionally its trace. The
+// program is compiled as `alpa plan --gpus` compiles it, found by a baseline's grid search, or
+// read from a file (`alpa compile --out`).
 #include <algorithm>
 #include <chrono>
 
 #include <nlohmann/json.hpp>
 
-#include "alpa/baseline/baseline.h"
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
+#include "alpa/cli/trainer.h"
+#include "alpa/compile/baseline.h"
 #include "alpa/ir/analysis.h"
-#include "alpa/sim/checked_plan.h"
+#include "alpa/program/io.h"
 #include "alpa/sim/simulator.h"
 
 namespace alpa {
@@ -27,19 +30,30 @@ double megatron_gpt_flops(const GptConfig& g, int64_t batch) {
   return 72 * B * s * h * h * l * (1 + s / (6 * h)) + 6 * B * s * h * V;
 }
 
-// What the report shows, from the planner's pipeline or a baseline's best configuration.
+// What the report shows: a compiled program, its simulation, and how it was found.
 struct Simulated {
   const Cluster* cluster = nullptr;
-  const TrainStep* step = nullptr;
+  const Program* program = nullptr;
   int micro_batches = 1;
-  const std::vector<PlannedStage>* stages = nullptr;
-  double planner_step_s = 0;  // the stage costs' estimate
+  const std::vector<PlannedStage>* stages = nullptr;  // the planner's stages, if planned here
+  double planner_step_s = 0;  // the stage costs' estimate (0: not planned here)
+  double graph_flops_step = 0;  // the training step's FLOPs (every micro-batch)
   SimReport sim;
   double plan_s = 0, sim_s = 0;
   std::string source;  // the plan's origin, for the report
   const BaselineResult* baseline = nullptr;
   int plan_rounds = 1;  // plans made until the simulated memory fit
 };
+
+// FLOPs of a training step whose forward and backward run once per micro-batch (the step of
+// one micro-batch when `pipelined`) and whose update runs once.
+double step_flops(const TrainStep& step, int micro_batches, bool pipelined) {
+  double f = 0;
+  for (ValueId v = 0; v < step.graph.size(); ++v)
+    f += node_flops(step.graph, v) *
+         (pipelined && step.phase[v] != StepPhase::kUpdate ? micro_batches : 1);
+  return f;
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -63,76 +77,108 @@ nlohmann::ordered_json config_json(const BaselineConfig& c) {
           {"expert_parallel", c.expert_parallel}};
 }
 
-int report(const SimulateFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
-           const Simulated& r, std::ostream& out, std::ostream& err);
+int report(const SimulateFlags& flags, const ModelSpec& spec, const Simulated& r,
+           std::ostream& out, std::ostream& err);
 
-// The planner's pipeline (or a pipeline plan file), simulated.
-int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec,
-                     const ResolvedPipeline& pipe, std::ostream& out, std::ostream& err) {
+// The planner's pipeline (or a pipeline plan file), compiled and simulated.
+int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
+                     std::ostream& out, std::ostream& err) {
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
-  const Clock::time_point t0 = Clock::now();
-  Result<PlannedPipelineRun> run = plan_pipeline_run(pf, spec, pipe);
-  if (!run.ok()) return fail(run.status());
+  Result<Compiled> c = compile_for_plan(pf, spec, setup);
+  if (!c.ok()) return fail(c.status());
   Simulated r;
-  r.plan_s = seconds_since(t0);
-  if (run->sim) {
-    r.sim = std::move(*run->sim);  // the planner's memory check simulated it already
-  } else {
-    const Clock::time_point t1 = Clock::now();
-    Result<SimReport> sim = simulate_materialized(run->step, run->m, run->cluster, pipe.schedule,
-                                                  run->plan.micro_batches);
-    if (!sim.ok()) return fail(sim.status());
-    r.sim_s = seconds_since(t1);
-    r.sim = std::move(*sim);
-  }
-  r.plan_rounds = run->plan_rounds;
-  r.cluster = &run->cluster;
-  r.step = &run->step;
-  r.micro_batches = run->plan.micro_batches;
-  r.stages = &run->m.stages;
-  r.planner_step_s = run->m.predicted_step_time_s;
-  r.source = pipe.source;
-  return report(flags, spec, pipe, r, out, err);
+  r.plan_s = c->seconds - c->phase_seconds("simulate");
+  r.sim_s = c->phase_seconds("simulate");
+  r.sim = *c->sim;
+  r.plan_rounds = c->pipeline->plan_rounds;
+  r.cluster = &c->cluster;
+  r.program = &c->program;
+  r.micro_batches = c->micro_batches;
+  r.stages = &c->pipeline->stages.stages;
+  r.planner_step_s = c->pipeline->stages.predicted_step_time_s;
+  r.graph_flops_step = step_flops(c->step, c->micro_batches, true);
+  r.source = setup.plan_source;
+  return report(flags, spec, r, out, err);
 }
 
 // A baseline's grid search; its best configuration's simulation is the report.
-int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec,
-                      const ResolvedPipeline& pipe, std::ostream& out, std::ostream& err) {
+int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
+                      std::ostream& out, std::ostream& err) {
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
   Result<BaselineKind> kind = parse_baseline(flags.baseline);
   if (!kind.ok()) return fail(kind.status());
-  if (pipe.plan)
+  if (setup.options.stages)
     return fail(invalid_argument("--baseline searches its own plans; it takes no plan file",
                                  "drop --plan, or drop --baseline to simulate the plan file"));
-  Result<Cluster> base = load_cluster(pipe.cluster);
-  if (!base.ok()) return fail(base.status());
-  Result<Cluster> cluster = with_devices(*base, pipe.devices);
+  Result<Cluster> cluster = sized_cluster(setup.cluster, setup.options.devices);
   if (!cluster.ok()) return fail(cluster.status());
-  Result<std::function<Result<TrainStep>(int)>> build = step_builder(pf, spec);
-  if (!build.ok()) return fail(build.status());
   BaselineOptions bo;
   bo.batch = spec.batch;
-  bo.schedule = pipe.schedule;
-  bo.memory_per_device = pipe.sharding.memory_budget_bytes;
+  bo.schedule = setup.options.schedule;
+  bo.memory_per_device = setup.options.sharding.memory_budget_bytes;
   bo.moe = spec.family == ModelFamily::kMoe;
   bo.progress = terminal_progress(pf, "searching");
-  Result<BaselineResult> b = plan_baseline(*kind, *build, *cluster, bo);
+  Result<BaselineResult> b =
+      plan_baseline(*kind, spec, setup.options.optimizer, *cluster, bo);
   if (bo.progress) std::fprintf(stderr, "\r\x1b[K");
   if (!b.ok()) return fail(b.status());
+  const Compiled& c = b->compiled;
   Simulated r;
   r.plan_s = b->search_s;
-  r.sim = b->sim;
+  r.sim = *c.sim;
   r.cluster = &*cluster;
-  r.step = &b->step;
-  r.micro_batches = b->plan.micro_batches;
-  r.stages = &b->pipeline.stages;
-  r.planner_step_s = b->pipeline.predicted_step_time_s;
+  r.program = &c.program;
+  r.micro_batches = c.micro_batches;
+  r.stages = &c.pipeline->stages.stages;
+  r.planner_step_s = c.pipeline->stages.predicted_step_time_s;
+  r.graph_flops_step = step_flops(c.step, c.micro_batches, true);
   r.source = cat(baseline_name(*kind), " grid search, best of ", b->trials.size(), ": ",
                  b->best.to_string());
   r.baseline = &*b;
-  return report(flags, spec, pipe, r, out, err);
+  return report(flags, spec, r, out, err);
+}
+
+// A program file, simulated on the cluster (sized to the program's devices).
+int simulate_program(const SimulateFlags& given, std::ostream& out, std::ostream& err) {
+  SimulateFlags flags = given;
+  PlanFlags& pf = flags.plan;
+  auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
+  Result<Program> program = load_program(flags.program_path);
+  if (!program.ok()) return fail(program.status());
+  if (!flags.model_given) {
+    Status s = flags_from_program(*program, pf.model, pf.optimizer, pf.micro_batches);
+    if (!s.ok()) return fail(s);
+  }
+  if (pf.parallel.devices > 0 && pf.parallel.devices != program->num_devices)
+    return fail(invalid_argument(cat("--gpus ", pf.parallel.devices, " differs from the ",
+                                     "program's ", program->num_devices, " devices"),
+                                 "leave out --gpus: a program runs on the devices it was "
+                                 "compiled for"));
+  Result<ModelSpec> spec = resolve_model_flags(pf.model);
+  if (!spec.ok()) return fail(spec.status());
+  Result<OptimizerOptions> opt = optimizer_options(pf.optimizer);
+  if (!opt.ok()) return fail(opt.status());
+  Result<TrainStep> step = step_of_program(*program, *spec, *opt, pf.micro_batches);
+  if (!step.ok()) return fail(step.status());
+  Result<Cluster> cluster = sized_cluster(
+      pf.parallel.cluster.empty() ? std::string("p3.16xlarge") : pf.parallel.cluster,
+      program->num_devices);
+  if (!cluster.ok()) return fail(cluster.status());
+  const Clock::time_point t0 = Clock::now();
+  Result<SimReport> sim = simulate(*program, *cluster);
+  if (!sim.ok()) return fail(sim.status());
+  const bool pipelined = program->schedule != "none";
+  Simulated r;
+  r.sim_s = seconds_since(t0);
+  r.sim = std::move(*sim);
+  r.cluster = &*cluster;
+  r.program = &*program;
+  r.micro_batches = pipelined ? program->micro_batches : std::max(1, pf.micro_batches);
+  r.graph_flops_step = step_flops(*step, r.micro_batches, pipelined);
+  r.source = flags.program_path;
+  return report(flags, *spec, r, out, err);
 }
 
 }  // namespace
@@ -140,40 +186,52 @@ int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec,
 int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& err) {
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
+  if (!flags.program_path.empty()) {
+    if (!flags.baseline.empty())
+      return fail(invalid_argument("--baseline searches its own plans; it takes no program",
+                                   "drop --program, or drop --baseline"));
+    return simulate_program(flags, out, err);
+  }
   Result<ModelSpec> spec = resolve_model_flags(pf.model);
   if (!spec.ok()) return fail(spec.status());
+  Result<OptimizerOptions> opt = optimizer_options(pf.optimizer);
+  if (!opt.ok()) return fail(opt.status());
   Result<ResolvedPipeline> pipe = resolve_pipeline(pf.parallel, "p3.16xlarge");
   if (!pipe.ok()) return fail(pipe.status());
   if (!pipe->enabled)
     return fail(invalid_argument(
-        "alpa simulate runs a pipeline plan: give the number of devices or a plan file",
-        "add --gpus N (planned as by `alpa plan --gpus N`), or --plan pipe.json"));
-  return flags.baseline.empty() ? simulate_planned(flags, *spec, *pipe, out, err)
-                                : simulate_baseline(flags, *spec, *pipe, out, err);
+        "alpa simulate runs a pipeline plan: give the number of devices, a plan file or a "
+        "program",
+        "add --gpus N (planned as by `alpa plan --gpus N`), --plan pipe.json, or --program "
+        "FILE (`alpa compile --out`)"));
+  Result<CompileSetup> setup =
+      resolve_compile(pf.parallel, *spec, *opt, pf.micro_batches, "1x8", "p3.16xlarge");
+  if (!setup.ok()) return fail(setup.status());
+  return flags.baseline.empty() ? simulate_planned(flags, *spec, *setup, out, err)
+                                : simulate_baseline(flags, *spec, *setup, out, err);
 }
 
 namespace {
 
-int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const ResolvedPipeline& pipe_ref,
-           const Simulated& r, std::ostream& out, std::ostream& err) {
+int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulated& r,
+           std::ostream& out, std::ostream& err) {
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
   const ModelSpec* spec = &spec_ref;
-  const ResolvedPipeline* pipe = &pipe_ref;
   const SimReport* sim = &r.sim;
   const double plan_s = r.plan_s, sim_s = r.sim_s;
 
-  const int devices = pipe->devices;
+  const int devices = r.program->num_devices;
   const int B = r.micro_batches;
   const double step_s = sim->step_time_s;
-  const double graph_flops_step = graph_flops(r.step->graph) * B;
+  const double graph_flops_step = r.graph_flops_step;
   const bool gpt = spec->family == ModelFamily::kGpt;
   const double megatron = gpt ? megatron_gpt_flops(spec->gpt, spec->batch) : 0;
   const double samples_per_s = static_cast<double>(spec->batch) / step_s;
   const double tflops_dev = (gpt ? megatron : graph_flops_step) / devices / step_s / 1e12;
   const double memory = r.cluster->device.memory_bytes;
   const double peak = sim->peak_memory_bytes();
-  const std::string schedule(schedule_name(pipe->schedule));
+  const std::string schedule = r.program->schedule;
   if (!flags.trace_path.empty()) {
     Status s = write_chrome_trace(
         flags.trace_path, sim->events,
@@ -209,19 +267,23 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     for (size_t s = 0; s < sim->stages.size(); ++s) {
       const SimStage& st = sim->stages[s];
-      const PlannedStage& ps = (*r.stages)[s];
-      stages.push_back({{"layers", {ps.first_layer, ps.last_layer}},
-                        {"first_device", st.first_device},
-                        {"devices", st.devices},
-                        {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
-                        {"busy_s", st.busy_s},
-                        {"planner_time_per_micro_batch_s", ps.time_s},
-                        {"planner_peak_memory_bytes", ps.peak_memory_bytes},
-                        {"compute_s", st.compute_s},
-                        {"communication_s", st.communication_s},
-                        {"owned_bytes", st.owned_bytes},
-                        {"peak_memory_bytes", st.peak_memory_bytes},
-                        {"peak_live_micro_batches", st.peak_live_micro_batches}});
+      const MeshShape& mesh = r.program->stages[s].mesh.shape;
+      nlohmann::ordered_json js;
+      if (r.stages) js["layers"] = {(*r.stages)[s].first_layer, (*r.stages)[s].last_layer};
+      js["first_device"] = st.first_device;
+      js["devices"] = st.devices;
+      js["logical_mesh"] = {mesh.n0, mesh.n1};
+      js["busy_s"] = st.busy_s;
+      if (r.stages) {
+        js["planner_time_per_micro_batch_s"] = (*r.stages)[s].time_s;
+        js["planner_peak_memory_bytes"] = (*r.stages)[s].peak_memory_bytes;
+      }
+      js["compute_s"] = st.compute_s;
+      js["communication_s"] = st.communication_s;
+      js["owned_bytes"] = st.owned_bytes;
+      js["peak_memory_bytes"] = st.peak_memory_bytes;
+      js["peak_live_micro_batches"] = st.peak_live_micro_batches;
+      stages.push_back(std::move(js));
     }
     j["stages"] = stages;
     if (r.baseline) {
@@ -268,18 +330,20 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Resolved
   }
   for (size_t s = 0; s < sim->stages.size(); ++s) {
     const SimStage& st = sim->stages[s];
-    const PlannedStage& ps = (*r.stages)[s];
-    out << "  stage " << s << ": layers " << ps.first_layer << "-" << ps.last_layer << " on "
-        << st.devices << " device" << (st.devices > 1 ? "s" : "") << " (from " << st.first_device
-        << ", " << ps.logical.shape[0] << "x" << ps.logical.shape[1] << "): busy "
+    out << "  stage " << s << ": ";
+    if (r.stages)
+      out << "layers " << (*r.stages)[s].first_layer << "-" << (*r.stages)[s].last_layer << " on ";
+    out << st.devices << " device" << (st.devices > 1 ? "s" : "") << " (from " << st.first_device
+        << ", " << r.program->stages[s].mesh.shape.to_string() << "): busy "
         << format_seconds(st.busy_s) << " (collectives " << format_seconds(st.communication_s)
         << "), peak memory " << format_bytes(st.peak_memory_bytes) << " of " << format_bytes(memory)
         << " (weights and state " << format_bytes(st.owned_bytes) << "), at most "
         << st.peak_live_micro_batches << " micro-batch"
         << (st.peak_live_micro_batches > 1 ? "es" : "") << " in flight\n";
   }
-  out << "  step time   " << format_seconds(step_s) << " simulated (planner's estimate "
-      << format_seconds(r.planner_step_s) << "), bubble "
+  out << "  step time   " << format_seconds(step_s) << " simulated"
+      << (r.stages ? cat(" (planner's estimate ", format_seconds(r.planner_step_s), ")") : "")
+      << ", bubble "
       << format_fixed(100 * sim->bubble_fraction, 1) << "%\n"
       << "  throughput  " << format_fixed(samples_per_s, 2) << " samples/s, "
       << format_fixed(tflops_dev * devices / 1e3, 3) << " PFLOPS (" << format_fixed(tflops_dev, 1)

@@ -4,18 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <functional>
 #include <limits>
 #include <optional>
 #include <ostream>
 #include <string>
 
+#include "alpa/compile/compile.h"
 #include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
-#include "alpa/pipeline/schedule.h"
-#include "alpa/sim/checked_plan.h"
-#include "alpa/sim/simulator.h"
 #include "alpa/models/registry.h"
+#include "alpa/program/program.h"
+#include "alpa/sim/simulator.h"
+#include "alpa/spmd/schedule.h"
 #include "alpa/support/status.h"
 
 namespace CLI {
@@ -44,6 +46,7 @@ struct OptimizerFlags {
   double weight_decay = 0.0;
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
+Result<OptimizerOptions> optimizer_options(const OptimizerFlags& flags);
 
 // Flags of commands that shard a model over a device mesh.
 struct ParallelFlags {
@@ -62,6 +65,10 @@ struct ParallelFlags {
   std::string schedule;            // "1f1b" (default) or "gpipe"
   double stage_imbalance = 1.0;    // Alpa's stage_imbalance_tolerance (its GPT suite's value)
   std::string space = "full";      // plan space: full, intra-only, inter-only
+  // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
+  // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
+  // command's default (plan, simulate: simulation; train, compile: planner).
+  std::string choose;
 };
 void add_parallel_flags(CLI::App& app, ParallelFlags& flags, const std::string& default_mesh,
                         const std::string& default_cluster);
@@ -95,6 +102,28 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& flags, const Grap
                                           const std::string& default_mesh,
                                           const std::string& default_cluster);
 
+// The compile options the flags ask for: a pipeline (--devices, or a plan file with stages) or
+// one mesh (--mesh, default `default_mesh`) with its plan source (auto, a manual plan, or a
+// plan file's layouts), on the cluster (--cluster, default `default_cluster`).
+struct CompileSetup {
+  std::string cluster;      // preset or cluster JSON
+  CompileOptions options;
+  std::string plan_source;  // "auto", a manual plan name, or the plan file
+  ResolvedPipeline pipe;    // the pipeline flags resolved (pipe.enabled: a pipeline)
+};
+Result<CompileSetup> resolve_compile(const ParallelFlags& flags, const ModelSpec& spec,
+                                     const OptimizerOptions& optimizer, int micro_batches,
+                                     const std::string& default_mesh,
+                                     const std::string& default_cluster);
+
+// What a program records of the flags it was compiled from (Program::source), and the flags
+// back from a program, so `alpa train|simulate --program FILE` needs no model flags.
+std::map<std::string, std::string> program_source(const ModelFlags& model,
+                                                  const OptimizerFlags& optimizer,
+                                                  int micro_batches);
+Status flags_from_program(const Program& program, ModelFlags& model, OptimizerFlags& optimizer,
+                          int& micro_batches);
+
 struct TrainFlags {
   ModelFlags model;
   OptimizerFlags optimizer;
@@ -111,6 +140,8 @@ struct TrainFlags {
   int checkpoint_every = 0;
   std::string resume;
   std::string trace_path;  // Chrome trace of the last step
+  std::string program_path;  // run this compiled program (`alpa compile --out`)
+  bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 
@@ -134,28 +165,23 @@ struct PlanFlags {
   bool json = false;
 };
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
-// The pipeline `alpa plan --gpus` explains (planned, or from a pipeline plan file), with its
-// stages materialized (stage graphs, per-stage intra-op plans, placements).
-struct PlannedPipelineRun {
-  Cluster cluster;  // sized to the pipeline's devices
-  TrainStep step;   // the training step of one micro-batch
-  PipelinePlan plan;
-  MaterializedPipeline m;
-  // Planned here (not a plan file): the memory check's simulation (sim/checked_plan.h).
-  std::optional<SimReport> sim;
-  std::vector<SimulatedCandidate> candidates;  // every plan the check simulated (last round)
-  int plan_rounds = 1;
-  double planner_memory = 0;  // memory per device the planner was given in the last round
-};
-Result<PlannedPipelineRun> plan_pipeline_run(const PlanFlags& flags, const ModelSpec& spec,
-                                             const ResolvedPipeline& pipe);
-// The training step of one micro-batch of `spec` split into B micro-batches, with the flags'
-// optimizer (what the pipeline planner and the baselines take).
-Result<std::function<Result<TrainStep>(int)>> step_builder(const PlanFlags& flags,
-                                                           const ModelSpec& spec);
+// Compiles as `alpa plan` does (pipelines: planned by the checked planner, or a plan file's
+// stages), with a progress line on a terminal.
+Result<Compiled> compile_for_plan(const PlanFlags& flags, const ModelSpec& spec,
+                                  const CompileSetup& setup);
+// compile() on the cluster (preset or file) with a progress line on a terminal (not with --json).
+Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec,
+                                       const std::string& cluster, CompileOptions options);
 // `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
-int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const ResolvedPipeline& pipe,
-                      std::ostream& out, std::ostream& err);
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
+                      const Compiled& compiled, std::ostream& out, std::ostream& err);
+
+// alpa compile: compiles as `alpa train` would and writes the executable program
+// (program/io.h) that `alpa train --program` and `alpa simulate --program` run.
+struct CompileFlags {
+  PlanFlags plan;  // plan.out_path: where the program goes (required)
+};
+int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err);
 
 // alpa simulate: plans like `alpa plan --gpus` (or takes a pipeline plan file) and runs the
 // step's instruction lists in simulated time (sim/simulator.h).
@@ -163,6 +189,8 @@ struct SimulateFlags {
   PlanFlags plan;
   std::string trace_path;  // Chrome/Perfetto trace of the simulated step
   std::string baseline;    // empty: the planner; else megatron | deepspeed | pp-dp
+  std::string program_path;  // simulate this compiled program (`alpa compile --out`)
+  bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
 int run_simulate(const SimulateFlags& flags, std::ostream& out, std::ostream& err);
 

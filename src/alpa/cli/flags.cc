@@ -1,5 +1,7 @@
 #include <CLI/CLI.hpp>
 
+#include <charconv>
+
 #include "alpa/cli/commands.h"
 #include "alpa/cost/mesh_links.h"
 #include "alpa/plan/manual.h"
@@ -77,6 +79,15 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
       ->group("Optimizer");
 }
 
+Result<OptimizerOptions> optimizer_options(const OptimizerFlags& f) {
+  OptimizerOptions o;
+  ALPA_ASSIGN_OR_RETURN(o.kind, parse_optimizer(f.optimizer));
+  o.learning_rate = f.lr;
+  o.momentum = f.momentum;
+  o.weight_decay = f.weight_decay;
+  return o;
+}
+
 void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& default_mesh,
                         const std::string& default_cluster) {
   const char* g = "Parallelism";
@@ -138,6 +149,14 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "of its share of the FLOPs (Alpa's stage_imbalance_tolerance, default 1 as in "
                  "Alpa's GPT benchmarks; 1e9 considers every candidate)")
       ->check(CLI::NonNegativeNumber)
+      ->group(p);
+  app.add_option("--choose", f.choose,
+                 "How the pipeline is chosen among the planner's candidates: simulation (each "
+                 "candidate's program is simulated on the cluster model and the fastest that fits "
+                 "wins; plans again for less memory when none fits) or planner (the planner's own "
+                 "estimate). Default: simulation for plan and simulate, planner for train and "
+                 "compile")
+      ->check(CLI::IsMember({"simulation", "planner"}))
       ->group(p);
   app.add_option("--space", f.space,
                  "Plans the pipeline planner may choose: full (default), intra-only (one stage "
@@ -255,6 +274,116 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& t
   if (f.memory_budget_gb > 0) r.options.memory_budget_bytes = f.memory_budget_gb * 1e9;
   r.options.ilp.time_limit_s = f.ilp_time_limit_s;
   return r;
+}
+
+Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& spec,
+                                     const OptimizerOptions& optimizer, int micro_batches,
+                                     const std::string& default_mesh,
+                                     const std::string& default_cluster) {
+  CompileSetup s;
+  ALPA_ASSIGN_OR_RETURN(s.pipe, resolve_pipeline(f, default_cluster));
+  CompileOptions& o = s.options;
+  o.optimizer = optimizer;
+  const ResolvedPipeline& pipe = s.pipe;
+  if (pipe.enabled) {
+    if (pipe.devices < 1)
+      return invalid_argument(cat("--devices must be >= 1, got ", pipe.devices));
+    if (pipe.plan && micro_batches > 0 && micro_batches != pipe.plan->micro_batches)
+      return invalid_argument(cat("--micro-batches ", micro_batches, " differs from the plan ",
+                                  "file's ", pipe.plan->micro_batches),
+                              "leave out --micro-batches to use the plan's");
+    o.pipeline = true;
+    o.devices = pipe.devices;
+    o.micro_batches = pipe.plan ? pipe.plan->micro_batches : micro_batches;
+    o.sharding = pipe.sharding;
+    o.stages = pipe.plan;
+    o.stages_fingerprint = pipe.fingerprint;
+    o.schedule = pipe.schedule;
+    o.planner.num_layers = pipe.layers;
+    o.planner.imbalance_tolerance = pipe.imbalance_tolerance;
+    o.planner.space = pipe.space;
+    if (!f.choose.empty()) o.check_by_simulation = f.choose == "simulation";
+    s.cluster = pipe.cluster;
+    s.plan_source = pipe.source;
+    return s;
+  }
+  // One mesh: manual plans and plan files are layouts of the training graph.
+  o.micro_batches = std::max(1, micro_batches);
+  ALPA_ASSIGN_OR_RETURN(TrainStep step, training_step(spec, optimizer, o.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(ResolvedParallel par,
+                        resolve_parallel(f, step.graph, default_mesh, default_cluster));
+  o.mesh = par.mesh;
+  o.sharding = par.options;
+  s.cluster = par.cluster;
+  s.plan_source = par.plan_source;
+  return s;
+}
+
+std::map<std::string, std::string> program_source(const ModelFlags& m, const OptimizerFlags& o,
+                                                  int micro_batches) {
+  std::map<std::string, std::string> s;
+  auto number = [](double v) {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+  };
+  s["model"] = m.model;
+  s["size"] = m.size;
+  const std::pair<const char*, const std::optional<int64_t>*> sizes[] = {
+      {"batch", &m.batch}, {"seq", &m.seq},     {"layers", &m.layers},
+      {"hidden", &m.hidden}, {"heads", &m.heads}, {"vocab", &m.vocab}};
+  for (const auto& [key, v] : sizes)
+    if (*v) s[key] = std::to_string(**v);
+  if (!m.dtype.empty()) s["dtype"] = m.dtype;
+  s["optimizer"] = o.optimizer;
+  s["lr"] = number(o.lr);
+  s["momentum"] = number(o.momentum);
+  s["weight_decay"] = number(o.weight_decay);
+  s["micro_batches"] = std::to_string(std::max(1, micro_batches));
+  return s;
+}
+
+Status flags_from_program(const Program& p, ModelFlags& m, OptimizerFlags& o, int& micro_batches) {
+  const std::map<std::string, std::string>& s = p.source;
+  auto bad = [&](const std::string& key) {
+    return invalid_argument(cat("the program's source.", key, " '", s.at(key), "' is not valid"),
+                            "give the model flags explicitly, or compile the program again");
+  };
+  auto integer = [&](const char* key, int64_t& out) -> Status {
+    auto [ptr, ec] = std::from_chars(s.at(key).data(), s.at(key).data() + s.at(key).size(), out);
+    if (ec != std::errc() || ptr != s.at(key).data() + s.at(key).size() || out < 1) return bad(key);
+    return ok_status();
+  };
+  auto real = [&](const char* key, double& out) -> Status {
+    auto [ptr, ec] = std::from_chars(s.at(key).data(), s.at(key).data() + s.at(key).size(), out);
+    if (ec != std::errc() || ptr != s.at(key).data() + s.at(key).size()) return bad(key);
+    return ok_status();
+  };
+  if (!s.count("model"))
+    return invalid_argument("the program does not record the model it was compiled from",
+                            "give the model flags (--model, --size, ...) explicitly");
+  m = ModelFlags{};
+  m.model = s.at("model");
+  if (s.count("size")) m.size = s.at("size");
+  std::optional<int64_t>* slots[] = {&m.batch, &m.seq, &m.layers, &m.hidden, &m.heads, &m.vocab};
+  const char* keys[] = {"batch", "seq", "layers", "hidden", "heads", "vocab"};
+  for (size_t i = 0; i < 6; ++i)
+    if (s.count(keys[i])) {
+      int64_t v = 0;
+      ALPA_RETURN_IF_ERROR(integer(keys[i], v));
+      *slots[i] = v;
+    }
+  if (s.count("dtype")) m.dtype = s.at("dtype");
+  if (s.count("optimizer")) o.optimizer = s.at("optimizer");
+  if (s.count("lr")) ALPA_RETURN_IF_ERROR(real("lr", o.lr));
+  if (s.count("momentum")) ALPA_RETURN_IF_ERROR(real("momentum", o.momentum));
+  if (s.count("weight_decay")) ALPA_RETURN_IF_ERROR(real("weight_decay", o.weight_decay));
+  if (s.count("micro_batches")) {
+    int64_t v = 0;
+    ALPA_RETURN_IF_ERROR(integer("micro_batches", v));
+    micro_batches = static_cast<int>(v);
+  }
+  return ok_status();
 }
 
 }  // namespace alpa

@@ -66,6 +66,10 @@ int main(int argc, char** argv) {
                         "Write the last step's timeline (every device; each pipeline "
                         "instruction with its measured time) as a Chrome trace (JSON), "
                         "comparable with `alpa simulate --trace`");
+  train_cmd->add_option("--program", train.program_path,
+                        "Run a program compiled by `alpa compile --out` instead of planning: its "
+                        "devices, stages and layouts are fixed; the model flags default to the "
+                        "ones it was compiled with");
   train_cmd->add_flag("--profile", train.profile,
                       "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
@@ -133,9 +137,31 @@ int main(int argc, char** argv) {
                       "parallel, expert parallel for MoE), pp-dp (pipeline + data parallel); the "
                       "fastest configuration that fits is reported with every one tried")
       ->check(CLI::IsMember({"megatron", "deepspeed", "pp-dp"}));
+  sim_cmd->add_option("--program", sim.program_path,
+                      "Simulate a program compiled by `alpa compile --out` (its model flags "
+                      "default to the ones it was compiled with)");
   sim_cmd->add_option("--trace", sim.trace_path,
                       "Write the simulated step as a Chrome trace (JSON) to this file");
   sim_cmd->add_flag("--json", sim.plan.json, "Print one JSON object instead of text");
+
+  CompileFlags comp;
+  CLI::App* comp_cmd = app.add_subcommand(
+      "compile",
+      "Compile a model for a mesh or a pipeline of devices exactly as `alpa train` would, and "
+      "write the executable program: per-device programs with local shapes, layouts, cross-mesh "
+      "transfers and every device's instruction list (docs/programs.md). `alpa train --program` "
+      "runs it (every MPI rank gets it as written) and `alpa simulate --program` simulates it, "
+      "without planning again.\n"
+      "Examples: alpa compile --model gpt --size tiny --mesh 2x2 --out gpt.program.json\n"
+      "          alpa compile --model gpt --size tiny --devices 4 --out pipe.program.json");
+  add_model_flags(*comp_cmd, comp.plan.model);
+  add_optimizer_flags(*comp_cmd, comp.plan.optimizer);
+  add_parallel_flags(*comp_cmd, comp.plan.parallel, "1x1 (one device)", "local");
+  comp_cmd->add_option("--micro-batches", comp.plan.micro_batches,
+                       "Micro-batches per step. Default: 1; with --devices the planner chooses")
+      ->check(CLI::PositiveNumber);
+  comp_cmd->add_option("--out", comp.plan.out_path, "Write the program (JSON) here")->required();
+  comp_cmd->add_flag("--json", comp.plan.json, "Print one JSON object instead of text");
 
   ProfileFlags prof;
   CLI::App* prof_cmd = app.add_subcommand(
@@ -175,7 +201,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // With --program, the model flags default to the program's unless one is given.
+  auto model_given = [](const CLI::App* cmd) {
+    for (const char* name : {"--model", "--size", "--batch", "--seq", "--layers", "--hidden",
+                             "--heads", "--vocab", "--dtype", "--optimizer", "--lr", "--momentum",
+                             "--weight-decay", "--micro-batches"})
+      if (cmd->count(name) > 0) return true;
+    return false;
+  };
+  train.model_given = model_given(train_cmd);
+  sim.model_given = model_given(sim_cmd);
   if (train_cmd->parsed()) return run_train(train, std::cout, std::cerr);
+  if (comp_cmd->parsed()) return run_compile(comp, std::cout, std::cerr);
   if (graph_cmd->parsed()) return run_graph(graph, std::cout, std::cerr);
   if (plan_cmd->parsed()) return run_plan(plan, std::cout, std::cerr);
   if (demo_cmd->parsed()) return run_demo(demo, std::cout, std::cerr);

@@ -892,7 +892,7 @@ std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan)
   return stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
 }
 
-Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& build_step,
+Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOptions& optimizer,
                                    const Cluster& cluster, const PipelinePlannerOptions& options) {
   const Clock::time_point t0 = Clock::now();
   ALPA_RETURN_IF_ERROR(validate_cluster(cluster));
@@ -928,7 +928,7 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
     };
   std::atomic<bool> abandon{false};  // tells counts still running that they are not needed
   auto plan_count = [&](int64_t B) -> Result<PipelinePlan> {
-    ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(static_cast<int>(B)));
+    ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, static_cast<int>(B)));
     CostCache cache;
     return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache, &abandon);
   };
@@ -979,7 +979,7 @@ Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& 
     // The smallest memory per device that works, with the most micro-batches tried (the
     // smallest activations): double until a plan fits, then bisect.
     const int B = static_cast<int>(*std::max_element(candidates.begin(), candidates.end()));
-    ALPA_ASSIGN_OR_RETURN(TrainStep step, build_step(B));
+    ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, B));
     PipelinePlannerOptions quiet = options;
     quiet.progress = nullptr;
     CostCache cache;

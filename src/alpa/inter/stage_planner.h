@@ -35,6 +35,7 @@
 #include "alpa/inter/stage_graph.h"
 #include "alpa/inter/submesh.h"
 #include "alpa/intra/auto_sharding.h"
+#include "alpa/models/registry.h"
 
 namespace alpa {
 
@@ -131,9 +132,10 @@ std::vector<ValueId> forward_ops(const TrainStep& step);
 // Per node of step.graph: the stage of each forward op under `plan` (others: 0).
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
 
-// Plans the pipeline. build_step(B) returns the training step of ONE micro-batch when the
-// batch is split into B micro-batches (micro_batches = 1 in its TrainStepOptions).
-Result<PipelinePlan> plan_pipeline(const std::function<Result<TrainStep>(int)>& build_step,
+// Plans the pipeline of `model`'s training step with `optimizer`: for each micro-batch count
+// it tries (options.micro_batches, or the search above), the step of one micro-batch
+// (models/registry.h: micro_batch_step) is built and its stages planned.
+Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOptions& optimizer,
                                    const Cluster& cluster, const PipelinePlannerOptions& options);
 
 // Everything build_pipeline_program needs for a plan whose stages are chosen (by

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -44,6 +45,18 @@ struct EnumNames<CompareDir> {
 
 template <typename T>
 concept NamedEnum = requires { EnumNames<T>::kNames; };
+
+template <NamedEnum E>
+constexpr std::string_view enum_name(E e) {
+  return EnumNames<E>::kNames[static_cast<size_t>(e)];
+}
+// The enum named `name`, or nullopt.
+template <NamedEnum E>
+constexpr std::optional<E> parse_enum(std::string_view name) {
+  for (size_t i = 0; i < EnumNames<E>::kNames.size(); ++i)
+    if (EnumNames<E>::kNames[i] == name) return static_cast<E>(i);
+  return std::nullopt;
+}
 
 // ---- Attribute structs --------------------------------------------------------------------
 

@@ -62,6 +62,13 @@ inline bool is_elementwise(OpKind kind) {
   return f == OpFamily::kUnary || f == OpFamily::kBinary || f == OpFamily::kSelect;
 }
 
+// A collective that moves data between devices (all-reduce, all-gather, reduce-scatter,
+// all-to-all); shard_slice and to_partial are local.
+inline bool is_communicating(OpKind kind) {
+  return kind == OpKind::kAllReduce || kind == OpKind::kAllGather ||
+         kind == OpKind::kReduceScatter || kind == OpKind::kAllToAll;
+}
+
 // The shape rule. `declared` must be given for kDeclared ops and is checked against the rule;
 // for kInferred ops it may be given (then it must equal the inferred type) or be null.
 Result<TensorType> infer_result_type(OpKind kind, const Attrs& attrs,

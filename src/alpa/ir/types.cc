@@ -1,5 +1,7 @@
 #include "alpa/ir/types.h"
 
+#include <charconv>
+
 namespace alpa {
 
 std::string_view dtype_name(DType d) {
@@ -49,6 +51,28 @@ std::string shape_to_string(const Shape& shape) {
 
 std::string TensorType::to_string() const {
   return std::string(dtype_name(dtype)) + shape_to_string(shape);
+}
+
+std::optional<TensorType> parse_tensor_type(std::string_view text) {
+  const size_t open = text.find('[');
+  if (open == std::string_view::npos || text.empty() || text.back() != ']') return std::nullopt;
+  const std::optional<DType> dtype = parse_dtype(text.substr(0, open));
+  if (!dtype) return std::nullopt;
+  TensorType t{*dtype, {}};
+  std::string_view dims = text.substr(open + 1, text.size() - open - 2);
+  while (!dims.empty()) {
+    const size_t comma = dims.find(',');
+    const std::string_view part = dims.substr(0, comma);
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() || v < 0)
+      return std::nullopt;
+    t.shape.push_back(v);
+    if (comma == std::string_view::npos) break;
+    dims.remove_prefix(comma + 1);
+    if (dims.empty()) return std::nullopt;  // a trailing comma
+  }
+  return t;
 }
 
 }  // namespace alpa

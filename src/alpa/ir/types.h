@@ -40,4 +40,7 @@ struct TensorType {
   friend bool operator==(const TensorType&, const TensorType&) = default;
 };
 
+// "f32[2,3]" -> the type (the form TensorType::to_string prints); nullopt if it is not one.
+std::optional<TensorType> parse_tensor_type(std::string_view text);
+
 }  // namespace alpa

@@ -8,20 +8,9 @@
 namespace alpa {
 namespace {
 
-struct InputSlot {
-  std::string name;
-  TensorType type;
-};
-
-std::vector<InputSlot> input_slots(const Graph& g) {
-  std::vector<InputSlot> slots;
-  for (ValueId id : g.parameters(ParamRole::kInput)) slots.push_back({g.node(id).name, g.type(id)});
-  return slots;
-}
-
-Status expect_inputs(const std::vector<InputSlot>& slots, std::vector<std::string> names) {
+Status expect_inputs(const std::vector<DataInput>& slots, std::vector<std::string> names) {
   std::vector<std::string> have;
-  for (const InputSlot& s : slots) have.push_back(s.name);
+  for (const DataInput& s : slots) have.push_back(s.name);
   if (have != names) {
     std::string want;
     for (const std::string& n : names) want += " " + n;
@@ -162,12 +151,10 @@ class PatternImages : public DataSource {
 
 class FixedData : public DataSource {
  public:
-  FixedData(const Graph& g, uint64_t seed) {
+  FixedData(const std::vector<DataInput>& inputs, uint64_t seed) {
     Rng rng(seed ^ 0xf17edull);
-    for (ValueId id : g.parameters(ParamRole::kInput)) {
-      const auto& a = g.node(id).attr<ParameterAttrs>();
-      values_.push_back(sample_init(a.init, a.scale, rng, g.type(id).num_elements()));
-    }
+    for (const DataInput& in : inputs)
+      values_.push_back(sample_init(in.attrs.init, in.attrs.scale, rng, in.type.num_elements()));
   }
   std::vector<std::vector<float>> batch(int64_t) override { return values_; }
 
@@ -179,7 +166,15 @@ class FixedData : public DataSource {
 
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
                                                      uint64_t seed) {
-  const std::vector<InputSlot> slots = input_slots(graph);
+  std::vector<DataInput> inputs;
+  for (ValueId id : graph.parameters(ParamRole::kInput))
+    inputs.push_back({graph.node(id).name, graph.type(id), graph.node(id).attr<ParameterAttrs>()});
+  return make_data_source(spec, inputs, seed);
+}
+
+Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec,
+                                                     const std::vector<DataInput>& slots,
+                                                     uint64_t seed) {
   switch (spec.family) {
     case ModelFamily::kGpt: {
       ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"tokens", "labels"}));
@@ -210,7 +205,7 @@ Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, cons
           std::make_unique<PatternImages>(slots[0].type.shape, spec.wresnet.classes, seed));
     }
     case ModelFamily::kFile:
-      return std::unique_ptr<DataSource>(std::make_unique<FixedData>(graph, seed));
+      return std::unique_ptr<DataSource>(std::make_unique<FixedData>(slots, seed));
   }
   return internal_error("unknown model family");
 }

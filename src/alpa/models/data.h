@@ -31,8 +31,20 @@ class DataSource {
   virtual std::vector<std::vector<float>> batch(int64_t step) = 0;
 };
 
-// `graph` is the graph that will be run (usually the training step); its input parameters
-// are matched by name (tokens/labels, x/labels) for the built-in models.
+// A data input of the step that will run: its name, whole type (every micro-batch) and how a
+// model file's inputs are sampled.
+struct DataInput {
+  std::string name;
+  TensorType type;
+  ParameterAttrs attrs;
+};
+
+// The data for `inputs` (in order), matched by name (tokens/labels, x/labels) for the
+// built-in models.
+Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec,
+                                                     const std::vector<DataInput>& inputs,
+                                                     uint64_t seed);
+// The same for the input parameters of `graph` (usually the training step).
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
                                                      uint64_t seed);
 

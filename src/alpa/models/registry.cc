@@ -169,6 +169,23 @@ Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
   return build_mlp(c);
 }
 
+Result<TrainStep> training_step(const ModelSpec& spec, const OptimizerOptions& optimizer,
+                                int micro_batches) {
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, micro_batches));
+  TrainStepOptions o;
+  o.optimizer = optimizer;
+  o.micro_batches = micro_batches;
+  return build_train_step(forward, o);
+}
+
+Result<TrainStep> micro_batch_step(const ModelSpec& spec, const OptimizerOptions& optimizer,
+                                   int micro_batches) {
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, micro_batches));
+  TrainStepOptions o;
+  o.optimizer = optimizer;
+  return build_train_step(forward, o);
+}
+
 int64_t tokens_per_batch(const ModelSpec& spec) {  // GPT, MoE: tokens; others: samples
   if (spec.family == ModelFamily::kGpt) return spec.batch * spec.gpt.seq;
   if (spec.family == ModelFamily::kMoe) return spec.batch * spec.moe.seq;

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "alpa/autodiff/train_step.h"
 #include "alpa/ir/graph.h"
 #include "alpa/models/convnet.h"
 #include "alpa/models/gpt.h"
@@ -45,6 +46,14 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
 
 // The forward graph of one micro-batch (batch / micro_batches samples).
 Result<Graph> build_forward(const ModelSpec& spec, int micro_batches);
+
+// The training step of `spec` (train_step.h) with its batch split into `micro_batches`:
+// the whole step (every micro-batch, the gradients averaged: what one device or one mesh runs)
+// or the step of one micro-batch (what the pipeline planner costs and a pipeline's stages split).
+Result<TrainStep> training_step(const ModelSpec& spec, const OptimizerOptions& optimizer,
+                                int micro_batches);
+Result<TrainStep> micro_batch_step(const ModelSpec& spec, const OptimizerOptions& optimizer,
+                                   int micro_batches);
 
 // Tokens (GPT, MoE) or samples (images for the Wide-ResNet) per global batch, for throughput
 // reporting.

@@ -14,17 +14,21 @@ uint64_t fnv1a_64(std::string_view s) {
   return h;
 }
 
-Tensor init_parameter(const Node& param, uint64_t seed) {
-  ALPA_CHECK(param.op == OpKind::kParameter) << "init_parameter of a " << op_name(param.op);
-  const auto& a = param.attr<ParameterAttrs>();
-  Tensor t = Tensor::uninitialized(param.type);
+Tensor init_tensor(std::string_view name, const TensorType& type, const ParameterAttrs& a,
+                   uint64_t seed) {
+  Tensor t = Tensor::uninitialized(type);
   float* p = t.data();
   const int64_t n = t.size();
-  Rng rng = Rng(seed).fork(fnv1a_64(param.name));
+  Rng rng = Rng(seed).fork(fnv1a_64(name));
   sample_init(a.init, a.scale, rng, p, n);
-  if (param.type.dtype != DType::kF32)
-    for (int64_t i = 0; i < n; ++i) p[i] = round_to_dtype(p[i], param.type.dtype);
+  if (type.dtype != DType::kF32)
+    for (int64_t i = 0; i < n; ++i) p[i] = round_to_dtype(p[i], type.dtype);
   return t;
+}
+
+Tensor init_parameter(const Node& param, uint64_t seed) {
+  ALPA_CHECK(param.op == OpKind::kParameter) << "init_parameter of a " << op_name(param.op);
+  return init_tensor(param.name, param.type, param.attr<ParameterAttrs>(), seed);
 }
 
 std::vector<Tensor> init_parameters(const Graph& g, uint64_t seed) {

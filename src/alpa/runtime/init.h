@@ -21,6 +21,9 @@ namespace alpa {
 // 64-bit FNV-1a hash of the bytes of s.
 uint64_t fnv1a_64(std::string_view s);
 
+// The initial value of a parameter named `name` of `type` with `attrs`.
+Tensor init_tensor(std::string_view name, const TensorType& type, const ParameterAttrs& attrs,
+                   uint64_t seed);
 // `param` must be a parameter node (CHECK).
 Tensor init_parameter(const Node& param, uint64_t seed);
 // One tensor per g.parameters() (or g.parameters(role)), in order.

@@ -57,9 +57,10 @@ bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
 }
 
 Result<Tensor> gather_tensor(World& world, int root, const ShardingSpec& spec,
-                             const MeshShape& mesh, int first_rank, const TensorType& type,
+                             const PlacedMesh& placed, const TensorType& type,
                              const std::function<const Tensor*(int rank)>& local_block, int tag) {
-  const int64_t n = mesh[0] * mesh[1];
+  const MeshShape& mesh = placed.shape;
+  const int64_t n = mesh.size();
   const bool at_root = world.is_local(root);
   TensorType local_type = type;
   local_type.shape = spec.canonical(mesh).local_shape(type.shape, mesh);
@@ -67,9 +68,9 @@ Result<Tensor> gather_tensor(World& world, int root, const ShardingSpec& spec,
   std::vector<const Tensor*> blocks(static_cast<size_t>(n), nullptr);
   const Tensor empty;
   for (int64_t l = 0; l < n; ++l) {
-    const int rank = first_rank + static_cast<int>(l);
+    const int rank = placed.devices[static_cast<size_t>(l)];
     blocks[l] = &empty;
-    if (!is_primary_block(spec, mesh, {l / mesh[1], l % mesh[1]})) continue;
+    if (!is_primary_block(spec, mesh, mesh.coords(l))) continue;
     if (world.is_local(rank)) {
       const Tensor* b = local_block(rank);
       if (b == nullptr) return internal_error(cat("gather: rank ", rank, " holds no block"));

@@ -35,13 +35,13 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
 bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
                       const MeshCoords& coords);
 
-// The whole tensor at world rank `root`, from the blocks of a mesh on world ranks
-// first_rank .. first_rank + n0*n1 - 1 laid out as `spec`. `local_block(rank)` gives the block
-// of a rank this process runs. Blocks travel from other processes by send/recv with `tag`.
-// Process-level: every process calls it for the same tensors in the same order. Returns the
-// tensor in root's process and an empty Tensor in the others.
+// The whole tensor at world rank `root`, from the blocks of a mesh placed on world ranks,
+// laid out as `spec`. `local_block(rank)` gives the block of a rank this process runs. Blocks
+// travel from other processes by send/recv with `tag`. Process-level: every process calls it
+// for the same tensors in the same order. Returns the tensor in root's process and an empty
+// Tensor in the others.
 Result<Tensor> gather_tensor(World& world, int root, const ShardingSpec& spec,
-                             const MeshShape& mesh, int first_rank, const TensorType& type,
+                             const PlacedMesh& mesh, const TensorType& type,
                              const std::function<const Tensor*(int rank)>& local_block, int tag);
 
 }  // namespace alpa

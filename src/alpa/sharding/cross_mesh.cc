@@ -214,4 +214,53 @@ std::string to_string(const CrossMeshPlan& plan) {
   return s;
 }
 
+Status validate_cross_mesh_plan(const CrossMeshPlan& plan) {
+  ALPA_RETURN_IF_ERROR(check_placement(plan.src, "source"));
+  ALPA_RETURN_IF_ERROR(check_placement(plan.dst, "destination"));
+  ALPA_RETURN_IF_ERROR(check_spec(plan.src_spec, plan.shape, plan.src.shape, "source"));
+  ALPA_RETURN_IF_ERROR(check_spec(plan.dst_spec, plan.shape, plan.dst.shape, "destination"));
+  ALPA_RETURN_IF_ERROR(check_spec(plan.receive_spec, plan.shape, plan.dst.shape, "receive"));
+  const size_t rank = plan.shape.size();
+  const ShardingSpec src_c = plan.src_spec.canonical(plan.src.shape);
+  const ShardingSpec recv_c = plan.receive_spec.canonical(plan.dst.shape);
+  // Elements each destination position receives; boxes must lie in both blocks.
+  std::vector<int64_t> covered(static_cast<size_t>(plan.dst.size()), 0);
+  for (size_t k = 0; k < plan.transfers.size(); ++k) {
+    const CrossMeshTransfer& t = plan.transfers[k];
+    const std::string where = cat("cross-mesh transfer ", k, " (", t.src_rank, " -> ", t.dst_rank,
+                                  " ", t.box.to_string(), ")");
+    const int64_t si = plan.src.index_of(t.src_rank), di = plan.dst.index_of(t.dst_rank);
+    if (si < 0) return invalid_argument(cat(where, ": the sender is not on the source mesh"));
+    if (di < 0)
+      return invalid_argument(cat(where, ": the receiver is not on the destination mesh"));
+    if (t.box.offset.size() != rank || t.box.extent.size() != rank)
+      return invalid_argument(cat(where, ": the box has the wrong rank for ",
+                                  shape_to_string(plan.shape)));
+    if (!block_box(src_c, plan.shape, plan.src, si).contains(t.box))
+      return invalid_argument(cat(where, ": the box is not inside the sender's block"));
+    if (!block_box(recv_c, plan.shape, plan.dst, di).contains(t.box))
+      return invalid_argument(cat(where, ": the box is not inside the receiver's block"));
+    covered[static_cast<size_t>(di)] += t.box.elements();
+  }
+  // Boxes inside the block that do not overlap and add up to it tile it exactly once.
+  std::vector<std::vector<const Box*>> boxes(static_cast<size_t>(plan.dst.size()));
+  for (const CrossMeshTransfer& t : plan.transfers)
+    boxes[static_cast<size_t>(plan.dst.index_of(t.dst_rank))].push_back(&t.box);
+  for (size_t i = 0; i < boxes.size(); ++i)
+    for (size_t a = 0; a < boxes[i].size(); ++a)
+      for (size_t b = a + 1; b < boxes[i].size(); ++b) {
+        Box both;
+        if (intersect(*boxes[i][a], *boxes[i][b], &both))
+          return invalid_argument(cat("cross-mesh plan: device ", plan.dst.devices[i],
+                                      " receives ", both.to_string(), " twice"));
+      }
+  const int64_t block = num_elements(recv_c.local_shape(plan.shape, plan.dst.shape));
+  for (int64_t i = 0; i < plan.dst.size(); ++i)
+    if (covered[static_cast<size_t>(i)] != block)
+      return invalid_argument(cat("cross-mesh plan: device ", plan.dst.devices[static_cast<size_t>(i)],
+                                  " receives ", covered[static_cast<size_t>(i)],
+                                  " elements of its block of ", block));
+  return ok_status();
+}
+
 }  // namespace alpa

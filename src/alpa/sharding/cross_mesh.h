@@ -86,6 +86,8 @@ struct CrossMeshPlan {
   int64_t bytes_moved(int64_t elem_bytes) const;
   // Bytes that `rank` sends to other ranks.
   int64_t bytes_sent_by(int rank, int64_t elem_bytes) const;
+
+  friend bool operator==(const CrossMeshPlan&, const CrossMeshPlan&) = default;
 };
 
 // Plans the transfers (see the header comment). Errors (kInvalidArgument, with a hint): spec
@@ -106,6 +108,12 @@ Result<CrossMeshPlan> plan_cross_mesh(const Shape& shape, const PlacedMesh& src,
 // unchanged when nothing is added. Requires a valid dst_spec without partial sums.
 ShardingSpec local_all_gather_spec(const ShardingSpec& dst_spec, const Shape& shape,
                                    const MeshShape& mesh);
+
+// Checks a plan read from elsewhere (a program file): placements and specs as plan_cross_mesh
+// requires (receive_spec valid on the destination mesh), every box inside
+// the block its sender holds, and every destination block tiled exactly once. Errors say which
+// transfer or block is wrong.
+Status validate_cross_mesh_plan(const CrossMeshPlan& plan);
 
 // The block the device at position `index` of `mesh` holds of a tensor of `shape` under
 // `spec` (canonical for the mesh), in global coordinates.

@@ -5,6 +5,7 @@
 
 #include "alpa/cost/collective.h"
 #include "alpa/cost/compute.h"
+#include "alpa/cost/transfer_cost.h"
 #include "alpa/ir/analysis.h"
 
 namespace alpa {
@@ -12,12 +13,6 @@ namespace {
 
 double type_bytes(const TensorType& t) {
   return static_cast<double>(t.num_elements()) * static_cast<double>(dtype_bytes(t.dtype));
-}
-
-uint8_t axes_mask(const std::vector<int64_t>& axes) {
-  uint8_t m = 0;
-  for (int64_t a : axes) m |= a == 0 ? kAxis0 : kAxis1;
-  return m;
 }
 
 // Peak bytes of a program's intermediates (non-parameters) alive at once.
@@ -48,7 +43,7 @@ double program_time(const Graph& g, const MeshLinks& mesh, const DeviceSpec& dev
     double t = 0;
     auto collective = [&](Collective c, double bytes) {
       const auto& a = n.attr<CollectiveAttrs>();
-      t = collective_time(mesh, c, axes_mask(a.axes), bytes);
+      t = collective_time(mesh, c, axes_of(a.axes), bytes);
       comm += t;
     };
     switch (n.op) {
@@ -81,99 +76,115 @@ double program_time(const Graph& g, const MeshLinks& mesh, const DeviceSpec& dev
   return total;
 }
 
-Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& cluster) {
+namespace {
+
+struct StageState {
+  size_t pc = 0;
+  double clock = 0;
+  std::vector<double> task_s, task_comm_s, task_peak;  // per task
+  std::map<std::pair<int, int>, double> store;          // (value, micro-batch) -> bytes
+  double store_bytes = 0;
+  std::map<int, int> values_of_micro_batch;  // stored values per micro-batch (per-step excluded)
+};
+
+// Bytes one device of `st` holds of value v, in its stored layout.
+double value_bytes(const Stage& st, int v) {
+  const StageValue& x = st.values[static_cast<size_t>(v)];
+  TensorType t = x.type;
+  t.shape = x.layout.canonical(st.mesh.shape).local_shape(t.shape, st.mesh.shape);
+  return type_bytes(t);
+}
+
+Status prepare(const Program& prog, const Cluster& cluster, std::vector<StageState>& state,
+               SimReport& rep) {
+  for (size_t s = 0; s < prog.stages.size(); ++s) {
+    const Stage& st = prog.stages[s];
+    ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster, st.mesh));
+    StageState& ss = state[s];
+    for (const Task& t : st.tasks) {
+      double comm = 0;
+      ss.task_s.push_back(program_time(t.program, mesh, cluster.device, &comm));
+      ss.task_comm_s.push_back(comm);
+      ss.task_peak.push_back(program_peak_bytes(t.program));
+    }
+    SimStage& out = rep.stages[s];
+    out.first_device = st.mesh.first_device();
+    out.devices = static_cast<int>(st.mesh.size());
+    for (size_t v = 0; v < st.values.size(); ++v)
+      if (st.values[v].kind == ValueKind::kOwned) out.owned_bytes += value_bytes(st, static_cast<int>(v));
+    out.peak_memory_bytes = out.owned_bytes;
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Result<SimReport> simulate(const Program& prog, const Cluster& cluster) {
   const int S = static_cast<int>(prog.stages.size());
-  if (S == 0) return invalid_argument("simulate: a pipeline program without stages");
+  if (S == 0) return invalid_argument("simulate: a program without stages");
   if (cluster.num_devices() < prog.num_devices)
     return invalid_argument(cat("simulate: the program needs ", prog.num_devices,
                                 " devices, the cluster has ", cluster.num_devices()));
-  struct StageState {
-    size_t pc = 0;
-    double clock = 0;
-    double task_s[kNumTaskKinds] = {0, 0, 0};
-    double task_comm_s[kNumTaskKinds] = {0, 0, 0};
-    double task_peak[kNumTaskKinds] = {0, 0, 0};
-    std::map<std::pair<ValueId, int>, double> store;
-    double store_bytes = 0;
-    std::map<int, int> values_of_micro_batch;  // stored values per micro-batch (per-step ones excluded)
-  };
-  // Bytes one device of stage s holds of value v, in its stored layout.
-  auto local_bytes = [&](int s, ValueId v) {
-    const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
-    TensorType t = ps.graph.graph.type(v);
-    t.shape = ps.stored_spec[v].canonical(ps.placement.shape).local_shape(t.shape, ps.placement.shape);
-    return type_bytes(t);
-  };
   std::vector<StageState> st(static_cast<size_t>(S));
   SimReport rep;
   rep.stages.resize(static_cast<size_t>(S));
-  for (int s = 0; s < S; ++s) {
-    const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
-    ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster, ps.placement));
-    for (int k = 0; k < kNumTaskKinds; ++k) {
-      const TaskProgram& tp = ps.tasks[k];
-      if (tp.empty) continue;
-      st[s].task_s[k] = program_time(tp.spmd.program, mesh, cluster.device, &st[s].task_comm_s[k]);
-      st[s].task_peak[k] = program_peak_bytes(tp.spmd.program);
-    }
-    SimStage& out = rep.stages[static_cast<size_t>(s)];
-    out.first_device = ps.placement.first_device();
-    out.devices = static_cast<int>(ps.placement.size());
-    for (ValueId v : ps.graph.owned) out.owned_bytes += local_bytes(s, v);
-    out.peak_memory_bytes = out.owned_bytes;
-  }
-  // Arrival time of each (transfer, micro-batch) once sent.
+  ALPA_RETURN_IF_ERROR(prepare(prog, cluster, st, rep));
+  // Each transfer's time on the cluster's links, and its arrival once sent.
+  std::vector<double> transfer_s;
+  for (const Transfer& t : prog.transfers)
+    transfer_s.push_back(cross_mesh_seconds(
+        t.plan, dtype_bytes(prog.stages[static_cast<size_t>(t.to_stage)]
+                                .values[static_cast<size_t>(t.to_value)]
+                                .type.dtype),
+        cluster));
   std::map<std::pair<int, int>, double> arrival;
   const double mem_bw = cluster.device.memory_bandwidth;
   int64_t remaining = 0;
-  for (const PipelineStage& ps : prog.stages) remaining += static_cast<int64_t>(ps.instructions.size());
+  for (const Stage& ps : prog.stages) remaining += static_cast<int64_t>(ps.instructions.size());
   rep.instructions = remaining;
   while (remaining > 0) {
     bool progressed = false;
     for (int s = 0; s < S; ++s) {
-      const PipelineStage& ps = prog.stages[static_cast<size_t>(s)];
+      const Stage& ps = prog.stages[static_cast<size_t>(s)];
       StageState& ss = st[static_cast<size_t>(s)];
       SimStage& out = rep.stages[static_cast<size_t>(s)];
+      auto key_of = [&](int v, int m) {
+        return std::make_pair(v, ps.values[static_cast<size_t>(v)].per_step ? -1 : m);
+      };
+      auto put = [&](std::pair<int, int> k, double bytes) {
+        auto [it, inserted] = ss.store.emplace(k, bytes);
+        if (!inserted) return;
+        ss.store_bytes += bytes;
+        out.peak_store_bytes = std::max(out.peak_store_bytes, ss.store_bytes);
+        if (k.second >= 0) ++ss.values_of_micro_batch[k.second];
+        out.peak_live_micro_batches = std::max(out.peak_live_micro_batches,
+                                               static_cast<int>(ss.values_of_micro_batch.size()));
+      };
       while (ss.pc < ps.instructions.size()) {
         const Instruction& x = ps.instructions[ss.pc];
         double start = ss.clock, dur = 0;
-        auto key_of = [&](ValueId v, int m) {
-          return std::make_pair(v, ps.per_step[v] ? -1 : m);
-        };
-        auto put = [&](std::pair<ValueId, int> k, double bytes) {
-          auto [it, inserted] = ss.store.emplace(k, bytes);
-          if (!inserted) return;
-          ss.store_bytes += bytes;
-          out.peak_store_bytes = std::max(out.peak_store_bytes, ss.store_bytes);
-          if (k.second >= 0) ++ss.values_of_micro_batch[k.second];
-          out.peak_live_micro_batches = std::max(
-              out.peak_live_micro_batches, static_cast<int>(ss.values_of_micro_batch.size()));
-        };
         if (x.kind == InstrKind::kRecv) {
           auto it = arrival.find({x.transfer, x.micro_batch});
           if (it == arrival.end()) break;  // not sent yet: another stage goes first
-          const PipelineTransfer& tr = prog.transfers[static_cast<size_t>(x.transfer)];
-          start = std::max(ss.clock, it->second - tr.predicted_s);
+          const Transfer& tr = prog.transfers[static_cast<size_t>(x.transfer)];
+          start = std::max(ss.clock, it->second - transfer_s[static_cast<size_t>(x.transfer)]);
           dur = std::max(0.0, it->second - start);
-          put(key_of(tr.to_value, x.micro_batch), local_bytes(s, tr.to_value));
+          put(key_of(tr.to_value, x.micro_batch), value_bytes(ps, tr.to_value));
         } else if (x.kind == InstrKind::kSend) {
-          const PipelineTransfer& tr = prog.transfers[static_cast<size_t>(x.transfer)];
-          arrival[{x.transfer, x.micro_batch}] = ss.clock + tr.predicted_s;
+          arrival[{x.transfer, x.micro_batch}] =
+              ss.clock + transfer_s[static_cast<size_t>(x.transfer)];
         } else if (x.kind == InstrKind::kRun) {
-          const int k = static_cast<int>(x.task);
+          const size_t k = static_cast<size_t>(x.task);
           dur = ss.task_s[k];
           out.compute_s += ss.task_s[k] - ss.task_comm_s[k];
           out.communication_s += ss.task_comm_s[k];
           out.peak_memory_bytes =
               std::max(out.peak_memory_bytes, out.owned_bytes + ss.store_bytes + ss.task_peak[k]);
-          const TaskProgram& tp = ps.tasks[k];
-          for (size_t o = 0; o < tp.output_source.size(); ++o) {
-            if (tp.spmd.program.outputs()[o].alias != kNoValue) continue;  // owned update
-            const ValueId v = tp.output_source[o];
-            put(key_of(v, x.micro_batch), local_bytes(s, v));
-          }
+          for (int v : ps.tasks[k].outputs)
+            if (ps.values[static_cast<size_t>(v)].kind != ValueKind::kOwned)
+              put(key_of(v, x.micro_batch), value_bytes(ps, v));
         } else if (x.kind == InstrKind::kAccumulate) {
-          const double b = local_bytes(s, x.value);
+          const double b = value_bytes(ps, x.value);
           dur = 3 * b / mem_bw;
           put({x.value, -1}, b);
         } else {  // kFree
@@ -193,8 +204,8 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
         ss.clock = start + dur;
         if (x.kind == InstrKind::kRun || x.kind == InstrKind::kAccumulate) out.busy_s += dur;
         if (dur > 0 || x.kind == InstrKind::kSend)
-          rep.events.push_back({to_string(x), instruction_category(x), ps.placement.first_device(), 0,
-                                start, dur, s, x.micro_batch});
+          rep.events.push_back({to_string(ps, x), instruction_category(x), ps.mesh.first_device(),
+                                0, start, dur, s, x.micro_batch});
         ++ss.pc;
         --remaining;
         progressed = true;
@@ -206,9 +217,10 @@ Result<SimReport> simulate_pipeline(const PipelineProgram& prog, const Cluster& 
   double busy_device_s = 0;
   int devices = 0;
   for (int s = 0; s < S; ++s) {
+    const SimStage& out = rep.stages[static_cast<size_t>(s)];
     rep.step_time_s = std::max(rep.step_time_s, st[static_cast<size_t>(s)].clock);
-    busy_device_s += rep.stages[static_cast<size_t>(s)].busy_s * rep.stages[static_cast<size_t>(s)].devices;
-    devices += rep.stages[static_cast<size_t>(s)].devices;
+    busy_device_s += out.busy_s * out.devices;
+    devices += out.devices;
   }
   rep.bubble_fraction =
       rep.step_time_s > 0 ? 1.0 - busy_device_s / (devices * rep.step_time_s) : 0.0;

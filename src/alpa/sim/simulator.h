@@ -1,7 +1,7 @@
-// Simulator: a pipeline program's training step executed in simulated time under the cost
-// model, the way the runtime would run it on the cluster the plan was made for.
+// Simulator: a program's training step executed in simulated time under the cost model, the
+// way the runtime would run it on the cluster the plan was made for.
 //
-// Every stage's devices run the stage's instruction list (pipeline/program.h) in lockstep, so
+// Every stage's devices run the stage's instruction list (program/program.h) in lockstep, so
 // one clock per stage stands for them. RUN k m takes the task program's time: per node of the
 // per-device program, the roofline time of its local work (cost/compute.h, as the ILP costs
 // it) or, for a collective, its alpha-beta time on the stage's mesh (cost/collective.h). SEND
@@ -17,6 +17,7 @@
 //
 // Not a network simulator: links are the cost model's alpha-beta per mesh axis, with no
 // contention between stages; compute has no efficiency tables unless the cluster has them.
+// Not a runtime and not a planner: it reads a Program and the cost model, nothing else.
 #pragma once
 
 #include <vector>
@@ -24,7 +25,7 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/cost/mesh_links.h"
 #include "alpa/ir/graph.h"
-#include "alpa/pipeline/program.h"
+#include "alpa/program/program.h"
 #include "alpa/support/status.h"
 #include "alpa/support/trace.h"
 
@@ -60,7 +61,8 @@ struct SimReport {
   }
 };
 
-// Simulates one training step of `program` on `cluster` (sized to program.num_devices).
-Result<SimReport> simulate_pipeline(const PipelineProgram& program, const Cluster& cluster);
+// Simulates one training step of `program` on `cluster` (at least program.num_devices devices;
+// world rank = device id).
+Result<SimReport> simulate(const Program& program, const Cluster& cluster);
 
 }  // namespace alpa

@@ -55,8 +55,7 @@ class Lowerer {
     // re-emitted in its user's layout) are dropped.
     out.program = eliminate_dead_code(program);
     for (const Node& n : out.program.nodes())
-      out.collectives += n.op == OpKind::kAllReduce || n.op == OpKind::kAllGather ||
-                         n.op == OpKind::kReduceScatter || n.op == OpKind::kAllToAll;
+      out.collectives += is_communicating(n.op);
     return out;
   }
 

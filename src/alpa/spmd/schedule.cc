@@ -1,4 +1,4 @@
-#include "alpa/pipeline/schedule.h"
+#include "alpa/spmd/schedule.h"
 
 #include <algorithm>
 

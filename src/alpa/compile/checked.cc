@@ -1,8 +1,10 @@
-#include "alpa/sim/checked_plan.h"
+#include "alpa/compile/checked.h"
 
 #include <algorithm>
 #include <chrono>
 #include <optional>
+
+#include "alpa/spmd/build_program.h"
 
 namespace alpa {
 namespace {
@@ -10,18 +12,20 @@ namespace {
 struct Simulated {
   TrainStep step;
   MaterializedPipeline pipeline;
+  Program program;
   SimReport sim;
   double peak = 0;
 };
 
-Result<Simulated> simulate_plan(const std::function<Result<TrainStep>(int)>& build_step,
+Result<Simulated> simulate_plan(const ModelSpec& model, const OptimizerOptions& optimizer,
                                 const Cluster& cluster, const PipelinePlan& plan,
                                 const AutoShardingOptions& sharding, ScheduleKind schedule) {
   Simulated s;
-  ALPA_ASSIGN_OR_RETURN(s.step, build_step(plan.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(s.step, micro_batch_step(model, optimizer, plan.micro_batches));
   ALPA_ASSIGN_OR_RETURN(s.pipeline, materialize_pipeline(s.step, plan, cluster, sharding));
-  ALPA_ASSIGN_OR_RETURN(
-      s.sim, simulate_materialized(s.step, s.pipeline, cluster, schedule, plan.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(s.program,
+                        pipeline_program(s.step, s.pipeline, schedule, plan.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(s.sim, simulate(s.program, cluster));
   s.peak = s.sim.peak_memory_bytes();
   return s;
 }
@@ -59,23 +63,21 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
 
 }  // namespace
 
-Result<SimReport> simulate_materialized(const TrainStep& step, const MaterializedPipeline& pipeline,
-                                        const Cluster& cluster, ScheduleKind schedule,
-                                        int micro_batches) {
+Result<Program> pipeline_program(const TrainStep& step, const MaterializedPipeline& pipeline,
+                                 ScheduleKind schedule, int micro_batches) {
   PipelineBuildOptions bo;
   bo.schedule = schedule;
   bo.micro_batches = micro_batches;
-  bo.cluster = &cluster;
-  ALPA_ASSIGN_OR_RETURN(PipelineProgram prog,
-                        build_pipeline_program(step, pipeline.split, pipeline.graphs,
-                                               pipeline.plans, pipeline.placements, bo));
-  return simulate_pipeline(prog, cluster);
+  return build_pipeline_program(step, pipeline.split, pipeline.graphs, pipeline.plans,
+                                pipeline.placements, bo);
 }
 
-Result<CheckedPipelinePlan> plan_pipeline_checked(
-    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
-    const PipelinePlannerOptions& options, ScheduleKind schedule, int max_rounds,
-    int max_candidates) {
+Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
+                                                  const OptimizerOptions& optimizer,
+                                                  const Cluster& cluster,
+                                                  const PipelinePlannerOptions& options,
+                                                  ScheduleKind schedule, int max_rounds,
+                                                  int max_candidates) {
   using Clock = std::chrono::steady_clock;
   const double memory =
       options.memory_per_device > 0 ? options.memory_per_device : cluster.device.memory_bytes;
@@ -84,7 +86,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
   CheckedPipelinePlan r;
   for (int round = 1;; ++round) {
     const Clock::time_point t0 = Clock::now();
-    Result<PipelinePlan> plan = plan_pipeline(build_step, cluster, o);
+    Result<PipelinePlan> plan = plan_pipeline(model, optimizer, cluster, o);
     if (!plan.ok()) {
       if (round == 1) return plan.status();
       return plan.status().with_context(
@@ -108,7 +110,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
         sub.space = corner;
         sub.progress = nullptr;
         sub.explain_no_fit = false;
-        Result<PipelinePlan> one = plan_pipeline(build_step, cluster, sub);
+        Result<PipelinePlan> one = plan_pipeline(model, optimizer, cluster, sub);
         const bool known = one.ok() && std::any_of(candidates.begin(), candidates.end(),
                                                    [&](const PipelinePlan& c) {
                                                      return same_stages(c, *one);
@@ -126,7 +128,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
     double first_planned_peak = 0, first_sim_peak = 0;
     for (size_t i = 0; i < candidates.size(); ++i) {
       ALPA_ASSIGN_OR_RETURN(Simulated s,
-                            simulate_plan(build_step, cluster, candidates[i], sharding, schedule));
+                            simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule));
       r.simulated.push_back({candidates[i].micro_batches,
                              static_cast<int>(candidates[i].stages.size()), s.sim.step_time_s,
                              s.peak});
@@ -156,11 +158,11 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
         o.progress(cat(" the fastest plan simulates at ", first_sim_peak / 1e9,
                        " GB; planning its ", again.micro_batches, " micro-batches again for ",
                        again.memory_per_device / 1e9, " GB"));
-      Result<PipelinePlan> refit = plan_pipeline(build_step, cluster, again);
+      Result<PipelinePlan> refit = plan_pipeline(model, optimizer, cluster, again);
       if (refit.ok()) {
         refit->alternatives.clear();
         ALPA_ASSIGN_OR_RETURN(Simulated s,
-                              simulate_plan(build_step, cluster, *refit, sharding, schedule));
+                              simulate_plan(model, optimizer, cluster, *refit, sharding, schedule));
         r.simulated.push_back({refit->micro_batches, static_cast<int>(refit->stages.size()),
                                s.sim.step_time_s, s.peak});
         if (s.peak <= memory && s.sim.step_time_s < best->sim.step_time_s) {
@@ -177,6 +179,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(
     copy_statistics(r.plan, *plan);
     r.step = std::move(best->step);
     r.pipeline = std::move(best->pipeline);
+    r.program = std::move(best->program);
     r.sim = std::move(best->sim);
     r.peak_memory_bytes = best->peak;
     if (r.peak_memory_bytes <= memory || round >= max_rounds) return r;

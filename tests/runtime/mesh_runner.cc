@@ -1,4 +1,4 @@
-#include "alpa/runtime/spmd_runner.h"
+#include "runtime/mesh_runner.h"
 
 #include <algorithm>
 #include <utility>
@@ -7,22 +7,22 @@
 
 namespace alpa {
 
-SpmdRunner::SpmdRunner(Graph program, SpmdOptions options, World* world) : options_(options) {
+MeshRunner::MeshRunner(Graph program, MeshRunOptions options, World* world) : options_(options) {
   ALPA_CHECK(options_.mesh[0] >= 1 && options_.mesh[1] >= 1)
-      << "SpmdRunner mesh must be positive, got [" << options_.mesh[0] << "," << options_.mesh[1]
+      << "MeshRunner mesh must be positive, got [" << options_.mesh[0] << "," << options_.mesh[1]
       << "]";
   const int64_t n = options_.mesh[0] * options_.mesh[1];
-  ALPA_CHECK(n <= (int64_t{1} << 16)) << "SpmdRunner mesh of " << n << " devices";
+  ALPA_CHECK(n <= (int64_t{1} << 16)) << "MeshRunner mesh of " << n << " devices";
   if (world == nullptr) {
     own_world_ = std::make_unique<ThreadWorld>(static_cast<int>(n), options_.timeout_s);
     world = own_world_.get();
   }
-  ALPA_CHECK(world->size() == n) << "SpmdRunner: a world of " << world->size() << " ranks for "
+  ALPA_CHECK(world->size() == n) << "MeshRunner: a world of " << world->size() << " ranks for "
                                  << n << " devices";
   world_ = world;
   local_ = world_->local_ranks();
   ALPA_CHECK(prepare_mesh_groups(*world_, {PlacedMesh::contiguous(options_.mesh, 0)}).ok())
-      << "SpmdRunner: preparing the mesh's communicators failed";
+      << "MeshRunner: preparing the mesh's communicators failed";
   // Settle OpenBLAS's process-wide state before device threads call it concurrently.
   select_blas_kernels();
   set_blas_threads(1);
@@ -43,27 +43,27 @@ SpmdRunner::SpmdRunner(Graph program, SpmdOptions options, World* world) : optio
   }
 }
 
-SpmdRunner::~SpmdRunner() = default;
-SpmdRunner::SpmdRunner(SpmdRunner&&) noexcept = default;
-SpmdRunner& SpmdRunner::operator=(SpmdRunner&&) noexcept = default;
+MeshRunner::~MeshRunner() = default;
+MeshRunner::MeshRunner(MeshRunner&&) noexcept = default;
+MeshRunner& MeshRunner::operator=(MeshRunner&&) noexcept = default;
 
-size_t SpmdRunner::local_index(int d) const {
+size_t MeshRunner::local_index(int d) const {
   auto it = std::lower_bound(local_.begin(), local_.end(), d);
   ALPA_CHECK(it != local_.end() && *it == d) << "device " << d << " is not run by this process";
   return static_cast<size_t>(it - local_.begin());
 }
 
-const DeviceContext& SpmdRunner::device(int d) const { return devices_[local_index(d)]; }
+const DeviceContext& MeshRunner::device(int d) const { return devices_[local_index(d)]; }
 
-const ExecutorStats& SpmdRunner::stats(int device) const {
+const ExecutorStats& MeshRunner::stats(int device) const {
   return executors_[local_index(device)].stats();
 }
 
-Result<std::vector<std::vector<Tensor>>> SpmdRunner::run(std::vector<std::vector<Tensor>> params) {
+Result<std::vector<std::vector<Tensor>>> MeshRunner::run(std::vector<std::vector<Tensor>> params) {
   const size_t n = local_.size();
   if (params.size() != n)
     return invalid_argument(
-        cat("SpmdRunner on mesh [", options_.mesh[0], ",", options_.mesh[1], "] runs ", n,
+        cat("MeshRunner on mesh [", options_.mesh[0], ",", options_.mesh[1], "] runs ", n,
             " devices here, but parameters for ", params.size(), " were passed"),
         "pass one parameter list per local device, device d at (d / n1, d % n1)");
   std::vector<std::vector<Tensor>> outputs(n);

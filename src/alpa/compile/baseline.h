@@ -12,7 +12,9 @@
 // - pp-dp: pipeline plus data parallelism only (the PipeDream/DAPPLE space): pipeline degree,
 //   data parallelism inside each stage, and the micro-batch size.
 //
-// Every configuration is simulated as one 1F1B training step; one that needs more memory per
+// Each configuration is compiled like any other (compile.h: compile_stages with the
+// configuration's stages, meshes and per-stage manual plan as fixed choices) and simulated as
+// one 1F1B training step; one that needs more memory per
 // device than the cluster has (the simulator's peak) does not count. Layouts the manual rules
 // leave open go to the ILP for time alone (never re-planned to save memory, which these
 // systems do not do). Configurations whose
@@ -25,13 +27,11 @@
 #include <string_view>
 #include <vector>
 
-#include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
-#include "alpa/inter/stage_planner.h"
-#include "alpa/pipeline/program.h"
-#include "alpa/pipeline/schedule.h"
+#include "alpa/compile/compile.h"
+#include "alpa/models/registry.h"
 #include "alpa/plan/manual.h"
-#include "alpa/sim/simulator.h"
+#include "alpa/spmd/schedule.h"
 
 namespace alpa {
 
@@ -69,25 +69,23 @@ struct BaselineOptions {
 struct BaselineResult {
   BaselineKind kind = BaselineKind::kMegatron;
   BaselineConfig best;
-  TrainStep step;  // the best configuration's one-micro-batch step
-  PipelinePlan plan;
-  MaterializedPipeline pipeline;
-  SimReport sim;
+  // The best configuration compiled: its one-micro-batch step, stages, program and simulation.
+  Compiled compiled;
   std::vector<BaselineTrial> trials;  // in the order tried
   double search_s = 0;
 };
 
-// Grid-searches the baseline on `cluster` (its whole size). build_step(B) returns the
-// training step of one micro-batch when the batch is split into B micro-batches. Errors when
-// no configuration fits, naming the best memory seen.
-Result<BaselineResult> plan_baseline(BaselineKind kind,
-                                     const std::function<Result<TrainStep>(int)>& build_step,
-                                     const Cluster& cluster, const BaselineOptions& options);
+// Grid-searches the baseline for `model`'s training step with `optimizer` on `cluster` (its
+// whole size). Errors when no configuration fits, naming the best memory seen.
+Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
+                                     const OptimizerOptions& optimizer, const Cluster& cluster,
+                                     const BaselineOptions& options);
 
 // One configuration, simulated as the search would (its trial is the result's only one).
-Result<BaselineResult> simulate_baseline_config(
-    BaselineKind kind, const BaselineConfig& config,
-    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
-    const BaselineOptions& options);
+Result<BaselineResult> simulate_baseline_config(BaselineKind kind, const BaselineConfig& config,
+                                                const ModelSpec& model,
+                                                const OptimizerOptions& optimizer,
+                                                const Cluster& cluster,
+                                                const BaselineOptions& options);
 
 }  // namespace alpa

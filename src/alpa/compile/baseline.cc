@@ -1,4 +1,4 @@
-#include "alpa/baseline/baseline.h"
+#include "alpa/compile/baseline.h"
 
 #include <chrono>
 #include <cmath>
@@ -6,9 +6,7 @@
 #include <map>
 #include <optional>
 
-#include "alpa/cost/mesh_links.h"
 #include "alpa/inter/layer_clustering.h"
-#include "alpa/sim/checked_plan.h"
 
 namespace alpa {
 namespace {
@@ -80,20 +78,14 @@ std::string gb(double bytes) {
   return buf;
 }
 
-struct Evaluated {
+// The configuration's stages compiled as fixed choices and simulated.
+Result<Compiled> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
+                          const BaselineOptions& o) {
   PipelinePlan plan;
-  MaterializedPipeline pipeline;
-  SimReport sim;
-  double peak = 0;
-};
-
-Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
-                           const BaselineOptions& o) {
-  Evaluated e;
   LayerClusteringOptions lo;
   lo.num_layers = c.pp;
-  ALPA_ASSIGN_OR_RETURN(e.plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
-  e.plan.micro_batches = c.micro_batches;
+  ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
+  plan.micro_batches = c.micro_batches;
   const int64_t per_stage = static_cast<int64_t>(c.dp) * c.tp;
   const int64_t dph = cluster.devices_per_host;
   for (int s = 0; s < c.pp; ++s) {
@@ -103,7 +95,7 @@ Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const
     ps.logical.shape = {c.dp, c.tp};
     ps.logical.batch_axis = 0;
     ps.first_device = static_cast<int>(s * per_stage);
-    e.plan.stages.push_back(ps);
+    plan.stages.push_back(ps);
   }
   auto hook = [&](int, const StageGraph& sg, const MeshShape& shape,
                   AutoShardingOptions& so) -> Status {
@@ -117,13 +109,12 @@ Result<Evaluated> evaluate(const BaselineConfig& c, const TrainStep& step, const
   };
   // A hand-written system does not re-plan what its rules leave open to save memory: the ILP
   // chooses those layouts for time alone, and the configuration fits or not as simulated.
-  Cluster unbounded = cluster;
-  unbounded.device.memory_bytes = std::numeric_limits<double>::max();
-  ALPA_ASSIGN_OR_RETURN(e.pipeline, materialize_pipeline(step, e.plan, unbounded, {}, hook));
-  ALPA_ASSIGN_OR_RETURN(
-      e.sim, simulate_materialized(step, e.pipeline, cluster, o.schedule, c.micro_batches));
-  e.peak = e.sim.peak_memory_bytes();
-  return e;
+  CompileOptions co;
+  co.pipeline = true;
+  co.devices = cluster.num_devices();
+  co.schedule = o.schedule;
+  co.sharding.memory_budget_bytes = std::numeric_limits<double>::max();
+  return compile_stages(step, std::move(plan), cluster, co, hook);
 }
 
 }  // namespace
@@ -155,9 +146,9 @@ std::string BaselineConfig::to_string() const {
              expert_parallel ? " + expert parallel" : "", ")");
 }
 
-Result<BaselineResult> plan_baseline(BaselineKind kind,
-                                     const std::function<Result<TrainStep>(int)>& build_step,
-                                     const Cluster& cluster, const BaselineOptions& o) {
+Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
+                                     const OptimizerOptions& optimizer, const Cluster& cluster,
+                                     const BaselineOptions& o) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
   const int devices = cluster.num_devices();
@@ -167,7 +158,7 @@ Result<BaselineResult> plan_baseline(BaselineKind kind,
   auto step_for = [&](int B) -> Result<const TrainStep*> {
     auto it = steps.find(B);
     if (it == steps.end()) {
-      ALPA_ASSIGN_OR_RETURN(TrainStep s, build_step(B));
+      ALPA_ASSIGN_OR_RETURN(TrainStep s, micro_batch_step(model, optimizer, B));
       it = steps.emplace(B, std::move(s)).first;
     }
     return &it->second;
@@ -179,7 +170,7 @@ Result<BaselineResult> plan_baseline(BaselineKind kind,
 
   BaselineResult r;
   r.kind = kind;
-  std::optional<Evaluated> best;
+  std::optional<Compiled> best;
   double best_peak_seen = std::numeric_limits<double>::infinity();
   for (BaselineConfig shape :
        grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o.moe)) {
@@ -201,26 +192,27 @@ Result<BaselineResult> plan_baseline(BaselineKind kind,
       c.micro_batches = static_cast<int>(o.batch / (shape.dp * m));
       BaselineTrial t{c, false, false, 0, 0, ""};
       Result<const TrainStep*> step = step_for(c.micro_batches);
-      Result<Evaluated> e =
-          step.ok() ? evaluate(c, **step, cluster, o) : Result<Evaluated>(step.status());
+      Result<Compiled> e =
+          step.ok() ? evaluate(c, **step, cluster, o) : Result<Compiled>(step.status());
       if (!e.ok()) {
         t.note = e.status().message();
         if (o.progress) o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
         r.trials.push_back(std::move(t));
         break;
       }
+      const double peak = e->sim->peak_memory_bytes();
       t.simulated = true;
-      t.step_time_s = e->sim.step_time_s;
-      t.peak_memory_bytes = e->peak;
-      t.fits = e->peak <= memory;
-      if (!t.fits) t.note = cat("needs ", gb(e->peak), " per device");
-      best_peak_seen = std::min(best_peak_seen, e->peak);
+      t.step_time_s = e->sim->step_time_s;
+      t.peak_memory_bytes = peak;
+      t.fits = peak <= memory;
+      if (!t.fits) t.note = cat("needs ", gb(peak), " per device");
+      best_peak_seen = std::min(best_peak_seen, peak);
       if (o.progress)
         o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": step ", t.step_time_s,
-                       " s, peak ", gb(e->peak), t.fits ? "" : " (does not fit)"));
+                       " s, peak ", gb(peak), t.fits ? "" : " (does not fit)"));
       r.trials.push_back(t);
       if (!t.fits) break;  // larger micro-batches only need more
-      if (!best || t.step_time_s < best->sim.step_time_s) {
+      if (!best || t.step_time_s < best->sim->step_time_s) {
         best = std::move(*e);
         r.best = c;
       }
@@ -244,18 +236,15 @@ Result<BaselineResult> plan_baseline(BaselineKind kind,
             std::isfinite(best_peak_seen) ? cat(" (the smallest needs ", gb(best_peak_seen), ")")
                                           : std::string()),
         "use devices with more memory (--memory-budget), more devices, or a smaller model");
-  ALPA_ASSIGN_OR_RETURN(const TrainStep* bs, step_for(r.best.micro_batches));
-  r.step = *bs;
-  r.plan = std::move(best->plan);
-  r.pipeline = std::move(best->pipeline);
-  r.sim = std::move(best->sim);
+  r.compiled = std::move(*best);
   return r;
 }
 
-Result<BaselineResult> simulate_baseline_config(
-    BaselineKind kind, const BaselineConfig& c,
-    const std::function<Result<TrainStep>(int)>& build_step, const Cluster& cluster,
-    const BaselineOptions& o) {
+Result<BaselineResult> simulate_baseline_config(BaselineKind kind, const BaselineConfig& c,
+                                                const ModelSpec& model,
+                                                const OptimizerOptions& optimizer,
+                                                const Cluster& cluster,
+                                                const BaselineOptions& o) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
   if (c.dp * c.tp * c.pp != cluster.num_devices() || c.micro_batches < 1)
@@ -265,12 +254,10 @@ Result<BaselineResult> simulate_baseline_config(
   BaselineResult r;
   r.kind = kind;
   r.best = c;
-  ALPA_ASSIGN_OR_RETURN(r.step, build_step(c.micro_batches));
-  ALPA_ASSIGN_OR_RETURN(Evaluated e, evaluate(c, r.step, cluster, o));
-  r.trials.push_back({c, true, e.peak <= memory, e.sim.step_time_s, e.peak, ""});
-  r.plan = std::move(e.plan);
-  r.pipeline = std::move(e.pipeline);
-  r.sim = std::move(e.sim);
+  ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, c.micro_batches));
+  ALPA_ASSIGN_OR_RETURN(r.compiled, evaluate(c, step, cluster, o));
+  const double peak = r.compiled.sim->peak_memory_bytes();
+  r.trials.push_back({c, true, peak <= memory, r.compiled.sim->step_time_s, peak, ""});
   r.search_s = std::chrono::duration<double>(Clock::now() - t0).count();
   return r;
 }

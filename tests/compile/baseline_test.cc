@@ -1,4 +1,4 @@
-// The baselines (baseline/baseline.h): each searches its own grid and nothing else, picks the
+// The baselines (compile/baseline.h): each searches its own grid and nothing else, picks the
 // fastest configuration that fits, and its plan trains the model exactly as one device does.
 #include <gtest/gtest.h>
 
@@ -7,22 +7,14 @@
 #include <set>
 #include <tuple>
 
-#include "alpa/baseline/baseline.h"
-#include "alpa/cost/mesh_links.h"
+#include "alpa/compile/baseline.h"
 #include "alpa/models/registry.h"
-#include "alpa/pipeline/runner.h"
 #include "alpa/runtime/init.h"
+#include "alpa/runtime/program_runner.h"
 #include "pipeline/manual_stages.h"
 
 namespace alpa {
 namespace {
-
-std::function<Result<TrainStep>(int)> builder(const ModelSpec& spec) {
-  return [spec](int B) -> Result<TrainStep> {
-    ALPA_ASSIGN_OR_RETURN(Graph fwd, build_forward(spec, B));
-    return build_train_step(fwd, {});
-  };
-}
 
 Cluster local(int devices) {
   return with_devices(cluster_preset("local").value(), devices).value();
@@ -38,7 +30,7 @@ BaselineResult search(BaselineKind kind, const ModelSpec& spec, const Cluster& c
   o.batch = spec.batch;
   o.moe = spec.family == ModelFamily::kMoe;
   o.memory_per_device = memory;
-  Result<BaselineResult> r = plan_baseline(kind, builder(spec), c, o);
+  Result<BaselineResult> r = plan_baseline(kind, spec, {}, c, o);
   EXPECT_TRUE(r.ok()) << r.status().to_string();
   if (!r.ok()) return BaselineResult();
   return std::move(*r);
@@ -50,9 +42,9 @@ void expect_best_of_trials(const BaselineResult& r) {
   for (const BaselineTrial& t : r.trials)
     if (t.simulated && t.fits) fastest = std::min(fastest, t.step_time_s);
   ASSERT_TRUE(std::isfinite(fastest));
-  EXPECT_DOUBLE_EQ(r.sim.step_time_s, fastest);
-  EXPECT_EQ(static_cast<int>(r.plan.stages.size()), r.best.pp);
-  EXPECT_EQ(r.plan.micro_batches, r.best.micro_batches);
+  EXPECT_DOUBLE_EQ(r.compiled.sim->step_time_s, fastest);
+  EXPECT_EQ(static_cast<int>(r.compiled.pipeline->plan.stages.size()), r.best.pp);
+  EXPECT_EQ(r.compiled.pipeline->plan.micro_batches, r.best.micro_batches);
 }
 
 TEST(Baseline, MegatronSearchesDataTensorPipelineDegreesInsideItsRules) {
@@ -92,7 +84,8 @@ TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
   EXPECT_EQ(kinds, (std::set<ManualPlanKind>{ManualPlanKind::kZero, ManualPlanKind::kZero3}));
   expect_best_of_trials(r);
   // The expert weights are split by expert over the devices: all-to-all moves the tokens.
-  const StageGraph& sg = r.pipeline.graphs[0];
+  const MaterializedPipeline& m = r.compiled.pipeline->stages;
+  const StageGraph& sg = m.graphs[0];
   int experts = 0;
   for (ValueId v = 0; v < sg.graph.size(); ++v) {
     const std::string& n = sg.graph.node(v).name;
@@ -100,18 +93,12 @@ TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
     if (n.size() < 3 || (n.substr(n.size() - 3) != ".wi" && n.substr(n.size() - 3) != ".wo"))
       continue;
     ++experts;
-    EXPECT_NE(r.pipeline.plans[0].specs[v].dims[0], 0) << n << " not split by expert";
+    EXPECT_NE(m.plans[0].specs[v].dims[0], 0) << n << " not split by expert";
   }
   EXPECT_GT(experts, 0);
   bool all_to_all = false;
-  PipelineBuildOptions bo;
-  bo.micro_batches = r.plan.micro_batches;
-  PipelineProgram prog = build_pipeline_program(r.step, r.pipeline.split, r.pipeline.graphs,
-                                                r.pipeline.plans, r.pipeline.placements, bo)
-                             .value();
-  for (const TaskProgram& tp : prog.stages[0].tasks)
-    for (ValueId v = 0; v < tp.spmd.program.size(); ++v)
-      all_to_all |= tp.spmd.program.node(v).op == OpKind::kAllToAll;
+  for (const Task& t : r.compiled.program.stages[0].tasks)
+    for (const Node& n : t.program.nodes()) all_to_all |= n.op == OpKind::kAllToAll;
   EXPECT_TRUE(all_to_all);
 }
 
@@ -134,15 +121,15 @@ TEST(Baseline, MemoryDecidesWhatCounts) {
   BaselineResult free = search(BaselineKind::kMegatron, spec, c);
   // A budget just under the best plan's peak: it no longer counts.
   double best_peak = 0;
-  for (const SimStage& s : free.sim.stages) best_peak = std::max(best_peak, s.peak_memory_bytes);
+  for (const SimStage& s : free.compiled.sim->stages) best_peak = std::max(best_peak, s.peak_memory_bytes);
   BaselineResult tight = search(BaselineKind::kMegatron, spec, c, best_peak * 0.999);
-  for (const SimStage& s : tight.sim.stages) EXPECT_LE(s.peak_memory_bytes, best_peak * 0.999);
-  EXPECT_GE(tight.sim.step_time_s, free.sim.step_time_s);
+  for (const SimStage& s : tight.compiled.sim->stages) EXPECT_LE(s.peak_memory_bytes, best_peak * 0.999);
+  EXPECT_GE(tight.compiled.sim->step_time_s, free.compiled.sim->step_time_s);
   // Nothing fits: an error naming the memory, with what the smallest configuration needs.
   BaselineOptions o;
   o.batch = spec.batch;
   o.memory_per_device = 1000;
-  Result<BaselineResult> none = plan_baseline(BaselineKind::kMegatron, builder(spec), c, o);
+  Result<BaselineResult> none = plan_baseline(BaselineKind::kMegatron, spec, {}, c, o);
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no megatron configuration fits"), std::string::npos)
       << none.status().message();
@@ -166,17 +153,9 @@ TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
   ModelSpec spec = gpt_tiny();
   const Cluster c = local(4);
   const int B = 2;
-  Graph fwd = build_forward(spec, B).value();
-  TrainStepOptions all;
-  all.micro_batches = B;
-  const Graph reference = build_train_step(fwd, all).value().graph;
-  auto losses = [&](const TrainStep& step, const PipelinePlan& plan,
-                    const MaterializedPipeline& m) {
-    PipelineBuildOptions bo;
-    bo.micro_batches = plan.micro_batches;
-    PipelineRunner runner(
-        build_pipeline_program(step, m.split, m.graphs, m.plans, m.placements, bo).value(),
-        step.graph);
+  const Graph reference = training_step(spec, {}, B).value().graph;
+  auto losses = [&](const Program& program) {
+    ProgramRunner runner(program);
     const std::vector<Tensor> init = init_parameters(reference, 7);
     EXPECT_TRUE(runner.load_parameters(init).ok());
     std::vector<double> out;
@@ -191,23 +170,27 @@ TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
   for (const BaselineConfig& k : configs) {
     SCOPED_TRACE(k.to_string());
     Result<BaselineResult> r =
-        simulate_baseline_config(BaselineKind::kMegatron, k, builder(spec), c, o);
+        simulate_baseline_config(BaselineKind::kMegatron, k, spec, {}, c, o);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     ASSERT_EQ(r->trials.size(), 1u);
-    EXPECT_GT(r->sim.step_time_s, 0);
-    const std::vector<double> got = losses(r->step, r->plan, r->pipeline);
+    EXPECT_GT(r->compiled.sim->step_time_s, 0);
+    const std::vector<double> got = losses(r->compiled.program);
     // One device: one stage on a 1x1 mesh over the same layers.
-    PipelinePlan p1 = testing::manual_stage_plan({{1, 1}}, r->plan.layers.num_layers, B);
-    p1.layers = r->plan.layers;
-    MaterializedPipeline m1 = materialize_pipeline(r->step, p1, local(1), {}).value();
-    const std::vector<double> want = losses(r->step, p1, m1);
+    const PipelinePlan& plan = r->compiled.pipeline->plan;
+    PipelinePlan p1 = testing::manual_stage_plan({{1, 1}}, plan.layers.num_layers, B);
+    p1.layers = plan.layers;
+    CompileOptions co;
+    co.pipeline = true;
+    co.devices = 1;
+    const Compiled one = compile_stages(r->compiled.step, p1, local(1), co).value();
+    const std::vector<double> want = losses(one.program);
     for (size_t i = 0; i < want.size(); ++i)
       EXPECT_NEAR(got[i], want[i], 1e-5 * std::max(1.0, std::abs(want[i])));
   }
   // A configuration that does not cover the devices is refused.
   EXPECT_FALSE(simulate_baseline_config(BaselineKind::kMegatron,
                                         {2, 1, 1, B, ManualPlanKind::kDataParallel, false},
-                                        builder(spec), c, o)
+                                        spec, {}, c, o)
                    .ok());
 }
 

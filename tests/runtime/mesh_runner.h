@@ -1,6 +1,9 @@
-// SpmdRunner: runs one per-device program on every device of a logical 2-D mesh: by default one
-// thread per device, collectives through its own ThreadWorld (threads_communicator.h); given a
-// World (world.h), the devices that world runs in this process (one per process under MPI).
+// MeshRunner (a test helper): runs one per-device program on every device of a logical 2-D
+// mesh, each device given its own parameters: by default one thread per device, collectives
+// through its own ThreadWorld (threads_communicator.h); given a World (world.h), the devices that
+// world runs in this process (one per process under MPI). The collective and lowering tests
+// feed devices values that are not blocks of one tensor, which a Program (runtime/program_runner.h)
+// does not express.
 //
 // SPMD: every device runs the same Graph; only its mesh coordinates differ (device d sits at
 // (d / n1, d % n1) and is communicator rank d). Each device has its own Executor (its own
@@ -11,8 +14,7 @@
 // other devices' pending collectives fail instead of hanging, and run() returns the first
 // failure as "rank R: device (i,j): <error>". A later run() starts afresh.
 //
-// Not a planner or a lowering pass: it runs programs that SPMD lowering produced. Not
-// thread-safe: one run() at a time.
+// Not thread-safe: one run() at a time.
 #pragma once
 
 #include <array>
@@ -25,30 +27,31 @@
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/runtime/threads_communicator.h"
+#include "alpa/sharding/mesh.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-struct SpmdOptions {
+struct MeshRunOptions {
   MeshShape mesh{1, 1};  // both extents >= 1
   int threads_per_device = 1;         // each device's kernel threads (ExecutorOptions)
   double timeout_s = 60;              // longest wait for a peer inside a collective
   bool fuse_elementwise = true;       // ExecutorOptions::fuse_elementwise
 };
 
-class SpmdRunner {
+class MeshRunner {
  public:
   // `program` must verify and the mesh must be positive (CHECK). `world`, if given, has one
   // rank per mesh device and outlives the runner; its local ranks are the devices run here.
-  SpmdRunner(Graph program, SpmdOptions options, World* world = nullptr);
-  ~SpmdRunner();
-  SpmdRunner(const SpmdRunner&) = delete;
-  SpmdRunner& operator=(const SpmdRunner&) = delete;
-  SpmdRunner(SpmdRunner&&) noexcept;  // the devices' addresses stay put
-  SpmdRunner& operator=(SpmdRunner&&) noexcept;
+  MeshRunner(Graph program, MeshRunOptions options, World* world = nullptr);
+  ~MeshRunner();
+  MeshRunner(const MeshRunner&) = delete;
+  MeshRunner& operator=(const MeshRunner&) = delete;
+  MeshRunner(MeshRunner&&) noexcept;  // the devices' addresses stay put
+  MeshRunner& operator=(MeshRunner&&) noexcept;
 
   const Graph& program() const { return executors_.front().graph(); }
-  const SpmdOptions& options() const { return options_; }
+  const MeshRunOptions& options() const { return options_; }
   int num_devices() const { return static_cast<int>(options_.mesh[0] * options_.mesh[1]); }
   // The devices this process runs, ascending (all of them without a World).
   const std::vector<int>& local_devices() const { return local_; }
@@ -68,7 +71,7 @@ class SpmdRunner {
  private:
   size_t local_index(int d) const;
 
-  SpmdOptions options_;
+  MeshRunOptions options_;
   std::unique_ptr<ThreadWorld> own_world_;
   World* world_ = nullptr;
   std::vector<int> local_;

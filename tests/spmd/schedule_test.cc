@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "alpa/pipeline/schedule.h"
+#include "alpa/spmd/schedule.h"
 
 namespace alpa {
 namespace {

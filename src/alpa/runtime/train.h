@@ -1,0 +1,86 @@
+// The training driver: runs a Program (program/program.h) step after step — on one device, a
+// mesh or a pipeline, threads or MPI processes alike — from initial weights or a checkpoint,
+// feeding each step's batch, writing checkpoints, timing the steps and tracing the last one.
+//
+// Weights start from the program's parameters' initialisers (init.h: the same values a graph
+// with those parameters gets, whatever the plan), or from a checkpoint, whose whole tensors
+// are cut into this run's blocks (checkpoint.h), so a run resumes under any plan, device count
+// or backend. Checkpoints are written every `checkpoint_every` steps and after the last.
+//
+// Not a planner and not a model: the program, the batches and the world are given.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "alpa/program/program.h"
+#include "alpa/runtime/program_runner.h"
+#include "alpa/runtime/tensor.h"
+#include "alpa/runtime/world.h"
+#include "alpa/support/status.h"
+
+namespace alpa {
+
+// The data of step `step` (0-based): one vector of values per data input of the program, in
+// the program's parameter order, each holding every micro-batch.
+using BatchFn = std::function<std::vector<std::vector<float>>(int64_t step)>;
+
+struct TrainLoopOptions {
+  int steps = 20;
+  uint64_t seed = 0;  // initial weights (unless resumed)
+  RunOptions run;     // threads per device, timeout, trace recording
+  std::string model;  // recorded in checkpoints, checked when resuming
+  std::string backend = "threads";  // recorded in checkpoints
+  // Checkpoints (checkpoint.h): written into checkpoint_dir every checkpoint_every steps (0:
+  // only after the last step) and after the last step.
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  // A checkpoint (directory or step directory) to start from: training continues at its
+  // step + 1 up to `steps`.
+  std::string resume;
+  // Write the last step's timeline (Chrome trace JSON, support/trace.h) here: every device's
+  // instructions with their measured start and duration.
+  std::string trace_path;
+  bool profile = false;            // time per op kind and the slowest nodes of device 0
+  bool keep_final_params = false;  // report the trained weights and state, whole
+};
+
+struct StepReport {
+  int step = 0;  // 1-based
+  double loss = 0;
+  double seconds = 0;
+};
+
+struct TrainResult {
+  int first_step = 1;        // > 1 when resumed from a checkpoint
+  std::string resumed_from;  // the step directory loaded
+  std::vector<std::string> checkpoints;  // step directories written
+  std::vector<double> losses;            // steps first_step .. steps
+  std::vector<double> step_seconds;
+  std::vector<double> seconds_by_op;  // per OpKind, device 0, summed over steps after the first
+  struct NodeTime {
+    std::string what;  // "%12 mul f32[8,256,512] fused: sub, exp, mul"
+    double seconds;    // summed over steps after the first
+  };
+  std::vector<NodeTime> slowest_nodes;   // device 0's 15 slowest nodes, slowest first
+  std::vector<DeviceStats> device_stats;  // per device, last step (every device at process 0)
+  // With keep_final_params: every program parameter (weights and state after the last step,
+  // the last step's inputs), whole, at process 0.
+  std::vector<Tensor> final_params;
+
+  // Median step time, leaving out the first (warm-up) step when there are several.
+  double step_time_s() const;
+};
+
+// Trains `program` for options.steps steps. `world` (optional) has one rank per device: null
+// runs every device on a thread of this process. Every process of an MPI job calls it with the
+// same program and options. `on_step` (optional) is called after every step.
+Result<TrainResult> train_program(const Program& program, const BatchFn& batches,
+                                  const TrainLoopOptions& options, World* world = nullptr,
+                                  const std::function<void(const StepReport&)>& on_step = {});
+
+// "mesh 2x2", "one device", "pipeline of 2 stages on 4 devices, 4 micro-batches".
+std::string describe_program(const Program& program);
+
+}  // namespace alpa
