@@ -479,5 +479,139 @@ TEST(PipelineTrainCommand, FlagConflictsAreClearErrors) {
   }
 }
 
+// A program written by `alpa compile` trains, under `alpa train --program`, to exactly the
+// losses of compiling in place, on one device, a mesh and a pipeline; the model flags come from
+// the program.
+TEST(CompileCommand, ProgramsTrainAsCompilingInPlace) {
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/tests/cli-programs";
+  std::filesystem::create_directories(dir);
+  struct Case {
+    std::string mesh;
+    int devices, micro_batches;
+  };
+  for (const Case& c : {Case{"", 0, 2}, Case{"2x2", 0, 1}, Case{"", 4, 4}}) {
+    SCOPED_TRACE(cat("mesh '", c.mesh, "' devices ", c.devices));
+    const std::string path = cat(dir, "/p", c.devices, c.mesh, ".json");
+    CompileFlags cf;
+    cf.plan.model.size = "tiny";
+    cf.plan.optimizer.lr = 3e-3;
+    cf.plan.parallel.mesh = c.mesh;
+    cf.plan.parallel.devices = c.devices;
+    cf.plan.micro_batches = c.micro_batches;
+    cf.plan.out_path = path;
+    cf.plan.json = true;
+    CmdRun compiled = run(run_compile, cf);
+    ASSERT_EQ(compiled.code, kExitOk) << compiled.err;
+    EXPECT_EQ(nlohmann::json::parse(compiled.out)["out"], path);
+
+    TrainFlags in_place;
+    in_place.steps = 3;
+    in_place.json = true;
+    in_place.optimizer.lr = 3e-3;
+    in_place.parallel.mesh = c.mesh;
+    in_place.parallel.devices = c.devices;
+    in_place.micro_batches = c.micro_batches;
+    CmdRun want = run(run_train, in_place);
+    ASSERT_EQ(want.code, kExitOk) << want.err;
+    TrainFlags from_file;
+    from_file.steps = 3;
+    from_file.json = true;
+    from_file.program_path = path;
+    CmdRun got = run(run_train, from_file);
+    ASSERT_EQ(got.code, kExitOk) << got.err;
+    const nlohmann::json a = nlohmann::json::parse(got.out), b = nlohmann::json::parse(want.out);
+    EXPECT_EQ(a["losses"], b["losses"]);  // bit-identical
+    EXPECT_EQ(a["devices"], b["devices"]);
+    EXPECT_EQ(a["micro_batches"], b["micro_batches"]);
+  }
+}
+
+// `alpa simulate --program` of a program compiled with --choose simulation gives the simulated
+// step of `alpa simulate` in place.
+TEST(CompileCommand, ProgramsSimulateAsCompilingInPlace) {
+  const std::string path = std::string(ALPA_BINARY_DIR) + "/tests/cli-programs/sim.json";
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  CompileFlags cf;
+  cf.plan.parallel.devices = 4;
+  cf.plan.parallel.choose = "simulation";
+  cf.plan.parallel.cluster = "p3.16xlarge";
+  cf.plan.micro_batches = 2;
+  cf.plan.out_path = path;
+  cf.plan.json = true;
+  ASSERT_EQ(run(run_compile, cf).code, kExitOk);
+  SimulateFlags in_place;
+  in_place.plan.parallel.devices = 4;
+  in_place.plan.micro_batches = 2;
+  in_place.plan.json = true;
+  CmdRun want = run(run_simulate, in_place);
+  ASSERT_EQ(want.code, kExitOk) << want.err;
+  SimulateFlags from_file;
+  from_file.program_path = path;
+  from_file.plan.json = true;
+  CmdRun got = run(run_simulate, from_file);
+  ASSERT_EQ(got.code, kExitOk) << got.err;
+  const nlohmann::json a = nlohmann::json::parse(got.out), b = nlohmann::json::parse(want.out);
+  EXPECT_EQ(a["step_time_s"], b["step_time_s"]);
+  EXPECT_EQ(a["peak_memory_bytes"], b["peak_memory_bytes"]);
+  EXPECT_EQ(a["stages"].size(), b["stages"].size());
+}
+
+TEST(CompileCommand, BadProgramsAndDeviceCountsAreRefused) {
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/tests/cli-programs";
+  std::filesystem::create_directories(dir);
+  CompileFlags cf;
+  cf.plan.parallel.mesh = "1x2";
+  cf.plan.out_path = dir + "/two.json";
+  ASSERT_EQ(run(run_compile, cf).code, kExitOk);
+  // Another device count.
+  TrainFlags t;
+  t.steps = 1;
+  t.program_path = cf.plan.out_path;
+  t.parallel.devices = 4;
+  CmdRun r = run(run_train, t);
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.err.find("differs from the program's 2 devices"), std::string::npos) << r.err;
+  SimulateFlags s;
+  s.program_path = cf.plan.out_path;
+  s.plan.parallel.devices = 8;
+  r = run(run_simulate, s);
+  EXPECT_NE(r.err.find("differs from the program's 2 devices"), std::string::npos) << r.err;
+  // Another model than the program was compiled from.
+  t.parallel.devices = 0;
+  t.model.size = "small";
+  t.model_given = true;
+  r = run(run_train, t);
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.err.find("compiled from another training step"), std::string::npos) << r.err;
+  // A damaged file: cut short, and a field with the wrong type.
+  std::string text;
+  {
+    std::ifstream in(cf.plan.out_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  const std::string cut = dir + "/cut.json";
+  std::ofstream(cut) << text.substr(0, text.size() / 2);
+  t = TrainFlags{};
+  t.program_path = cut;
+  r = run(run_train, t);
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.err.find("cut.json: not valid JSON"), std::string::npos) << r.err;
+  std::string bad = text;
+  const std::string field = "\"micro_batches\": 1";
+  bad.replace(bad.find(field), field.size(), "\"micro_batches\": -3");
+  const std::string wrong = dir + "/wrong.json";
+  std::ofstream(wrong) << bad;
+  t.program_path = wrong;
+  r = run(run_train, t);
+  EXPECT_NE(r.err.find("wrong.json: micro_batches: -3 is out of range"), std::string::npos)
+      << r.err;
+  // Without --out there is nothing to write.
+  cf.plan.out_path.clear();
+  r = run(run_compile, cf);
+  EXPECT_NE(r.err.find("needs --out"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace alpa

@@ -1,5 +1,7 @@
 #include "alpa/cluster/cluster.h"
 
+#include "alpa/support/text.h"
+
 #include <charconv>
 #include <climits>
 #include <cmath>
@@ -277,21 +279,6 @@ Status bad_count(std::string_view path, std::string_view got) {
 // JSON reading helpers. Each names the full field path in its error.
 // ---------------------------------------------------------------------------------------------
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 template <typename Keys>
 Status check_known_fields(const Json& obj, std::string_view prefix, const Keys& known) {
   for (auto it = obj.begin(); it != obj.end(); ++it) {
@@ -300,18 +287,16 @@ Status check_known_fields(const Json& obj, std::string_view prefix, const Keys& 
     for (std::string_view k : known) found = found || key == k;
     if (found) continue;
     std::string list;
-    std::string_view best;
-    size_t best_distance = SIZE_MAX;
+    std::vector<std::string_view> names;
     for (std::string_view k : known) {
       if (!list.empty()) list += ", ";
       list += k;
-      size_t d = edit_distance(key, k);
-      if (d < best_distance) best_distance = d, best = k;
+      names.push_back(k);
     }
     std::string hint = prefix.empty() ? cat("known top-level fields: ", list)
                                       : cat("known fields of \"", prefix, "\": ", list);
-    if (best_distance <= std::max<size_t>(2, key.size() / 3))
-      hint += cat("; did you mean \"", join_path(prefix, best), "\"?");
+    const std::string best = closest_match(key, names);
+    if (!best.empty()) hint += cat("; did you mean \"", join_path(prefix, best), "\"?");
     return invalid_argument(cat("unknown field \"", join_path(prefix, key), "\""), hint);
   }
   return ok_status();

@@ -1,5 +1,7 @@
 #include "alpa/ir/text.h"
 
+#include "alpa/support/text.h"
+
 #include <algorithm>
 #include <cctype>
 #include <functional>
@@ -99,29 +101,6 @@ struct Token {
   int line = 0;
   int col = 0;
 };
-
-int edit_distance(std::string_view a, std::string_view b) {
-  std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int>(j);
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = static_cast<int>(i);
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
-                         prev[j - 1] + static_cast<int>(a[i - 1] != b[j - 1])});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-std::string nearest(std::string_view word, const std::vector<std::string_view>& candidates) {
-  std::string best;
-  int best_d = 1 << 30;
-  for (std::string_view c : candidates) {
-    const int d = edit_distance(word, c);
-    if (d < best_d) best_d = d, best = std::string(c);
-  }
-  return best_d <= std::max<int>(2, static_cast<int>(word.size()) / 3) ? best : "";
-}
 
 // An attribute value, parsed generically and then read by field name.
 struct AttrValue {
@@ -432,7 +411,7 @@ Status read_attrs(OpKind op, const AttrMap& given, Attrs* out, const ErrorAt& er
   for (const auto& [key, value] : given) {
     if (std::find(vis.known.begin(), vis.known.end(), key) != vis.known.end()) continue;
     std::string hint;
-    const std::string near = nearest(key, vis.known);
+    const std::string near = closest_match(key, vis.known);
     if (!near.empty()) {
       hint = cat("did you mean '", near, "'?");
     } else if (vis.known.empty()) {
@@ -459,7 +438,7 @@ Status Parser::parse_node(Graph& g) {
   if (!op) {
     std::vector<std::string_view> names;
     for (int i = 0; i < kNumOps; ++i) names.push_back(op_name(static_cast<OpKind>(i)));
-    const std::string near = nearest(tok_.text, names);
+    const std::string near = closest_match(tok_.text, names);
     return error(cat("unknown op '", tok_.text, "'"),
                  near.empty() ? "see docs/ir.md for the list of ops"
                               : cat("did you mean '", near, "'?"));

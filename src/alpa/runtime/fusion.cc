@@ -7,9 +7,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "alpa/runtime/dtype_round.h"
-#include "alpa/runtime/fast_math.h"
 #include "alpa/runtime/kernel_util.h"
+#include "alpa/runtime/scalar_ops.h"
 #include "alpa/runtime/tensor.h"
 
 namespace alpa {
@@ -350,60 +349,24 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
 }
 
 void unary(OpKind op, const float* a, float* y, int64_t n) {
-  switch (op) {
-    case OpKind::kNeg: return map1(a, y, n, [](float v) { return -v; });
-    case OpKind::kExp: return map1(a, y, n, [](float v) { return detail::fast_exp(v); });
-    case OpKind::kLog: return map1(a, y, n, [](float v) { return detail::fast_log(v); });
-    case OpKind::kTanh: return map1(a, y, n, [](float v) { return detail::fast_tanh(v); });
-    case OpKind::kSqrt: return map1(a, y, n, [](float v) { return std::sqrt(v); });
-    case OpKind::kRsqrt: return map1(a, y, n, [](float v) { return 1.0f / std::sqrt(v); });
-    case OpKind::kErf: return map1(a, y, n, [](float v) { return detail::fast_erf(v); });
-    case OpKind::kStopGradient: return map1(a, y, n, [](float v) { return v; });
-    default: ALPA_UNREACHABLE() << op_name(op);
-  }
+  scalar::with_unary(op, [&](auto k) { map1(a, y, n, [](float v) { return scalar::unary<decltype(k)::value>(v); }); });
 }
 
 void binary(OpKind op, const float* a, const float* b, float* y, int64_t n) {
-  switch (op) {
-    case OpKind::kAdd: return map2(a, b, y, n, [](float u, float v) { return u + v; });
-    case OpKind::kSub: return map2(a, b, y, n, [](float u, float v) { return u - v; });
-    case OpKind::kMul: return map2(a, b, y, n, [](float u, float v) { return u * v; });
-    case OpKind::kDiv: return map2(a, b, y, n, [](float u, float v) { return u / v; });
-    case OpKind::kMax:
-      return map2(a, b, y, n, [](float u, float v) { return (u != u || u > v) ? u : v; });
-    case OpKind::kMin:
-      return map2(a, b, y, n, [](float u, float v) { return (u != u || u < v) ? u : v; });
-    case OpKind::kPow: return map2(a, b, y, n, [](float u, float v) { return std::pow(u, v); });
-    default: ALPA_UNREACHABLE() << op_name(op);
-  }
+  scalar::with_binary(op, [&](auto k) { map2(a, b, y, n, [](float u, float v) { return scalar::binary<decltype(k)::value>(u, v); }); });
 }
 
 void compare(CompareDir dir, const float* a, const float* b, float* y, int64_t n) {
-  auto run = [&](auto pred) {
-    map2(a, b, y, n, [pred](float u, float v) { return pred(u, v) ? 1.0f : 0.0f; });
-  };
-  switch (dir) {
-    case CompareDir::kEq: return run([](float u, float v) { return u == v; });
-    case CompareDir::kNe: return run([](float u, float v) { return u != v; });
-    case CompareDir::kLt: return run([](float u, float v) { return u < v; });
-    case CompareDir::kLe: return run([](float u, float v) { return u <= v; });
-    case CompareDir::kGt: return run([](float u, float v) { return u > v; });
-    case CompareDir::kGe: return run([](float u, float v) { return u >= v; });
-  }
+  scalar::with_compare(dir,
+                       [&](auto d) { map2(a, b, y, n, [](float u, float v) { return scalar::compare<decltype(d)::value>(u, v); }); });
 }
 
 void convert(DType from, DType to, const float* a, float* y, int64_t n) {
-  if (to == DType::kF32 || from == to || from == DType::kPred) {
+  if (scalar::convert_is_exact(from, to)) {
     if (a != y) std::memmove(y, a, static_cast<size_t>(n) * sizeof(float));
     return;
   }
-  switch (to) {
-    case DType::kF16: return map1(a, y, n, [](float v) { return detail::round_f16(v); });
-    case DType::kBF16: return map1(a, y, n, [](float v) { return detail::round_bf16(v); });
-    case DType::kI32: return map1(a, y, n, [](float v) { return detail::round_i32(v); });
-    case DType::kPred: return map1(a, y, n, [](float v) { return detail::round_pred(v); });
-    case DType::kF32: return;
-  }
+  scalar::with_convert(to, [&](auto t) { map1(a, y, n, [](float v) { return scalar::convert<decltype(t)::value>(v); }); });
 }
 
 }  // namespace
@@ -463,7 +426,7 @@ void run_fused(const KernelContext& ctx, const FusedProgram& p,
 #pragma GCC ivdep
             for (int64_t i = 0; i < count; ++i) {
               const float tv = t[i], fv = f[i];
-              dst[i] = pr[i] != 0.0f ? tv : fv;
+              dst[i] = scalar::select(pr[i], tv, fv);
             }
             break;
           }

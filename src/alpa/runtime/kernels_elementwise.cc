@@ -1,18 +1,16 @@
 // Kernels of the source ops (parameter, constant, iota) and the elementwise ops (unary,
-// binary, compare, select, convert).
+// binary, compare, select, convert), each applying its formula from scalar_ops.h.
 //
 // Elementwise operands all have the result's shape (broadcasting is an explicit op), so every
-// kernel is one contiguous loop over [0, n), split across threads. exp, log, tanh and erf use
-// the vectorisable implementations of fast_math.h (<= 1.31 ulp); pow is std::pow. The loops carry
+// kernel is one contiguous loop over [0, n), split across threads. The loops carry
 // `#pragma GCC ivdep`: the output may alias an input at the same index (in-place execution),
 // which is no loop-carried dependence, and the pragma lets the compiler vectorise without
 // runtime overlap checks.
 #include <algorithm>
 #include <cmath>
 
-#include "alpa/runtime/dtype_round.h"
-#include "alpa/runtime/fast_math.h"
 #include "alpa/runtime/kernel_util.h"
+#include "alpa/runtime/scalar_ops.h"
 
 namespace alpa::kernels {
 namespace {
@@ -90,35 +88,22 @@ Status iota_kernel(const KernelContext& ctx, const Node& node, std::span<const T
   return ok_status();
 }
 
-// ---- unary --------------------------------------------------------------------------------
+// ---- unary, binary, compare, select, convert: the formulas of scalar_ops.h ---------------
+
+constexpr int64_t grain_of(OpKind op) { return scalar::is_costly(op) ? kCostlyGrain : kCheapGrain; }
 
 template <OpKind kOp>
 Status unary_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                     Tensor& out) {
-  const float* x = in[0]->data();
-  float* y = out.data();
-  const int64_t n = out.size();
-  if constexpr (kOp == OpKind::kNeg) {
-    map1(ctx, x, y, n, kCheapGrain, [](float v) { return -v; });
-  } else if constexpr (kOp == OpKind::kExp) {
-    map1(ctx, x, y, n, kCostlyGrain, [](float v) { return detail::fast_exp(v); });
-  } else if constexpr (kOp == OpKind::kLog) {
-    map1(ctx, x, y, n, kCostlyGrain, [](float v) { return detail::fast_log(v); });
-  } else if constexpr (kOp == OpKind::kTanh) {
-    map1(ctx, x, y, n, kCostlyGrain, [](float v) { return detail::fast_tanh(v); });
-  } else if constexpr (kOp == OpKind::kSqrt) {
-    map1(ctx, x, y, n, kCheapGrain, [](float v) { return std::sqrt(v); });
-  } else if constexpr (kOp == OpKind::kRsqrt) {
-    map1(ctx, x, y, n, kCheapGrain, [](float v) { return 1.0f / std::sqrt(v); });
-  } else if constexpr (kOp == OpKind::kStopGradient) {
-    copy(ctx, x, y, n);
-  } else if constexpr (kOp == OpKind::kErf) {
-    map1(ctx, x, y, n, kCostlyGrain, [](float v) { return detail::fast_erf(v); });
+  if constexpr (kOp == OpKind::kStopGradient) {
+    copy(ctx, in[0]->data(), out.data(), out.size());
+  } else {
+    map1(ctx, in[0]->data(), out.data(), out.size(), grain_of(kOp), [](float v) { return scalar::unary<kOp>(v); });
   }
   return ok_status();
 }
 
-// convert: the value as the result dtype stores it (dtype_round.h).
+// convert: the value as the result dtype stores it.
 Status convert_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                       Tensor& out) {
   const float* x = in[0]->data();
@@ -128,94 +113,33 @@ Status convert_kernel(const KernelContext& ctx, const Node& node, std::span<cons
   // from the graph when there is one.
   const DType from =
       ctx.graph != nullptr ? ctx.graph->type(node.operands[0]).dtype : in[0]->dtype();
-  const DType to = node.type.dtype;
-  // Values of a narrower type already fit the wider one: copy.
-  const bool exact = to == DType::kF32 || from == to || from == DType::kPred;
-  if (exact) {
+  if (scalar::convert_is_exact(from, node.type.dtype)) {
     copy(ctx, x, y, n);
     return ok_status();
   }
-  switch (to) {
-    case DType::kF16:
-      map1(ctx, x, y, n, kCheapGrain, [](float v) { return detail::round_f16(v); });
-      break;
-    case DType::kBF16:
-      map1(ctx, x, y, n, kCheapGrain, [](float v) { return detail::round_bf16(v); });
-      break;
-    case DType::kI32:
-      map1(ctx, x, y, n, kCheapGrain, [](float v) { return detail::round_i32(v); });
-      break;
-    case DType::kPred:
-      map1(ctx, x, y, n, kCheapGrain, [](float v) { return detail::round_pred(v); });
-      break;
-    case DType::kF32:
-      break;
-  }
+  scalar::with_convert(node.type.dtype, [&](auto to) {
+    map1(ctx, x, y, n, kCheapGrain, [](float v) { return scalar::convert<decltype(to)::value>(v); });
+  });
   return ok_status();
 }
-
-// ---- binary -------------------------------------------------------------------------------
 
 template <OpKind kOp>
 Status binary_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                      Tensor& out) {
-  const float* a = in[0]->data();
-  const float* c = in[1]->data();
-  float* y = out.data();
-  const int64_t n = out.size();
-  if constexpr (kOp == OpKind::kAdd) {
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return u + v; });
-  } else if constexpr (kOp == OpKind::kSub) {
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return u - v; });
-  } else if constexpr (kOp == OpKind::kMul) {
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return u * v; });
-  } else if constexpr (kOp == OpKind::kDiv) {
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return u / v; });
-  } else if constexpr (kOp == OpKind::kMax) {
-    // NaN in either operand propagates.
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return (u != u || u > v) ? u : v; });
-  } else if constexpr (kOp == OpKind::kMin) {
-    map2(ctx, a, c, y, n, kCheapGrain, [](float u, float v) { return (u != u || u < v) ? u : v; });
-  } else if constexpr (kOp == OpKind::kPow) {
-    map2(ctx, a, c, y, n, kCostlyGrain, [](float u, float v) { return std::pow(u, v); });
-  }
+  map2(ctx, in[0]->data(), in[1]->data(), out.data(), out.size(), grain_of(kOp),
+       [](float u, float v) { return scalar::binary<kOp>(u, v); });
   return ok_status();
 }
 
 Status compare_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                       Tensor& out) {
-  const float* a = in[0]->data();
-  const float* c = in[1]->data();
-  float* y = out.data();
-  const int64_t n = out.size();
-  auto run = [&](auto pred) {
-    map2(ctx, a, c, y, n, kCheapGrain,
-         [pred](float u, float v) { return pred(u, v) ? 1.0f : 0.0f; });
-  };
-  switch (node.attr<CompareAttrs>().dir) {
-    case CompareDir::kEq:
-      run([](float u, float v) { return u == v; });
-      break;
-    case CompareDir::kNe:
-      run([](float u, float v) { return u != v; });
-      break;
-    case CompareDir::kLt:
-      run([](float u, float v) { return u < v; });
-      break;
-    case CompareDir::kLe:
-      run([](float u, float v) { return u <= v; });
-      break;
-    case CompareDir::kGt:
-      run([](float u, float v) { return u > v; });
-      break;
-    case CompareDir::kGe:
-      run([](float u, float v) { return u >= v; });
-      break;
-  }
+  scalar::with_compare(node.attr<CompareAttrs>().dir, [&](auto dir) {
+    map2(ctx, in[0]->data(), in[1]->data(), out.data(), out.size(), kCheapGrain,
+         [](float u, float v) { return scalar::compare<decltype(dir)::value>(u, v); });
+  });
   return ok_status();
 }
 
-// select(pred, on_true, on_false): nonzero pred picks on_true.
 Status select_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                      Tensor& out) {
   const float* p = in[0]->data();
@@ -226,7 +150,7 @@ Status select_kernel(const KernelContext& ctx, const Node& node, std::span<const
 #pragma GCC ivdep
     for (int64_t i = b; i < e; ++i) {
       const float tv = t[i], fv = f[i];  // both loaded: lets the compiler use a blend
-      y[i] = p[i] != 0.0f ? tv : fv;
+      y[i] = scalar::select(p[i], tv, fv);
     }
   });
   return ok_status();

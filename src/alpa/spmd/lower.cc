@@ -10,13 +10,6 @@
 namespace alpa {
 namespace {
 
-std::vector<int64_t> axis_list(uint8_t axes) {
-  std::vector<int64_t> v;
-  if (axes & kAxis0) v.push_back(0);
-  if (axes & kAxis1) v.push_back(1);
-  return v;
-}
-
 class Lowerer {
  public:
   Lowerer(const Graph& g, const ShardingPlan& plan, const LowerOptions& options)
