@@ -77,6 +77,59 @@ struct AdamScalars {
   Value bias1, bias2;  // 1 - beta^t
 };
 
+// The optimizer update (torch.optim.SGD / AdamW) of every weight from its gradients summed over
+// k micro-batches: the new weights and state as outputs aliasing them.
+void append_update(Builder& b, const OptimizerOptions& opt, int k, const TrainStep& step,
+                   const std::vector<Value>& weights, const std::vector<Value>& grad_sum,
+                   const std::vector<std::vector<Value>>& state, Value step_count) {
+  AdamScalars adam;
+  Value new_step;
+  if (opt.kind == OptimizerKind::kAdamW) {
+    new_step = b.add_scalar(step_count, 1.0);
+    auto one_minus_pow = [&](double beta) {
+      Value p = b.pow(b.scalar(beta), new_step);
+      return b.sub(b.scalar(1.0), p);
+    };
+    adam.bias1 = one_minus_pow(opt.beta1);
+    adam.bias2 = one_minus_pow(opt.beta2);
+  }
+  for (size_t i = 0; i < weights.size(); ++i) {
+    Value w = weights[i];
+    Value g = k == 1 ? grad_sum[i] : b.scale(grad_sum[i], 1.0 / k);
+    const Shape shape = b.shape(w);
+    const std::string& name = step.weights[i];
+    if (opt.kind == OptimizerKind::kSgd) {
+      // torch.optim.SGD: g += wd * w; buf = momentum * buf + g; w -= lr * buf
+      if (opt.weight_decay != 0.0) g = b.add(g, b.scale(w, opt.weight_decay));
+      Value buf = b.add(b.scale(state[i][0], opt.momentum), g);
+      Value nw = b.sub(w, b.scale(buf, opt.learning_rate));
+      b.output(name, nw, w);
+      b.output(step.states[i], buf, state[i][0]);
+    } else {
+      // torch.optim.AdamW: w *= 1 - lr * wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+      // w -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
+      Value m = b.add(b.scale(state[i][0], opt.beta1), b.scale(g, 1.0 - opt.beta1));
+      Value v = b.add(b.scale(state[i][1], opt.beta2), b.scale(b.mul(g, g), 1.0 - opt.beta2));
+      Value decayed =
+          opt.weight_decay != 0.0 ? b.scale(w, 1.0 - opt.learning_rate * opt.weight_decay) : w;
+      // The bias corrections are f32 scalars; the update runs in the weight's dtype.
+      const DType dt = b.type(w).dtype;
+      auto expand = [&](Value s) {
+        return b.broadcast(dt == DType::kF32 ? s : b.convert(s, dt), shape, {});
+      };
+      Value m_hat = b.div(m, expand(adam.bias1));
+      Value v_hat = b.div(v, expand(adam.bias2));
+      Value denom = b.add_scalar(b.sqrt(v_hat), opt.epsilon);
+      Value nw = b.sub(decayed, b.scale(b.div(m_hat, denom), opt.learning_rate));
+      b.output(name, nw, w);
+      b.output(name + ".adam_m", m, state[i][0]);
+      b.output(name + ".adam_v", v, state[i][1]);
+    }
+  }
+  if (opt.kind == OptimizerKind::kAdamW) b.output("step", new_step, step_count);
+
+}
+
 }  // namespace
 
 Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions& options) {
@@ -171,52 +224,7 @@ Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions&
   mark(StepPhase::kForward);
 
   // 4. Optimizer update.
-  AdamScalars adam;
-  Value new_step;
-  if (opt.kind == OptimizerKind::kAdamW) {
-    new_step = b.add_scalar(step_count, 1.0);
-    auto one_minus_pow = [&](double beta) {
-      Value p = b.pow(b.scalar(beta), new_step);
-      return b.sub(b.scalar(1.0), p);
-    };
-    adam.bias1 = one_minus_pow(opt.beta1);
-    adam.bias2 = one_minus_pow(opt.beta2);
-  }
-  for (size_t i = 0; i < weights.size(); ++i) {
-    Value w = weights[i];
-    Value g = k == 1 ? grad_sum[i] : b.scale(grad_sum[i], 1.0 / k);
-    const Shape shape = b.shape(w);
-    const std::string& name = step.weights[i];
-    if (opt.kind == OptimizerKind::kSgd) {
-      // torch.optim.SGD: g += wd * w; buf = momentum * buf + g; w -= lr * buf
-      if (opt.weight_decay != 0.0) g = b.add(g, b.scale(w, opt.weight_decay));
-      Value buf = b.add(b.scale(state[i][0], opt.momentum), g);
-      Value nw = b.sub(w, b.scale(buf, opt.learning_rate));
-      b.output(name, nw, w);
-      b.output(step.states[i], buf, state[i][0]);
-    } else {
-      // torch.optim.AdamW: w *= 1 - lr * wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-      // w -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
-      Value m = b.add(b.scale(state[i][0], opt.beta1), b.scale(g, 1.0 - opt.beta1));
-      Value v = b.add(b.scale(state[i][1], opt.beta2), b.scale(b.mul(g, g), 1.0 - opt.beta2));
-      Value decayed =
-          opt.weight_decay != 0.0 ? b.scale(w, 1.0 - opt.learning_rate * opt.weight_decay) : w;
-      // The bias corrections are f32 scalars; the update runs in the weight's dtype.
-      const DType dt = b.type(w).dtype;
-      auto expand = [&](Value s) {
-        return b.broadcast(dt == DType::kF32 ? s : b.convert(s, dt), shape, {});
-      };
-      Value m_hat = b.div(m, expand(adam.bias1));
-      Value v_hat = b.div(v, expand(adam.bias2));
-      Value denom = b.add_scalar(b.sqrt(v_hat), opt.epsilon);
-      Value nw = b.sub(decayed, b.scale(b.div(m_hat, denom), opt.learning_rate));
-      b.output(name, nw, w);
-      b.output(name + ".adam_m", m, state[i][0]);
-      b.output(name + ".adam_v", v, state[i][1]);
-    }
-  }
-  if (opt.kind == OptimizerKind::kAdamW) b.output("step", new_step, step_count);
-
+  append_update(b, opt, k, step, weights, grad_sum, state, step_count);
   mark(StepPhase::kUpdate);
   ALPA_ASSIGN_OR_RETURN(Graph g, b.finish());
   std::vector<ValueId> remap;

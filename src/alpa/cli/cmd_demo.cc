@@ -21,6 +21,29 @@ double max_relative_difference(const std::vector<double>& got, const std::vector
   return worst;
 }
 
+// The three runs as one JSON object.
+nlohmann::json demo_json(const ModelSpec& spec, const TrainReport& r, const TrainReport& m,
+                         double worst, const TrainReport& p, double worst_pipe) {
+  const bool match = worst <= 1e-5, pipe_match = worst_pipe <= 1e-5;
+  nlohmann::json j;
+  j["command"] = "demo";
+  j["model"] = spec.name;
+  j["parameters"] = r.parameters;
+  j["losses"] = r.losses;
+  j["step_time_s"] = r.step_time_s();
+  j["tokens_per_s"] = r.tokens_per_s();
+  j["mesh_losses"] = m.losses;
+  j["mesh_matches_one_device"] = match;
+  j["mesh_max_relative_loss_difference"] = worst;
+  j["mesh_collectives"] = m.collectives;
+  j["pipeline_losses"] = p.losses;
+  j["pipeline_stages"] = p.program.stages.size();
+  j["pipeline_micro_batches"] = p.micro_batches;
+  j["pipeline_matches_one_device"] = pipe_match;
+  j["pipeline_max_relative_loss_difference"] = worst_pipe;
+    return j;
+}
+
 }  // namespace
 
 int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
@@ -123,23 +146,7 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   const bool pipe_match = worst_pipe <= 1e-5;
   const bool all_match = match && pipe_match;
   if (flags.json) {
-    nlohmann::json j;
-    j["command"] = "demo";
-    j["model"] = spec->name;
-    j["parameters"] = r.parameters;
-    j["losses"] = r.losses;
-    j["step_time_s"] = r.step_time_s();
-    j["tokens_per_s"] = r.tokens_per_s();
-    j["mesh_losses"] = m.losses;
-    j["mesh_matches_one_device"] = match;
-    j["mesh_max_relative_loss_difference"] = worst;
-    j["mesh_collectives"] = m.collectives;
-    j["pipeline_losses"] = p.losses;
-    j["pipeline_stages"] = p.program.stages.size();
-    j["pipeline_micro_batches"] = p.micro_batches;
-    j["pipeline_matches_one_device"] = pipe_match;
-    j["pipeline_max_relative_loss_difference"] = worst_pipe;
-    out << j.dump() << "\n";
+    out << demo_json(*spec, r, m, worst, p, worst_pipe).dump() << "\n";
     return all_match ? kExitOk : kExitUserError;
   }
   const CompiledPipeline& cp = *p.compiled->pipeline;

@@ -26,6 +26,48 @@ struct WeightGroup {
   double comm_s = 0;            // resharding of the members, their gradients and state
 };
 
+// Weight groups: layout and bytes per device of the members, and the communication of the
+// weight, its gradient and its optimizer state.
+struct WeightGroups {
+  std::map<std::string, WeightGroup> groups;
+  std::vector<std::string> order;
+};
+
+WeightGroups weight_groups(const Graph& g, const ShardingPlan& p, const MeshShape& mesh,
+                           const std::vector<CommEntry>& comm) {
+  WeightGroups out;
+  std::map<std::string, WeightGroup>& groups = out.groups;
+  std::vector<std::string>& order = out.order;
+  std::map<ValueId, std::string> group_of_value;
+  for (ValueId w : g.parameters(ParamRole::kWeight)) {
+    const std::string gname = weight_group_name(g.node(w).name);
+    WeightGroup& wg = groups[gname];
+    if (wg.count == 0) {
+      order.push_back(gname);
+      wg.name = gname;
+      wg.type = g.type(w).to_string();
+      wg.layout = p.specs[w].to_string();
+      const Shape local = p.specs[w].local_shape(g.type(w).shape, mesh);
+      wg.bytes_per_device = static_cast<double>(num_elements(local) * dtype_bytes(g.type(w).dtype));
+    } else if (wg.layout != p.specs[w].to_string()) {
+      wg.layout = "mixed";
+    }
+    ++wg.count;
+    group_of_value[w] = gname;
+    const GraphOutput* upd = g.find_output(g.node(w).name);
+    if (upd) group_of_value[upd->value] = gname;
+  }
+  // Attribute each communication to the weight group whose value or update it touches (the
+  // gradient flowing into an update is attributed to that weight).
+  for (const CommEntry& e : comm) {
+    auto it = group_of_value.find(e.producer);
+    if (it == group_of_value.end() && e.user != kNoValue) it = group_of_value.find(e.user);
+    if (it == group_of_value.end()) continue;
+    groups[it->second].comm_s += e.seconds;
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
@@ -58,40 +100,10 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     if (!s.ok()) return fail(s);
   }
 
-  // Weight groups: layout and bytes per device of the members, and the communication of the
-  // weight, its gradient and its optimizer state.
   const std::vector<CommEntry> comm = plan_communication(g, p, *mesh);
-  std::map<std::string, WeightGroup> groups;
-  std::vector<std::string> order;
-  std::map<ValueId, std::string> group_of_value;
-  for (ValueId w : g.parameters(ParamRole::kWeight)) {
-    const std::string gname = weight_group_name(g.node(w).name);
-    WeightGroup& wg = groups[gname];
-    if (wg.count == 0) {
-      order.push_back(gname);
-      wg.name = gname;
-      wg.type = g.type(w).to_string();
-      wg.layout = p.specs[w].to_string();
-      const Shape local = p.specs[w].local_shape(g.type(w).shape, mesh->shape());
-      wg.bytes_per_device = static_cast<double>(num_elements(local) * dtype_bytes(g.type(w).dtype));
-    } else if (wg.layout != p.specs[w].to_string()) {
-      wg.layout = "mixed";
-    }
-    ++wg.count;
-    group_of_value[w] = gname;
-    const GraphOutput* upd = g.find_output(g.node(w).name);
-    if (upd) group_of_value[upd->value] = gname;
-  }
-  // Attribute each communication to the weight group whose value or update it touches (the
-  // gradient flowing into an update is attributed to that weight).
-  double weight_comm = 0;
-  for (const CommEntry& e : comm) {
-    auto it = group_of_value.find(e.producer);
-    if (it == group_of_value.end() && e.user != kNoValue) it = group_of_value.find(e.user);
-    if (it == group_of_value.end()) continue;
-    groups[it->second].comm_s += e.seconds;
-    weight_comm += e.seconds;
-  }
+  WeightGroups wgs = weight_groups(g, p, mesh->shape(), comm);
+  std::map<std::string, WeightGroup>& groups = wgs.groups;
+  const std::vector<std::string>& order = wgs.order;
   std::map<std::string, std::pair<int, double>> by_kind;
   for (const CommEntry& e : comm) {
     const std::string k = e.collectives.substr(0, e.collectives.find('('));

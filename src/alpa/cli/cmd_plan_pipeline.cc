@@ -72,130 +72,154 @@ Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec,
   return c;
 }
 
-int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
-                      const Compiled& compiled, std::ostream& out, std::ostream& err) {
-  auto fail = [&](const Status& s) { return report_error(s, flags.json, out, err); };
+namespace {
+
+// What the report of a compiled pipeline shows, derived once.
+struct PipelineReport {
+  const ModelSpec& spec;
+  const CompileSetup& setup;
+  const Compiled& compiled;
+  bool checked = false;  // planned here (not a plan file): chosen by simulating the candidates
+  int S = 0;
+  double step_s = 0, device_memory = 0, peak = 0, samples_per_s = 0, tflops = 0;
+  std::string schedule;
+};
+
+PipelineReport pipeline_report(const ModelSpec& spec, const CompileSetup& setup,
+                               const Compiled& compiled) {
+  PipelineReport r{spec, setup, compiled, false, 0, 0, 0, 0, 0, 0, ""};
   const ResolvedPipeline& pipe = setup.pipe;
-  const Cluster* cluster = &compiled.cluster;
-  const TrainStep* step = &compiled.step;
-  const CompiledPipeline& run = *compiled.pipeline;
+  const MaterializedPipeline& m = compiled.pipeline->stages;
+  r.checked = !pipe.plan;
+  r.S = static_cast<int>(m.stages.size());
+  r.step_s = m.predicted_step_time_s;
+  const double flops = graph_flops(compiled.step.graph) * compiled.pipeline->plan.micro_batches;
+  r.device_memory = pipe.sharding.memory_budget_bytes > 0 ? pipe.sharding.memory_budget_bytes
+                                                          : compiled.cluster.device.memory_bytes;
+  for (const PlannedStage& ps : m.stages) r.peak = std::max(r.peak, ps.peak_memory_bytes);
+  r.samples_per_s = r.step_s > 0 ? static_cast<double>(spec.batch) / r.step_s : 0;
+  r.tflops = r.step_s > 0 ? flops / pipe.devices / r.step_s / 1e12 : 0;
+  r.schedule = std::string(schedule_name(pipe.schedule));
+  return r;
+}
+
+// The plan as a file a person can edit: its stages with their weights' layouts.
+Status save_pipeline_plan(const PipelineReport& r, const std::string& path) {
+  const ResolvedPipeline& pipe = r.setup.pipe;
+  const TrainStep* step = &r.compiled.step;
+  const MaterializedPipeline* m = &r.compiled.pipeline->stages;
+  PipelinePlan saved = r.compiled.pipeline->plan;
+  saved.stages = m->stages;
+  saved.predicted_step_time_s = r.step_s;
+  for (int s = 0; s < r.S; ++s) {
+    // The stage's weight layouts, as constraints a person can edit.
+    const StageGraph& sg = m->graphs[s];
+    saved.stages[s].layouts.clear();
+    for (ValueId v : sg.owned)
+      if (sg.graph.node(v).attr<ParameterAttrs>().role == ParamRole::kWeight)
+        saved.stages[s].layouts[value_ref(step->graph, sg.source[v])] =
+            m->plans[s].specs[v].canonical(m->plans[s].mesh);
+  }
+  Plan file = plan_from_pipeline(saved, r.spec.name, r.setup.cluster, pipe.devices, r.schedule,
+                                 graph_fingerprint(step->graph));
+  file.options = pipe.sharding.sharding;
+  file.memory_budget_bytes = pipe.sharding.memory_budget_bytes;
+  return save_plan(file, path);
+}
+
+nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::string& out_path) {
+  const ResolvedPipeline& pipe = r.setup.pipe;
+  const CompiledPipeline& run = *r.compiled.pipeline;
   const PipelinePlan& plan = run.plan;
   const MaterializedPipeline* m = &run.stages;
-  // Planned here (not from a plan file): chosen by simulating the candidates.
-  const bool checked = !pipe.plan;
-  const int S = static_cast<int>(m->stages.size());
-  const double step_s = m->predicted_step_time_s;
-  const double flops = graph_flops(step->graph) * plan.micro_batches;
-  const double device_memory = pipe.sharding.memory_budget_bytes > 0
-                                   ? pipe.sharding.memory_budget_bytes
-                                   : cluster->device.memory_bytes;
-  double peak = 0;
-  for (const PlannedStage& ps : m->stages) peak = std::max(peak, ps.peak_memory_bytes);
-  const double samples_per_s = step_s > 0 ? static_cast<double>(spec.batch) / step_s : 0;
-  const double tflops = step_s > 0 ? flops / pipe.devices / step_s / 1e12 : 0;
-  const std::string schedule(schedule_name(pipe.schedule));
-
-  if (!flags.out_path.empty()) {
-    PipelinePlan saved = plan;
-    saved.stages = m->stages;
-    saved.predicted_step_time_s = step_s;
-    for (int s = 0; s < S; ++s) {
-      // The stage's weight layouts, as constraints a person can edit.
-      const StageGraph& sg = m->graphs[s];
-      saved.stages[s].layouts.clear();
-      for (ValueId v : sg.owned)
-        if (sg.graph.node(v).attr<ParameterAttrs>().role == ParamRole::kWeight)
-          saved.stages[s].layouts[value_ref(step->graph, sg.source[v])] =
-              m->plans[s].specs[v].canonical(m->plans[s].mesh);
-    }
-    Plan file = plan_from_pipeline(saved, spec.name, setup.cluster, pipe.devices, schedule,
-                                   graph_fingerprint(step->graph));
-    file.options = pipe.sharding.sharding;
-    file.memory_budget_bytes = pipe.sharding.memory_budget_bytes;
-    Status s = save_plan(file, flags.out_path);
-    if (!s.ok()) return fail(s);
+  const ModelSpec& spec = r.spec;
+  const double device_memory = r.device_memory, peak = r.peak;
+  nlohmann::ordered_json j;
+  j["command"] = "plan";
+  j["model"] = spec.name;
+  j["cluster"] = r.compiled.cluster.name;
+  j["devices"] = pipe.devices;
+  j["batch"] = spec.batch;
+  j["micro_batches"] = plan.micro_batches;
+  j["micro_batch_size"] = spec.batch / plan.micro_batches;
+  j["schedule"] = r.schedule;
+  j["pipeline"] = pipe.source;
+  j["layers"] = plan.layers.num_layers;
+  j["predicted_step_time_s"] = r.step_s;
+  if (r.checked && r.compiled.sim) {
+    // The plan was chosen by simulating the programs (compile/checked.h).
+    j["simulated_step_time_s"] = r.compiled.sim->step_time_s;
+    j["simulated_peak_memory_bytes"] = r.compiled.sim->peak_memory_bytes();
+    j["plan_rounds"] = run.plan_rounds;
+    nlohmann::ordered_json cands = nlohmann::ordered_json::array();
+    for (const SimulatedCandidate& c : run.candidates)
+      cands.push_back({{"micro_batches", c.micro_batches},
+                       {"stages", c.stages},
+                       {"step_time_s", c.step_time_s},
+                       {"peak_memory_bytes", c.peak_memory_bytes},
+                       {"fits_memory", c.peak_memory_bytes <= device_memory}});
+    j["simulated_candidates"] = cands;
   }
-
-  if (flags.json) {
-    nlohmann::ordered_json j;
-    j["command"] = "plan";
-    j["model"] = spec.name;
-    j["cluster"] = cluster->name;
-    j["devices"] = pipe.devices;
-    j["batch"] = spec.batch;
-    j["micro_batches"] = plan.micro_batches;
-    j["micro_batch_size"] = spec.batch / plan.micro_batches;
-    j["schedule"] = schedule;
-    j["pipeline"] = pipe.source;
-    j["layers"] = plan.layers.num_layers;
-    j["predicted_step_time_s"] = step_s;
-    if (checked && compiled.sim) {
-      // The plan was chosen by simulating the programs (compile/checked.h).
-      j["simulated_step_time_s"] = compiled.sim->step_time_s;
-      j["simulated_peak_memory_bytes"] = compiled.sim->peak_memory_bytes();
-      j["plan_rounds"] = run.plan_rounds;
-      nlohmann::ordered_json cands = nlohmann::ordered_json::array();
-      for (const SimulatedCandidate& c : run.candidates)
-        cands.push_back({{"micro_batches", c.micro_batches},
-                         {"stages", c.stages},
-                         {"step_time_s", c.step_time_s},
-                         {"peak_memory_bytes", c.peak_memory_bytes},
-                         {"fits_memory", c.peak_memory_bytes <= device_memory}});
-      j["simulated_candidates"] = cands;
-    }
-    j["samples_per_s"] = samples_per_s;
-    j["tflops_per_device"] = tflops;
-    j["peak_memory_bytes"] = peak;
-    j["device_memory_bytes"] = device_memory;
-    j["fits_memory"] = peak <= device_memory;
-    j["planning_time_s"] = plan.total_s;
-    j["planning"] = {{"clustering_s", plan.clustering_s},
-                     {"stage_costs_s", plan.stage_costs_s},
-                     {"dp_s", plan.dp_s},
-                     {"verify_s", plan.verify_s},
-                     {"balance_s", plan.balance_s},
-                     {"balanced_within_layers", plan.balance_rounds > 0},
-                     {"candidates", plan.candidates},
-                     {"intra_solves", plan.intra_solves},
-                     {"cache_hits", plan.cache_hits},
-                     {"extrapolated", plan.extrapolated}};
-    nlohmann::ordered_json search = nlohmann::ordered_json::array();
-    for (const auto& [b, t] : plan.micro_batch_search)
-      search.push_back({{"micro_batches", b},
-                        {"step_time_s", std::isfinite(t) ? nlohmann::ordered_json(t)
-                                                         : nlohmann::ordered_json(nullptr)}});
-    j["micro_batch_search"] = search;
-    nlohmann::ordered_json stages = nlohmann::ordered_json::array();
-    for (int s = 0; s < S; ++s) {
-      const PlannedStage& ps = m->stages[s];
-      const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
-      nlohmann::ordered_json weights = nlohmann::ordered_json::object();
-      for (const std::string& g : w.order) weights[g] = w.layout.at(g).first;
-      stages.push_back({{"index", s},
-                        {"layers", {ps.first_layer, ps.last_layer}},
-                        {"submesh", ps.submesh.to_string()},
-                        {"first_device", ps.first_device},
-                        {"devices", ps.logical.shape[0] * ps.logical.shape[1]},
-                        {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
-                        {"batch_axis", ps.logical.batch_axis == LogicalMeshChoice::kUnforced
-                                           ? nlohmann::ordered_json("auto")
-                                           : nlohmann::ordered_json(ps.logical.batch_axis)},
-                        {"time_per_micro_batch_s", ps.time_s},
-                        {"compute_s", ps.compute_s},
-                        {"communication_s", ps.communication_s},
-                        {"transfer_s", ps.transfer_s},
-                        {"peak_memory_bytes", ps.peak_memory_bytes},
-                        {"stash_bytes_per_micro_batch", ps.stash_bytes},
-                        {"weights", weights}});
-    }
-    j["stages"] = stages;
-    if (!flags.out_path.empty()) j["out"] = flags.out_path;
-    out << j.dump() << "\n";
-    return kExitOk;
+  j["samples_per_s"] = r.samples_per_s;
+  j["tflops_per_device"] = r.tflops;
+  j["peak_memory_bytes"] = peak;
+  j["device_memory_bytes"] = device_memory;
+  j["fits_memory"] = peak <= device_memory;
+  j["planning_time_s"] = plan.total_s;
+  j["planning"] = {{"clustering_s", plan.clustering_s},
+                   {"stage_costs_s", plan.stage_costs_s},
+                   {"dp_s", plan.dp_s},
+                   {"verify_s", plan.verify_s},
+                   {"balance_s", plan.balance_s},
+                   {"balanced_within_layers", plan.balance_rounds > 0},
+                   {"candidates", plan.candidates},
+                   {"intra_solves", plan.intra_solves},
+                   {"cache_hits", plan.cache_hits},
+                   {"extrapolated", plan.extrapolated}};
+  nlohmann::ordered_json search = nlohmann::ordered_json::array();
+  for (const auto& [b, t] : plan.micro_batch_search)
+    search.push_back({{"micro_batches", b},
+                      {"step_time_s", std::isfinite(t) ? nlohmann::ordered_json(t)
+                                                       : nlohmann::ordered_json(nullptr)}});
+  j["micro_batch_search"] = search;
+  nlohmann::ordered_json stages = nlohmann::ordered_json::array();
+  for (int s = 0; s < r.S; ++s) {
+    const PlannedStage& ps = m->stages[s];
+    const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
+    nlohmann::ordered_json weights = nlohmann::ordered_json::object();
+    for (const std::string& g : w.order) weights[g] = w.layout.at(g).first;
+    stages.push_back({{"index", s},
+                      {"layers", {ps.first_layer, ps.last_layer}},
+                      {"submesh", ps.submesh.to_string()},
+                      {"first_device", ps.first_device},
+                      {"devices", ps.logical.shape[0] * ps.logical.shape[1]},
+                      {"logical_mesh", {ps.logical.shape[0], ps.logical.shape[1]}},
+                      {"batch_axis", ps.logical.batch_axis == LogicalMeshChoice::kUnforced
+                                         ? nlohmann::ordered_json("auto")
+                                         : nlohmann::ordered_json(ps.logical.batch_axis)},
+                      {"time_per_micro_batch_s", ps.time_s},
+                      {"compute_s", ps.compute_s},
+                      {"communication_s", ps.communication_s},
+                      {"transfer_s", ps.transfer_s},
+                      {"peak_memory_bytes", ps.peak_memory_bytes},
+                      {"stash_bytes_per_micro_batch", ps.stash_bytes},
+                      {"weights", weights}});
   }
+  j["stages"] = stages;
+  if (!out_path.empty()) j["out"] = out_path;
+  return j;
+}
 
+void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
+  const ResolvedPipeline& pipe = r.setup.pipe;
+  const Cluster* cluster = &r.compiled.cluster;
+  const CompiledPipeline& run = *r.compiled.pipeline;
+  const PipelinePlan& plan = run.plan;
+  const MaterializedPipeline* m = &run.stages;
+  const ModelSpec& spec = r.spec;
+  const double device_memory = r.device_memory, peak = r.peak;
   out << "alpa plan: " << spec.name << " ("
-      << format_count_short(graph_stats(step->graph).parameters) << " parameters), batch "
+      << format_count_short(graph_stats(r.compiled.step.graph).parameters) << " parameters), batch "
       << spec.batch << ", on " << pipe.devices << " x " << cluster->device.name << " ("
       << cluster->name << ", " << cluster->hosts << " host" << (cluster->hosts > 1 ? "s" : "")
       << "), pipeline: " << pipe.source << "\n";
@@ -230,9 +254,9 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Compi
                 "balance the stages' times"
               : "")
       << "\n"
-      << "stages (" << schedule << ", " << plan.micro_batches << " micro-batches of "
+      << "stages (" << r.schedule << ", " << plan.micro_batches << " micro-batches of "
       << spec.batch / plan.micro_batches << "):\n";
-  for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < r.S; ++s) {
     const PlannedStage& ps = m->stages[s];
     const int64_t n = ps.logical.shape[0] * ps.logical.shape[1];
     out << "  stage " << s << ": layers " << ps.first_layer << "-" << ps.last_layer << ", submesh "
@@ -251,20 +275,36 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Compi
     if (!w.order.empty()) line.pop_back();
     out << line << "\n";
   }
-  out << "\npredicted per training step: " << format_seconds(step_s) << " ("
-      << format_fixed(samples_per_s, 1) << " samples/s, " << format_fixed(tflops, 2)
+  out << "\npredicted per training step: " << format_seconds(r.step_s) << " ("
+      << format_fixed(r.samples_per_s, 1) << " samples/s, " << format_fixed(r.tflops, 2)
       << " TFLOP/s per device)\n"
       << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
-  if (checked && compiled.sim) {
+  if (r.checked && r.compiled.sim) {
     out << "simulated (the instruction lists on the cluster model, which chose this plan): "
-        << format_seconds(compiled.sim->step_time_s) << " per step (`alpa simulate` for details)\n";
+        << format_seconds(r.compiled.sim->step_time_s) << " per step (`alpa simulate` for details)\n";
     out << "plans simulated (the fastest that fits wins):\n";
     for (const SimulatedCandidate& c : run.candidates)
       out << "  " << c.stages << " stage(s), " << c.micro_batches << " micro-batches: "
           << format_seconds(c.step_time_s) << ", peak " << format_bytes(c.peak_memory_bytes)
           << (c.peak_memory_bytes <= device_memory ? "" : " (does not fit)") << "\n";
   }
+}
+
+}  // namespace
+
+int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
+                      const Compiled& compiled, std::ostream& out, std::ostream& err) {
+  const PipelineReport r = pipeline_report(spec, setup, compiled);
+  if (!flags.out_path.empty()) {
+    Status s = save_pipeline_plan(r, flags.out_path);
+    if (!s.ok()) return report_error(s, flags.json, out, err);
+  }
+  if (flags.json) {
+    out << pipeline_plan_json(r, flags.out_path).dump() << "\n";
+    return kExitOk;
+  }
+  print_pipeline_plan(r, out);
   if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";
   return kExitOk;
 }

@@ -5,17 +5,12 @@
 
 #include "alpa/cli/commands.h"
 
-int main(int argc, char** argv) {
-  using namespace alpa;
-  CLI::App app{
-      "alpa: automatic parallelization for training large neural networks.\n"
-      "Builds a model's training step (forward, backward, optimizer), plans how to split it "
-      "across devices, and runs it."};
-  app.set_version_flag("--version", "alpa 0.1.0");
-  app.require_subcommand(1);
-  app.fallthrough();
+namespace {
 
-  TrainFlags train;
+using namespace alpa;
+
+// `alpa train` and its flags.
+CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
   CLI::App* train_cmd = app.add_subcommand(
       "train",
       "Train a model on this machine and print the loss per step, step time, tokens/s and "
@@ -73,8 +68,11 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--profile", train.profile,
                       "Also report where the step time goes, per op kind");
   train_cmd->add_flag("--json", train.json, "Print one JSON object instead of text");
+  return train_cmd;
+}
 
-  GraphFlags graph;
+// `alpa graph` and its flags.
+CLI::App* add_graph_command(CLI::App& app, GraphFlags& graph) {
   CLI::App* graph_cmd = app.add_subcommand(
       "graph",
       "Build a model's training step and summarise it: ops by kind, parameters, FLOPs per "
@@ -90,8 +88,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"forward", "train-step"}));
   graph_cmd->add_option("--out", graph.out_path, "With --emit: write the IR to this file");
   graph_cmd->add_flag("--json", graph.json, "Print one JSON object instead of text");
+  return graph_cmd;
+}
 
-  PlanFlags plan;
+// `alpa plan` and its flags.
+CLI::App* add_plan_command(CLI::App& app, PlanFlags& plan) {
   CLI::App* plan_cmd = app.add_subcommand(
       "plan",
       "Plan how to split a model's training step over devices and explain it. With --mesh: "
@@ -113,8 +114,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   plan_cmd->add_flag("--json", plan.json, "Print one JSON object instead of text");
+  return plan_cmd;
+}
 
-  SimulateFlags sim;
+// `alpa simulate` and its flags.
+CLI::App* add_simulate_command(CLI::App& app, SimulateFlags& sim) {
   CLI::App* sim_cmd = app.add_subcommand(
       "simulate",
       "Plan a pipeline as `alpa plan --gpus N` does (or take a pipeline plan file) and run its "
@@ -143,8 +147,11 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--trace", sim.trace_path,
                       "Write the simulated step as a Chrome trace (JSON) to this file");
   sim_cmd->add_flag("--json", sim.plan.json, "Print one JSON object instead of text");
+  return sim_cmd;
+}
 
-  CompileFlags comp;
+// `alpa compile` and its flags.
+CLI::App* add_compile_command(CLI::App& app, CompileFlags& comp) {
   CLI::App* comp_cmd = app.add_subcommand(
       "compile",
       "Compile a model for a mesh or a pipeline of devices exactly as `alpa train` would, and "
@@ -162,8 +169,11 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   comp_cmd->add_option("--out", comp.plan.out_path, "Write the program (JSON) here")->required();
   comp_cmd->add_flag("--json", comp.plan.json, "Print one JSON object instead of text");
+  return comp_cmd;
+}
 
-  ProfileFlags prof;
+// `alpa profile` and its flags.
+CLI::App* add_profile_command(CLI::App& app, ProfileFlags& prof) {
   CLI::App* prof_cmd = app.add_subcommand(
       "profile",
       "Measure this machine for the cost model and write a cluster JSON: one device's SGEMM "
@@ -183,8 +193,11 @@ int main(int argc, char** argv) {
   prof_cmd->add_option("--budget", prof.budget_s, "Seconds of repetitions per measurement")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  return prof_cmd;
+}
 
-  DemoFlags demo;
+// `alpa demo` and its flags.
+CLI::App* add_demo_command(CLI::App& app, DemoFlags& demo) {
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Train a tiny GPT on this machine and show the loss falling (a few seconds).");
   demo_cmd->add_option("--steps", demo.steps, "Training steps")
@@ -195,6 +208,41 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   demo_cmd->add_flag("--json", demo.json, "Print one JSON object instead of text");
+  return demo_cmd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace alpa;
+  CLI::App app{
+      "alpa: automatic parallelization for training large neural networks.\n"
+      "Builds a model's training step (forward, backward, optimizer), plans how to split it "
+      "across devices, and runs it."};
+  app.set_version_flag("--version", "alpa 0.1.0");
+  app.require_subcommand(1);
+  app.fallthrough();
+
+    TrainFlags train;
+  CLI::App* train_cmd = add_train_command(app, train);
+
+  GraphFlags graph;
+  CLI::App* graph_cmd = add_graph_command(app, graph);
+
+  PlanFlags plan;
+  CLI::App* plan_cmd = add_plan_command(app, plan);
+
+  SimulateFlags sim;
+  CLI::App* sim_cmd = add_simulate_command(app, sim);
+
+  CompileFlags comp;
+  CLI::App* comp_cmd = add_compile_command(app, comp);
+
+  ProfileFlags prof;
+  CLI::App* prof_cmd = add_profile_command(app, prof);
+
+  DemoFlags demo;
+  CLI::App* demo_cmd = add_demo_command(app, demo);
 
   try {
     app.parse(argc, argv);

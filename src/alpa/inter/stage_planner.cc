@@ -327,41 +327,68 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
 //    would take equally long), at least one cut's worth; only these two are re-solved.
 // Every re-cut is solved exactly and kept only if its stages fit and the predicted step is
 // faster. A kept re-cut leaves one layer per stage.
-Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId>& ops,
-                                const Cluster& cluster, const PipelinePlannerOptions& o,
-                                double memory, PipelinePlan& plan) {
-  const int S = static_cast<int>(plan.stages.size());
-  const int B = plan.micro_batches;
-  if (S < 2) return ok_status();
-  ALPA_ASSIGN_OR_RETURN(std::vector<OpCut> cuts, heavy_op_cuts(step.graph, ops));
-  std::vector<double> before(ops.size() + 1, 0.0);  // heavy-op FLOPs of ops [0, i)
-  for (size_t i = 0; i < ops.size(); ++i)
-    before[i + 1] =
-        before[i] + (is_heavy_op(step.graph, ops[i]) ? node_flops(step.graph, ops[i]) : 0);
-  // start[s]: the position in `ops` where stage s begins; start[S] = ops.size().
-  std::vector<int> start(static_cast<size_t>(S) + 1, static_cast<int>(ops.size()));
-  for (int s = S - 1; s >= 0; --s)
-    for (size_t i = 0; i < ops.size(); ++i)
-      if (plan.layers.layer_of[i] == plan.stages[s].first_layer) {
-        start[s] = static_cast<int>(i);
-        break;
+class StageBalancer {
+ public:
+  StageBalancer(const TrainStep& step, const std::vector<ValueId>& ops, const Cluster& cluster,
+                const PipelinePlannerOptions& o, double memory, PipelinePlan& plan)
+      : step_(step), ops_(ops), cluster_(cluster), o_(o), memory_(memory), plan_(plan),
+        S_(static_cast<int>(plan.stages.size())), B_(plan.micro_batches),
+        costs_(static_cast<size_t>(S_)), all_(static_cast<size_t>(S_)) {
+    std::iota(all_.begin(), all_.end(), 0);
+  }
+
+  Status run() {
+    ALPA_ASSIGN_OR_RETURN(cuts_, heavy_op_cuts(step_.graph, ops_));
+    before_.assign(ops_.size() + 1, 0.0);  // heavy-op FLOPs of ops [0, i)
+    for (size_t i = 0; i < ops_.size(); ++i)
+      before_[i + 1] = before_[i] + (is_heavy_op(step_.graph, ops_[i])
+                                         ? node_flops(step_.graph, ops_[i])
+                                         : 0);
+    // start[s]: the position in `ops` where stage s begins; start[S] = ops.size().
+    start_.assign(static_cast<size_t>(S_) + 1, static_cast<int>(ops_.size()));
+    for (int s = S_ - 1; s >= 0; --s)
+      for (size_t i = 0; i < ops_.size(); ++i)
+        if (plan_.layers.layer_of[i] == plan_.stages[s].first_layer) {
+          start_[s] = static_cast<int>(i);
+          break;
+        }
+    time_.resize(static_cast<size_t>(S_));
+    for (int s = 0; s < S_; ++s) time_[s] = plan_.stages[s].time_s;
+    // The DP's stages costed where they are placed (which stages receive across hosts).
+    if (cluster_.hosts > 1) {
+      ALPA_ASSIGN_OR_RETURN(bool fits, solve(start_, all_));
+      if (!fits) return ok_status();
+      double sum = 0, worst = 0;
+      for (int s = 0; s < S_; ++s) {
+        set_figures(plan_.stages[s], costs_[s], S_ - 1 - s, memory_);
+        time_[s] = costs_[s].time();
+        sum += time_[s];
+        worst = std::max(worst, time_[s]);
       }
-  std::vector<double> time(static_cast<size_t>(S));
-  for (int s = 0; s < S; ++s) time[s] = plan.stages[s].time_s;
-  auto rate = [&](int s) {  // seconds per FLOP of stage s (0 when it has no FLOPs)
-    const double f = before[start[s + 1]] - before[start[s]];
-    return f > 0 ? time[s] / f : 0.0;
-  };
+      plan_.predicted_step_time_s = sum + (B_ - 1) * worst;
+    }
+    if (!o_.balance_within_layers) return ok_status();
+    ALPA_ASSIGN_OR_RETURN(bool go_on, recut_all());
+    return go_on ? move_boundaries() : ok_status();
+  }
+
+ private:
+  double rate(int s) const {  // seconds per FLOP of stage s (0 when it has no FLOPs)
+    const double f = before_[start_[s + 1]] - before_[start_[s]];
+    return f > 0 ? time_[s] / f : 0.0;
+  }
+
   // The `k` cuts in (lo, hi) positions nearest a FLOP target with the transfer they add, best
   // first (fewer if there are not as many).
-  auto choose = [&](double target, int lo, int hi, double per_flop, int s, size_t k) {
+  std::vector<size_t> choose(double target, int lo, int hi, double per_flop, int s,
+                             size_t k) const {
     std::vector<std::pair<double, size_t>> scored;
-    for (size_t c = 0; c < cuts.size(); ++c) {
-      if (cuts[c].position <= lo || cuts[c].position >= hi) continue;
+    for (size_t c = 0; c < cuts_.size(); ++c) {
+      if (cuts_[c].position <= lo || cuts_[c].position >= hi) continue;
       scored.push_back(
-          {std::abs(cuts[c].flops_before - target) * per_flop +
-               2 * boundary_seconds(cuts[c].live_bytes, plan.stages[s].submesh, cluster,
-                                    across_hosts(plan.stages[s - 1], plan.stages[s], cluster)),
+          {std::abs(cuts_[c].flops_before - target) * per_flop +
+               2 * boundary_seconds(cuts_[c].live_bytes, plan_.stages[s].submesh, cluster_,
+                                    across_hosts(plan_.stages[s - 1], plan_.stages[s], cluster_)),
            c});
     }
     k = std::min(k, scored.size());
@@ -370,127 +397,121 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
     std::vector<size_t> best;
     for (size_t i = 0; i < k; ++i) best.push_back(scored[i].second);
     return best;
-  };
+  }
+
   // The layers of the cut `next` (one per stage).
-  LayerClustering layers;
-  auto cut = [&](const std::vector<int>& next) -> Status {
-    ALPA_ASSIGN_OR_RETURN(
-        layers,
-        layers_from_boundaries(step.graph, ops, std::span<const int>(next).subspan(1, S - 1)));
+  Status cut(const std::vector<int>& next) {
+    ALPA_ASSIGN_OR_RETURN(layers_, layers_from_boundaries(step_.graph, ops_,
+                                                          std::span<const int>(next).subspan(
+                                                              1, static_cast<size_t>(S_ - 1))));
     return ok_status();
-  };
+  }
+
   // Solves the stages `which` of the cut `next`; false if one does not fit.
-  std::vector<StageCost> costs(static_cast<size_t>(S));
-  auto solve = [&](const std::vector<int>& next, const std::vector<int>& which) -> Result<bool> {
+  Result<bool> solve(const std::vector<int>& next, const std::vector<int>& which) {
     ALPA_RETURN_IF_ERROR(cut(next));
-    std::vector<int> stage_of_layer(static_cast<size_t>(S));
+    std::vector<int> stage_of_layer(static_cast<size_t>(S_));
     std::iota(stage_of_layer.begin(), stage_of_layer.end(), 0);
     ALPA_ASSIGN_OR_RETURN(
         PipelineSplit split,
-        split_train_step(step, stages_from_layers(step, ops, layers.layer_of, stage_of_layer), S));
+        split_train_step(step_, stages_from_layers(step_, ops_, layers_.layer_of, stage_of_layer),
+                         S_));
     for (int s : which) {
-      const PlannedStage& ps = plan.stages[s];
-      ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, split, s, B));
-      ALPA_ASSIGN_OR_RETURN(MeshLinks mesh,
-                            mesh_links(cluster, {ps.logical.shape[0], ps.logical.shape[1]}, 0));
-      const std::vector<char> across = received_across_hosts(sg, split, plan.stages, s, cluster);
-      costs[s] = fit_stage(sg, mesh, cluster, ps.submesh, candidate_options(o, ps.logical), B,
-                           memory, S - 1 - s, o.include_transfer_cost, &plan.intra_solves, &across);
-      if (costs[s].max_succ(memory) < S - 1 - s) return false;
+      const PlannedStage& ps = plan_.stages[s];
+      ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step_, split, s, B_));
+      ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster_, ps.logical.shape, 0));
+      const std::vector<char> across = received_across_hosts(sg, split, plan_.stages, s, cluster_);
+      costs_[s] = fit_stage(sg, mesh, cluster_, ps.submesh, candidate_options(o_, ps.logical), B_,
+                            memory_, S_ - 1 - s, o_.include_transfer_cost, &plan_.intra_solves,
+                            &across);
+      if (costs_[s].max_succ(memory_) < S_ - 1 - s) return false;
     }
     return true;
-  };
+  }
+
   // Keeps the solved stages `which` of `next` if the step is faster.
-  auto keep_if_faster = [&](const std::vector<int>& next, const std::vector<int>& which) {
-    std::vector<double> t = time;
-    for (int s : which) t[s] = costs[s].time();
+  bool keep_if_faster(const std::vector<int>& next, const std::vector<int>& which) {
+    std::vector<double> t = time_;
+    for (int s : which) t[s] = costs_[s].time();
     double sum = 0, worst = 0;
     for (double x : t) sum += x, worst = std::max(worst, x);
-    const double step_time = sum + (B - 1) * worst;
-    if (step_time >= plan.predicted_step_time_s * (1 - 1e-9)) return false;
-    plan.layers = layers;
-    for (int s = 0; s < S; ++s) plan.stages[s].first_layer = plan.stages[s].last_layer = s;
-    for (int s : which) set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
-    plan.predicted_step_time_s = step_time;
-    ++plan.balance_rounds;
-    time = std::move(t);
-    start = next;
+    const double step_time = sum + (B_ - 1) * worst;
+    if (step_time >= plan_.predicted_step_time_s * (1 - 1e-9)) return false;
+    plan_.layers = layers_;
+    for (int s = 0; s < S_; ++s) plan_.stages[s].first_layer = plan_.stages[s].last_layer = s;
+    for (int s : which) set_figures(plan_.stages[s], costs_[s], S_ - 1 - s, memory_);
+    plan_.predicted_step_time_s = step_time;
+    ++plan_.balance_rounds;
+    time_ = std::move(t);
+    start_ = next;
     return true;
-  };
-  std::vector<int> all(static_cast<size_t>(S));
-  std::iota(all.begin(), all.end(), 0);
-  const Clock::time_point t0 = Clock::now();
-  const Status st = [&]() -> Status {
-    // The DP's stages costed where they are placed (which stages receive across hosts).
-    if (cluster.hosts > 1) {
-      ALPA_ASSIGN_OR_RETURN(bool fits, solve(start, all));
-      if (!fits) return ok_status();
-      double sum = 0, worst = 0;
-      for (int s = 0; s < S; ++s) {
-        set_figures(plan.stages[s], costs[s], S - 1 - s, memory);
-        time[s] = costs[s].time();
-        sum += time[s];
-        worst = std::max(worst, time[s]);
-      }
-      plan.predicted_step_time_s = sum + (B - 1) * worst;
-    }
-    if (!o.balance_within_layers) return ok_status();
+  }
+
+  // 1. Every boundary re-cut so that all stages would take equally long (at most 3 rounds).
+  // False: balancing cannot go on (a stage without FLOPs, or no cut where one is needed).
+  Result<bool> recut_all() {
     for (int round = 0; round < 3; ++round) {
       double per_time = 0;  // FLOPs per second, all stages
-      for (int s = 0; s < S; ++s) {
-        if (rate(s) <= 0) return ok_status();
+      for (int s = 0; s < S_; ++s) {
+        if (rate(s) <= 0) return false;
         per_time += 1 / rate(s);
       }
-      const double T = before.back() / per_time;  // every stage's time when balanced
-      std::vector<int> next = start;
+      const double T = before_.back() / per_time;  // every stage's time when balanced
+      std::vector<int> next = start_;
       double target = 0;
-      for (int s = 1; s < S; ++s) {
+      for (int s = 1; s < S_; ++s) {
         target += T / rate(s - 1);
         const std::vector<size_t> c =
-            choose(target, next[s - 1], start[S], std::max(rate(s - 1), rate(s)), s, 1);
-        if (c.empty()) return ok_status();
-        next[s] = cuts[c[0]].position;
+            choose(target, next[s - 1], start_[S_], std::max(rate(s - 1), rate(s)), s, 1);
+        if (c.empty()) return false;
+        next[s] = cuts_[c[0]].position;
       }
-      if (next == start) break;
-      ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, all));
-      if (!fits || !keep_if_faster(next, all)) break;
+      if (next == start_) break;
+      ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, all_));
+      if (!fits || !keep_if_faster(next, all_)) break;
     }
-    // The few cuts nearest the target are each solved (a cut's cost to the stages is more than
-    // its transfer: a value leaving a stage is gathered whole first), the fastest is kept.
+    return true;
+  }
+
+  // 2. The slowest stage hands work to a faster neighbour: the few cuts nearest the target are
+  // each solved (a cut's cost to the stages is more than its transfer: a value leaving a stage
+  // is gathered whole first), the fastest is kept.
+  Status move_boundaries() {
     constexpr size_t kTries = 4;
-    for (int move = 0; move < 2 * S; ++move) {
-      const int slow = static_cast<int>(std::max_element(time.begin(), time.end()) - time.begin());
+    for (int move = 0; move < 2 * S_; ++move) {
+      const int slow =
+          static_cast<int>(std::max_element(time_.begin(), time_.end()) - time_.begin());
       std::vector<int> sides;
       if (slow > 0) sides.push_back(slow - 1);
-      if (slow + 1 < S) sides.push_back(slow + 1);
-      std::sort(sides.begin(), sides.end(), [&](int a, int b) { return time[a] < time[b]; });
+      if (slow + 1 < S_) sides.push_back(slow + 1);
+      std::sort(sides.begin(), sides.end(), [&](int a, int b) { return time_[a] < time_[b]; });
       bool moved = false;
       for (int n : sides) {
         const int b = std::max(slow, n);  // the boundary between them: where stage b starts
         const double per_flop = rate(slow) + rate(n);
         if (per_flop <= 0) continue;
-        const double f = (time[slow] - time[n]) / per_flop;  // FLOPs to hand over
-        const double at = before[start[b]];
+        const double f = (time_[slow] - time_[n]) / per_flop;  // FLOPs to hand over
+        const double at = before_[start_[b]];
         // Cuts on the side of the boundary that shrinks the slow stage.
-        const int lo = n > slow ? start[b - 1] : start[b];
-        const int hi = n > slow ? start[b] : start[b + 1];
+        const int lo = n > slow ? start_[b - 1] : start_[b];
+        const int hi = n > slow ? start_[b] : start_[b + 1];
         std::vector<int> best;
         std::vector<StageCost> best_costs;
-        double best_worst = time[slow];
+        double best_worst = time_[slow];
         for (size_t c : choose(n > slow ? at - f : at + f, lo, hi, per_flop, b, kTries)) {
-          std::vector<int> next = start;
-          next[b] = cuts[c].position;
+          std::vector<int> next = start_;
+          next[b] = cuts_[c].position;
           ALPA_ASSIGN_OR_RETURN(bool fits, solve(next, {b - 1, b}));
-          const double worst = std::max(costs[b - 1].time(), costs[b].time());
+          const double worst = std::max(costs_[b - 1].time(), costs_[b].time());
           if (fits && worst < best_worst) {
             best_worst = worst;
             best = next;
-            best_costs = {costs[b - 1], costs[b]};
+            best_costs = {costs_[b - 1], costs_[b]};
           }
         }
         if (best.empty()) continue;
-        costs[b - 1] = best_costs[0];
-        costs[b] = best_costs[1];
+        costs_[b - 1] = best_costs[0];
+        costs_[b] = best_costs[1];
         ALPA_RETURN_IF_ERROR(cut(best));
         if (keep_if_faster(best, {b - 1, b})) {
           moved = true;
@@ -500,336 +521,431 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
       if (!moved) break;
     }
     return ok_status();
-  }();
+  }
+
+  const TrainStep& step_;
+  const std::vector<ValueId>& ops_;
+  const Cluster& cluster_;
+  const PipelinePlannerOptions& o_;
+  const double memory_;
+  PipelinePlan& plan_;
+  const int S_, B_;
+  std::vector<OpCut> cuts_;
+  std::vector<double> before_, time_;
+  std::vector<int> start_;
+  LayerClustering layers_;
+  std::vector<StageCost> costs_;
+  std::vector<int> all_;
+};
+
+Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId>& ops,
+                                const Cluster& cluster, const PipelinePlannerOptions& o,
+                                double memory, PipelinePlan& plan) {
+  if (plan.stages.size() < 2) return ok_status();
+  const Clock::time_point t0 = Clock::now();
+  const Status st = StageBalancer(step, ops, cluster, o, memory, plan).run();
   plan.balance_s += since(t0);
   return st;
 }
 
-// Plans the stages for a fixed micro-batch count and memory per device.
-Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
-                                const PipelinePlannerOptions& o, int B, double memory,
-                                CostCache& cache, const std::atomic<bool>* cancel = nullptr) {
-  PipelinePlan plan;
-  plan.micro_batches = B;
-  const Clock::time_point t0 = Clock::now();
-  const std::vector<ValueId> ops = forward_ops(step);
+// The layers a training step's forward operators are clustered into.
+Result<LayerClustering> choose_layers(const TrainStep& step, const std::vector<ValueId>& ops,
+                                      const PipelinePlannerOptions& o,
+                                      const std::vector<uint64_t>& step_hashes) {
   LayerClusteringOptions lo;
   lo.num_layers = o.num_layers;
   lo.max_layers = o.max_auto_layers;
   lo.eps = o.layer_eps;
-  ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
-  const std::vector<uint64_t> step_hashes = structural_node_hashes(step.graph);
-  if (o.num_layers == 0 && o.extrapolate_repeated_layers) {
-    // A stack of repeated blocks (transformers, MoE) is cut at block boundaries with the same
-    // blocks per layer, so that equal stages exist (as Megatron-LM forms them) and runs of
-    // identical layers are costed by extrapolation. Otherwise prefer a layer count (down to
-    // half the automatic one) whose inner layers are identical, as Alpa's benchmark suites
-    // choose theirs.
-    Result<LayerClustering> blocks = cluster_repeated_blocks(step.graph, ops, o.max_block_layers);
-    if (blocks.ok() && blocks->num_layers >= 4) plan.layers = std::move(*blocks);
-    auto uniform = [&](const LayerClustering& lc) {
-      const std::vector<uint64_t> h = layer_hashes(ops, lc, step_hashes, step.graph);
-      if (lc.num_layers < 4) return false;
-      for (int i = 2; i + 1 < lc.num_layers; ++i)
-        if (h[i] != h[1]) return false;
-      return true;
-    };
-    if (!uniform(plan.layers)) {
-      for (int n = plan.layers.num_layers - 1; n >= std::max(4, plan.layers.num_layers / 2); --n) {
-        LayerClusteringOptions fixed = lo;
-        fixed.num_layers = n;
-        Result<LayerClustering> c = cluster_layers(step.graph, ops, fixed);
-        if (c.ok() && uniform(*c)) {
-          plan.layers = std::move(*c);
-          break;
-        }
-      }
-    }
+  ALPA_ASSIGN_OR_RETURN(LayerClustering layers, cluster_layers(step.graph, ops, lo));
+  if (o.num_layers != 0 || !o.extrapolate_repeated_layers) return layers;
+  // A stack of repeated blocks (transformers, MoE) is cut at block boundaries with the same
+  // blocks per layer, so that equal stages exist (as Megatron-LM forms them) and runs of
+  // identical layers are costed by extrapolation. Otherwise prefer a layer count (down to
+  // half the automatic one) whose inner layers are identical, as Alpa's benchmark suites
+  // choose theirs.
+  Result<LayerClustering> blocks = cluster_repeated_blocks(step.graph, ops, o.max_block_layers);
+  if (blocks.ok() && blocks->num_layers >= 4) layers = std::move(*blocks);
+  auto uniform = [&](const LayerClustering& lc) {
+    const std::vector<uint64_t> h = layer_hashes(ops, lc, step_hashes, step.graph);
+    if (lc.num_layers < 4) return false;
+    for (int i = 2; i + 1 < lc.num_layers; ++i)
+      if (h[i] != h[1]) return false;
+    return true;
+  };
+  if (uniform(layers)) return layers;
+  for (int n = layers.num_layers - 1; n >= std::max(4, layers.num_layers / 2); --n) {
+    LayerClusteringOptions fixed = lo;
+    fixed.num_layers = n;
+    Result<LayerClustering> c = cluster_layers(step.graph, ops, fixed);
+    if (c.ok() && uniform(*c)) return std::move(*c);
   }
-  plan.clustering_s = since(t0);
-  const int L = plan.layers.num_layers;
+  return layers;
+}
 
-  // DP "submeshes": every (submesh shape, logical mesh) pair.
-  const Clock::time_point t1 = Clock::now();
+// A stage's place in the DP: a submesh shape and a logical view of it.
+struct MeshConfig {
+  SubmeshShape submesh;
+  LogicalMeshChoice logical;
+};
+
+// Every (submesh shape, logical mesh) pair of the plan space.
+Result<std::vector<MeshConfig>> mesh_configs(const TrainStep& step, const Cluster& cluster,
+                                             PlanSpace space) {
   std::vector<SubmeshShape> shapes = submesh_choices(cluster.hosts, cluster.devices_per_host);
-  if (o.space != PlanSpace::kFull) {
-    const int64_t want = o.space == PlanSpace::kIntraOnly ? cluster.num_devices() : 1;
+  if (space != PlanSpace::kFull) {
+    const int64_t want = space == PlanSpace::kIntraOnly ? cluster.num_devices() : 1;
     std::erase_if(shapes, [&](const SubmeshShape& s) { return s.size() != want; });
   }
   int64_t mb_size = 1;
   for (ValueId p : step.graph.parameters(ParamRole::kInput))
     if (step.graph.type(p).rank() > 0) mb_size = step.graph.type(p).shape[0];
-  struct Config {
-    SubmeshShape submesh;
-    LogicalMeshChoice logical;
-  };
-  std::vector<Config> configs;
+  std::vector<MeshConfig> configs;
   for (const SubmeshShape& s : shapes)
     for (const LogicalMeshChoice& l : logical_mesh_choices(s, cluster.devices_per_host, mb_size))
       configs.push_back({s, l});
   if (configs.empty())
     return failed_precondition(cat("no submesh of ", cluster.num_devices(),
                                    " devices is allowed in the plan space ",
-                                   plan_space_name(o.space)));
-  StageDpRequest req;
-  req.num_layers = L;
-  req.hosts = cluster.hosts;
-  req.devices_per_host = cluster.devices_per_host;
-  req.micro_batches = B;
-  for (const Config& c : configs) req.submeshes.push_back(c.submesh);
-  req.reset_candidates();
+                                   plan_space_name(space)));
+  return configs;
+}
 
-  const double total_flops = std::max(1.0, [&] {
-    double f = 0;
-    for (double x : plan.layers.layer_flops) f += x;
-    return f;
-  }());
-  std::vector<double> prefix(static_cast<size_t>(L) + 1, 0.0);
-  for (int l = 0; l < L; ++l) prefix[l + 1] = prefix[l] + plan.layers.layer_flops[l];
-  const std::vector<uint64_t> layer_hash = layer_hashes(ops, plan.layers, step_hashes, step.graph);
-  const double devices = static_cast<double>(cluster.num_devices());
-  std::map<size_t, const StageCost*> costs;
-  std::vector<std::unique_ptr<StageCost>> extrapolated;
-  int too_large = 0;  // candidates left out because they do not fit in memory
+// Plans the stages for a fixed micro-batch count and memory per device (plan_pipeline runs
+// one per count): layers, the cost of every (layer range, mesh) candidate, the stage DP with
+// exact re-checks of the stages it picks, and the boundaries balanced within layers.
+class FixedPlanner {
+ public:
+  FixedPlanner(const TrainStep& step, const Cluster& cluster, const PipelinePlannerOptions& o,
+               int B, double memory, CostCache& cache, const std::atomic<bool>* cancel)
+      : step_(step), cluster_(cluster), o_(o), B_(B), memory_(memory), cache_(cache),
+        cancel_(cancel) {}
+
+  Result<PipelinePlan> plan() {
+    plan_.micro_batches = B_;
+    const Clock::time_point t0 = Clock::now();
+    ops_ = forward_ops(step_);
+    step_hashes_ = structural_node_hashes(step_.graph);
+    ALPA_ASSIGN_OR_RETURN(plan_.layers, choose_layers(step_, ops_, o_, step_hashes_));
+    plan_.clustering_s = since(t0);
+    L_ = plan_.layers.num_layers;
+    const Clock::time_point t1 = Clock::now();
+    ALPA_ASSIGN_OR_RETURN(configs_, mesh_configs(step_, cluster_, o_.space));
+    ALPA_RETURN_IF_ERROR(cost_candidates());
+    plan_.stage_costs_s = since(t1);
+    const Clock::time_point t2 = Clock::now();
+    Result<StageDpSolution> sol = solve_and_verify();
+    plan_.dp_s = since(t2) - plan_.verify_s;
+    if (!sol.ok()) {
+      if (too_large_ > 0 || !exact_costs_.empty())
+        return resource_exhausted(cat("no pipeline plan fits in memory (", too_large_, " of ",
+                                      plan_.candidates, " candidate stages do not fit)"));
+      return sol.status();
+    }
+    plan_.predicted_step_time_s = sol->total_time;
+    const int S = static_cast<int>(sol->stages.size());
+    for (int i = 0; i < S; ++i) {
+      const StageChoice& ch = sol->stages[i];
+      PlannedStage ps;
+      ps.first_layer = ch.first_layer;
+      ps.last_layer = ch.last_layer;
+      ps.submesh = configs_[ch.submesh].submesh;
+      ps.logical = configs_[ch.submesh].logical;
+      ps.first_device = sol->first_device[i];
+      set_figures(ps, *costs_.at(req_.index(ch.first_layer, ch.last_layer, ch.submesh)),
+                  S - 1 - i, memory_);
+      plan_.stages.push_back(ps);
+    }
+    ALPA_RETURN_IF_ERROR(place_and_balance_stages(step_, ops_, cluster_, o_, memory_, plan_));
+    if (o_.progress && plan_.balance_rounds > 0)
+      o_.progress(cat("  micro-batches ", B_,
+                      ": stage boundaries balanced within layers, predicted step ",
+                      plan_.predicted_step_time_s, " s"));
+    return std::move(plan_);
+  }
+
+ private:
   // The stage graph of layers [l, r] (stages before and after as neighbours) and its
   // structural hash, built when an intra-op solve needs it (the last few are kept).
   struct RangeGraph {
     std::shared_ptr<const StageGraph> graph;
     uint64_t hash = 0;
   };
-  std::map<std::pair<int, int>, RangeGraph> graphs;
-  auto range_graph = [&](int l, int r) -> Result<RangeGraph> {
-    auto it = graphs.find({l, r});
-    if (it != graphs.end()) return it->second;
-    std::vector<int> stage_of_layer(static_cast<size_t>(L));
+
+  Result<RangeGraph> range_graph(int l, int r) {
+    auto it = graphs_.find({l, r});
+    if (it != graphs_.end()) return it->second;
+    std::vector<int> stage_of_layer(static_cast<size_t>(L_));
     const int mid = l > 0 ? 1 : 0;
-    for (int x = 0; x < L; ++x) stage_of_layer[x] = x < l ? 0 : x <= r ? mid : mid + 1;
-    const int S = mid + 1 + (r < L - 1 ? 1 : 0);
-    const std::vector<int> fs = stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
-    ALPA_ASSIGN_OR_RETURN(PipelineSplit split, split_train_step(step, fs, S));
-    ALPA_ASSIGN_OR_RETURN(StageGraph g, build_stage_graph(step, split, mid, B));
+    for (int x = 0; x < L_; ++x) stage_of_layer[x] = x < l ? 0 : x <= r ? mid : mid + 1;
+    const int S = mid + 1 + (r < L_ - 1 ? 1 : 0);
+    const std::vector<int> fs =
+        stages_from_layers(step_, ops_, plan_.layers.layer_of, stage_of_layer);
+    ALPA_ASSIGN_OR_RETURN(PipelineSplit split, split_train_step(step_, fs, S));
+    ALPA_ASSIGN_OR_RETURN(StageGraph g, build_stage_graph(step_, split, mid, B_));
     RangeGraph rg;
-    rg.hash = stage_graph_hash(g, step_hashes, step.graph);
+    rg.hash = stage_graph_hash(g, step_hashes_, step_.graph);
     rg.graph = std::make_shared<const StageGraph>(std::move(g));
-    if (graphs.size() > 64) graphs.clear();
-    graphs[{l, r}] = rg;
+    if (graphs_.size() > 64) graphs_.clear();
+    graphs_[{l, r}] = rg;
     return rg;
-  };
-  // Ranges by increasing length, so that the short ranges a long one extrapolates from are
-  // costed first.
-  for (int n = 1; n <= L; ++n) {
-    for (int l = 0; l + n - 1 < L; ++l) {
-      const int r = l + n - 1;
-      const double share = (prefix[r + 1] - prefix[l]) / total_flops;
-      std::vector<int> cfg_ids;
-      for (size_t k = 0; k < configs.size(); ++k) {
-        const double dshare = static_cast<double>(configs[k].submesh.size()) / devices;
-        // A stage on the whole cluster is the whole model (Alpa prunes the same way).
-        if ((configs[k].submesh.size() == cluster.num_devices()) != (l == 0 && r == L - 1))
-          continue;
-        if (std::isfinite(o.imbalance_tolerance) && (dshare > share * (1 + o.imbalance_tolerance) ||
-                                                     dshare < share / (1 + o.imbalance_tolerance)))
-          continue;
-        cfg_ids.push_back(static_cast<int>(k));
-      }
-      if (cfg_ids.empty()) continue;
-      // Repeated layers: first layer, k copies of one layer, last layer. k = 2 and k = 3 are
-      // solved; longer runs are affine in k (merged layers take the same strategies).
-      const int k_inner = n - 2;
-      bool uniform = n >= 4;
-      for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash[x] == layer_hash[l + 1];
-      const uint64_t run_key =
-          uniform ? hash_combine(
-                        hash_combine(hash_combine(hash_combine(hash_combine(layer_hash[l], l == 0),
-                                                               layer_hash[l + 1]),
-                                                  layer_hash[r]),
-                                     r == L - 1),
-                        0x7275)
-                  : 0;
-      for (int k : cfg_ids) {
-        const Config& c = configs[static_cast<size_t>(k)];
-        ++plan.candidates;
-        const uint64_t cfg_key = hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
-                                                 c.logical.batch_axis, "|", c.submesh.to_string()));
-        Result<MeshLinks> mesh = mesh_links(cluster, {c.logical.shape[0], c.logical.shape[1]}, 0);
-        if (!mesh.ok()) continue;
-        const AutoShardingOptions so = candidate_options(o, c.logical);
-        // The plan of layers [fl, ll] on this mesh, under a memory budget if > 0 (cached).
-        static const StageCost kUnsolved;
-        auto solve_range = [&](int fl, int ll, double budget) -> Result<const StageCost*> {
-          if (budget < 0) return &kUnsolved;  // no room at all
-          ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(fl, ll));
-          const uint64_t key = hash_combine(rg.hash, cfg_key);
-          auto& table = budget > 0 ? cache.budgeted : cache.base;
-          const uint64_t tkey = budget > 0 ? hash_combine(key, static_cast<uint64_t>(budget)) : key;
-          auto it = table.find(tkey);
-          if (it != table.end()) {
-            ++plan.cache_hits;
-            return &it->second;
-          }
-          StageCost sc = solve_stage(*rg.graph, *mesh, cluster, c.submesh, so, B, budget,
-                                     o.include_transfer_cost, &plan.intra_solves);
-          sc.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
-          return &table.emplace(tkey, std::move(sc)).first->second;
-        };
-        const StageCost* cost = nullptr;
-        const CostCache::Exemplar* run2 = nullptr;
-        const CostCache::Exemplar* run3 = nullptr;
-        // The solved run of `inner` repeated layers with this range's first and last layer
-        // (the range itself if it has that many, else one sharing its first or its last layer,
-        // solved now if no shorter range was costed on this mesh).
-        auto exemplar = [&](int inner) -> Result<const CostCache::Exemplar*> {
-          const uint64_t ek = hash_combine(hash_combine(run_key, inner), cfg_key);
-          auto it = cache.runs.find(ek);
-          if (it != cache.runs.end()) return &it->second;
-          auto same_run = [&](int fl, int ll) {
-            if (fl < 0 || ll >= L || layer_hash[fl] != layer_hash[l] ||
-                layer_hash[ll] != layer_hash[r] || (fl == 0) != (l == 0) ||
-                (ll == L - 1) != (r == L - 1))
-              return false;
-            for (int x = fl + 1; x < ll; ++x)
-              if (layer_hash[x] != layer_hash[l + 1]) return false;
-            return true;
-          };
-          int fl = l, ll = l + inner + 1;
-          if (!same_run(fl, ll)) fl = r - inner - 1, ll = r;
-          if (!same_run(fl, ll)) return nullptr;
-          ALPA_ASSIGN_OR_RETURN(const StageCost* c, solve_range(fl, ll, 0));
-          return &cache.runs.emplace(ek, CostCache::Exemplar{c, fl, ll}).first->second;
-        };
-        if (uniform && k_inner >= 4 && o.extrapolate_repeated_layers) {
-          ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e2, exemplar(2));
-          ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e3, exemplar(3));
-          if (e2 != nullptr && e3 != nullptr && e2->cost->solved && e3->cost->solved) {
-            run2 = e2;
-            run3 = e3;
-            extrapolated.push_back(
-                std::make_unique<StageCost>(affine(*run2->cost, *run3->cost, k_inner - 3)));
-            cost = extrapolated.back().get();
-            ++plan.extrapolated;
-          }
-        }
-        if (cost == nullptr) {
-          ALPA_ASSIGN_OR_RETURN(cost, solve_range(l, r, 0));
-          if (uniform && (k_inner == 2 || k_inner == 3))
-            cache.runs.emplace(hash_combine(hash_combine(run_key, k_inner), cfg_key),
-                               CostCache::Exemplar{cost, l, r});
-        }
-        if (cost->solved && cost->max_succ(memory) < 0) {
-          // Too large unconstrained: plan under the memory budget.
-          const double budget = memory - cost->acc_bytes;
-          if (run2 == nullptr) {
-            ALPA_ASSIGN_OR_RETURN(cost, solve_range(l, r, budget > 0 ? budget : -1));
-          } else {
-            // A long run of repeated layers: plan the two short runs under budgets that leave
-            // them the same fraction of their unconstrained memory (rounded down to 1/8, so
-            // runs of similar length share them), and extrapolate those plans.
-            const double need = cost->peak_bytes - cost->acc_bytes;
-            const double fraction = need > 0 ? std::floor(8 * budget / need) / 8 : 0;
-            const StageCost* b2 = nullptr;
-            const StageCost* b3 = nullptr;
-            if (fraction > 0) {
-              auto short_budget = [&](const CostCache::Exemplar& e) {
-                return fraction * (e.cost->peak_bytes - e.cost->acc_bytes);
-              };
-              ALPA_ASSIGN_OR_RETURN(
-                  b2, solve_range(run2->first_layer, run2->last_layer, short_budget(*run2)));
-              ALPA_ASSIGN_OR_RETURN(
-                  b3, solve_range(run3->first_layer, run3->last_layer, short_budget(*run3)));
-            }
-            extrapolated.push_back(std::make_unique<StageCost>());
-            if (b2 != nullptr && b3 != nullptr && b2->solved && b3->solved)
-              *extrapolated.back() = affine(*b2, *b3, k_inner - 3);
-            cost = extrapolated.back().get();
-          }
-        }
-        const int succ = cost->max_succ(memory);
-        if (succ < 0) {
-          ++too_large;
-          continue;
-        }
-        StageCandidate& cand = req.at(l, r, k);
-        cand.time = cost->time();
-        cand.max_succ = succ;
-        costs[req.index(l, r, k)] = cost;
+  }
+
+  // The configurations a range [l, r] may take, by the share of the devices and FLOPs.
+  std::vector<int> configs_for(int l, int r) const {
+    const double share = (prefix_[r + 1] - prefix_[l]) / total_flops_;
+    const double devices = static_cast<double>(cluster_.num_devices());
+    std::vector<int> ids;
+    for (size_t k = 0; k < configs_.size(); ++k) {
+      const double dshare = static_cast<double>(configs_[k].submesh.size()) / devices;
+      // A stage on the whole cluster is the whole model (Alpa prunes the same way).
+      if ((configs_[k].submesh.size() == cluster_.num_devices()) != (l == 0 && r == L_ - 1))
+        continue;
+      if (std::isfinite(o_.imbalance_tolerance) &&
+          (dshare > share * (1 + o_.imbalance_tolerance) ||
+           dshare < share / (1 + o_.imbalance_tolerance)))
+        continue;
+      ids.push_back(static_cast<int>(k));
+    }
+    return ids;
+  }
+
+  // Costs every (layer range, configuration) candidate into the DP request, ranges by
+  // increasing length, so that the short ranges a long one extrapolates from come first.
+  Status cost_candidates() {
+    req_.num_layers = L_;
+    req_.hosts = cluster_.hosts;
+    req_.devices_per_host = cluster_.devices_per_host;
+    req_.micro_batches = B_;
+    for (const MeshConfig& c : configs_) req_.submeshes.push_back(c.submesh);
+    req_.reset_candidates();
+    total_flops_ = 0;
+    for (double x : plan_.layers.layer_flops) total_flops_ += x;
+    total_flops_ = std::max(1.0, total_flops_);
+    prefix_.assign(static_cast<size_t>(L_) + 1, 0.0);
+    for (int l = 0; l < L_; ++l) prefix_[l + 1] = prefix_[l] + plan_.layers.layer_flops[l];
+    layer_hash_ = layer_hashes(ops_, plan_.layers, step_hashes_, step_.graph);
+    for (int n = 1; n <= L_; ++n) {
+      for (int l = 0; l + n - 1 < L_; ++l)
+        for (int k : configs_for(l, l + n - 1)) ALPA_RETURN_IF_ERROR(cost_candidate(l, l + n - 1, k));
+      if (cancel_ != nullptr && cancel_->load())
+        return failed_precondition("planning of this micro-batch count was abandoned");
+      if (o_.progress)
+        o_.progress(cat("  micro-batches ", B_, ": costed stages of ", n, "/", L_, " layers (",
+                        plan_.intra_solves, " intra-op solves, ", plan_.cache_hits, " reused, ",
+                        plan_.extrapolated, " extrapolated)"));
+    }
+    return ok_status();
+  }
+
+  // Repeated layers: first layer, k copies of one layer, last layer. The key of [l, r]'s run
+  // structure, or 0 when its inner layers are not all the same.
+  uint64_t run_key(int l, int r) const {
+    bool uniform = r - l + 1 >= 4;
+    for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash_[x] == layer_hash_[l + 1];
+    if (!uniform) return 0;
+    return hash_combine(
+        hash_combine(hash_combine(hash_combine(hash_combine(layer_hash_[l], l == 0),
+                                               layer_hash_[l + 1]),
+                                  layer_hash_[r]),
+                     r == L_ - 1),
+        0x7275);
+  }
+
+  // The cost of one candidate: solved, or extrapolated for long runs of repeated layers (k = 2
+  // and k = 3 are solved; longer runs are affine in k: merged layers take the same strategies).
+  Status cost_candidate(int l, int r, int k) {
+    const MeshConfig& c = configs_[static_cast<size_t>(k)];
+    ++plan_.candidates;
+    Candidate cand{l, r, c, run_key(l, r),
+                   hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
+                                   c.logical.batch_axis, "|", c.submesh.to_string()))};
+    Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
+    if (!mesh.ok()) return ok_status();
+    cand.mesh = &*mesh;
+    const AutoShardingOptions so = candidate_options(o_, c.logical);
+    cand.options = &so;
+    const int k_inner = r - l - 1;
+    const StageCost* cost = nullptr;
+    const CostCache::Exemplar* run2 = nullptr;
+    const CostCache::Exemplar* run3 = nullptr;
+    if (cand.run_key != 0 && k_inner >= 4 && o_.extrapolate_repeated_layers) {
+      ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e2, exemplar(cand, 2));
+      ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e3, exemplar(cand, 3));
+      if (e2 != nullptr && e3 != nullptr && e2->cost->solved && e3->cost->solved) {
+        run2 = e2;
+        run3 = e3;
+        extrapolated_.push_back(
+            std::make_unique<StageCost>(affine(*run2->cost, *run3->cost, k_inner - 3)));
+        cost = extrapolated_.back().get();
+        ++plan_.extrapolated;
       }
     }
-    if (cancel != nullptr && cancel->load())
-      return failed_precondition("planning of this micro-batch count was abandoned");
-    if (o.progress)
-      o.progress(cat("  micro-batches ", B, ": costed stages of ", n, "/", L, " layers (",
-                     plan.intra_solves, " intra-op solves, ", plan.cache_hits, " reused, ",
-                     plan.extrapolated, " extrapolated)"));
+    if (cost == nullptr) {
+      ALPA_ASSIGN_OR_RETURN(cost, solve_range(cand, l, r, 0));
+      if (cand.run_key != 0 && (k_inner == 2 || k_inner == 3))
+        cache_.runs.emplace(hash_combine(hash_combine(cand.run_key, k_inner), cand.config_key),
+                            CostCache::Exemplar{cost, l, r});
+    }
+    if (cost->solved && cost->max_succ(memory_) < 0) {
+      ALPA_ASSIGN_OR_RETURN(cost, fit_candidate(cand, cost, run2, run3));
+    }
+    const int succ = cost->max_succ(memory_);
+    if (succ < 0) {
+      ++too_large_;
+      return ok_status();
+    }
+    StageCandidate& dp = req_.at(l, r, k);
+    dp.time = cost->time();
+    dp.max_succ = succ;
+    costs_[req_.index(l, r, k)] = cost;
+    return ok_status();
   }
-  plan.stage_costs_s = since(t1);
+
+  // What a candidate's solves share.
+  struct Candidate {
+    int l, r;
+    const MeshConfig& config;
+    uint64_t run_key;
+    uint64_t config_key;
+    const MeshLinks* mesh = nullptr;
+    const AutoShardingOptions* options = nullptr;
+  };
+
+  // The plan of layers [fl, ll] on the candidate's mesh, under a memory budget if > 0 (cached).
+  Result<const StageCost*> solve_range(const Candidate& c, int fl, int ll, double budget) {
+    static const StageCost kUnsolved;
+    if (budget < 0) return &kUnsolved;  // no room at all
+    ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(fl, ll));
+    const uint64_t key = hash_combine(rg.hash, c.config_key);
+    auto& table = budget > 0 ? cache_.budgeted : cache_.base;
+    const uint64_t tkey = budget > 0 ? hash_combine(key, static_cast<uint64_t>(budget)) : key;
+    auto it = table.find(tkey);
+    if (it != table.end()) {
+      ++plan_.cache_hits;
+      return &it->second;
+    }
+    StageCost sc = solve_stage(*rg.graph, *c.mesh, cluster_, c.config.submesh, *c.options, B_,
+                               budget, o_.include_transfer_cost, &plan_.intra_solves);
+    sc.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
+    return &table.emplace(tkey, std::move(sc)).first->second;
+  }
+
+  // The solved run of `inner` repeated layers with the candidate's first and last layer (the
+  // range itself if it has that many, else one sharing its first or its last layer, solved
+  // now if no shorter range was costed on this mesh).
+  Result<const CostCache::Exemplar*> exemplar(const Candidate& c, int inner) {
+    const uint64_t ek = hash_combine(hash_combine(c.run_key, inner), c.config_key);
+    auto it = cache_.runs.find(ek);
+    if (it != cache_.runs.end()) return &it->second;
+    const int l = c.l, r = c.r;
+    auto same_run = [&](int fl, int ll) {
+      if (fl < 0 || ll >= L_ || layer_hash_[fl] != layer_hash_[l] ||
+          layer_hash_[ll] != layer_hash_[r] || (fl == 0) != (l == 0) ||
+          (ll == L_ - 1) != (r == L_ - 1))
+        return false;
+      for (int x = fl + 1; x < ll; ++x)
+        if (layer_hash_[x] != layer_hash_[l + 1]) return false;
+      return true;
+    };
+    int fl = l, ll = l + inner + 1;
+    if (!same_run(fl, ll)) fl = r - inner - 1, ll = r;
+    if (!same_run(fl, ll)) return nullptr;
+    ALPA_ASSIGN_OR_RETURN(const StageCost* cost, solve_range(c, fl, ll, 0));
+    return &cache_.runs.emplace(ek, CostCache::Exemplar{cost, fl, ll}).first->second;
+  }
+
+  // A candidate too large unconstrained, planned under the memory budget. A long run of
+  // repeated layers: the two short runs are planned under budgets that leave them the same
+  // fraction of their unconstrained memory (rounded down to 1/8, so runs of similar length
+  // share them), and those plans extrapolated.
+  Result<const StageCost*> fit_candidate(const Candidate& c, const StageCost* cost,
+                                         const CostCache::Exemplar* run2,
+                                         const CostCache::Exemplar* run3) {
+    const double budget = memory_ - cost->acc_bytes;
+    if (run2 == nullptr) return solve_range(c, c.l, c.r, budget > 0 ? budget : -1);
+    const double need = cost->peak_bytes - cost->acc_bytes;
+    const double fraction = need > 0 ? std::floor(8 * budget / need) / 8 : 0;
+    const StageCost* b2 = nullptr;
+    const StageCost* b3 = nullptr;
+    if (fraction > 0) {
+      auto short_budget = [&](const CostCache::Exemplar& e) {
+        return fraction * (e.cost->peak_bytes - e.cost->acc_bytes);
+      };
+      ALPA_ASSIGN_OR_RETURN(b2, solve_range(c, run2->first_layer, run2->last_layer,
+                                            short_budget(*run2)));
+      ALPA_ASSIGN_OR_RETURN(b3, solve_range(c, run3->first_layer, run3->last_layer,
+                                            short_budget(*run3)));
+    }
+    extrapolated_.push_back(std::make_unique<StageCost>());
+    if (b2 != nullptr && b3 != nullptr && b2->solved && b3->solved)
+      *extrapolated_.back() = affine(*b2, *b3, c.r - c.l - 1 - 3);
+    return extrapolated_.back().get();
+  }
 
   // The stage DP, then an exact intra-op solve of each chosen stage that was costed by
   // extrapolation or without its successors in mind: if it is slower or does not fit where
   // the DP put it, its candidate takes the exact figures and the DP runs again.
-  const Clock::time_point t2 = Clock::now();
-  Result<StageDpSolution> sol = solve_stage_dp(req);
-  std::set<std::pair<size_t, int>> verified;  // (candidate, successors) solved exactly
-  std::vector<std::unique_ptr<StageCost>> exact_costs;
-  for (int round = 0; sol.ok() && round < 32; ++round) {
-    bool worse = false;
-    const int S = static_cast<int>(sol->stages.size());
-    for (int i = 0; i < S; ++i) {
-      const StageChoice& ch = sol->stages[i];
-      const size_t idx = req.index(ch.first_layer, ch.last_layer, ch.submesh);
-      if (!verified.insert({idx, S - 1 - i}).second) continue;
-      const Config& c = configs[static_cast<size_t>(ch.submesh)];
-      ALPA_ASSIGN_OR_RETURN(MeshLinks mesh,
-                            mesh_links(cluster, {c.logical.shape[0], c.logical.shape[1]}, 0));
-      const AutoShardingOptions so = candidate_options(o, c.logical);
-      const Clock::time_point tv = Clock::now();
-      ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
-      StageCost exact = fit_stage(*rg.graph, mesh, cluster, c.submesh, so, B, memory, S - 1 - i,
-                                  o.include_transfer_cost, &plan.intra_solves);
-      plan.verify_s += since(tv);
-      exact.plan = ShardingPlan{};
-      StageCandidate& cand = req.at(ch.first_layer, ch.last_layer, ch.submesh);
-      const int succ = exact.max_succ(memory);
-      if (succ < S - 1 - i || exact.time() > cand.time * (1 + 1e-9)) worse = true;
-      cand.time = exact.solved ? exact.time() : kInfStageTime;
-      cand.max_succ = succ;
-      exact_costs.push_back(std::make_unique<StageCost>(std::move(exact)));
-      costs[idx] = exact_costs.back().get();
+  Result<StageDpSolution> solve_and_verify() {
+    Result<StageDpSolution> sol = solve_stage_dp(req_);
+    std::set<std::pair<size_t, int>> verified;  // (candidate, successors) solved exactly
+    for (int round = 0; sol.ok() && round < 32; ++round) {
+      bool worse = false;
+      const int S = static_cast<int>(sol->stages.size());
+      for (int i = 0; i < S; ++i) {
+        const StageChoice& ch = sol->stages[i];
+        const size_t idx = req_.index(ch.first_layer, ch.last_layer, ch.submesh);
+        if (!verified.insert({idx, S - 1 - i}).second) continue;
+        const MeshConfig& c = configs_[static_cast<size_t>(ch.submesh)];
+        ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster_, c.logical.shape, 0));
+        const AutoShardingOptions so = candidate_options(o_, c.logical);
+        const Clock::time_point tv = Clock::now();
+        ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
+        StageCost exact = fit_stage(*rg.graph, mesh, cluster_, c.submesh, so, B_, memory_,
+                                    S - 1 - i, o_.include_transfer_cost, &plan_.intra_solves);
+        plan_.verify_s += since(tv);
+        exact.plan = ShardingPlan{};
+        StageCandidate& cand = req_.at(ch.first_layer, ch.last_layer, ch.submesh);
+        const int succ = exact.max_succ(memory_);
+        if (succ < S - 1 - i || exact.time() > cand.time * (1 + 1e-9)) worse = true;
+        cand.time = exact.solved ? exact.time() : kInfStageTime;
+        cand.max_succ = succ;
+        exact_costs_.push_back(std::make_unique<StageCost>(std::move(exact)));
+        costs_[idx] = exact_costs_.back().get();
+      }
+      if (!worse) break;
+      if (o_.progress)
+        o_.progress(cat("  micro-batches ", B_, ": re-planning stages after exact costs (round ",
+                        round + 1, ")"));
+      sol = solve_stage_dp(req_);
     }
-    if (!worse) break;
-    if (o.progress)
-      o.progress(cat("  micro-batches ", B, ": re-planning stages after exact costs (round ",
-                     round + 1, ")"));
-    sol = solve_stage_dp(req);
+    return sol;
   }
-  plan.dp_s = since(t2) - plan.verify_s;
-  if (!sol.ok()) {
-    if (too_large > 0 || !exact_costs.empty())
-      return resource_exhausted(cat("no pipeline plan fits in memory (", too_large, " of ",
-                                    plan.candidates, " candidate stages do not fit)"));
-    return sol.status();
-  }
-  plan.predicted_step_time_s = sol->total_time;
-  const int S = static_cast<int>(sol->stages.size());
-  for (int i = 0; i < S; ++i) {
-    const StageChoice& ch = sol->stages[i];
-    PlannedStage ps;
-    ps.first_layer = ch.first_layer;
-    ps.last_layer = ch.last_layer;
-    ps.submesh = configs[ch.submesh].submesh;
-    ps.logical = configs[ch.submesh].logical;
-    ps.first_device = sol->first_device[i];
-    set_figures(ps, *costs.at(req.index(ch.first_layer, ch.last_layer, ch.submesh)), S - 1 - i,
-                memory);
-    plan.stages.push_back(ps);
-  }
-  {
-    ALPA_RETURN_IF_ERROR(place_and_balance_stages(step, ops, cluster, o, memory, plan));
-    if (o.progress && plan.balance_rounds > 0)
-      o.progress(cat("  micro-batches ", B,
-                     ": stage boundaries balanced within layers, predicted step ",
-                     plan.predicted_step_time_s, " s"));
-  }
-  return plan;
+
+  const TrainStep& step_;
+  const Cluster& cluster_;
+  const PipelinePlannerOptions& o_;
+  const int B_;
+  const double memory_;
+  CostCache& cache_;
+  const std::atomic<bool>* cancel_;
+  PipelinePlan plan_;
+  std::vector<ValueId> ops_;
+  std::vector<uint64_t> step_hashes_, layer_hash_;
+  int L_ = 0;
+  std::vector<MeshConfig> configs_;
+  StageDpRequest req_;
+  double total_flops_ = 1;
+  std::vector<double> prefix_;
+  std::map<size_t, const StageCost*> costs_;
+  std::vector<std::unique_ptr<StageCost>> extrapolated_, exact_costs_;
+  int too_large_ = 0;  // candidates left out because they do not fit in memory
+  std::map<std::pair<int, int>, RangeGraph> graphs_;
+};
+
+Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
+                                const PipelinePlannerOptions& o, int B, double memory,
+                                CostCache& cache, const std::atomic<bool>* cancel = nullptr) {
+  return FixedPlanner(step, cluster, o, B, memory, cache, cancel).plan();
 }
 
 // Adds `from`'s planning statistics (solves, phase times) to `into`'s.

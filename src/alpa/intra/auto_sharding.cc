@@ -105,6 +105,17 @@ struct CostGraph {
   std::vector<ValueId> peak_times;
   std::vector<ValueId> last_use;
   std::vector<char> has_row;  // per node
+  std::map<std::pair<int, int>, size_t> edge_of;  // (ILP node, ILP node) -> request edge
+
+  // The cost matrix between ILP nodes a and b (a row per strategy of a), made on first use.
+  std::vector<double>& matrix(int a, int b) {
+    auto [it, inserted] = edge_of.emplace(std::make_pair(a, b), request.edges.size());
+    if (inserted)
+      request.edges.push_back(IlpEdge{
+          a, b,
+          std::vector<double>(request.node_costs[a].size() * request.node_costs[b].size(), 0.0)});
+    return request.edges[it->second].costs;
+  }
 };
 
 // Adds the memory row of time t (the values live at t, grouped by ILP node).
@@ -157,13 +168,11 @@ double accumulation_time(const Graph& g, ValueId v, const ShardingSpec& out, con
   return 3 * local_bytes(g.type(v), out, mesh) / device.memory_bandwidth;
 }
 
-Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
-                                   const AutoShardingOptions& opt) {
-  CostGraph cg;
-  const Clock::time_point t0 = Clock::now();
-  ALPA_ASSIGN_OR_RETURN(cg.strategies, generate_strategies(g, mesh, device, opt.sharding));
-  cg.strategies_s = since(t0);
+// Each node's group (the node itself, the leader it follows, or none when free) and each
+// group's ILP node: structurally identical groups (repeated layers) share one.
+void group_nodes(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
   const int32_t n = g.size();
+  IlpRequest& r = cg.request;
   cg.root.assign(static_cast<size_t>(n), kNoValue);
   cg.ilp_index.assign(static_cast<size_t>(n), -1);
   for (ValueId v = 0; v < n; ++v) {
@@ -171,7 +180,6 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
     if (ns.kind == StrategyKind::kEnumerated) cg.root[v] = v;
     else if (ns.kind == StrategyKind::kFollow) cg.root[v] = cg.root[ns.leader];
   }
-  IlpRequest& r = cg.request;
   const bool merge = opt.merge_repeated_layers;
   std::vector<uint64_t> keys;
   if (merge) keys = structural_keys(g, 3);
@@ -214,6 +222,17 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
     r.names.push_back(value_ref(g, v));
     r.node_costs.emplace_back(cg.strategies[v].strategies.size(), 0.0);
   }
+}
+
+double node_weight(const AutoShardingOptions& opt, ValueId v) {
+  return opt.node_weight.empty() ? 1.0 : opt.node_weight[v];
+}
+
+// Node costs: compute of every member (scaled by its weight), and its accumulation.
+Status add_node_costs(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
+                      const AutoShardingOptions& opt, CostGraph& cg) {
+  const int32_t n = g.size();
+  IlpRequest& r = cg.request;
   // Node costs: compute of every member (and the tie-break on bytes held).
   if (!opt.node_weight.empty() && opt.node_weight.size() != static_cast<size_t>(n))
     return invalid_argument(cat("node_weight has ", opt.node_weight.size(),
@@ -221,26 +240,25 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
   if (!opt.accumulated.empty() && opt.accumulated.size() != static_cast<size_t>(n))
     return invalid_argument(cat("accumulated has ", opt.accumulated.size(),
                                 " entries for a graph of ", n, " nodes"));
-  auto weight = [&](ValueId v) { return opt.node_weight.empty() ? 1.0 : opt.node_weight[v]; };
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
     const auto& st = cg.strategies[v].strategies;
-    const double w = weight(v);
+    const double w = node_weight(opt, v);
     for (size_t i = 0; i < st.size(); ++i)
       cost[i] += w * (st[i].compute + st[i].comm + accumulation_time(g, v, st[i].output, mesh.shape(), device, opt));
   }
+  return ok_status();
+}
+
+void add_reshard_costs(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
+                       const AutoShardingOptions& opt, CostGraph& cg) {
+  const int32_t n = g.size();
+  IlpRequest& r = cg.request;
+  auto weight = [&](ValueId v) { return node_weight(opt, v); };
   // Resharding on every edge: inside a group it adds to the group's cost, between groups to
   // the pair's matrix.
   ReshardCostCache cache(mesh, device.memory_bandwidth);
-  std::map<std::pair<int, int>, size_t> edge_of;
-  auto matrix = [&](int a, int b) -> std::vector<double>& {
-    auto [it, inserted] = edge_of.emplace(std::make_pair(a, b), r.edges.size());
-    if (inserted)
-      r.edges.push_back(IlpEdge{a, b, std::vector<double>(r.node_costs[a].size() *
-                                                              r.node_costs[b].size(), 0.0)});
-    return r.edges[it->second].costs;
-  };
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     const Node& node = g.node(v);
@@ -258,7 +276,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
           r.node_costs[iv][i] += w * cache.get(t, ust[i].output, vst[i].operands[k]);
         continue;
       }
-      std::vector<double>& m = matrix(iu, iv);
+      std::vector<double>& m = cg.matrix(iu, iv);
       const size_t kv = vst.size();
       for (size_t j = 0; j < ust.size(); ++j)
         for (size_t i = 0; i < kv; ++i)
@@ -275,8 +293,14 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
       for (size_t i = 0; i < st.size(); ++i)
         cost[i] += weight(v) * cache.get(g.type(v), st[i].output, st[i].output.without_partial());
     }
-  // Aliased outputs keep their parameter's layout.
+}
+
+// Layouts that are ruled out: an updated value in another layout than its parameter's, state
+// not fully split under weight-update sharding.
+void constrain_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
+  IlpRequest& r = cg.request;
   const MeshShape ms = mesh.shape();
+  // Aliased outputs keep their parameter's layout.
   for (const GraphOutput& o : g.outputs()) {
     if (o.alias == kNoValue || cg.root[o.value] == kNoValue) continue;
     const auto& ost = cg.strategies[o.value].strategies;
@@ -290,7 +314,7 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
         if (!same(ost[i].output, pst[i].output)) r.node_costs[io][i] = kInfeasibleCost;
       continue;
     }
-    std::vector<double>& m = matrix(ip, io);
+    std::vector<double>& m = cg.matrix(ip, io);
     for (size_t j = 0; j < pst.size(); ++j)
       for (size_t i = 0; i < ost.size(); ++i)
         if (!same(pst[j].output, ost[i].output)) m[j * ost.size() + i] = kInfeasibleCost;
@@ -311,6 +335,12 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
         if (st[i].output.split_axes() != all) cost[i] = kInfeasibleCost;
     }
   }
+}
+
+Status add_fixed_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
+  const int32_t n = g.size();
+  IlpRequest& r = cg.request;
+  const MeshShape ms = mesh.shape();
   // Fixed layouts.
   std::unordered_map<std::string, ValueId> by_ref;
   if (!opt.fixed.empty())
@@ -334,6 +364,12 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
       return invalid_argument(cat("the plan gives ", name, " the layout ", spec.to_string(),
                                   ", which its op cannot produce from any layout of its inputs"));
   }
+  return ok_status();
+}
+
+void add_memory_rows(const Graph& g, const AutoShardingOptions& opt, CostGraph& cg) {
+  const int32_t n = g.size();
+  IlpRequest& r = cg.request;
   // Memory rows: the live values at each local peak of the live set (a node after which some
   // value is freed), grouped by ILP node. Alpa samples only at contractions, which misses the
   // optimizer update; very large graphs fall back to that sampling to keep the ILP small.
@@ -380,6 +416,20 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
       }
     }
   }
+}
+
+Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
+                                   const AutoShardingOptions& opt) {
+  CostGraph cg;
+  const Clock::time_point t0 = Clock::now();
+  ALPA_ASSIGN_OR_RETURN(cg.strategies, generate_strategies(g, mesh, device, opt.sharding));
+  cg.strategies_s = since(t0);
+  group_nodes(g, mesh, opt, cg);
+  ALPA_RETURN_IF_ERROR(add_node_costs(g, mesh, device, opt, cg));
+  add_reshard_costs(g, mesh, device, opt, cg);
+  constrain_layouts(g, mesh, opt, cg);
+  ALPA_RETURN_IF_ERROR(add_fixed_layouts(g, mesh, opt, cg));
+  add_memory_rows(g, opt, cg);
   return cg;
 }
 

@@ -257,24 +257,33 @@ struct CbcResult {
   double build_s = 0, solve_s = 0;
 };
 
-// Solves the problem given by `cost`/`edges` (only `nodes` are variables; `edges` connect
-// them) with an optional memory constraint; if `minimize_peak`, the objective is instead the
-// largest memory row (a continuous variable z >= every row). Costs enter the model in
-// microseconds and bytes in megabytes: plan costs are often below a millisecond, which in
-// seconds sits at CBC's default tolerances.
-CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector<double>>& cost,
-                    const std::vector<IlpEdge>& edges,
-                    const std::vector<std::vector<IlpMemoryTerm>>& memory_rows, double budget,
-                    bool minimize_peak, const IlpOptions& options,
-                    const std::vector<int>* warm = nullptr) {
-  CbcResult res;
-  const Clock::time_point t0 = Clock::now();
+// The ILP as CBC takes it: columns (s variables of each node, forbidden strategies with upper
+// bound 0; e variables of each edge, forbidden pairs omitted; z when minimising the peak) and
+// rows in CSR form.
+struct CbcColumns {
+  std::vector<double> obj, lb, ub;
+  std::vector<int> integers;
+  std::vector<int> s_start;                 // per node: its first s column (-1: not a variable)
+  std::vector<std::vector<int>> edge_cols;  // per edge: column of each (i, j) pair, or -1
+  std::vector<int> row_start = {0}, cols;
+  std::vector<double> vals, row_lb, row_ub;
+};
+
+CbcColumns cbc_columns(const std::vector<int>& nodes, const std::vector<std::vector<double>>& cost,
+                       const std::vector<IlpEdge>& edges,
+                       const std::vector<std::vector<IlpMemoryTerm>>& memory_rows, double budget,
+                       bool minimize_peak) {
+  CbcColumns m;
+  std::vector<int>& s_start = m.s_start;
+  std::vector<double>&obj = m.obj, &lb = m.lb, &ub = m.ub;
+  std::vector<int>& integers = m.integers;
+  std::vector<int>&row_start = m.row_start, &cols = m.cols;
+  std::vector<std::vector<int>>& edge_cols = m.edge_cols;
+  std::vector<double>&vals = m.vals, &row_lb = m.row_lb, &row_ub = m.row_ub;
   const int n = static_cast<int>(cost.size());
   // Columns: s variables of each node (forbidden strategies get upper bound 0), then e
   // variables of each edge (forbidden pairs omitted), then z (minimize_peak).
-  std::vector<int> s_start(static_cast<size_t>(n), -1);
-  std::vector<double> obj, lb, ub;
-  std::vector<int> integers;
+  s_start.assign(static_cast<size_t>(n), -1);
   for (int v : nodes) {
     s_start[v] = static_cast<int>(obj.size());
     for (double c : cost[v]) {
@@ -285,9 +294,6 @@ CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector
     }
   }
   // Rows in CSR form.
-  std::vector<int> row_start = {0}, cols;
-  std::vector<std::vector<int>> edge_cols;  // per edge: column of each (i, j) pair, or -1
-  std::vector<double> vals, row_lb, row_ub;
   auto end_row = [&](double lo, double hi) {
     row_start.push_back(static_cast<int>(cols.size()));
     row_lb.push_back(lo);
@@ -349,6 +355,28 @@ CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector
       end_row(-COIN_DBL_MAX, budget * kByteScale);
     }
   }
+  return m;
+}
+
+// Solves the problem given by `cost`/`edges` (only `nodes` are variables; `edges` connect
+// them) with an optional memory constraint; if `minimize_peak`, the objective is instead the
+// largest memory row (a continuous variable z >= every row). Costs enter the model in
+// microseconds and bytes in megabytes: plan costs are often below a millisecond, which in
+// seconds sits at CBC's default tolerances.
+CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector<double>>& cost,
+                    const std::vector<IlpEdge>& edges,
+                    const std::vector<std::vector<IlpMemoryTerm>>& memory_rows, double budget,
+                    bool minimize_peak, const IlpOptions& options,
+                    const std::vector<int>* warm = nullptr) {
+  CbcResult res;
+  const Clock::time_point t0 = Clock::now();
+  const int n = static_cast<int>(cost.size());
+  CbcColumns m = cbc_columns(nodes, cost, edges, memory_rows, budget, minimize_peak);
+  std::vector<double>&obj = m.obj, &lb = m.lb, &ub = m.ub, &vals = m.vals, &row_lb = m.row_lb,
+                       &row_ub = m.row_ub;
+  std::vector<int>&s_start = m.s_start, &cols = m.cols, &row_start = m.row_start,
+                   &integers = m.integers;
+  const std::vector<std::vector<int>>& edge_cols = m.edge_cols;
   const int num_cols = static_cast<int>(obj.size());
   const int num_rows = static_cast<int>(row_lb.size());
   res.variables = num_cols;

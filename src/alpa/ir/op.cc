@@ -161,7 +161,8 @@ Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const 
   return internal_error(cat("no shape rule for ", name));
 }
 
-Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+// Unary, binary, select and collective ops.
+Result<TensorType> elementwise_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
                          const TensorType* declared) {
   switch (op_info(kind).family) {
     case OpFamily::kUnary: {
@@ -205,7 +206,12 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
     default:
       break;
   }
+  return internal_error(cat("no shape rule for op ", op_name(kind)));
+}
 
+// Parameters, constants and iotas: their declared type, checked.
+Result<TensorType> source_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+                         const TensorType* declared) {
   switch (kind) {
     case OpKind::kParameter:
       return *declared;
@@ -225,6 +231,16 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
       if (declared->dtype == DType::kPred) return invalid_argument("iota cannot produce pred");
       return *declared;
     }
+    default:
+      break;
+  }
+  return internal_error(cat("no shape rule for op ", op_name(kind)));
+}
+
+// Broadcast, reshape, transpose, slice, pad and concat.
+Result<TensorType> movement_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+                         const TensorType* declared) {
+  switch (kind) {
     case OpKind::kBroadcast: {
       const auto& a = std::get<BroadcastAttrs>(attrs);
       const TensorType& x = ops[0];
@@ -317,6 +333,16 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
       }
       return out;
     }
+    default:
+      break;
+  }
+  return internal_error(cat("no shape rule for op ", op_name(kind)));
+}
+
+// Reductions, contractions and convolutions.
+Result<TensorType> compute_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+                         const TensorType* declared) {
+  switch (kind) {
     case OpKind::kReduceSum:
     case OpKind::kReduceMax: {
       const auto& a = std::get<ReduceAttrs>(attrs);
@@ -353,6 +379,16 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
                                     " does not match the forward output ", fwd.to_string()));
       return *declared;
     }
+    default:
+      break;
+  }
+  return internal_error(cat("no shape rule for op ", op_name(kind)));
+}
+
+// Gather and scatter-add.
+Result<TensorType> indexing_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+                         const TensorType* declared) {
+  switch (kind) {
     case OpKind::kGather: {
       const auto& a = std::get<GatherAttrs>(attrs);
       const TensorType &table = ops[0], &idx = ops[1];
@@ -387,6 +423,38 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
     }
     default:
       break;
+  }
+  return internal_error(cat("no shape rule for op ", op_name(kind)));
+}
+
+Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
+                         const TensorType* declared) {
+  switch (op_info(kind).family) {
+    case OpFamily::kUnary:
+    case OpFamily::kBinary:
+    case OpFamily::kCollective:
+    case OpFamily::kSelect:
+      return elementwise_type(kind, attrs, ops, declared);
+    default:
+      break;
+  }
+  switch (kind) {
+    case OpKind::kParameter:
+    case OpKind::kConstant:
+    case OpKind::kIota:
+      return source_type(kind, attrs, ops, declared);
+    case OpKind::kBroadcast:
+    case OpKind::kReshape:
+    case OpKind::kTranspose:
+    case OpKind::kSlice:
+    case OpKind::kPad:
+    case OpKind::kConcat:
+      return movement_type(kind, attrs, ops, declared);
+    case OpKind::kGather:
+    case OpKind::kScatterAdd:
+      return indexing_type(kind, attrs, ops, declared);
+    default:
+      return compute_type(kind, attrs, ops, declared);
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
