@@ -26,7 +26,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 const std::vector<int64_t> kBytes = {4 << 10, 256 << 10, 4 << 20, 16 << 20, 64 << 20};
 
-int reps_for(int64_t bytes) { return bytes <= (256 << 10) ? 50 : bytes <= (4 << 20) ? 10 : 5; }
+int reps_for(int64_t bytes) {
+  return bytes <= (256 << 10) ? 50 : bytes <= (4 << 20) ? 10 : 5;
+}
 
 struct Buffers {
   std::vector<float> a, b;
@@ -114,7 +116,10 @@ int main(int argc, char** argv) {
     Buffers buf(n, 1);
     double t = median_time(
         reps_for(bytes),
-        [&] { MPI_Allreduce(MPI_IN_PLACE, buf.a.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); },
+        [&] {
+          MPI_Allreduce(MPI_IN_PLACE, buf.a.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM,
+                        MPI_COMM_WORLD);
+        },
         sync);
     double worst = 0;
     MPI_Reduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
@@ -124,7 +129,8 @@ int main(int argc, char** argv) {
     for (int64_t bytes : kBytes) {
       const int64_t n = bytes / 4;
       Buffers buf(n, 1);
-      double t = median_time(reps_for(bytes), [&] { run_ops(c, group, n, buf, op); }, sync);
+      double t = median_time(
+          reps_for(bytes), [&] { run_ops(c, group, n, buf, op); }, sync);
       double worst = 0;
       MPI_Reduce(&t, &worst, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
       if (me == 0) print("mpi", ranks, op, bytes, worst);

@@ -24,8 +24,10 @@ using namespace alpa;
 int main(int argc, char** argv) {
   bool record = false, no_merge = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--record")) record = true;
-    else if (!std::strcmp(argv[i], "--no-merge")) no_merge = true;
+    if (!std::strcmp(argv[i], "--record"))
+      record = true;
+    else if (!std::strcmp(argv[i], "--no-merge"))
+      no_merge = true;
     else {
       std::fprintf(stderr, "usage: %s [--no-merge] [--record]\n", argv[0]);
       return 2;
@@ -39,7 +41,8 @@ int main(int argc, char** argv) {
            "predicted step s |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const char* size : {"1.3b", "6.7b", "39b"}) {
-    const std::vector<bool> modes = no_merge ? std::vector<bool>{true, false} : std::vector<bool>{true};
+    const std::vector<bool> modes =
+        no_merge ? std::vector<bool>{true, false} : std::vector<bool>{true};
     for (bool merge : modes) {
       GptConfig g = gpt_preset(size).value();
       g.batch = 16;
@@ -82,8 +85,8 @@ int main(int argc, char** argv) {
         break;
       }
     std::ofstream out(std::string(ALPA_SOURCE_DIR) + "/bench/RESULTS.md", std::ios::app);
-    out << "\n## Auto-sharding ILP on full GPT training graphs, 2x4 mesh of p3.16xlarge — "
-        << date << "\n\n- machine: " << model << ", 2 cores\n- command: `build/release/bench/ilp_bench"
+    out << "\n## Auto-sharding ILP on full GPT training graphs, 2x4 mesh of p3.16xlarge — " << date
+        << "\n\n- machine: " << model << ", 2 cores\n- command: `build/release/bench/ilp_bench"
         << (no_merge ? " --no-merge" : "") << " --record`\n- GPT training step with AdamW, fp16, "
         << "one micro-batch of 16 sequences; CBC 2.10 with exact presolve and reductions\n\n"
         << table.str();

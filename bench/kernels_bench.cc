@@ -20,9 +20,11 @@ void run_graph(benchmark::State& state, const Graph& g, double flops, double byt
     benchmark::DoNotOptimize(ex.run(std::move(p)));
   }
   if (flops > 0)
-    state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   if (bytes > 0)
-    state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["GB/s"] =
+        benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 Graph dot_graph(Shape a, Shape b, DotAttrs d) {

@@ -360,10 +360,10 @@ TEST(PipelinePlanCommand, HumanOutputNamesStagesAndPhases) {
   f.micro_batches = 2;
   CmdRun r = run(run_plan, f);
   ASSERT_EQ(r.code, kExitOk) << r.err;
-  for (const char* s : {"pipeline: auto", "planned in", "layer clustering", "stage costs",
-                        "stage DP", "stage 0: layers 0-", "submesh", "logical mesh",
-                        "per micro-batch", "predicted per training step", "samples/s",
-                        "peak memory per device"})
+  for (const char* s :
+       {"pipeline: auto", "planned in", "layer clustering", "stage costs", "stage DP",
+        "stage 0: layers 0-", "submesh", "logical mesh", "per micro-batch",
+        "predicted per training step", "samples/s", "peak memory per device"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 

@@ -270,15 +270,9 @@ TEST(ClusterJson, RandomEditsNeverCrash) {
     for (int e = 0; e < edits && !text.empty(); ++e) {
       size_t pos = rng() % text.size();
       switch (rng() % 3) {
-        case 0:
-          text[pos] = alphabet[rng() % alphabet.size()];
-          break;
-        case 1:
-          text.erase(pos, 1 + rng() % 8);
-          break;
-        default:
-          text.insert(pos, 1, alphabet[rng() % alphabet.size()]);
-          break;
+        case 0: text[pos] = alphabet[rng() % alphabet.size()]; break;
+        case 1: text.erase(pos, 1 + rng() % 8); break;
+        default: text.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
       }
     }
     Result<Cluster> c = cluster_from_json(text, "fuzz.json");
@@ -443,7 +437,9 @@ TEST(ClusterProfile, BadTablesNameTheField) {
                        "collectives[0].collective"));
   EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][1]["group"] = 1; }),
                        "collectives[1].group"));
-  EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["points"][0] = {1, -2}; }),
+  EXPECT_TRUE(contains(error_of([](Json& j) {
+                         j["collectives"][0]["points"][0] = {1, -2};
+                       }),
                        "collectives[0].points[0]"));
   EXPECT_TRUE(contains(error_of([](Json& j) { j["collectives"][0]["pointz"] = 1; }),
                        "collectives[0].pointz"));

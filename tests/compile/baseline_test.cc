@@ -121,9 +121,11 @@ TEST(Baseline, MemoryDecidesWhatCounts) {
   BaselineResult free = search(BaselineKind::kMegatron, spec, c);
   // A budget just under the best plan's peak: it no longer counts.
   double best_peak = 0;
-  for (const SimStage& s : free.compiled.sim->stages) best_peak = std::max(best_peak, s.peak_memory_bytes);
+  for (const SimStage& s : free.compiled.sim->stages)
+    best_peak = std::max(best_peak, s.peak_memory_bytes);
   BaselineResult tight = search(BaselineKind::kMegatron, spec, c, best_peak * 0.999);
-  for (const SimStage& s : tight.compiled.sim->stages) EXPECT_LE(s.peak_memory_bytes, best_peak * 0.999);
+  for (const SimStage& s : tight.compiled.sim->stages)
+    EXPECT_LE(s.peak_memory_bytes, best_peak * 0.999);
   EXPECT_GE(tight.compiled.sim->step_time_s, free.compiled.sim->step_time_s);
   // Nothing fits: an error naming the memory, with what the smallest configuration needs.
   BaselineOptions o;
@@ -169,8 +171,7 @@ TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
                                     {2, 1, 2, B, ManualPlanKind::kDataParallel, false}};
   for (const BaselineConfig& k : configs) {
     SCOPED_TRACE(k.to_string());
-    Result<BaselineResult> r =
-        simulate_baseline_config(BaselineKind::kMegatron, k, spec, {}, c, o);
+    Result<BaselineResult> r = simulate_baseline_config(BaselineKind::kMegatron, k, spec, {}, c, o);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     ASSERT_EQ(r->trials.size(), 1u);
     EXPECT_GT(r->compiled.sim->step_time_s, 0);
@@ -189,8 +190,8 @@ TEST(Baseline, MegatronPlansTrainLikeOneDevice) {
   }
   // A configuration that does not cover the devices is refused.
   EXPECT_FALSE(simulate_baseline_config(BaselineKind::kMegatron,
-                                        {2, 1, 1, B, ManualPlanKind::kDataParallel, false},
-                                        spec, {}, c, o)
+                                        {2, 1, 1, B, ManualPlanKind::kDataParallel, false}, spec,
+                                        {}, c, o)
                    .ok());
 }
 

@@ -32,7 +32,8 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
   // for less memory, and that plan fits and wins.
   {
     double planned = 0;
-    for (const PlannedStage& ps : r.pipeline.stages) planned = std::max(planned, ps.peak_memory_bytes);
+    for (const PlannedStage& ps : r.pipeline.stages)
+      planned = std::max(planned, ps.peak_memory_bytes);
     const SimulatedCandidate favourite = r.simulated.front();
     ASSERT_LT(planned, favourite.peak_memory_bytes);
     PipelinePlannerOptions between = o;

@@ -32,8 +32,9 @@ TEST(ReshardCost, FollowsTheCollectives) {
   // With the device's memory bandwidth, a local slice costs the part kept, read and written.
   const double bw = 1e11;
   const ShardingSpec rr = *ShardingSpec::parse("RR");
-  const double slice = reshard_time(*plan_reshard(rr, *ShardingSpec::parse("S0S1"), shape, m.shape()),
-                                    rr, shape, DType::kF32, m, bw);
+  const double slice =
+      reshard_time(*plan_reshard(rr, *ShardingSpec::parse("S0S1"), shape, m.shape()), rr, shape,
+                   DType::kF32, m, bw);
   EXPECT_DOUBLE_EQ(slice, 2 * (bytes / 8) / bw);
   const ShardingSpec s0 = *ShardingSpec::parse("S0R");
   EXPECT_DOUBLE_EQ(

@@ -138,7 +138,8 @@ TEST(LayerClustering, MlpCutsBetweenHiddenLayers) {
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("only 5 heavy ops"), std::string::npos)
       << r.status().to_string();
-  EXPECT_NE(r.status().hint().find("use 5 layers or fewer"), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().hint().find("use 5 layers or fewer"), std::string::npos)
+      << r.status().to_string();
 }
 
 TEST(LayerClustering, NoSolutionIsAnErrorWithAHint) {
@@ -391,7 +392,8 @@ TEST(LayerClustering, GraphWithoutHeavyOps) {
   r = cluster_layers(g, ops, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(r.status().hint().find("--pipeline-layers"), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().hint().find("--pipeline-layers"), std::string::npos)
+      << r.status().to_string();
 }
 
 // ---- repeated blocks ----------------------------------------------------------------------
@@ -430,7 +432,8 @@ TEST(LayerClustering, RepeatedBlocksGiveEqualLayersOfWholeGptBlocks) {
       if (is_heavy_op(g, ops[i])) block += node_flops(g, ops[i]);
     block /= per;
     EXPECT_NEAR(r->layer_flops[0], per * block, 1e-6 * block) << "cap " << cap;
-    EXPECT_GT(r->layer_flops.back(), per * block) << "cap " << cap << ": the head is in the last layer";
+    EXPECT_GT(r->layer_flops.back(), per * block)
+        << "cap " << cap << ": the head is in the last layer";
   }
 }
 

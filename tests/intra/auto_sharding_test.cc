@@ -13,7 +13,9 @@
 namespace alpa {
 namespace {
 
-Cluster p3(int devices) { return with_devices(cluster_preset("p3.16xlarge").value(), devices).value(); }
+Cluster p3(int devices) {
+  return with_devices(cluster_preset("p3.16xlarge").value(), devices).value();
+}
 
 TrainStep mlp_step(int64_t batch, int64_t input, int64_t hidden, int64_t layers, bool adam = true) {
   MlpConfig c;
@@ -37,8 +39,10 @@ TEST(AutoSharding, IlpEqualsExhaustiveOnTinyGraphs) {
   for (int64_t hidden : {8, 32, 256}) {
     Builder b("tiny");
     Value x = b.parameter("x", {DType::kF32, {16, 8}}, ParamRole::kInput, ParamInit::kNormal, 1);
-    Value w = b.parameter("w", {DType::kF32, {8, hidden}}, ParamRole::kWeight, ParamInit::kNormal, 1);
-    Value v = b.parameter("v", {DType::kF32, {hidden, 4}}, ParamRole::kWeight, ParamInit::kNormal, 1);
+    Value w =
+        b.parameter("w", {DType::kF32, {8, hidden}}, ParamRole::kWeight, ParamInit::kNormal, 1);
+    Value v =
+        b.parameter("v", {DType::kF32, {hidden, 4}}, ParamRole::kWeight, ParamInit::kNormal, 1);
     Value y = b.matmul(b.tanh(b.matmul(x, w)), v);
     b.output("loss", b.mean_all(b.mul(y, y)));
     Graph g = b.finish().value();
@@ -236,9 +240,9 @@ TEST(AutoSharding, AccumulatedValuesPayForTheirLocalBytes) {
     ASSERT_TRUE(acc.ok()) << acc.status().to_string();
     EXPECT_EQ(spec_of(*acc, g, "y"), spec_of(*plain, g, "y"));
     const double local =
-        static_cast<double>(num_elements(acc->specs[y].local_shape(g.type(y).shape, m.shape()))) * 4;
-    EXPECT_NEAR(acc->compute_s - plain->compute_s, 3 * local / c.device.memory_bandwidth,
-                1e-12)
+        static_cast<double>(num_elements(acc->specs[y].local_shape(g.type(y).shape, m.shape()))) *
+        4;
+    EXPECT_NEAR(acc->compute_s - plain->compute_s, 3 * local / c.device.memory_bandwidth, 1e-12)
         << layout;
     if (std::string(layout) == "RS1") {
       EXPECT_EQ(local, bytes / 2);  // y split as w is
@@ -295,7 +299,8 @@ TEST(AutoSharding, BatchThatDoesNotDivideTheMeshFallsBack) {
   Result<ShardingPlan> p = auto_shard(ts.graph, m, c.device, {});
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   for (ValueId v = 0; v < ts.graph.size(); ++v)
-    EXPECT_TRUE(p->specs[v].validate(ts.graph.type(v).shape, m.shape()).ok()) << value_ref(ts.graph, v);
+    EXPECT_TRUE(p->specs[v].validate(ts.graph.type(v).shape, m.shape()).ok())
+        << value_ref(ts.graph, v);
 }
 
 }  // namespace

@@ -20,7 +20,8 @@ IlpRequest random_request(uint64_t seed, bool with_memory) {
     r.names.push_back("n" + std::to_string(v));
     const int k = 1 + static_cast<int>(rng.below(4));
     std::vector<double> c;
-    for (int i = 0; i < k; ++i) c.push_back(rng.below(10) == 0 ? kInfeasibleCost : rng.uniform() * 10);
+    for (int i = 0; i < k; ++i)
+      c.push_back(rng.below(10) == 0 ? kInfeasibleCost : rng.uniform() * 10);
     if (std::all_of(c.begin(), c.end(), [](double x) { return x >= kInfeasibleCost; })) c[0] = 1;
     r.node_costs.push_back(c);
   }
@@ -139,7 +140,10 @@ TEST(Ilp, JsonRoundTripAndErrors) {
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_EQ(ilp_to_json(*back), ilp_to_json(r));
   EXPECT_FALSE(ilp_from_json("{").ok());
-  EXPECT_FALSE(ilp_from_json(R"({"names":["a"],"node_costs":[[]],"edges":[],"memory_rows":[],"memory_budget":0})").ok());
+  EXPECT_FALSE(
+      ilp_from_json(
+          R"({"names":["a"],"node_costs":[[]],"edges":[],"memory_rows":[],"memory_budget":0})")
+          .ok());
 }
 
 }  // namespace

@@ -61,8 +61,8 @@ TEST(FusedValues, AValueReadByAnotherProgramIsStored) {
   std::vector<int> group(static_cast<size_t>(g.size()), 0);
   for (ValueId v = g.find("c"); v < g.size(); ++v) group[v] = 1;  // a second program
   const std::vector<char> f = fused_values(g, group);
-  EXPECT_FALSE(f[g.find("a")]);   // crosses into program 1
-  EXPECT_TRUE(f[g.find("c")]);    // its only user is in its own program
+  EXPECT_FALSE(f[g.find("a")]);    // crosses into program 1
+  EXPECT_TRUE(f[g.find("c")]);     // its only user is in its own program
   EXPECT_TRUE(f[g.find("half")]);  // constants are generated where used, in any program
 }
 

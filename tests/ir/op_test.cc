@@ -85,7 +85,8 @@ TEST(ShapeRule, GatherScatter) {
 TEST(ShapeRule, BroadcastRejectsMismatch) {
   const TensorType x{DType::kF32, {3}};
   const TensorType ok_t{DType::kF32, {2, 3}}, bad_t{DType::kF32, {3, 2}};
-  EXPECT_TRUE(infer_result_type(OpKind::kBroadcast, BroadcastAttrs{{1}}, std::vector{x}, &ok_t).ok());
+  EXPECT_TRUE(
+      infer_result_type(OpKind::kBroadcast, BroadcastAttrs{{1}}, std::vector{x}, &ok_t).ok());
   EXPECT_FALSE(
       infer_result_type(OpKind::kBroadcast, BroadcastAttrs{{1}}, std::vector{x}, &bad_t).ok());
 }

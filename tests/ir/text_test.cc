@@ -23,8 +23,7 @@ Graph sample_graph() {
   Value p = b.pad(s, {0, 1, 0}, {2, 0, 0}, -1.5);
   Value c = b.concat({p, p}, 1);
   Value m = b.reduce_max(c, {1});
-  Value k = b.constant({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-                       {DType::kF32, {5, 3}});
+  Value k = b.constant({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {DType::kF32, {5, 3}});
   Value io = b.convert(b.iota({DType::kI32, {5, 3}}, 1), DType::kF32);
   Value cmp = b.compare(m, k, CompareDir::kLt);
   Value sel = b.select(cmp, io, b.exp(m));
@@ -92,43 +91,47 @@ TEST_P(TextErrors, NameLocationAndCause) {
 INSTANTIATE_TEST_SUITE_P(
     AllKinds, TextErrors,
     ::testing::Values(
-        ErrorCase{"missing header", "%x = parameter() : f32[2]", "m.ir:1:1: expected 'graph NAME {'",
-                  "graph my_model"},
-        ErrorCase{"unknown op", "graph g {\n  %x = parameter() : f32[2]\n  %y = ngg(%x) : f32[2]\n}",
+        ErrorCase{"missing header", "%x = parameter() : f32[2]",
+                  "m.ir:1:1: expected 'graph NAME {'", "graph my_model"},
+        ErrorCase{"unknown op",
+                  "graph g {\n  %x = parameter() : f32[2]\n  %y = ngg(%x) : f32[2]\n}",
                   "m.ir:3:8: unknown op 'ngg'", "did you mean 'neg'"},
         ErrorCase{"undefined value", "graph g {\n  %y = neg(%x) : f32[2]\n}",
                   "m.ir:2:12: use of undefined value %x", "earlier line"},
-        ErrorCase{"duplicate value", "graph g {\n %x = parameter() : f32[2]\n %x = parameter() : f32[2]\n}",
+        ErrorCase{"duplicate value",
+                  "graph g {\n %x = parameter() : f32[2]\n %x = parameter() : f32[2]\n}",
                   "m.ir:3:2: value %x is defined twice", ""},
         ErrorCase{"unknown attribute",
-                  "graph g {\n %x = parameter() : f32[2,2]\n %y = transpose(%x) {prem=[1,0]} : f32[2,2]\n}",
+                  "graph g {\n %x = parameter() : f32[2,2]\n %y = transpose(%x) {prem=[1,0]} : "
+                  "f32[2,2]\n}",
                   "m.ir:3:22: unknown attribute 'prem' for transpose", "did you mean 'perm'"},
-        ErrorCase{"bad attribute value",
-                  "graph g {\n %x = parameter() {role=wieght} : f32[2]\n}",
+        ErrorCase{"bad attribute value", "graph g {\n %x = parameter() {role=wieght} : f32[2]\n}",
                   "attribute 'role' of parameter cannot be 'wieght'", "weight, input, state"},
-        ErrorCase{"wrong attribute type",
-                  "graph g {\n %x = parameter() : f32[2,2]\n %y = transpose(%x) {perm=1} : f32[2,2]\n}",
-                  "expects a list", ""},
+        ErrorCase{
+            "wrong attribute type",
+            "graph g {\n %x = parameter() : f32[2,2]\n %y = transpose(%x) {perm=1} : f32[2,2]\n}",
+            "expects a list", ""},
         ErrorCase{"bad dtype", "graph g {\n %x = parameter() : f31[2]\n}", "unknown dtype 'f31'",
                   "f32"},
         ErrorCase{"type mismatch",
-                  "graph g {\n %a = parameter() : f32[2]\n %b = parameter() : f32[3]\n %c = add(%a, %b) : f32[2]\n}",
+                  "graph g {\n %a = parameter() : f32[2]\n %b = parameter() : f32[3]\n %c = "
+                  "add(%a, %b) : f32[2]\n}",
                   "m.ir:4:7: add operands must have the same type", "broadcast explicitly"},
         ErrorCase{"wrong declared type",
                   "graph g {\n %a = parameter() : f32[2]\n %c = neg(%a) : f32[3]\n}",
                   "neg result type is f32[2], but f32[3] was given", ""},
         ErrorCase{"missing brace", "graph g {\n %a = parameter() : f32[2]\n", "missing '}'", ""},
-        ErrorCase{"negative extent", "graph g {\n %a = parameter() : f32[-2]\n}",
-                  "negative extent", ""},
+        ErrorCase{"negative extent", "graph g {\n %a = parameter() : f32[-2]\n}", "negative extent",
+                  ""},
         ErrorCase{"bad alias",
-                  "graph g {\n %a = parameter() : f32[2]\n %b = neg(%a) : f32[2]\n output o = %b alias %b\n}",
+                  "graph g {\n %a = parameter() : f32[2]\n %b = neg(%a) : f32[2]\n output o = %b "
+                  "alias %b\n}",
                   "which is not a parameter", ""},
         ErrorCase{"trailing garbage", "graph g {\n}\nextra", "unexpected 'extra' after the graph",
                   ""},
         ErrorCase{"bad arity", "graph g {\n %a = parameter() : f32[2]\n %b = add(%a) : f32[2]\n}",
                   "add takes 2 operand(s), got 1", ""},
-        ErrorCase{"constant count",
-                  "graph g {\n %a = constant() {values=[1,2,3]} : f32[2]\n}",
+        ErrorCase{"constant count", "graph g {\n %a = constant() {values=[1,2,3]} : f32[2]\n}",
                   "constant has 3 values for type f32[2]", ""}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) {
       std::string name = info.param.what;

@@ -26,8 +26,9 @@ TEST(Gpt, ParameterCountMatchesFormulaForEveryPreset) {
 }
 
 TEST(Gpt, PaperSizesHaveTheirNominalParameterCounts) {
-  const std::pair<const char*, double> nominal[] = {
-      {"350m", 350e6}, {"1.3b", 1.3e9}, {"2.6b", 2.6e9}, {"6.7b", 6.7e9}, {"15b", 15e9}, {"39b", 39e9}};
+  const std::pair<const char*, double> nominal[] = {{"350m", 350e6}, {"1.3b", 1.3e9},
+                                                    {"2.6b", 2.6e9}, {"6.7b", 6.7e9},
+                                                    {"15b", 15e9},   {"39b", 39e9}};
   for (const auto& [size, n] : nominal) {
     const double count = static_cast<double>(gpt_parameter_count(gpt_preset(size).value()));
     EXPECT_LT(std::abs(count - n) / n, 0.06) << size << ": " << count;

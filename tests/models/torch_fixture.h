@@ -21,12 +21,15 @@ struct FixtureTensor {
 
 inline Result<std::map<std::string, FixtureTensor>> load_fixture(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found("cannot open fixture " + path,
-                            "generate it with /usr/bin/python3 tools/torch_reference.py");
+  if (!in)
+    return not_found("cannot open fixture " + path,
+                     "generate it with /usr/bin/python3 tools/torch_reference.py");
   char magic[8];
   in.read(magic, 8);
   if (!in || std::memcmp(magic, "ALPAFIX1", 8) != 0) return parse_error(path + ": bad magic");
-  auto read_u32 = [&](uint32_t* v) { return static_cast<bool>(in.read(reinterpret_cast<char*>(v), 4)); };
+  auto read_u32 = [&](uint32_t* v) {
+    return static_cast<bool>(in.read(reinterpret_cast<char*>(v), 4));
+  };
   uint32_t count = 0;
   if (!read_u32(&count)) return parse_error(path + ": truncated");
   std::map<std::string, FixtureTensor> out;
@@ -40,7 +43,8 @@ inline Result<std::map<std::string, FixtureTensor>> load_fixture(const std::stri
     t.shape.resize(rank);
     in.read(reinterpret_cast<char*>(t.shape.data()), 8 * rank);
     t.data.resize(static_cast<size_t>(num_elements(t.shape)));
-    in.read(reinterpret_cast<char*>(t.data.data()), 4 * static_cast<std::streamsize>(t.data.size()));
+    in.read(reinterpret_cast<char*>(t.data.data()),
+            4 * static_cast<std::streamsize>(t.data.size()));
     if (!in) return parse_error(path + ": truncated tensor " + name);
     out.emplace(std::move(name), std::move(t));
   }

@@ -30,8 +30,8 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-void expect_close(const std::string& what, const std::vector<float>& ours,
-                  const FixtureTensor& ref, double rel = 2e-4) {
+void expect_close(const std::string& what, const std::vector<float>& ours, const FixtureTensor& ref,
+                  double rel = 2e-4) {
   ASSERT_EQ(ours.size(), ref.data.size()) << what;
   double worst = 0;
   size_t at = 0;

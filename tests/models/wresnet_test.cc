@@ -182,7 +182,8 @@ TEST(WResNetTraining, TinyLossFalls) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_GT(r->losses.front(), 1.5);
   EXPECT_LT(r->losses.front(), 3.5);
-  EXPECT_LT(testing::mean_of_last(r->losses, 20), 0.5 * r->losses.front()) << "last " << r->losses.back();
+  EXPECT_LT(testing::mean_of_last(r->losses, 20), 0.5 * r->losses.front())
+      << "last " << r->losses.back();
   std::cout << "wresnet-tiny: loss " << r->losses.front() << " -> " << r->losses.back()
             << ", step time " << r->step_time_s() * 1e3 << " ms\n";
 }

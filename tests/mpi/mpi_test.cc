@@ -27,11 +27,18 @@ namespace {
 
 MpiWorld* g_world = nullptr;
 
-int rank() { return g_world->process_index(); }
-int ranks() { return g_world->size(); }
+int rank() {
+  return g_world->process_index();
+}
+int ranks() {
+  return g_world->size();
+}
 
 // Rank r's value at element i: distinct per rank and element, with fractions that round.
-float value(int r, int64_t i) { return 0.1f * static_cast<float>(r + 1) + 1e-3f * static_cast<float>(i % 977) + 1.0f / static_cast<float>(3 + r); }
+float value(int r, int64_t i) {
+  return 0.1f * static_cast<float>(r + 1) + 1e-3f * static_cast<float>(i % 977) +
+         1.0f / static_cast<float>(3 + r);
+}
 
 std::vector<int> all_ranks() {
   std::vector<int> g(static_cast<size_t>(ranks()));
@@ -92,7 +99,8 @@ TEST(MpiCommunicator, GatherScatterAndAllToAll) {
       // all_to_all: block m of my out is member m's block `me`.
       ASSERT_TRUE(c.all_to_all(in.data(), count, out.data(), g).ok());
       for (int m = 0; m < n; ++m)
-        for (int64_t i = 0; i < count; ++i) ASSERT_EQ(out[m * count + i], value(g[m], me * count + i));
+        for (int64_t i = 0; i < count; ++i)
+          ASSERT_EQ(out[m * count + i], value(g[m], me * count + i));
       ASSERT_TRUE(c.barrier(g).ok());
     }
   }
@@ -211,8 +219,8 @@ TEST(MpiTraining, PipelinesMatchOneDevice) {
                                        {"gpt", {{1, 1}, {1, 2}, {1, 1}}, 3, 4, f1b},
                                        {"mlp", {{1, 2}, {2, 1}}, 2, 4, gp}};
   for (const Case& c : cases) {
-    SCOPED_TRACE(cat(c.model, " ", c.meshes.size(), " stages, ", c.micro_batches, " micro-batches, ",
-                     schedule_name(c.schedule)));
+    SCOPED_TRACE(cat(c.model, " ", c.meshes.size(), " stages, ", c.micro_batches,
+                     " micro-batches, ", schedule_name(c.schedule)));
     ModelSpec spec = resolve_model(c.model, "tiny", {}).value();
     const TrainReport one = one_device(spec, c.micro_batches);
     TrainOptions o = base_options(c.micro_batches);

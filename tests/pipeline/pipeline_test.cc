@@ -110,8 +110,10 @@ TEST_P(PipelineEquivalence, AdamWStepsMatchOneDevice) {
     EXPECT_EQ(from_shapes, st.owned_bytes) << "device " << d;
     sum += st.owned_bytes;
   }
-  if (all_single) EXPECT_EQ(sum, whole);
-  else EXPECT_GE(sum, whole);
+  if (all_single)
+    EXPECT_EQ(sum, whole);
+  else
+    EXPECT_GE(sum, whole);
 }
 
 std::vector<PCase> cases() {
@@ -169,8 +171,8 @@ TEST(PipelineFaults, SkippedAccumulationIsCaught) {
   ASSERT_EQ(removed, 1);
   double worst = 0;
   for (size_t p = 0; p < one->final_params.size(); ++p)
-    worst = std::max(worst, testing::error_ratio(r->final_params[p], one->final_params[p], 1e-4,
-                                                 5e-5));
+    worst =
+        std::max(worst, testing::error_ratio(r->final_params[p], one->final_params[p], 1e-4, 5e-5));
   EXPECT_GT(worst, 10.0) << "a lost micro-batch gradient went unnoticed";
 }
 

@@ -7,10 +7,10 @@
 
 #include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
+#include "alpa/inter/layer_clustering.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
 #include "alpa/models/registry.h"
-#include "alpa/inter/layer_clustering.h"
 #include "alpa/plan/manual.h"
 
 namespace alpa {
@@ -65,7 +65,8 @@ TEST(Plan, FileOfAnotherGraphIsRefused) {
   p.graph_fingerprint.clear();
   AutoShardingOptions loose = plan_constraints(p, other.graph).value();
   Cluster cl = with_devices(cluster_preset("local").value(), 2).value();
-  Result<ShardingPlan> r = auto_shard(other.graph, mesh_links(cl, {1, 2}).value(), cl.device, loose);
+  Result<ShardingPlan> r =
+      auto_shard(other.graph, mesh_links(cl, {1, 2}).value(), cl.device, loose);
   ASSERT_FALSE(r.ok());
   // A name the graph lacks, or a layout that does not fit the value of that name.
   const std::string m = r.status().message();

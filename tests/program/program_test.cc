@@ -97,9 +97,11 @@ TEST(Program, DamagedFilesAreRefusedNamingTheField) {
                           lines[1] = "  %x = no_such_op() : f32[2]";
                         }),
                  "stages[0].tasks[0].program");
-  expect_refused(edited(p, [](json& j) { j["transfers"][0]["boxes"][0][3][0] = 1; }),
-                 "transfer 0");
-  expect_refused(edited(p, [](json& j) { j["stages"][0]["devices"] = {0, 2}; }),
+  expect_refused(edited(p, [](json& j) { j["transfers"][0]["boxes"][0][3][0] = 1; }), "transfer 0");
+  expect_refused(edited(p,
+                        [](json& j) {
+                          j["stages"][0]["devices"] = {0, 2};
+                        }),
                  "stages 0 and 1 both use device 2");
 }
 

@@ -52,8 +52,8 @@ class CheckpointTest : public ::testing::Test {
     info_.plan = "mesh 1x2";
     info_.backend = "threads";
     info_.ranks = 2;
-    info_.tensors = {{"w", "weight", w_.type()}, {"m", "state", m_.type()},
-                     {"step", "state", step_.type()}};
+    info_.tensors = {
+        {"w", "weight", w_.type()}, {"m", "state", m_.type()}, {"step", "state", step_.type()}};
     // w split by columns, m split along its middle dim, step whole.
     blocks_data_ = {block_of(w_, {0, 0}, {4, 3}), block_of(w_, {0, 3}, {4, 3}),
                     block_of(m_, {0, 0, 0}, {2, 2, 3}), block_of(m_, {0, 2, 0}, {2, 2, 3})};
@@ -122,7 +122,9 @@ TEST_F(CheckpointTest, ARunThatNeverFinishedACheckpointHasNone) {
   EXPECT_NE(s.message().find("does not exist"), std::string::npos) << s.message();
 }
 
-void truncate_by_one(const fs::path& p) { fs::resize_file(p, fs::file_size(p) - 1); }
+void truncate_by_one(const fs::path& p) {
+  fs::resize_file(p, fs::file_size(p) - 1);
+}
 
 void flip_byte(const fs::path& p, int64_t at) {
   std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
@@ -189,8 +191,7 @@ TEST_F(CheckpointTest, BlocksThatDoNotTileATensorAreRefused) {
 TEST_F(CheckpointTest, UnwritableDirectoryIsAnError) {
   Result<std::string> r = write_checkpoint(world_, "/proc/no-such-place/ckpt", info_, blocks_);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("cannot create"), std::string::npos)
-      << r.status().message();
+  EXPECT_NE(r.status().message().find("cannot create"), std::string::npos) << r.status().message();
 }
 
 }  // namespace

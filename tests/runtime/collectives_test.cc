@@ -80,8 +80,7 @@ struct Membership {
   int64_t position;  // index in the group
 };
 
-Membership membership(MeshShape mesh, const std::vector<int64_t>& axes, int64_t i,
-                      int64_t j) {
+Membership membership(MeshShape mesh, const std::vector<int64_t>& axes, int64_t i, int64_t j) {
   if (axes == std::vector<int64_t>{0}) return {j, i};
   if (axes == std::vector<int64_t>{1}) return {i, j};
   return {0, i * mesh[1] + j};
@@ -158,12 +157,8 @@ void check_case(const Case& c, MeshShape mesh, const std::vector<int64_t>& axes)
     std::vector<Full> xs;
     for (int m : group) xs.push_back(input[m]);
     switch (c.op) {
-      case OpKind::kAllReduce:
-        want[d] = sum(xs);
-        break;
-      case OpKind::kReduceScatter:
-        want[d] = chunk(sum(xs), c.dim, n, p);
-        break;
+      case OpKind::kAllReduce: want[d] = sum(xs); break;
+      case OpKind::kReduceScatter: want[d] = chunk(sum(xs), c.dim, n, p); break;
       case OpKind::kAllToAll: {
         std::vector<Full> received;
         for (const Full& x : xs) received.push_back(chunk(x, c.dim, n, p));
@@ -190,8 +185,7 @@ void check_case(const Case& c, MeshShape mesh, const std::vector<int64_t>& axes)
         input[d] = random_full(kLocal, 7000 + static_cast<uint64_t>(group[0]));
         want[d] = chunk(input[d], c.dim, n, p);
         break;
-      default:
-        FAIL() << "no reference for " << op_name(c.op);
+      default: FAIL() << "no reference for " << op_name(c.op);
     }
   }
 

@@ -29,7 +29,8 @@ std::vector<Tensor> run(const Graph& g, std::vector<Tensor> params, bool fuse, i
 
 void expect_bitwise_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_vector(), b[i].to_vector()) << "output " << i;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(a[i].to_vector(), b[i].to_vector()) << "output " << i;
 }
 
 // A layer-norm + GELU + masked-softmax style graph with broadcasts, splats, iota and select.
@@ -67,7 +68,8 @@ TEST(Fusion, PlanInlinesSingleUseChainsAndSkipsGenerators) {
     if (!plan.skipped[v]) continue;
     ++skipped;
     const OpKind op = g.node(v).op;
-    skipped_generators += op == OpKind::kConstant || op == OpKind::kIota || op == OpKind::kBroadcast;
+    skipped_generators +=
+        op == OpKind::kConstant || op == OpKind::kIota || op == OpKind::kBroadcast;
   }
   EXPECT_GT(skipped_generators, 5);
   EXPECT_GT(skipped, skipped_generators);  // and inlined elementwise nodes
@@ -121,11 +123,11 @@ TEST(Gemm, SplitAndBatchedProductsMatchNaiveLoops) {
   };
   const Case cases[] = {
       // Each has >= 2^20 multiply-adds, the threshold for splitting.
-      {{130, 100}, {100, 170}, {{}, {}, {1}, {0}}},                  // split along N
-      {{200, 90}, {90, 60}, {{}, {}, {1}, {0}}},                     // split along M
-      {{100, 120}, {170, 120}, {{}, {}, {1}, {1}}},                  // rhs transposed
-      {{90, 200}, {90, 60}, {{}, {}, {0}, {0}}},                     // lhs transposed
-      {{12, 40, 24}, {12, 24, 36}, {{0}, {0}, {2}, {1}}},            // batched, 12 products
+      {{130, 100}, {100, 170}, {{}, {}, {1}, {0}}},        // split along N
+      {{200, 90}, {90, 60}, {{}, {}, {1}, {0}}},           // split along M
+      {{100, 120}, {170, 120}, {{}, {}, {1}, {1}}},        // rhs transposed
+      {{90, 200}, {90, 60}, {{}, {}, {0}, {0}}},           // lhs transposed
+      {{12, 40, 24}, {12, 24, 36}, {{0}, {0}, {2}, {1}}},  // batched, 12 products
   };
   for (const Case& c : cases) {
     Builder b("gemm");

@@ -17,8 +17,8 @@ MeshRunner::MeshRunner(Graph program, MeshRunOptions options, World* world) : op
     own_world_ = std::make_unique<ThreadWorld>(static_cast<int>(n), options_.timeout_s);
     world = own_world_.get();
   }
-  ALPA_CHECK(world->size() == n) << "MeshRunner: a world of " << world->size() << " ranks for "
-                                 << n << " devices";
+  ALPA_CHECK(world->size() == n) << "MeshRunner: a world of " << world->size() << " ranks for " << n
+                                 << " devices";
   world_ = world;
   local_ = world_->local_ranks();
   ALPA_CHECK(prepare_mesh_groups(*world_, {PlacedMesh::contiguous(options_.mesh, 0)}).ok())
@@ -53,7 +53,9 @@ size_t MeshRunner::local_index(int d) const {
   return static_cast<size_t>(it - local_.begin());
 }
 
-const DeviceContext& MeshRunner::device(int d) const { return devices_[local_index(d)]; }
+const DeviceContext& MeshRunner::device(int d) const {
+  return devices_[local_index(d)];
+}
 
 const ExecutorStats& MeshRunner::stats(int device) const {
   return executors_[local_index(device)].stats();

@@ -33,10 +33,10 @@
 namespace alpa {
 
 struct MeshRunOptions {
-  MeshShape mesh{1, 1};  // both extents >= 1
-  int threads_per_device = 1;         // each device's kernel threads (ExecutorOptions)
-  double timeout_s = 60;              // longest wait for a peer inside a collective
-  bool fuse_elementwise = true;       // ExecutorOptions::fuse_elementwise
+  MeshShape mesh{1, 1};          // both extents >= 1
+  int threads_per_device = 1;    // each device's kernel threads (ExecutorOptions)
+  double timeout_s = 60;         // longest wait for a peer inside a collective
+  bool fuse_elementwise = true;  // ExecutorOptions::fuse_elementwise
 };
 
 class MeshRunner {

@@ -29,8 +29,9 @@ TEST(Reshard, PartialSums) {
   EXPECT_EQ(plan_text("RR+P01", "RR", {8, 8}), "all-reduce(axis 01)");
   EXPECT_EQ(plan_text("S0R+P1", "S01R", {8, 8}), "reduce-scatter(axis 1, dim 0)");
   // S1 then axis 0 would be S10, not a layout: all-reduce, then slice.
-  EXPECT_EQ(plan_text("S1R+P0", "S01R", {8, 8}),
-            "all-reduce(axis 0); all-gather(axis 1, dim 0); slice(axis 0, dim 0); slice(axis 1, dim 0)");
+  EXPECT_EQ(
+      plan_text("S1R+P0", "S01R", {8, 8}),
+      "all-reduce(axis 0); all-gather(axis 1, dim 0); slice(axis 0, dim 0); slice(axis 1, dim 0)");
   // A partial sum is made locally (adding a replicated bias to a partial result).
   EXPECT_EQ(plan_text("RR", "RR+P0", {8, 8}), "make-partial(axis 0)");
   EXPECT_EQ(plan_text("S0R", "RS1+P0", {8, 8}),

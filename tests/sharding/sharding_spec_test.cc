@@ -7,8 +7,8 @@ namespace alpa {
 namespace {
 
 TEST(ShardingSpec, TextRoundTrips) {
-  for (const char* t : {"S0R", "RS1", "S01R", "RR+P1", "S1S0", "R", "S0", "()", "()+P01",
-                        "RRS1+P0", "S01"}) {
+  for (const char* t :
+       {"S0R", "RS1", "S01R", "RR+P1", "S1S0", "R", "S0", "()", "()+P01", "RRS1+P0", "S01"}) {
     Result<ShardingSpec> s = ShardingSpec::parse(t);
     ASSERT_TRUE(s.ok()) << t << ": " << s.status().to_string();
     EXPECT_EQ(s->to_string(), t);

@@ -24,8 +24,8 @@ namespace alpa {
 namespace {
 
 struct Built {
-  TrainStep step;    // one micro-batch
-  Graph reference;   // all micro-batches (parameters and data)
+  TrainStep step;   // one micro-batch
+  Graph reference;  // all micro-batches (parameters and data)
   Program program;
   Cluster cluster;
 };
@@ -154,8 +154,7 @@ TEST(Simulator, PlannedStageTimesAgreeWithTheSimulation) {
     lo.num_layers = 4;
     p.layers = cluster_layers(step.graph, forward_ops(step), lo).value();
     MaterializedPipeline m = materialize_pipeline(step, p, c, {}).value();
-    SimReport r =
-        simulate(pipeline_program(step, m, ScheduleKind::k1F1B, B).value(), c).value();
+    SimReport r = simulate(pipeline_program(step, m, ScheduleKind::k1F1B, B).value(), c).value();
     ASSERT_EQ(r.stages.size(), meshes.size());
     for (size_t s = 0; s < meshes.size(); ++s)
       EXPECT_NEAR(m.stages[s].time_s * B, r.stages[s].busy_s, tolerance * r.stages[s].busy_s)

@@ -114,20 +114,19 @@ TEST(PlantedBug, WrongCollectiveIsCaught) {
   const std::vector<Tensor> want = run_one_device(g, params);
   AutoShardingOptions o = manual_plan(g, {1, 2}, ManualPlanKind::kDataParallel).value();
   int planted = 0;
-  Result<testing::Sharded> got =
-      run_sharded(g, params, 1, 2, o, [&](Graph& program) {
-        Graph edited(program.name());
-        for (ValueId v = 0; v < program.size(); ++v) {
-          Node n = program.node(v);
-          if (n.op == OpKind::kAllReduce && planted == 0) {
-            n.op = OpKind::kToPartial;  // same shape and attributes, wrong meaning
-            ++planted;
-          }
-          edited.add_node(std::move(n));
-        }
-        edited.set_outputs(program.outputs());
-        program = std::move(edited);
-      });
+  Result<testing::Sharded> got = run_sharded(g, params, 1, 2, o, [&](Graph& program) {
+    Graph edited(program.name());
+    for (ValueId v = 0; v < program.size(); ++v) {
+      Node n = program.node(v);
+      if (n.op == OpKind::kAllReduce && planted == 0) {
+        n.op = OpKind::kToPartial;  // same shape and attributes, wrong meaning
+        ++planted;
+      }
+      edited.add_node(std::move(n));
+    }
+    edited.set_outputs(program.outputs());
+    program = std::move(edited);
+  });
   ASSERT_TRUE(got.ok()) << got.status().to_string();
   ASSERT_EQ(planted, 1) << "the data-parallel plan has an all-reduce to corrupt";
   const auto [ratio, where] = worst_ratio(g, got->outputs, want, kGradRtol, kGradAtol);
@@ -153,7 +152,8 @@ TEST_P(TrainingEquivalence, AdamWStepsMatchOneDevice) {
   if (c.plan != "auto") {
     Graph fwd = build_forward(spec, 1).value();
     TrainStep ts = build_train_step(fwd, {}).value();
-    o.compile.sharding = manual_plan(ts.graph, o.compile.mesh, parse_manual_plan(c.plan).value()).value();
+    o.compile.sharding =
+        manual_plan(ts.graph, o.compile.mesh, parse_manual_plan(c.plan).value()).value();
   }
   Result<TrainReport> r = train_model(spec, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();

@@ -82,13 +82,14 @@ TEST(Lowering, DataParallelActivationsAreBatchShards) {
   int all_reduce = 0;
   for (const Node& n : p.program.nodes()) all_reduce += n.op == OpKind::kAllReduce;
   EXPECT_GE(all_reduce, 6);
-  EXPECT_EQ(p.collectives, all_reduce + [&] {
-    int other = 0;
-    for (const Node& n : p.program.nodes())
-      other += n.op == OpKind::kAllGather || n.op == OpKind::kReduceScatter ||
-               n.op == OpKind::kAllToAll;
-    return other;
-  }());
+  EXPECT_EQ(
+      p.collectives, all_reduce + [&] {
+        int other = 0;
+        for (const Node& n : p.program.nodes())
+          other += n.op == OpKind::kAllGather || n.op == OpKind::kReduceScatter ||
+                   n.op == OpKind::kAllToAll;
+        return other;
+      }());
 }
 
 TEST(Lowering, RejectsAPlanOfAnotherGraph) {

@@ -13,9 +13,9 @@
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/runtime/executor.h"
 #include "alpa/runtime/init.h"
-#include "runtime/mesh_runner.h"
-#include "alpa/spmd/lower.h"
 #include "alpa/runtime/shard.h"
+#include "alpa/spmd/lower.h"
+#include "runtime/mesh_runner.h"
 
 namespace alpa::testing {
 
@@ -31,7 +31,9 @@ inline MeshLinks local_mesh(int64_t n0, int64_t n1) {
   return mesh_links(c, {n0, n1}).value();
 }
 
-inline DeviceSpec local_device() { return cluster_preset("local").value().device; }
+inline DeviceSpec local_device() {
+  return cluster_preset("local").value().device;
+}
 
 struct Sharded {
   ShardingPlan plan;
@@ -54,7 +56,8 @@ inline Result<Sharded> run_sharded(const Graph& g, const std::vector<Tensor>& pa
   const int devices = static_cast<int>(n0 * n1);
   std::vector<std::vector<Tensor>> dev(devices);
   for (size_t p = 0; p < params.size(); ++p) {
-    std::vector<Tensor> shards = shard_tensor_all(params[p], s.program.param_specs[p], mesh.shape());
+    std::vector<Tensor> shards =
+        shard_tensor_all(params[p], s.program.param_specs[p], mesh.shape());
     for (int d = 0; d < devices; ++d) dev[d].push_back(std::move(shards[d]));
   }
   MeshRunOptions so;

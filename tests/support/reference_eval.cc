@@ -66,14 +66,10 @@ double convert_value(double x, DType to, const ReferenceOptions& options) {
   switch (to) {
     case DType::kF32:
       return options.round_float_converts ? static_cast<double>(static_cast<float>(x)) : x;
-    case DType::kF16:
-      return options.round_float_converts ? round_to_f16(x) : x;
-    case DType::kBF16:
-      return options.round_float_converts ? round_to_bf16(x) : x;
-    case DType::kI32:
-      return std::isnan(x) ? 0.0 : std::trunc(x);
-    case DType::kPred:
-      return x != 0.0 ? 1.0 : 0.0;
+    case DType::kF16: return options.round_float_converts ? round_to_f16(x) : x;
+    case DType::kBF16: return options.round_float_converts ? round_to_bf16(x) : x;
+    case DType::kI32: return std::isnan(x) ? 0.0 : std::trunc(x);
+    case DType::kPred: return x != 0.0 ? 1.0 : 0.0;
   }
   return x;
 }
@@ -96,35 +92,16 @@ Vec eval_unary(const Ctx& c) {
   for (size_t i = 0; i < x.size(); ++i) {
     const double v = x[i];
     switch (c.node.op) {
-      case OpKind::kNeg:
-        out[i] = -v;
-        break;
-      case OpKind::kExp:
-        out[i] = std::exp(v);
-        break;
-      case OpKind::kLog:
-        out[i] = std::log(v);
-        break;
-      case OpKind::kTanh:
-        out[i] = std::tanh(v);
-        break;
-      case OpKind::kSqrt:
-        out[i] = std::sqrt(v);
-        break;
-      case OpKind::kRsqrt:
-        out[i] = 1.0 / std::sqrt(v);
-        break;
-      case OpKind::kErf:
-        out[i] = std::erf(v);
-        break;
-      case OpKind::kStopGradient:
-        out[i] = v;
-        break;
-      case OpKind::kConvert:
-        out[i] = convert_value(v, c.node.type.dtype, c.options);
-        break;
-      default:
-        ALPA_UNREACHABLE() << op_name(c.node.op);
+      case OpKind::kNeg: out[i] = -v; break;
+      case OpKind::kExp: out[i] = std::exp(v); break;
+      case OpKind::kLog: out[i] = std::log(v); break;
+      case OpKind::kTanh: out[i] = std::tanh(v); break;
+      case OpKind::kSqrt: out[i] = std::sqrt(v); break;
+      case OpKind::kRsqrt: out[i] = 1.0 / std::sqrt(v); break;
+      case OpKind::kErf: out[i] = std::erf(v); break;
+      case OpKind::kStopGradient: out[i] = v; break;
+      case OpKind::kConvert: out[i] = convert_value(v, c.node.type.dtype, c.options); break;
+      default: ALPA_UNREACHABLE() << op_name(c.node.op);
     }
   }
   return out;
@@ -132,18 +109,12 @@ Vec eval_unary(const Ctx& c) {
 
 double compare(double a, double b, CompareDir dir) {
   switch (dir) {
-    case CompareDir::kEq:
-      return a == b;
-    case CompareDir::kNe:
-      return a != b;
-    case CompareDir::kLt:
-      return a < b;
-    case CompareDir::kLe:
-      return a <= b;
-    case CompareDir::kGt:
-      return a > b;
-    case CompareDir::kGe:
-      return a >= b;
+    case CompareDir::kEq: return a == b;
+    case CompareDir::kNe: return a != b;
+    case CompareDir::kLt: return a < b;
+    case CompareDir::kLe: return a <= b;
+    case CompareDir::kGt: return a > b;
+    case CompareDir::kGe: return a >= b;
   }
   return 0.0;
 }
@@ -154,32 +125,15 @@ Vec eval_binary(const Ctx& c) {
   for (size_t i = 0; i < x.size(); ++i) {
     const double a = x[i], b = y[i];
     switch (c.node.op) {
-      case OpKind::kAdd:
-        out[i] = a + b;
-        break;
-      case OpKind::kSub:
-        out[i] = a - b;
-        break;
-      case OpKind::kMul:
-        out[i] = a * b;
-        break;
-      case OpKind::kDiv:
-        out[i] = a / b;
-        break;
-      case OpKind::kMax:
-        out[i] = std::max(a, b);
-        break;
-      case OpKind::kMin:
-        out[i] = std::min(a, b);
-        break;
-      case OpKind::kPow:
-        out[i] = std::pow(a, b);
-        break;
-      case OpKind::kCompare:
-        out[i] = compare(a, b, c.node.attr<CompareAttrs>().dir);
-        break;
-      default:
-        ALPA_UNREACHABLE() << op_name(c.node.op);
+      case OpKind::kAdd: out[i] = a + b; break;
+      case OpKind::kSub: out[i] = a - b; break;
+      case OpKind::kMul: out[i] = a * b; break;
+      case OpKind::kDiv: out[i] = a / b; break;
+      case OpKind::kMax: out[i] = std::max(a, b); break;
+      case OpKind::kMin: out[i] = std::min(a, b); break;
+      case OpKind::kPow: out[i] = std::pow(a, b); break;
+      case OpKind::kCompare: out[i] = compare(a, b, c.node.attr<CompareAttrs>().dir); break;
+      default: ALPA_UNREACHABLE() << op_name(c.node.op);
     }
   }
   return out;
@@ -391,8 +345,7 @@ Vec eval_conv(const Ctx& c) {
                          [&](int64_t xi, int64_t wi, int64_t yi) { result[wi] += x[xi] * dy[yi]; });
       break;
     }
-    default:
-      ALPA_UNREACHABLE() << op_name(c.node.op);
+    default: ALPA_UNREACHABLE() << op_name(c.node.op);
   }
   return result;
 }
@@ -442,16 +395,15 @@ Result<Vec> eval_scatter_add(const Ctx& c) {
 
 Result<Vec> eval_node(const Ctx& c) {
   if (op_info(c.node.op).family == OpFamily::kCollective)
-    return failed_precondition(cat(op_name(c.node.op), " needs a device mesh; reference_eval ",
-                                   "runs one device (collectives are tested on the threads backend)"));
+    return failed_precondition(
+        cat(op_name(c.node.op), " needs a device mesh; reference_eval ",
+            "runs one device (collectives are tested on the threads backend)"));
   switch (c.node.op) {
     case OpKind::kParameter:
       ALPA_UNREACHABLE() << "parameters are bound before evaluation";
       return Vec{};
-    case OpKind::kConstant:
-      return eval_constant(c);
-    case OpKind::kIota:
-      return eval_iota(c);
+    case OpKind::kConstant: return eval_constant(c);
+    case OpKind::kIota: return eval_iota(c);
     case OpKind::kNeg:
     case OpKind::kExp:
     case OpKind::kLog:
@@ -460,8 +412,7 @@ Result<Vec> eval_node(const Ctx& c) {
     case OpKind::kRsqrt:
     case OpKind::kErf:
     case OpKind::kStopGradient:
-    case OpKind::kConvert:
-      return eval_unary(c);
+    case OpKind::kConvert: return eval_unary(c);
     case OpKind::kAdd:
     case OpKind::kSub:
     case OpKind::kMul:
@@ -469,42 +420,28 @@ Result<Vec> eval_node(const Ctx& c) {
     case OpKind::kMax:
     case OpKind::kMin:
     case OpKind::kPow:
-    case OpKind::kCompare:
-      return eval_binary(c);
-    case OpKind::kSelect:
-      return eval_select(c);
-    case OpKind::kBroadcast:
-      return eval_broadcast(c);
-    case OpKind::kReshape:
-      return c.in(0);  // row-major reinterpretation
-    case OpKind::kTranspose:
-      return eval_transpose(c);
-    case OpKind::kSlice:
-      return eval_slice(c);
-    case OpKind::kPad:
-      return eval_pad(c);
-    case OpKind::kConcat:
-      return eval_concat(c);
+    case OpKind::kCompare: return eval_binary(c);
+    case OpKind::kSelect: return eval_select(c);
+    case OpKind::kBroadcast: return eval_broadcast(c);
+    case OpKind::kReshape: return c.in(0);  // row-major reinterpretation
+    case OpKind::kTranspose: return eval_transpose(c);
+    case OpKind::kSlice: return eval_slice(c);
+    case OpKind::kPad: return eval_pad(c);
+    case OpKind::kConcat: return eval_concat(c);
     case OpKind::kReduceSum:
-    case OpKind::kReduceMax:
-      return eval_reduce(c);
-    case OpKind::kDotGeneral:
-      return eval_dot(c);
+    case OpKind::kReduceMax: return eval_reduce(c);
+    case OpKind::kDotGeneral: return eval_dot(c);
     case OpKind::kConv2d:
     case OpKind::kConv2dGradInput:
-    case OpKind::kConv2dGradFilter:
-      return eval_conv(c);
-    case OpKind::kGather:
-      return eval_gather(c);
-    case OpKind::kScatterAdd:
-      return eval_scatter_add(c);
+    case OpKind::kConv2dGradFilter: return eval_conv(c);
+    case OpKind::kGather: return eval_gather(c);
+    case OpKind::kScatterAdd: return eval_scatter_add(c);
     case OpKind::kAllReduce:
     case OpKind::kAllGather:
     case OpKind::kReduceScatter:
     case OpKind::kAllToAll:
     case OpKind::kShardSlice:
-    case OpKind::kToPartial:
-      break;  // handled above
+    case OpKind::kToPartial: break;  // handled above
   }
   return internal_error(cat("reference_eval has no rule for op ", op_name(c.node.op)));
 }

@@ -46,8 +46,7 @@ Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<con
   auto attribute = [&](ValueId owner) {
     if (origin == nullptr) return;
     const ValueId now = b.graph().size();
-    origin->resize(static_cast<size_t>(std::max<ValueId>(now, ValueId(origin->size()))),
-                   kNoValue);
+    origin->resize(static_cast<size_t>(std::max<ValueId>(now, ValueId(origin->size()))), kNoValue);
     for (ValueId v = traced; v < now; ++v) (*origin)[v] = owner;
     traced = now;
   };

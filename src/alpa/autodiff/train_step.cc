@@ -22,14 +22,14 @@ Result<OptimizerKind> parse_optimizer(std::string_view name) {
 Status check_trainable(const Graph& forward, const std::string& loss_output, int micro_batches) {
   const GraphOutput* loss = forward.find_output(loss_output);
   if (loss == nullptr)
-    return invalid_argument(cat("graph '", forward.name(), "' has no output named '",
-                                loss_output, "'"),
-                            cat("mark the scalar loss with `output ", loss_output, " = %value`"));
+    return invalid_argument(
+        cat("graph '", forward.name(), "' has no output named '", loss_output, "'"),
+        cat("mark the scalar loss with `output ", loss_output, " = %value`"));
   const TensorType& lt = forward.type(loss->value);
   if (!lt.shape.empty() || !is_float(lt.dtype))
-    return invalid_argument(cat("output '", loss_output, "' must be a float scalar, got ",
-                                lt.to_string()),
-                            "reduce it to a scalar, e.g. a mean over the batch");
+    return invalid_argument(
+        cat("output '", loss_output, "' must be a float scalar, got ", lt.to_string()),
+        "reduce it to a scalar, e.g. a mean over the batch");
   if (forward.parameters(ParamRole::kWeight).empty())
     return invalid_argument(cat("graph '", forward.name(), "' has no weight parameters to train"),
                             "mark trainable parameters with {role=weight} (the default)");
@@ -42,7 +42,8 @@ Status check_trainable(const Graph& forward, const std::string& loss_output, int
     if (role == ParamRole::kWeight && !is_float(n.type.dtype))
       return invalid_argument(cat("weight %", n.name, " has non-float type ", n.type.to_string()));
     if (role == ParamRole::kInput && micro_batches > 1 && n.type.rank() == 0)
-      return invalid_argument(cat("input %", n.name, " is a scalar, so it has no batch dim to "
+      return invalid_argument(cat("input %", n.name,
+                                  " is a scalar, so it has no batch dim to "
                                   "split into micro-batches"));
   }
   if (micro_batches < 1)
@@ -127,7 +128,6 @@ void append_update(Builder& b, const OptimizerOptions& opt, int k, const TrainSt
     }
   }
   if (opt.kind == OptimizerKind::kAdamW) b.output("step", new_step, step_count);
-
 }
 
 }  // namespace

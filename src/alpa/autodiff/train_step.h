@@ -30,11 +30,11 @@ enum class OptimizerKind { kSgd, kAdamW };
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::kAdamW;
   double learning_rate = 1e-3;
-  double momentum = 0.9;       // SGD
-  double beta1 = 0.9;          // AdamW
-  double beta2 = 0.999;        // AdamW
-  double epsilon = 1e-8;       // AdamW
-  double weight_decay = 0.0;   // SGD: L2 added to the gradient; AdamW: decoupled decay
+  double momentum = 0.9;      // SGD
+  double beta1 = 0.9;         // AdamW
+  double beta2 = 0.999;       // AdamW
+  double epsilon = 1e-8;      // AdamW
+  double weight_decay = 0.0;  // SGD: L2 added to the gradient; AdamW: decoupled decay
 };
 
 struct TrainStepOptions {

@@ -10,12 +10,20 @@ namespace {
 using Vs = std::vector<Value>;
 
 // ---- sources and non-differentiable ops ----
-Vs vjp_none(const VjpArgs& a) { return Vs(a.node.operands.size()); }
+Vs vjp_none(const VjpArgs& a) {
+  return Vs(a.node.operands.size());
+}
 
 // ---- elementwise unary: y = f(x) ----
-Vs vjp_neg(const VjpArgs& a) { return {a.b.neg(a.g)}; }
-Vs vjp_exp(const VjpArgs& a) { return {a.b.mul(a.g, a.result)}; }
-Vs vjp_log(const VjpArgs& a) { return {a.b.div(a.g, a.operand(0))}; }
+Vs vjp_neg(const VjpArgs& a) {
+  return {a.b.neg(a.g)};
+}
+Vs vjp_exp(const VjpArgs& a) {
+  return {a.b.mul(a.g, a.result)};
+}
+Vs vjp_log(const VjpArgs& a) {
+  return {a.b.div(a.g, a.operand(0))};
+}
 Vs vjp_tanh(const VjpArgs& a) {
   // g * (1 - y^2)
   Builder& b = a.b;
@@ -46,8 +54,12 @@ Vs vjp_convert(const VjpArgs& a) {
 }
 
 // ---- elementwise binary ----
-Vs vjp_add(const VjpArgs& a) { return {a.g, a.g}; }
-Vs vjp_sub(const VjpArgs& a) { return {a.g, a.b.neg(a.g)}; }
+Vs vjp_add(const VjpArgs& a) {
+  return {a.g, a.g};
+}
+Vs vjp_sub(const VjpArgs& a) {
+  return {a.g, a.b.neg(a.g)};
+}
 Vs vjp_mul(const VjpArgs& a) {
   return {a.b.mul(a.g, a.operand(1)), a.b.mul(a.g, a.operand(0))};
 }
@@ -71,8 +83,12 @@ Vs minmax(const VjpArgs& a, CompareDir wins) {
   Value gy = b.select(y_wins, a.g, b.select(tie, half, zero));
   return {gx, gy};
 }
-Vs vjp_max(const VjpArgs& a) { return minmax(a, CompareDir::kGt); }
-Vs vjp_min(const VjpArgs& a) { return minmax(a, CompareDir::kLt); }
+Vs vjp_max(const VjpArgs& a) {
+  return minmax(a, CompareDir::kGt);
+}
+Vs vjp_min(const VjpArgs& a) {
+  return minmax(a, CompareDir::kLt);
+}
 Vs vjp_pow(const VjpArgs& a) {
   // y = x^p: dx = p x^(p-1); dp = y log(x) (taken as 0 where x <= 0)
   Builder& b = a.b;
@@ -111,7 +127,9 @@ Vs vjp_broadcast(const VjpArgs& a) {
   Value s = reduce.empty() ? a.g : b.reduce_sum(a.g, reduce);
   return {b.reshape(s, in)};
 }
-Vs vjp_reshape(const VjpArgs& a) { return {a.b.reshape(a.g, a.b.shape(a.operand(0)))}; }
+Vs vjp_reshape(const VjpArgs& a) {
+  return {a.b.reshape(a.g, a.b.shape(a.operand(0)))};
+}
 Vs vjp_transpose(const VjpArgs& a) {
   const auto& perm = a.node.attr<TransposeAttrs>().perm;
   std::vector<int64_t> inverse(perm.size());
@@ -351,6 +369,8 @@ const std::array<VjpRule, kNumOps>& rule_table() {
 
 }  // namespace
 
-const VjpRule& vjp_rule(OpKind op) { return rule_table()[static_cast<size_t>(op)]; }
+const VjpRule& vjp_rule(OpKind op) {
+  return rule_table()[static_cast<size_t>(op)];
+}
 
 }  // namespace alpa

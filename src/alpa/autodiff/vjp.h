@@ -16,9 +16,9 @@ namespace alpa {
 
 struct VjpArgs {
   Builder& b;
-  const Node& node;    // the forward node
-  Value result;        // the forward node's value
-  Value g;             // cotangent of `result`
+  const Node& node;  // the forward node
+  Value result;      // the forward node's value
+  Value g;           // cotangent of `result`
   Value operand(size_t i) const { return Value{node.operands[i]}; }
 };
 

@@ -13,7 +13,8 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
   if (pf.out_path.empty())
-    return fail(invalid_argument("alpa compile needs --out FILE", "name the program file to write"));
+    return fail(
+        invalid_argument("alpa compile needs --out FILE", "name the program file to write"));
   Result<ModelSpec> spec = resolve_model_flags(pf.model);
   if (!spec.ok()) return fail(spec.status());
   Result<OptimizerOptions> opt = optimizer_options(pf.optimizer);
@@ -61,8 +62,8 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
     return kExitOk;
   }
   out << "alpa compile: " << spec->name << " on " << p.num_devices << " device"
-      << (p.num_devices > 1 ? "s" : "") << " of " << c->cluster.name << ", plan: "
-      << setup->plan_source << "\n";
+      << (p.num_devices > 1 ? "s" : "") << " of " << c->cluster.name
+      << ", plan: " << setup->plan_source << "\n";
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const Stage& st = p.stages[s];
     out << "  stage " << s << ": mesh " << st.mesh.to_string() << ", " << st.values.size()
@@ -76,7 +77,8 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
       << "  predicted step " << format_seconds(p.predicted_step_time_s);
   if (c->sim) out << ", peak memory " << format_bytes(c->sim->peak_memory_bytes()) << " per device";
   out << "\n  compiled in " << format_seconds(c->seconds) << ":";
-  for (const CompilePhase& ph : c->phases) out << " " << ph.name << " " << format_seconds(ph.seconds) << ";";
+  for (const CompilePhase& ph : c->phases)
+    out << " " << ph.name << " " << format_seconds(ph.seconds) << ";";
   out << "\nwrote " << pf.out_path << " (run it: alpa train --program " << pf.out_path
       << "; simulate it: alpa simulate --program " << pf.out_path << ")\n";
   return kExitOk;

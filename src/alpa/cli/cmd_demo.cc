@@ -41,7 +41,7 @@ nlohmann::json demo_json(const ModelSpec& spec, const TrainReport& r, const Trai
   j["pipeline_micro_batches"] = p.micro_batches;
   j["pipeline_matches_one_device"] = pipe_match;
   j["pipeline_max_relative_loss_difference"] = worst_pipe;
-    return j;
+  return j;
 }
 
 }  // namespace

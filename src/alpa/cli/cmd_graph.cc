@@ -30,9 +30,9 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
 
   if (!flags.emit.empty()) {
     if (flags.emit != "forward" && flags.emit != "train-step")
-      return report_error(invalid_argument(cat("--emit must be forward or train-step, got '",
-                                               flags.emit, "'")),
-                          flags.json, out, err);
+      return report_error(
+          invalid_argument(cat("--emit must be forward or train-step, got '", flags.emit, "'")),
+          flags.json, out, err);
     const Graph& g = flags.emit == "forward" ? *forward : ts->graph;
     if (flags.out_path.empty()) {
       out << print_graph(g);

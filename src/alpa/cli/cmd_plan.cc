@@ -76,13 +76,12 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   if (!spec.ok()) return fail(spec.status());
   Result<OptimizerOptions> optimizer = optimizer_options(flags.optimizer);
   if (!optimizer.ok()) return fail(optimizer.status());
-  Result<CompileSetup> setup = resolve_compile(flags.parallel, *spec, *optimizer,
-                                               flags.micro_batches, "1x8", "p3.16xlarge");
+  Result<CompileSetup> setup =
+      resolve_compile(flags.parallel, *spec, *optimizer, flags.micro_batches, "1x8", "p3.16xlarge");
   if (!setup.ok()) return fail(setup.status());
   Result<Compiled> compiled = compile_for_plan(flags, *spec, *setup);
   if (!compiled.ok()) return fail(compiled.status());
-  if (setup->options.pipeline)
-    return run_plan_pipeline(flags, *spec, *setup, *compiled, out, err);
+  if (setup->options.pipeline) return run_plan_pipeline(flags, *spec, *setup, *compiled, out, err);
   const Graph& g = compiled->step.graph;
   const ShardingPlan& p = *compiled->mesh_plan;
   const Cluster* cluster = &compiled->cluster;
@@ -111,10 +110,10 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     by_kind[k].second += e.seconds;
   }
   std::vector<CommEntry> top = comm;
-  std::sort(top.begin(), top.end(), [](const CommEntry& a, const CommEntry& b) {
-    return a.seconds > b.seconds;
-  });
-  if (static_cast<int>(top.size()) > flags.top) top.resize(static_cast<size_t>(std::max(0, flags.top)));
+  std::sort(top.begin(), top.end(),
+            [](const CommEntry& a, const CommEntry& b) { return a.seconds > b.seconds; });
+  if (static_cast<int>(top.size()) > flags.top)
+    top.resize(static_cast<size_t>(std::max(0, flags.top)));
 
   const double step = p.compute_s + p.communication_s;
   const double flops = graph_flops(g);
@@ -136,18 +135,18 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     j["tflops_per_device"] = step > 0 ? flops / devices / step / 1e12 : 0;
     j["samples_per_s"] = step > 0 ? static_cast<double>(spec->batch) / step : 0;
     j["planning_time_s"] = p.total_s;
-    j["ilp"] = {{"leader_nodes", p.leader_nodes},
-                {"ilp_nodes", p.ilp_nodes},
-                {"core_nodes", p.ilp.core_nodes},
-                {"variables", p.ilp.variables},
-                {"constraints", p.ilp.constraints},
-                {"optimal", p.ilp.optimal},
+    j["ilp"] = {{"leader_nodes", p.leader_nodes},   {"ilp_nodes", p.ilp_nodes},
+                {"core_nodes", p.ilp.core_nodes},   {"variables", p.ilp.variables},
+                {"constraints", p.ilp.constraints}, {"optimal", p.ilp.optimal},
                 {"solve_s", p.ilp.solve_s}};
     nlohmann::ordered_json ws = nlohmann::ordered_json::array();
     for (const std::string& n : order) {
       const WeightGroup& wg = groups[n];
-      ws.push_back({{"name", wg.name}, {"count", wg.count}, {"type", wg.type},
-                    {"layout", wg.layout}, {"bytes_per_device", wg.bytes_per_device},
+      ws.push_back({{"name", wg.name},
+                    {"count", wg.count},
+                    {"type", wg.type},
+                    {"layout", wg.layout},
+                    {"bytes_per_device", wg.bytes_per_device},
                     {"communication_s", wg.comm_s}});
     }
     j["weights"] = ws;
@@ -164,9 +163,9 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       << cluster->device.name << "), mesh " << mesh->shape().to_string() << " = " << devices
       << " devices, plan: " << setup->plan_source << "\n"
       << "  planned in " << format_seconds(p.total_s) << " (strategies "
-      << format_seconds(p.strategies_s) << ", costs " << format_seconds(p.cost_graph_s)
-      << ", ILP " << format_seconds(p.ilp.reduce_s + p.ilp.build_s + p.ilp.solve_s) << ": "
-      << p.leader_nodes << " choices in " << p.ilp_nodes << " ILP nodes, " << p.ilp.core_nodes
+      << format_seconds(p.strategies_s) << ", costs " << format_seconds(p.cost_graph_s) << ", ILP "
+      << format_seconds(p.ilp.reduce_s + p.ilp.build_s + p.ilp.solve_s) << ": " << p.leader_nodes
+      << " choices in " << p.ilp_nodes << " ILP nodes, " << p.ilp.core_nodes
       << " left after exact reductions, " << format_count(p.ilp.variables) << " variables, "
       << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n\n"
       << "predicted per training step, per device:\n"
@@ -174,11 +173,12 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       << "  communication  " << format_seconds(p.communication_s) << "\n"
       << "  step time      " << format_seconds(step) << "  ("
       << format_fixed(step > 0 ? flops / devices / step / 1e12 : 0, 2) << " TFLOP/s per device, "
-      << format_fixed(step > 0 ? static_cast<double>(spec->batch) / step : 0, 1)
-      << " samples/s)\n"
+      << format_fixed(step > 0 ? static_cast<double>(spec->batch) / step : 0, 1) << " samples/s)\n"
       << "  peak memory    " << format_bytes(p.peak_memory_bytes) << " of "
       << format_bytes(device_memory)
-      << (p.peak_memory_bytes <= device_memory ? "" : "  -- does NOT fit: add devices, use --memory-budget, or micro-batches")
+      << (p.peak_memory_bytes <= device_memory
+              ? ""
+              : "  -- does NOT fit: add devices, use --memory-budget, or micro-batches")
       << "\n\nweights (layout on the mesh, bytes per device, communication of the weight, its "
          "gradient and state):\n";
   size_t width = 8;
@@ -192,14 +192,16 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
   }
   out << "\ncollectives by kind:\n";
   for (const auto& [k, v] : by_kind)
-    out << "  " << k << std::string(k.size() < 16 ? 16 - k.size() : 1, ' ') << v.first
-        << " x, " << format_seconds(v.second) << "\n";
+    out << "  " << k << std::string(k.size() < 16 ? 16 - k.size() : 1, ' ') << v.first << " x, "
+        << format_seconds(v.second) << "\n";
   if (!top.empty()) {
     out << "\nlargest communication:\n";
     for (const CommEntry& e : top)
       out << "  " << format_seconds(e.seconds) << "  " << e.collectives << "  "
           << value_ref(g, e.producer) << " " << g.type(e.producer).to_string()
-          << (e.user == kNoValue ? " (its own partial sum)" : cat(" -> ", value_ref(g, e.user), " (", op_name(g.node(e.user).op), ")"))
+          << (e.user == kNoValue
+                  ? " (its own partial sum)"
+                  : cat(" -> ", value_ref(g, e.user), " (", op_name(g.node(e.user).op), ")"))
           << "\n";
   }
   if (!flags.out_path.empty()) out << "\nwrote " << flags.out_path << "\n";

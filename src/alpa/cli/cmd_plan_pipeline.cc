@@ -12,9 +12,9 @@
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
 #include "alpa/cluster/cluster.h"
+#include "alpa/compile/compile.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
-#include "alpa/compile/compile.h"
 
 namespace alpa {
 namespace {
@@ -57,8 +57,8 @@ Result<Compiled> compile_for_plan(const PlanFlags& flags, const ModelSpec& spec,
   return compile_with_progress(flags.json, spec, setup.cluster, o);
 }
 
-Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec,
-                                       const std::string& cluster, CompileOptions o) {
+Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec, const std::string& cluster,
+                                       CompileOptions o) {
   ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(cluster));
   // Progress on a terminal: one line, rewritten in place.
   const bool tty = !json && stderr_is_terminal();
@@ -229,8 +229,7 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
                 ? cat(" (", plan.micro_batch_search.size(),
                       " micro-batch counts, several at once; phases summed over them)")
                 : std::string())
-        << ": layer clustering "
-        << format_seconds(plan.clustering_s) << ", stage costs "
+        << ": layer clustering " << format_seconds(plan.clustering_s) << ", stage costs "
         << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
         << plan.extrapolated << " extrapolated from shorter runs of repeated layers), stage DP "
@@ -282,11 +281,13 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
   if (r.checked && r.compiled.sim) {
     out << "simulated (the instruction lists on the cluster model, which chose this plan): "
-        << format_seconds(r.compiled.sim->step_time_s) << " per step (`alpa simulate` for details)\n";
+        << format_seconds(r.compiled.sim->step_time_s)
+        << " per step (`alpa simulate` for details)\n";
     out << "plans simulated (the fastest that fits wins):\n";
     for (const SimulatedCandidate& c : run.candidates)
-      out << "  " << c.stages << " stage(s), " << c.micro_batches << " micro-batches: "
-          << format_seconds(c.step_time_s) << ", peak " << format_bytes(c.peak_memory_bytes)
+      out << "  " << c.stages << " stage(s), " << c.micro_batches
+          << " micro-batches: " << format_seconds(c.step_time_s) << ", peak "
+          << format_bytes(c.peak_memory_bytes)
           << (c.peak_memory_bytes <= device_memory ? "" : " (does not fit)") << "\n";
   }
 }

@@ -5,6 +5,7 @@
 // cost/compute.h, cost/collective.h).
 #include <cblas.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -13,7 +14,6 @@
 #include <functional>
 #include <numeric>
 #include <thread>
-#include <unistd.h>
 
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
@@ -120,8 +120,8 @@ std::vector<CollectiveTable> measure_threads(int max_group, std::ostream& log) {
         std::sort(ts.begin(), ts.end());
         t.points.push_back({bytes, ts[ts.size() / 2]});
       }
-      log << "  threads " << op << " x" << g << ": " << format_seconds(t.points.back().y)
-          << " at " << format_bytes(t.points.back().x) << "\n";
+      log << "  threads " << op << " x" << g << ": " << format_seconds(t.points.back().y) << " at "
+          << format_bytes(t.points.back().x) << "\n";
       out.push_back(std::move(t));
     }
   }
@@ -232,8 +232,8 @@ int run_profile(const ProfileFlags& flags, std::ostream& out, std::ostream& err)
   const std::time_t now = std::time(nullptr);
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
-  c.source = cat("measured by `alpa profile --backend ", flags.backend, "` on ", host, ", ",
-                 date, ": single-core OpenBLAS SGEMM (best ", format_fixed(best / 1e9, 1),
+  c.source = cat("measured by `alpa profile --backend ", flags.backend, "` on ", host, ", ", date,
+                 ": single-core OpenBLAS SGEMM (best ", format_fixed(best / 1e9, 1),
                  " GFLOP/s) and its efficiency by FLOPs, memory bandwidth, ", flags.backend,
                  " collectives; memory and inter-host link from the local preset");
   if (Status s = validate_cluster(c); !s.ok()) return report_error(s, false, out, err);

@@ -36,7 +36,7 @@ struct Simulated {
   const Program* program = nullptr;
   int micro_batches = 1;
   const std::vector<PlannedStage>* stages = nullptr;  // the planner's stages, if planned here
-  double planner_step_s = 0;  // the stage costs' estimate (0: not planned here)
+  double planner_step_s = 0;    // the stage costs' estimate (0: not planned here)
   double graph_flops_step = 0;  // the training step's FLOPs (every micro-batch)
   SimReport sim;
   double plan_s = 0, sim_s = 0;
@@ -77,8 +77,8 @@ nlohmann::ordered_json config_json(const BaselineConfig& c) {
           {"expert_parallel", c.expert_parallel}};
 }
 
-int report(const SimulateFlags& flags, const ModelSpec& spec, const Simulated& r,
-           std::ostream& out, std::ostream& err);
+int report(const SimulateFlags& flags, const ModelSpec& spec, const Simulated& r, std::ostream& out,
+           std::ostream& err);
 
 // The planner's pipeline (or a pipeline plan file), compiled and simulated.
 int simulate_planned(const SimulateFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
@@ -120,8 +120,7 @@ int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec, const C
   bo.memory_per_device = setup.options.sharding.memory_budget_bytes;
   bo.moe = spec.family == ModelFamily::kMoe;
   bo.progress = terminal_progress(pf, "searching");
-  Result<BaselineResult> b =
-      plan_baseline(*kind, spec, setup.options.optimizer, *cluster, bo);
+  Result<BaselineResult> b = plan_baseline(*kind, spec, setup.options.optimizer, *cluster, bo);
   if (bo.progress) std::fprintf(stderr, "\r\x1b[K");
   if (!b.ok()) return fail(b.status());
   const Compiled& c = b->compiled;
@@ -162,9 +161,9 @@ int simulate_program(const SimulateFlags& given, std::ostream& out, std::ostream
   if (!opt.ok()) return fail(opt.status());
   Result<TrainStep> step = step_of_program(*program, *spec, *opt, pf.micro_batches);
   if (!step.ok()) return fail(step.status());
-  Result<Cluster> cluster = sized_cluster(
-      pf.parallel.cluster.empty() ? std::string("p3.16xlarge") : pf.parallel.cluster,
-      program->num_devices);
+  Result<Cluster> cluster =
+      sized_cluster(pf.parallel.cluster.empty() ? std::string("p3.16xlarge") : pf.parallel.cluster,
+                    program->num_devices);
   if (!cluster.ok()) return fail(cluster.status());
   const Clock::time_point t0 = Clock::now();
   Result<SimReport> sim = simulate(*program, *cluster);
@@ -343,8 +342,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
   }
   out << "  step time   " << format_seconds(step_s) << " simulated"
       << (r.stages ? cat(" (planner's estimate ", format_seconds(r.planner_step_s), ")") : "")
-      << ", bubble "
-      << format_fixed(100 * sim->bubble_fraction, 1) << "%\n"
+      << ", bubble " << format_fixed(100 * sim->bubble_fraction, 1) << "%\n"
       << "  throughput  " << format_fixed(samples_per_s, 2) << " samples/s, "
       << format_fixed(tflops_dev * devices / 1e3, 3) << " PFLOPS (" << format_fixed(tflops_dev, 1)
       << " TFLOP/s per device, "

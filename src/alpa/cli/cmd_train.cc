@@ -115,15 +115,14 @@ void print_header(const TrainFlags& flags, const ModelSpec& spec, const TrainOpt
                   std::ostream& out) {
   const CompileOptions& c = o.compile;
   const bool pipelined = o.program ? o.program->schedule != "none" : c.pipeline;
-  const int devices = o.program ? o.program->num_devices
+  const int devices = o.program   ? o.program->num_devices
                       : pipelined ? c.devices
                                   : static_cast<int>(c.mesh.size());
   out << "alpa train: " << spec.name << ", batch " << spec.batch;
   if (spec.family == ModelFamily::kGpt) out << " x seq " << spec.gpt.seq;
   if (spec.family == ModelFamily::kMoe) out << " x seq " << spec.moe.seq;
   out << ", " << optimizer_name(c.optimizer.kind) << " lr " << flags.optimizer.lr << ", "
-      << (o.program && pipelined
-              ? cat(o.program->micro_batches, " micro-batches")
+      << (o.program && pipelined ? cat(o.program->micro_batches, " micro-batches")
           : c.micro_batches > 0
               ? cat(c.micro_batches, " micro-batch", c.micro_batches > 1 ? "es" : "")
               : std::string("micro-batches chosen by the planner"))
@@ -131,8 +130,8 @@ void print_header(const TrainFlags& flags, const ModelSpec& spec, const TrainOpt
   if (pipelined)
     out << ", pipeline over " << devices << " " << where << ", plan: " << plan_source;
   else if (devices > 1)
-    out << ", mesh " << (o.program ? o.program->stages[0].mesh.shape : c.mesh).to_string()
-        << " of " << where << " (" << devices << (mpi ? " processes" : " threads")
+    out << ", mesh " << (o.program ? o.program->stages[0].mesh.shape : c.mesh).to_string() << " of "
+        << where << " (" << devices << (mpi ? " processes" : " threads")
         << "), plan: " << plan_source;
   out << "\n";
   if (!flags.resume.empty()) out << "resuming from " << flags.resume << "\n";
@@ -200,9 +199,8 @@ void print_summary(const TrainFlags& flags, const ModelSpec& spec, const TrainRe
   const bool pipelined = r.program.schedule != "none";
   const size_t S = r.program.stages.size();
   out << "summary: " << spec.name << ", " << format_count(r.parameters) << " parameters, "
-      << (pipelined       ? cat(r.devices, " ", where, " in ", S, " pipeline stage",
-                                S > 1 ? "s, " : ", ", r.micro_batches, " micro-batch",
-                                r.micro_batches > 1 ? "es" : "")
+      << (pipelined ? cat(r.devices, " ", where, " in ", S, " pipeline stage", S > 1 ? "s, " : ", ",
+                          r.micro_batches, " micro-batch", r.micro_batches > 1 ? "es" : "")
           : r.devices > 1 ? cat(r.devices, " ", where, " (", r.mesh.to_string(), ")")
                           : cat(r.threads, " thread", r.threads > 1 ? "s" : ""))
       << "\n"
@@ -212,7 +210,7 @@ void print_summary(const TrainFlags& flags, const ModelSpec& spec, const TrainRe
       << (r.step_seconds.size() > 1 ? " after the first step" : "") << ")\n"
       << "  throughput  " << format_count(static_cast<int64_t>(r.tokens_per_s()))
       << (spec.family == ModelFamily::kGpt || spec.family == ModelFamily::kMoe ? " tokens/s"
-                                                                              : " samples/s")
+                                                                               : " samples/s")
       << ", " << format_fixed(r.gflops_per_s(), 1) << " GFLOP/s ("
       << format_si(r.flops_per_step, "FLOP") << " per step)\n";
   if (pipelined) print_pipeline(r, out);
@@ -230,13 +228,13 @@ void print_summary(const TrainFlags& flags, const ModelSpec& spec, const TrainRe
 }
 
 // The run's options from the flags: the model and its compile options, or a program file.
-Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec,
-                                   std::string& plan_source) {
+Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::string& plan_source) {
   TrainOptions o;
   if (!flags.program_path.empty()) {
     ALPA_ASSIGN_OR_RETURN(Program p, load_program(flags.program_path));
     if (!flags.model_given)
-      ALPA_RETURN_IF_ERROR(flags_from_program(p, flags.model, flags.optimizer, flags.micro_batches));
+      ALPA_RETURN_IF_ERROR(
+          flags_from_program(p, flags.model, flags.optimizer, flags.micro_batches));
     if (flags.parallel.devices > 0 && flags.parallel.devices != p.num_devices)
       return invalid_argument(cat("--devices ", flags.parallel.devices, " differs from the ",
                                   "program's ", p.num_devices, " devices"),

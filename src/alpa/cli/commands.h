@@ -4,9 +4,9 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -50,21 +50,22 @@ Result<OptimizerOptions> optimizer_options(const OptimizerFlags& flags);
 
 // Flags of commands that shard a model over a device mesh.
 struct ParallelFlags {
-  std::string mesh;              // "2x2"; empty: the command's default
-  std::string cluster;           // preset name or cluster JSON; empty: the command's default
-  std::string plan = "auto";     // auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan file
-  double memory_budget_gb = 0;   // per device; 0: none
+  std::string mesh;     // "2x2"; empty: the command's default
+  std::string cluster;  // preset name or cluster JSON; empty: the command's default
+  std::string plan =
+      "auto";  // auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan file
+  double memory_budget_gb = 0;  // per device; 0: none
   std::string batch_axis = "auto";
   bool prefer_reduce_scatter = false;
   bool allow_mixed_mesh_shape = false;
   double ilp_time_limit_s = 30;
   // Pipeline parallelism.
-  int devices = 0;                 // --gpus / --devices: plan stages over this many devices
-  std::string pipeline;            // "auto" (default with --devices) or "none"
-  int pipeline_layers = 0;         // layer clusters (0: automatic)
-  std::string schedule;            // "1f1b" (default) or "gpipe"
-  double stage_imbalance = 1.0;    // Alpa's stage_imbalance_tolerance (its GPT suite's value)
-  std::string space = "full";      // plan space: full, intra-only, inter-only
+  int devices = 0;               // --gpus / --devices: plan stages over this many devices
+  std::string pipeline;          // "auto" (default with --devices) or "none"
+  int pipeline_layers = 0;       // layer clusters (0: automatic)
+  std::string schedule;          // "1f1b" (default) or "gpipe"
+  double stage_imbalance = 1.0;  // Alpa's stage_imbalance_tolerance (its GPT suite's value)
+  std::string space = "full";    // plan space: full, intra-only, inter-only
   // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
   // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
   // command's default (plan, simulate: simulation; train, compile: planner).
@@ -77,7 +78,7 @@ struct ResolvedParallel {
   MeshShape mesh{1, 1};
   std::string cluster;
   AutoShardingOptions options;
-  std::string plan_source;       // "auto", a manual plan name, or the plan file
+  std::string plan_source;  // "auto", a manual plan name, or the plan file
 };
 // Pipeline parallelism from the flags: enabled by --devices/--gpus, --pipeline auto, or a
 // plan file with stages.
@@ -92,7 +93,7 @@ struct ResolvedPipeline {
   int layers = 0;
   double imbalance_tolerance = std::numeric_limits<double>::infinity();
   PlanSpace space = PlanSpace::kFull;
-  std::string source = "auto";       // "auto" or the plan file
+  std::string source = "auto";  // "auto" or the plan file
 };
 Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& flags,
                                           const std::string& default_cluster);
@@ -106,7 +107,7 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& flags, const Grap
 // one mesh (--mesh, default `default_mesh`) with its plan source (auto, a manual plan, or a
 // plan file's layouts), on the cluster (--cluster, default `default_cluster`).
 struct CompileSetup {
-  std::string cluster;      // preset or cluster JSON
+  std::string cluster;  // preset or cluster JSON
   CompileOptions options;
   std::string plan_source;  // "auto", a manual plan name, or the plan file
   ResolvedPipeline pipe;    // the pipeline flags resolved (pipe.enabled: a pipeline)
@@ -139,7 +140,7 @@ struct TrainFlags {
   std::string checkpoint_dir;
   int checkpoint_every = 0;
   std::string resume;
-  std::string trace_path;  // Chrome trace of the last step
+  std::string trace_path;    // Chrome trace of the last step
   std::string program_path;  // run this compiled program (`alpa compile --out`)
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
@@ -160,8 +161,8 @@ struct PlanFlags {
   OptimizerFlags optimizer;
   ParallelFlags parallel;
   int micro_batches = 0;  // 0: not given (1; a pipeline searches)
-  std::string out_path;  // write the complete plan as JSON
-  int top = 10;          // communication entries to list
+  std::string out_path;   // write the complete plan as JSON
+  int top = 10;           // communication entries to list
   bool json = false;
 };
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
@@ -170,8 +171,8 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err);
 Result<Compiled> compile_for_plan(const PlanFlags& flags, const ModelSpec& spec,
                                   const CompileSetup& setup);
 // compile() on the cluster (preset or file) with a progress line on a terminal (not with --json).
-Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec,
-                                       const std::string& cluster, CompileOptions options);
+Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec, const std::string& cluster,
+                                       CompileOptions options);
 // `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
 int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
                       const Compiled& compiled, std::ostream& out, std::ostream& err);
@@ -187,8 +188,8 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
 // step's instruction lists in simulated time (sim/simulator.h).
 struct SimulateFlags {
   PlanFlags plan;
-  std::string trace_path;  // Chrome/Perfetto trace of the simulated step
-  std::string baseline;    // empty: the planner; else megatron | deepspeed | pp-dp
+  std::string trace_path;    // Chrome/Perfetto trace of the simulated step
+  std::string baseline;      // empty: the planner; else megatron | deepspeed | pp-dp
   std::string program_path;  // simulate this compiled program (`alpa compile --out`)
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
@@ -199,8 +200,8 @@ struct ProfileFlags {
   std::string backend = "threads";  // threads | mpi (under mpirun)
   std::string out_path;             // empty: print the JSON
   std::string name = "local-profiled";
-  int max_group = 4;                // threads: groups of 2, 4, ... up to this
-  double budget_s = 0.2;            // seconds of repetitions per measurement
+  int max_group = 4;      // threads: groups of 2, 4, ... up to this
+  double budget_s = 0.2;  // seconds of repetitions per measurement
 };
 int run_profile(const ProfileFlags& flags, std::ostream& out, std::ostream& err);
 

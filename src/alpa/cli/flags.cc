@@ -91,17 +91,19 @@ Result<OptimizerOptions> optimizer_options(const OptimizerFlags& f) {
 void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& default_mesh,
                         const std::string& default_cluster) {
   const char* g = "Parallelism";
-  app.add_option("--mesh", f.mesh,
-                 "Logical device mesh N0xN1, e.g. 2x4 (axis 0 spans hosts first). Default: " +
-                     default_mesh)
+  app.add_option(
+         "--mesh", f.mesh,
+         "Logical device mesh N0xN1, e.g. 2x4 (axis 0 spans hosts first). Default: " + default_mesh)
       ->group(g);
   app.add_option("--cluster", f.cluster,
                  "Cluster the plan is for: a preset (p3.16xlarge, p4d.24xlarge, dgx-h100, local) "
-                 "or a cluster JSON file. Default: " + default_cluster)
+                 "or a cluster JSON file. Default: " +
+                     default_cluster)
       ->group(g);
-  app.add_option("--plan", f.plan,
-                 "How to shard: auto (the ILP chooses), data-parallel, zero, zero3, tensor-parallel, 2d, "
-                 "or a plan file written by `alpa plan --out` (or by hand)")
+  app.add_option(
+         "--plan", f.plan,
+         "How to shard: auto (the ILP chooses), data-parallel, zero, zero3, tensor-parallel, 2d, "
+         "or a plan file written by `alpa plan --out` (or by hand)")
       ->capture_default_str()
       ->group(g);
   app.add_option("--memory-budget", f.memory_budget_gb, "Per-device memory budget in GB (0: none)")
@@ -185,9 +187,9 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
       r.fingerprint = loaded->graph_fingerprint;
       r.source = f.plan;
       if (f.devices > 0 && f.devices != loaded->devices)
-        return invalid_argument(cat("--devices ", f.devices, " differs from the plan file's ",
-                                    loaded->devices),
-                                "leave out --devices to use the plan's");
+        return invalid_argument(
+            cat("--devices ", f.devices, " differs from the plan file's ", loaded->devices),
+            "leave out --devices to use the plan's");
       r.devices = loaded->devices;
       if (f.pipeline_layers > 0 && f.pipeline_layers != loaded->pipeline_layers)
         return invalid_argument("--pipeline-layers differs from the plan file's layers");
@@ -210,10 +212,10 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
       return r;
     }
     if (f.plan != "auto")
-      return invalid_argument(
-          cat("--plan ", f.plan, " is a plan for one mesh; with pipeline stages use --plan auto "
-                                 "or a plan file with \"stages\""),
-          "write stage layouts in a pipeline plan file (docs/plans.md)");
+      return invalid_argument(cat("--plan ", f.plan,
+                                  " is a plan for one mesh; with pipeline stages use --plan auto "
+                                  "or a plan file with \"stages\""),
+                              "write stage layouts in a pipeline plan file (docs/plans.md)");
   }
   if (!f.mesh.empty())
     return invalid_argument("--mesh and pipeline stages exclude each other",
@@ -243,9 +245,10 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& t
   } else {
     Result<Plan> loaded = load_plan(f.plan);
     if (!loaded.ok() && loaded.status().code() == StatusCode::kNotFound)
-      return invalid_argument(cat("--plan '", f.plan, "' is neither a plan name nor a plan file"),
-                              "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or the path "
-                              "of a file written by `alpa plan --out`");
+      return invalid_argument(
+          cat("--plan '", f.plan, "' is neither a plan name nor a plan file"),
+          "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or the path "
+          "of a file written by `alpa plan --out`");
     ALPA_ASSIGN_OR_RETURN(Plan p, std::move(loaded));
     ALPA_ASSIGN_OR_RETURN(r.options, plan_constraints(p, train_step));
     from_file = p.mesh;
@@ -268,7 +271,8 @@ Result<ResolvedParallel> resolve_parallel(const ParallelFlags& f, const Graph& t
     ALPA_ASSIGN_OR_RETURN(r.options, manual_plan(train_step, r.mesh, k));
   }
   if (f.batch_axis != "auto")
-    r.options.sharding.force_batch_dim_to_mesh_dim = f.batch_axis == "none" ? -1 : std::stoi(f.batch_axis);
+    r.options.sharding.force_batch_dim_to_mesh_dim =
+        f.batch_axis == "none" ? -1 : std::stoi(f.batch_axis);
   if (f.prefer_reduce_scatter) r.options.sharding.prefer_reduce_scatter = true;
   if (f.allow_mixed_mesh_shape) r.options.sharding.allow_mixed_mesh_shape = true;
   if (f.memory_budget_gb > 0) r.options.memory_budget_bytes = f.memory_budget_gb * 1e9;
@@ -330,7 +334,7 @@ std::map<std::string, std::string> program_source(const ModelFlags& m, const Opt
   s["model"] = m.model;
   s["size"] = m.size;
   const std::pair<const char*, const std::optional<int64_t>*> sizes[] = {
-      {"batch", &m.batch}, {"seq", &m.seq},     {"layers", &m.layers},
+      {"batch", &m.batch},   {"seq", &m.seq},     {"layers", &m.layers},
       {"hidden", &m.hidden}, {"heads", &m.heads}, {"vocab", &m.vocab}};
   for (const auto& [key, v] : sizes)
     if (*v) s[key] = std::to_string(**v);

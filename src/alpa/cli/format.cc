@@ -36,7 +36,9 @@ std::string format_count_short(double n) {
   return format_fixed(n, i == 0 ? 0 : 2) + kSuffix[i];
 }
 
-std::string format_bytes(double bytes) { return format_si(bytes, "B"); }
+std::string format_bytes(double bytes) {
+  return format_si(bytes, "B");
+}
 
 std::string format_seconds(double s) {
   if (s < 1e-3) return format_fixed(s * 1e6, 1) + " us";

@@ -24,9 +24,10 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
       ->capture_default_str();
   train_cmd->add_option("--seed", train.seed, "Seed for weights and synthetic data")
       ->capture_default_str();
-  train_cmd->add_option("--micro-batches", train.micro_batches,
-                        "Split each batch into this many micro-batches (gradient accumulation). "
-                        "Default: 1; with pipeline stages the planner chooses")
+  train_cmd
+      ->add_option("--micro-batches", train.micro_batches,
+                   "Split each batch into this many micro-batches (gradient accumulation). "
+                   "Default: 1; with pipeline stages the planner chooses")
       ->check(CLI::PositiveNumber);
   train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
@@ -49,8 +50,9 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
                         "Write checkpoints (weights and optimizer state, sharded, with a "
                         "manifest) into this directory: after the last step, and every "
                         "--checkpoint-every steps");
-  train_cmd->add_option("--checkpoint-every", train.checkpoint_every,
-                        "Steps between checkpoints (0: only after the last step)")
+  train_cmd
+      ->add_option("--checkpoint-every", train.checkpoint_every,
+                   "Steps between checkpoints (0: only after the last step)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   train_cmd->add_option("--resume", train.resume,
@@ -83,8 +85,9 @@ CLI::App* add_graph_command(CLI::App& app, GraphFlags& graph) {
   graph_cmd->add_option("--micro-batches", graph.micro_batches, "Micro-batches per step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  graph_cmd->add_option("--emit", graph.emit,
-                        "Print the text IR instead of the summary: forward or train-step")
+  graph_cmd
+      ->add_option("--emit", graph.emit,
+                   "Print the text IR instead of the summary: forward or train-step")
       ->check(CLI::IsMember({"forward", "train-step"}));
   graph_cmd->add_option("--out", graph.out_path, "With --emit: write the IR to this file");
   graph_cmd->add_flag("--json", graph.json, "Print one JSON object instead of text");
@@ -104,9 +107,10 @@ CLI::App* add_plan_command(CLI::App& app, PlanFlags& plan) {
   add_model_flags(*plan_cmd, plan.model);
   add_optimizer_flags(*plan_cmd, plan.optimizer);
   add_parallel_flags(*plan_cmd, plan.parallel, "1x8", "p3.16xlarge");
-  plan_cmd->add_option("--micro-batches", plan.micro_batches,
-                       "Micro-batches per step. Default: 1; with --gpus the planner searches the "
-                       "divisors of the batch")
+  plan_cmd
+      ->add_option("--micro-batches", plan.micro_batches,
+                   "Micro-batches per step. Default: 1; with --gpus the planner searches the "
+                   "divisors of the batch")
       ->check(CLI::PositiveNumber);
   plan_cmd->add_option("--out", plan.out_path,
                        "Write the complete plan as JSON (for `alpa train --plan`, or to edit)");
@@ -132,14 +136,16 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateFlags& sim) {
   add_model_flags(*sim_cmd, sim.plan.model);
   add_optimizer_flags(*sim_cmd, sim.plan.optimizer);
   add_parallel_flags(*sim_cmd, sim.plan.parallel, "(pipelines only)", "p3.16xlarge");
-  sim_cmd->add_option("--micro-batches", sim.plan.micro_batches,
-                      "Micro-batches per step (default: searched by the planner)")
+  sim_cmd
+      ->add_option("--micro-batches", sim.plan.micro_batches,
+                   "Micro-batches per step (default: searched by the planner)")
       ->check(CLI::PositiveNumber);
-  sim_cmd->add_option("--baseline", sim.baseline,
-                      "Instead of the planner: megatron (data x tensor x pipeline degrees and "
-                      "micro-batch size, Megatron's GPT sharding), deepspeed (ZeRO-2/ZeRO-3 data "
-                      "parallel, expert parallel for MoE), pp-dp (pipeline + data parallel); the "
-                      "fastest configuration that fits is reported with every one tried")
+  sim_cmd
+      ->add_option("--baseline", sim.baseline,
+                   "Instead of the planner: megatron (data x tensor x pipeline degrees and "
+                   "micro-batch size, Megatron's GPT sharding), deepspeed (ZeRO-2/ZeRO-3 data "
+                   "parallel, expert parallel for MoE), pp-dp (pipeline + data parallel); the "
+                   "fastest configuration that fits is reported with every one tried")
       ->check(CLI::IsMember({"megatron", "deepspeed", "pp-dp"}));
   sim_cmd->add_option("--program", sim.program_path,
                       "Simulate a program compiled by `alpa compile --out` (its model flags "
@@ -164,8 +170,9 @@ CLI::App* add_compile_command(CLI::App& app, CompileFlags& comp) {
   add_model_flags(*comp_cmd, comp.plan.model);
   add_optimizer_flags(*comp_cmd, comp.plan.optimizer);
   add_parallel_flags(*comp_cmd, comp.plan.parallel, "1x1 (one device)", "local");
-  comp_cmd->add_option("--micro-batches", comp.plan.micro_batches,
-                       "Micro-batches per step. Default: 1; with --devices the planner chooses")
+  comp_cmd
+      ->add_option("--micro-batches", comp.plan.micro_batches,
+                   "Micro-batches per step. Default: 1; with --devices the planner chooses")
       ->check(CLI::PositiveNumber);
   comp_cmd->add_option("--out", comp.plan.out_path, "Write the program (JSON) here")->required();
   comp_cmd->add_flag("--json", comp.plan.json, "Print one JSON object instead of text");
@@ -186,8 +193,9 @@ CLI::App* add_profile_command(CLI::App& app, ProfileFlags& prof) {
       ->capture_default_str();
   prof_cmd->add_option("--out", prof.out_path, "Write the cluster JSON here (default: stdout)");
   prof_cmd->add_option("--name", prof.name, "The cluster's name")->capture_default_str();
-  prof_cmd->add_option("--max-group", prof.max_group,
-                       "threads: measure groups of 2, 4, ... devices up to this")
+  prof_cmd
+      ->add_option("--max-group", prof.max_group,
+                   "threads: measure groups of 2, 4, ... devices up to this")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
   prof_cmd->add_option("--budget", prof.budget_s, "Seconds of repetitions per measurement")
@@ -223,7 +231,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
 
-    TrainFlags train;
+  TrainFlags train;
   CLI::App* train_cmd = add_train_command(app, train);
 
   GraphFlags graph;
@@ -251,9 +259,9 @@ int main(int argc, char** argv) {
   }
   // With --program, the model flags default to the program's unless one is given.
   auto model_given = [](const CLI::App* cmd) {
-    for (const char* name : {"--model", "--size", "--batch", "--seq", "--layers", "--hidden",
-                             "--heads", "--vocab", "--dtype", "--optimizer", "--lr", "--momentum",
-                             "--weight-decay", "--micro-batches"})
+    for (const char* name :
+         {"--model", "--size", "--batch", "--seq", "--layers", "--hidden", "--heads", "--vocab",
+          "--dtype", "--optimizer", "--lr", "--momentum", "--weight-decay", "--micro-batches"})
       if (cmd->count(name) > 0) return true;
     return false;
   };

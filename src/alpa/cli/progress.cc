@@ -8,12 +8,16 @@
 
 namespace alpa {
 
-bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return isatty(STDERR_FILENO) == 1;
+}
 
 ProgressLine::ProgressLine(int total, bool enabled)
     : total_(total), enabled_(enabled), start_(std::chrono::steady_clock::now()) {}
 
-ProgressLine::~ProgressLine() { finish(); }
+ProgressLine::~ProgressLine() {
+  finish();
+}
 
 void ProgressLine::update(int done, const std::string& status) {
   if (!enabled_) return;
@@ -25,8 +29,7 @@ void ProgressLine::update(int done, const std::string& status) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::string eta;
-  if (done > 0 && done < total_)
-    eta = "  eta " + format_seconds(elapsed / done * (total_ - done));
+  if (done > 0 && done < total_) eta = "  eta " + format_seconds(elapsed / done * (total_ - done));
   std::fprintf(stderr, "\r[%s] %d/%d  %s%s\x1b[K", bar.c_str(), done, total_, status.c_str(),
                eta.c_str());
   std::fflush(stderr);

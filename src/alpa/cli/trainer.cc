@@ -43,7 +43,8 @@ Result<Program> program_for(const ModelSpec& spec, const TrainOptions& o,
     text = p.ok() ? program_to_json(*p) : "!" + p.status().to_string();
   }
   // The others wait while process 0 plans (minutes for a large model).
-  if (auto* mpi = dynamic_cast<MpiWorld*>(w)) mpi->set_next_wait_limit(std::max(3600.0, w->timeout_s()));
+  if (auto* mpi = dynamic_cast<MpiWorld*>(w))
+    mpi->set_next_wait_limit(std::max(3600.0, w->timeout_s()));
   ALPA_RETURN_IF_ERROR(w->broadcast_bytes(text, 0));
   if (!text.empty() && text[0] == '!')
     return failed_precondition(cat("compiling on process 0 failed: ", text.substr(1)));
@@ -59,14 +60,14 @@ std::vector<DataInput> data_inputs(const Program& p) {
 }
 
 // What the report says about the program and how it was compiled.
-void describe_run(const Program& program, const std::optional<Compiled>& compiled,
-                  TrainReport& r) {
+void describe_run(const Program& program, const std::optional<Compiled>& compiled, TrainReport& r) {
   r.program = program;
   r.devices = program.num_devices;
   r.mesh = program.stages.size() == 1 ? program.stages[0].mesh.shape : MeshShape{1, 1};
   r.collectives = count_collectives(program);
   r.predicted_step_time_s = program.predicted_step_time_s;
-  for (int d = 0; d < program.num_devices; ++d) r.device_stage.push_back(stage_of_device(program, d));
+  for (int d = 0; d < program.num_devices; ++d)
+    r.device_stage.push_back(stage_of_device(program, d));
   for (const StepParam& p : program.params) r.param_names.push_back(p.name);
   if (!compiled) return;
   r.compiled = compiled;
@@ -83,14 +84,13 @@ Status check_world_matches(const TrainOptions& o) {
   const int ranks = o.world->size();
   return invalid_argument(
       cat("mpirun started ", ranks, " rank", ranks > 1 ? "s" : "", " but ",
-          o.program ? cat("the program is for ", devices, " devices")
-          : pipelined
-              ? cat("the pipeline has ", devices, " devices")
-              : cat("the mesh ", o.compile.mesh.to_string(), " has ", devices, " device",
-                    devices > 1 ? "s" : ""),
+          o.program   ? cat("the program is for ", devices, " devices")
+          : pipelined ? cat("the pipeline has ", devices, " devices")
+                      : cat("the mesh ", o.compile.mesh.to_string(), " has ", devices, " device",
+                            devices > 1 ? "s" : ""),
           "; the MPI backend runs one device per rank"),
       cat("use mpirun -np ", devices, ", or ",
-          o.program ? std::string("compile the program for that many devices")
+          o.program   ? std::string("compile the program for that many devices")
           : pipelined ? cat("--devices ", ranks)
                       : cat("a --mesh of ", ranks, " devices (e.g. 1x", ranks, ")")));
 }
@@ -108,7 +108,8 @@ Result<TrainStep> step_of_program(const Program& program, const ModelSpec& spec,
   const int B = pipelined ? program.micro_batches : std::max(1, micro_batches);
   ALPA_ASSIGN_OR_RETURN(TrainStep step, pipelined ? micro_batch_step(spec, optimizer, B)
                                                   : training_step(spec, optimizer, B));
-  if (!program.step_fingerprint.empty() && program.step_fingerprint != graph_fingerprint(step.graph))
+  if (!program.step_fingerprint.empty() &&
+      program.step_fingerprint != graph_fingerprint(step.graph))
     return failed_precondition(
         cat("the program was compiled from another training step than ", spec.name, " with ",
             "these optimizer settings and ", B, " micro-batch", B == 1 ? "" : "es"),
@@ -134,12 +135,11 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   // The training step the program runs (one micro-batch's for a pipeline), for its statistics
   // and, for a given program, to check that it was compiled from this model.
   const bool pipelined = program.schedule != "none";
-  r.micro_batches =
-      pipelined ? program.micro_batches : std::max(1, options.compile.micro_batches);
+  r.micro_batches = pipelined ? program.micro_batches : std::max(1, options.compile.micro_batches);
   TrainStep rebuilt;
   if (!compiled) {
-    ALPA_ASSIGN_OR_RETURN(rebuilt, step_of_program(program, spec, options.compile.optimizer,
-                                                   r.micro_batches));
+    ALPA_ASSIGN_OR_RETURN(
+        rebuilt, step_of_program(program, spec, options.compile.optimizer, r.micro_batches));
   }
   const TrainStep& step = compiled ? compiled->step : rebuilt;
   r.parameters = graph_stats(step.graph).parameters;
@@ -159,9 +159,9 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   TrainLoopOptions lo = options.loop;
   lo.run.threads_per_device = r.threads;
   lo.model = spec.name;
-  ALPA_ASSIGN_OR_RETURN(TrainResult run,
-                        train_program(program, [&](int64_t s) { return data->batch(s); }, lo,
-                                      options.world, on_step));
+  ALPA_ASSIGN_OR_RETURN(TrainResult run, train_program(
+                                             program, [&](int64_t s) { return data->batch(s); }, lo,
+                                             options.world, on_step));
   static_cast<TrainResult&>(r) = std::move(run);
   r.blas_core = blas_core_name();
   return r;

@@ -60,8 +60,8 @@ struct TrainReport : TrainResult {
   double plan_seconds = 0;           // compiling (or, MPI, waiting for process 0's program)
   double predicted_step_time_s = 0;  // the program's prediction on the cluster model
   double predicted_peak_memory_bytes = 0;
-  int64_t collectives = 0;           // communicating ops in the per-device programs
-  std::vector<int> device_stage;     // per device: its stage
+  int64_t collectives = 0;               // communicating ops in the per-device programs
+  std::vector<int> device_stage;         // per device: its stage
   std::vector<std::string> param_names;  // per program parameter (final_params' order)
 
   double tokens_per_s() const { return tokens_per_step / step_time_s(); }

@@ -187,8 +187,8 @@ constexpr LinkLevel kLinkLevels[] = {
      "bytes/s of one host's network interface (one direction), e.g. 3.125e9 for 25 Gbit/s"},
 };
 
-constexpr const char* kTopFields[] = {"name",       "source",     "hosts",      "devices_per_host",
-                                      "device",     "intra_host", "inter_host", "collectives"};
+constexpr const char* kTopFields[] = {"name",   "source",     "hosts",      "devices_per_host",
+                                      "device", "intra_host", "inter_host", "collectives"};
 constexpr const char* kCollectiveNames[] = {"all-reduce", "all-gather", "reduce-scatter",
                                             "all-to-all"};
 
@@ -204,8 +204,8 @@ Status check_points(const std::vector<ProfilePoint>& pts, std::string_view path,
     const ProfilePoint& p = pts[i];
     const std::string at = cat(path, "[", i, "]");
     if (!std::isfinite(p.x) || p.x <= 0)
-      return invalid_argument(cat("field \"", at, "\": x must be a positive number, got ",
-                                  format_number(p.x)));
+      return invalid_argument(
+          cat("field \"", at, "\": x must be a positive number, got ", format_number(p.x)));
     if (!std::isfinite(p.y) || p.y <= 0 || p.y > y_max)
       return invalid_argument(cat("field \"", at, "\": ", y_meaning, ", got ", format_number(p.y)));
     if (i > 0 && p.x <= pts[i - 1].x)
@@ -217,8 +217,8 @@ Status check_points(const std::vector<ProfilePoint>& pts, std::string_view path,
 
 Status read_points(const Json& v, std::string_view path, std::vector<ProfilePoint>& out) {
   if (!v.is_array())
-    return invalid_argument(cat("field \"", path, "\" must be a list of [x, y] pairs, got ",
-                                v.dump()));
+    return invalid_argument(
+        cat("field \"", path, "\" must be a list of [x, y] pairs, got ", v.dump()));
   for (size_t i = 0; i < v.size(); ++i) {
     const Json& p = v[i];
     if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number())
@@ -378,9 +378,7 @@ Result<Json> parse_json(std::string_view text) {
   auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
     switch (event) {
       case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start:
-        frames.emplace_back();
-        break;
+      case Json::parse_event_t::array_start: frames.emplace_back(); break;
       case Json::parse_event_t::object_end:
       case Json::parse_event_t::array_end:
         if (!frames.empty()) frames.pop_back();
@@ -396,8 +394,7 @@ Result<Json> parse_json(std::string_view text) {
           frames.back().last = key;
         }
         break;
-      case Json::parse_event_t::value:
-        break;
+      case Json::parse_event_t::value: break;
     }
     return true;
   };
@@ -463,9 +460,9 @@ Result<Cluster> cluster_from_parsed(const Json& j) {
       ALPA_RETURN_IF_ERROR(read_string(t, at, "collective", /*required=*/true, ct.collective));
       ALPA_ASSIGN_OR_RETURN(const Json* g, get_field(t, at, "group"));
       if (!g->is_number_integer() || g->get<int64_t>() < 2 || g->get<int64_t>() > INT_MAX)
-        return invalid_argument(cat("field \"", at, ".group\" must be an integer >= 2, got ",
-                                    g->dump()),
-                                "the number of devices the table was measured on");
+        return invalid_argument(
+            cat("field \"", at, ".group\" must be an integer >= 2, got ", g->dump()),
+            "the number of devices the table was measured on");
       ct.group = static_cast<int>(g->get<int64_t>());
       ALPA_ASSIGN_OR_RETURN(const Json* pts, get_field(t, at, "points"));
       ALPA_RETURN_IF_ERROR(read_points(*pts, cat(at, ".points"), ct.points));
@@ -491,12 +488,10 @@ Result<Cluster> cluster_from_parsed(const Json& j) {
 double peak_flops(const DeviceSpec& d, DType dtype) {
   switch (dtype) {
     case DType::kF16:
-    case DType::kBF16:
-      return d.peak_flops_f16;
+    case DType::kBF16: return d.peak_flops_f16;
     case DType::kF32:
     case DType::kI32:
-    case DType::kPred:
-      return d.peak_flops_f32;
+    case DType::kPred: return d.peak_flops_f32;
   }
   return d.peak_flops_f32;
 }
@@ -539,8 +534,9 @@ Status validate_cluster(const Cluster& c) {
     }
   }
   if (!c.device.gemm_efficiency.empty())
-    ALPA_RETURN_IF_ERROR(check_points(c.device.gemm_efficiency, "device.gemm_efficiency", 1.5,
-                                      "the efficiency y must be a fraction of the peak in (0, 1.5]"));
+    ALPA_RETURN_IF_ERROR(
+        check_points(c.device.gemm_efficiency, "device.gemm_efficiency", 1.5,
+                     "the efficiency y must be a fraction of the peak in (0, 1.5]"));
   for (size_t i = 0; i < c.collectives.size(); ++i) {
     const CollectiveTable& t = c.collectives[i];
     const std::string at = cat("collectives[", i, "]");
@@ -555,8 +551,8 @@ Status validate_cluster(const Cluster& c) {
                               cat("one of ", names));
     if (t.group < 2)
       return invalid_argument(cat("field \"", at, ".group\" must be >= 2, got ", t.group));
-    ALPA_RETURN_IF_ERROR(check_points(t.points, cat(at, ".points"), 1e6,
-                                      "the time y must be positive seconds"));
+    ALPA_RETURN_IF_ERROR(
+        check_points(t.points, cat(at, ".points"), 1e6, "the time y must be positive seconds"));
   }
   return ok_status();
 }

@@ -62,12 +62,9 @@ double param_bytes(const Graph& g) {
 // A lower bound of the weights and optimizer state one device holds under `c`.
 double owned_lower_bound(BaselineKind kind, const BaselineConfig& c, double params) {
   switch (kind) {
-    case BaselineKind::kMegatron:
-      return params / (c.tp * c.pp);
-    case BaselineKind::kDeepSpeed:
-      return params / c.dp;
-    case BaselineKind::kPpDp:
-      return params / c.pp;
+    case BaselineKind::kMegatron: return params / (c.tp * c.pp);
+    case BaselineKind::kDeepSpeed: return params / c.dp;
+    case BaselineKind::kPpDp: return params / c.pp;
   }
   return 0;
 }
@@ -121,12 +118,9 @@ Result<Compiled> evaluate(const BaselineConfig& c, const TrainStep& step, const 
 
 std::string_view baseline_name(BaselineKind k) {
   switch (k) {
-    case BaselineKind::kMegatron:
-      return "megatron";
-    case BaselineKind::kDeepSpeed:
-      return "deepspeed";
-    case BaselineKind::kPpDp:
-      return "pp-dp";
+    case BaselineKind::kMegatron: return "megatron";
+    case BaselineKind::kDeepSpeed: return "deepspeed";
+    case BaselineKind::kPpDp: return "pp-dp";
   }
   return "?";
 }
@@ -243,8 +237,7 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
 Result<BaselineResult> simulate_baseline_config(BaselineKind kind, const BaselineConfig& c,
                                                 const ModelSpec& model,
                                                 const OptimizerOptions& optimizer,
-                                                const Cluster& cluster,
-                                                const BaselineOptions& o) {
+                                                const Cluster& cluster, const BaselineOptions& o) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point t0 = Clock::now();
   if (c.dp * c.tp * c.pp != cluster.num_devices() || c.micro_batches < 1)

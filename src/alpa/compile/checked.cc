@@ -39,8 +39,7 @@ bool same_stages(const PipelinePlan& a, const PipelinePlan& b) {
     const PlannedStage& x = a.stages[s];
     const PlannedStage& y = b.stages[s];
     if (x.first_layer != y.first_layer || x.last_layer != y.last_layer ||
-        x.first_device != y.first_device || !(x.logical == y.logical) ||
-        !(x.submesh == y.submesh))
+        x.first_device != y.first_device || !(x.logical == y.logical) || !(x.submesh == y.submesh))
       return false;
   }
   return true;
@@ -111,10 +110,9 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
         sub.progress = nullptr;
         sub.explain_no_fit = false;
         Result<PipelinePlan> one = plan_pipeline(model, optimizer, cluster, sub);
-        const bool known = one.ok() && std::any_of(candidates.begin(), candidates.end(),
-                                                   [&](const PipelinePlan& c) {
-                                                     return same_stages(c, *one);
-                                                   });
+        const bool known =
+            one.ok() && std::any_of(candidates.begin(), candidates.end(),
+                                    [&](const PipelinePlan& c) { return same_stages(c, *one); });
         if (one.ok() && !known) {
           one->alternatives.clear();
           candidates.push_back(std::move(*one));
@@ -127,8 +125,8 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
     size_t best_index = 0;
     double first_planned_peak = 0, first_sim_peak = 0;
     for (size_t i = 0; i < candidates.size(); ++i) {
-      ALPA_ASSIGN_OR_RETURN(Simulated s,
-                            simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule));
+      ALPA_ASSIGN_OR_RETURN(
+          Simulated s, simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule));
       r.simulated.push_back({candidates[i].micro_batches,
                              static_cast<int>(candidates[i].stages.size()), s.sim.step_time_s,
                              s.peak});

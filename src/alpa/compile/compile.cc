@@ -52,7 +52,8 @@ void describe(Compiled& c, const ModelSpec& model) {
 Status verify_and_simulate(Compiled& c, const CompileOptions& o) {
   ALPA_RETURN_IF_ERROR(phase(c, "verify", [&] { return verify_program(c.program); }));
   if (!o.simulate || c.sim) return ok_status();
-  ALPA_ASSIGN_OR_RETURN(SimReport sim, phase(c, "simulate", [&] { return simulate(c.program, c.cluster); }));
+  ALPA_ASSIGN_OR_RETURN(SimReport sim,
+                        phase(c, "simulate", [&] { return simulate(c.program, c.cluster); }));
   c.sim = std::move(sim);
   return ok_status();
 }
@@ -116,8 +117,8 @@ Result<Cluster> sized_cluster(const std::string& preset_or_path, int devices) {
   ALPA_ASSIGN_OR_RETURN(Cluster base, load_cluster(preset_or_path));
   Result<Cluster> sized = with_devices(base, devices);
   if (!sized.ok())
-    return sized.status().with_context(cat("cluster '", base.name, "' for ", devices, " device",
-                                           devices == 1 ? "" : "s"));
+    return sized.status().with_context(
+        cat("cluster '", base.name, "' for ", devices, " device", devices == 1 ? "" : "s"));
   return sized;
 }
 
@@ -147,14 +148,15 @@ Result<Compiled> compile_stages(TrainStep step, PipelinePlan plan, const Cluster
 Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster, const CompileOptions& o) {
   const Clock::time_point t0 = Clock::now();
   const int devices = o.pipeline ? o.devices : static_cast<int>(o.mesh.size());
-  if (devices < 1) return invalid_argument(cat("a program needs at least one device, got ", devices));
+  if (devices < 1)
+    return invalid_argument(cat("a program needs at least one device, got ", devices));
   if (o.micro_batches < 0)
     return invalid_argument(cat("--micro-batches must be >= 1, got ", o.micro_batches));
   Compiled c;
   Result<Cluster> sized = with_devices(cluster, devices);
   if (!sized.ok())
-    return sized.status().with_context(cat("cluster '", cluster.name, "' for ", devices,
-                                           " device", devices == 1 ? "" : "s"));
+    return sized.status().with_context(
+        cat("cluster '", cluster.name, "' for ", devices, " device", devices == 1 ? "" : "s"));
   c.cluster = std::move(*sized);
   Result<Compiled> out = [&]() -> Result<Compiled> {
     if (!o.pipeline) return compile_mesh(model, std::move(c), o);

@@ -77,7 +77,7 @@ struct CompiledPipeline {
   PipelinePlan plan;
   MaterializedPipeline stages;
   std::vector<SimulatedCandidate> candidates;  // every plan the simulation check tried
-  int plan_rounds = 1;        // plans made until the simulated memory fit
+  int plan_rounds = 1;                         // plans made until the simulated memory fit
   double planner_memory = 0;  // memory per device of the last plan (0: not checked)
 };
 

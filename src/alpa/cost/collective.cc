@@ -6,14 +6,10 @@ namespace alpa {
 
 std::string_view collective_name(Collective c) {
   switch (c) {
-    case Collective::kAllReduce:
-      return "all-reduce";
-    case Collective::kAllGather:
-      return "all-gather";
-    case Collective::kReduceScatter:
-      return "reduce-scatter";
-    case Collective::kAllToAll:
-      return "all-to-all";
+    case Collective::kAllReduce: return "all-reduce";
+    case Collective::kAllGather: return "all-gather";
+    case Collective::kReduceScatter: return "reduce-scatter";
+    case Collective::kAllToAll: return "all-to-all";
   }
   ALPA_UNREACHABLE();
   return "";
@@ -44,12 +40,10 @@ double collective_time(const MeshLinks& m, Collective c, AxisSet axes, double by
   }
   const double share = static_cast<double>(n - 1) / static_cast<double>(n);
   switch (c) {
-    case Collective::kAllReduce:
-      return alpha + beta * 2 * share * bytes;
+    case Collective::kAllReduce: return alpha + beta * 2 * share * bytes;
     case Collective::kAllGather:
     case Collective::kReduceScatter:
-    case Collective::kAllToAll:
-      return alpha + beta * share * bytes;
+    case Collective::kAllToAll: return alpha + beta * share * bytes;
   }
   ALPA_UNREACHABLE();
   return 0;

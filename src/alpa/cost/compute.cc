@@ -13,8 +13,8 @@ double compute_time(const DeviceSpec& d, DType dtype, double flops, double bytes
   // the largest measured op the efficiency stays at its last value.
   const auto& t = d.gemm_efficiency;
   const double eff = t.empty() || flops <= 0 ? 1.0
-                     : flops >= t.back().x  ? std::clamp(t.back().y, 0.01, 1.0)
-                                            : std::clamp(interpolate(t, flops), 0.01, 1.0);
+                     : flops >= t.back().x   ? std::clamp(t.back().y, 0.01, 1.0)
+                                             : std::clamp(interpolate(t, flops), 0.01, 1.0);
   return std::max(flops / (peak * eff), bytes / d.memory_bandwidth);
 }
 

@@ -48,8 +48,7 @@ Result<MeshLinks> mesh_links(const Cluster& c, const PlacedMesh& mesh) {
     if (d >= total || shape.n0 > total || shape.n1 > total)
       return invalid_argument(
           cat("mesh ", mesh.to_string(), " needs ",
-              shape.n0 > total || shape.n1 > total ? cat("more than ", total)
-                                                   : cat("device ", d),
+              shape.n0 > total || shape.n1 > total ? cat("more than ", total) : cat("device ", d),
               " but cluster '", c.name, "' has ", total, " devices (", c.hosts,
               c.hosts == 1 ? " host" : " hosts", " x ", c.devices_per_host, " devices)"),
           "use a smaller mesh, or size the cluster with more devices");
@@ -63,8 +62,8 @@ Result<MeshLinks> mesh_links(const Cluster& c, const PlacedMesh& mesh) {
   bool crosses_hosts = false;
   for (int d : mesh.devices)
     crosses_hosts |= d / c.devices_per_host != mesh.devices[0] / c.devices_per_host;
-  m.alpha_flat = crosses_hosts ? std::max(c.inter_host.latency, c.intra_host.latency)
-                               : c.intra_host.latency;
+  m.alpha_flat =
+      crosses_hosts ? std::max(c.inter_host.latency, c.intra_host.latency) : c.intra_host.latency;
   m.beta_flat = crosses_hosts ? std::max(1.0 / c.inter_host.bandwidth, 1.0 / c.intra_host.bandwidth)
                               : 1.0 / c.intra_host.bandwidth;
   if (!crosses_hosts) m.tables = c.collectives;

@@ -265,8 +265,9 @@ LayerClustering from_dp(const Prepared& p, const Segments& s, const DpOutcome& d
 // No heavy ops: `L` chunks of (nearly) equal op count.
 Result<LayerClustering> equal_chunks(const Prepared& p, int L) {
   if (L > p.n)
-    return failed_precondition(cat("cannot split ", p.n, " ops into ", L, " layers"),
-                               cat("use ", p.n, " layers or fewer (--pipeline-layers, or \"layers\" in a pipeline plan)"));
+    return failed_precondition(
+        cat("cannot split ", p.n, " ops into ", L, " layers"),
+        cat("use ", p.n, " layers or fewer (--pipeline-layers, or \"layers\" in a pipeline plan)"));
   std::vector<int> layer_of(static_cast<size_t>(p.n));
   for (int i = 0; i < p.n; ++i) layer_of[i] = static_cast<int>(static_cast<int64_t>(i) * L / p.n);
   return finish(p, std::move(layer_of), L);

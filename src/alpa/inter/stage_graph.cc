@@ -10,12 +10,9 @@ namespace alpa {
 
 std::string_view task_name(TaskKind t) {
   switch (t) {
-    case TaskKind::kForward:
-      return "forward";
-    case TaskKind::kBackward:
-      return "backward";
-    case TaskKind::kUpdate:
-      return "update";
+    case TaskKind::kForward: return "forward";
+    case TaskKind::kBackward: return "backward";
+    case TaskKind::kUpdate: return "update";
   }
   return "?";
 }

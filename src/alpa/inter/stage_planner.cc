@@ -24,12 +24,9 @@ namespace alpa {
 
 std::string_view plan_space_name(PlanSpace s) {
   switch (s) {
-    case PlanSpace::kFull:
-      return "full";
-    case PlanSpace::kIntraOnly:
-      return "intra-only";
-    case PlanSpace::kInterOnly:
-      return "inter-only";
+    case PlanSpace::kFull: return "full";
+    case PlanSpace::kIntraOnly: return "intra-only";
+    case PlanSpace::kInterOnly: return "inter-only";
   }
   return "?";
 }
@@ -331,9 +328,16 @@ class StageBalancer {
  public:
   StageBalancer(const TrainStep& step, const std::vector<ValueId>& ops, const Cluster& cluster,
                 const PipelinePlannerOptions& o, double memory, PipelinePlan& plan)
-      : step_(step), ops_(ops), cluster_(cluster), o_(o), memory_(memory), plan_(plan),
-        S_(static_cast<int>(plan.stages.size())), B_(plan.micro_batches),
-        costs_(static_cast<size_t>(S_)), all_(static_cast<size_t>(S_)) {
+      : step_(step),
+        ops_(ops),
+        cluster_(cluster),
+        o_(o),
+        memory_(memory),
+        plan_(plan),
+        S_(static_cast<int>(plan.stages.size())),
+        B_(plan.micro_batches),
+        costs_(static_cast<size_t>(S_)),
+        all_(static_cast<size_t>(S_)) {
     std::iota(all_.begin(), all_.end(), 0);
   }
 
@@ -341,9 +345,8 @@ class StageBalancer {
     ALPA_ASSIGN_OR_RETURN(cuts_, heavy_op_cuts(step_.graph, ops_));
     before_.assign(ops_.size() + 1, 0.0);  // heavy-op FLOPs of ops [0, i)
     for (size_t i = 0; i < ops_.size(); ++i)
-      before_[i + 1] = before_[i] + (is_heavy_op(step_.graph, ops_[i])
-                                         ? node_flops(step_.graph, ops_[i])
-                                         : 0);
+      before_[i + 1] =
+          before_[i] + (is_heavy_op(step_.graph, ops_[i]) ? node_flops(step_.graph, ops_[i]) : 0);
     // start[s]: the position in `ops` where stage s begins; start[S] = ops.size().
     start_.assign(static_cast<size_t>(S_) + 1, static_cast<int>(ops_.size()));
     for (int s = S_ - 1; s >= 0; --s)
@@ -421,9 +424,9 @@ class StageBalancer {
       ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step_, split, s, B_));
       ALPA_ASSIGN_OR_RETURN(MeshLinks mesh, mesh_links(cluster_, ps.logical.shape, 0));
       const std::vector<char> across = received_across_hosts(sg, split, plan_.stages, s, cluster_);
-      costs_[s] = fit_stage(sg, mesh, cluster_, ps.submesh, candidate_options(o_, ps.logical), B_,
-                            memory_, S_ - 1 - s, o_.include_transfer_cost, &plan_.intra_solves,
-                            &across);
+      costs_[s] =
+          fit_stage(sg, mesh, cluster_, ps.submesh, candidate_options(o_, ps.logical), B_, memory_,
+                    S_ - 1 - s, o_.include_transfer_cost, &plan_.intra_solves, &across);
       if (costs_[s].max_succ(memory_) < S_ - 1 - s) return false;
     }
     return true;
@@ -617,7 +620,12 @@ class FixedPlanner {
  public:
   FixedPlanner(const TrainStep& step, const Cluster& cluster, const PipelinePlannerOptions& o,
                int B, double memory, CostCache& cache, const std::atomic<bool>* cancel)
-      : step_(step), cluster_(cluster), o_(o), B_(B), memory_(memory), cache_(cache),
+      : step_(step),
+        cluster_(cluster),
+        o_(o),
+        B_(B),
+        memory_(memory),
+        cache_(cache),
         cancel_(cancel) {}
 
   Result<PipelinePlan> plan() {
@@ -651,8 +659,8 @@ class FixedPlanner {
       ps.submesh = configs_[ch.submesh].submesh;
       ps.logical = configs_[ch.submesh].logical;
       ps.first_device = sol->first_device[i];
-      set_figures(ps, *costs_.at(req_.index(ch.first_layer, ch.last_layer, ch.submesh)),
-                  S - 1 - i, memory_);
+      set_figures(ps, *costs_.at(req_.index(ch.first_layer, ch.last_layer, ch.submesh)), S - 1 - i,
+                  memory_);
       plan_.stages.push_back(ps);
     }
     ALPA_RETURN_IF_ERROR(place_and_balance_stages(step_, ops_, cluster_, o_, memory_, plan_));
@@ -700,9 +708,8 @@ class FixedPlanner {
       // A stage on the whole cluster is the whole model (Alpa prunes the same way).
       if ((configs_[k].submesh.size() == cluster_.num_devices()) != (l == 0 && r == L_ - 1))
         continue;
-      if (std::isfinite(o_.imbalance_tolerance) &&
-          (dshare > share * (1 + o_.imbalance_tolerance) ||
-           dshare < share / (1 + o_.imbalance_tolerance)))
+      if (std::isfinite(o_.imbalance_tolerance) && (dshare > share * (1 + o_.imbalance_tolerance) ||
+                                                    dshare < share / (1 + o_.imbalance_tolerance)))
         continue;
       ids.push_back(static_cast<int>(k));
     }
@@ -726,7 +733,8 @@ class FixedPlanner {
     layer_hash_ = layer_hashes(ops_, plan_.layers, step_hashes_, step_.graph);
     for (int n = 1; n <= L_; ++n) {
       for (int l = 0; l + n - 1 < L_; ++l)
-        for (int k : configs_for(l, l + n - 1)) ALPA_RETURN_IF_ERROR(cost_candidate(l, l + n - 1, k));
+        for (int k : configs_for(l, l + n - 1))
+          ALPA_RETURN_IF_ERROR(cost_candidate(l, l + n - 1, k));
       if (cancel_ != nullptr && cancel_->load())
         return failed_precondition("planning of this micro-batch count was abandoned");
       if (o_.progress)
@@ -743,12 +751,11 @@ class FixedPlanner {
     bool uniform = r - l + 1 >= 4;
     for (int x = l + 2; uniform && x < r; ++x) uniform = layer_hash_[x] == layer_hash_[l + 1];
     if (!uniform) return 0;
-    return hash_combine(
-        hash_combine(hash_combine(hash_combine(hash_combine(layer_hash_[l], l == 0),
-                                               layer_hash_[l + 1]),
-                                  layer_hash_[r]),
-                     r == L_ - 1),
-        0x7275);
+    return hash_combine(hash_combine(hash_combine(hash_combine(hash_combine(layer_hash_[l], l == 0),
+                                                               layer_hash_[l + 1]),
+                                                  layer_hash_[r]),
+                                     r == L_ - 1),
+                        0x7275);
   }
 
   // The cost of one candidate: solved, or extrapolated for long runs of repeated layers (k = 2
@@ -871,10 +878,10 @@ class FixedPlanner {
       auto short_budget = [&](const CostCache::Exemplar& e) {
         return fraction * (e.cost->peak_bytes - e.cost->acc_bytes);
       };
-      ALPA_ASSIGN_OR_RETURN(b2, solve_range(c, run2->first_layer, run2->last_layer,
-                                            short_budget(*run2)));
-      ALPA_ASSIGN_OR_RETURN(b3, solve_range(c, run3->first_layer, run3->last_layer,
-                                            short_budget(*run3)));
+      ALPA_ASSIGN_OR_RETURN(
+          b2, solve_range(c, run2->first_layer, run2->last_layer, short_budget(*run2)));
+      ALPA_ASSIGN_OR_RETURN(
+          b3, solve_range(c, run3->first_layer, run3->last_layer, short_budget(*run3)));
     }
     extrapolated_.push_back(std::make_unique<StageCost>());
     if (b2 != nullptr && b3 != nullptr && b2->solved && b3->solved)

@@ -49,8 +49,8 @@ Result<PlanSpace> parse_plan_space(std::string_view name);
 
 struct PipelinePlannerOptions {
   PlanSpace space = PlanSpace::kFull;
-  int num_layers = 0;            // clustered layers; 0: automatic, at most max_auto_layers
-  int max_auto_layers = 16;      // Alpa's GPT benchmarks use 6 to 16 automatic layers
+  int num_layers = 0;        // clustered layers; 0: automatic, at most max_auto_layers
+  int max_auto_layers = 16;  // Alpa's GPT benchmarks use 6 to 16 automatic layers
   // A stack of repeated blocks (transformer, MoE) is clustered into whole blocks, at most this
   // many layers (one block per layer up to 32 blocks): runs of identical layers are costed by
   // extrapolation, so finer layers add stage choices (the last stage with fewer blocks to make
@@ -106,11 +106,11 @@ struct PipelinePlan {
   double predicted_step_time_s = 0;
   // Planning statistics.
   double clustering_s = 0, stage_costs_s = 0, dp_s = 0, total_s = 0;
-  double verify_s = 0;   // exact re-solves of the stages the DP chose (within dp_s's loop)
-  double balance_s = 0;  // balancing the stages' boundaries within layers
+  double verify_s = 0;     // exact re-solves of the stages the DP chose (within dp_s's loop)
+  double balance_s = 0;    // balancing the stages' boundaries within layers
   int balance_rounds = 0;  // re-cuts that made the predicted step faster (kept)
-  int candidates = 0;    // (layer range, submesh, logical shape) costed
-  int intra_solves = 0;  // auto-sharding runs (the rest came from the cache)
+  int candidates = 0;      // (layer range, submesh, logical shape) costed
+  int intra_solves = 0;    // auto-sharding runs (the rest came from the cache)
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried

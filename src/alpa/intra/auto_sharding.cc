@@ -7,9 +7,9 @@
 #include <chrono>
 #include <unordered_map>
 
-#include "alpa/sharding/reshard.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
+#include "alpa/sharding/reshard.h"
 #include "alpa/support/hash.h"
 
 namespace alpa {
@@ -41,8 +41,9 @@ class ReshardCostCache {
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     Result<std::vector<ReshardStep>> steps = plan_reshard(from, to, t.shape, mesh_.shape());
-    const double c = steps.ok() ? reshard_time(*steps, from, t.shape, t.dtype, mesh_, memory_bandwidth_)
-                                  : kInfeasibleCost;
+    const double c = steps.ok()
+                         ? reshard_time(*steps, from, t.shape, t.dtype, mesh_, memory_bandwidth_)
+                         : kInfeasibleCost;
     cache_.emplace(std::move(key), c);
     return c;
   }
@@ -65,7 +66,6 @@ class ReshardCostCache {
   double memory_bandwidth_ = 0;
   std::unordered_map<Key, double, KeyHash> cache_;
 };
-
 
 // A hash of a node's structure `depth` levels back: op, type, attributes, and its name with
 // digit runs replaced ("h12.attn.wq" -> "h#.attn.wq"), so repeated layers hash alike.
@@ -104,7 +104,7 @@ struct CostGraph {
   // use, and the times that have a row in request.memory_rows so far.
   std::vector<ValueId> peak_times;
   std::vector<ValueId> last_use;
-  std::vector<char> has_row;  // per node
+  std::vector<char> has_row;                      // per node
   std::map<std::pair<int, int>, size_t> edge_of;  // (ILP node, ILP node) -> request edge
 
   // The cost matrix between ILP nodes a and b (a row per strategy of a), made on first use.
@@ -170,15 +170,18 @@ double accumulation_time(const Graph& g, ValueId v, const ShardingSpec& out, con
 
 // Each node's group (the node itself, the leader it follows, or none when free) and each
 // group's ILP node: structurally identical groups (repeated layers) share one.
-void group_nodes(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
+void group_nodes(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt,
+                 CostGraph& cg) {
   const int32_t n = g.size();
   IlpRequest& r = cg.request;
   cg.root.assign(static_cast<size_t>(n), kNoValue);
   cg.ilp_index.assign(static_cast<size_t>(n), -1);
   for (ValueId v = 0; v < n; ++v) {
     const NodeStrategies& ns = cg.strategies[v];
-    if (ns.kind == StrategyKind::kEnumerated) cg.root[v] = v;
-    else if (ns.kind == StrategyKind::kFollow) cg.root[v] = cg.root[ns.leader];
+    if (ns.kind == StrategyKind::kEnumerated)
+      cg.root[v] = v;
+    else if (ns.kind == StrategyKind::kFollow)
+      cg.root[v] = cg.root[ns.leader];
   }
   const bool merge = opt.merge_repeated_layers;
   std::vector<uint64_t> keys;
@@ -235,18 +238,19 @@ Status add_node_costs(const Graph& g, const MeshLinks& mesh, const DeviceSpec& d
   IlpRequest& r = cg.request;
   // Node costs: compute of every member (and the tie-break on bytes held).
   if (!opt.node_weight.empty() && opt.node_weight.size() != static_cast<size_t>(n))
-    return invalid_argument(cat("node_weight has ", opt.node_weight.size(),
-                                " entries for a graph of ", n, " nodes"));
+    return invalid_argument(
+        cat("node_weight has ", opt.node_weight.size(), " entries for a graph of ", n, " nodes"));
   if (!opt.accumulated.empty() && opt.accumulated.size() != static_cast<size_t>(n))
-    return invalid_argument(cat("accumulated has ", opt.accumulated.size(),
-                                " entries for a graph of ", n, " nodes"));
+    return invalid_argument(
+        cat("accumulated has ", opt.accumulated.size(), " entries for a graph of ", n, " nodes"));
   for (ValueId v = 0; v < n; ++v) {
     if (cg.root[v] == kNoValue) continue;
     std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
     const auto& st = cg.strategies[v].strategies;
     const double w = node_weight(opt, v);
     for (size_t i = 0; i < st.size(); ++i)
-      cost[i] += w * (st[i].compute + st[i].comm + accumulation_time(g, v, st[i].output, mesh.shape(), device, opt));
+      cost[i] += w * (st[i].compute + st[i].comm +
+                      accumulation_time(g, v, st[i].output, mesh.shape(), device, opt));
   }
   return ok_status();
 }
@@ -297,7 +301,8 @@ void add_reshard_costs(const Graph& g, const MeshLinks& mesh, const DeviceSpec& 
 
 // Layouts that are ruled out: an updated value in another layout than its parameter's, state
 // not fully split under weight-update sharding.
-void constrain_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
+void constrain_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt,
+                       CostGraph& cg) {
   IlpRequest& r = cg.request;
   const MeshShape ms = mesh.shape();
   // Aliased outputs keep their parameter's layout.
@@ -337,7 +342,8 @@ void constrain_layouts(const Graph& g, const MeshLinks& mesh, const AutoSharding
   }
 }
 
-Status add_fixed_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt, CostGraph& cg) {
+Status add_fixed_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardingOptions& opt,
+                         CostGraph& cg) {
   const int32_t n = g.size();
   IlpRequest& r = cg.request;
   const MeshShape ms = mesh.shape();
@@ -349,16 +355,19 @@ Status add_fixed_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardi
     const auto found = by_ref.find(name);
     const ValueId v = found == by_ref.end() ? kNoValue : found->second;
     if (v == kNoValue)
-      return invalid_argument(cat("the plan names value '", name, "', which the graph does not have"),
-                              "value names are as in `alpa graph --emit train-step`");
+      return invalid_argument(
+          cat("the plan names value '", name, "', which the graph does not have"),
+          "value names are as in `alpa graph --emit train-step`");
     ALPA_RETURN_IF_ERROR(spec.validate(g.type(v).shape, ms).with_context(cat("plan entry ", name)));
     if (cg.root[v] == kNoValue) continue;  // free values take any layout
     bool any = false;
     const auto& st = cg.strategies[v].strategies;
     std::vector<double>& cost = r.node_costs[cg.ilp_index[cg.root[v]]];
     for (size_t i = 0; i < st.size(); ++i) {
-      if (st[i].output.canonical(ms) == spec.canonical(ms)) any = true;
-      else cost[i] = kInfeasibleCost;
+      if (st[i].output.canonical(ms) == spec.canonical(ms))
+        any = true;
+      else
+        cost[i] = kInfeasibleCost;
     }
     if (!any)
       return invalid_argument(cat("the plan gives ", name, " the layout ", spec.to_string(),
@@ -435,7 +444,8 @@ Result<CostGraph> build_cost_graph(const Graph& g, const MeshLinks& mesh, const 
 
 }  // namespace
 
-Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh,
+                                      const DeviceSpec& device,
                                       const AutoShardingOptions& options) {
   AutoShardingOptions all = options;
   all.all_memory_rows = true;
@@ -458,7 +468,8 @@ std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& pl
   };
   for (ValueId v = 0; v < g.size(); ++v) {
     if (plan.strategy[v] < 0) continue;
-    if (!(plan.native_specs[v] == plan.specs[v])) describe(v, plan.native_specs[v], plan.specs[v], kNoValue);
+    if (!(plan.native_specs[v] == plan.specs[v]))
+      describe(v, plan.native_specs[v], plan.specs[v], kNoValue);
     const Node& n = g.node(v);
     for (size_t k = 0; k < n.operands.size(); ++k) {
       const ValueId u = n.operands[k];
@@ -554,7 +565,8 @@ Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const Dev
     plan.operand_specs[v] = s.operands;
     plan.strategy_names[v] = s.name;
     const double w = options.node_weight.empty() ? 1.0 : options.node_weight[v];
-    plan.compute_s += w * (s.compute + accumulation_time(g, v, s.output, mesh.shape(), device, options));
+    plan.compute_s +=
+        w * (s.compute + accumulation_time(g, v, s.output, mesh.shape(), device, options));
     plan.communication_s += w * s.comm;
   }
   // Communication: the resharding the chosen strategies imply on every edge.
@@ -576,8 +588,8 @@ Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const Dev
       plan.communication_s +=
           w * cache.get(g.type(v), plan.specs[v], plan.specs[v].without_partial());
     }
-  plan.peak_memory_bytes = plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape(),
-                                           options.sharding.fusion_group);
+  plan.peak_memory_bytes =
+      plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape(), options.sharding.fusion_group);
   plan.ilp = sol->stats;
   plan.leader_nodes = cg.leader_nodes;
   plan.ilp_nodes = cg.request.num_nodes();

@@ -21,15 +21,15 @@
 #include "alpa/cluster/cluster.h"
 #include "alpa/cost/mesh_links.h"
 #include "alpa/intra/ilp.h"
-#include "alpa/sharding/sharding_spec.h"
 #include "alpa/intra/strategy.h"
 #include "alpa/ir/graph.h"
+#include "alpa/sharding/sharding_spec.h"
 
 namespace alpa {
 
 struct AutoShardingOptions {
   ShardingOptions sharding;
-  double memory_budget_bytes = 0;               // per device; 0: no constraint
+  double memory_budget_bytes = 0;  // per device; 0: no constraint
   IlpOptions ilp;
   // Give structurally identical nodes (repeated layers) one shared ILP variable: identical
   // layers then choose identical layouts, as hand-written plans do, and the ILP has about one
@@ -84,10 +84,10 @@ struct ShardingPlan {
 
   // Planning statistics.
   IlpStats ilp;
-  int leader_nodes = 0;          // nodes that choose a strategy (followers share theirs)
-  int ilp_nodes = 0;             // ILP nodes after merging repeated layers
-  double strategies_s = 0;       // strategy generation
-  double cost_graph_s = 0;       // resharding costs and the request
+  int leader_nodes = 0;     // nodes that choose a strategy (followers share theirs)
+  int ilp_nodes = 0;        // ILP nodes after merging repeated layers
+  double strategies_s = 0;  // strategy generation
+  double cost_graph_s = 0;  // resharding costs and the request
   double total_s = 0;
 };
 
@@ -95,15 +95,15 @@ Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const Dev
                                 const AutoShardingOptions& options = {});
 
 // The ILP request auto_shard builds (for inspection, benchmarks and solver tests).
-Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
-                                      const AutoShardingOptions& options);
+Result<IlpRequest> build_sharding_ilp(const Graph& g, const MeshLinks& mesh,
+                                      const DeviceSpec& device, const AutoShardingOptions& options);
 
 // Where a plan communicates: one entry per resharding of an edge (producer -> user) and per
 // node that resolves its own partial sum, with the collectives and their predicted seconds.
 struct CommEntry {
   ValueId producer = kNoValue;
-  ValueId user = kNoValue;     // kNoValue: the producer's own collective
-  std::string collectives;     // e.g. "all-reduce(axis 1)"
+  ValueId user = kNoValue;  // kNoValue: the producer's own collective
+  std::string collectives;  // e.g. "all-reduce(axis 1)"
   double seconds = 0;
 };
 std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& plan,

@@ -25,7 +25,9 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-bool forbidden(double c) { return c >= kInfeasibleCost; }
+bool forbidden(double c) {
+  return c >= kInfeasibleCost;
+}
 
 constexpr double kCostScale = 1e6;   // seconds -> microseconds in the CBC model
 constexpr double kByteScale = 1e-6;  // bytes -> megabytes in the CBC model
@@ -41,8 +43,8 @@ Status check_request(const IlpRequest& r) {
     if (e.u < 0 || e.u >= n || e.v < 0 || e.v >= n || e.u == e.v)
       return invalid_argument(cat("ILP request: bad edge ", e.u, "-", e.v));
     if (e.costs.size() != r.node_costs[e.u].size() * r.node_costs[e.v].size())
-      return invalid_argument(cat("ILP request: edge ", r.names[e.u], " - ", r.names[e.v],
-                                  " has ", e.costs.size(), " costs"));
+      return invalid_argument(cat("ILP request: edge ", r.names[e.u], " - ", r.names[e.v], " has ",
+                                  e.costs.size(), " costs"));
   }
   for (const auto& row : r.memory_rows)
     for (const IlpMemoryTerm& t : row)
@@ -101,7 +103,8 @@ struct Reducer {
       Elimination e;
       e.v = v;
       if (adj[v].empty()) {
-        e.argmin = {static_cast<int>(std::min_element(cost[v].begin(), cost[v].end()) - cost[v].begin())};
+        e.argmin = {
+            static_cast<int>(std::min_element(cost[v].begin(), cost[v].end()) - cost[v].begin())};
       } else if (adj[v].size() == 1) {
         const int u = adj[v].begin()->first;
         const std::vector<double>& m = adj[u][v];  // k_u x k_v
@@ -186,9 +189,12 @@ struct Reducer {
   void back_substitute(std::vector<int>& choice) const {
     for (auto it = log.rbegin(); it != log.rend(); ++it) {
       const Elimination& e = *it;
-      if (e.u < 0) choice[e.v] = e.argmin[0];
-      else if (e.w < 0) choice[e.v] = e.argmin[choice[e.u]];
-      else choice[e.v] = e.argmin[choice[e.u] * k(e.w) + choice[e.w]];
+      if (e.u < 0)
+        choice[e.v] = e.argmin[0];
+      else if (e.w < 0)
+        choice[e.v] = e.argmin[choice[e.u]];
+      else
+        choice[e.v] = e.argmin[choice[e.u] * k(e.w) + choice[e.w]];
     }
   }
 };
@@ -217,8 +223,10 @@ void presolve(Reducer& red, std::vector<std::vector<int>>& kept) {
         for (const auto& [u, m] : red.adj[v]) {  // m: k_v x k_u
           const size_t ku = red.k(u);
           for (size_t l = 0; l < ku && dominates; ++l) {
-            if (m[j * ku + l] > m[i * ku + l]) dominates = false;
-            else if (m[j * ku + l] < m[i * ku + l]) strictly = true;
+            if (m[j * ku + l] > m[i * ku + l])
+              dominates = false;
+            else if (m[j * ku + l] < m[i * ku + l])
+              strictly = true;
           }
           if (!dominates) break;
         }
@@ -346,7 +354,8 @@ CbcColumns cbc_columns(const std::vector<int>& nodes, const std::vector<std::vec
     for (const IlpMemoryTerm& t : row)
       for (size_t i = 0; i < t.bytes.size(); ++i)
         if (t.bytes[i] != 0)
-          cols.push_back(s_start[t.node] + static_cast<int>(i)), vals.push_back(t.bytes[i] * kByteScale);
+          cols.push_back(s_start[t.node] + static_cast<int>(i)),
+              vals.push_back(t.bytes[i] * kByteScale);
     if (minimize_peak) {
       cols.push_back(z);
       vals.push_back(-1.0);
@@ -373,9 +382,9 @@ CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector
   const int n = static_cast<int>(cost.size());
   CbcColumns m = cbc_columns(nodes, cost, edges, memory_rows, budget, minimize_peak);
   std::vector<double>&obj = m.obj, &lb = m.lb, &ub = m.ub, &vals = m.vals, &row_lb = m.row_lb,
-                       &row_ub = m.row_ub;
+  &row_ub = m.row_ub;
   std::vector<int>&s_start = m.s_start, &cols = m.cols, &row_start = m.row_start,
-                   &integers = m.integers;
+  &integers = m.integers;
   const std::vector<std::vector<int>>& edge_cols = m.edge_cols;
   const int num_cols = static_cast<int>(obj.size());
   const int num_rows = static_cast<int>(row_lb.size());
@@ -421,8 +430,10 @@ CbcResult solve_cbc(const std::vector<int>& nodes, const std::vector<std::vector
     for (size_t e = 0; e < edges.size(); ++e) {
       const size_t kv = cost[edges[e].v].size();
       const int col = edge_cols[e][(*warm)[edges[e].u] * kv + (*warm)[edges[e].v]];
-      if (col < 0) valid = false;
-      else x[col] = 1.0, objective += obj[col];
+      if (col < 0)
+        valid = false;
+      else
+        x[col] = 1.0, objective += obj[col];
     }
     if (valid) model.setBestSolution(x.data(), num_cols, objective, true);
   }
@@ -474,7 +485,8 @@ double evaluate_ilp(const IlpRequest& r, const std::vector<int>& choice,
   for (const IlpEdge& e : r.edges) {
     const double c = e.costs[choice[e.u] * r.node_costs[e.v].size() + choice[e.v]];
     if (forbidden(c))
-      note(cat("edge ", r.names[e.u], " - ", r.names[e.v], ": the pair of strategies is forbidden"));
+      note(
+          cat("edge ", r.names[e.u], " - ", r.names[e.v], ": the pair of strategies is forbidden"));
     total += c;
   }
   if (r.memory_budget > 0) {
@@ -501,8 +513,10 @@ Result<IlpSolution> solve_ilp(const IlpRequest& r, const IlpOptions& options) {
         least += m;
       }
       if (least > r.memory_budget)
-        return resource_exhausted(cat("no assignment fits the memory budget: one point of the "
-                                      "program needs at least ", least, " bytes"));
+        return resource_exhausted(
+            cat("no assignment fits the memory budget: one point of the "
+                "program needs at least ",
+                least, " bytes"));
     }
   }
   const int n = r.num_nodes();
@@ -571,8 +585,9 @@ Result<IlpSolution> solve_ilp(const IlpRequest& r, const IlpOptions& options) {
     const bool cbc_ok = c.feasible && cv.empty();
     const bool heur_ok = hv.empty();
     if (!cbc_ok && !heur_ok)
-      return resource_exhausted("no sharding satisfies the constraints (memory budget or "
-                                "forbidden layouts)");
+      return resource_exhausted(
+          "no sharding satisfies the constraints (memory budget or "
+          "forbidden layouts)");
     sol.choice = (cbc_ok && (!heur_ok || cbc_obj <= heur_obj)) ? from_cbc : from_heuristic;
     sol.objective = evaluate_ilp(r, sol.choice);
     return sol;
@@ -656,8 +671,8 @@ Result<IlpRequest> ilp_from_json(std::string_view text) {
     r.names = j.at("names").get<std::vector<std::string>>();
     r.node_costs = j.at("node_costs").get<std::vector<std::vector<double>>>();
     for (const auto& e : j.at("edges"))
-      r.edges.push_back({e.at("u").get<int>(), e.at("v").get<int>(),
-                         e.at("costs").get<std::vector<double>>()});
+      r.edges.push_back(
+          {e.at("u").get<int>(), e.at("v").get<int>(), e.at("costs").get<std::vector<double>>()});
     for (const auto& row : j.at("memory_rows")) {
       std::vector<IlpMemoryTerm> terms;
       for (const auto& t : row)

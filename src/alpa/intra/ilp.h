@@ -28,13 +28,13 @@ namespace alpa {
 inline constexpr double kInfeasibleCost = 1e12;
 
 struct IlpEdge {
-  int u = 0, v = 0;            // node indices, u != v
-  std::vector<double> costs;   // k_u x k_v, row-major (row = u's strategy)
+  int u = 0, v = 0;           // node indices, u != v
+  std::vector<double> costs;  // k_u x k_v, row-major (row = u's strategy)
 };
 
 struct IlpMemoryTerm {
   int node = 0;
-  std::vector<double> bytes;   // per strategy of `node`
+  std::vector<double> bytes;  // per strategy of `node`
 };
 
 struct IlpRequest {
@@ -42,7 +42,7 @@ struct IlpRequest {
   std::vector<std::vector<double>> node_costs;  // per node, per strategy
   std::vector<IlpEdge> edges;
   std::vector<std::vector<IlpMemoryTerm>> memory_rows;  // used when memory_budget > 0
-  double memory_budget = 0;                     // bytes per device; 0: no memory constraint
+  double memory_budget = 0;                             // bytes per device; 0: no memory constraint
 
   int num_nodes() const { return static_cast<int>(node_costs.size()); }
 };
@@ -50,15 +50,15 @@ struct IlpRequest {
 struct IlpOptions {
   double time_limit_s = 30;
   double relative_gap = 1e-6;
-  bool reduce = true;          // exact degree-1/2 eliminations before CBC
+  bool reduce = true;  // exact degree-1/2 eliminations before CBC
 };
 
 struct IlpStats {
-  int nodes = 0, edges = 0;                 // of the request
-  int core_nodes = 0, core_edges = 0;       // left for CBC after reductions
-  int variables = 0, constraints = 0;       // of the CBC model (0 if none was needed)
+  int nodes = 0, edges = 0;            // of the request
+  int core_nodes = 0, core_edges = 0;  // left for CBC after reductions
+  int variables = 0, constraints = 0;  // of the CBC model (0 if none was needed)
   double reduce_s = 0, build_s = 0, solve_s = 0;
-  bool optimal = false;                     // CBC proved optimality (or no CBC needed)
+  bool optimal = false;  // CBC proved optimality (or no CBC needed)
 };
 
 struct IlpSolution {

@@ -15,10 +15,10 @@ namespace {
 
 // Loop factors of an op: tensor dims that carry the same factor are split together.
 struct FactorRule {
-  std::vector<int64_t> extent;               // per factor
-  std::vector<char> contracted;              // per factor: summed over (not in the result)
-  std::vector<std::vector<int>> operands;    // per operand, per dim: factor or -1 (replicated)
-  std::vector<int> result;                   // per result dim: factor or -1
+  std::vector<int64_t> extent;             // per factor
+  std::vector<char> contracted;            // per factor: summed over (not in the result)
+  std::vector<std::vector<int>> operands;  // per operand, per dim: factor or -1 (replicated)
+  std::vector<int> result;                 // per result dim: factor or -1
   int add(int64_t e, bool c = false) {
     extent.push_back(e);
     contracted.push_back(c);
@@ -96,7 +96,8 @@ FactorRule rule_for(const Graph& g, ValueId id) {
       const int64_t ni = g.type(n.operands[1]).rank();
       int out = 0;
       for (int64_t d = 0; d < axis; ++d) r.operands[0][d] = r.result[out++] = r.add(ts[d]);
-      for (int64_t d = 0; d < ni; ++d) r.operands[1][d] = r.result[out++] = r.add(g.type(n.operands[1]).shape[d]);
+      for (int64_t d = 0; d < ni; ++d)
+        r.operands[1][d] = r.result[out++] = r.add(g.type(n.operands[1]).shape[d]);
       for (int64_t d = axis + 1; d < static_cast<int64_t>(ts.size()); ++d)
         r.operands[0][d] = r.result[out++] = r.add(ts[d]);
       break;
@@ -113,8 +114,7 @@ FactorRule rule_for(const Graph& g, ValueId id) {
         r.operands[1][u++] = r.result[d] = r.add(ts[d]);
       break;
     }
-    default:
-      ALPA_UNREACHABLE() << "no factor rule for " << op_name(n.op);
+    default: ALPA_UNREACHABLE() << "no factor rule for " << op_name(n.op);
   }
   return r;
 }
@@ -127,10 +127,8 @@ bool is_enumerated(OpKind op) {
     case OpKind::kConv2dGradInput:
     case OpKind::kConv2dGradFilter:
     case OpKind::kGather:
-    case OpKind::kScatterAdd:
-      return true;
-    default:
-      return false;
+    case OpKind::kScatterAdd: return true;
+    default: return false;
   }
 }
 
@@ -154,8 +152,8 @@ std::vector<Strategy> enumerate(const Graph& g, ValueId id, const MeshLinks& mes
   // choice[k]: factor split over axes[k], or -1.
   std::vector<int> choice(axes.size(), -1);
   const double flops = node_flops(g, id);
-  const bool is_input = n.op == OpKind::kParameter &&
-                        n.attr<ParameterAttrs>().role == ParamRole::kInput;
+  const bool is_input =
+      n.op == OpKind::kParameter && n.attr<ParameterAttrs>().role == ParamRole::kInput;
   for (;;) {
     std::vector<uint8_t> fa(static_cast<size_t>(nf), 0);
     bool ok = true;
@@ -198,8 +196,9 @@ std::vector<Strategy> enumerate(const Graph& g, ValueId id, const MeshLinks& mes
         return k < 0 ? local_bytes(n.type, s.output, ms)
                      : local_bytes(g.type(v), s.operands[static_cast<size_t>(k)], ms);
       });
-      s.compute = n.op == OpKind::kParameter ? 0.0
-                                             : compute_time(device, n.type.dtype, flops / shards, bytes);
+      s.compute = n.op == OpKind::kParameter
+                      ? 0.0
+                      : compute_time(device, n.type.dtype, flops / shards, bytes);
       s.memory = fused[id] ? 0.0 : local_bytes(n.type, s.output, ms);
       s.native = s.output;
       // A partial output may also be resolved here, once for all users.
@@ -273,15 +272,20 @@ void map_reshape(const Shape& in, const Shape& out, const ShardingSpec& s, const
     const size_t i0 = i, j0 = j;
     int64_t pi = in[i++], pj = out[j++];
     while (pi != pj) {
-      if (pi < pj && i < in.size()) pi *= in[i++];
-      else if (pj < pi && j < out.size()) pj *= out[j++];
-      else break;
+      if (pi < pj && i < in.size())
+        pi *= in[i++];
+      else if (pj < pi && j < out.size())
+        pj *= out[j++];
+      else
+        break;
     }
     const uint8_t split = s.dims[i0];
     const int64_t n = axes_size(split, mesh);
     const bool one_to_one = i - i0 == 1 && j - j0 == 1;
-    if (split && (one_to_one || out[j0] % n == 0)) result->dims[j0] = split;
-    else required->dims[i0] = 0;
+    if (split && (one_to_one || out[j0] % n == 0))
+      result->dims[j0] = split;
+    else
+      required->dims[i0] = 0;
     for (size_t k = i0 + 1; k < i; ++k) required->dims[k] = 0;
   }
 }
@@ -315,8 +319,8 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
   const ShardingSpec& ls = leader_spec;
   switch (family) {
     case OpFamily::kUnary: {
-      const bool linear = linear_unary(n.op) && is_float(g.type(n.operands[0]).dtype) &&
-                          is_float(n.type.dtype);
+      const bool linear =
+          linear_unary(n.op) && is_float(g.type(n.operands[0]).dtype) && is_float(n.type.dtype);
       s.operands[0] = linear ? ls : ls.without_partial();
       s.output = s.operands[0];
       break;
@@ -352,8 +356,10 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
           s.output = ShardingSpec::replicated(n.type.rank());
           s.output.partial = ls.partial;
           for (size_t i = 0; i < dims.size(); ++i) {
-            if (in[i] == 1 && n.type.shape[dims[i]] != 1) s.operands[0].dims[i] = 0;
-            else s.output.dims[dims[i]] = ls.dims[i];
+            if (in[i] == 1 && n.type.shape[dims[i]] != 1)
+              s.operands[0].dims[i] = 0;
+            else
+              s.output.dims[dims[i]] = ls.dims[i];
           }
           break;
         }
@@ -383,8 +389,7 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
           s.output = req;
           break;
         }
-        default:
-          return internal_error(cat("no follow rule for ", op_name(n.op)));
+        default: return internal_error(cat("no follow rule for ", op_name(n.op)));
       }
       break;
     case OpFamily::kReduce: {
@@ -399,13 +404,14 @@ Result<Strategy> follow_strategy(const Graph& g, ValueId id, ValueId leader,
       s.output.partial = req.partial;
       int64_t out = 0;
       for (int64_t d = 0; d < req.rank(); ++d) {
-        if (std::find(rd.begin(), rd.end(), d) != rd.end()) s.output.partial |= req.dims[d];
-        else s.output.dims[out++] = req.dims[d];
+        if (std::find(rd.begin(), rd.end(), d) != rd.end())
+          s.output.partial |= req.dims[d];
+        else
+          s.output.dims[out++] = req.dims[d];
       }
       break;
     }
-    default:
-      return internal_error(cat("no follow rule for ", op_name(n.op)));
+    default: return internal_error(cat("no follow rule for ", op_name(n.op)));
   }
   s.name = s.output.to_string() + " <- " + spec_list(s.operands);
   s.native = s.output;
@@ -435,7 +441,8 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
     if (n.op == OpKind::kParameter && n.name.size() > 7 &&
         n.name.compare(n.name.size() - 7, 7, ".adam_v") == 0) {
       const ValueId m = g.find(n.name.substr(0, n.name.size() - 7) + ".adam_m");
-      if (m != kNoValue && m < id && g.type(m) == n.type && out[m].kind == StrategyKind::kEnumerated) {
+      if (m != kNoValue && m < id && g.type(m) == n.type &&
+          out[m].kind == StrategyKind::kEnumerated) {
         ns.kind = StrategyKind::kFollow;
         ns.leader = m;
         for (const Strategy& s : out[m].strategies) {
@@ -461,8 +468,7 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
         relaxed.allow_replicated_compute = true;
         ns.strategies = enumerate(g, id, mesh, device, relaxed, axis, fused);
       }
-      if (ns.strategies.empty())
-        return internal_error(cat("no strategy for ", value_ref(g, id)));
+      if (ns.strategies.empty()) return internal_error(cat("no strategy for ", value_ref(g, id)));
       root[id] = id;
       continue;
     }
@@ -481,10 +487,10 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
            out[n.operands[2]].kind != StrategyKind::kFree))
         continue;  // prefer a selected value over the predicate
       const ValueId r = root[o];
-      const int rank = (r != kNoValue && g.node(r).op == OpKind::kParameter &&
-                        g.type(r).shape == n.type.shape)
-                           ? 1
-                           : 0;
+      const int rank =
+          (r != kNoValue && g.node(r).op == OpKind::kParameter && g.type(r).shape == n.type.shape)
+              ? 1
+              : 0;
       if (leader == kNoValue || rank > best_rank ||
           (rank == best_rank && out[o].strategies.size() > best)) {
         leader = o;
@@ -507,8 +513,8 @@ Result<std::vector<NodeStrategies>> generate_strategies(const Graph& g, const Me
         return k < 0 ? local_bytes(n.type, s.output, ms)
                      : local_bytes(g.type(v), s.operands[static_cast<size_t>(k)], ms);
       });
-      s.compute = compute_time(device, n.type.dtype, flops / static_cast<double>(s.output.shards(ms)),
-                               bytes);
+      s.compute = compute_time(device, n.type.dtype,
+                               flops / static_cast<double>(s.output.shards(ms)), bytes);
       ns.strategies.push_back(std::move(s));
     }
   }

@@ -33,8 +33,8 @@
 
 #include "alpa/cluster/cluster.h"
 #include "alpa/cost/mesh_links.h"
-#include "alpa/sharding/sharding_spec.h"
 #include "alpa/ir/graph.h"
+#include "alpa/sharding/sharding_spec.h"
 
 namespace alpa {
 
@@ -60,17 +60,17 @@ struct ShardingOptions {
 };
 
 struct Strategy {
-  std::string name;                      // e.g. "S0R = S0R x RR"
+  std::string name;  // e.g. "S0R = S0R x RR"
   ShardingSpec output;
   // The layout the op itself produces from `operands`; differs from `output` only when the
   // strategy resolves the op's partial sum with its own collective (all-reduce /
   // reduce-scatter).
   ShardingSpec native;
-  std::vector<ShardingSpec> operands;    // required layout of each operand
-  double compute = 0;                    // seconds on one device
-  double comm = 0;                       // seconds of the node's own collective (resolving
-                                         // its partial sum: all-reduce or reduce-scatter)
-  double memory = 0;                     // bytes of the output held by one device
+  std::vector<ShardingSpec> operands;  // required layout of each operand
+  double compute = 0;                  // seconds on one device
+  double comm = 0;                     // seconds of the node's own collective (resolving
+                                       // its partial sum: all-reduce or reduce-scatter)
+  double memory = 0;                   // bytes of the output held by one device
 };
 
 enum class StrategyKind : uint8_t { kEnumerated, kFollow, kFree };

@@ -15,10 +15,8 @@ double node_flops(const Graph& g, ValueId id) {
   switch (op_info(n.op).family) {
     case OpFamily::kUnary:
     case OpFamily::kBinary:
-    case OpFamily::kSelect:
-      return n.op == OpKind::kConvert ? 0.0 : out;
-    case OpFamily::kReduce:
-      return static_cast<double>(g.type(n.operands[0]).num_elements());
+    case OpFamily::kSelect: return n.op == OpKind::kConvert ? 0.0 : out;
+    case OpFamily::kReduce: return static_cast<double>(g.type(n.operands[0]).num_elements());
     case OpFamily::kContraction: {
       if (n.op == OpKind::kDotGeneral) {
         const auto& a = n.attr<DotAttrs>();
@@ -28,12 +26,10 @@ double node_flops(const Graph& g, ValueId id) {
       }
       // conv2d and its gradients: 2 * N * O * OH * OW * (C / groups) * KH * KW.
       const auto& a = n.attr<ConvAttrs>();
-      const TensorType& filter =
-          n.op == OpKind::kConv2dGradFilter ? n.type : g.type(n.operands[1]);
-      const TensorType& conv_out = n.op == OpKind::kConv2d ? n.type
-                                   : n.op == OpKind::kConv2dGradInput
-                                       ? g.type(n.operands[0])
-                                       : g.type(n.operands[1]);
+      const TensorType& filter = n.op == OpKind::kConv2dGradFilter ? n.type : g.type(n.operands[1]);
+      const TensorType& conv_out = n.op == OpKind::kConv2d            ? n.type
+                                   : n.op == OpKind::kConv2dGradInput ? g.type(n.operands[0])
+                                                                      : g.type(n.operands[1]);
       (void)a;
       return 2.0 * static_cast<double>(conv_out.num_elements()) *
              static_cast<double>(filter.shape[1] * filter.shape[2] * filter.shape[3]);
@@ -46,8 +42,7 @@ double node_flops(const Graph& g, ValueId id) {
                  ? static_cast<double>(g.type(n.operands[0]).num_elements())
                  : 0.0;
     case OpFamily::kSource:
-    case OpFamily::kMovement:
-      return 0.0;
+    case OpFamily::kMovement: return 0.0;
   }
   return 0.0;
 }
@@ -151,10 +146,10 @@ std::vector<char> fused_values(const Graph& g, std::span<const int> group) {
     };
     if (is_elementwise(n.op)) {
       fused[static_cast<size_t>(v)] =
-          us.size() == 1 && (elementwise_of_shape(us[0]) ||
-                             (op_info(g.node(us[0]).op).family == OpFamily::kReduce && near(us[0])));
-    } else if (n.op == OpKind::kBroadcast || n.op == OpKind::kIota ||
-               n.op == OpKind::kConstant) {
+          us.size() == 1 &&
+          (elementwise_of_shape(us[0]) ||
+           (op_info(g.node(us[0]).op).family == OpFamily::kReduce && near(us[0])));
+    } else if (n.op == OpKind::kBroadcast || n.op == OpKind::kIota || n.op == OpKind::kConstant) {
       fused[static_cast<size_t>(v)] = std::all_of(us.begin(), us.end(), elementwise_of_shape);
     }
   }

@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <map>
-#include <string>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "alpa/ir/graph.h"
@@ -22,11 +22,11 @@ double graph_flops(const Graph& g);
 struct GraphStats {
   int64_t num_nodes = 0;
   std::map<std::string, int64_t> ops_by_kind;  // op name -> count
-  int64_t parameters = 0;        // elements of weight parameters
-  int64_t parameter_bytes = 0;   // bytes of weight parameters
-  int64_t state_bytes = 0;       // bytes of state parameters (optimizer moments, ...)
-  int64_t input_bytes = 0;       // bytes of input parameters (one batch)
-  double flops = 0;              // per execution of the graph
+  int64_t parameters = 0;                      // elements of weight parameters
+  int64_t parameter_bytes = 0;                 // bytes of weight parameters
+  int64_t state_bytes = 0;                     // bytes of state parameters (optimizer moments, ...)
+  int64_t input_bytes = 0;                     // bytes of input parameters (one batch)
+  double flops = 0;                            // per execution of the graph
   int64_t peak_activation_bytes = 0;
 };
 

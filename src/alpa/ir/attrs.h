@@ -44,7 +44,9 @@ struct EnumNames<CompareDir> {
 };
 
 template <typename T>
-concept NamedEnum = requires { EnumNames<T>::kNames; };
+concept NamedEnum = requires {
+  EnumNames<T>::kNames;
+};
 
 template <NamedEnum E>
 constexpr std::string_view enum_name(E e) {

@@ -47,8 +47,8 @@ Value Builder::emit(OpKind op, std::span<const Value> operands, Attrs attrs,
   if (!t.ok()) {
     std::string operand_list;
     for (size_t i = 0; i < operands.size(); ++i)
-      operand_list += cat(i ? ", " : "", value_ref(graph_, operands[i].id), ": ",
-                          types[i].to_string());
+      operand_list +=
+          cat(i ? ", " : "", value_ref(graph_, operands[i].id), ": ", types[i].to_string());
     fail(cat("invalid ", op_name(op), "(", operand_list, "): ", t.status().message()),
          t.status().hint(), loc);
     return Value{};
@@ -70,8 +70,7 @@ Value Builder::name(Value v, std::string name, Loc loc) {
   }
   const ValueId existing = graph_.find(name);
   if (existing != kNoValue && existing != v.id) {
-    fail(cat("node name '", name, "' is already used by ", value_ref(graph_, existing)), {},
-         loc);
+    fail(cat("node name '", name, "' is already used by ", value_ref(graph_, existing)), {}, loc);
     return Value{};
   }
   graph_.rename(v.id, std::move(name));
@@ -109,26 +108,56 @@ Value Builder::binary(OpKind op, Value a, Value b, Loc loc) {
   return emit(op, ops, NoAttrs{}, nullptr, loc);
 }
 
-Value Builder::neg(Value x, Loc loc) { return unary(OpKind::kNeg, x, loc); }
-Value Builder::exp(Value x, Loc loc) { return unary(OpKind::kExp, x, loc); }
-Value Builder::log(Value x, Loc loc) { return unary(OpKind::kLog, x, loc); }
-Value Builder::tanh(Value x, Loc loc) { return unary(OpKind::kTanh, x, loc); }
-Value Builder::sqrt(Value x, Loc loc) { return unary(OpKind::kSqrt, x, loc); }
-Value Builder::rsqrt(Value x, Loc loc) { return unary(OpKind::kRsqrt, x, loc); }
-Value Builder::erf(Value x, Loc loc) { return unary(OpKind::kErf, x, loc); }
+Value Builder::neg(Value x, Loc loc) {
+  return unary(OpKind::kNeg, x, loc);
+}
+Value Builder::exp(Value x, Loc loc) {
+  return unary(OpKind::kExp, x, loc);
+}
+Value Builder::log(Value x, Loc loc) {
+  return unary(OpKind::kLog, x, loc);
+}
+Value Builder::tanh(Value x, Loc loc) {
+  return unary(OpKind::kTanh, x, loc);
+}
+Value Builder::sqrt(Value x, Loc loc) {
+  return unary(OpKind::kSqrt, x, loc);
+}
+Value Builder::rsqrt(Value x, Loc loc) {
+  return unary(OpKind::kRsqrt, x, loc);
+}
+Value Builder::erf(Value x, Loc loc) {
+  return unary(OpKind::kErf, x, loc);
+}
 Value Builder::convert(Value x, DType dtype, Loc loc) {
   if (!check_operands({&x, 1}, "convert", loc)) return Value{};
   TensorType t{dtype, type(x).shape};
   return emit(OpKind::kConvert, {&x, 1}, NoAttrs{}, &t, loc);
 }
-Value Builder::stop_gradient(Value x, Loc loc) { return unary(OpKind::kStopGradient, x, loc); }
-Value Builder::add(Value a, Value b, Loc loc) { return binary(OpKind::kAdd, a, b, loc); }
-Value Builder::sub(Value a, Value b, Loc loc) { return binary(OpKind::kSub, a, b, loc); }
-Value Builder::mul(Value a, Value b, Loc loc) { return binary(OpKind::kMul, a, b, loc); }
-Value Builder::div(Value a, Value b, Loc loc) { return binary(OpKind::kDiv, a, b, loc); }
-Value Builder::max(Value a, Value b, Loc loc) { return binary(OpKind::kMax, a, b, loc); }
-Value Builder::min(Value a, Value b, Loc loc) { return binary(OpKind::kMin, a, b, loc); }
-Value Builder::pow(Value a, Value b, Loc loc) { return binary(OpKind::kPow, a, b, loc); }
+Value Builder::stop_gradient(Value x, Loc loc) {
+  return unary(OpKind::kStopGradient, x, loc);
+}
+Value Builder::add(Value a, Value b, Loc loc) {
+  return binary(OpKind::kAdd, a, b, loc);
+}
+Value Builder::sub(Value a, Value b, Loc loc) {
+  return binary(OpKind::kSub, a, b, loc);
+}
+Value Builder::mul(Value a, Value b, Loc loc) {
+  return binary(OpKind::kMul, a, b, loc);
+}
+Value Builder::div(Value a, Value b, Loc loc) {
+  return binary(OpKind::kDiv, a, b, loc);
+}
+Value Builder::max(Value a, Value b, Loc loc) {
+  return binary(OpKind::kMax, a, b, loc);
+}
+Value Builder::min(Value a, Value b, Loc loc) {
+  return binary(OpKind::kMin, a, b, loc);
+}
+Value Builder::pow(Value a, Value b, Loc loc) {
+  return binary(OpKind::kPow, a, b, loc);
+}
 
 Value Builder::compare(Value a, Value b, CompareDir dir, Loc loc) {
   const Value ops[] = {a, b};

@@ -7,10 +7,9 @@
 //
 //   Builder b("mlp");
 //   Value x = b.parameter("x", {DType::kF32, {8, 16}}, ParamRole::kInput);
-//   Value w = b.parameter("w", {DType::kF32, {16, 4}}, ParamRole::kWeight, ParamInit::kNormal, 0.1);
-//   Value y = b.matmul(x, w);                        // (8, 4)
-//   b.output("loss", b.mean(b.mul(y, y)));
-//   Result<Graph> g = b.finish();                    // verified
+//   Value w = b.parameter("w", {DType::kF32, {16, 4}}, ParamRole::kWeight, ParamInit::kNormal,
+//   0.1); Value y = b.matmul(x, w);                        // (8, 4) b.output("loss",
+//   b.mean(b.mul(y, y))); Result<Graph> g = b.finish();                    // verified
 #pragma once
 
 #include <initializer_list>
@@ -40,8 +39,7 @@ class Builder {
 
   // ---- sources ----
   Value parameter(std::string name, TensorType type, ParamRole role = ParamRole::kWeight,
-                  ParamInit init = ParamInit::kZeros, double scale = 0.0,
-                  Loc loc = Loc::current());
+                  ParamInit init = ParamInit::kZeros, double scale = 0.0, Loc loc = Loc::current());
   // A constant of `type` with every element equal to `value`.
   Value constant(double value, TensorType type, Loc loc = Loc::current());
   Value constant(std::vector<double> values, TensorType type, Loc loc = Loc::current());
@@ -112,8 +110,8 @@ class Builder {
   Value add_scalar(Value x, double s, Loc loc = Loc::current());
 
   // The general form: every method above ends here.
-  Value emit(OpKind op, std::span<const Value> operands, Attrs attrs,
-             const TensorType* declared, Loc loc = Loc::current());
+  Value emit(OpKind op, std::span<const Value> operands, Attrs attrs, const TensorType* declared,
+             Loc loc = Loc::current());
 
   // Names node `v` (must be a valid, unused name). Returns v.
   Value name(Value v, std::string name, Loc loc = Loc::current());

@@ -13,15 +13,17 @@ constexpr std::array<OpInfo, kNumOps> kOpTable = {{
 #undef ALPA_OP
 }};
 
-std::string list_to_string(const std::vector<int64_t>& v) { return shape_to_string(v); }
+std::string list_to_string(const std::vector<int64_t>& v) {
+  return shape_to_string(v);
+}
 
 // Checks that `dims` are distinct and within [0, rank).
 Status check_dims(const std::vector<int64_t>& dims, int64_t rank, const char* what) {
   std::vector<bool> seen(static_cast<size_t>(rank), false);
   for (int64_t d : dims) {
     if (d < 0 || d >= rank)
-      return invalid_argument(cat(what, " ", list_to_string(dims), " has dim ", d,
-                                  " outside [0, ", rank, ")"));
+      return invalid_argument(
+          cat(what, " ", list_to_string(dims), " has dim ", d, " outside [0, ", rank, ")"));
     if (seen[d]) return invalid_argument(cat(what, " ", list_to_string(dims), " repeats dim ", d));
     seen[d] = true;
   }
@@ -59,9 +61,8 @@ Result<TensorType> dot_type(const DotAttrs& a, const TensorType& lhs, const Tens
   for (size_t i = 0; i < a.lhs_contract.size(); ++i) {
     const int64_t l = lhs.shape[a.lhs_contract[i]], r = rhs.shape[a.rhs_contract[i]];
     if (l != r)
-      return invalid_argument(cat("dot_general contracting dim ", i, " has extent ", l,
-                                  " on lhs ", lhs.to_string(), " but ", r, " on rhs ",
-                                  rhs.to_string()),
+      return invalid_argument(cat("dot_general contracting dim ", i, " has extent ", l, " on lhs ",
+                                  lhs.to_string(), " but ", r, " on rhs ", rhs.to_string()),
                               "the contracted dims of both operands must have equal extents");
   }
   for (int64_t d = 0; d < lhs.rank(); ++d)
@@ -75,11 +76,11 @@ Result<TensorType> dot_type(const DotAttrs& a, const TensorType& lhs, const Tens
 
 Status check_conv_attrs(const ConvAttrs& a) {
   if (a.stride.size() != 2 || a.stride[0] < 1 || a.stride[1] < 1)
-    return invalid_argument(cat("conv2d stride must be two positive values, got ",
-                                list_to_string(a.stride)));
+    return invalid_argument(
+        cat("conv2d stride must be two positive values, got ", list_to_string(a.stride)));
   if (a.dilation.size() != 2 || a.dilation[0] < 1 || a.dilation[1] < 1)
-    return invalid_argument(cat("conv2d dilation must be two positive values, got ",
-                                list_to_string(a.dilation)));
+    return invalid_argument(
+        cat("conv2d dilation must be two positive values, got ", list_to_string(a.dilation)));
   if (a.padding.size() != 4 || *std::min_element(a.padding.begin(), a.padding.end()) < 0)
     return invalid_argument(
         cat("conv2d padding must be four non-negative values {top, bottom, left, right}, got ",
@@ -97,8 +98,8 @@ Result<TensorType> conv_type(const ConvAttrs& a, const TensorType& in, const Ten
     return invalid_argument(
         cat("conv2d filter must be rank 4 (O, C/groups, KH, KW), got ", filt.to_string()));
   if (in.dtype != filt.dtype)
-    return invalid_argument(cat("conv2d input and filter differ in dtype: ", in.to_string(),
-                                " vs ", filt.to_string()));
+    return invalid_argument(
+        cat("conv2d input and filter differ in dtype: ", in.to_string(), " vs ", filt.to_string()));
   ALPA_RETURN_IF_ERROR(need_float(in, "conv2d"));
   const int64_t c = in.shape[1], o = filt.shape[0];
   if (c % a.groups != 0 || o % a.groups != 0)
@@ -106,8 +107,8 @@ Result<TensorType> conv_type(const ConvAttrs& a, const TensorType& in, const Ten
                                 " must both be divisible by groups ", a.groups));
   if (filt.shape[1] * a.groups != c)
     return invalid_argument(cat("conv2d filter ", filt.to_string(), " expects ",
-                                filt.shape[1] * a.groups, " input channels, input ",
-                                in.to_string(), " has ", c));
+                                filt.shape[1] * a.groups, " input channels, input ", in.to_string(),
+                                " has ", c));
   const int64_t oh = conv_output_size(in.shape[2], filt.shape[2], a.stride[0], a.padding[0],
                                       a.padding[1], a.dilation[0]);
   const int64_t ow = conv_output_size(in.shape[3], filt.shape[3], a.stride[1], a.padding[2],
@@ -121,12 +122,12 @@ Result<TensorType> conv_type(const ConvAttrs& a, const TensorType& in, const Ten
 Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const TensorType& x) {
   const char* name = op_name(kind).data();
   if (a.mesh.size() != 2 || a.mesh[0] < 1 || a.mesh[1] < 1)
-    return invalid_argument(cat(name, " mesh must be two positive extents [n0, n1], got ",
-                                list_to_string(a.mesh)));
+    return invalid_argument(
+        cat(name, " mesh must be two positive extents [n0, n1], got ", list_to_string(a.mesh)));
   if (a.axes.empty() || a.axes.size() > 2 || a.axes[0] < 0 || a.axes[0] > 1 ||
       (a.axes.size() == 2 && (a.axes[0] != 0 || a.axes[1] != 1)))
-    return invalid_argument(cat(name, " axes must be [0], [1] or [0,1], got ",
-                                list_to_string(a.axes)));
+    return invalid_argument(
+        cat(name, " axes must be [0], [1] or [0,1], got ", list_to_string(a.axes)));
   const int64_t n = collective_group_size(a);
   TensorType out = x;
   auto check_dim = [&](int64_t d, const char* what) -> Status {
@@ -136,8 +137,7 @@ Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const 
   };
   switch (kind) {
     case OpKind::kAllReduce:
-    case OpKind::kToPartial:
-      return out;
+    case OpKind::kToPartial: return out;
     case OpKind::kAllGather:
       ALPA_RETURN_IF_ERROR(check_dim(a.dim, "dim"));
       out.shape[a.dim] *= n;
@@ -147,30 +147,29 @@ Result<TensorType> collective_type(OpKind kind, const CollectiveAttrs& a, const 
     case OpKind::kAllToAll:
       ALPA_RETURN_IF_ERROR(check_dim(a.dim, "dim"));
       if (x.shape[a.dim] % n != 0)
-        return invalid_argument(cat(name, " splits dim ", a.dim, " of ", x.to_string(), " into ",
-                                    n, " parts, which does not divide it"));
+        return invalid_argument(cat(name, " splits dim ", a.dim, " of ", x.to_string(), " into ", n,
+                                    " parts, which does not divide it"));
       out.shape[a.dim] /= n;
       if (kind == OpKind::kAllToAll) {
         ALPA_RETURN_IF_ERROR(check_dim(a.concat_dim, "concat_dim"));
         out.shape[a.concat_dim] *= n;
       }
       return out;
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for ", name));
 }
 
 // Unary, binary, select and collective ops.
-Result<TensorType> elementwise_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
-                         const TensorType* declared) {
+Result<TensorType> elementwise_type(OpKind kind, const Attrs& attrs,
+                                    std::span<const TensorType> ops, const TensorType* declared) {
   switch (op_info(kind).family) {
     case OpFamily::kUnary: {
       const TensorType& x = ops[0];
       if (kind == OpKind::kConvert) {
         if (declared->shape != x.shape)
-          return invalid_argument(cat("convert changes only the dtype, but ", x.to_string(),
-                                      " -> ", declared->to_string(), " changes the shape"));
+          return invalid_argument(cat("convert changes only the dtype, but ", x.to_string(), " -> ",
+                                      declared->to_string(), " changes the shape"));
         return *declared;
       }
       ALPA_RETURN_IF_ERROR(need_float(x, op_name(kind).data()));
@@ -199,22 +198,20 @@ Result<TensorType> elementwise_type(OpKind kind, const Attrs& attrs, std::span<c
         return invalid_argument(
             cat("select branches differ: ", t.to_string(), " vs ", f.to_string()));
       if (p.shape != t.shape)
-        return invalid_argument(cat("select predicate ", p.to_string(),
-                                    " does not match branches ", t.to_string()));
+        return invalid_argument(
+            cat("select predicate ", p.to_string(), " does not match branches ", t.to_string()));
       return t;
     }
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
 
 // Parameters, constants and iotas: their declared type, checked.
 Result<TensorType> source_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
-                         const TensorType* declared) {
+                               const TensorType* declared) {
   switch (kind) {
-    case OpKind::kParameter:
-      return *declared;
+    case OpKind::kParameter: return *declared;
     case OpKind::kConstant: {
       const auto& a = std::get<ConstantAttrs>(attrs);
       const int64_t n = declared->num_elements();
@@ -231,22 +228,21 @@ Result<TensorType> source_type(OpKind kind, const Attrs& attrs, std::span<const 
       if (declared->dtype == DType::kPred) return invalid_argument("iota cannot produce pred");
       return *declared;
     }
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
 
 // Broadcast, reshape, transpose, slice, pad and concat.
 Result<TensorType> movement_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
-                         const TensorType* declared) {
+                                 const TensorType* declared) {
   switch (kind) {
     case OpKind::kBroadcast: {
       const auto& a = std::get<BroadcastAttrs>(attrs);
       const TensorType& x = ops[0];
       if (declared->dtype != x.dtype)
-        return invalid_argument(cat("broadcast cannot change dtype: ", x.to_string(), " -> ",
-                                    declared->to_string()));
+        return invalid_argument(
+            cat("broadcast cannot change dtype: ", x.to_string(), " -> ", declared->to_string()));
       if (static_cast<int64_t>(a.dims.size()) != x.rank())
         return invalid_argument(cat("broadcast dims ", list_to_string(a.dims), " must list one ",
                                     "result dim per operand dim of ", x.to_string()));
@@ -257,10 +253,9 @@ Result<TensorType> movement_type(OpKind kind, const Attrs& attrs, std::span<cons
                                       " must be increasing and within the result rank ",
                                       declared->rank()));
         if (x.shape[i] != 1 && x.shape[i] != declared->shape[d])
-          return invalid_argument(cat("broadcast of ", x.to_string(), " to ",
-                                      declared->to_string(), ": operand dim ", i, " (", x.shape[i],
-                                      ") does not match result dim ", d, " (",
-                                      declared->shape[d], ")"));
+          return invalid_argument(cat(
+              "broadcast of ", x.to_string(), " to ", declared->to_string(), ": operand dim ", i,
+              " (", x.shape[i], ") does not match result dim ", d, " (", declared->shape[d], ")"));
       }
       return *declared;
     }
@@ -317,8 +312,8 @@ Result<TensorType> movement_type(OpKind kind, const Attrs& attrs, std::span<cons
       const auto& a = std::get<ConcatAttrs>(attrs);
       const TensorType& first = ops[0];
       if (a.dim < 0 || a.dim >= first.rank())
-        return invalid_argument(cat("concat dim ", a.dim, " outside the rank of ",
-                                    first.to_string()));
+        return invalid_argument(
+            cat("concat dim ", a.dim, " outside the rank of ", first.to_string()));
       TensorType out = first;
       out.shape[a.dim] = 0;
       for (const TensorType& t : ops) {
@@ -327,21 +322,19 @@ Result<TensorType> movement_type(OpKind kind, const Attrs& attrs, std::span<cons
           if (d != a.dim && t.shape[d] != first.shape[d]) same = false;
         if (!same)
           return invalid_argument(cat("concat along dim ", a.dim, " of ", first.to_string(),
-                                      " and ", t.to_string(),
-                                      ": other dims and dtype must match"));
+                                      " and ", t.to_string(), ": other dims and dtype must match"));
         out.shape[a.dim] += t.shape[a.dim];
       }
       return out;
     }
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
 
 // Reductions, contractions and convolutions.
 Result<TensorType> compute_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
-                         const TensorType* declared) {
+                                const TensorType* declared) {
   switch (kind) {
     case OpKind::kReduceSum:
     case OpKind::kReduceMax: {
@@ -357,14 +350,12 @@ Result<TensorType> compute_type(OpKind kind, const Attrs& attrs, std::span<const
           out.shape.push_back(x.shape[d]);
       return out;
     }
-    case OpKind::kDotGeneral:
-      return dot_type(std::get<DotAttrs>(attrs), ops[0], ops[1]);
-    case OpKind::kConv2d:
-      return conv_type(std::get<ConvAttrs>(attrs), ops[0], ops[1]);
+    case OpKind::kDotGeneral: return dot_type(std::get<DotAttrs>(attrs), ops[0], ops[1]);
+    case OpKind::kConv2d: return conv_type(std::get<ConvAttrs>(attrs), ops[0], ops[1]);
     case OpKind::kConv2dGradInput: {
       // operands: (grad_out, filter) -> input type
-      ALPA_ASSIGN_OR_RETURN(TensorType fwd, conv_type(std::get<ConvAttrs>(attrs), *declared,
-                                                      ops[1]));
+      ALPA_ASSIGN_OR_RETURN(TensorType fwd,
+                            conv_type(std::get<ConvAttrs>(attrs), *declared, ops[1]));
       if (fwd != ops[0])
         return invalid_argument(cat("conv2d_grad_input: grad_out ", ops[0].to_string(),
                                     " does not match the forward output ", fwd.to_string()));
@@ -372,29 +363,28 @@ Result<TensorType> compute_type(OpKind kind, const Attrs& attrs, std::span<const
     }
     case OpKind::kConv2dGradFilter: {
       // operands: (input, grad_out) -> filter type
-      ALPA_ASSIGN_OR_RETURN(TensorType fwd, conv_type(std::get<ConvAttrs>(attrs), ops[0],
-                                                      *declared));
+      ALPA_ASSIGN_OR_RETURN(TensorType fwd,
+                            conv_type(std::get<ConvAttrs>(attrs), ops[0], *declared));
       if (fwd != ops[1])
         return invalid_argument(cat("conv2d_grad_filter: grad_out ", ops[1].to_string(),
                                     " does not match the forward output ", fwd.to_string()));
       return *declared;
     }
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
 
 // Gather and scatter-add.
 Result<TensorType> indexing_type(OpKind kind, const Attrs& attrs, std::span<const TensorType> ops,
-                         const TensorType* declared) {
+                                 const TensorType* declared) {
   switch (kind) {
     case OpKind::kGather: {
       const auto& a = std::get<GatherAttrs>(attrs);
       const TensorType &table = ops[0], &idx = ops[1];
       if (a.axis < 0 || a.axis >= table.rank())
-        return invalid_argument(cat("gather axis ", a.axis, " outside the rank of table ",
-                                    table.to_string()));
+        return invalid_argument(
+            cat("gather axis ", a.axis, " outside the rank of table ", table.to_string()));
       if (idx.dtype != DType::kI32)
         return invalid_argument(cat("gather indices must be i32, got ", idx.to_string()));
       TensorType out{table.dtype, {}};
@@ -407,8 +397,8 @@ Result<TensorType> indexing_type(OpKind kind, const Attrs& attrs, std::span<cons
       const auto& a = std::get<GatherAttrs>(attrs);
       const TensorType &idx = ops[0], &upd = ops[1];
       if (a.axis < 0 || a.axis >= declared->rank())
-        return invalid_argument(cat("scatter_add axis ", a.axis, " outside the rank of ",
-                                    declared->to_string()));
+        return invalid_argument(
+            cat("scatter_add axis ", a.axis, " outside the rank of ", declared->to_string()));
       if (idx.dtype != DType::kI32)
         return invalid_argument(cat("scatter_add indices must be i32, got ", idx.to_string()));
       Shape expect(declared->shape.begin(), declared->shape.begin() + a.axis);
@@ -421,8 +411,7 @@ Result<TensorType> indexing_type(OpKind kind, const Attrs& attrs, std::span<cons
                                     ")"));
       return *declared;
     }
-    default:
-      break;
+    default: break;
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
@@ -433,35 +422,31 @@ Result<TensorType> infer(OpKind kind, const Attrs& attrs, std::span<const Tensor
     case OpFamily::kUnary:
     case OpFamily::kBinary:
     case OpFamily::kCollective:
-    case OpFamily::kSelect:
-      return elementwise_type(kind, attrs, ops, declared);
-    default:
-      break;
+    case OpFamily::kSelect: return elementwise_type(kind, attrs, ops, declared);
+    default: break;
   }
   switch (kind) {
     case OpKind::kParameter:
     case OpKind::kConstant:
-    case OpKind::kIota:
-      return source_type(kind, attrs, ops, declared);
+    case OpKind::kIota: return source_type(kind, attrs, ops, declared);
     case OpKind::kBroadcast:
     case OpKind::kReshape:
     case OpKind::kTranspose:
     case OpKind::kSlice:
     case OpKind::kPad:
-    case OpKind::kConcat:
-      return movement_type(kind, attrs, ops, declared);
+    case OpKind::kConcat: return movement_type(kind, attrs, ops, declared);
     case OpKind::kGather:
-    case OpKind::kScatterAdd:
-      return indexing_type(kind, attrs, ops, declared);
-    default:
-      return compute_type(kind, attrs, ops, declared);
+    case OpKind::kScatterAdd: return indexing_type(kind, attrs, ops, declared);
+    default: return compute_type(kind, attrs, ops, declared);
   }
   return internal_error(cat("no shape rule for op ", op_name(kind)));
 }
 
 }  // namespace
 
-const OpInfo& op_info(OpKind kind) { return kOpTable[static_cast<size_t>(kind)]; }
+const OpInfo& op_info(OpKind kind) {
+  return kOpTable[static_cast<size_t>(kind)];
+}
 
 std::optional<OpKind> parse_op_name(std::string_view name) {
   for (int i = 0; i < kNumOps; ++i)
@@ -472,7 +457,7 @@ std::optional<OpKind> parse_op_name(std::string_view name) {
 Attrs default_attrs(OpKind kind) {
   switch (kind) {
 #define ALPA_OP(kind, name, arity, attrs, family, result) \
-  case OpKind::k##kind:                                \
+  case OpKind::k##kind:                                   \
     return attrs{};
 #include "alpa/ir/ops.def"
 #undef ALPA_OP
@@ -490,8 +475,8 @@ int64_t collective_group_size(const CollectiveAttrs& a) {
   return n;
 }
 
-int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo,
-                         int64_t pad_hi, int64_t dilation) {
+int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo, int64_t pad_hi,
+                         int64_t dilation) {
   const int64_t span = dilation * (kernel - 1) + 1;
   const int64_t padded = in + pad_lo + pad_hi;
   if (padded < span) return 0;
@@ -503,8 +488,8 @@ Result<TensorType> infer_result_type(OpKind kind, const Attrs& attrs,
                                      const TensorType* declared) {
   const OpInfo& info = op_info(kind);
   if (info.arity >= 0 && static_cast<int>(operands.size()) != info.arity)
-    return invalid_argument(cat(info.name, " takes ", info.arity, " operand(s), got ",
-                                operands.size()));
+    return invalid_argument(
+        cat(info.name, " takes ", info.arity, " operand(s), got ", operands.size()));
   if (info.arity < 0 && operands.empty())
     return invalid_argument(cat(info.name, " takes at least one operand"));
   if (attrs.index() != info.attrs_index)

@@ -52,7 +52,9 @@ struct OpInfo {
 };
 
 const OpInfo& op_info(OpKind kind);
-inline std::string_view op_name(OpKind kind) { return op_info(kind).name; }
+inline std::string_view op_name(OpKind kind) {
+  return op_info(kind).name;
+}
 std::optional<OpKind> parse_op_name(std::string_view name);
 // Default-constructed attributes of the right struct for `kind`.
 Attrs default_attrs(OpKind kind);
@@ -80,7 +82,7 @@ Result<TensorType> infer_result_type(OpKind kind, const Attrs& attrs,
 int64_t collective_group_size(const CollectiveAttrs& a);
 
 // Output spatial extent of a convolution along one axis.
-int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo,
-                         int64_t pad_hi, int64_t dilation);
+int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo, int64_t pad_hi,
+                         int64_t dilation);
 
 }  // namespace alpa

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <functional>
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -26,7 +26,9 @@ std::string format_double(double v) {
 // Renders each field of an attribute struct as (key, text).
 struct FieldRenderer {
   std::vector<std::pair<const char*, std::string>> fields;
-  void operator()(const char* key, const int64_t& v) { fields.emplace_back(key, std::to_string(v)); }
+  void operator()(const char* key, const int64_t& v) {
+    fields.emplace_back(key, std::to_string(v));
+  }
   void operator()(const char* key, const double& v) { fields.emplace_back(key, format_double(v)); }
   void operator()(const char* key, const std::vector<int64_t>& v) {
     fields.emplace_back(key, shape_to_string(v));
@@ -130,8 +132,10 @@ class Parser {
     return pos_ + off < text_.size() ? text_[pos_ + off] : '\0';
   }
   void bump() {
-    if (text_[pos_] == '\n') ++line_, col_ = 1;
-    else ++col_;
+    if (text_[pos_] == '\n')
+      ++line_, col_ = 1;
+    else
+      ++col_;
     ++pos_;
   }
 
@@ -145,8 +149,7 @@ class Parser {
   bool is_punct(const char* p) const { return tok_.kind == Tok::kPunct && tok_.text == p; }
   bool is_ident(const char* w) const { return tok_.kind == Tok::kIdent && tok_.text == w; }
   Status expect_punct(const char* p, const char* context) {
-    if (!is_punct(p))
-      return error(cat("expected '", p, "' ", context, ", found ", describe(tok_)));
+    if (!is_punct(p)) return error(cat("expected '", p, "' ", context, ", found ", describe(tok_)));
     advance();
     return ok_status();
   }
@@ -165,7 +168,6 @@ class Parser {
   }
 
  private:
-
   Result<AttrValue> parse_attr_value();
 
   std::string_view text_;
@@ -243,7 +245,8 @@ Result<TensorType> Parser::parse_type() {
   if (tok_.kind != Tok::kIdent)
     return error(cat("expected a type like f32[2,3], found ", describe(tok_)));
   std::optional<DType> dt = parse_dtype(tok_.text);
-  if (!dt) return error(cat("unknown dtype '", tok_.text, "'"), "dtypes: f32, f16, bf16, i32, pred");
+  if (!dt)
+    return error(cat("unknown dtype '", tok_.text, "'"), "dtypes: f32, f16, bf16, i32, pred");
   advance();
   TensorType t{*dt, {}};
   ALPA_RETURN_IF_ERROR(expect_punct("[", "after the dtype"));
@@ -266,7 +269,8 @@ Result<TensorType> Parser::parse_type() {
 }
 
 Result<ValueId> Parser::parse_value_use(const Graph& g) {
-  if (tok_.kind != Tok::kValueRef) return error(cat("expected a value like %x, found ", describe(tok_)));
+  if (tok_.kind != Tok::kValueRef)
+    return error(cat("expected a value like %x, found ", describe(tok_)));
   auto it = refs_.find(tok_.text);
   if (it == refs_.end())
     return error(cat("use of undefined value ", tok_.text),
@@ -333,8 +337,9 @@ struct AttrReadVisitor {
     return it == given->end() ? nullptr : &it->second.second;
   }
   Status expect(const AttrValue& v, const char* key, const char* what) {
-    return (*error_at)(v.token, cat("attribute '", key, "' of ", op_name(op), " expects ", what,
-                                    ", found '", v.token.text, "'"),
+    return (*error_at)(v.token,
+                       cat("attribute '", key, "' of ", op_name(op), " expects ", what, ", found '",
+                           v.token.text, "'"),
                        "");
   }
   Status read_int(const AttrValue& v, const char* key, int64_t* x) {
@@ -397,9 +402,9 @@ struct AttrReadVisitor {
     }
     std::string options;
     for (size_t i = 0; i < names.size(); ++i) options += cat(i ? ", " : "", names[i]);
-    status = (*error_at)(v->token, cat("attribute '", key, "' of ", op_name(op), " cannot be '",
-                                       v->token.text, "'"),
-                         cat("one of: ", options));
+    status = (*error_at)(
+        v->token, cat("attribute '", key, "' of ", op_name(op), " cannot be '", v->token.text, "'"),
+        cat("one of: ", options));
   }
 };
 
@@ -439,9 +444,9 @@ Status Parser::parse_node(Graph& g) {
     std::vector<std::string_view> names;
     for (int i = 0; i < kNumOps; ++i) names.push_back(op_name(static_cast<OpKind>(i)));
     const std::string near = closest_match(tok_.text, names);
-    return error(cat("unknown op '", tok_.text, "'"),
-                 near.empty() ? "see docs/ir.md for the list of ops"
-                              : cat("did you mean '", near, "'?"));
+    return error(cat("unknown op '", tok_.text, "'"), near.empty()
+                                                          ? "see docs/ir.md for the list of ops"
+                                                          : cat("did you mean '", near, "'?"));
   }
   advance();
   Node n;
@@ -493,8 +498,8 @@ Status Parser::parse_node(Graph& g) {
   if (!t.ok()) return error_at(op_tok, t.status().message(), t.status().hint());
 
   const std::string bare = label.substr(1);
-  const bool numeric = std::all_of(bare.begin(), bare.end(),
-                                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  const bool numeric = std::all_of(
+      bare.begin(), bare.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
   if (!numeric) {
     if (!is_valid_node_name(bare))
       return error_at(def, cat("invalid value name ", label),
@@ -507,10 +512,12 @@ Status Parser::parse_node(Graph& g) {
 
 Status Parser::parse_output(Graph& g) {
   advance();  // 'output'
-  if (tok_.kind != Tok::kIdent) return error(cat("expected an output name, found ", describe(tok_)));
+  if (tok_.kind != Tok::kIdent)
+    return error(cat("expected an output name, found ", describe(tok_)));
   const Token name = tok_;
   advance();
-  if (g.find_output(name.text)) return error_at(name, cat("output '", name.text, "' declared twice"));
+  if (g.find_output(name.text))
+    return error_at(name, cat("output '", name.text, "' declared twice"));
   ALPA_RETURN_IF_ERROR(expect_punct("=", "after the output name"));
   ALPA_ASSIGN_OR_RETURN(ValueId v, parse_value_use(g));
   GraphOutput o{name.text, v, kNoValue};
@@ -519,12 +526,11 @@ Status Parser::parse_output(Graph& g) {
     const Token at = tok_;
     ALPA_ASSIGN_OR_RETURN(o.alias, parse_value_use(g));
     if (g.node(o.alias).op != OpKind::kParameter)
-      return error_at(at, cat("output '", name.text, "' aliases ", at.text,
-                              ", which is not a parameter"));
+      return error_at(
+          at, cat("output '", name.text, "' aliases ", at.text, ", which is not a parameter"));
     if (g.type(o.alias) != g.type(v))
       return error_at(at, cat("output '", name.text, "' of type ", g.type(v).to_string(),
-                              " cannot alias ", at.text, " of type ",
-                              g.type(o.alias).to_string()));
+                              " cannot alias ", at.text, " of type ", g.type(o.alias).to_string()));
   }
   g.add_output(std::move(o));
   return ok_status();
@@ -533,8 +539,8 @@ Status Parser::parse_output(Graph& g) {
 Status Parser::parse_statement(Graph& g) {
   if (tok_.kind == Tok::kValueRef) return parse_node(g);
   if (is_ident("output")) return parse_output(g);
-  return error(cat("expected '%name = op(...)', 'output name = %value' or '}', found ",
-                   describe(tok_)));
+  return error(
+      cat("expected '%name = op(...)', 'output name = %value' or '}', found ", describe(tok_)));
 }
 
 Result<Graph> Parser::parse() {

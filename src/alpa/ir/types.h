@@ -21,7 +21,9 @@ std::string_view dtype_name(DType d);
 std::optional<DType> parse_dtype(std::string_view name);
 // Bytes per element as the dtype is stored on a real device (pred: 1).
 int64_t dtype_bytes(DType d);
-inline bool is_float(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
+inline bool is_float(DType d) {
+  return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16;
+}
 
 using Shape = std::vector<int64_t>;
 

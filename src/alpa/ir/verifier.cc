@@ -44,8 +44,8 @@ Status verify(const Graph& g) {
       return invalid_argument(cat(where, " refers to an undefined value"));
     if (o.alias != kNoValue) {
       if (o.alias < 0 || o.alias >= g.size() || g.node(o.alias).op != OpKind::kParameter)
-        return invalid_argument(cat(where, " aliases ", value_ref(g, o.alias),
-                                    ", which is not a parameter"));
+        return invalid_argument(
+            cat(where, " aliases ", value_ref(g, o.alias), ", which is not a parameter"));
       if (g.type(o.alias) != g.type(o.value))
         return invalid_argument(cat(where, " has type ", g.type(o.value).to_string(),
                                     " but aliases ", value_ref(g, o.alias), " of type ",

@@ -25,7 +25,7 @@ Result<Graph> build_convnet(const ConvNetConfig& c) {
     ConvAttrs a;
     a.padding = {1, 1, 1, 1};
     if (l > 0) a.stride = {2, 2};
-    Value y = b.conv2d(h, w, a);                                            // (B, O, H', W')
+    Value y = b.conv2d(h, w, a);  // (B, O, H', W')
     const Shape s = b.shape(y);
     y = b.add(y, b.broadcast(bias, s, {1}));
     h = nn::relu(b, y);
@@ -33,10 +33,12 @@ Result<Graph> build_convnet(const ConvNetConfig& c) {
     out *= 2;
   }
   const Shape s = b.shape(h);
-  Value pooled = b.scale(b.reduce_sum(h, {2, 3}), 1.0 / static_cast<double>(s[2] * s[3]));  // (B, C)
+  Value pooled =
+      b.scale(b.reduce_sum(h, {2, 3}), 1.0 / static_cast<double>(s[2] * s[3]));  // (B, C)
   Value w = b.parameter("out.w", {DType::kF32, {in, c.classes}}, ParamRole::kWeight,
                         ParamInit::kNormal, 1.0 / std::sqrt(static_cast<double>(in)));
-  Value bias = b.parameter("out.b", {DType::kF32, {c.classes}}, ParamRole::kWeight, ParamInit::kZeros);
+  Value bias =
+      b.parameter("out.b", {DType::kF32, {c.classes}}, ParamRole::kWeight, ParamInit::kZeros);
   Value logits = b.name(nn::linear(b, pooled, w, bias), "logits");
   b.output("loss", nn::cross_entropy(b, logits, labels));
   b.output("logits", logits);

@@ -12,9 +12,9 @@ namespace alpa {
 
 struct ConvNetConfig {
   int64_t batch = 8;
-  int64_t channels = 4;   // input channels
-  int64_t width = 8;      // channels of the first conv
-  int64_t image = 8;      // H = W
+  int64_t channels = 4;  // input channels
+  int64_t width = 8;     // channels of the first conv
+  int64_t image = 8;     // H = W
   int64_t layers = 2;
   int64_t classes = 4;
 };

@@ -86,7 +86,8 @@ class MlpData : public DataSource {
 // Images whose label is the argmax of a fixed random map of their channel means.
 class ConvNetData : public DataSource {
  public:
-  ConvNetData(const Shape& x, int64_t classes, uint64_t seed) : x_(x), classes_(classes), seed_(seed) {
+  ConvNetData(const Shape& x, int64_t classes, uint64_t seed)
+      : x_(x), classes_(classes), seed_(seed) {
     Rng rng(seed ^ 0xc0de5ull);
     teacher_ = sample_init(ParamInit::kNormal, 1.0, rng, x[1] * classes);
   }
@@ -136,8 +137,7 @@ class PatternImages : public DataSource {
     for (int64_t i = 0; i < b; ++i) {
       const int64_t k = static_cast<int64_t>(rng.below(static_cast<uint64_t>(classes_)));
       labels[i] = static_cast<float>(k);
-      for (int64_t p = 0; p < per_image; ++p)
-        x[i * per_image + p] += patterns_[k * per_image + p];
+      for (int64_t p = 0; p < per_image; ++p) x[i * per_image + p] += patterns_[k * per_image + p];
     }
     return {std::move(x), std::move(labels)};
   }

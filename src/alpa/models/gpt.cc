@@ -113,28 +113,30 @@ Result<Graph> build_gpt(const GptConfig& c) {
     // Attention.
     Value h = nn::layer_norm(b, x, ones(p + "ln1.g", {C}), zeros(p + "ln1.b", {C}));
     auto project = [&](const char* w, const char* bias) {
-      Value y = nn::linear(b, h, weight(p + "attn." + w, {C, C}, std), zeros(p + "attn." + bias, {C}));
-      return b.reshape(y, {B, T, H, D});                                          // (B, T, H, D)
+      Value y =
+          nn::linear(b, h, weight(p + "attn." + w, {C, C}, std), zeros(p + "attn." + bias, {C}));
+      return b.reshape(y, {B, T, H, D});  // (B, T, H, D)
     };
     Value q = project("wq", "bq");
     Value k = project("wk", "bk");
     Value v = project("wv", "bv");
-    Value scores = b.dot_general(q, k, DotAttrs{{0, 2}, {0, 2}, {3}, {3}});       // (B, H, T, T)
+    Value scores = b.dot_general(q, k, DotAttrs{{0, 2}, {0, 2}, {3}, {3}});  // (B, H, T, T)
     scores = nn::causal_mask(b, b.scale(scores, attn_scale));
     Value probs = nn::softmax(b, scores);
-    Value ctx = b.dot_general(probs, v, DotAttrs{{0, 1}, {0, 2}, {3}, {1}});      // (B, H, T, D)
-    ctx = b.reshape(b.transpose(ctx, {0, 2, 1, 3}), {B, T, C});                  // (B, T, C)
-    x = b.add(x, nn::linear(b, ctx, weight(p + "attn.wo", {C, C}, proj_std),
-                            zeros(p + "attn.bo", {C})));
+    Value ctx = b.dot_general(probs, v, DotAttrs{{0, 1}, {0, 2}, {3}, {1}});  // (B, H, T, D)
+    ctx = b.reshape(b.transpose(ctx, {0, 2, 1, 3}), {B, T, C});               // (B, T, C)
+    x = b.add(
+        x, nn::linear(b, ctx, weight(p + "attn.wo", {C, C}, proj_std), zeros(p + "attn.bo", {C})));
     // MLP.
     Value h2 = nn::layer_norm(b, x, ones(p + "ln2.g", {C}), zeros(p + "ln2.b", {C}));
-    Value up = nn::linear(b, h2, weight(p + "mlp.w1", {C, 4 * C}, std), zeros(p + "mlp.b1", {4 * C}));
+    Value up =
+        nn::linear(b, h2, weight(p + "mlp.w1", {C, 4 * C}, std), zeros(p + "mlp.b1", {4 * C}));
     Value down = nn::linear(b, nn::gelu(b, up), weight(p + "mlp.w2", {4 * C, C}, proj_std),
                             zeros(p + "mlp.b2", {C}));
     x = b.add(x, down);
   }
   x = nn::layer_norm(b, x, ones("lnf.g", {C}), zeros("lnf.b", {C}));
-  Value logits = b.dot_general(x, wte, DotAttrs{{}, {}, {2}, {1}});               // (B, T, V)
+  Value logits = b.dot_general(x, wte, DotAttrs{{}, {}, {2}, {1}});  // (B, T, V)
   b.name(logits, "logits");
   Value loss = nn::cross_entropy(b, logits, labels);
   b.output("loss", loss);

@@ -49,13 +49,13 @@ Result<Graph> build_mlp(const MlpConfig& c) {
     Value w = b.parameter(p + "w", {dt, {width, c.hidden}}, ParamRole::kWeight, ParamInit::kNormal,
                           1.0 / std::sqrt(static_cast<double>(width)));
     Value bias = b.parameter(p + "b", {dt, {c.hidden}}, ParamRole::kWeight, ParamInit::kZeros);
-    h = nn::relu(b, nn::linear(b, h, w, bias));                                  // (B, hidden)
+    h = nn::relu(b, nn::linear(b, h, w, bias));  // (B, hidden)
     width = c.hidden;
   }
   Value w = b.parameter("out.w", {dt, {width, c.classes}}, ParamRole::kWeight, ParamInit::kNormal,
                         1.0 / std::sqrt(static_cast<double>(width)));
   Value bias = b.parameter("out.b", {dt, {c.classes}}, ParamRole::kWeight, ParamInit::kZeros);
-  Value logits = b.name(nn::linear(b, h, w, bias), "logits");                     // (B, classes)
+  Value logits = b.name(nn::linear(b, h, w, bias), "logits");  // (B, classes)
   b.output("loss", nn::cross_entropy(b, logits, labels));
   b.output("logits", logits);
   return b.finish();

@@ -30,19 +30,21 @@ constexpr Preset kPresets[] = {
     {"70b", 32, 2048, 16, 1024, 32000, 1024, 64, 2048, DType::kF16},
 };
 
-bool is_moe_block(int64_t l) { return l % 2 == 0; }
+bool is_moe_block(int64_t l) {
+  return l % 2 == 0;
+}
 
 // One-hot (G, S, E) of the first maximum of v over the last dim, in v's dtype.
 Value first_max_one_hot(Builder& b, Value v) {
   const TensorType t = b.type(v);
   const Shape& s = t.shape;
   const int64_t E = s[2];
-  Value m = b.reduce_max(v, {2});                                                 // (G, S)
+  Value m = b.reduce_max(v, {2});  // (G, S)
   Value is_max = b.compare(v, b.broadcast(m, s, {0, 1}), CompareDir::kEq);
   // E - e at the maxima, 0 elsewhere: its maximum marks the first (lowest) maximal e.
   Value rank = b.sub(b.constant(static_cast<double>(E), t), b.iota(t, 2));
   Value score = b.select(is_max, rank, b.full_like(rank, 0.0));
-  Value best = b.reduce_max(score, {2});                                          // (G, S)
+  Value best = b.reduce_max(score, {2});  // (G, S)
   return b.convert(b.compare(score, b.broadcast(best, s, {0, 1}), CompareDir::kEq), t.dtype);
 }
 
@@ -53,9 +55,9 @@ Value exclusive_cumsum(Builder& b, Value m) {
   const int64_t S = t.shape[1];
   Value row = b.iota({DType::kI32, {S, S}}, 0);
   Value col = b.iota({DType::kI32, {S, S}}, 1);
-  Value lower = b.convert(b.compare(col, row, CompareDir::kLt), t.dtype);         // (S, S)
-  Value sums = b.dot_general(lower, m, DotAttrs{{}, {}, {1}, {1}});               // (S, G, E)
-  return b.transpose(sums, {1, 0, 2});                                            // (G, S, E)
+  Value lower = b.convert(b.compare(col, row, CompareDir::kLt), t.dtype);  // (S, S)
+  Value sums = b.dot_general(lower, m, DotAttrs{{}, {}, {1}, {1}});        // (S, G, E)
+  return b.transpose(sums, {1, 0, 2});                                     // (G, S, E)
 }
 
 // The entries of mask (G, S, E) whose slot is below the capacity.
@@ -70,10 +72,10 @@ Value dispatch_part(Builder& b, Value mask, Value slot, int64_t capacity) {
   const Shape& s = t.shape;
   const Shape full = {s[0], s[1], s[2], capacity};
   const Shape gsk = {s[0], s[1], capacity};
-  Value token_slot = b.reduce_sum(b.mul(slot, mask), {2});                        // (G, S)
+  Value token_slot = b.reduce_sum(b.mul(slot, mask), {2});  // (G, S)
   Value slots = b.iota({t.dtype, gsk}, 2);
   Value hit = b.convert(b.compare(slots, b.broadcast(token_slot, gsk, {0, 1}), CompareDir::kEq),
-                        t.dtype);                                                 // (G, S, K)
+                        t.dtype);  // (G, S, K)
   return b.mul(b.broadcast(mask, full, {0, 1, 2}), b.broadcast(hit, full, {0, 1, 3}));
 }
 
@@ -137,16 +139,16 @@ class MoeBuilder {
     auto project = [&](const char* w, const char* bias) {
       Value y = nn::linear(b_, h, weight(p + "attn." + w, {C, C}, c_.init_std),
                            zeros(p + "attn." + bias, {C}));
-      return b_.reshape(y, {B, T, H, D});                                         // (B, T, H, D)
+      return b_.reshape(y, {B, T, H, D});  // (B, T, H, D)
     };
     Value q = project("wq", "bq");
     Value k = project("wk", "bk");
     Value v = project("wv", "bv");
-    Value scores = b_.dot_general(q, k, DotAttrs{{0, 2}, {0, 2}, {3}, {3}});      // (B, H, T, T)
+    Value scores = b_.dot_general(q, k, DotAttrs{{0, 2}, {0, 2}, {3}, {3}});  // (B, H, T, T)
     scores = nn::causal_mask(b_, b_.scale(scores, 1.0 / std::sqrt(static_cast<double>(D))));
     Value probs = nn::softmax(b_, scores);
-    Value ctx = b_.dot_general(probs, v, DotAttrs{{0, 1}, {0, 2}, {3}, {1}});     // (B, H, T, D)
-    ctx = b_.reshape(b_.transpose(ctx, {0, 2, 1, 3}), {B, T, C});               // (B, T, C)
+    Value ctx = b_.dot_general(probs, v, DotAttrs{{0, 1}, {0, 2}, {3}, {1}});  // (B, H, T, D)
+    ctx = b_.reshape(b_.transpose(ctx, {0, 2, 1, 3}), {B, T, C});              // (B, T, C)
     return nn::linear(b_, ctx, weight(p + "attn.wo", {C, C}, proj_std_), zeros(p + "attn.bo", {C}));
   }
 
@@ -168,7 +170,7 @@ class MoeBuilder {
     w.bi = zeros(p + "bi", {E, F});
     w.wo = weight(p + "wo", {E, F, C}, proj_std_);
     w.bo = zeros(p + "bo", {E, C});
-    MoeFfn r = moe_ffn(b_, b_.reshape(h, {G, S, C}), w);                       // (G, S, C)
+    MoeFfn r = moe_ffn(b_, b_.reshape(h, {G, S, C}), w);  // (G, S, C)
     return {b_.reshape(r.y, b_.shape(h)), r.balance};
   }
 
@@ -198,19 +200,19 @@ MoeFfn moe_ffn(Builder& b, Value x, const MoeFfnWeights& w) {
   Value probs = nn::softmax(b, b.dot_general(x, w.wg, DotAttrs{{}, {}, {2}, {0}}));  // (G, S, E)
   // Routing decisions carry no gradient.
   Value fixed = b.stop_gradient(probs);
-  Value top1 = first_max_one_hot(b, fixed);                                       // (G, S, E)
+  Value top1 = first_max_one_hot(b, fixed);  // (G, S, E)
   Value top2 = first_max_one_hot(b, b.mul(fixed, b.sub(b.full_like(top1, 1.0), top1)));
   // Slots: the top-1 choices of earlier tokens; the top-2 choices queue after every top-1.
   Value slot1 = exclusive_cumsum(b, top1);
   Value keep1 = within_capacity(b, top1, slot1, K);
-  Value count1 = b.reduce_sum(keep1, {1});                                        // (G, E)
+  Value count1 = b.reduce_sum(keep1, {1});  // (G, E)
   Value slot2 = b.add(exclusive_cumsum(b, top2), b.broadcast(count1, {G, S, E}, {0, 2}));
   Value keep2 = within_capacity(b, top2, slot2, K);
-  Value dispatch1 = dispatch_part(b, keep1, slot1, K);                            // (G, S, E, K)
+  Value dispatch1 = dispatch_part(b, keep1, slot1, K);  // (G, S, E, K)
   Value dispatch2 = dispatch_part(b, keep2, slot2, K);
   r.dispatch = b.add(dispatch1, dispatch2);
   // Combine weights: the kept gates, normalised to sum to one per token.
-  Value gate1 = b.reduce_sum(b.mul(probs, keep1), {2});                           // (G, S)
+  Value gate1 = b.reduce_sum(b.mul(probs, keep1), {2});  // (G, S)
   Value gate2 = b.reduce_sum(b.mul(probs, keep2), {2});
   Value denom = b.add(gate1, gate2);
   Value positive = b.compare(denom, b.full_like(denom, 0.0), CompareDir::kGt);
@@ -225,13 +227,13 @@ MoeFfn moe_ffn(Builder& b, Value x, const MoeFfnWeights& w) {
   up = b.add(up, b.broadcast(w.bi, {E, G, K, F}, {0, 3}));
   Value down = b.dot_general(nn::relu(b, up), w.wo, DotAttrs{{0}, {0}, {3}, {1}});  // (E, G, K, C)
   down = b.add(down, b.broadcast(w.bo, {E, G, K, C}, {0, 3}));
-  r.y = b.dot_general(r.combine, down, DotAttrs{{0}, {1}, {2, 3}, {0, 2}});      // (G, S, C)
+  r.y = b.dot_general(r.combine, down, DotAttrs{{0}, {1}, {2, 3}, {0, 2}});  // (G, S, C)
 
   // GShard balance loss: E^2 x mean over (G, E) of (share of the group's tokens whose top-1
   // is e) x (mean gate probability of e); 1 when routing is uniform.
   const double inv_s = 1.0 / static_cast<double>(S);
-  Value share = b.scale(b.reduce_sum(top1, {1}), inv_s);                          // (G, E)
-  Value mean_prob = b.scale(b.reduce_sum(probs, {1}), inv_s);                     // (G, E)
+  Value share = b.scale(b.reduce_sum(top1, {1}), inv_s);       // (G, E)
+  Value mean_prob = b.scale(b.reduce_sum(probs, {1}), inv_s);  // (G, E)
   r.balance = b.scale(b.sum_all(b.mul(share, mean_prob)),
                       static_cast<double>(E * E) / static_cast<double>(G * E));
   return r;

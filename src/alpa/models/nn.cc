@@ -22,10 +22,10 @@ Value layer_norm(Builder& b, Value x, Value gamma, Value beta, double eps) {
   const Shape shape = b.shape(x);
   const int64_t last = static_cast<int64_t>(shape.size()) - 1;
   const double inv_c = 1.0 / static_cast<double>(shape.back());
-  Value mean = b.scale(b.reduce_sum(x, {last}), inv_c);                    // (...)
-  Value centered = b.sub(x, expand_last(b, mean, shape));                  // (..., C)
+  Value mean = b.scale(b.reduce_sum(x, {last}), inv_c);    // (...)
+  Value centered = b.sub(x, expand_last(b, mean, shape));  // (..., C)
   Value var = b.scale(b.reduce_sum(b.mul(centered, centered), {last}), inv_c);
-  Value rstd = b.rsqrt(b.add_scalar(var, eps));                            // (...)
+  Value rstd = b.rsqrt(b.add_scalar(var, eps));  // (...)
   Value normed = b.mul(centered, expand_last(b, rstd, shape));
   return b.add(b.mul(normed, b.broadcast_to(gamma, shape)), b.broadcast_to(beta, shape));
 }
@@ -55,7 +55,9 @@ Value gelu(Builder& b, Value x) {
   return b.mul(b.scale(x, 0.5), b.add_scalar(inner, 1.0));
 }
 
-Value relu(Builder& b, Value x) { return b.max(x, b.full_like(x, 0.0)); }
+Value relu(Builder& b, Value x) {
+  return b.max(x, b.full_like(x, 0.0));
+}
 
 Value linear(Builder& b, Value x, Value w, Value bias) {
   Value y = b.matmul(x, w);
@@ -66,11 +68,11 @@ Value linear(Builder& b, Value x, Value w, Value bias) {
 Value cross_entropy(Builder& b, Value logits, Value labels) {
   const Shape shape = b.shape(logits);
   const int64_t last = static_cast<int64_t>(shape.size()) - 1;
-  Value logp = log_softmax(b, logits);                                      // (..., V)
-  Value classes = b.iota({DType::kI32, shape}, last);                       // (..., V)
+  Value logp = log_softmax(b, logits);                 // (..., V)
+  Value classes = b.iota({DType::kI32, shape}, last);  // (..., V)
   Value hit = b.compare(classes, expand_last(b, labels, shape), CompareDir::kEq);
   Value onehot = b.convert(hit, b.type(logits).dtype);
-  Value picked = b.reduce_sum(b.mul(onehot, logp), {last});                 // (...)
+  Value picked = b.reduce_sum(b.mul(onehot, logp), {last});  // (...)
   return b.neg(b.mean_all(picked));
 }
 

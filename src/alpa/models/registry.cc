@@ -115,8 +115,8 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
                             "add `output loss = %your_scalar_loss`");
   const TensorType& lt = spec.file_graph.type(loss->value);
   if (!lt.shape.empty() || !is_float(lt.dtype))
-    return invalid_argument(cat(path, ": output 'loss' must be a float scalar, got ",
-                                lt.to_string()));
+    return invalid_argument(
+        cat(path, ": output 'loss' must be a float scalar, got ", lt.to_string()));
   if (spec.file_graph.parameters(ParamRole::kWeight).empty())
     return invalid_argument(cat(path, ": the graph has no weight parameters"),
                             "mark weights with {role=weight} (the default role)");
@@ -141,9 +141,9 @@ Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
     return spec.file_graph;
   }
   if (spec.batch % micro_batches != 0)
-    return invalid_argument(cat("batch ", spec.batch, " is not divisible by ", micro_batches,
-                                " micro-batches"),
-                            "choose a micro-batch count that divides the batch");
+    return invalid_argument(
+        cat("batch ", spec.batch, " is not divisible by ", micro_batches, " micro-batches"),
+        "choose a micro-batch count that divides the batch");
   if (spec.family == ModelFamily::kGpt) {
     GptConfig c = spec.gpt;
     c.batch = spec.batch / micro_batches;

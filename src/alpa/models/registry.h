@@ -37,7 +37,7 @@ struct ModelSpec {
   ConvNetConfig convnet;
   MoeConfig moe;
   WResNetConfig wresnet;
-  Graph file_graph;  // the parsed file (kFile)
+  Graph file_graph;   // the parsed file (kFile)
   int64_t batch = 0;  // global batch (sequences or samples per training step)
 };
 

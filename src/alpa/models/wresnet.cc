@@ -23,19 +23,15 @@ struct Preset {
 // input, or another summation order on a mesh) into weight differences above the equivalence
 // tests' tolerance; with 16 they stay 20x below it.
 constexpr Preset kPresets[] = {
-    {"tiny", 14, 4, 2, 16, 10, 16},
-    {"small", 26, 16, 2, 32, 10, 16},
-    {"250m", 50, 160, 2, 224, 1000, 1536},
-    {"500m", 50, 224, 2, 224, 1000, 1536},
-    {"1b", 50, 320, 2, 224, 1000, 1536},
-    {"2b", 50, 448, 2, 224, 1000, 1536},
-    {"4b", 50, 640, 2, 224, 1000, 1536},
-    {"6.8b", 50, 320, 16, 224, 1000, 1536},
+    {"tiny", 14, 4, 2, 16, 10, 16},         {"small", 26, 16, 2, 32, 10, 16},
+    {"250m", 50, 160, 2, 224, 1000, 1536},  {"500m", 50, 224, 2, 224, 1000, 1536},
+    {"1b", 50, 320, 2, 224, 1000, 1536},    {"2b", 50, 448, 2, 224, 1000, 1536},
+    {"4b", 50, 640, 2, 224, 1000, 1536},    {"6.8b", 50, 320, 16, 224, 1000, 1536},
     {"13b", 101, 320, 16, 224, 1000, 1536},
 };
 
 constexpr std::pair<int64_t, std::array<int64_t, 4>> kDepths[] = {
-    {14, {1, 1, 1, 1}},  {26, {2, 2, 2, 2}},  {38, {3, 3, 3, 3}},
+    {14, {1, 1, 1, 1}}, {26, {2, 2, 2, 2}},   {38, {3, 3, 3, 3}},
     {50, {3, 4, 6, 3}}, {101, {3, 4, 23, 3}}, {152, {3, 8, 36, 3}},
 };
 
@@ -58,7 +54,7 @@ Value max_pool_dim(Builder& b, Value x, int64_t d) {
     limit[d] = k + 2 * out;
     return b.slice(p, start, limit);
   };
-  Value m = b.max(b.max(shifted(0), shifted(1)), shifted(2));              // extent 2 out on d
+  Value m = b.max(b.max(shifted(0), shifted(1)), shifted(2));  // extent 2 out on d
   // Keep positions 0, 2, 4, ...: split d into (out, 2) and take index 0.
   Shape split;
   for (int64_t i = 0; i < 4; ++i) {
@@ -89,7 +85,7 @@ class WResNetBuilder {
     // Stem.
     Value h = conv(x, "stem.w", c_.base, 7, 2, 3);  // (B, base, H/2, W/2)
     h = nn::relu(b_, batch_norm(h, "stem.bn", false));
-    h = max_pool_3x3_s2(b_, h);                     // (B, base, H/4, W/4)
+    h = max_pool_3x3_s2(b_, h);  // (B, base, H/4, W/4)
     // Stages.
     for (int64_t s = 0; s < 4; ++s) {
       const int64_t f = c_.base << s;
@@ -154,16 +150,16 @@ class WResNetBuilder {
 
 Value batch_norm_train(Builder& b, Value x, Value gamma, Value beta, double eps) {
   if (!b.ok()) return Value{};
-  const Shape s = b.shape(x);                                                    // (B, C, H, W)
+  const Shape s = b.shape(x);  // (B, C, H, W)
   if (s.size() != 4) {
     b.fail(cat("batch_norm_train needs x (B, C, H, W), got ", shape_to_string(s)));
     return Value{};
   }
   const double inv_n = 1.0 / static_cast<double>(s[0] * s[2] * s[3]);
-  Value mean = b.scale(b.reduce_sum(x, {0, 2, 3}), inv_n);                       // (C)
+  Value mean = b.scale(b.reduce_sum(x, {0, 2, 3}), inv_n);  // (C)
   Value centered = b.sub(x, b.broadcast(mean, s, {1}));
   Value var = b.scale(b.reduce_sum(b.mul(centered, centered), {0, 2, 3}), inv_n);  // (C)
-  Value scale = b.mul(b.rsqrt(b.add_scalar(var, eps)), gamma);                   // (C)
+  Value scale = b.mul(b.rsqrt(b.add_scalar(var, eps)), gamma);                     // (C)
   return b.add(b.mul(centered, b.broadcast(scale, s, {1})), b.broadcast(beta, s, {1}));
 }
 
@@ -215,9 +211,12 @@ Result<WResNetConfig> wresnet_preset(std::string_view size) {
 }
 
 Status validate_wresnet_config(const WResNetConfig& c) {
-  for (auto [v, what] : {std::pair{c.batch, "batch"}, {c.image, "image size"},
-                         {c.channels, "input channels"}, {c.classes, "classes"},
-                         {c.base, "base channels"}, {c.width, "width factor"}})
+  for (auto [v, what] : {std::pair{c.batch, "batch"},
+                         {c.image, "image size"},
+                         {c.channels, "input channels"},
+                         {c.classes, "classes"},
+                         {c.base, "base channels"},
+                         {c.width, "width factor"}})
     if (v < 1) return invalid_argument(cat("Wide-ResNet ", what, " must be >= 1, got ", v));
   if (c.blocks.size() != 4)
     return invalid_argument(cat("Wide-ResNet needs blocks for 4 stages, got ", c.blocks.size()));
@@ -235,9 +234,9 @@ int64_t wresnet_parameter_count(const WResNetConfig& c) {
     const int64_t f = c.base << s;
     for (int64_t j = 0; j < c.blocks[s]; ++j) {
       const int64_t stride = s > 0 && j == 0 ? 2 : 1;
-      n += in * f + 2 * f;                 // conv1, bn1
-      n += 9 * f * f * k + 2 * f * k;      // conv2, bn2
-      n += f * k * 4 * f + 2 * 4 * f;      // conv3, bn3
+      n += in * f + 2 * f;                                          // conv1, bn1
+      n += 9 * f * f * k + 2 * f * k;                               // conv2, bn2
+      n += f * k * 4 * f + 2 * 4 * f;                               // conv3, bn3
       if (in != 4 * f || stride != 1) n += in * 4 * f + 2 * 4 * f;  // projection, its BN
       in = 4 * f;
     }

@@ -6,7 +6,8 @@ namespace alpa {
 namespace {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The layer index in names like "l3.w" or "c2.b" (prefix letter + digits + '.'), or -1.
@@ -15,7 +16,8 @@ int layer_index(const std::string& name, char prefix) {
     return -1;
   size_t i = 1;
   int v = 0;
-  while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) v = v * 10 + (name[i++] - '0');
+  while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])))
+    v = v * 10 + (name[i++] - '0');
   return i < name.size() && name[i] == '.' ? v : -1;
 }
 
@@ -74,13 +76,14 @@ std::vector<std::string> manual_plan_names() {
 }
 
 Result<ManualPlanKind> parse_manual_plan(std::string_view name) {
-  for (ManualPlanKind k : {ManualPlanKind::kDataParallel, ManualPlanKind::kZero,
-                           ManualPlanKind::kZero3, ManualPlanKind::kTensorParallel,
-                           ManualPlanKind::kTwoD})
+  for (ManualPlanKind k :
+       {ManualPlanKind::kDataParallel, ManualPlanKind::kZero, ManualPlanKind::kZero3,
+        ManualPlanKind::kTensorParallel, ManualPlanKind::kTwoD})
     if (manual_plan_name(k) == name) return k;
-  return invalid_argument(cat("unknown plan '", name, "'"),
-                          "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan.json "
-                          "file");
+  return invalid_argument(
+      cat("unknown plan '", name, "'"),
+      "plans: auto, data-parallel, zero, zero3, tensor-parallel, 2d, or a plan.json "
+      "file");
 }
 
 Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, ManualPlanKind kind,
@@ -92,12 +95,8 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
   switch (kind) {
     case ManualPlanKind::kDataParallel:
     case ManualPlanKind::kZero:
-    case ManualPlanKind::kZero3:
-      data = all;
-      break;
-    case ManualPlanKind::kTensorParallel:
-      model = all;
-      break;
+    case ManualPlanKind::kZero3: data = all; break;
+    case ManualPlanKind::kTensorParallel: model = all; break;
     case ManualPlanKind::kTwoD:
       if (mesh[0] == 1 || mesh[1] == 1)
         return invalid_argument(cat("the 2d plan needs a 2-D mesh, got ", mesh[0], "x", mesh[1]),
@@ -109,7 +108,8 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
   AutoShardingOptions o;
   o.sharding.force_batch_dim_to_mesh_dim = -1;
   o.sharding.allow_mixed_mesh_shape = data == kBothAxes || model == kBothAxes;
-  o.sharding.prefer_reduce_scatter = kind == ManualPlanKind::kZero || kind == ManualPlanKind::kZero3;
+  o.sharding.prefer_reduce_scatter =
+      kind == ManualPlanKind::kZero || kind == ManualPlanKind::kZero3;
   auto fix = [&](ValueId v, const ShardingSpec& s) {
     if (s.validate(g.type(v).shape, mesh).ok()) o.fixed[value_ref(g, v)] = s;
   };
@@ -134,8 +134,8 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
         ShardingSpec t = ShardingSpec::replicated(rank);
         t.dims[static_cast<size_t>(d)] = data;
         if (t.validate(g.type(v).shape, mesh).ok() &&
-            (best < 0 || g.type(v).shape[static_cast<size_t>(d)] >
-                             g.type(v).shape[static_cast<size_t>(best)]))
+            (best < 0 ||
+             g.type(v).shape[static_cast<size_t>(d)] > g.type(v).shape[static_cast<size_t>(best)]))
           best = d;
       }
       if (best >= 0) s.dims[static_cast<size_t>(best)] = data;
@@ -146,7 +146,8 @@ Result<AutoShardingOptions> manual_plan(const Graph& g, const MeshShape& mesh, M
       if (split == Split::kDim1 && rank >= 2) s.dims[1] = model;
     }
     fix(v, s);
-    if (kind == ManualPlanKind::kZero && !expert) continue;  // state: split by prefer_reduce_scatter
+    if (kind == ManualPlanKind::kZero && !expert)
+      continue;  // state: split by prefer_reduce_scatter
     for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
       const ValueId st = g.find(name + suffix);
       if (st != kNoValue) fix(st, s);

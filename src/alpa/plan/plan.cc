@@ -52,8 +52,8 @@ std::string plan_to_json(const Plan& p) {
   for (const auto& [k, s] : p.layouts) layouts[k] = s.to_string();
   if (!p.is_pipeline() || !p.layouts.empty()) j["layouts"] = layouts;
   if (p.is_pipeline()) {
-    j["pipeline"] = {{"devices", p.devices}, {"layers", p.pipeline_layers},
-                     {"schedule", p.schedule}};
+    j["pipeline"] = {
+        {"devices", p.devices}, {"layers", p.pipeline_layers}, {"schedule", p.schedule}};
     if (!p.layer_starts.empty()) j["pipeline"]["layer_starts"] = p.layer_starts;
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     for (const PlanStage& st : p.stages) {
@@ -61,8 +61,10 @@ std::string plan_to_json(const Plan& p) {
       js["layers"] = {st.first_layer, st.last_layer};
       js["mesh"] = {st.mesh[0], st.mesh[1]};
       js["first_device"] = st.first_device;
-      if (st.batch_axis == ShardingOptions::kAutoBatchAxis) js["batch_axis"] = "auto";
-      else js["batch_axis"] = st.batch_axis;
+      if (st.batch_axis == ShardingOptions::kAutoBatchAxis)
+        js["batch_axis"] = "auto";
+      else
+        js["batch_axis"] = st.batch_axis;
       nlohmann::ordered_json sl = nlohmann::ordered_json::object();
       for (const auto& [k, s] : st.layouts) sl[k] = s.to_string();
       js["layouts"] = sl;
@@ -145,7 +147,8 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
         if (!l.is_array() || l.size() != 2 || !l[0].is_number_integer() ||
             !l[1].is_number_integer() || l[0].get<int>() < 0 || l[1].get<int>() < l[0].get<int>())
           return err(cat(where, "\"layers\" must be [first, last] with 0 <= first <= last, got ",
-                         l.dump()), "");
+                         l.dump()),
+                     "");
         ps.first_layer = l[0].get<int>();
         ps.last_layer = l[1].get<int>();
       } else if (k == "mesh") {
@@ -159,7 +162,8 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
           return err(cat(where, "\"first_device\" must be a non-negative integer"), "");
         ps.first_device = it->get<int>();
       } else if (k == "batch_axis") {
-        if (it->is_string() && *it == "auto") ps.batch_axis = ShardingOptions::kAutoBatchAxis;
+        if (it->is_string() && *it == "auto")
+          ps.batch_axis = ShardingOptions::kAutoBatchAxis;
         else if (it->is_number_integer() && it->get<int>() >= -1 && it->get<int>() <= 1)
           ps.batch_axis = it->get<int>();
         else
@@ -180,8 +184,8 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
       return err(cat(where, "missing \"mesh\""), "the stage's logical mesh, e.g. [1, 2]");
     if (!s.contains("first_device")) ps.first_device = device;
     if (ps.first_layer != layer)
-      return err(cat(where, "starts at layer ", ps.first_layer, ", but the previous stage ended at ",
-                     layer - 1),
+      return err(cat(where, "starts at layer ", ps.first_layer,
+                     ", but the previous stage ended at ", layer - 1),
                  "stages take consecutive layer ranges, in order, starting at layer 0");
     layer = ps.last_layer + 1;
     device = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
@@ -190,7 +194,8 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
   if (p.pipeline_layers == 0) p.pipeline_layers = layer;
   if (layer != p.pipeline_layers)
     return err(cat("the stages cover layers 0..", layer - 1, " but pipeline.layers is ",
-                   p.pipeline_layers), "");
+                   p.pipeline_layers),
+               "");
   if (!p.layer_starts.empty()) {
     if (static_cast<int>(p.layer_starts.size()) != p.pipeline_layers - 1)
       return err(cat("pipeline.layer_starts has ", p.layer_starts.size(), " entries for ",
@@ -219,8 +224,9 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
   }
   if (p.devices == 0) p.devices = needed;
   if (needed > p.devices)
-    return err(cat("the stages use devices up to ", needed - 1, " but pipeline.devices is ",
-                   p.devices), "");
+    return err(
+        cat("the stages use devices up to ", needed - 1, " but pipeline.devices is ", p.devices),
+        "");
   return ok_status();
 }
 
@@ -235,7 +241,7 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
   if (j.is_discarded()) return err("not valid JSON", "a plan is a JSON object; see docs/plans.md");
   if (!j.is_object()) return err("a plan must be a JSON object");
   static const std::set<std::string> kKnown = {
-      "format",  "model",   "cluster",  "mesh",     "micro_batches", "graph_fingerprint",
+      "format",  "model",   "cluster",   "mesh",     "micro_batches", "graph_fingerprint",
       "options", "layouts", "predicted", "pipeline", "stages"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!kKnown.count(it.key()))
@@ -268,16 +274,21 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
         return err("field \"micro_batches\" must be an integer >= 1");
       p.micro_batches = j["micro_batches"].get<int>();
     }
-    if (j.contains("graph_fingerprint")) p.graph_fingerprint = j["graph_fingerprint"].get<std::string>();
+    if (j.contains("graph_fingerprint"))
+      p.graph_fingerprint = j["graph_fingerprint"].get<std::string>();
     if (j.contains("options")) {
       const auto& o = j["options"];
       if (!o.is_object()) return err("field \"options\" must be an object");
       for (auto it = o.begin(); it != o.end(); ++it) {
         const std::string& k = it.key();
-        if (k == "force_batch_dim_to_mesh_dim") p.options.force_batch_dim_to_mesh_dim = it->get<int>();
-        else if (k == "prefer_reduce_scatter") p.options.prefer_reduce_scatter = it->get<bool>();
-        else if (k == "allow_mixed_mesh_shape") p.options.allow_mixed_mesh_shape = it->get<bool>();
-        else if (k == "memory_budget_bytes") p.memory_budget_bytes = it->get<double>();
+        if (k == "force_batch_dim_to_mesh_dim")
+          p.options.force_batch_dim_to_mesh_dim = it->get<int>();
+        else if (k == "prefer_reduce_scatter")
+          p.options.prefer_reduce_scatter = it->get<bool>();
+        else if (k == "allow_mixed_mesh_shape")
+          p.options.allow_mixed_mesh_shape = it->get<bool>();
+        else if (k == "memory_budget_bytes")
+          p.memory_budget_bytes = it->get<double>();
         else
           return err(cat("unknown option \"", k, "\""),
                      "options: force_batch_dim_to_mesh_dim, prefer_reduce_scatter, "

@@ -42,7 +42,7 @@ struct PlanStage {
   int first_device = 0;
   int batch_axis = ShardingOptions::kAutoBatchAxis;
   std::map<std::string, ShardingSpec> layouts;
-  double predicted_time_s = 0;          // per micro-batch (informational)
+  double predicted_time_s = 0;  // per micro-batch (informational)
   double predicted_peak_memory_bytes = 0;
 };
 
@@ -61,8 +61,8 @@ struct Plan {
   double predicted_communication_s = 0;
   double predicted_peak_memory_bytes = 0;
   // Pipeline plans.
-  int devices = 0;           // devices in all
-  int pipeline_layers = 0;   // layer clusters the stages refer to
+  int devices = 0;          // devices in all
+  int pipeline_layers = 0;  // layer clusters the stages refer to
   // Where layers 1.. begin among the forward operators (indices into forward_ops of the
   // training step the fingerprint names); empty: the layers are re-clustered (Alpa's
   // clustering into pipeline_layers). The planner writes them, so that stages it cut inside

@@ -96,9 +96,9 @@ class Fields {
   Result<const json*> get(const char* key, json::value_t type, const char* what) const {
     if (!j_.contains(key)) return error(at(key), "missing");
     const json& v = j_.at(key);
-    const bool ok = type == json::value_t::number_integer
-                        ? v.is_number_integer()
-                        : type == json::value_t::number_float ? v.is_number() : v.type() == type;
+    const bool ok = type == json::value_t::number_integer ? v.is_number_integer()
+                    : type == json::value_t::number_float ? v.is_number()
+                                                          : v.type() == type;
     if (!ok) return error(at(key), cat("expected ", what));
     return &v;
   }
@@ -209,8 +209,8 @@ Result<StageValue> read_value(const Fields& f) {
   ALPA_ASSIGN_OR_RETURN(v.layout, f.layout("layout"));
   ALPA_ASSIGN_OR_RETURN(std::string kind, f.string("kind"));
   bool known = false;
-  for (ValueKind k : {ValueKind::kOwned, ValueKind::kInput, ValueKind::kReceived,
-                      ValueKind::kComputed})
+  for (ValueKind k :
+       {ValueKind::kOwned, ValueKind::kInput, ValueKind::kReceived, ValueKind::kComputed})
     if (value_kind_name(k) == kind) v.kind = k, known = true;
   if (!known)
     return f.error(f.at("kind"), cat("'", kind, "' is not owned, input, received or computed"));
@@ -386,7 +386,8 @@ Result<Instruction> parse_instruction(const Stage& stage, std::string_view text)
     x.kind = InstrKind::kRun;
     for (size_t k = 0; k < stage.tasks.size(); ++k)
       if (stage.tasks[k].name == arg) x.task = static_cast<int>(k);
-    if (x.task < 0) return invalid_argument(cat("RUN of task '", arg, "', which the stage does not have"));
+    if (x.task < 0)
+      return invalid_argument(cat("RUN of task '", arg, "', which the stage does not have"));
   } else if (op == "RECV" || op == "SEND") {
     x.kind = op == "RECV" ? InstrKind::kRecv : InstrKind::kSend;
     ALPA_ASSIGN_OR_RETURN(x.transfer, parse_index(arg, "t", "a transfer"));
@@ -429,8 +430,7 @@ std::string program_to_json(const Program& p) {
 
 Result<Program> program_from_json(std::string_view text, std::string_view source_name) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return invalid_argument(cat(source_name, ": not valid JSON"), kHint);
+  if (j.is_discarded()) return invalid_argument(cat(source_name, ": not valid JSON"), kHint);
   if (!j.is_object()) return invalid_argument(cat(source_name, ": expected a JSON object"), kHint);
   ALPA_ASSIGN_OR_RETURN(Program p, read_program(j, source_name));
   Status s = verify_program(p);

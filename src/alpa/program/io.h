@@ -33,7 +33,8 @@ inline constexpr std::string_view kProgramFormat = "alpa-program/1";
 
 std::string program_to_json(const Program& p);
 // Parses and verifies. `source_name` names the text in errors (a file path, say).
-Result<Program> program_from_json(std::string_view text, std::string_view source_name = "<program>");
+Result<Program> program_from_json(std::string_view text,
+                                  std::string_view source_name = "<program>");
 
 // Written through a temporary file and a rename, so a crash leaves the old file or the new.
 Status save_program(const Program& p, const std::string& path);

@@ -15,33 +15,25 @@ std::string_view value_kind_name(ValueKind k) {
 std::string to_string(const Stage& stage, const Instruction& in) {
   const std::string mb = in.micro_batch < 0 ? "step" : cat("mb", in.micro_batch);
   switch (in.kind) {
-    case InstrKind::kRecv:
-      return cat("RECV t", in.transfer, " ", mb);
+    case InstrKind::kRecv: return cat("RECV t", in.transfer, " ", mb);
     case InstrKind::kRun: {
       const bool named = in.task >= 0 && in.task < static_cast<int>(stage.tasks.size());
-      return cat("RUN ", named ? stage.tasks[static_cast<size_t>(in.task)].name
-                               : cat("#", in.task),
+      return cat("RUN ", named ? stage.tasks[static_cast<size_t>(in.task)].name : cat("#", in.task),
                  " ", mb);
     }
-    case InstrKind::kAccumulate:
-      return cat("ACC v", in.value, " ", mb);
-    case InstrKind::kSend:
-      return cat("SEND t", in.transfer, " ", mb);
-    case InstrKind::kFree:
-      return cat("FREE v", in.value, " ", mb);
+    case InstrKind::kAccumulate: return cat("ACC v", in.value, " ", mb);
+    case InstrKind::kSend: return cat("SEND t", in.transfer, " ", mb);
+    case InstrKind::kFree: return cat("FREE v", in.value, " ", mb);
   }
   return "?";
 }
 
 const char* instruction_category(const Instruction& in) {
   switch (in.kind) {
-    case InstrKind::kRun:
-      return "compute";
+    case InstrKind::kRun: return "compute";
     case InstrKind::kRecv:
-    case InstrKind::kSend:
-      return "communication";
-    default:
-      return "memory";
+    case InstrKind::kSend: return "communication";
+    default: return "memory";
   }
 }
 
@@ -81,8 +73,7 @@ int64_t count_collectives(const Program& p) {
   int64_t n = 0;
   for (const Stage& st : p.stages)
     for (const Task& t : st.tasks)
-      for (const Node& node : t.program.nodes())
-        n += is_communicating(node.op);
+      for (const Node& node : t.program.nodes()) n += is_communicating(node.op);
   return n;
 }
 

@@ -66,8 +66,8 @@ enum class ValueKind : uint8_t {
 std::string_view value_kind_name(ValueKind k);  // "owned", "input", "received", "computed"
 
 struct StageValue {
-  std::string name;  // for messages and traces
-  TensorType type;   // whole (a per-micro-batch value: one micro-batch's)
+  std::string name;     // for messages and traces
+  TensorType type;      // whole (a per-micro-batch value: one micro-batch's)
   ShardingSpec layout;  // how the stage's mesh holds it (canonical for the mesh)
   ValueKind kind = ValueKind::kComputed;
   int param = -1;            // kOwned, kInput: index into Program::params
@@ -78,8 +78,8 @@ struct StageValue {
 };
 
 struct Task {
-  std::string name;  // "forward", "backward", "update", "step", ...; unique in its stage
-  Graph program;     // per-device: local shapes, collectives over the stage's mesh
+  std::string name;          // "forward", "backward", "update", "step", ...; unique in its stage
+  Graph program;             // per-device: local shapes, collectives over the stage's mesh
   std::vector<int> inputs;   // per program parameter: the stage value it reads
   std::vector<int> outputs;  // per program output: the stage value it writes (an output that
                              // aliases a parameter writes the owned value that parameter reads)
@@ -128,7 +128,7 @@ struct Program {
   std::map<std::string, std::string> source;
   std::string step_fingerprint;  // the training graph's fingerprint (plan/plan.h)
   int num_devices = 1;
-  int micro_batches = 1;  // micro-batches the instruction lists run per step
+  int micro_batches = 1;             // micro-batches the instruction lists run per step
   std::string schedule = "none";     // "1f1b", "gpipe" or "none" (informational)
   double predicted_step_time_s = 0;  // informational
   std::vector<StepParam> params;

@@ -10,7 +10,9 @@ namespace {
 
 using Key = std::pair<int, int>;  // (value, micro-batch)
 
-bool in_range(int i, size_t n) { return i >= 0 && static_cast<size_t>(i) < n; }
+bool in_range(int i, size_t n) {
+  return i >= 0 && static_cast<size_t>(i) < n;
+}
 
 std::string value_where(const Stage& st, int s, int v) {
   return cat("stage ", s, " value ", v, " (", st.values[static_cast<size_t>(v)].name, ")");
@@ -34,8 +36,8 @@ Status check_meshes(const Program& p) {
     ALPA_RETURN_IF_ERROR(m.validate().with_context(cat("stage ", s)));
     for (int d : m.devices) {
       if (d >= p.num_devices)
-        return invalid_argument(cat("stage ", s, " uses device ", d, " of a program for ",
-                                    p.num_devices, " devices"));
+        return invalid_argument(
+            cat("stage ", s, " uses device ", d, " of a program for ", p.num_devices, " devices"));
       if (owner[static_cast<size_t>(d)] >= 0)
         return invalid_argument(
             cat("stages ", owner[static_cast<size_t>(d)], " and ", s, " both use device ", d));
@@ -55,12 +57,13 @@ Status check_value(const Program& p, const Stage& st, int s, int v) {
     return invalid_argument(cat(where, ": a ", value_kind_name(x.kind), " value cannot be held as ",
                                 "a partial sum (", x.layout.to_string(), ")"));
   if (x.kind != ValueKind::kOwned && x.kind != ValueKind::kInput) {
-    if (x.param != -1) return invalid_argument(cat(where, ": only owned and input values have a param"));
+    if (x.param != -1)
+      return invalid_argument(cat(where, ": only owned and input values have a param"));
     return ok_status();
   }
   if (!in_range(x.param, p.params.size()))
-    return invalid_argument(cat(where, ": param ", x.param, " out of range (", p.params.size(),
-                                " params)"));
+    return invalid_argument(
+        cat(where, ": param ", x.param, " out of range (", p.params.size(), " params)"));
   const StepParam& sp = p.params[static_cast<size_t>(x.param)];
   const bool input = sp.attrs.role == ParamRole::kInput;
   if (input != (x.kind == ValueKind::kInput))
@@ -69,8 +72,8 @@ Status check_value(const Program& p, const Stage& st, int s, int v) {
   if (x.kind == ValueKind::kOwned) {
     if (!x.per_step) return invalid_argument(cat(where, ": an owned value is held per step"));
     if (x.type != sp.type)
-      return invalid_argument(cat(where, " has type ", x.type.to_string(), " but param '",
-                                  sp.name, "' is ", sp.type.to_string()));
+      return invalid_argument(cat(where, " has type ", x.type.to_string(), " but param '", sp.name,
+                                  "' is ", sp.type.to_string()));
     return ok_status();
   }
   TensorType whole = x.type;
@@ -121,8 +124,7 @@ Status check_task(const Stage& st, int s, int k) {
     size_t pos = 0;
     while (pos < params.size() && params[pos] != out.alias) ++pos;
     const int owned = pos < params.size() ? t.inputs[pos] : -1;
-    if (owned != t.outputs[o] ||
-        st.values[static_cast<size_t>(owned)].kind != ValueKind::kOwned)
+    if (owned != t.outputs[o] || st.values[static_cast<size_t>(owned)].kind != ValueKind::kOwned)
       return invalid_argument(cat(where, " output ", o, " updates a parameter, so it must write ",
                                   "the owned value that parameter reads"));
   }
@@ -156,8 +158,7 @@ Status check_instruction(const Program& p, const Stage& st, int s, size_t i) {
         return invalid_argument(cat(where, ": value out of range (", st.values.size(), " values)"));
       if (x.kind == InstrKind::kAccumulate &&
           (!st.values[static_cast<size_t>(x.value)].accumulated || x.micro_batch < 0))
-        return invalid_argument(
-            cat(where, ": ACC needs an accumulated value and a micro-batch"));
+        return invalid_argument(cat(where, ": ACC needs an accumulated value and a micro-batch"));
       break;
   }
   return ok_status();
@@ -180,14 +181,13 @@ Status check_transfer(const Program& p, size_t k) {
     return invalid_argument(cat(where, " writes ", value_where(to, t.to_stage, t.to_value),
                                 ", which is ", value_kind_name(b.kind), ", not received"));
   if (a.type != b.type || t.plan.shape != a.type.shape)
-    return invalid_argument(cat(where, " sends ", a.type.to_string(), " into ",
-                                b.type.to_string(), " with a plan for ",
-                                shape_to_string(t.plan.shape)));
+    return invalid_argument(cat(where, " sends ", a.type.to_string(), " into ", b.type.to_string(),
+                                " with a plan for ", shape_to_string(t.plan.shape)));
   const ShardingSpec src = a.layout.canonical(from.mesh.shape);
   if (!(t.plan.src == from.mesh) || !(t.plan.dst == to.mesh) ||
       !(t.plan.src_spec.canonical(from.mesh.shape) == src))
-    return invalid_argument(cat(where, ": its plan goes from ", t.plan.src_spec.to_string(),
-                                " on ", t.plan.src.to_string(), " to ", t.plan.dst.to_string(),
+    return invalid_argument(cat(where, ": its plan goes from ", t.plan.src_spec.to_string(), " on ",
+                                t.plan.src.to_string(), " to ", t.plan.dst.to_string(),
                                 ", not from the sender's ", src.to_string(), " on ",
                                 from.mesh.to_string(), " to ", to.mesh.to_string()));
   ALPA_RETURN_IF_ERROR(validate_cross_mesh_plan(t.plan).with_context(where));
@@ -216,7 +216,9 @@ Status check_transfer(const Program& p, size_t k) {
 // One stage's store, stepped through its instructions.
 Status check_stage_dataflow(const Program& p, const Stage& st, int s) {
   std::set<Key> store;
-  auto key = [&](int v, int m) { return Key{v, st.values[static_cast<size_t>(v)].per_step ? -1 : m}; };
+  auto key = [&](int v, int m) {
+    return Key{v, st.values[static_cast<size_t>(v)].per_step ? -1 : m};
+  };
   auto need = [&](const std::string& where, int v, int m) -> Status {
     const StageValue& x = st.values[static_cast<size_t>(v)];
     if (x.kind == ValueKind::kOwned) return ok_status();
@@ -239,7 +241,8 @@ Status check_stage_dataflow(const Program& p, const Stage& st, int s) {
         store.insert(key(p.transfers[static_cast<size_t>(x.transfer)].to_value, m));
         break;
       case InstrKind::kSend:
-        ALPA_RETURN_IF_ERROR(need(where, p.transfers[static_cast<size_t>(x.transfer)].from_value, m));
+        ALPA_RETURN_IF_ERROR(
+            need(where, p.transfers[static_cast<size_t>(x.transfer)].from_value, m));
         break;
       case InstrKind::kRun: {
         const Task& t = st.tasks[static_cast<size_t>(x.task)];
@@ -254,17 +257,17 @@ Status check_stage_dataflow(const Program& p, const Stage& st, int s) {
         break;
       case InstrKind::kFree:
         if (!store.erase({x.value, m}))
-          return invalid_argument(cat(where, " frees ", value_where(st, s, x.value),
-                                      ", which is not held there"));
+          return invalid_argument(
+              cat(where, " frees ", value_where(st, s, x.value), ", which is not held there"));
         break;
     }
   }
   store.erase({st.loss, -1});
   if (!store.empty())
-    return invalid_argument(cat("stage ", s, ": ", value_where(st, s, store.begin()->first),
-                                " of ", store.begin()->second < 0
-                                            ? std::string("the step")
-                                            : cat("micro-batch ", store.begin()->second),
+    return invalid_argument(cat("stage ", s, ": ", value_where(st, s, store.begin()->first), " of ",
+                                store.begin()->second < 0
+                                    ? std::string("the step")
+                                    : cat("micro-batch ", store.begin()->second),
                                 " is never freed"));
   return ok_status();
 }
@@ -279,13 +282,14 @@ Status check_schedule(const Program& p) {
     }
   for (const auto& [k, n] : recvs)
     if (n != 1 || sends[k] != 1)
-      return invalid_argument(cat("transfer ", k.first, " of ",
-                                  k.second < 0 ? std::string("the step") : cat("micro-batch ", k.second),
-                                  " is received ", n, " time(s) and sent ", sends[k], " time(s)"));
+      return invalid_argument(
+          cat("transfer ", k.first, " of ",
+              k.second < 0 ? std::string("the step") : cat("micro-batch ", k.second),
+              " is received ", n, " time(s) and sent ", sends[k], " time(s)"));
   for (const auto& [k, n] : sends)
     if (!recvs.count(k))
-      return invalid_argument(cat("transfer ", k.first, " of micro-batch ", k.second,
-                                  " is sent but never received"));
+      return invalid_argument(
+          cat("transfer ", k.first, " of micro-batch ", k.second, " is sent but never received"));
   std::vector<size_t> pc(p.stages.size(), 0);
   std::set<Key> sent;
   for (bool progress = true; progress;) {
@@ -303,10 +307,10 @@ Status check_schedule(const Program& p) {
   }
   for (size_t s = 0; s < p.stages.size(); ++s)
     if (pc[s] < p.stages[s].instructions.size())
-      return invalid_argument(
-          cat("the stages wait for each other forever: stage ", s, " waits at instruction ", pc[s],
-              " (", to_string(p.stages[s], p.stages[s].instructions[pc[s]]),
-              ") for a send that comes after a receive of its own"));
+      return invalid_argument(cat("the stages wait for each other forever: stage ", s,
+                                  " waits at instruction ", pc[s], " (",
+                                  to_string(p.stages[s], p.stages[s].instructions[pc[s]]),
+                                  ") for a send that comes after a receive of its own"));
   return ok_status();
 }
 

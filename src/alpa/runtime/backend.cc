@@ -12,9 +12,7 @@ class CpuExecutable final : public Executable {
     return exec_.run(std::move(params));
   }
   const ExecutorStats& stats() const override { return exec_.stats(); }
-  std::vector<ValueId> fused_members(ValueId id) const override {
-    return exec_.fused_members(id);
-  }
+  std::vector<ValueId> fused_members(ValueId id) const override { return exec_.fused_members(id); }
 
  private:
   Executor exec_;

@@ -44,7 +44,8 @@ Status write_atomically(const fs::path& path, const std::string& bytes) {
     return io_error(cat("flushing ", tmp.string(), ": ", std::strerror(errno)));
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) return io_error(cat("renaming ", tmp.string(), " to ", path.string(), ": ", ec.message()));
+  if (ec)
+    return io_error(cat("renaming ", tmp.string(), " to ", path.string(), ": ", ec.message()));
   return ok_status();
 }
 
@@ -56,7 +57,9 @@ void sync_directory(const fs::path& dir) {
   }
 }
 
-json shape_json(const Shape& s) { return json(std::vector<int64_t>(s.begin(), s.end())); }
+json shape_json(const Shape& s) {
+  return json(std::vector<int64_t>(s.begin(), s.end()));
+}
 
 // This process's blocks in one file; returns the blocks' manifest entries and the file's.
 Result<json> write_rank_file(const fs::path& step_dir, int process, const CheckpointInfo& info,
@@ -105,8 +108,9 @@ Result<std::string> read_file_limited(const fs::path& path, int64_t limit) {
 Result<fs::path> resolve_step_dir(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec))
-    return not_found(cat("checkpoint ", path.string(), " does not exist"),
-                     "pass the --checkpoint-dir of an earlier run, or one of its step-* directories");
+    return not_found(
+        cat("checkpoint ", path.string(), " does not exist"),
+        "pass the --checkpoint-dir of an earlier run, or one of its step-* directories");
   if (fs::exists(path / "manifest.json", ec)) return path;
   if (fs::exists(path / "latest", ec)) {
     std::ifstream in(path / "latest");
@@ -181,10 +185,9 @@ Result<std::string> write_checkpoint(World& world, const std::string& dir,
   if (!ready.empty()) return io_error(ready, "choose a writable --checkpoint-dir");
 
   Result<json> mine = write_rank_file(step_dir, me, info, blocks);
-  ALPA_ASSIGN_OR_RETURN(std::vector<std::string> all,
-                        world.gather_bytes(mine.ok() ? mine->dump()
-                                                     : "!" + mine.status().message(),
-                                           0));
+  ALPA_ASSIGN_OR_RETURN(
+      std::vector<std::string> all,
+      world.gather_bytes(mine.ok() ? mine->dump() : "!" + mine.status().message(), 0));
   std::string result;  // empty: written; otherwise the error
   if (me == 0) {
     json files = json::array();
@@ -211,11 +214,12 @@ Result<std::string> write_checkpoint(World& world, const std::string& dir,
       files.push_back(std::move(f));
     }
     if (result.empty()) {
-      json body = {{"format", kFormat},     {"model", info.model},   {"step", info.step},
-                   {"plan", info.plan},     {"backend", info.backend}, {"ranks", info.ranks},
-                   {"tensors", tensors},    {"files", files}};
+      json body = {{"format", kFormat},  {"model", info.model},     {"step", info.step},
+                   {"plan", info.plan},  {"backend", info.backend}, {"ranks", info.ranks},
+                   {"tensors", tensors}, {"files", files}};
       const std::string text = body.dump();
-      const json wrapped = {{"checkpoint", body}, {"checksum", checksum_hex(text.data(), text.size())}};
+      const json wrapped = {{"checkpoint", body},
+                            {"checksum", checksum_hex(text.data(), text.size())}};
       Status s = write_atomically(step_dir / "manifest.json", wrapped.dump(1));
       if (s.ok()) {
         sync_directory(step_dir);
@@ -243,8 +247,8 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
     return bad(manifest_path, "its checksum does not match its contents");
   ALPA_ASSIGN_OR_RETURN(std::string format, field<std::string>(body, "format", manifest_path));
   if (format != kFormat)
-    return failed_precondition(cat(manifest_path.string(), " has format '", format,
-                                   "'; this alpa reads ", kFormat));
+    return failed_precondition(
+        cat(manifest_path.string(), " has format '", format, "'; this alpa reads ", kFormat));
 
   LoadedCheckpoint out;
   out.path = step_dir.string();
@@ -294,9 +298,11 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
                           field<std::vector<int64_t>>(t, "shape", manifest_path));
     int64_t elems = 1;
     for (int64_t e : shape) {
-      if (e < 0 || e > (int64_t{1} << 40)) return bad(manifest_path, cat("tensor ", ct.name, " has extent ", e));
+      if (e < 0 || e > (int64_t{1} << 40))
+        return bad(manifest_path, cat("tensor ", ct.name, " has extent ", e));
       elems *= e;
-      if (elems > (int64_t{1} << 40)) return bad(manifest_path, cat("tensor ", ct.name, " is too large"));
+      if (elems > (int64_t{1} << 40))
+        return bad(manifest_path, cat("tensor ", ct.name, " is too large"));
     }
     ct.type.shape = Shape(shape.begin(), shape.end());
     Tensor whole(ct.type);

@@ -40,9 +40,9 @@ struct CheckpointTensor {
 };
 
 struct CheckpointInfo {
-  std::string model;  // e.g. "gpt-tiny"
-  int64_t step = 0;   // training steps completed
-  std::string plan;   // how the run was split ("mesh 2x2", "pipeline of 2 stages"), informational
+  std::string model;    // e.g. "gpt-tiny"
+  int64_t step = 0;     // training steps completed
+  std::string plan;     // how the run was split ("mesh 2x2", "pipeline of 2 stages"), informational
   std::string backend;  // "threads" or "mpi"
   int ranks = 1;        // devices of the run that wrote it
   std::vector<CheckpointTensor> tensors;

@@ -51,15 +51,15 @@ struct ExecutorStats {
   // definition to its last use (outputs to the end), plus kernel scratch memory; parameters
   // passed in are excluded.
   int64_t peak_live_bytes = 0;
-  int64_t buffer_allocations = 0;     // buffers newly allocated in the last run (the rest
-                                      // came from the pool; outputs leave it each run)
-  double seconds = 0;                 // wall time of the last run
-  std::vector<double> seconds_by_op;  // indexed by OpKind (kNumOps entries), last run;
-                                      // a fused program counts under its root's op
+  int64_t buffer_allocations = 0;       // buffers newly allocated in the last run (the rest
+                                        // came from the pool; outputs leave it each run)
+  double seconds = 0;                   // wall time of the last run
+  std::vector<double> seconds_by_op;    // indexed by OpKind (kNumOps entries), last run;
+                                        // a fused program counts under its root's op
   std::vector<double> seconds_by_node;  // indexed by node id, last run (0 for skipped nodes)
-  double seconds_fused = 0;           // of which in fused programs
-  int64_t fused_programs = 0;         // programs in the plan
-  int64_t fused_nodes = 0;            // nodes computed inside programs (not materialised)
+  double seconds_fused = 0;             // of which in fused programs
+  int64_t fused_programs = 0;           // programs in the plan
+  int64_t fused_nodes = 0;              // nodes computed inside programs (not materialised)
 };
 
 class Executor {

@@ -14,13 +14,14 @@
 namespace alpa {
 namespace {
 
-bool is_fusible(const Node& n) { return is_elementwise(n.op); }
+bool is_fusible(const Node& n) {
+  return is_elementwise(n.op);
+}
 
 bool is_generator(const Node& n) {
   return n.op == OpKind::kBroadcast || n.op == OpKind::kIota ||
          (n.op == OpKind::kConstant && n.attr<ConstantAttrs>().values.size() == 1);
 }
-
 
 // Builds the program of one root by a depth-first walk over its operands.
 class ProgramBuilder {
@@ -86,8 +87,10 @@ class ProgramBuilder {
       ++size;
       for (ValueId o : g_.node(at).operands) {
         if (!seen.insert(o).second) continue;
-        if (can_inline(o)) stack.push_back(o);
-        else ++size;
+        if (can_inline(o))
+          stack.push_back(o);
+        else
+          ++size;
       }
     }
     return size;
@@ -124,8 +127,8 @@ class ProgramBuilder {
     FusedInst inst;
     if (n.op == OpKind::kConstant) {
       inst.kind = FusedInstKind::kSplat;
-      inst.value = round_to_dtype(static_cast<float>(n.attr<ConstantAttrs>().values[0]),
-                                  n.type.dtype);
+      inst.value =
+          round_to_dtype(static_cast<float>(n.attr<ConstantAttrs>().values[0]), n.type.dtype);
       return emit(inst);
     }
     if (n.op == OpKind::kIota) {
@@ -208,8 +211,7 @@ class ProgramBuilder {
         inst.b = in[1];
         inst.c = in[2];
         break;
-      default:
-        ALPA_UNREACHABLE() << op_name(n.op);
+      default: ALPA_UNREACHABLE() << op_name(n.op);
     }
     return emit(inst);
   }
@@ -349,16 +351,21 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, F f) {
 }
 
 void unary(OpKind op, const float* a, float* y, int64_t n) {
-  scalar::with_unary(op, [&](auto k) { map1(a, y, n, [](float v) { return scalar::unary<decltype(k)::value>(v); }); });
+  scalar::with_unary(op, [&](auto k) {
+    map1(a, y, n, [](float v) { return scalar::unary<decltype(k)::value>(v); });
+  });
 }
 
 void binary(OpKind op, const float* a, const float* b, float* y, int64_t n) {
-  scalar::with_binary(op, [&](auto k) { map2(a, b, y, n, [](float u, float v) { return scalar::binary<decltype(k)::value>(u, v); }); });
+  scalar::with_binary(op, [&](auto k) {
+    map2(a, b, y, n, [](float u, float v) { return scalar::binary<decltype(k)::value>(u, v); });
+  });
 }
 
 void compare(CompareDir dir, const float* a, const float* b, float* y, int64_t n) {
-  scalar::with_compare(dir,
-                       [&](auto d) { map2(a, b, y, n, [](float u, float v) { return scalar::compare<decltype(d)::value>(u, v); }); });
+  scalar::with_compare(dir, [&](auto d) {
+    map2(a, b, y, n, [](float u, float v) { return scalar::compare<decltype(d)::value>(u, v); });
+  });
 }
 
 void convert(DType from, DType to, const float* a, float* y, int64_t n) {
@@ -366,7 +373,9 @@ void convert(DType from, DType to, const float* a, float* y, int64_t n) {
     if (a != y) std::memmove(y, a, static_cast<size_t>(n) * sizeof(float));
     return;
   }
-  scalar::with_convert(to, [&](auto t) { map1(a, y, n, [](float v) { return scalar::convert<decltype(t)::value>(v); }); });
+  scalar::with_convert(to, [&](auto t) {
+    map1(a, y, n, [](float v) { return scalar::convert<decltype(t)::value>(v); });
+  });
 }
 
 }  // namespace
@@ -406,21 +415,11 @@ void run_fused(const KernelContext& ctx, const FusedProgram& p,
             gather_block(l, data, p.shape, i0, count, idx, dst);
             break;
           }
-          case FusedInstKind::kSplat:
-            reg[k] = scratch.data() + k * kBlock;
-            continue;
-          case FusedInstKind::kIota:
-            iota_block(in.iota_dim, p.shape, i0, count, idx, dst);
-            break;
-          case FusedInstKind::kUnary:
-            unary(in.op, reg[in.a], dst, count);
-            break;
-          case FusedInstKind::kBinary:
-            binary(in.op, reg[in.a], reg[in.b], dst, count);
-            break;
-          case FusedInstKind::kCompare:
-            compare(in.dir, reg[in.a], reg[in.b], dst, count);
-            break;
+          case FusedInstKind::kSplat: reg[k] = scratch.data() + k * kBlock; continue;
+          case FusedInstKind::kIota: iota_block(in.iota_dim, p.shape, i0, count, idx, dst); break;
+          case FusedInstKind::kUnary: unary(in.op, reg[in.a], dst, count); break;
+          case FusedInstKind::kBinary: binary(in.op, reg[in.a], reg[in.b], dst, count); break;
+          case FusedInstKind::kCompare: compare(in.dir, reg[in.a], reg[in.b], dst, count); break;
           case FusedInstKind::kSelect: {
             const float *pr = reg[in.a], *t = reg[in.b], *f = reg[in.c];
 #pragma GCC ivdep
@@ -430,9 +429,7 @@ void run_fused(const KernelContext& ctx, const FusedProgram& p,
             }
             break;
           }
-          case FusedInstKind::kConvert:
-            convert(in.from, in.to, reg[in.a], dst, count);
-            break;
+          case FusedInstKind::kConvert: convert(in.from, in.to, reg[in.a], dst, count); break;
         }
         reg[k] = dst;
       }

@@ -34,30 +34,39 @@ struct FusedLoad {
   bool contiguous = false;       // strides are the root's row-major strides
 };
 
-enum class FusedInstKind : uint8_t { kLoad, kSplat, kIota, kUnary, kBinary, kCompare, kSelect, kConvert };
+enum class FusedInstKind : uint8_t {
+  kLoad,
+  kSplat,
+  kIota,
+  kUnary,
+  kBinary,
+  kCompare,
+  kSelect,
+  kConvert
+};
 
 struct FusedInst {
   FusedInstKind kind = FusedInstKind::kLoad;
-  OpKind op = OpKind::kAdd;        // kUnary / kBinary
-  CompareDir dir = CompareDir::kEq;  // kCompare
+  OpKind op = OpKind::kAdd;                    // kUnary / kBinary
+  CompareDir dir = CompareDir::kEq;            // kCompare
   DType from = DType::kF32, to = DType::kF32;  // kConvert
-  int a = -1, b = -1, c = -1;      // operand registers (earlier instruction indices)
-  int load = -1;                   // kLoad: index into loads
-  float value = 0;                 // kSplat
-  int64_t iota_dim = 0;            // kIota: the root dim whose index is the value
+  int a = -1, b = -1, c = -1;                  // operand registers (earlier instruction indices)
+  int load = -1;                               // kLoad: index into loads
+  float value = 0;                             // kSplat
+  int64_t iota_dim = 0;                        // kIota: the root dim whose index is the value
 };
 
 struct FusedProgram {
   ValueId root = kNoValue;
-  Shape shape;                     // the loop domain: the root's shape
+  Shape shape;  // the loop domain: the root's shape
   std::vector<FusedLoad> loads;
-  std::vector<FusedInst> insts;    // evaluation order; the last one computes the root
-  std::vector<ValueId> members;    // graph nodes this program computes (root included)
+  std::vector<FusedInst> insts;  // evaluation order; the last one computes the root
+  std::vector<ValueId> members;  // graph nodes this program computes (root included)
 };
 
 struct FusionPlan {
-  std::vector<int> program_of;     // per node: its program if it is a root, else -1
-  std::vector<char> skipped;       // per node: never materialised (inlined, or an unused generator)
+  std::vector<int> program_of;  // per node: its program if it is a root, else -1
+  std::vector<char> skipped;    // per node: never materialised (inlined, or an unused generator)
   std::vector<FusedProgram> programs;
 };
 

@@ -95,10 +95,10 @@ Result<CollectiveGroup> resolve_group(const KernelContext& ctx, const Node& node
   }
   const DeviceContext& dev = *ctx.device;
   if (a.mesh[0] != dev.mesh[0] || a.mesh[1] != dev.mesh[1])
-    return failed_precondition(cat(where, " is for mesh [", a.mesh[0], ",", a.mesh[1],
-                                   "], but this device is in mesh [", dev.mesh[0], ",",
-                                   dev.mesh[1], "]"),
-                               "lower the program for the mesh it runs on");
+    return failed_precondition(
+        cat(where, " is for mesh [", a.mesh[0], ",", a.mesh[1], "], but this device is in mesh [",
+            dev.mesh[0], ",", dev.mesh[1], "]"),
+        "lower the program for the mesh it runs on");
   if (dev.coords[0] < 0 || dev.coords[0] >= dev.mesh[0] || dev.coords[1] < 0 ||
       dev.coords[1] >= dev.mesh[1])
     return failed_precondition(cat(where, ": device coordinates (", dev.coords[0], ",",
@@ -109,11 +109,10 @@ Result<CollectiveGroup> resolve_group(const KernelContext& ctx, const Node& node
   if (dev.comm == nullptr)
     return failed_precondition(cat(where, " needs a communicator, but the device has none"));
   if (dev.comm->rank() != dev.rank() || dev.comm->size() < dev.mesh[0] * dev.mesh[1])
-    return failed_precondition(cat(where, ": the device at (", dev.coords[0], ",",
-                                   dev.coords[1], ") of mesh [", dev.mesh[0], ",", dev.mesh[1],
-                                   "] must be rank ", dev.rank(), " of at least ",
-                                   dev.mesh[0] * dev.mesh[1], ", but its communicator is rank ",
-                                   dev.comm->rank(), " of ", dev.comm->size()));
+    return failed_precondition(cat(
+        where, ": the device at (", dev.coords[0], ",", dev.coords[1], ") of mesh [", dev.mesh[0],
+        ",", dev.mesh[1], "] must be rank ", dev.rank(), " of at least ", dev.mesh[0] * dev.mesh[1],
+        ", but its communicator is rank ", dev.comm->rank(), " of ", dev.comm->size()));
   return g;
 }
 
@@ -161,8 +160,7 @@ Status all_gather_kernel(const KernelContext& ctx, const Node& node,
 
 // The input viewed as (outer, n, row) along `dim`, rearranged to [n][outer, row]; returns the
 // input itself when outer is 1.
-const float* chunks_contiguous(const KernelContext& ctx, const Tensor& x, int64_t dim,
-                               int64_t n) {
+const float* chunks_contiguous(const KernelContext& ctx, const Tensor& x, int64_t dim, int64_t n) {
   const Split s = split_at(x.shape(), dim);
   if (s.outer <= 1 || x.size() == 0) return x.data();
   const int64_t row = s.extent / n * s.inner;
@@ -232,8 +230,10 @@ Status shard_slice_kernel(const KernelContext& ctx, const Node& node,
 Status to_partial_kernel(const KernelContext& ctx, const Node& node,
                          std::span<const Tensor* const> in, Tensor& out) {
   ALPA_ASSIGN_OR_RETURN(CollectiveGroup g, resolve_group(ctx, node));
-  if (g.position == 0) copy(ctx, in[0]->data(), out.data(), out.size());
-  else fill(ctx, out.data(), out.size(), 0.0f);
+  if (g.position == 0)
+    copy(ctx, in[0]->data(), out.data(), out.size());
+  else
+    fill(ctx, out.data(), out.size(), 0.0f);
   return ok_status();
 }
 

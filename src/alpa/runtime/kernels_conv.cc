@@ -109,7 +109,6 @@ void col2im(const KernelContext& ctx, const ConvGeometry& g, const float* col, f
                });
 }
 
-
 // conv2d(x, w) -> y
 Status conv2d_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                      Tensor& out) {
@@ -157,7 +156,8 @@ Status conv2d_grad_input_kernel(const KernelContext& ctx, const Node& node,
       const float* wg = w.data() + gi * og * kk;
       const float* dyg = dy.data() + (n * g.o + gi * og) * ohw;
       // col = w[g]^T . dy[n, g]: [CgKK, OHW]
-      parallel_gemm(ctx, CblasTrans, CblasNoTrans, kk, ohw, og, wg, kk, dyg, ohw, 0.0f, direct ? dxg : col, ohw);
+      parallel_gemm(ctx, CblasTrans, CblasNoTrans, kk, ohw, og, wg, kk, dyg, ohw, 0.0f,
+                    direct ? dxg : col, ohw);
       if (!direct) col2im(ctx, g, col, dxg);
     }
   }
@@ -188,8 +188,8 @@ Status conv2d_grad_filter_kernel(const KernelContext& ctx, const Node& node,
       const float* dyg = dy.data() + (n * g.o + gi * og) * ohw;
       float* dwg = out.data() + gi * og * kk;
       // dw[g] (+)= dy[n, g] . col^T: [Og, OHW] x [OHW, CgKK]
-      parallel_gemm(ctx, CblasNoTrans, CblasTrans, og, kk, ohw, dyg, ohw, cols, ohw, n == 0 ? 0.0f : 1.0f, dwg,
-           kk);
+      parallel_gemm(ctx, CblasNoTrans, CblasTrans, og, kk, ohw, dyg, ohw, cols, ohw,
+                    n == 0 ? 0.0f : 1.0f, dwg, kk);
     }
   }
   return ok_status();

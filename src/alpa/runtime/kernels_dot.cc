@@ -189,8 +189,8 @@ Status dot_kernel(const KernelContext& ctx, const Node& node, std::span<const Te
       loff += idx * lv.batch_strides[i];
       roff += idx * rv.batch_strides[i];
     }
-    parallel_gemm(c, ta, tb, m, n, k, lv.data + loff, lda, rv.data + roff, ldb, 0.0f,
-                  y + b * m * n, std::max<int64_t>(n, 1));
+    parallel_gemm(c, ta, tb, m, n, k, lv.data + loff, lda, rv.data + roff, ldb, 0.0f, y + b * m * n,
+                  std::max<int64_t>(n, 1));
   });
   return ok_status();
 }

@@ -90,7 +90,9 @@ Status iota_kernel(const KernelContext& ctx, const Node& node, std::span<const T
 
 // ---- unary, binary, compare, select, convert: the formulas of scalar_ops.h ---------------
 
-constexpr int64_t grain_of(OpKind op) { return scalar::is_costly(op) ? kCostlyGrain : kCheapGrain; }
+constexpr int64_t grain_of(OpKind op) {
+  return scalar::is_costly(op) ? kCostlyGrain : kCheapGrain;
+}
 
 template <OpKind kOp>
 Status unary_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
@@ -98,7 +100,8 @@ Status unary_kernel(const KernelContext& ctx, const Node& node, std::span<const 
   if constexpr (kOp == OpKind::kStopGradient) {
     copy(ctx, in[0]->data(), out.data(), out.size());
   } else {
-    map1(ctx, in[0]->data(), out.data(), out.size(), grain_of(kOp), [](float v) { return scalar::unary<kOp>(v); });
+    map1(ctx, in[0]->data(), out.data(), out.size(), grain_of(kOp),
+         [](float v) { return scalar::unary<kOp>(v); });
   }
   return ok_status();
 }
@@ -118,7 +121,8 @@ Status convert_kernel(const KernelContext& ctx, const Node& node, std::span<cons
     return ok_status();
   }
   scalar::with_convert(node.type.dtype, [&](auto to) {
-    map1(ctx, x, y, n, kCheapGrain, [](float v) { return scalar::convert<decltype(to)::value>(v); });
+    map1(ctx, x, y, n, kCheapGrain,
+         [](float v) { return scalar::convert<decltype(to)::value>(v); });
   });
   return ok_status();
 }

@@ -47,8 +47,8 @@ class Watchdog {
     group_ = group;
     count_ = count;
     limit_s_ = seconds;
-    deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(seconds));
+    deadline_ = Clock::now() +
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     armed_ = true;
   }
   void disarm() {
@@ -167,11 +167,14 @@ struct MpiWorld::State {
   }
 };
 
-int MpiComm::rank() const { return s_->rank; }
-int MpiComm::size() const { return s_->size; }
+int MpiComm::rank() const {
+  return s_->rank;
+}
+int MpiComm::size() const {
+  return s_->size;
+}
 
-Result<std::pair<MPI_Comm, int>> MpiComm::group_comm(std::span<const int> group,
-                                                     const char* what) {
+Result<std::pair<MPI_Comm, int>> MpiComm::group_comm(std::span<const int> group, const char* what) {
   int pos = -1;
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i] < 0 || group[i] >= s_->size)
@@ -228,18 +231,17 @@ Status MpiComm::all_reduce(float* data, int64_t count, std::span<const int> grou
   scratch_.resize(static_cast<size_t>(std::max(mine, 1)) * n);
   std::vector<int> rlen(static_cast<size_t>(n), mine), rdispl(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) rdispl[i] = i * mine;
-  ALPA_RETURN_IF_ERROR(mpi_status(MPI_Alltoallv(data, len.data(), displ.data(), MPI_FLOAT,
-                                                scratch_.data(), rlen.data(), rdispl.data(),
-                                                MPI_FLOAT, cp.first),
-                                  "all_reduce"));
+  ALPA_RETURN_IF_ERROR(
+      mpi_status(MPI_Alltoallv(data, len.data(), displ.data(), MPI_FLOAT, scratch_.data(),
+                               rlen.data(), rdispl.data(), MPI_FLOAT, cp.first),
+                 "all_reduce"));
   if (mine > 0) ordered_sum(scratch_.data(), n, mine, data + displ[static_cast<size_t>(me)]);
   return mpi_status(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, data, len.data(), displ.data(),
                                    MPI_FLOAT, cp.first),
                     "all_reduce");
 }
 
-Status MpiComm::all_gather(const float* in, int64_t count, float* out,
-                           std::span<const int> group) {
+Status MpiComm::all_gather(const float* in, int64_t count, float* out, std::span<const int> group) {
   ALPA_ASSIGN_OR_RETURN(auto cp, group_comm(group, "all_gather"));
   ALPA_ASSIGN_OR_RETURN(int c, as_int(count, "all_gather"));
   if (group.size() == 1 || count == 0) {
@@ -263,15 +265,14 @@ Status MpiComm::reduce_scatter(const float* in, int64_t count, float* out,
   }
   Armed a(*s_->watchdog, "reduce_scatter", group, count, s_->timeout_s);
   scratch_.resize(static_cast<size_t>(count) * n);
-  ALPA_RETURN_IF_ERROR(mpi_status(MPI_Alltoall(const_cast<float*>(in), c, MPI_FLOAT,
-                                               scratch_.data(), c, MPI_FLOAT, cp.first),
-                                  "reduce_scatter"));
+  ALPA_RETURN_IF_ERROR(mpi_status(
+      MPI_Alltoall(const_cast<float*>(in), c, MPI_FLOAT, scratch_.data(), c, MPI_FLOAT, cp.first),
+      "reduce_scatter"));
   ordered_sum(scratch_.data(), n, count, out);
   return ok_status();
 }
 
-Status MpiComm::all_to_all(const float* in, int64_t count, float* out,
-                           std::span<const int> group) {
+Status MpiComm::all_to_all(const float* in, int64_t count, float* out, std::span<const int> group) {
   ALPA_ASSIGN_OR_RETURN(auto cp, group_comm(group, "all_to_all"));
   ALPA_ASSIGN_OR_RETURN(int c, as_int(count, "all_to_all"));
   if (group.size() == 1 || count == 0) {
@@ -279,9 +280,8 @@ Status MpiComm::all_to_all(const float* in, int64_t count, float* out,
     return ok_status();
   }
   Armed a(*s_->watchdog, "all_to_all", group, count, s_->timeout_s);
-  return mpi_status(
-      MPI_Alltoall(const_cast<float*>(in), c, MPI_FLOAT, out, c, MPI_FLOAT, cp.first),
-      "all_to_all");
+  return mpi_status(MPI_Alltoall(const_cast<float*>(in), c, MPI_FLOAT, out, c, MPI_FLOAT, cp.first),
+                    "all_to_all");
 }
 
 Status MpiComm::reap_sends(bool wait) {
@@ -305,8 +305,8 @@ Status MpiComm::reap_sends(bool wait) {
 Status MpiComm::send(const float* data, int64_t count, int dst, int tag) {
   ALPA_ASSIGN_OR_RETURN(int c, as_int(count, "send"));
   if (dst < 0 || dst >= s_->size)
-    return invalid_argument(cat("send: destination rank ", dst, " outside the job's ", s_->size,
-                                " ranks"));
+    return invalid_argument(
+        cat("send: destination rank ", dst, " outside the job's ", s_->size, " ranks"));
   ALPA_RETURN_IF_ERROR(reap_sends(false));
   auto& p = s_->sends.emplace_back();
   p.data.assign(data, data + count);
@@ -317,8 +317,8 @@ Status MpiComm::send(const float* data, int64_t count, int dst, int tag) {
 Status MpiComm::recv(float* data, int64_t count, int src, int tag) {
   ALPA_ASSIGN_OR_RETURN(int c, as_int(count, "recv"));
   if (src < 0 || src >= s_->size)
-    return invalid_argument(cat("recv: source rank ", src, " outside the job's ", s_->size,
-                                " ranks"));
+    return invalid_argument(
+        cat("recv: source rank ", src, " outside the job's ", s_->size, " ranks"));
   ALPA_RETURN_IF_ERROR(reap_sends(false));
   const int from[1] = {src};
   MPI_Status st;
@@ -330,8 +330,8 @@ Status MpiComm::recv(float* data, int64_t count, int src, int tag) {
   int got = 0;
   MPI_Get_count(&st, MPI_FLOAT, &got);
   if (got != c)
-    return internal_error(cat("recv from rank ", src, " tag ", tag, ": ", got,
-                              " floats arrived, ", count, " expected"));
+    return internal_error(cat("recv from rank ", src, " tag ", tag, ": ", got, " floats arrived, ",
+                              count, " expected"));
   return ok_status();
 }
 
@@ -422,14 +422,22 @@ MpiWorld::~MpiWorld() {
   s.watchdog.reset();
 }
 
-int MpiWorld::size() const { return state_->size; }
-double MpiWorld::timeout_s() const { return state_->timeout_s; }
-std::vector<int> MpiWorld::local_ranks() const { return {state_->rank}; }
-int MpiWorld::process_index() const { return state_->rank; }
+int MpiWorld::size() const {
+  return state_->size;
+}
+double MpiWorld::timeout_s() const {
+  return state_->timeout_s;
+}
+std::vector<int> MpiWorld::local_ranks() const {
+  return {state_->rank};
+}
+int MpiWorld::process_index() const {
+  return state_->rank;
+}
 
 Communicator& MpiWorld::comm(int rank) {
-  ALPA_CHECK(rank == state_->rank) << "rank " << rank << " is not this process's ("
-                                   << state_->rank << ")";
+  ALPA_CHECK(rank == state_->rank)
+      << "rank " << rank << " is not this process's (" << state_->rank << ")";
   return *state_->comm;
 }
 
@@ -473,8 +481,7 @@ Status MpiWorld::broadcast_bytes(std::string& bytes, int root) {
   if (root < 0 || root >= s.size) return invalid_argument(cat("broadcast_bytes: root ", root));
   Armed a(*s.watchdog, "waiting for data from process 0", {}, -1, s.take_wait_limit());
   int64_t n = static_cast<int64_t>(bytes.size());
-  ALPA_RETURN_IF_ERROR(
-      mpi_status(MPI_Bcast(&n, 1, MPI_INT64_T, root, s.world), "broadcast_bytes"));
+  ALPA_RETURN_IF_ERROR(mpi_status(MPI_Bcast(&n, 1, MPI_INT64_T, root, s.world), "broadcast_bytes"));
   ALPA_ASSIGN_OR_RETURN(int c, as_int(n, "broadcast_bytes"));
   bytes.resize(static_cast<size_t>(n));
   return mpi_status(MPI_Bcast(bytes.data(), c, MPI_CHAR, root, s.world), "broadcast_bytes");
@@ -507,6 +514,8 @@ Status MpiWorld::prepare_groups(const std::vector<std::vector<int>>& groups) {
   return ok_status();
 }
 
-void MpiWorld::set_next_wait_limit(double seconds) { state_->next_wait_s = seconds; }
+void MpiWorld::set_next_wait_limit(double seconds) {
+  state_->next_wait_s = seconds;
+}
 
 }  // namespace alpa

@@ -48,12 +48,15 @@ Tensor micro_batch_rows(const Tensor& whole, const TensorType& type, int m) {
   return out;
 }
 
-int64_t bytes_of(const Tensor& t) { return t.size() * static_cast<int64_t>(sizeof(float)); }
+int64_t bytes_of(const Tensor& t) {
+  return t.size() * static_cast<int64_t>(sizeof(float));
+}
 
 }  // namespace
 
 ProgramRunner::ProgramRunner(Program program, RunOptions options, World* world, Backend* backend)
-    : program_(std::move(program)), options_(options),
+    : program_(std::move(program)),
+      options_(options),
       backend_(backend ? backend : &cpu_backend()) {
   const Status valid = verify_program(program_);
   ALPA_CHECK(valid.ok()) << "ProgramRunner: " << valid.to_string();
@@ -62,8 +65,8 @@ ProgramRunner::ProgramRunner(Program program, RunOptions options, World* world, 
     own_world_ = std::make_unique<ThreadWorld>(n, options_.timeout_s);
     world = own_world_.get();
   }
-  ALPA_CHECK(world->size() == n) << "ProgramRunner: a world of " << world->size()
-                                 << " ranks for " << n << " devices";
+  ALPA_CHECK(world->size() == n) << "ProgramRunner: a world of " << world->size() << " ranks for "
+                                 << n << " devices";
   world_ = world;
   local_ = world_->local_ranks();
   std::vector<PlacedMesh> meshes;
@@ -113,9 +116,13 @@ ProgramRunner::Device& ProgramRunner::device(int rank) const {
   return *devices_[static_cast<size_t>(rank)];
 }
 
-const DeviceStats& ProgramRunner::stats(int rank) const { return device(rank).stats; }
+const DeviceStats& ProgramRunner::stats(int rank) const {
+  return device(rank).stats;
+}
 
-const std::vector<TraceEvent>& ProgramRunner::trace(int rank) const { return device(rank).trace; }
+const std::vector<TraceEvent>& ProgramRunner::trace(int rank) const {
+  return device(rank).trace;
+}
 
 const Executable& ProgramRunner::task(int rank, int task) const {
   const Device& d = device(rank);
@@ -131,8 +138,7 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
     const StepParam& sp = program_.params[p];
     if (sp.attrs.role != ParamRole::kInput && whole[p].type() != sp.type)
       return invalid_argument(cat("parameter '", sp.name, "' has type ",
-                                  whole[p].type().to_string(), ", expected ",
-                                  sp.type.to_string()));
+                                  whole[p].type().to_string(), ", expected ", sp.type.to_string()));
   }
   for (int r : local_) {
     Device& d = device(r);
@@ -143,8 +149,8 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
       if (x.kind != ValueKind::kOwned) continue;
-      Tensor block = shard_tensor(whole[static_cast<size_t>(x.param)], x.layout, st.mesh.shape,
-                                  d.ctx.coords);
+      Tensor block =
+          shard_tensor(whole[static_cast<size_t>(x.param)], x.layout, st.mesh.shape, d.ctx.coords);
       d.stats.owned_bytes += bytes_of(block);
       d.stats.owned_shapes.push_back(block.shape());
       d.owned[static_cast<int>(v)] = backend_->upload(std::move(block));
@@ -162,14 +168,15 @@ Result<std::vector<Tensor>> ProgramRunner::gather_parameters() {
       if (x.kind != ValueKind::kOwned) continue;
       std::vector<Tensor> scratch(static_cast<size_t>(num_devices()));
       auto block = [&](int rank) -> const Tensor* {
-        if (rank < 0 || rank >= num_devices() || !devices_[static_cast<size_t>(rank)]) return nullptr;
+        if (rank < 0 || rank >= num_devices() || !devices_[static_cast<size_t>(rank)])
+          return nullptr;
         const Device& d = *devices_[static_cast<size_t>(rank)];
         auto it = d.owned.find(static_cast<int>(v));
         if (d.stage != static_cast<int>(s) || it == d.owned.end()) return nullptr;
         return &backend_->host_view(it->second, scratch[static_cast<size_t>(rank)]);
       };
-      ALPA_ASSIGN_OR_RETURN(
-          Tensor t, gather_tensor(*world_, 0, x.layout, st.mesh, x.type, block, kGatherTag + x.param));
+      ALPA_ASSIGN_OR_RETURN(Tensor t, gather_tensor(*world_, 0, x.layout, st.mesh, x.type, block,
+                                                    kGatherTag + x.param));
       Tensor& slot = out[static_cast<size_t>(x.param)];
       if (t.size() > 0 || slot.size() == 0) slot = std::move(t);
     }
@@ -216,8 +223,7 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
       if (x.micro_batch < 0)
         return internal_error(cat("a once-per-step run of stage ", d.stage, " reads a data input"));
       const Tensor& whole = inputs[static_cast<size_t>(val.param)];
-      if (whole.size() == 0)
-        return invalid_argument(cat("no data for input '", val.name, "'"));
+      if (whole.size() == 0) return invalid_argument(cat("no data for input '", val.name, "'"));
       Tensor sliced;
       const Tensor* rows = &whole;
       if (program_.micro_batches > 1) {
@@ -238,9 +244,9 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
   Executable& exec = *d.tasks[static_cast<size_t>(x.task)];
   Result<std::vector<Tensor>> out = exec.run(std::move(params));
   if (!out.ok())
-    return out.status().with_context(cat("stage ", d.stage, " ", task.name,
-                                         x.micro_batch >= 0 ? cat(" micro-batch ", x.micro_batch)
-                                                            : std::string()));
+    return out.status().with_context(
+        cat("stage ", d.stage, " ", task.name,
+            x.micro_batch >= 0 ? cat(" micro-batch ", x.micro_batch) : std::string()));
   d.stats.peak_task_bytes = std::max(d.stats.peak_task_bytes, exec.stats().peak_live_bytes);
   for (size_t o = 0; o < out->size(); ++o) {
     const int v = task.outputs[o];
@@ -323,8 +329,8 @@ Status ProgramRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
           ALPA_ASSIGN_OR_RETURN(t, find(key_of(tr.from_value, x.micro_batch)));
         }
         Tensor scratch;
-        ALPA_RETURN_IF_ERROR(send_cross_mesh(tr.plan, rank, backend_->host_view(*t, scratch),
-                                             world, transfer_tag(x.transfer, x.micro_batch, B)));
+        ALPA_RETURN_IF_ERROR(send_cross_mesh(tr.plan, rank, backend_->host_view(*t, scratch), world,
+                                             transfer_tag(x.transfer, x.micro_batch, B)));
         break;
       }
       case InstrKind::kRun:
@@ -368,8 +374,8 @@ Status ProgramRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
 
 Result<double> ProgramRunner::run_step(const std::vector<Tensor>& inputs) {
   if (inputs.size() != program_.params.size())
-    return invalid_argument(cat("run_step: ", inputs.size(), " tensors for ",
-                                program_.params.size(), " parameters"));
+    return invalid_argument(
+        cat("run_step: ", inputs.size(), " tensors for ", program_.params.size(), " parameters"));
   for (int r : local_) {
     const Device& d = device(r);
     const Stage& st = program_.stages[static_cast<size_t>(d.stage)];

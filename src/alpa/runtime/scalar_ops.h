@@ -60,7 +60,9 @@ inline float compare(float u, float v) {
 }
 
 // select(pred, on_true, on_false): nonzero pred picks on_true.
-inline float select(float p, float t, float f) { return p != 0.0f ? t : f; }
+inline float select(float p, float t, float f) {
+  return p != 0.0f ? t : f;
+}
 
 // The value as dtype kTo stores it (kF32: unchanged).
 template <DType kTo>
@@ -80,8 +82,8 @@ constexpr bool convert_is_exact(DType from, DType to) {
 // Formulas that cost a polynomial per element (others one or two instructions): kernels give
 // threads smaller chunks of them.
 constexpr bool is_costly(OpKind op) {
-  return op == OpKind::kExp || op == OpKind::kLog || op == OpKind::kTanh ||
-         op == OpKind::kErf || op == OpKind::kPow;
+  return op == OpKind::kExp || op == OpKind::kLog || op == OpKind::kTanh || op == OpKind::kErf ||
+         op == OpKind::kPow;
 }
 
 template <OpKind kOp>

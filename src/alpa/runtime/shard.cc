@@ -46,8 +46,7 @@ std::vector<Tensor> shard_tensor_all(const Tensor& full, const ShardingSpec& spe
   return out;
 }
 
-bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
-                      const MeshCoords& coords) {
+bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh, const MeshCoords& coords) {
   const ShardingSpec s = spec.canonical(mesh);
   for (int a : {0, 1})
     if (coords[a] != 0 && !(s.split_axes() & (a == 0 ? kAxis0 : kAxis1)) &&

@@ -10,9 +10,9 @@
 
 #include <functional>
 
-#include "alpa/sharding/sharding_spec.h"
 #include "alpa/runtime/tensor.h"
 #include "alpa/runtime/world.h"
+#include "alpa/sharding/sharding_spec.h"
 
 namespace alpa {
 
@@ -32,8 +32,7 @@ Result<Tensor> assemble_tensor(const std::vector<const Tensor*>& blocks, const S
 // Whether the device at `coords` holds the copy of its block that counts: the first device
 // along every unsplit axis (a partial sum's devices all count). The blocks of the devices for
 // which this holds tile the tensor exactly once (partial sums: once per partial device).
-bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh,
-                      const MeshCoords& coords);
+bool is_primary_block(const ShardingSpec& spec, const MeshShape& mesh, const MeshCoords& coords);
 
 // The whole tensor at world rank `root`, from the blocks of a mesh placed on world ranks,
 // laid out as `spec`. `local_block(rank)` gives the block of a rank this process runs. Blocks

@@ -118,16 +118,11 @@ Buffer Tensor::release() {
 
 float round_to_dtype(float x, DType to) {
   switch (to) {
-    case DType::kF32:
-      return x;
-    case DType::kF16:
-      return detail::round_f16(x);
-    case DType::kBF16:
-      return detail::round_bf16(x);
-    case DType::kI32:
-      return detail::round_i32(x);
-    case DType::kPred:
-      return detail::round_pred(x);
+    case DType::kF32: return x;
+    case DType::kF16: return detail::round_f16(x);
+    case DType::kBF16: return detail::round_bf16(x);
+    case DType::kI32: return detail::round_i32(x);
+    case DType::kPred: return detail::round_pred(x);
   }
   return x;
 }

@@ -22,16 +22,11 @@ enum class CollOp : int { kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBa
 
 const char* coll_name(CollOp op) {
   switch (op) {
-    case CollOp::kAllReduce:
-      return "all_reduce";
-    case CollOp::kAllGather:
-      return "all_gather";
-    case CollOp::kReduceScatter:
-      return "reduce_scatter";
-    case CollOp::kAllToAll:
-      return "all_to_all";
-    case CollOp::kBarrier:
-      return "barrier";
+    case CollOp::kAllReduce: return "all_reduce";
+    case CollOp::kAllGather: return "all_gather";
+    case CollOp::kReduceScatter: return "reduce_scatter";
+    case CollOp::kAllToAll: return "all_to_all";
+    case CollOp::kBarrier: return "barrier";
   }
   return "?";
 }
@@ -240,8 +235,8 @@ Result<const ThreadComm::Member*> ThreadComm::member_of(std::span<const int> gro
   for (int i = 0; i < n; ++i) {
     const int r = group[static_cast<size_t>(i)];
     if (r < 0 || r >= world_->size)
-      return invalid_argument(cat(coll_name(op), " group ", group_to_string(group), " names rank ", r,
-                                  ", outside a world of ", world_->size, " ranks"));
+      return invalid_argument(cat(coll_name(op), " group ", group_to_string(group), " names rank ",
+                                  r, ", outside a world of ", world_->size, " ranks"));
     for (int j = 0; j < i; ++j)
       if (group[static_cast<size_t>(j)] == r)
         return invalid_argument(
@@ -249,8 +244,8 @@ Result<const ThreadComm::Member*> ThreadComm::member_of(std::span<const int> gro
     if (r == rank_) position = i;
   }
   if (position < 0)
-    return invalid_argument(cat(coll_name(op), " on rank ", rank_, ": group ", group_to_string(group),
-                                " does not contain the caller"),
+    return invalid_argument(cat(coll_name(op), " on rank ", rank_, ": group ",
+                                group_to_string(group), " does not contain the caller"),
                             "every member calls a collective with a group that contains it");
   cache_.push_back(Member{{group.begin(), group.end()}, world_->group(group), position});
   return &cache_.back();
@@ -404,8 +399,7 @@ Status ThreadComm::collective(CollOp op, const float* in, float* out, int64_t co
         for (int i = 0; i < n; ++i)
           std::memcpy(out + i * count, g.slots[static_cast<size_t>(i)].in + p * count, bytes);
         break;
-      case CollOp::kBarrier:
-        break;
+      case CollOp::kBarrier: break;
     }
   }
   // Keep my buffers alive until every member is done reading them.

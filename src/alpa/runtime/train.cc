@@ -14,7 +14,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool is_input(const StepParam& p) { return p.attrs.role == ParamRole::kInput; }
+bool is_input(const StepParam& p) {
+  return p.attrs.role == ParamRole::kInput;
+}
 
 // The step's tensors for the runner: the batch's values in the input slots, nothing else.
 std::vector<Tensor> step_inputs(const Program& program, std::vector<std::vector<float>> batch) {
@@ -49,9 +51,9 @@ Status save_checkpoint(ProgramRunner& runner, const TrainLoopOptions& o, int64_t
     if (!is_input(program.params[p])) tensor_of[p] = next++;
   std::vector<CheckpointBlock> blocks = runner.checkpoint_blocks();
   for (CheckpointBlock& b : blocks) b.tensor = tensor_of[static_cast<size_t>(b.tensor)];
-  ALPA_ASSIGN_OR_RETURN(std::string path, write_checkpoint(runner.world(), o.checkpoint_dir,
-                                                           checkpoint_info(program, o, step),
-                                                           blocks));
+  ALPA_ASSIGN_OR_RETURN(std::string path,
+                        write_checkpoint(runner.world(), o.checkpoint_dir,
+                                         checkpoint_info(program, o, step), blocks));
   r.checkpoints.push_back(path);
   return ok_status();
 }
@@ -76,17 +78,17 @@ Result<std::vector<Tensor>> checkpoint_state(const LoadedCheckpoint& ck, const P
           "it was written for a different model size or optimizer; use the same flags");
     const CheckpointTensor& ct = ck.info.tensors[it->second];
     if (ct.type.shape != sp.type.shape)
-      return failed_precondition(cat(where, ": tensor '", sp.name, "' has shape ",
-                                     shape_to_string(ct.type.shape), ", this model's is ",
-                                     shape_to_string(sp.type.shape)),
-                                 "resume with the model flags of the run that wrote it");
+      return failed_precondition(
+          cat(where, ": tensor '", sp.name, "' has shape ", shape_to_string(ct.type.shape),
+              ", this model's is ", shape_to_string(sp.type.shape)),
+          "resume with the model flags of the run that wrote it");
     whole[p] = ck.tensors[it->second];
     by_name.erase(it);
   }
   if (!by_name.empty())
-    return failed_precondition(cat(where, " has tensor '", by_name.begin()->first,
-                                   "' that this model does not"),
-                               "it was written for a different model or optimizer");
+    return failed_precondition(
+        cat(where, " has tensor '", by_name.begin()->first, "' that this model does not"),
+        "it was written for a different model or optimizer");
   return whole;
 }
 
@@ -149,7 +151,8 @@ Status gather_device_stats(ProgramRunner& runner, TrainResult& r) {
 // Time per op kind and per node of the first local device's tasks, added to the report.
 void add_profile(const ProgramRunner& runner, std::vector<double>& node_seconds, TrainResult& r) {
   const int d = runner.local_ranks().front();
-  const Stage& st = runner.program().stages[static_cast<size_t>(stage_of_device(runner.program(), d))];
+  const Stage& st =
+      runner.program().stages[static_cast<size_t>(stage_of_device(runner.program(), d))];
   if (st.tasks.size() != 1) return;  // node ids are per task: profile one-task programs
   const Executable& exec = runner.task(d, 0);
   const ExecutorStats& s = exec.stats();
@@ -227,8 +230,8 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
   std::vector<Tensor> init(program.params.size());
   for (size_t p = 0; p < program.params.size(); ++p)
     if (!is_input(program.params[p]))
-      init[p] = init_tensor(program.params[p].name, program.params[p].type,
-                            program.params[p].attrs, o.seed);
+      init[p] = init_tensor(program.params[p].name, program.params[p].type, program.params[p].attrs,
+                            o.seed);
   ALPA_RETURN_IF_ERROR(runner.load_parameters(init));
   init.clear();
   if (!o.resume.empty()) ALPA_RETURN_IF_ERROR(resume(runner, o, r));
@@ -253,7 +256,8 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
       ALPA_RETURN_IF_ERROR(save_checkpoint(runner, o, step, r));
   }
   ALPA_RETURN_IF_ERROR(gather_device_stats(runner, r));
-  if (!o.trace_path.empty() && !r.step_seconds.empty()) ALPA_RETURN_IF_ERROR(write_trace(runner, o));
+  if (!o.trace_path.empty() && !r.step_seconds.empty())
+    ALPA_RETURN_IF_ERROR(write_trace(runner, o));
   if (o.keep_final_params) {
     ALPA_ASSIGN_OR_RETURN(r.final_params, runner.gather_parameters());
     for (size_t p = 0; p < program.params.size() && !last_inputs.empty(); ++p)

@@ -28,9 +28,9 @@ using BatchFn = std::function<std::vector<std::vector<float>>(int64_t step)>;
 
 struct TrainLoopOptions {
   int steps = 20;
-  uint64_t seed = 0;  // initial weights (unless resumed)
-  RunOptions run;     // threads per device, timeout, trace recording
-  std::string model;  // recorded in checkpoints, checked when resuming
+  uint64_t seed = 0;                // initial weights (unless resumed)
+  RunOptions run;                   // threads per device, timeout, trace recording
+  std::string model;                // recorded in checkpoints, checked when resuming
   std::string backend = "threads";  // recorded in checkpoints
   // Checkpoints (checkpoint.h): written into checkpoint_dir every checkpoint_every steps (0:
   // only after the last step) and after the last step.
@@ -53,8 +53,8 @@ struct StepReport {
 };
 
 struct TrainResult {
-  int first_step = 1;        // > 1 when resumed from a checkpoint
-  std::string resumed_from;  // the step directory loaded
+  int first_step = 1;                    // > 1 when resumed from a checkpoint
+  std::string resumed_from;              // the step directory loaded
   std::vector<std::string> checkpoints;  // step directories written
   std::vector<double> losses;            // steps first_step .. steps
   std::vector<double> step_seconds;
@@ -63,7 +63,7 @@ struct TrainResult {
     std::string what;  // "%12 mul f32[8,256,512] fused: sub, exp, mul"
     double seconds;    // summed over steps after the first
   };
-  std::vector<NodeTime> slowest_nodes;   // device 0's 15 slowest nodes, slowest first
+  std::vector<NodeTime> slowest_nodes;    // device 0's 15 slowest nodes, slowest first
   std::vector<DeviceStats> device_stats;  // per device, last step (every device at process 0)
   // With keep_final_params: every program parameter (weights and state after the last step,
   // the last step's inputs), whole, at process 0.

@@ -30,6 +30,8 @@ Status World::broadcast_bytes(std::string&, int root) {
   return ok_status();
 }
 
-Status World::prepare_groups(const std::vector<std::vector<int>>&) { return ok_status(); }
+Status World::prepare_groups(const std::vector<std::vector<int>>&) {
+  return ok_status();
+}
 
 }  // namespace alpa

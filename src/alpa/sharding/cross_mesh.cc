@@ -15,8 +15,8 @@ Status check_placement(const PlacedMesh& p, const char* which) {
     return invalid_argument(cat(name, ": mesh extents must be >= 1"),
                             "give the logical mesh as n0 x n1 with n0, n1 >= 1");
   if (static_cast<int64_t>(p.devices.size()) != p.shape[0] * p.shape[1])
-    return invalid_argument(cat(name, " lists ", p.devices.size(), " rank(s) for a ", p.shape[0], "x",
-                                p.shape[1], " mesh, which needs ", p.shape[0] * p.shape[1]),
+    return invalid_argument(cat(name, " lists ", p.devices.size(), " rank(s) for a ", p.shape[0],
+                                "x", p.shape[1], " mesh, which needs ", p.shape[0] * p.shape[1]),
                             "list n0*n1 world ranks, row-major: ranks[i*n1 + j] is at (i, j)");
   std::set<int> seen;
   for (int r : p.devices) {
@@ -47,8 +47,7 @@ Status check_spec(const ShardingSpec& spec, const Shape& shape, const MeshShape&
 
 }  // namespace
 
-Box block_box(const ShardingSpec& spec, const Shape& shape, const PlacedMesh& mesh,
-              int64_t index) {
+Box block_box(const ShardingSpec& spec, const Shape& shape, const PlacedMesh& mesh, int64_t index) {
   return Box{shard_offsets(spec, shape, mesh.shape, mesh.shape.coords(index)),
              spec.local_shape(shape, mesh.shape)};
 }
@@ -234,8 +233,8 @@ Status validate_cross_mesh_plan(const CrossMeshPlan& plan) {
     if (di < 0)
       return invalid_argument(cat(where, ": the receiver is not on the destination mesh"));
     if (t.box.offset.size() != rank || t.box.extent.size() != rank)
-      return invalid_argument(cat(where, ": the box has the wrong rank for ",
-                                  shape_to_string(plan.shape)));
+      return invalid_argument(
+          cat(where, ": the box has the wrong rank for ", shape_to_string(plan.shape)));
     if (!block_box(src_c, plan.shape, plan.src, si).contains(t.box))
       return invalid_argument(cat(where, ": the box is not inside the sender's block"));
     if (!block_box(recv_c, plan.shape, plan.dst, di).contains(t.box))
@@ -251,15 +250,15 @@ Status validate_cross_mesh_plan(const CrossMeshPlan& plan) {
       for (size_t b = a + 1; b < boxes[i].size(); ++b) {
         Box both;
         if (intersect(*boxes[i][a], *boxes[i][b], &both))
-          return invalid_argument(cat("cross-mesh plan: device ", plan.dst.devices[i],
-                                      " receives ", both.to_string(), " twice"));
+          return invalid_argument(cat("cross-mesh plan: device ", plan.dst.devices[i], " receives ",
+                                      both.to_string(), " twice"));
       }
   const int64_t block = num_elements(recv_c.local_shape(plan.shape, plan.dst.shape));
   for (int64_t i = 0; i < plan.dst.size(); ++i)
     if (covered[static_cast<size_t>(i)] != block)
-      return invalid_argument(cat("cross-mesh plan: device ", plan.dst.devices[static_cast<size_t>(i)],
-                                  " receives ", covered[static_cast<size_t>(i)],
-                                  " elements of its block of ", block));
+      return invalid_argument(
+          cat("cross-mesh plan: device ", plan.dst.devices[static_cast<size_t>(i)], " receives ",
+              covered[static_cast<size_t>(i)], " elements of its block of ", block));
   return ok_status();
 }
 

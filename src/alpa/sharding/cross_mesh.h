@@ -34,10 +34,8 @@
 #include <string>
 #include <vector>
 
-#include "alpa/cluster/cluster.h"
+#include "alpa/sharding/mesh.h"
 #include "alpa/sharding/sharding_spec.h"
-#include "alpa/runtime/communicator.h"
-#include "alpa/runtime/tensor.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
@@ -73,8 +71,8 @@ struct CrossMeshOptions {
 };
 
 struct CrossMeshPlan {
-  Shape shape;  // global shape
-  PlacedMesh src, dst;  // meshes on world ranks
+  Shape shape;                      // global shape
+  PlacedMesh src, dst;              // meshes on world ranks
   ShardingSpec src_spec, dst_spec;  // as given
   // What each destination device holds after the transfers: dst_spec, or under the local
   // all-gather optimisation a more finely split layout whose restoring reshard

@@ -38,7 +38,9 @@ MeshCoords MeshShape::coords(int64_t index) const {
   return {index / n1, index % n1};
 }
 
-std::string MeshShape::to_string() const { return cat(n0, "x", n1); }
+std::string MeshShape::to_string() const {
+  return cat(n0, "x", n1);
+}
 
 Result<MeshShape> parse_mesh_shape(std::string_view text) {
   if (text.empty()) return invalid_argument("empty mesh shape", kShapeHint);

@@ -59,7 +59,9 @@ inline constexpr AxisSet kAxis0 = 1;
 inline constexpr AxisSet kAxis1 = 2;
 inline constexpr AxisSet kBothAxes = 3;
 
-constexpr AxisSet axis_bit(int64_t axis) { return axis == 0 ? kAxis0 : kAxis1; }
+constexpr AxisSet axis_bit(int64_t axis) {
+  return axis == 0 ? kAxis0 : kAxis1;
+}
 // Devices a set of axes spans: the product of the extents of its axes.
 int64_t axes_size(AxisSet axes, const MeshShape& mesh);
 // "0", "1", "01"

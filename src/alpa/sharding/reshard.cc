@@ -1,7 +1,5 @@
 #include "alpa/sharding/reshard.h"
 
-#include "alpa/cost/collective.h"
-
 namespace alpa {
 namespace {
 
@@ -118,8 +116,8 @@ Result<std::vector<ReshardStep>> plan_reshard(const ShardingSpec& from_in,
     }
   }
   if (!(cur == to))
-    return internal_error(cat("reshard ", from.to_string(), " -> ", to.to_string(), " ended at ",
-                              cur.to_string()));
+    return internal_error(
+        cat("reshard ", from.to_string(), " -> ", to.to_string(), " ended at ", cur.to_string()));
   return steps;
 }
 

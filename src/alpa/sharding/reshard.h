@@ -39,10 +39,10 @@ std::string_view reshard_kind_name(ReshardKind k);
 
 struct ReshardStep {
   ReshardKind kind = ReshardKind::kSlice;
-  AxisSet axes = 0;      // mesh axes of the collective
-  int64_t dim = -1;      // gather/scatter/slice dim; all-to-all: the dim that becomes split
-  int64_t from_dim = -1; // all-to-all: the dim that stops being split (gathered)
-  ShardingSpec after;    // the layout after this step
+  AxisSet axes = 0;       // mesh axes of the collective
+  int64_t dim = -1;       // gather/scatter/slice dim; all-to-all: the dim that becomes split
+  int64_t from_dim = -1;  // all-to-all: the dim that stops being split (gathered)
+  ShardingSpec after;     // the layout after this step
   std::string to_string() const;  // "all-gather(axis 1, dim 0)"
 };
 

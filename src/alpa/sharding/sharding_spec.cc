@@ -16,7 +16,9 @@ AxisSet ShardingSpec::split_axes() const {
   return a;
 }
 
-AxisSet ShardingSpec::used_axes() const { return static_cast<uint8_t>(split_axes() | partial); }
+AxisSet ShardingSpec::used_axes() const {
+  return static_cast<uint8_t>(split_axes() | partial);
+}
 
 int64_t ShardingSpec::dim_of_axis(int axis) const {
   const AxisSet bit = axis_bit(axis);

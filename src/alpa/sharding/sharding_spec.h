@@ -15,9 +15,9 @@
 
 #include <algorithm>
 #include <array>
-#include <initializer_list>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,7 +34,9 @@ class SpecDims {
  public:
   static constexpr size_t kMaxRank = 8;
   SpecDims() = default;
-  SpecDims(size_t n, uint8_t value) : size_(checked(n)) { v_.fill(0), std::fill_n(v_.begin(), n, value); }
+  SpecDims(size_t n, uint8_t value) : size_(checked(n)) {
+    v_.fill(0), std::fill_n(v_.begin(), n, value);
+  }
   SpecDims(std::initializer_list<uint8_t> init) : size_(checked(init.size())) {
     v_.fill(0);
     std::copy(init.begin(), init.end(), v_.begin());
@@ -60,8 +62,8 @@ class SpecDims {
 };
 
 struct ShardingSpec {
-  SpecDims dims;         // per tensor dim: the mesh axes it is split over
-  AxisSet partial = 0;   // the mesh axes over which the value is a partial sum
+  SpecDims dims;        // per tensor dim: the mesh axes it is split over
+  AxisSet partial = 0;  // the mesh axes over which the value is a partial sum
 
   static ShardingSpec replicated(int64_t rank) {
     return {SpecDims(static_cast<size_t>(rank), 0), 0};

@@ -47,26 +47,20 @@ double program_time(const Graph& g, const MeshLinks& mesh, const DeviceSpec& dev
       comm += t;
     };
     switch (n.op) {
-      case OpKind::kAllReduce:
-        collective(Collective::kAllReduce, type_bytes(n.type));
-        break;
-      case OpKind::kAllGather:
-        collective(Collective::kAllGather, type_bytes(n.type));
-        break;
+      case OpKind::kAllReduce: collective(Collective::kAllReduce, type_bytes(n.type)); break;
+      case OpKind::kAllGather: collective(Collective::kAllGather, type_bytes(n.type)); break;
       case OpKind::kReduceScatter:
         collective(Collective::kReduceScatter, type_bytes(g.type(n.operands[0])));
         break;
-      case OpKind::kAllToAll:
-        collective(Collective::kAllToAll, type_bytes(n.type));
-        break;
+      case OpKind::kAllToAll: collective(Collective::kAllToAll, type_bytes(n.type)); break;
       case OpKind::kShardSlice:
       case OpKind::kToPartial:
         // Local resharding: the part kept is read and written (intra/reshard.h).
         t = compute_time(device, n.type.dtype, 0, 2 * type_bytes(n.type));
         break;
       default: {
-        const double bytes = node_memory_traffic(
-            g, v, fused, [&](ValueId x, int) { return type_bytes(g.type(x)); });
+        const double bytes =
+            node_memory_traffic(g, v, fused, [&](ValueId x, int) { return type_bytes(g.type(x)); });
         t = compute_time(device, n.type.dtype, node_flops(g, v), bytes);
       }
     }
@@ -82,7 +76,7 @@ struct StageState {
   size_t pc = 0;
   double clock = 0;
   std::vector<double> task_s, task_comm_s, task_peak;  // per task
-  std::map<std::pair<int, int>, double> store;          // (value, micro-batch) -> bytes
+  std::map<std::pair<int, int>, double> store;         // (value, micro-batch) -> bytes
   double store_bytes = 0;
   std::map<int, int> values_of_micro_batch;  // stored values per micro-batch (per-step excluded)
 };
@@ -111,7 +105,8 @@ Status prepare(const Program& prog, const Cluster& cluster, std::vector<StageSta
     out.first_device = st.mesh.first_device();
     out.devices = static_cast<int>(st.mesh.size());
     for (size_t v = 0; v < st.values.size(); ++v)
-      if (st.values[v].kind == ValueKind::kOwned) out.owned_bytes += value_bytes(st, static_cast<int>(v));
+      if (st.values[v].kind == ValueKind::kOwned)
+        out.owned_bytes += value_bytes(st, static_cast<int>(v));
     out.peak_memory_bytes = out.owned_bytes;
   }
   return ok_status();
@@ -132,11 +127,11 @@ Result<SimReport> simulate(const Program& prog, const Cluster& cluster) {
   // Each transfer's time on the cluster's links, and its arrival once sent.
   std::vector<double> transfer_s;
   for (const Transfer& t : prog.transfers)
-    transfer_s.push_back(cross_mesh_seconds(
-        t.plan, dtype_bytes(prog.stages[static_cast<size_t>(t.to_stage)]
-                                .values[static_cast<size_t>(t.to_value)]
-                                .type.dtype),
-        cluster));
+    transfer_s.push_back(cross_mesh_seconds(t.plan,
+                                            dtype_bytes(prog.stages[static_cast<size_t>(t.to_stage)]
+                                                            .values[static_cast<size_t>(t.to_value)]
+                                                            .type.dtype),
+                                            cluster));
   std::map<std::pair<int, int>, double> arrival;
   const double mem_bw = cluster.device.memory_bandwidth;
   int64_t remaining = 0;

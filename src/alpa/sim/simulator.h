@@ -38,11 +38,11 @@ double program_time(const Graph& program, const MeshLinks& mesh, const DeviceSpe
 struct SimStage {
   int first_device = 0;
   int devices = 1;
-  double busy_s = 0;               // compute and communication on this stage's devices
-  double compute_s = 0;            // of which computing
-  double communication_s = 0;      // of which collectives inside the stage
-  double owned_bytes = 0;          // weights and optimizer state per device
-  double peak_memory_bytes = 0;    // per device: owned + store + the running task's own
+  double busy_s = 0;             // compute and communication on this stage's devices
+  double compute_s = 0;          // of which computing
+  double communication_s = 0;    // of which collectives inside the stage
+  double owned_bytes = 0;        // weights and optimizer state per device
+  double peak_memory_bytes = 0;  // per device: owned + store + the running task's own
   double peak_store_bytes = 0;
   int peak_live_micro_batches = 0;
 };

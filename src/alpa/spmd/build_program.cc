@@ -117,9 +117,8 @@ Status prepare_stage(StageBuild& st, const PipelineSplit& split, int s) {
   if (st.plan->specs.size() != n)
     return invalid_argument(cat("the plan of stage ", s, " is for another graph"));
   if (st.plan->mesh != st.mesh.shape)
-    return invalid_argument(cat("the plan of stage ", s, " is for mesh ",
-                                st.plan->mesh.to_string(), " but the stage runs on ",
-                                st.mesh.shape.to_string()));
+    return invalid_argument(cat("the plan of stage ", s, " is for mesh ", st.plan->mesh.to_string(),
+                                " but the stage runs on ", st.mesh.shape.to_string()));
   st.kind.assign(n, ValueKind::kComputed);
   for (ValueId v : sg.owned) st.kind[v] = ValueKind::kOwned;
   for (ValueId v : sg.inputs) st.kind[v] = ValueKind::kInput;
@@ -177,8 +176,7 @@ Status lower_tasks(StageBuild& st, int s) {
   return ok_status();
 }
 
-Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step,
-                                                  const PipelineSplit& split,
+Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step, const PipelineSplit& split,
                                                   const std::vector<StageBuild>& stages,
                                                   const PipelineBuildOptions& options) {
   std::vector<TransferBuild> out;
@@ -206,8 +204,8 @@ Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step,
     tb.plan = std::move(*cm);
     const MeshShape& m = to.mesh.shape;
     if (!(tb.plan.receive_spec.canonical(m) == to.stored[tb.to_value].canonical(m))) {
-      ALPA_ASSIGN_OR_RETURN(Graph r, restore_program(type, tb.plan.receive_spec,
-                                                     to.stored[tb.to_value], m));
+      ALPA_ASSIGN_OR_RETURN(Graph r,
+                            restore_program(type, tb.plan.receive_spec, to.stored[tb.to_value], m));
       tb.restore = std::move(r);
     }
     out.push_back(std::move(tb));
@@ -234,36 +232,40 @@ void emit_instructions(StageBuild& st, int s, const std::vector<ScheduleStep>& o
        [&](int t) { emit(InstrKind::kRecv, -1, t); });
   for (const ScheduleStep& step : order) {
     const int m = step.micro_batch;
-    each([&](const StageTransfer& tr) {
-           return tr.to_stage == s && tr.rate == TransferRate::kPerMicroBatch &&
-                  tr.to_task == step.task;
-         },
-         [&](int t) { emit(InstrKind::kRecv, m, t); });
+    each(
+        [&](const StageTransfer& tr) {
+          return tr.to_stage == s && tr.rate == TransferRate::kPerMicroBatch &&
+                 tr.to_task == step.task;
+        },
+        [&](int t) { emit(InstrKind::kRecv, m, t); });
     const TaskBuild& tb = st.tasks[static_cast<int>(step.task)];
     if (!tb.empty) {
       emit(InstrKind::kRun, m, -1, static_cast<int>(step.task));
       for (ValueId v : tb.output_source)
         if (st.accumulated[v]) emit(InstrKind::kAccumulate, m, -1, -1, v);
     }
-    each([&](const StageTransfer& tr) {
-           return tr.from_stage == s && tr.rate == TransferRate::kPerMicroBatch &&
-                  tr.from_task == step.task;
-         },
-         [&](int t) { emit(InstrKind::kSend, m, t); });
+    each(
+        [&](const StageTransfer& tr) {
+          return tr.from_stage == s && tr.rate == TransferRate::kPerMicroBatch &&
+                 tr.from_task == step.task;
+        },
+        [&](int t) { emit(InstrKind::kSend, m, t); });
   }
   each([&](const StageTransfer& tr) { return tr.from_stage == s && tr.accumulated; },
        [&](int t) { emit(InstrKind::kSend, -1, t); });
-  each([&](const StageTransfer& tr) {
-         return tr.to_stage == s && tr.rate == TransferRate::kPerStep && !is_param(tr.value);
-       },
-       [&](int t) { emit(InstrKind::kRecv, -1, t); });
+  each(
+      [&](const StageTransfer& tr) {
+        return tr.to_stage == s && tr.rate == TransferRate::kPerStep && !is_param(tr.value);
+      },
+      [&](int t) { emit(InstrKind::kRecv, -1, t); });
   if (!st.tasks[static_cast<int>(TaskKind::kUpdate)].empty)
     emit(InstrKind::kRun, -1, -1, static_cast<int>(TaskKind::kUpdate));
-  each([&](const StageTransfer& tr) {
-         return tr.from_stage == s && tr.rate == TransferRate::kPerStep && !tr.accumulated &&
-                !is_param(tr.value);
-       },
-       [&](int t) { emit(InstrKind::kSend, -1, t); });
+  each(
+      [&](const StageTransfer& tr) {
+        return tr.from_stage == s && tr.rate == TransferRate::kPerStep && !tr.accumulated &&
+               !is_param(tr.value);
+      },
+      [&](int t) { emit(InstrKind::kSend, -1, t); });
 }
 
 using Key = std::pair<ValueId, int>;
@@ -302,8 +304,7 @@ void insert_frees(StageBuild& st, const std::vector<TransferBuild>& transfers) {
         written.emplace(key_of(transfers[static_cast<size_t>(x.transfer)].to_value, x.micro_batch),
                         i);
         break;
-      case InstrKind::kFree:
-        break;
+      case InstrKind::kFree: break;
     }
   }
   std::vector<std::vector<Instruction>> after(in.size());
@@ -341,8 +342,8 @@ Stage finish_stage(const StageBuild& st, const Graph& step_graph,
   Stage out;
   out.mesh = st.mesh;
   index.assign(used.size(), -1);
-  for (ValueKind kind : {ValueKind::kOwned, ValueKind::kInput, ValueKind::kReceived,
-                         ValueKind::kComputed})
+  for (ValueKind kind :
+       {ValueKind::kOwned, ValueKind::kInput, ValueKind::kReceived, ValueKind::kComputed})
     for (ValueId v = 0; v < sg.graph.size(); ++v) {
       if (!used[v] || st.kind[v] != kind) continue;
       index[v] = static_cast<int>(out.values.size());
@@ -374,8 +375,8 @@ Stage finish_stage(const StageBuild& st, const Graph& step_graph,
         continue;
       }
       // An update of an owned value writes that value.
-      const size_t pos = static_cast<size_t>(std::find(params.begin(), params.end(), alias) -
-                                             params.begin());
+      const size_t pos =
+          static_cast<size_t>(std::find(params.begin(), params.end(), alias) - params.begin());
       t.outputs.push_back(t.inputs[pos]);
     }
     out.tasks.push_back(std::move(t));
@@ -406,8 +407,8 @@ Result<Program> build_mesh_program(const Graph& step_graph, const ShardingPlan& 
                                    const PlacedMesh& mesh) {
   ALPA_RETURN_IF_ERROR(mesh.validate());
   if (plan.mesh != mesh.shape)
-    return invalid_argument(cat("the plan is for mesh ", plan.mesh.to_string(), ", not ",
-                                mesh.shape.to_string()));
+    return invalid_argument(
+        cat("the plan is for mesh ", plan.mesh.to_string(), ", not ", mesh.shape.to_string()));
   Program p;
   p.num_devices = static_cast<int>(mesh.size());
   p.params = step_params(step_graph, 1);
@@ -433,15 +434,15 @@ Result<Program> build_mesh_program(const Graph& step_graph, const ShardingPlan& 
     const StepParam& sp = p.params[i];
     const bool input = sp.attrs.role == ParamRole::kInput;
     st.values.push_back({sp.name, sp.type, param_specs[i].canonical(mesh.shape),
-                         input ? ValueKind::kInput : ValueKind::kOwned, static_cast<int>(i),
-                         !input, false});
+                         input ? ValueKind::kInput : ValueKind::kOwned, static_cast<int>(i), !input,
+                         false});
     t.inputs.push_back(static_cast<int>(i));
   }
   for (size_t o = 0; o < step_graph.outputs().size(); ++o) {
     const GraphOutput& out = step_graph.outputs()[o];
     if (out.alias != kNoValue) {
-      const size_t pos = static_cast<size_t>(std::find(params.begin(), params.end(), out.alias) -
-                                             params.begin());
+      const size_t pos =
+          static_cast<size_t>(std::find(params.begin(), params.end(), out.alias) - params.begin());
       t.outputs.push_back(static_cast<int>(pos));
       continue;
     }

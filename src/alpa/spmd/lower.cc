@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "alpa/sharding/reshard.h"
-#include "alpa/ir/dce.h"
 #include "alpa/ir/builder.h"
+#include "alpa/ir/dce.h"
+#include "alpa/sharding/reshard.h"
 
 namespace alpa {
 namespace {
@@ -47,8 +47,7 @@ class Lowerer {
     // Values lowered in their planned layout but only ever used in another one (a broadcast
     // re-emitted in its user's layout) are dropped.
     out.program = eliminate_dead_code(program);
-    for (const Node& n : out.program.nodes())
-      out.collectives += is_communicating(n.op);
+    for (const Node& n : out.program.nodes()) out.collectives += is_communicating(n.op);
     return out;
   }
 
@@ -104,8 +103,8 @@ class Lowerer {
     // A broadcast that only needs slicing on dims its operand does not carry is emitted again
     // directly in the wanted layout, instead of whole and then sliced.
     if (g_.node(v).op == OpKind::kBroadcast && broadcast_absorbs_slices(v, from, spec)) {
-      ALPA_ASSIGN_OR_RETURN(Value operand, value_in(g_.node(v).operands[0],
-                                                    plan_.operand_specs[v][0]));
+      ALPA_ASSIGN_OR_RETURN(Value operand,
+                            value_in(g_.node(v).operands[0], plan_.operand_specs[v][0]));
       ALPA_ASSIGN_OR_RETURN(Value x, emit_local(v, {operand}, spec));
       cache_[key(v, spec)] = x;
       return x;
@@ -132,7 +131,8 @@ class Lowerer {
   }
 
   // Emits node v's op on local operands producing layout `out_spec` (its own, native layout).
-  Result<Value> emit_local(ValueId v, const std::vector<Value>& operands, const ShardingSpec& out_spec) {
+  Result<Value> emit_local(ValueId v, const std::vector<Value>& operands,
+                           const ShardingSpec& out_spec) {
     const Node& n = g_.node(v);
     Attrs a = n.attrs;
     if (n.op == OpKind::kSlice) {  // split dims keep their whole local extent

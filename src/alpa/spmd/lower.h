@@ -26,11 +26,11 @@
 namespace alpa {
 
 struct SpmdProgram {
-  Graph program;                          // the per-device program
+  Graph program;  // the per-device program
   MeshShape mesh{1, 1};
-  std::vector<ShardingSpec> param_specs;  // layout of each parameter (the graph's order)
-  std::vector<ShardingSpec> output_specs; // layout of each output (partial sums resolved)
-  int64_t collectives = 0;                // communicating ops inserted
+  std::vector<ShardingSpec> param_specs;   // layout of each parameter (the graph's order)
+  std::vector<ShardingSpec> output_specs;  // layout of each output (partial sums resolved)
+  int64_t collectives = 0;                 // communicating ops inserted
 };
 
 struct LowerOptions {

@@ -25,9 +25,9 @@ struct Voidify {
 
 }  // namespace alpa::detail
 
-#define ALPA_CHECK(cond)                    \
-  (cond) ? (void)0                          \
-         : ::alpa::detail::Voidify() &      \
+#define ALPA_CHECK(cond)               \
+  (cond) ? (void)0                     \
+         : ::alpa::detail::Voidify() & \
                ::alpa::detail::CheckFailure(__FILE__, __LINE__, #cond).stream()
 
 #define ALPA_UNREACHABLE() ALPA_CHECK(false) << "unreachable "

@@ -12,7 +12,9 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 }  // namespace
 
@@ -33,7 +35,9 @@ uint64_t Rng::next_u64() {
   return result;
 }
 
-double Rng::uniform() { return static_cast<double>(next_u64() >> 40) * (1.0 / 16777216.0); }
+double Rng::uniform() {
+  return static_cast<double>(next_u64() >> 40) * (1.0 / 16777216.0);
+}
 
 uint64_t Rng::below(uint64_t n) {
   if (n <= 1) return 0;

@@ -35,8 +35,7 @@ Status Status::with_context(const std::string& context) const {
 namespace detail {
 
 CheckFailure::CheckFailure(const char* file, int line, const char* condition) {
-  os_ << "alpa internal error at " << file << ":" << line << ": check failed: " << condition
-      << " ";
+  os_ << "alpa internal error at " << file << ":" << line << ": check failed: " << condition << " ";
 }
 
 CheckFailure::~CheckFailure() {

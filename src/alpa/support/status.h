@@ -19,13 +19,13 @@ namespace alpa {
 
 enum class StatusCode : uint8_t {
   kOk,
-  kInvalidArgument,   // a malformed value: flag, attribute, shape, plan field
-  kParseError,        // text that does not parse (location in the message)
-  kNotFound,          // a file, model, size or name that does not exist
-  kFailedPrecondition,// a request that is well-formed but cannot be done as asked
-  kResourceExhausted, // does not fit memory / budget
-  kIoError,           // reading or writing files
-  kInternal,          // a bug surfaced as an error instead of an abort
+  kInvalidArgument,     // a malformed value: flag, attribute, shape, plan field
+  kParseError,          // text that does not parse (location in the message)
+  kNotFound,            // a file, model, size or name that does not exist
+  kFailedPrecondition,  // a request that is well-formed but cannot be done as asked
+  kResourceExhausted,   // does not fit memory / budget
+  kIoError,             // reading or writing files
+  kInternal,            // a bug surfaced as an error instead of an abort
 };
 
 const char* status_code_name(StatusCode code);
@@ -53,7 +53,9 @@ class [[nodiscard]] Status {
   std::string hint_;
 };
 
-inline Status ok_status() { return Status(); }
+inline Status ok_status() {
+  return Status();
+}
 
 // Concatenates its arguments with operator<<.
 template <typename... Args>
@@ -89,7 +91,7 @@ inline Status internal_error(std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : data_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : data_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     ALPA_CHECK(!std::get<Status>(data_).ok()) << "Result constructed from an OK status";
   }
@@ -126,10 +128,10 @@ class [[nodiscard]] Result {
 #define ALPA_CONCAT(a, b) ALPA_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is an error.
-#define ALPA_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    ::alpa::Status alpa_status_ = (expr);           \
-    if (!alpa_status_.ok()) return alpa_status_;    \
+#define ALPA_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::alpa::Status alpa_status_ = (expr);        \
+    if (!alpa_status_.ok()) return alpa_status_; \
   } while (0)
 
 // `lhs = value of expr`, or returns its Status from the enclosing function.

@@ -26,8 +26,7 @@ class ThreadPool {
 
   // Calls body(begin, end) on disjoint chunks covering [0, n). Chunks are at least `grain`
   // long, so small loops stay on the calling thread.
-  void parallel_for(int64_t n, int64_t grain,
-                    const std::function<void(int64_t, int64_t)>& body);
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
 
  private:
   void worker_loop(int index);

@@ -49,10 +49,10 @@ std::string chrome_trace_json(const std::vector<TraceEvent>& events, const std::
   for (const TraceEvent& e : events) {
     out += (first ? "" : ",\n");
     first = false;
-    out += cat("{\"ph\":\"X\",\"name\":", json_string(e.name), ",\"cat\":",
-               json_string(e.category), ",\"pid\":", e.device, ",\"tid\":", e.lane,
-               ",\"ts\":", micros(e.start_s), ",\"dur\":", micros(e.duration_s),
-               ",\"args\":{\"stage\":", e.stage, ",\"micro_batch\":", e.micro_batch, "}}");
+    out += cat("{\"ph\":\"X\",\"name\":", json_string(e.name), ",\"cat\":", json_string(e.category),
+               ",\"pid\":", e.device, ",\"tid\":", e.lane, ",\"ts\":", micros(e.start_s),
+               ",\"dur\":", micros(e.duration_s), ",\"args\":{\"stage\":", e.stage,
+               ",\"micro_batch\":", e.micro_batch, "}}");
   }
   return out + "\n]}\n";
 }
