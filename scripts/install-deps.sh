@@ -19,6 +19,7 @@ packages=(
 )
 if [ "${1:-}" = "--test" ]; then
   packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
+  packages+=(clang-format)                 # the formatting house rule (tests/house)
 fi
 
 missing=()
