@@ -209,6 +209,15 @@ TEST(PlanCommand, JsonHasPredictionsAndWritesAPlanThatTrains) {
   EXPECT_EQ(j["devices"].get<int>(), 4);
   EXPECT_TRUE(j["fits_memory"].get<bool>());
   EXPECT_FALSE(j["weights"].empty());
+  // compile's phases, in order, each timed.
+  std::vector<std::string> phases;
+  const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(r.out);
+  for (const auto& [name, s] : ordered["compile_phases"].items()) {
+    phases.push_back(name);
+    EXPECT_GE(s.get<double>(), 0) << name;
+  }
+  EXPECT_EQ(phases,
+            (std::vector<std::string>{"model step", "plan", "lower", "verify", "simulate"}));
   // The plan file trains on the same mesh (the mesh comes from the file).
   TrainFlags t;
   t.steps = 2;
@@ -279,6 +288,8 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
   EXPECT_GT(j["planning_time_s"].get<double>(), 0);
   for (const char* k : {"clustering_s", "stage_costs_s", "dp_s", "candidates", "intra_solves"})
     EXPECT_TRUE(j["planning"].contains(k)) << k;
+  EXPECT_GT(j["compile_phases"]["plan"].get<double>(), 0);
+  EXPECT_TRUE(j["compile_phases"].contains("verify"));
   const int mb = j["micro_batches"].get<int>();
   EXPECT_EQ(8 % mb, 0);
   EXPECT_FALSE(j["micro_batch_search"].empty());

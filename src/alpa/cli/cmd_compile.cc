@@ -9,6 +9,19 @@
 
 namespace alpa {
 
+std::string compile_phases_text(const Compiled& c) {
+  std::string text = format_seconds(c.seconds) + " (";
+  for (size_t i = 0; i < c.phases.size(); ++i)
+    text += cat(i ? "; " : "", c.phases[i].name, " ", format_seconds(c.phases[i].seconds));
+  return text + ")";
+}
+
+nlohmann::ordered_json compile_phases_json(const Compiled& c) {
+  nlohmann::ordered_json phases = nlohmann::ordered_json::object();
+  for (const CompilePhase& ph : c.phases) phases[ph.name] = ph.seconds;
+  return phases;
+}
+
 int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err) {
   const PlanFlags& pf = flags.plan;
   auto fail = [&](const Status& s) { return report_error(s, pf.json, out, err); };
@@ -53,9 +66,7 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
     j["collectives"] = count_collectives(p);
     j["predicted_step_time_s"] = p.predicted_step_time_s;
     if (c->sim) j["simulated_peak_memory_bytes"] = c->sim->peak_memory_bytes();
-    nlohmann::ordered_json phases = nlohmann::ordered_json::object();
-    for (const CompilePhase& ph : c->phases) phases[ph.name] = ph.seconds;
-    j["phases"] = phases;
+    j["compile_phases"] = compile_phases_json(*c);
     j["compile_time_s"] = c->seconds;
     j["out"] = pf.out_path;
     out << j.dump() << "\n";
@@ -76,10 +87,8 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
       << (p.micro_batches > 1 ? "es" : "") << " per step (" << p.schedule << ")\n"
       << "  predicted step " << format_seconds(p.predicted_step_time_s);
   if (c->sim) out << ", peak memory " << format_bytes(c->sim->peak_memory_bytes()) << " per device";
-  out << "\n  compiled in " << format_seconds(c->seconds) << ":";
-  for (const CompilePhase& ph : c->phases)
-    out << " " << ph.name << " " << format_seconds(ph.seconds) << ";";
-  out << "\nwrote " << pf.out_path << " (run it: alpa train --program " << pf.out_path
+  out << "\n  compiled in " << compile_phases_text(*c) << "\n"
+      << "wrote " << pf.out_path << " (run it: alpa train --program " << pf.out_path
       << "; simulate it: alpa simulate --program " << pf.out_path << ")\n";
   return kExitOk;
 }

@@ -135,6 +135,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     j["tflops_per_device"] = step > 0 ? flops / devices / step / 1e12 : 0;
     j["samples_per_s"] = step > 0 ? static_cast<double>(spec->batch) / step : 0;
     j["planning_time_s"] = p.total_s;
+    j["compile_phases"] = compile_phases_json(*compiled);
     j["ilp"] = {{"leader_nodes", p.leader_nodes},   {"ilp_nodes", p.ilp_nodes},
                 {"core_nodes", p.ilp.core_nodes},   {"variables", p.ilp.variables},
                 {"constraints", p.ilp.constraints}, {"optimal", p.ilp.optimal},
@@ -167,7 +168,8 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       << format_seconds(p.ilp.reduce_s + p.ilp.build_s + p.ilp.solve_s) << ": " << p.leader_nodes
       << " choices in " << p.ilp_nodes << " ILP nodes, " << p.ilp.core_nodes
       << " left after exact reductions, " << format_count(p.ilp.variables) << " variables, "
-      << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n\n"
+      << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n"
+      << "  compiled in " << compile_phases_text(*compiled) << "\n\n"
       << "predicted per training step, per device:\n"
       << "  compute        " << format_seconds(p.compute_s) << "\n"
       << "  communication  " << format_seconds(p.communication_s) << "\n"

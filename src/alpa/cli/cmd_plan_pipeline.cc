@@ -166,6 +166,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
   j["device_memory_bytes"] = device_memory;
   j["fits_memory"] = peak <= device_memory;
   j["planning_time_s"] = plan.total_s;
+  j["compile_phases"] = compile_phases_json(r.compiled);
   j["planning"] = {{"clustering_s", plan.clustering_s},
                    {"stage_costs_s", plan.stage_costs_s},
                    {"dp_s", plan.dp_s},
@@ -245,6 +246,7 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
       out << "\n";
     }
   }
+  out << "  compiled in " << compile_phases_text(r.compiled) << "\n";
   out << "\nlayers: " << plan.layers.num_layers
       << " clusters of the forward operators (largest tensor between layers "
       << format_bytes(plan.layers.max_cross_bytes) << ")"

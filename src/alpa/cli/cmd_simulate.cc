@@ -306,7 +306,9 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
   }
   out << "alpa simulate: " << spec->name << " on " << devices << " devices of " << r.cluster->name
       << ", batch " << spec->batch << " in " << B << " micro-batch" << (B > 1 ? "es" : "") << " ("
-      << schedule << "), plan: " << r.source << " (" << format_seconds(plan_s) << ")\n";
+      << schedule << "), plan: " << r.source;
+  if (plan_s > 0) out << " (" << format_seconds(plan_s) << ")";
+  out << "\n";
   if (r.plan_rounds > 1)
     out << "  planned " << r.plan_rounds << " times: a plan's simulated memory exceeded the "
         << "device, so the planner was given less\n";

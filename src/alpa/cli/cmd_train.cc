@@ -87,8 +87,8 @@ void print_pipeline(const TrainReport& r, std::ostream& out) {
   out << "  pipeline    " << S << " stage" << (S > 1 ? "s" : "");
   if (r.compiled && r.compiled->pipeline)
     out << " over " << r.compiled->pipeline->plan.layers.num_layers << " layers";
-  out << ", " << r.program.transfers.size() << " cross-stage transfers per step, planned in "
-      << format_seconds(r.plan_seconds)
+  out << ", " << r.program.transfers.size() << " cross-stage transfers per step, " << r.plan_how
+      << " in " << format_seconds(r.plan_seconds)
       << "; predicted for the cluster model: " << format_seconds(r.predicted_step_time_s)
       << " per step\n";
   for (size_t s = 0; s < S; ++s) {
@@ -215,8 +215,9 @@ void print_summary(const TrainFlags& flags, const ModelSpec& spec, const TrainRe
       << format_si(r.flops_per_step, "FLOP") << " per step)\n";
   if (pipelined) print_pipeline(r, out);
   if (r.devices > 1 && !pipelined)
-    out << "  plan        " << plan_source << ", planned in " << format_seconds(r.plan_seconds)
-        << ", " << r.collectives << " collectives per step per device; predicted for the "
+    out << "  plan        " << plan_source << ", " << r.plan_how << " in "
+        << format_seconds(r.plan_seconds) << ", " << r.collectives
+        << " collectives per step per device; predicted for the "
         << "cluster model: " << format_seconds(r.predicted_step_time_s) << " per step\n";
   if (!flags.trace_path.empty())
     out << "  trace       " << flags.trace_path

@@ -130,6 +130,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   const Clock::time_point t0 = Clock::now();
   ALPA_ASSIGN_OR_RETURN(Program program, program_for(spec, options, compiled));
   r.plan_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!compiled) r.plan_how = options.program ? "read" : "received";
   if (options.rewrite_program) options.rewrite_program(program);
   describe_run(program, compiled, r);
   // The training step the program runs (one micro-batch's for a pipeline), for its statistics

@@ -58,6 +58,7 @@ struct TrainReport : TrainResult {
   Program program;
   std::optional<Compiled> compiled;
   double plan_seconds = 0;           // compiling (or, MPI, waiting for process 0's program)
+  const char* plan_how = "planned";  // "read" (--program) or "received" (from process 0)
   double predicted_step_time_s = 0;  // the program's prediction on the cluster model
   double predicted_peak_memory_bytes = 0;
   int64_t collectives = 0;               // communicating ops in the per-device programs

@@ -133,32 +133,33 @@ Status check_task(const Stage& st, int s, int k) {
 
 Status check_instruction(const Program& p, const Stage& st, int s, size_t i) {
   const Instruction& x = st.instructions[i];
-  const std::string where = cat("stage ", s, " instruction ", i, " (", to_string(st, x), ")");
+  auto where = [&] { return cat("stage ", s, " instruction ", i, " (", to_string(st, x), ")"); };
   if (x.micro_batch < -1 || x.micro_batch >= p.micro_batches)
-    return invalid_argument(cat(where, ": micro-batch out of range (", p.micro_batches, ")"));
+    return invalid_argument(cat(where(), ": micro-batch out of range (", p.micro_batches, ")"));
   switch (x.kind) {
     case InstrKind::kRun:
       if (!in_range(x.task, st.tasks.size()))
-        return invalid_argument(cat(where, ": task out of range (", st.tasks.size(), " tasks)"));
+        return invalid_argument(cat(where(), ": task out of range (", st.tasks.size(), " tasks)"));
       break;
     case InstrKind::kSend:
     case InstrKind::kRecv: {
       if (!in_range(x.transfer, p.transfers.size()))
         return invalid_argument(
-            cat(where, ": transfer out of range (", p.transfers.size(), " transfers)"));
+            cat(where(), ": transfer out of range (", p.transfers.size(), " transfers)"));
       const Transfer& t = p.transfers[static_cast<size_t>(x.transfer)];
       if ((x.kind == InstrKind::kSend ? t.from_stage : t.to_stage) != s)
-        return invalid_argument(cat(where, ": transfer ", x.transfer, " goes from stage ",
+        return invalid_argument(cat(where(), ": transfer ", x.transfer, " goes from stage ",
                                     t.from_stage, " to stage ", t.to_stage));
       break;
     }
     case InstrKind::kAccumulate:
     case InstrKind::kFree:
       if (!in_range(x.value, st.values.size()))
-        return invalid_argument(cat(where, ": value out of range (", st.values.size(), " values)"));
+        return invalid_argument(
+            cat(where(), ": value out of range (", st.values.size(), " values)"));
       if (x.kind == InstrKind::kAccumulate &&
           (!st.values[static_cast<size_t>(x.value)].accumulated || x.micro_batch < 0))
-        return invalid_argument(cat(where, ": ACC needs an accumulated value and a micro-batch"));
+        return invalid_argument(cat(where(), ": ACC needs an accumulated value and a micro-batch"));
       break;
   }
   return ok_status();
@@ -219,22 +220,22 @@ Status check_stage_dataflow(const Program& p, const Stage& st, int s) {
   auto key = [&](int v, int m) {
     return Key{v, st.values[static_cast<size_t>(v)].per_step ? -1 : m};
   };
-  auto need = [&](const std::string& where, int v, int m) -> Status {
+  auto need = [&](const auto& where, int v, int m) -> Status {
     const StageValue& x = st.values[static_cast<size_t>(v)];
     if (x.kind == ValueKind::kOwned) return ok_status();
     if (x.kind == ValueKind::kInput) {
-      if (m < 0) return invalid_argument(cat(where, " reads input ", x.name, " once per step"));
+      if (m < 0) return invalid_argument(cat(where(), " reads input ", x.name, " once per step"));
       return ok_status();
     }
     if (!store.count(key(v, m)))
-      return invalid_argument(cat(where, " reads ", value_where(st, s, v), " of ",
+      return invalid_argument(cat(where(), " reads ", value_where(st, s, v), " of ",
                                   m < 0 ? std::string("the step") : cat("micro-batch ", m),
                                   ", which is not held there (never written, or already freed)"));
     return ok_status();
   };
   for (size_t i = 0; i < st.instructions.size(); ++i) {
     const Instruction& x = st.instructions[i];
-    const std::string where = cat("stage ", s, " instruction ", i, " (", to_string(st, x), ")");
+    auto where = [&] { return cat("stage ", s, " instruction ", i, " (", to_string(st, x), ")"); };
     const int m = x.micro_batch;
     switch (x.kind) {
       case InstrKind::kRecv:
@@ -258,7 +259,7 @@ Status check_stage_dataflow(const Program& p, const Stage& st, int s) {
       case InstrKind::kFree:
         if (!store.erase({x.value, m}))
           return invalid_argument(
-              cat(where, " frees ", value_where(st, s, x.value), ", which is not held there"));
+              cat(where(), " frees ", value_where(st, s, x.value), ", which is not held there"));
         break;
     }
   }
