@@ -339,7 +339,12 @@ TEST_F(LoadClusterTest, MissingFileIsNotFound) {
 TEST_F(LoadClusterTest, DirectoryIsAnError) {
   Result<Cluster> c = load_cluster(dir_.string());
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("is a directory"), std::string::npos);
+  // A device is not read (reading /dev/zero would never end).
+  Result<Cluster> dev = load_cluster("/dev/zero");
+  ASSERT_FALSE(dev.ok());
+  EXPECT_NE(dev.status().message().find("not a regular file"), std::string::npos);
 }
 
 TEST(WithDevices, SizesHosts) {

@@ -196,3 +196,64 @@ TEST_F(CheckpointTest, UnwritableDirectoryIsAnError) {
 
 }  // namespace
 }  // namespace alpa
+
+namespace alpa {
+namespace {
+
+// Writing a step again (a run resumed from an earlier step reaches it a second time) replaces
+// it only once the new one is complete; `latest` never names an incomplete step.
+TEST_F(CheckpointTest, RewritingTheLatestStepNeverLosesIt) {
+  write(1);
+  write(2);
+  blocks_data_[0].data()[0] = 1000.0f;  // the second writing of step 2 holds other values
+  const std::string again = write(2);
+  EXPECT_EQ(fs::path(again).filename(), "step-00000002");
+  Result<LoadedCheckpoint> r = read_checkpoint(dir_.string());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->tensors[0].data()[0], 1000.0f);
+  EXPECT_FALSE(fs::exists(dir_ / "step-00000002.partial"));
+  // A crash while the new step 2 was being written: its staging directory is incomplete and
+  // `latest` still names the complete old step 2.
+  fs::create_directories(dir_ / "step-00000002.partial");
+  std::ofstream(dir_ / "step-00000002.partial" / "rank-00000.bin") << "partial";
+  EXPECT_EQ(read_checkpoint(dir_.string())->tensors[0].data()[0], 1000.0f);
+  // A crash while a step was replaced without an atomic exchange: `latest` names the complete
+  // staging directory, or (just after the rename) the step that replaced it.
+  fs::remove_all(dir_ / "step-00000002.partial");
+  fs::copy(dir_ / "step-00000002", dir_ / "step-00000002.partial");
+  std::ofstream(dir_ / "latest") << "step-00000002.partial\n";
+  EXPECT_EQ(read_checkpoint(dir_.string())->path, (dir_ / "step-00000002.partial").string());
+  fs::remove_all(dir_ / "step-00000002.partial");
+  EXPECT_EQ(read_checkpoint(dir_.string())->path, (dir_ / "step-00000002").string());
+}
+
+// What interrupted writes leave (staging directories, steps without a manifest, latest.tmp)
+// goes with the next checkpoint; nothing else in the directory is touched.
+TEST_F(CheckpointTest, InterruptedWritesAreCleanedUpByTheNextCheckpoint) {
+  write(1);
+  fs::create_directories(dir_ / "step-00000002.partial");
+  fs::create_directories(dir_ / "step-00000003");
+  std::ofstream(dir_ / "step-00000003" / "rank-00000.bin") << "partial";
+  std::ofstream(dir_ / "latest.tmp") << "step-0000";
+  std::ofstream(dir_ / "notes.txt") << "the user's";
+  write(4);
+  EXPECT_FALSE(fs::exists(dir_ / "step-00000002.partial"));
+  EXPECT_FALSE(fs::exists(dir_ / "step-00000003"));
+  EXPECT_FALSE(fs::exists(dir_ / "latest.tmp"));
+  EXPECT_FALSE(fs::exists(dir_ / "step-00000004.partial"));
+  EXPECT_TRUE(fs::exists(dir_ / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dir_ / "step-00000001" / "manifest.json"));
+  EXPECT_EQ(read_checkpoint(dir_.string())->info.step, 4);
+}
+
+TEST_F(CheckpointTest, ADeletedLatestNamesTheNewestCompleteStep) {
+  write(3);
+  write(5);
+  fs::remove(dir_ / "latest");
+  Status s = read_error(dir_.string());
+  EXPECT_NE(s.message().find("no `latest`"), std::string::npos) << s.message();
+  EXPECT_NE(s.hint().find("step-00000005"), std::string::npos) << s.hint();
+}
+
+}  // namespace
+}  // namespace alpa

@@ -21,6 +21,7 @@
 #include "alpa/runtime/blas.h"
 #include "alpa/runtime/mpi_world.h"
 #include "alpa/runtime/threads_communicator.h"
+#include "alpa/support/files.h"
 
 namespace alpa {
 namespace {
@@ -242,9 +243,8 @@ int run_profile(const ProfileFlags& flags, std::ostream& out, std::ostream& err)
   if (flags.out_path.empty()) {
     out << json;
   } else {
-    std::ofstream f(flags.out_path, std::ios::trunc);
-    f << json;
-    if (!f) return report_error(io_error(cat("cannot write ", flags.out_path)), false, out, err);
+    Status s = write_file(flags.out_path, json);
+    if (!s.ok()) return report_error(s, false, out, err);
     log << "wrote " << flags.out_path << " (use it as --cluster " << flags.out_path << ")\n";
   }
   return kExitOk;

@@ -1,5 +1,6 @@
 #include "alpa/cluster/cluster.h"
 
+#include "alpa/support/files.h"
 #include "alpa/support/text.h"
 
 #include <charconv>
@@ -629,15 +630,9 @@ Result<Cluster> load_cluster(const std::string& preset_or_path) {
   if (preset_or_path.empty() || !fs::exists(preset_or_path, ec))
     return not_found(cat("unknown cluster '", preset_or_path, "': not a preset and no such file"),
                      cat("use a preset (", preset_list(), ") or the path of a cluster JSON file"));
-  if (fs::is_directory(preset_or_path, ec))
-    return io_error(cat("cluster file '", preset_or_path, "' is a directory"),
-                    "give the path of a cluster JSON file");
-  std::ifstream in(preset_or_path, std::ios::binary);
-  if (!in) return io_error(cat("cannot open cluster file '", preset_or_path, "'"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return io_error(cat("cannot read cluster file '", preset_or_path, "'"));
-  return cluster_from_json(text.str(), preset_or_path);
+  Result<std::string> text = read_file(preset_or_path);
+  if (!text.ok()) return text.status().with_context("cluster file");
+  return cluster_from_json(*text, preset_or_path);
 }
 
 Result<Cluster> with_devices(const Cluster& c, int num_devices) {

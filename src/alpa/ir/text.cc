@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "alpa/ir/verifier.h"
+#include "alpa/support/files.h"
 
 namespace alpa {
 namespace {
@@ -571,24 +572,13 @@ Result<Graph> parse_graph(std::string_view text, std::string_view source_name) {
 }
 
 Result<Graph> load_graph_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(cat("cannot open model file '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_graph(ss.str(), path);
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return text.status().with_context("model file");
+  return parse_graph(*text, path);
 }
 
 Status save_graph_file(const Graph& graph, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error(cat("cannot write '", tmp, "'"));
-    out << print_graph(graph);
-    if (!out.flush()) return io_error(cat("failed writing '", tmp, "'"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return io_error(cat("cannot rename '", tmp, "' to '", path, "'"));
-  return ok_status();
+  return write_file(path, print_graph(graph));
 }
 
 }  // namespace alpa

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "alpa/ir/text.h"
+#include "alpa/support/files.h"
 #include "alpa/support/hash.h"
 
 namespace alpa {
@@ -314,24 +315,13 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
 }
 
 Result<Plan> load_plan(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(cat("cannot open plan file '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return plan_from_json(ss.str(), path);
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return text.status().with_context("plan file");
+  return plan_from_json(*text, path);
 }
 
 Status save_plan(const Plan& p, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error(cat("cannot write '", tmp, "'"));
-    out << plan_to_json(p);
-    if (!out.flush()) return io_error(cat("failed writing '", tmp, "'"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return io_error(cat("cannot rename '", tmp, "' to '", path, "'"));
-  return ok_status();
+  return write_file(path, plan_to_json(p));
 }
 
 Result<AutoShardingOptions> plan_constraints(const Plan& p, const Graph& g) {

@@ -49,12 +49,78 @@ Status write_atomically(const fs::path& path, const std::string& bytes) {
   return ok_status();
 }
 
+// The step directory's staging name: a step is written there whole, then published.
+constexpr const char* kStaging = ".partial";
+
+// The step name `latest` holds ("" when there is none or it cannot be read).
+std::string latest_name(const fs::path& dir) {
+  std::ifstream in(dir / "latest");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+// Before a new checkpoint: what interrupted writes left in `dir` — staging directories,
+// step directories without a manifest (written in place by earlier versions), latest.tmp — is
+// removed, except whatever `latest` names; nothing else in `dir` is touched. Returns how many
+// entries went.
+int remove_interrupted_writes(const fs::path& dir) {
+  const std::string keep = latest_name(dir);
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name == keep) continue;
+    const bool step = name.rfind("step-", 0) == 0;
+    const bool staging = step && name.size() > 8 && name.ends_with(kStaging);
+    const bool tmp = name == "latest.tmp";
+    if (staging || tmp ||
+        (step && e.is_directory(ec) && !fs::exists(e.path() / "manifest.json", ec)))
+      stale.push_back(e.path());
+  }
+  for (const fs::path& p : stale) fs::remove_all(p, ec);
+  return static_cast<int>(stale.size());
+}
+
 void sync_directory(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
     (void)::fsync(fd);
     ::close(fd);
   }
+}
+
+// Makes the complete staging directory the step `name` and points `latest` at it. At every
+// moment `latest` names a complete step: a new step is renamed into place before `latest`
+// moves; a step that already exists (a run resumed from an earlier step writes it again) is
+// swapped with the staging directory in one atomic exchange, or, where the filesystem cannot
+// exchange, `latest` names the complete staging directory while the old step is replaced.
+Status publish_step(const fs::path& dir, const fs::path& staging, const std::string& name) {
+  const fs::path step_dir = dir / name;
+  std::error_code ec;
+  auto point_latest = [&](const std::string& to) {
+    Status s = write_atomically(dir / "latest", to + "\n");
+    sync_directory(dir);
+    return s;
+  };
+  if (!fs::exists(step_dir, ec)) {
+    fs::rename(staging, step_dir, ec);
+    if (ec) return io_error(cat("renaming ", staging.string(), " to ", name, ": ", ec.message()));
+    sync_directory(dir);
+    return point_latest(name);
+  }
+  if (::renameat2(AT_FDCWD, staging.c_str(), AT_FDCWD, step_dir.c_str(), RENAME_EXCHANGE) == 0) {
+    sync_directory(dir);
+    ALPA_RETURN_IF_ERROR(point_latest(name));
+    fs::remove_all(staging, ec);  // the step it replaced
+    return ok_status();
+  }
+  ALPA_RETURN_IF_ERROR(point_latest(staging.filename().string()));
+  fs::remove_all(step_dir, ec);
+  fs::rename(staging, step_dir, ec);
+  if (ec) return io_error(cat("renaming ", staging.string(), " to ", name, ": ", ec.message()));
+  sync_directory(dir);
+  return point_latest(name);
 }
 
 json shape_json(const Shape& s) {
@@ -113,22 +179,35 @@ Result<fs::path> resolve_step_dir(const fs::path& path) {
         "pass the --checkpoint-dir of an earlier run, or one of its step-* directories");
   if (fs::exists(path / "manifest.json", ec)) return path;
   if (fs::exists(path / "latest", ec)) {
-    std::ifstream in(path / "latest");
-    std::string name;
-    std::getline(in, name);
+    std::string name = latest_name(path);
     if (name.rfind("step-", 0) != 0 || name.find('/') != std::string::npos)
       return bad(path / "latest", cat("it names '", name, "', not a step directory"));
+    // A step being replaced: `latest` names its staging directory until the swap is done.
+    if (name.ends_with(kStaging) && !fs::exists(path / name / "manifest.json", ec))
+      name.resize(name.size() - std::string_view(kStaging).size());
     if (!fs::exists(path / name / "manifest.json", ec))
       return bad(path / name, "`latest` points to it but it has no manifest.json");
     return path / name;
   }
-  if (fs::is_directory(path, ec))
-    for (const auto& e : fs::directory_iterator(path, ec))
-      if (e.path().filename().string().rfind("step-", 0) == 0)
-        return failed_precondition(
-            cat("checkpoint ", path.string(), " has no complete step (no `latest`; ",
-                e.path().filename().string(), " has no manifest.json)"),
-            "a run stopped before its first checkpoint finished; start without --resume");
+  if (fs::is_directory(path, ec)) {
+    std::string newest, any;
+    for (const auto& e : fs::directory_iterator(path, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("step-", 0) != 0) continue;
+      any = name;
+      if (fs::exists(e.path() / "manifest.json", ec) && name > newest) newest = name;
+    }
+    if (!newest.empty())
+      return failed_precondition(
+          cat("checkpoint ", path.string(), " has no `latest` file naming its newest step"),
+          cat("resume from a step directory: --resume ", (path / newest).string(),
+              " is the newest complete one"));
+    if (!any.empty())
+      return failed_precondition(
+          cat("checkpoint ", path.string(), " has no complete step (no `latest`; ", any,
+              " has no manifest.json)"),
+          "a run stopped before its first checkpoint finished; start without --resume");
+  }
   return not_found(cat(path.string(), " is not a checkpoint (no manifest.json or latest)"));
 }
 
@@ -170,21 +249,26 @@ std::string checkpoint_step_name(int64_t step) {
 Result<std::string> write_checkpoint(World& world, const std::string& dir,
                                      const CheckpointInfo& info,
                                      const std::vector<CheckpointBlock>& blocks) {
-  const fs::path step_dir = fs::path(dir) / checkpoint_step_name(info.step);
+  const std::string name = checkpoint_step_name(info.step);
+  const fs::path step_dir = fs::path(dir) / name;
+  const fs::path staging = fs::path(dir) / (name + kStaging);
   const int me = world.process_index();
-  // Process 0 makes the directory and drops a manifest an earlier run left for this step, so
-  // the files written next are never described by a stale manifest.
+  // Every process writes into the staging directory; process 0 writes the manifest last and
+  // then publishes the step (publish_step), so no complete step is ever removed before its
+  // replacement is complete. Process 0 first clears what interrupted writes left.
   std::string ready;
   if (me == 0) {
     std::error_code ec;
-    fs::create_directories(step_dir, ec);
-    if (ec) ready = cat("cannot create ", step_dir.string(), ": ", ec.message());
-    fs::remove(step_dir / "manifest.json", ec);
+    fs::create_directories(dir, ec);
+    if (!ec) remove_interrupted_writes(dir);
+    if (!ec) fs::remove_all(staging, ec);
+    if (!ec) fs::create_directory(staging, ec);
+    if (ec) ready = cat("cannot create ", staging.string(), ": ", ec.message());
   }
   ALPA_RETURN_IF_ERROR(world.broadcast_bytes(ready, 0));
   if (!ready.empty()) return io_error(ready, "choose a writable --checkpoint-dir");
 
-  Result<json> mine = write_rank_file(step_dir, me, info, blocks);
+  Result<json> mine = write_rank_file(staging, me, info, blocks);
   ALPA_ASSIGN_OR_RETURN(
       std::vector<std::string> all,
       world.gather_bytes(mine.ok() ? mine->dump() : "!" + mine.status().message(), 0));
@@ -220,11 +304,10 @@ Result<std::string> write_checkpoint(World& world, const std::string& dir,
       const std::string text = body.dump();
       const json wrapped = {{"checkpoint", body},
                             {"checksum", checksum_hex(text.data(), text.size())}};
-      Status s = write_atomically(step_dir / "manifest.json", wrapped.dump(1));
+      Status s = write_atomically(staging / "manifest.json", wrapped.dump(1));
       if (s.ok()) {
-        sync_directory(step_dir);
-        s = write_atomically(fs::path(dir) / "latest", checkpoint_step_name(info.step) + "\n");
-        sync_directory(dir);
+        sync_directory(staging);
+        s = publish_step(dir, staging, name);
       }
       if (!s.ok()) result = s.message();
     }

@@ -32,8 +32,14 @@ Status write_all(int fd, std::string_view bytes, const std::string& name) {
 Status write_file(const std::string& path, std::string_view bytes) {
   if (path.empty()) return invalid_argument("no file name to write");
   std::error_code ec;
+  // Follow symbolic links (a dangling one too: its target is created).
   fs::path target = path;
-  if (fs::is_symlink(target, ec)) target = fs::canonical(target, ec);
+  for (int hops = 0; fs::is_symlink(target, ec); ++hops) {
+    if (hops == 40) return invalid_argument(cat("cannot write '", path, "': too many links"));
+    const fs::path link = fs::read_symlink(target, ec);
+    if (ec) return io_error(cat("cannot read the link '", target.string(), "': ", ec.message()));
+    target = link.is_absolute() ? link : target.parent_path() / link;
+  }
   struct stat st {};
   if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     if (S_ISDIR(st.st_mode))
@@ -58,10 +64,18 @@ Status write_file(const std::string& path, std::string_view bytes) {
 }
 
 Result<std::string> read_file(const std::string& path, int64_t max_bytes) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return not_found(cat("no such file '", path, "'"));
-  if (fs::is_directory(path, ec))
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0)
+    return not_found(cat("no such file '", path, "'"), "check the path");
+  if (S_ISDIR(st.st_mode))
     return invalid_argument(cat("'", path, "' is a directory"), "give a file name");
+  if (!S_ISREG(st.st_mode))
+    return invalid_argument(cat("'", path, "' is not a regular file (a device, FIFO or socket)"),
+                            "give the path of a file");
+  if (st.st_size > max_bytes)
+    return invalid_argument(
+        cat("'", path, "' is ", st.st_size, " bytes, more than the ", max_bytes, " bytes allowed"),
+        "is it the right file?");
   std::ifstream in(path, std::ios::binary);
   if (!in) return io_error(cat("cannot read '", path, "'"));
   std::string bytes;

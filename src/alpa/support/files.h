@@ -16,8 +16,10 @@ namespace alpa {
 
 Status write_file(const std::string& path, std::string_view bytes);
 
-// The whole file; errors (kNotFound, kIoError) name the path. Files larger than `max_bytes`
-// are refused (a program, plan or cluster file is never gigabytes).
-Result<std::string> read_file(const std::string& path, int64_t max_bytes = int64_t{1} << 32);
+// The whole of a regular file; errors name the path. A directory, device, FIFO or socket is
+// refused (reading /dev/zero would never end), and so is a file larger than `max_bytes` (a
+// model, plan, program or cluster file is never that large), before it is read.
+inline constexpr int64_t kMaxTextFileBytes = int64_t{1} << 30;
+Result<std::string> read_file(const std::string& path, int64_t max_bytes = kMaxTextFileBytes);
 
 }  // namespace alpa

@@ -1,4 +1,5 @@
 #include "alpa/support/trace.h"
+#include "alpa/support/files.h"
 
 #include <cstdio>
 #include <fstream>
@@ -59,12 +60,7 @@ std::string chrome_trace_json(const std::vector<TraceEvent>& events, const std::
 
 Status write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events,
                           const std::string& title) {
-  std::ofstream f(path, std::ios::trunc);
-  if (!f) return io_error(cat("cannot write trace ", path), "check the directory exists");
-  f << chrome_trace_json(events, title);
-  f.close();
-  if (!f) return io_error(cat("writing trace ", path, " failed"));
-  return ok_status();
+  return write_file(path, chrome_trace_json(events, title)).with_context("trace");
 }
 
 }  // namespace alpa
