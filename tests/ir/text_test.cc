@@ -132,13 +132,38 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"bad arity", "graph g {\n %a = parameter() : f32[2]\n %b = add(%a) : f32[2]\n}",
                   "add takes 2 operand(s), got 1", ""},
         ErrorCase{"constant count", "graph g {\n %a = constant() {values=[1,2,3]} : f32[2]\n}",
-                  "constant has 3 values for type f32[2]", ""}),
+                  "constant has 3 values for type f32[2]", ""},
+        // Hostile sizes: element counts that would wrap int64, more dims than a layout holds.
+        ErrorCase{"elements overflow",
+                  "graph g {\n %w = parameter() : f32[4294967296,4294967296]\n}",
+                  "more than 8 dims or more than 2^48 elements", "check the extents"},
+        ErrorCase{"too many dims", "graph g {\n %w = parameter() : f32[1,1,1,1,1,1,1,1,1]\n}",
+                  "more than 8 dims", ""}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) {
       std::string name = info.param.what;
       for (char& ch : name)
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return name;
     });
+
+// Attribute lists nested 100,000 deep end in an error, not a stack overflow.
+TEST(Text, DeeplyNestedAttributeListsAreRefused) {
+  const std::string text = "graph g {\n %x = parameter() {dims=" + std::string(100000, '[') +
+                           std::string(100000, ']') + "} : f32[2]\n}\n";
+  Result<Graph> g = parse_graph(text, "deep.ir");
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("nested more than 8 levels"), std::string::npos)
+      << g.status().message();
+}
+
+TEST(Text, DevicesAndDirectoriesAreNotModelFiles) {
+  Result<Graph> zero = load_graph_file("/dev/zero");  // would never end if read
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("not a regular file"), std::string::npos);
+  Result<Graph> dir = load_graph_file("/");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_NE(dir.status().message().find("is a directory"), std::string::npos);
+}
 
 TEST(Text, LoadMissingFileIsNotFound) {
   Result<Graph> g = load_graph_file("/nonexistent/model.ir");

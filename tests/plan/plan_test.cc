@@ -92,7 +92,7 @@ TEST(Plan, HandWrittenPartialPlanIsCompleted) {
 }
 
 struct BadPlan {
-  const char* text;
+  std::string text;
   const char* message;
 };
 
@@ -101,8 +101,20 @@ TEST(Plan, MalformedFilesNameTheProblem) {
       {"{", "not valid JSON"},
       {"[1,2]", "must be a JSON object"},
       {R"({"layouts": {}})", "missing field \"mesh\""},
-      {R"({"mesh": [2], "layouts": {}})", "\"mesh\" must be two positive integers"},
-      {R"({"mesh": [0, 2], "layouts": {}})", "\"mesh\" must be two positive integers"},
+      {R"({"mesh": [2], "layouts": {}})", "\"mesh\" must be two integers"},
+      {R"({"mesh": [0, 2], "layouts": {}})", "\"mesh\" must be two integers"},
+      // Integers beyond their type or meaning are refused, not truncated.
+      {R"({"mesh": [4294967297, 1], "layouts": {}})", "product is from 1 to 4096"},
+      {R"({"mesh": [18446744073709551615, 1], "layouts": {}})", "product is from 1 to 4096"},
+      {R"({"mesh": [64, 128], "layouts": {}})", "product is from 1 to 4096"},
+      {R"({"mesh": [1, 2], "layouts": {}, "micro_batches": 4294967297})", "micro_batches"},
+      {R"({"mesh": [1, 2], "layouts": {}, "options": {"force_batch_dim_to_mesh_dim": 7}})",
+       "force_batch_dim_to_mesh_dim"},
+      {R"({"mesh": [1, 2], "layouts": {}, "options": {"memory_budget_bytes": -1}})",
+       "memory_budget_bytes"},
+      // A deeply nested value is quoted as a short excerpt (no stack overflow).
+      {"{\"mesh\": " + std::string(100000, '[') + std::string(100000, ']') + ", \"layouts\": {}}",
+       "got [[[[...]]]]"},
       {R"({"mesh": [1, 2]})", "missing object \"layouts\""},
       {R"({"mesh": [1, 2], "layouts": {"%w": "S2R"}})", "layout of \"%w\""},
       {R"({"mesh": [1, 2], "layouts": {"%w": 3}})", "must be a string"},
@@ -291,7 +303,10 @@ TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
       {R"({"stages": [{"mesh": [1, 1]}]})", "stage 0: missing \"layers\""},
       {R"({"stages": [{"layers": [0, 1]}]})", "stage 0: missing \"mesh\""},
       {R"({"stages": [{"layers": [1, 0], "mesh": [1, 1]}]})", "\"layers\" must be [first, last]"},
-      {R"({"stages": [{"layers": [0, 1], "mesh": [1, 0]}]})", "\"mesh\" must be two positive"},
+      {R"({"stages": [{"layers": [0, 1], "mesh": [1, 0]}]})", "\"mesh\" must be two integers"},
+      {R"({"stages": [{"layers": [0, 4294967296], "mesh": [1, 1]}]})", "\"layers\" must be"},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "first_device": 4294967296}]})",
+       "\"first_device\" must be"},
       {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1]}, {"layers": [2, 3], "mesh": [1, 1]}]})",
        "stage 1: starts at layer 2, but the previous stage ended at 0"},
       {R"({"stages": [{"layers": [0, 0], "mesh": [1, 2]},

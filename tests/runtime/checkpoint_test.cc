@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/threads_communicator.h"
@@ -253,6 +255,45 @@ TEST_F(CheckpointTest, ADeletedLatestNamesTheNewestCompleteStep) {
   Status s = read_error(dir_.string());
   EXPECT_NE(s.message().find("no `latest`"), std::string::npos) << s.message();
   EXPECT_NE(s.hint().find("step-00000005"), std::string::npos) << s.hint();
+}
+
+}  // namespace
+}  // namespace alpa
+
+namespace alpa {
+namespace {
+
+// A manifest crafted with a valid checksum but hostile numbers: refused, never a crash or a
+// huge allocation.
+TEST_F(CheckpointTest, CraftedBlockOffsetsAndShapesAreRefused) {
+  const fs::path step = write(4);
+  const fs::path manifest = step / "manifest.json";
+  nlohmann::json wrapped;
+  {
+    std::ifstream in(manifest);
+    wrapped = nlohmann::json::parse(in);
+  }
+  auto write_with = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json w = wrapped;
+    edit(w["checkpoint"]);
+    const std::string body = w["checkpoint"].dump();
+    w["checksum"] = checksum_hex(body.data(), body.size());
+    std::ofstream(manifest, std::ios::trunc) << w.dump(1);
+  };
+  const int64_t huge = int64_t{1} << 62;
+  write_with([&](nlohmann::json& b) { b["tensors"][0]["blocks"][0]["start"][0] = huge; });
+  Status s = read_error(dir_.string());
+  EXPECT_NE(s.message().find("lies outside the tensor"), std::string::npos) << s.message();
+  write_with([&](nlohmann::json& b) { b["tensors"][0]["blocks"][0]["offset"] = huge; });
+  s = read_error(dir_.string());
+  EXPECT_NE(s.message().find("lies past its end"), std::string::npos) << s.message();
+  write_with([&](nlohmann::json& b) { b["tensors"][0]["shape"] = {int64_t{1} << 40, 1 << 20}; });
+  s = read_error(dir_.string());
+  EXPECT_NE(s.message().find("has shape"), std::string::npos) << s.message();
+  write_with([&](nlohmann::json& b) { b["tensors"][0]["shape"] = {1 << 20, 1 << 20}; });
+  s = read_error(dir_.string());
+  EXPECT_NE(s.message().find("larger than the checkpoint's files"), std::string::npos)
+      << s.message();
 }
 
 }  // namespace

@@ -27,6 +27,14 @@ TEST(ShardingSpec, ParseErrorsExplainTheFormat) {
   }
 }
 
+TEST(ShardingSpec, MoreDimsThanATensorHasIsAnError) {
+  EXPECT_TRUE(ShardingSpec::parse("RRRRRRRR").ok());
+  Result<ShardingSpec> s = ShardingSpec::parse("RRRRRRRRR");  // aborted before
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("more than 8 dims"), std::string::npos);
+  EXPECT_FALSE(ShardingSpec::parse(std::string(100000, 'R')).ok());
+}
+
 TEST(ShardingSpec, ValidateAndLocalShape) {
   const MeshShape mesh{2, 4};
   ShardingSpec s = *ShardingSpec::parse("S0S1");

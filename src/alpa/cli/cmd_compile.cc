@@ -6,6 +6,7 @@
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
 #include "alpa/program/io.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 
@@ -69,7 +70,7 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
     j["compile_phases"] = compile_phases_json(*c);
     j["compile_time_s"] = c->seconds;
     j["out"] = pf.out_path;
-    out << j.dump() << "\n";
+    out << json_line(j) << "\n";
     return kExitOk;
   }
   out << "alpa compile: " << spec->name << " on " << p.num_devices << " device"

@@ -9,6 +9,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/cli/progress.h"
 #include "alpa/cli/trainer.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 namespace {
@@ -146,7 +147,7 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err) {
   const bool pipe_match = worst_pipe <= 1e-5;
   const bool all_match = match && pipe_match;
   if (flags.json) {
-    out << demo_json(*spec, r, m, worst, p, worst_pipe).dump() << "\n";
+    out << json_line(demo_json(*spec, r, m, worst, p, worst_pipe)) << "\n";
     return all_match ? kExitOk : kExitUserError;
   }
   const CompiledPipeline& cp = *p.compiled->pipeline;

@@ -9,6 +9,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 
@@ -64,7 +65,7 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
     j["activation_bytes"] = s.peak_activation_bytes;
     j["ops_by_kind"] = s.ops_by_kind;
     j["build_time_s"] = build_s;
-    out << j.dump() << "\n";
+    out << json_line(j) << "\n";
     return kExitOk;
   }
   out << spec->name << ": training step (" << optimizer_name(optimizer->kind) << "), global batch "

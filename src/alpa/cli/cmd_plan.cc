@@ -13,6 +13,7 @@
 #include "alpa/cost/mesh_links.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 namespace {
@@ -155,7 +156,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     for (const auto& [k, v] : by_kind) kinds[k] = {{"count", v.first}, {"seconds", v.second}};
     j["collectives"] = kinds;
     if (!flags.out_path.empty()) j["out"] = flags.out_path;
-    out << j.dump() << "\n";
+    out << json_line(j) << "\n";
     return kExitOk;
   }
 

@@ -15,6 +15,7 @@
 #include "alpa/compile/compile.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/plan/plan.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 namespace {
@@ -304,7 +305,7 @@ int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const Compi
     if (!s.ok()) return report_error(s, flags.json, out, err);
   }
   if (flags.json) {
-    out << pipeline_plan_json(r, flags.out_path).dump() << "\n";
+    out << json_line(pipeline_plan_json(r, flags.out_path)) << "\n";
     return kExitOk;
   }
   print_pipeline_plan(r, out);

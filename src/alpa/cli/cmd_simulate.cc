@@ -15,6 +15,7 @@
 #include "alpa/ir/analysis.h"
 #include "alpa/program/io.h"
 #include "alpa/sim/simulator.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 
@@ -301,7 +302,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       j["trials"] = trials;
     }
     if (!flags.trace_path.empty()) j["trace"] = flags.trace_path;
-    out << j.dump() << "\n";
+    out << json_line(j) << "\n";
     return kExitOk;
   }
   out << "alpa simulate: " << spec->name << " on " << devices << " devices of " << r.cluster->name

@@ -11,6 +11,7 @@
 #include "alpa/plan/manual.h"
 #include "alpa/program/io.h"
 #include "alpa/runtime/mpi_world.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 
@@ -21,7 +22,7 @@ int report_error(const Status& status, bool json, std::ostream& out, std::ostrea
     nlohmann::json j;
     j["error"] = status.message();
     if (!status.hint().empty()) j["hint"] = status.hint();
-    out << j.dump() << "\n";
+    out << json_line(j) << "\n";
   }
   return kExitUserError;
 }
@@ -344,7 +345,7 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
                          "--steps counts from the start of training: pass a larger --steps"),
         flags.json, out, err);
   if (flags.json)
-    out << report_json(flags, spec, options, r, plan_source).dump() << "\n";
+    out << json_line(report_json(flags, spec, options, r, plan_source)) << "\n";
   else
     print_summary(flags, spec, r, plan_source, where, out);
   return kExitOk;

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "alpa/cli/commands.h"
+#include "alpa/cli/validators.h"
 #include "alpa/cost/mesh_links.h"
 #include "alpa/plan/manual.h"
 #include "alpa/plan/plan.h"
@@ -29,18 +30,19 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
                  "moe: tiny, small, 380m, 690m, 1.3b, 2.4b, 10b, 27b, 70b; "
                  "wresnet: tiny, small, 250m, 500m, 1b, 2b, 4b, 6.8b, 13b")
       ->capture_default_str();
-  auto add = [&](const char* name, std::optional<int64_t>* slot, const char* help) {
+  auto add = [&](const char* name, std::optional<int64_t>* slot, int64_t max, const char* help) {
     app.add_option_function<int64_t>(
            name, [slot](const int64_t& v) { *slot = v; }, help)
-        ->check(CLI::PositiveNumber)
+        ->check(integer_in(1, max, "larger than any model alpa plans"))
         ->group("Model overrides");
   };
-  add("--batch", &f.batch, "Global batch size (sequences or samples per training step)");
-  add("--seq", &f.seq, "GPT sequence length");
-  add("--layers", &f.layers, "Number of layers");
-  add("--hidden", &f.hidden, "Hidden size");
-  add("--heads", &f.heads, "GPT attention heads");
-  add("--vocab", &f.vocab, "GPT vocabulary size");
+  add("--batch", &f.batch, int64_t{1} << 24,
+      "Global batch size (sequences or samples per training step)");
+  add("--seq", &f.seq, int64_t{1} << 20, "GPT sequence length");
+  add("--layers", &f.layers, int64_t{1} << 14, "Number of layers");
+  add("--hidden", &f.hidden, int64_t{1} << 20, "Hidden size");
+  add("--heads", &f.heads, int64_t{1} << 14, "GPT attention heads");
+  add("--vocab", &f.vocab, int64_t{1} << 24, "GPT vocabulary size");
   app.add_option("--dtype", f.dtype,
                  "Element type for cost and memory accounting: f32, f16, bf16 (execution is f32)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
@@ -65,7 +67,7 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
       ->capture_default_str()
       ->group("Optimizer");
   app.add_option("--lr", f.lr, "Learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str()
       ->group("Optimizer");
   app.add_option("--momentum", f.momentum, "SGD momentum")
@@ -74,7 +76,7 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
       ->group("Optimizer");
   app.add_option("--weight-decay", f.weight_decay,
                  "Weight decay (AdamW: decoupled; SGD: L2 on the gradient)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->capture_default_str()
       ->group("Optimizer");
 }
@@ -107,7 +109,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
       ->capture_default_str()
       ->group(g);
   app.add_option("--memory-budget", f.memory_budget_gb, "Per-device memory budget in GB (0: none)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(g);
   app.add_option("--batch-axis", f.batch_axis,
                  "Mesh axis the batch is split over: auto (axis 0 on a 2-D mesh), none, 0 or 1")
@@ -121,7 +123,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                "Allow splitting one dim over both mesh axes (S01)")
       ->group(g);
   app.add_option("--ilp-time-limit", f.ilp_time_limit_s, "Seconds the ILP solver may take")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str()
       ->group(g);
   const char* p = "Pipeline parallelism";
@@ -129,7 +131,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "Devices to split the training over with pipeline stages: the planner chooses "
                  "the stages, each stage's submesh and logical mesh and its intra-op plan "
                  "(and the micro-batch count unless --micro-batches is given)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_in(1, kMaxDevicesFlag, "devices a plan may span"))
       ->group(p);
   app.add_option("--pipeline", f.pipeline,
                  "auto (the default with --devices): plan the stages; none: one mesh (--mesh). "
@@ -141,7 +143,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "(0: automatic -- GPT and MoE: whole blocks, one per layer up to 32; "
                  "Wide-ResNet: one per residual block, as Alpa's suite; other models: Alpa's "
                  "FLOP-balanced clustering)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(p);
   app.add_option("--schedule", f.schedule, "Pipeline schedule: 1f1b (default) or gpipe")
       ->check(CLI::IsMember({"1f1b", "gpipe"}))
@@ -150,7 +152,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "Only consider a stage whose share of the devices is within a factor (1 + this) "
                  "of its share of the FLOPs (Alpa's stage_imbalance_tolerance, default 1 as in "
                  "Alpa's GPT benchmarks; 1e9 considers every candidate)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->group(p);
   app.add_option("--choose", f.choose,
                  "How the pipeline is chosen among the planner's candidates: simulation (each "
@@ -311,8 +313,18 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
     s.plan_source = pipe.source;
     return s;
   }
-  // One mesh: manual plans and plan files are layouts of the training graph.
+  // One mesh: manual plans and plan files are layouts of the training graph, which a plan
+  // file made with micro-batches was made for.
   o.micro_batches = std::max(1, micro_batches);
+  if (!f.plan.empty() && f.plan != "auto" && !parse_manual_plan(f.plan).ok()) {
+    if (Result<Plan> file = load_plan(f.plan); file.ok()) {
+      if (micro_batches > 0 && micro_batches != file->micro_batches)
+        return invalid_argument(cat("--micro-batches ", micro_batches, " differs from the plan ",
+                                    "file's ", file->micro_batches),
+                                "leave out --micro-batches to use the plan's");
+      o.micro_batches = file->micro_batches;
+    }
+  }
   ALPA_ASSIGN_OR_RETURN(TrainStep step, training_step(spec, optimizer, o.micro_batches));
   ALPA_ASSIGN_OR_RETURN(ResolvedParallel par,
                         resolve_parallel(f, step.graph, default_mesh, default_cluster));

@@ -4,6 +4,8 @@
 #include <iostream>
 
 #include "alpa/cli/commands.h"
+#include "alpa/cli/validators.h"
+#include "alpa/support/system.h"
 
 namespace {
 
@@ -20,7 +22,7 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
   add_model_flags(*train_cmd, train.model);
   add_optimizer_flags(*train_cmd, train.optimizer);
   train_cmd->add_option("--steps", train.steps, "Training steps")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   train_cmd->add_option("--seed", train.seed, "Seed for weights and synthetic data")
       ->capture_default_str();
@@ -28,9 +30,9 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
       ->add_option("--micro-batches", train.micro_batches,
                    "Split each batch into this many micro-batches (gradient accumulation). "
                    "Default: 1; with pipeline stages the planner chooses")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, int64_t{1} << 24, "at most one per sample"));
   train_cmd->add_option("--threads", train.threads, "CPU threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxThreads, "threads a process may start"))
       ->capture_default_str();
   add_parallel_flags(*train_cmd, train.parallel, "1x1 (one device)", "local");
   train_cmd
@@ -44,7 +46,7 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
       ->add_option("--timeout", train.timeout_s,
                    "Seconds a device waits for a peer before the run stops with an error naming "
                    "the rank (MPI: the whole job is aborted)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   train_cmd->add_option("--checkpoint-dir", train.checkpoint_dir,
                         "Write checkpoints (weights and optimizer state, sharded, with a "
@@ -53,7 +55,7 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
   train_cmd
       ->add_option("--checkpoint-every", train.checkpoint_every,
                    "Steps between checkpoints (0: only after the last step)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->capture_default_str();
   train_cmd->add_option("--resume", train.resume,
                         "Start from a checkpoint (a --checkpoint-dir, or one of its step-* "
@@ -83,7 +85,7 @@ CLI::App* add_graph_command(CLI::App& app, GraphFlags& graph) {
   add_model_flags(*graph_cmd, graph.model);
   add_optimizer_flags(*graph_cmd, graph.optimizer);
   graph_cmd->add_option("--micro-batches", graph.micro_batches, "Micro-batches per step")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   graph_cmd
       ->add_option("--emit", graph.emit,
@@ -111,11 +113,11 @@ CLI::App* add_plan_command(CLI::App& app, PlanFlags& plan) {
       ->add_option("--micro-batches", plan.micro_batches,
                    "Micro-batches per step. Default: 1; with --gpus the planner searches the "
                    "divisors of the batch")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   plan_cmd->add_option("--out", plan.out_path,
                        "Write the complete plan as JSON (for `alpa train --plan`, or to edit)");
   plan_cmd->add_option("--top", plan.top, "Largest communications to list")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative_number())
       ->capture_default_str();
   plan_cmd->add_flag("--json", plan.json, "Print one JSON object instead of text");
   return plan_cmd;
@@ -139,7 +141,7 @@ CLI::App* add_simulate_command(CLI::App& app, SimulateFlags& sim) {
   sim_cmd
       ->add_option("--micro-batches", sim.plan.micro_batches,
                    "Micro-batches per step (default: searched by the planner)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   sim_cmd
       ->add_option("--baseline", sim.baseline,
                    "Instead of the planner: megatron (data x tensor x pipeline degrees and "
@@ -173,7 +175,7 @@ CLI::App* add_compile_command(CLI::App& app, CompileFlags& comp) {
   comp_cmd
       ->add_option("--micro-batches", comp.plan.micro_batches,
                    "Micro-batches per step. Default: 1; with --devices the planner chooses")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_number());
   comp_cmd->add_option("--out", comp.plan.out_path, "Write the program (JSON) here")->required();
   comp_cmd->add_flag("--json", comp.plan.json, "Print one JSON object instead of text");
   return comp_cmd;
@@ -199,7 +201,7 @@ CLI::App* add_profile_command(CLI::App& app, ProfileFlags& prof) {
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
   prof_cmd->add_option("--budget", prof.budget_s, "Seconds of repetitions per measurement")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   return prof_cmd;
 }
@@ -209,11 +211,11 @@ CLI::App* add_demo_command(CLI::App& app, DemoFlags& demo) {
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Train a tiny GPT on this machine and show the loss falling (a few seconds).");
   demo_cmd->add_option("--steps", demo.steps, "Training steps")
-      ->check(CLI::PositiveNumber)
+      ->check(positive_number())
       ->capture_default_str();
   demo_cmd->add_option("--seed", demo.seed, "Seed")->capture_default_str();
   demo_cmd->add_option("--threads", demo.threads, "CPU threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_in(0, kMaxThreads, "threads a process may start"))
       ->capture_default_str();
   demo_cmd->add_flag("--json", demo.json, "Print one JSON object instead of text");
   return demo_cmd;
@@ -222,6 +224,7 @@ CLI::App* add_demo_command(CLI::App& app, DemoFlags& demo) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  alpa::install_out_of_memory_handler();
   using namespace alpa;
   CLI::App app{
       "alpa: automatic parallelization for training large neural networks.\n"

@@ -10,6 +10,7 @@
 #include "alpa/program/io.h"
 #include "alpa/runtime/blas.h"
 #include "alpa/runtime/mpi_world.h"
+#include "alpa/sim/simulator.h"
 
 namespace alpa {
 namespace {
@@ -50,6 +51,29 @@ Result<Program> program_for(const ModelSpec& spec, const TrainOptions& o,
     return failed_precondition(cat("compiling on process 0 failed: ", text.substr(1)));
   if (w->process_index() == 0 && compiled) return compiled->program;
   return program_from_json(text, "the program from process 0");
+}
+
+// The cost model's peak per device in the f32 storage the CPU executes in (the simulator counts
+// the model's dtype), for memory admission: the compile's simulation, or one made here.
+std::vector<double> predicted_peaks(const Program& program, const std::optional<Compiled>& compiled,
+                                    const std::string& cluster) {
+  std::vector<double> out(static_cast<size_t>(program.num_devices), 0.0);
+  std::optional<SimReport> sim;
+  if (compiled && compiled->sim) {
+    sim = compiled->sim;
+  } else if (Result<Cluster> c = sized_cluster(cluster, program.num_devices); c.ok()) {
+    if (Result<SimReport> s = simulate(program, *c); s.ok()) sim = std::move(*s);
+  }
+  if (!sim) return out;
+  for (size_t s = 0; s < program.stages.size() && s < sim->stages.size(); ++s) {
+    const SimStage& ss = sim->stages[s];
+    for (int d : program.stages[s].mesh.devices) {
+      const double owned = static_cast<double>(memory_need(program, {d}, {}).devices);
+      out[static_cast<size_t>(d)] =
+          ss.peak_memory_bytes * (ss.owned_bytes > 0 ? owned / ss.owned_bytes : 1.0);
+    }
+  }
+  return out;
 }
 
 std::vector<DataInput> data_inputs(const Program& p) {
@@ -125,6 +149,14 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
     return invalid_argument(
         cat("mesh extents must be >= 1, got ", options.compile.mesh.to_string()));
   ALPA_RETURN_IF_ERROR(check_world_matches(options));
+  const int64_t devices = options.program            ? options.program->num_devices
+                          : options.compile.pipeline ? options.compile.devices
+                                                     : options.compile.mesh.size();
+  if (options.world == nullptr && devices > kMaxVirtualDevices)
+    return invalid_argument(
+        cat(devices, " virtual devices: the threads backend runs one thread per device, at most ",
+            kMaxVirtualDevices),
+        "use fewer devices, or run one process per device with --backend mpi under mpirun");
   TrainReport r;
   std::optional<Compiled> compiled;
   const Clock::time_point t0 = Clock::now();
@@ -158,6 +190,8 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data,
                         make_data_source(spec, data_inputs(program), options.loop.seed));
   TrainLoopOptions lo = options.loop;
+  if (lo.predicted_peak_bytes.empty())
+    lo.predicted_peak_bytes = predicted_peaks(program, compiled, options.cluster);
   lo.run.threads_per_device = r.threads;
   lo.model = spec.name;
   ALPA_ASSIGN_OR_RETURN(TrainResult run, train_program(

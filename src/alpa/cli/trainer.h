@@ -23,6 +23,9 @@ namespace alpa {
 // candidates the planner's own choice (memory is not what limits a run on this machine).
 CompileOptions training_compile_options();
 
+// The threads backend runs each virtual device on its own thread of one process.
+inline constexpr int64_t kMaxVirtualDevices = 256;
+
 struct TrainOptions {
   // What to compile (compile/compile.h): optimizer, micro-batches, one mesh (of virtual
   // devices) or pipeline stages, plan constraints, memory per device.

@@ -1,6 +1,7 @@
 #include "alpa/cluster/cluster.h"
 
 #include "alpa/support/files.h"
+#include "alpa/support/json_excerpt.h"
 #include "alpa/support/text.h"
 
 #include <charconv>
@@ -219,12 +220,12 @@ Status check_points(const std::vector<ProfilePoint>& pts, std::string_view path,
 Status read_points(const Json& v, std::string_view path, std::vector<ProfilePoint>& out) {
   if (!v.is_array())
     return invalid_argument(
-        cat("field \"", path, "\" must be a list of [x, y] pairs, got ", v.dump()));
+        cat("field \"", path, "\" must be a list of [x, y] pairs, got ", json_excerpt(v)));
   for (size_t i = 0; i < v.size(); ++i) {
     const Json& p = v[i];
     if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number())
-      return invalid_argument(
-          cat("field \"", path, "[", i, "]\" must be a pair of numbers [x, y], got ", p.dump()));
+      return invalid_argument(cat("field \"", path, "[", i,
+                                  "]\" must be a pair of numbers [x, y], got ", json_excerpt(p)));
     out.push_back({p[0].get<double>(), p[1].get<double>()});
   }
   return ok_status();
@@ -319,27 +320,27 @@ Status read_string(const Json& obj, std::string_view prefix, std::string_view ke
   ALPA_ASSIGN_OR_RETURN(const Json* v, get_field(obj, prefix, key));
   if (!v->is_string())
     return invalid_argument(
-        cat("field \"", join_path(prefix, key), "\" must be a string, got ", v->dump()));
+        cat("field \"", join_path(prefix, key), "\" must be a string, got ", json_excerpt(*v)));
   out = v->get<std::string>();
   return ok_status();
 }
 
 Status read_count(const Json& obj, std::string_view key, int& out) {
   ALPA_ASSIGN_OR_RETURN(const Json* v, get_field(obj, "", key));
-  if (!v->is_number_integer()) return bad_count(key, v->dump());
+  if (!v->is_number_integer()) return bad_count(key, json_excerpt(*v));
   if (v->is_number_unsigned()) {
     uint64_t u = v->get<uint64_t>();
     if (u > static_cast<uint64_t>(INT_MAX))
-      return invalid_argument(
-          cat("field \"", key, "\" must be an integer in [1, ", INT_MAX, "], got ", v->dump()));
+      return invalid_argument(cat("field \"", key, "\" must be an integer in [1, ", INT_MAX,
+                                  "], got ", json_excerpt(*v)));
     out = static_cast<int>(u);
     return ok_status();
   }
   int64_t s = v->get<int64_t>();
-  if (s < 1) return bad_count(key, v->dump());
+  if (s < 1) return bad_count(key, json_excerpt(*v));
   if (s > INT_MAX)  // unreachable for nlohmann (positive integers are unsigned), kept for safety
-    return invalid_argument(
-        cat("field \"", key, "\" must be an integer in [1, ", INT_MAX, "], got ", v->dump()));
+    return invalid_argument(cat("field \"", key, "\" must be an integer in [1, ", INT_MAX,
+                                "], got ", json_excerpt(*v)));
   out = static_cast<int>(s);
   return ok_status();
 }
@@ -348,9 +349,9 @@ Status read_number(const Json& obj, std::string_view prefix, std::string_view ke
                    double& out) {
   ALPA_ASSIGN_OR_RETURN(const Json* v, get_field(obj, prefix, key));
   std::string path = join_path(prefix, key);
-  if (!v->is_number()) return bad_number(path, kind, v->dump());
+  if (!v->is_number()) return bad_number(path, kind, json_excerpt(*v));
   double d = v->get<double>();
-  if (!number_ok(kind, d)) return bad_number(path, kind, v->dump());
+  if (!number_ok(kind, d)) return bad_number(path, kind, json_excerpt(*v));
   out = d;
   return ok_status();
 }
@@ -361,7 +362,7 @@ Result<const Json*> get_object(const Json& obj, std::string_view key,
   if (!v->is_object()) {
     std::string list;
     for (std::string_view k : keys) list += cat(list.empty() ? "" : ", ", "\"", k, "\": ...");
-    return invalid_argument(cat("field \"", key, "\" must be an object, got ", v->dump()),
+    return invalid_argument(cat("field \"", key, "\" must be an object, got ", json_excerpt(*v)),
                             cat("write \"", key, "\": {", list, "}"));
   }
   return v;
@@ -447,14 +448,14 @@ Result<Cluster> cluster_from_parsed(const Json& j) {
   if (j.contains("collectives")) {
     const Json& list = j.at("collectives");
     if (!list.is_array())
-      return invalid_argument(cat("field \"collectives\" must be a list, got ", list.dump()),
+      return invalid_argument(cat("field \"collectives\" must be a list, got ", json_excerpt(list)),
                               "write \"collectives\": [{\"collective\": \"all-reduce\", "
                               "\"group\": 2, \"points\": [[bytes, seconds], ...]}, ...]");
     for (size_t i = 0; i < list.size(); ++i) {
       const std::string at = cat("collectives[", i, "]");
       const Json& t = list[i];
       if (!t.is_object())
-        return invalid_argument(cat("field \"", at, "\" must be an object, got ", t.dump()));
+        return invalid_argument(cat("field \"", at, "\" must be an object, got ", json_excerpt(t)));
       const std::vector<std::string_view> keys = {"collective", "group", "points"};
       ALPA_RETURN_IF_ERROR(check_known_fields(t, at, keys));
       CollectiveTable ct;
@@ -462,7 +463,7 @@ Result<Cluster> cluster_from_parsed(const Json& j) {
       ALPA_ASSIGN_OR_RETURN(const Json* g, get_field(t, at, "group"));
       if (!g->is_number_integer() || g->get<int64_t>() < 2 || g->get<int64_t>() > INT_MAX)
         return invalid_argument(
-            cat("field \"", at, ".group\" must be an integer >= 2, got ", g->dump()),
+            cat("field \"", at, ".group\" must be an integer >= 2, got ", json_excerpt(*g)),
             "the number of devices the table was measured on");
       ct.group = static_cast<int>(g->get<int64_t>());
       ALPA_ASSIGN_OR_RETURN(const Json* pts, get_field(t, at, "points"));
@@ -578,7 +579,9 @@ Result<Cluster> cluster_from_json(std::string_view text, std::string_view source
 }
 
 std::string cluster_to_json(const Cluster& c) {
-  auto str = [](const std::string& s) { return Json(s).dump(); };
+  auto str = [](const std::string& s) {
+    return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
+  };
   // Non-finite numbers have no JSON form; null reads back as a clear type error.
   auto num = [](double v) { return std::isfinite(v) ? format_number(v) : std::string("null"); };
   std::ostringstream os;

@@ -148,8 +148,10 @@ Result<Compiled> compile_stages(TrainStep step, PipelinePlan plan, const Cluster
 Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster, const CompileOptions& o) {
   const Clock::time_point t0 = Clock::now();
   const int devices = o.pipeline ? o.devices : static_cast<int>(o.mesh.size());
-  if (devices < 1)
-    return invalid_argument(cat("a program needs at least one device, got ", devices));
+  if (devices < 1 || devices > kMaxProgramDevices)
+    return invalid_argument(
+        cat("a program spans 1 to ", kMaxProgramDevices, " devices, got ", devices),
+        "plan for fewer devices: alpa-cpp plans and runs up to this many");
   if (o.micro_batches < 0)
     return invalid_argument(cat("--micro-batches must be >= 1, got ", o.micro_batches));
   Compiled c;

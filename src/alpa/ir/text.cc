@@ -169,7 +169,7 @@ class Parser {
   }
 
  private:
-  Result<AttrValue> parse_attr_value();
+  Result<AttrValue> parse_attr_value(int depth = 0);
 
   std::string_view text_;
   std::string_view source_;
@@ -266,6 +266,10 @@ Result<TensorType> Parser::parse_type() {
     }
   }
   ALPA_RETURN_IF_ERROR(expect_punct("]", "to close the shape"));
+  if (!shape_within_limits(t.shape))
+    return error(cat("the type ", t.to_string(), " has more than ", kMaxTensorRank,
+                     " dims or more than 2^48 elements"),
+                 "no tensor is that large; check the extents");
   return t;
 }
 
@@ -281,15 +285,21 @@ Result<ValueId> Parser::parse_value_use(const Graph& g) {
   return it->second;
 }
 
-Result<AttrValue> Parser::parse_attr_value() {
+// Attribute lists nest a level or two (a convolution's padding); deeper is not an attribute.
+constexpr int kMaxAttrNesting = 8;
+
+Result<AttrValue> Parser::parse_attr_value(int depth) {
   AttrValue v;
   v.token = tok_;
   if (is_punct("[")) {
+    if (depth == kMaxAttrNesting)
+      return error(cat("attribute lists nested more than ", kMaxAttrNesting, " levels deep"),
+                   "an attribute is a number, a name, or a list of them (at most a list of lists)");
     v.is_list = true;
     advance();
     if (!is_punct("]")) {
       for (;;) {
-        ALPA_ASSIGN_OR_RETURN(AttrValue e, parse_attr_value());
+        ALPA_ASSIGN_OR_RETURN(AttrValue e, parse_attr_value(depth + 1));
         v.list.push_back(std::move(e));
         if (is_punct(",")) {
           advance();

@@ -34,6 +34,17 @@ int64_t dtype_bytes(DType d) {
   return 4;
 }
 
+bool shape_within_limits(const Shape& shape) {
+  if (shape.size() > kMaxTensorRank) return false;
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || d > kMaxTensorElements) return false;
+    if (d != 0 && n > kMaxTensorElements / d) return false;
+    n *= d;
+  }
+  return true;
+}
+
 int64_t num_elements(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

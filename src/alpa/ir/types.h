@@ -28,6 +28,14 @@ inline bool is_float(DType d) {
 using Shape = std::vector<int64_t>;
 
 int64_t num_elements(const Shape& shape);
+// The largest tensor the IR describes: 2^48 elements (a petabyte of f32), so element and byte
+// counts never overflow int64. Shapes from files and flags are checked against it.
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 48;
+// The most dims a tensor has (layouts hold one entry per dim).
+inline constexpr size_t kMaxTensorRank = 8;
+// Whether the rank is at most kMaxTensorRank, every extent >= 0 and the product within
+// kMaxTensorElements.
+bool shape_within_limits(const Shape& shape);
 std::string shape_to_string(const Shape& shape);  // "[2,3]"
 
 struct TensorType {

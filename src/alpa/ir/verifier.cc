@@ -23,6 +23,10 @@ Status verify(const Graph& g) {
     }
     Result<TensorType> t = infer_result_type(n.op, n.attrs, types, &n.type);
     if (!t.ok()) return t.status().with_context(where);
+    if (!shape_within_limits(n.type.shape))
+      return invalid_argument(cat(where, ": its type ", n.type.to_string(), " has more than ",
+                                  kMaxTensorRank, " dims or more than 2^48 elements"),
+                              "no tensor is that large; check the model's sizes (--batch, ...)");
     if (n.op == OpKind::kConstant || n.op == OpKind::kPad) {
       // Constants and pad values must be finite or +-inf; NaN literals are rejected.
       const auto& vals = n.op == OpKind::kConstant ? n.attr<ConstantAttrs>().values

@@ -1,5 +1,6 @@
 #include "alpa/plan/plan.h"
 
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -10,6 +11,7 @@
 #include "alpa/ir/text.h"
 #include "alpa/support/files.h"
 #include "alpa/support/hash.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 
@@ -79,7 +81,7 @@ std::string plan_to_json(const Plan& p) {
                     {"compute_s", p.predicted_compute_s},
                     {"communication_s", p.predicted_communication_s},
                     {"peak_memory_bytes", p.predicted_peak_memory_bytes}};
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 namespace {
@@ -103,14 +105,27 @@ Result<std::map<std::string, ShardingSpec>> parse_layouts(const nlohmann::json& 
   return out;
 }
 
+// Whether `x` is an integer in [lo, hi] (a number above 2^63 too is out of range, not wrapped).
+bool int_in(const nlohmann::json& x, int64_t lo, int64_t hi) {
+  if (x.is_number_unsigned()) {
+    const uint64_t u = x.get<uint64_t>();
+    return hi >= 0 && u <= static_cast<uint64_t>(hi) && static_cast<int64_t>(u) >= lo;
+  }
+  return x.is_number_integer() && x.get<int64_t>() >= lo && x.get<int64_t>() <= hi;
+}
+constexpr int64_t kMaxCount = kMaxDevices;       // devices, first devices, mesh extents
+constexpr int64_t kMaxIndex = int64_t{1} << 30;  // layers, operator indices, micro-batches
+
 Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
   const auto& pl = j.contains("pipeline") ? j["pipeline"] : nlohmann::json::object();
   if (!pl.is_object()) return err("field \"pipeline\" must be an object", "");
   for (auto it = pl.begin(); it != pl.end(); ++it) {
     const std::string& k = it.key();
     if (k == "devices" || k == "layers") {
-      if (!it->is_number_integer() || it->get<int>() < 1)
-        return err(cat("pipeline.", k, " must be a positive integer"), "");
+      if (!int_in(*it, 1, k == "devices" ? kMaxCount : kMaxIndex))
+        return err(cat("pipeline.", k, " must be an integer from 1 to ",
+                       k == "devices" ? kMaxCount : kMaxIndex, ", got ", json_excerpt(*it)),
+                   "");
       (k == "devices" ? p.devices : p.pipeline_layers) = it->get<int>();
     } else if (k == "schedule") {
       if (!it->is_string() || (*it != "1f1b" && *it != "gpipe"))
@@ -122,7 +137,7 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
                    "e.g. [118, 240]: where layers 1, 2, ... begin; or leave it out");
       p.layer_starts.clear();
       for (const auto& x : *it) {
-        if (!x.is_number_integer() || x.get<int>() < 1)
+        if (!int_in(x, 1, kMaxIndex))
           return err("pipeline.layer_starts must hold positive integers (operator indices)", "");
         p.layer_starts.push_back(x.get<int>());
       }
@@ -145,27 +160,30 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
       const std::string& k = it.key();
       if (k == "layers") {
         const auto& l = *it;
-        if (!l.is_array() || l.size() != 2 || !l[0].is_number_integer() ||
-            !l[1].is_number_integer() || l[0].get<int>() < 0 || l[1].get<int>() < l[0].get<int>())
+        if (!l.is_array() || l.size() != 2 || !int_in(l[0], 0, kMaxIndex) ||
+            !int_in(l[1], 0, kMaxIndex) || l[1].get<int>() < l[0].get<int>())
           return err(cat(where, "\"layers\" must be [first, last] with 0 <= first <= last, got ",
-                         l.dump()),
+                         json_excerpt(l)),
                      "");
         ps.first_layer = l[0].get<int>();
         ps.last_layer = l[1].get<int>();
       } else if (k == "mesh") {
         const auto& m = *it;
-        if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() ||
-            !m[1].is_number_integer() || m[0].get<int64_t>() < 1 || m[1].get<int64_t>() < 1)
-          return err(cat(where, "\"mesh\" must be two positive integers, got ", m.dump()), "");
+        if (!m.is_array() || m.size() != 2 || !int_in(m[0], 1, kMaxCount) ||
+            !int_in(m[1], 1, kMaxCount))
+          return err(cat(where, "\"mesh\" must be two integers from 1 to ", kMaxCount, ", got ",
+                         json_excerpt(m)),
+                     "");
         ps.mesh = {m[0].get<int64_t>(), m[1].get<int64_t>()};
       } else if (k == "first_device") {
-        if (!it->is_number_integer() || it->get<int>() < 0)
-          return err(cat(where, "\"first_device\" must be a non-negative integer"), "");
+        if (!int_in(*it, 0, kMaxCount - 1))
+          return err(cat(where, "\"first_device\" must be an integer from 0 to ", kMaxCount - 1),
+                     "");
         ps.first_device = it->get<int>();
       } else if (k == "batch_axis") {
         if (it->is_string() && *it == "auto")
           ps.batch_axis = ShardingOptions::kAutoBatchAxis;
-        else if (it->is_number_integer() && it->get<int>() >= -1 && it->get<int>() <= 1)
+        else if (int_in(*it, -1, 1))
           ps.batch_axis = it->get<int>();
         else
           return err(cat(where, "\"batch_axis\" must be \"auto\", -1 (none), 0 or 1"), "");
@@ -252,13 +270,14 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
   Plan p;
   try {
     if (j.contains("format") && j["format"] != "alpa-plan/1")
-      return err(cat("field \"format\" must be \"alpa-plan/1\", got ", j["format"].dump()));
+      return err(cat("field \"format\" must be \"alpa-plan/1\", got ", json_excerpt(j["format"])));
     if (j.contains("model")) p.model = j.at("model").get<std::string>();
     if (j.contains("cluster")) p.cluster = j.at("cluster").get<std::string>();
     auto mesh_of = [&](const nlohmann::json& m, const std::string& where) -> Result<MeshShape> {
-      if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() ||
-          !m[1].is_number_integer() || m[0].get<int64_t>() < 1 || m[1].get<int64_t>() < 1)
-        return err(cat(where, " must be two positive integers, got ", m.dump()));
+      if (!m.is_array() || m.size() != 2 || !int_in(m[0], 1, kMaxCount) ||
+          !int_in(m[1], 1, kMaxCount) || m[0].get<int64_t>() * m[1].get<int64_t>() > kMaxCount)
+        return err(cat(where, " must be two integers whose product is from 1 to ", kMaxCount,
+                       ", got ", json_excerpt(m)));
       return MeshShape{m[0].get<int64_t>(), m[1].get<int64_t>()};
     };
     const bool pipeline = j.contains("stages");
@@ -271,8 +290,8 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
       ALPA_RETURN_IF_ERROR(parse_pipeline(j, p, errf));
     }
     if (j.contains("micro_batches")) {
-      if (!j["micro_batches"].is_number_integer() || j["micro_batches"].get<int>() < 1)
-        return err("field \"micro_batches\" must be an integer >= 1");
+      if (!int_in(j["micro_batches"], 1, kMaxIndex))
+        return err(cat("field \"micro_batches\" must be an integer from 1 to ", kMaxIndex));
       p.micro_batches = j["micro_batches"].get<int>();
     }
     if (j.contains("graph_fingerprint"))
@@ -282,15 +301,21 @@ Result<Plan> plan_from_json(std::string_view text, std::string_view source) {
       if (!o.is_object()) return err("field \"options\" must be an object");
       for (auto it = o.begin(); it != o.end(); ++it) {
         const std::string& k = it.key();
-        if (k == "force_batch_dim_to_mesh_dim")
+        if (k == "force_batch_dim_to_mesh_dim") {
+          if (!int_in(*it, ShardingOptions::kAutoBatchAxis, 1))
+            return err(
+                "option \"force_batch_dim_to_mesh_dim\" must be -2 (auto), -1 (none), 0 "
+                "or 1");
           p.options.force_batch_dim_to_mesh_dim = it->get<int>();
-        else if (k == "prefer_reduce_scatter")
+        } else if (k == "prefer_reduce_scatter")
           p.options.prefer_reduce_scatter = it->get<bool>();
         else if (k == "allow_mixed_mesh_shape")
           p.options.allow_mixed_mesh_shape = it->get<bool>();
-        else if (k == "memory_budget_bytes")
+        else if (k == "memory_budget_bytes") {
+          if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0)
+            return err("option \"memory_budget_bytes\" must be a finite number >= 0");
           p.memory_budget_bytes = it->get<double>();
-        else
+        } else
           return err(cat("unknown option \"", k, "\""),
                      "options: force_batch_dim_to_mesh_dim, prefer_reduce_scatter, "
                      "allow_mixed_mesh_shape, memory_budget_bytes");

@@ -319,7 +319,7 @@ Result<Program> read_program(const json& j, std::string_view source) {
     p.source[k] = v.get<std::string>();
   }
   ALPA_ASSIGN_OR_RETURN(p.step_fingerprint, f.string("step_fingerprint"));
-  ALPA_ASSIGN_OR_RETURN(int64_t devices, f.integer("devices", 1, 1 << 20));
+  ALPA_ASSIGN_OR_RETURN(int64_t devices, f.integer("devices", 1, kMaxProgramDevices));
   ALPA_ASSIGN_OR_RETURN(int64_t mbs, f.integer("micro_batches", 1, 1 << 20));
   p.num_devices = static_cast<int>(devices);
   p.micro_batches = static_cast<int>(mbs);
@@ -425,7 +425,7 @@ std::string program_to_json(const Program& p) {
                   {"params", params},
                   {"stages", stages},
                   {"transfers", transfers}};
-  return j.dump(1) + "\n";
+  return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 Result<Program> program_from_json(std::string_view text, std::string_view source_name) {

@@ -121,6 +121,9 @@ struct Transfer {
   friend bool operator==(const Transfer&, const Transfer&) = default;
 };
 
+// The most devices one program spans (sharding/mesh.h).
+inline constexpr int kMaxProgramDevices = static_cast<int>(kMaxDevices);
+
 struct Program {
   std::string model;  // what it was compiled from (informational)
   // How to rebuild the model it was compiled from (the front end's flags, key -> value), so a

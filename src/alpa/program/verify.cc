@@ -318,7 +318,9 @@ Status check_schedule(const Program& p) {
 }  // namespace
 
 Status verify_program(const Program& p) {
-  if (p.num_devices < 1) return invalid_argument(cat("devices must be >= 1, got ", p.num_devices));
+  if (p.num_devices < 1 || p.num_devices > kMaxProgramDevices)
+    return invalid_argument(
+        cat("devices must be from 1 to ", kMaxProgramDevices, ", got ", p.num_devices));
   if (p.micro_batches < 1)
     return invalid_argument(cat("micro_batches must be >= 1, got ", p.micro_batches));
   if (p.stages.empty()) return invalid_argument("a program needs at least one stage");

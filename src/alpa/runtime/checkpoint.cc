@@ -1,5 +1,7 @@
 #include "alpa/runtime/checkpoint.h"
 
+#include "alpa/support/json_excerpt.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -271,7 +273,7 @@ Result<std::string> write_checkpoint(World& world, const std::string& dir,
   Result<json> mine = write_rank_file(staging, me, info, blocks);
   ALPA_ASSIGN_OR_RETURN(
       std::vector<std::string> all,
-      world.gather_bytes(mine.ok() ? mine->dump() : "!" + mine.status().message(), 0));
+      world.gather_bytes(mine.ok() ? json_line(*mine) : "!" + mine.status().message(), 0));
   std::string result;  // empty: written; otherwise the error
   if (me == 0) {
     json files = json::array();
@@ -301,10 +303,11 @@ Result<std::string> write_checkpoint(World& world, const std::string& dir,
       json body = {{"format", kFormat},  {"model", info.model},     {"step", info.step},
                    {"plan", info.plan},  {"backend", info.backend}, {"ranks", info.ranks},
                    {"tensors", tensors}, {"files", files}};
-      const std::string text = body.dump();
+      const std::string text = json_line(body);
       const json wrapped = {{"checkpoint", body},
                             {"checksum", checksum_hex(text.data(), text.size())}};
-      Status s = write_atomically(staging / "manifest.json", wrapped.dump(1));
+      Status s = write_atomically(staging / "manifest.json",
+                                  wrapped.dump(1, ' ', false, json::error_handler_t::replace));
       if (s.ok()) {
         sync_directory(staging);
         s = publish_step(dir, staging, name);
@@ -325,7 +328,7 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
   if (wrapped.is_discarded()) return bad(manifest_path, "it is not valid JSON (truncated?)");
   ALPA_ASSIGN_OR_RETURN(json body, field<json>(wrapped, "checkpoint", manifest_path));
   ALPA_ASSIGN_OR_RETURN(std::string sum, field<std::string>(wrapped, "checksum", manifest_path));
-  const std::string body_text = body.dump();
+  const std::string body_text = json_line(body);
   if (checksum_hex(body_text.data(), body_text.size()) != sum)
     return bad(manifest_path, "its checksum does not match its contents");
   ALPA_ASSIGN_OR_RETURN(std::string format, field<std::string>(body, "format", manifest_path));
@@ -345,6 +348,7 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
   // Files: present, of the recorded size and checksum.
   ALPA_ASSIGN_OR_RETURN(json files, field<json>(body, "files", manifest_path));
   std::map<std::string, std::string> contents;
+  int64_t content_bytes = 0;
   if (!files.is_array()) return bad(manifest_path, "\"files\" is not a list");
   for (const json& f : files) {
     ALPA_ASSIGN_OR_RETURN(std::string name, field<std::string>(f, "file", manifest_path));
@@ -364,6 +368,7 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
       return io_error(cat("cannot read ", fp.string()));
     if (checksum_hex(data.data(), data.size()) != fsum)
       return bad(fp, "its checksum does not match the manifest (corrupted)");
+    content_bytes += static_cast<int64_t>(data.size());
     contents[name] = std::move(data);
   }
 
@@ -379,15 +384,13 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
     ct.type.dtype = *dtype;
     ALPA_ASSIGN_OR_RETURN(std::vector<int64_t> shape,
                           field<std::vector<int64_t>>(t, "shape", manifest_path));
-    int64_t elems = 1;
-    for (int64_t e : shape) {
-      if (e < 0 || e > (int64_t{1} << 40))
-        return bad(manifest_path, cat("tensor ", ct.name, " has extent ", e));
-      elems *= e;
-      if (elems > (int64_t{1} << 40))
-        return bad(manifest_path, cat("tensor ", ct.name, " is too large"));
-    }
     ct.type.shape = Shape(shape.begin(), shape.end());
+    if (!shape_within_limits(ct.type.shape))
+      return bad(manifest_path, cat("tensor ", ct.name, " has shape ", json_excerpt(json(shape))));
+    // Its blocks must cover it from the files' bytes, so it cannot be larger than they are.
+    if (ct.type.num_elements() * int64_t{4} > content_bytes)
+      return bad(manifest_path, cat("tensor ", ct.name, " ", ct.type.to_string(), " is larger ",
+                                    "than the checkpoint's files (", content_bytes, " bytes)"));
     Tensor whole(ct.type);
     std::vector<uint8_t> covered(static_cast<size_t>(whole.size()), 0);
     int64_t covered_count = 0;
@@ -407,12 +410,13 @@ Result<LoadedCheckpoint> read_checkpoint(const std::string& path) {
         return bad(manifest_path, cat("a block of ", ct.name, " has the wrong rank"));
       int64_t n = 1;
       for (size_t d = 0; d < shape.size(); ++d) {
-        if (start[d] < 0 || ext[d] < 0 || start[d] + ext[d] > shape[d])
+        if (start[d] < 0 || ext[d] < 0 || start[d] > shape[d] || ext[d] > shape[d] - start[d])
           return bad(manifest_path, cat("a block of ", ct.name, " lies outside the tensor"));
         n *= ext[d];
       }
       const int64_t nbytes = n * static_cast<int64_t>(sizeof(float));
-      if (offset < 0 || offset + nbytes > static_cast<int64_t>(it->second.size()))
+      if (offset < 0 || offset > static_cast<int64_t>(it->second.size()) ||
+          nbytes > static_cast<int64_t>(it->second.size()) - offset)
         return bad(step_dir / file, cat("a block of ", ct.name, " lies past its end"));
       const char* src = it->second.data() + offset;
       if (checksum_hex(src, static_cast<size_t>(nbytes)) != bsum)

@@ -28,8 +28,8 @@ class ProgramBuilder {
  public:
   ProgramBuilder(const Graph& g, const std::vector<std::vector<ValueId>>& users,
                  const std::vector<char>& is_output, std::vector<char>& inlined,
-                 std::vector<char>& cut, ValueId root)
-      : g_(g), users_(users), is_output_(is_output), inlined_(inlined), cut_(cut) {
+                 std::vector<char>& cut, std::vector<int>& sizes, ValueId root)
+      : g_(g), users_(users), is_output_(is_output), inlined_(inlined), cut_(cut), sizes_(sizes) {
     prog_.root = root;
     prog_.shape = g.type(root).shape;
     contiguous_ = kernels::row_major_strides(prog_.shape);
@@ -73,27 +73,36 @@ class ProgramBuilder {
     return is_fusible(user) && user.type.shape == n.type.shape;
   }
 
-  // Instructions of v's program if everything inlinable below it is inlined: one per distinct
-  // inlined node and one per distinct other operand (a load or generator; an upper bound,
-  // since equal loads are shared). Counted over distinct nodes, so an operand used twice
-  // (mul(p, p)) counts once.
-  int subtree_size(ValueId v) const {
-    std::vector<ValueId> stack = {v};
-    std::unordered_set<ValueId> seen = {v};
-    int size = 0;
+  // Instructions of v's program if everything inlinable below it is inlined: one per inlined
+  // node and one per other operand of each node (a load or generator; an upper bound, since
+  // equal loads are shared; an operand used twice by one node, mul(p, p), counts once).
+  // Inlinable nodes form trees (each has one user), so sizes are summed over children and
+  // memoised in sizes_ for the whole fusion pass (-1: not known); a cut changes the sizes of
+  // its ancestors only, which fit_budget forgets. Iterative: chains may be 100k nodes long.
+  int subtree_size(ValueId v) {
+    if (sizes_[v] >= 0) return sizes_[v];
+    std::vector<std::pair<ValueId, bool>> stack = {{v, false}};
     while (!stack.empty()) {
-      const ValueId at = stack.back();
+      const auto [at, expanded] = stack.back();
       stack.pop_back();
-      ++size;
-      for (ValueId o : g_.node(at).operands) {
-        if (!seen.insert(o).second) continue;
-        if (can_inline(o))
-          stack.push_back(o);
-        else
-          ++size;
+      if (sizes_[at] >= 0) continue;
+      const std::vector<ValueId>& ops = g_.node(at).operands;
+      if (!expanded) {
+        stack.push_back({at, true});
+        for (ValueId o : ops)
+          if (can_inline(o) && sizes_[o] < 0) stack.push_back({o, false});
+        continue;
       }
+      int size = 1;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        if (std::find(ops.begin(), ops.begin() + static_cast<std::ptrdiff_t>(i), ops[i]) !=
+            ops.begin() + static_cast<std::ptrdiff_t>(i))
+          continue;
+        size += can_inline(ops[i]) ? sizes_[ops[i]] : 1;
+      }
+      sizes_[at] = size;
     }
-    return size;
+    return sizes_[v];
   }
 
   // Cuts inlinable subtrees until the root's program fits kMaxFusedInsts: each cut is the
@@ -105,6 +114,7 @@ class ProgramBuilder {
          total = subtree_size(prog_.root)) {
       const int excess = total - kMaxFusedInsts;
       ValueId at = prog_.root, pick = kNoValue;
+      std::vector<ValueId> path = {at};
       for (;;) {
         ValueId next = kNoValue;
         int best = 0;
@@ -116,9 +126,12 @@ class ProgramBuilder {
         if (next == kNoValue || best - 1 < excess) break;
         pick = next;
         at = next;
+        path.push_back(at);
       }
       if (pick == kNoValue) break;  // cannot happen: the root's largest child always suffices
       cut_[pick] = 1;
+      path.pop_back();  // the cut node's own tree is unchanged
+      for (ValueId a : path) sizes_[a] = -1;
     }
   }
 
@@ -221,6 +234,7 @@ class ProgramBuilder {
   const std::vector<char>& is_output_;
   std::vector<char>& inlined_;
   std::vector<char>& cut_;
+  std::vector<int>& sizes_;
   FusedProgram prog_;
   std::vector<int64_t> contiguous_;
   std::unordered_map<ValueId, int> reg_;
@@ -240,12 +254,13 @@ FusionPlan plan_fusion(const Graph& g) {
   for (const GraphOutput& o : g.outputs()) is_output[o.value] = 1;
   std::vector<char> inlined(static_cast<size_t>(n), 0);
   std::vector<char> cut(static_cast<size_t>(n), 0);
+  std::vector<int> sizes(static_cast<size_t>(n), -1);
 
   // Roots, from the last node back: a node is inlined only into its single user, which comes
   // later, so its fate is known when the walk reaches it.
   for (ValueId v = n - 1; v >= 0; --v) {
     if (inlined[v] || !is_fusible(g.node(v))) continue;
-    ProgramBuilder b(g, users, is_output, inlined, cut, v);
+    ProgramBuilder b(g, users, is_output, inlined, cut, sizes, v);
     if (b.build()) {
       plan.program_of[v] = static_cast<int>(plan.programs.size());
       plan.programs.push_back(b.take());

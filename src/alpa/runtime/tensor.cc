@@ -6,6 +6,7 @@
 
 #include "alpa/runtime/dtype_round.h"
 #include "alpa/support/check.h"
+#include "alpa/support/system.h"
 
 namespace alpa {
 
@@ -17,7 +18,7 @@ Buffer::Buffer(int64_t n) {
   if (capacity_ == 0) return;
   void* p = std::aligned_alloc(static_cast<size_t>(kAlignBytes),
                                static_cast<size_t>(capacity_) * sizeof(float));
-  ALPA_CHECK(p != nullptr) << "out of memory allocating " << capacity_ * 4 << " bytes";
+  if (p == nullptr) exit_out_of_memory(capacity_ * static_cast<int64_t>(sizeof(float)));
   data_ = static_cast<float*>(p);
 }
 

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <sstream>
 
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/init.h"
+#include "alpa/support/system.h"
 
 namespace alpa {
 namespace {
@@ -214,12 +216,68 @@ std::string describe_program(const Program& p) {
              p.micro_batches, " micro-batches");
 }
 
+MemoryNeed memory_need(const Program& program, const std::vector<int>& local_devices,
+                       const std::vector<double>& predicted_peak_bytes) {
+  MemoryNeed need;
+  for (const StepParam& p : program.params)
+    if (!is_input(p)) need.initial_weights += p.type.num_elements() * int64_t{4};
+  for (int d : local_devices) {
+    const int s = stage_of_device(program, d);
+    if (s < 0) continue;
+    const Stage& st = program.stages[static_cast<size_t>(s)];
+    int64_t owned = 0;
+    for (const StageValue& v : st.values)
+      if (v.kind == ValueKind::kOwned) {
+        int64_t n = 1;
+        for (int64_t e : v.layout.canonical(st.mesh.shape).local_shape(v.type.shape, st.mesh.shape))
+          n *= e;
+        owned += n * 4;
+      }
+    const double predicted =
+        d < static_cast<int>(predicted_peak_bytes.size()) ? predicted_peak_bytes[d] : 0.0;
+    need.devices += std::max(owned, static_cast<int64_t>(predicted));
+    ++need.local_devices;
+  }
+  return need;
+}
+
+namespace {
+
+Status admit(const Program& program, const TrainLoopOptions& o, World* world) {
+  std::vector<int> local;
+  if (world) {
+    local = world->local_ranks();
+  } else {
+    for (int d = 0; d < program.num_devices; ++d) local.push_back(d);
+  }
+  const MemoryNeed need = memory_need(program, local, o.predicted_peak_bytes);
+  const int64_t avail = o.available_bytes >= 0 ? o.available_bytes : available_memory_bytes();
+  if (avail < 0 || need.total() <= avail) return ok_status();
+  auto gb = [](int64_t b) {
+    char buf[48];
+    const double v = static_cast<double>(b);
+    std::snprintf(buf, sizeof buf, v >= 1e12 ? "%.1f TB" : "%.2f GB",
+                  v >= 1e12 ? v / 1e12 : v / 1e9);
+    return std::string(buf);
+  };
+  return resource_exhausted(
+      cat("this run needs about ", gb(need.total()), " of memory in this process (the initial ",
+          "weights and optimizer state, ", gb(need.initial_weights), ", and the peak of its ",
+          need.local_devices, " device", need.local_devices == 1 ? "" : "s", ", ", gb(need.devices),
+          "), but only ", gb(avail), " can be allocated here"),
+      "spread it over more processes and hosts (--backend mpi), shrink the model or --batch, "
+      "or see what fits with `alpa plan --cluster local --memory-budget GB`");
+}
+
+}  // namespace
+
 Result<TrainResult> train_program(const Program& program, const BatchFn& batches,
                                   const TrainLoopOptions& o, World* world,
                                   const std::function<void(const StepReport&)>& on_step) {
   if (o.steps < 1) return invalid_argument(cat("--steps must be >= 1, got ", o.steps));
   if (o.checkpoint_every < 0)
     return invalid_argument(cat("--checkpoint-every must be >= 0, got ", o.checkpoint_every));
+  ALPA_RETURN_IF_ERROR(admit(program, o, world));
   RunOptions ro = o.run;
   ro.record_trace = ro.record_trace || !o.trace_path.empty();
   if (world) ro.timeout_s = world->timeout_s();

@@ -44,7 +44,24 @@ struct TrainLoopOptions {
   std::string trace_path;
   bool profile = false;            // time per op kind and the slowest nodes of device 0
   bool keep_final_params = false;  // report the trained weights and state, whole
+  // Memory admission: per device, the peak the cost model predicts (bytes of f32 storage;
+  // empty: each device's weights and state are counted, nothing more). Before anything is
+  // allocated, the driver's whole initial weights plus this process's devices' peaks must
+  // fit the memory this process can still allocate (support/system.h), else the run is
+  // refused with the numbers. available_bytes overrides what the machine reports (tests).
+  std::vector<double> predicted_peak_bytes;
+  int64_t available_bytes = -1;
 };
+
+// What train_program admits: the bytes this process needs before its first step.
+struct MemoryNeed {
+  int64_t initial_weights = 0;  // the driver's whole initial weights and state
+  int64_t devices = 0;          // this process's devices' predicted peaks (at least owned)
+  int local_devices = 0;
+  int64_t total() const { return initial_weights + devices; }
+};
+MemoryNeed memory_need(const Program& program, const std::vector<int>& local_devices,
+                       const std::vector<double>& predicted_peak_bytes);
 
 struct StepReport {
   int step = 0;  // 1-based

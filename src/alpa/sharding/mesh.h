@@ -28,6 +28,10 @@ namespace alpa {
 // Coordinates (i, j) of a device on a logical mesh.
 using MeshCoords = std::array<int64_t, 2>;
 
+// The most devices a mesh, plan or program spans: planning searches and every runtime
+// structure stay proportionate (the paper's largest cluster is 64 GPUs).
+inline constexpr int64_t kMaxDevices = 4096;
+
 struct MeshShape {
   int64_t n0 = 1, n1 = 1;
 

@@ -97,6 +97,8 @@ Result<ShardingSpec> ShardingSpec::parse(std::string_view text) {
     text.remove_prefix(2);
   } else {
     while (!text.empty() && text[0] != '+') {
+      if (spec.dims.size() == SpecDims::kMaxRank && (text[0] == 'R' || text[0] == 'S'))
+        return bad(cat("more than ", SpecDims::kMaxRank, " dims (the most a tensor has here)"));
       if (text[0] == 'R') {
         spec.dims.push_back(0);
         text.remove_prefix(1);
