@@ -20,6 +20,7 @@ packages=(
 if [ "${1:-}" = "--test" ]; then
   packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
   packages+=(clang-format)                 # the formatting house rule (tests/house)
+  packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
 fi
 
 missing=()

@@ -57,7 +57,7 @@ case "$what" in
     kill -STOP "$victim"
     expect_job_fails_within 15
     kill -KILL "$victim" 2>/dev/null
-    grep -q "rank 0: no progress for 3 s" "$work/log" || fail "no message naming the waiting rank"
+    grep -Eq "rank 0 on host [^ ]+: no progress for 3 s" "$work/log" || fail "no message naming the waiting rank"
     ;;
   corrupt)
     "$mpirun" -np 2 "$alpa" train --backend mpi --model gpt --size tiny --steps 2 \

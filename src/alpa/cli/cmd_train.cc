@@ -330,7 +330,8 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
     if (ranks > 1) {
       // Any rank may fail; the others may be waiting for it, so the whole job stops.
       // One write, so the ranks' lines do not interleave.
-      std::string msg = cat("error: rank ", rank, ": ", report.status().message(), "\n");
+      std::string msg = cat("error: rank ", rank, " on host ", this_host_name(), ": ",
+                            report.status().message(), "\n");
       if (!report.status().hint().empty()) msg += cat("hint: ", report.status().hint(), "\n");
       err_all << msg << std::flush;
       MpiSession::abort_job(kExitUserError);

@@ -7,7 +7,7 @@
 namespace alpa {
 namespace {
 
-std::string where(const std::source_location& loc) {
+std::string where(const SourceLoc& loc) {
   return cat(std::filesystem::path(loc.file_name()).filename().string(), ":", loc.line());
 }
 

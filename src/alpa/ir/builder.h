@@ -7,11 +7,14 @@
 //
 //   Builder b("mlp");
 //   Value x = b.parameter("x", {DType::kF32, {8, 16}}, ParamRole::kInput);
-//   Value w = b.parameter("w", {DType::kF32, {16, 4}}, ParamRole::kWeight, ParamInit::kNormal,
-//   0.1); Value y = b.matmul(x, w);                        // (8, 4) b.output("loss",
-//   b.mean(b.mul(y, y))); Result<Graph> g = b.finish();                    // verified
+//   Value w = b.parameter("w", {DType::kF32, {16, 4}}, ParamRole::kWeight,
+//                         ParamInit::kNormal, 0.1);
+//   Value y = b.matmul(x, w);                        // (8, 4)
+//   b.output("loss", b.mean(b.mul(y, y)));
+//   Result<Graph> g = b.finish();                    // verified
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 #include <source_location>
 #include <span>
@@ -23,6 +26,30 @@
 
 namespace alpa {
 
+// The caller's file and line, for the builder's errors: std::source_location where the
+// standard library has it; otherwise (clang 14 with libstdc++, which the fuzz build uses) the
+// same from the compiler builtins every supported compiler has.
+#if defined(__cpp_lib_source_location)
+using SourceLoc = std::source_location;
+#else
+class SourceLoc {
+ public:
+  static constexpr SourceLoc current(const char* file = __builtin_FILE(),
+                                     int line = __builtin_LINE()) noexcept {
+    SourceLoc l;
+    l.file_ = file;
+    l.line_ = line;
+    return l;
+  }
+  constexpr const char* file_name() const noexcept { return file_; }
+  constexpr uint_least32_t line() const noexcept { return static_cast<uint_least32_t>(line_); }
+
+ private:
+  const char* file_ = "";
+  int line_ = 0;
+};
+#endif
+
 struct Value {
   ValueId id = kNoValue;
   bool valid() const { return id >= 0; }
@@ -31,7 +58,7 @@ struct Value {
 
 class Builder {
  public:
-  using Loc = std::source_location;
+  using Loc = SourceLoc;
 
   explicit Builder(std::string graph_name = "main");
   // Continues building on an existing graph (its nodes keep their ids).

@@ -1,6 +1,7 @@
 #include "alpa/runtime/mpi_world.h"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,7 +32,9 @@ Status mpi_status(int rc, const std::string& what) {
 // Aborts the job when a blocking MPI call lasts longer than its limit.
 class Watchdog {
  public:
-  explicit Watchdog(int rank) : rank_(rank), thread_([this] { loop(); }) {}
+  // hosts: every rank's host name, so a message says where the ranks it names run.
+  Watchdog(int rank, std::vector<std::string> hosts)
+      : rank_(rank), hosts_(std::move(hosts)), thread_([this] { loop(); }) {}
   ~Watchdog() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -62,8 +65,14 @@ class Watchdog {
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::milliseconds(50));
       if (stop_ || !armed_ || Clock::now() < deadline_) continue;
-      std::string msg = cat("alpa: rank ", rank_, ": no progress for ", limit_s_, " s in ", what_);
-      if (!group_.empty()) msg += cat(" with ranks ", group_to_string(group_));
+      std::string msg = cat("alpa: rank ", rank_, " on host ", host(rank_), ": no progress for ",
+                            limit_s_, " s in ", what_);
+      if (!group_.empty()) {
+        msg += " with ranks [";
+        for (size_t i = 0; i < group_.size(); ++i)
+          msg += cat(i ? ", " : "", group_[i], " (", host(group_[i]), ")");
+        msg += "]";
+      }
       if (count_ >= 0) msg += cat(" (", count_, " floats)");
       msg +=
           ": a peer has died, hung or is far slower; aborting the job (raise --timeout if steps "
@@ -75,7 +84,13 @@ class Watchdog {
     }
   }
 
+  const std::string& host(int rank) const {
+    static const std::string unknown = "?";
+    return rank >= 0 && rank < static_cast<int>(hosts_.size()) ? hosts_[rank] : unknown;
+  }
+
   int rank_;
+  std::vector<std::string> hosts_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false, armed_ = false;
@@ -384,6 +399,16 @@ bool MpiSession::launched_by_mpirun() {
          std::getenv("PMIX_RANK") != nullptr;
 }
 
+std::string this_host_name() {
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized && MPI_Get_processor_name(name, &len) == MPI_SUCCESS && len > 0)
+    return std::string(name, static_cast<size_t>(len));
+  return ::gethostname(name, sizeof name) == 0 ? std::string(name) : std::string("?");
+}
+
 // --- MpiWorld -----------------------------------------------------------------------------
 
 Result<std::unique_ptr<MpiWorld>> MpiWorld::create(double timeout_s) {
@@ -399,7 +424,19 @@ Result<std::unique_ptr<MpiWorld>> MpiWorld::create(double timeout_s) {
   MPI_Comm_rank(s.world, &s.rank);
   MPI_Comm_size(s.world, &s.size);
   s.timeout_s = timeout_s;
-  s.watchdog = std::make_unique<Watchdog>(s.rank);
+  // Every rank's host name, for messages that name the ranks a failure involves.
+  std::vector<char> names(static_cast<size_t>(s.size) * MPI_MAX_PROCESSOR_NAME, '\0');
+  const std::string mine = this_host_name();
+  std::vector<char> name(MPI_MAX_PROCESSOR_NAME, '\0');
+  std::copy_n(mine.begin(), std::min<size_t>(mine.size(), MPI_MAX_PROCESSOR_NAME - 1),
+              name.begin());
+  ALPA_RETURN_IF_ERROR(
+      mpi_status(MPI_Allgather(name.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(),
+                               MPI_MAX_PROCESSOR_NAME, MPI_CHAR, s.world),
+                 "MPI_Allgather of host names"));
+  std::vector<std::string> hosts;
+  for (int r = 0; r < s.size; ++r) hosts.emplace_back(names.data() + r * MPI_MAX_PROCESSOR_NAME);
+  s.watchdog = std::make_unique<Watchdog>(s.rank, std::move(hosts));
   s.comm = std::make_unique<MpiComm>(&s);
   return w;
 }

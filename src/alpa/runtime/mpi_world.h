@@ -50,6 +50,9 @@ class MpiSession {
   int rank_ = 0, size_ = 1;
 };
 
+// This process's host name (MPI's processor name once MPI is started), for messages.
+std::string this_host_name();
+
 class MpiWorld : public World {
  public:
   // MPI must have been started (MpiSession). timeout_s > 0 bounds every blocking call.

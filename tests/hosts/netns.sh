@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Several hosts on one machine: two network namespaces, each with its own network stack, host
+# name and veth link to a bridge (TCP between them, no shared memory between "hosts"), and
+# Open MPI's launcher pointed at the namespaces instead of ssh. Runs alpa as on a two-host
+# cluster with two ranks per host.
+#
+# Usage: netns.sh ALPA_BINARY CASE
+#   equivalence  a 2x2 mesh and a 4-stage pipeline across the hosts give the losses of the
+#                threads backend, bit for bit
+#   checkpoint   4 steps with checkpoints on a shared folder, resumed to 6: the losses of an
+#                uninterrupted run
+#   slow_link    one host's link slowed by 50 ms each way (tc netem) mid-run: the job
+#                finishes with the same losses, slower
+#   link_down    one host's link cut mid-run: the job ends within --timeout plus a bound with
+#                a message naming the host and rank, and resumes from its checkpoint
+#   host_killed  one host's processes killed mid-run: the job ends within the bound naming
+#                the host, and resumes
+# Exits 77 (ctest: skipped) with the reason where network namespaces cannot be made.
+set -uo pipefail
+alpa="$1"
+case_="$2"
+p="alpa$(( $$ % 100000 ))"
+ns=("${p}h0" "${p}h1")
+ips=(10.77.0.10 10.77.0.11)
+br="${p}br"
+work=$(mktemp -d)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+
+cleanup() {
+  for n in "${ns[@]}"; do
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$n" 2>/dev/null
+  done
+  ip link del "$br" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL ($case_): $*"; [ -f "$work/log" ] && tail -20 "$work/log"; exit 1; }
+
+command -v ip >/dev/null || skip "the ip command (iproute2) is missing"
+command -v mpirun >/dev/null || skip "mpirun is missing"
+ip netns add "${ns[0]}" 2>"$work/err" ||
+  skip "cannot create network namespaces here: $(cat "$work/err") (needs root or CAP_NET_ADMIN)"
+ip netns add "${ns[1]}" || fail "second namespace"
+ip link add "$br" type bridge && ip addr add 10.77.0.1/24 dev "$br" && ip link set "$br" up ||
+  skip "cannot create a bridge here"
+for i in 0 1; do
+  ip link add "${p}v$i" type veth peer name eth0 netns "${ns[$i]}" || skip "cannot create veth links"
+  ip link set "${p}v$i" master "$br" up
+  ip netns exec "${ns[$i]}" ip addr add "${ips[$i]}/24" dev eth0
+  ip netns exec "${ns[$i]}" ip link set eth0 up
+  ip netns exec "${ns[$i]}" ip link set lo up
+done
+
+# mpirun's remote launcher: "agent HOST COMMAND..." runs COMMAND in HOST's namespace, under
+# the namespace's name as its host name.
+cat >"$work/agent" <<AGENT
+#!/bin/sh
+host="\$1"; shift
+case "\$host" in
+  ${ips[0]}) n=${ns[0]} ;;
+  ${ips[1]}) n=${ns[1]} ;;
+  *) echo "agent: unknown host \$host" >&2; exit 1 ;;
+esac
+exec ip netns exec "\$n" unshare --uts sh -c "hostname \$n; exec \$*"
+AGENT
+chmod +x "$work/agent"
+printf '%s slots=2\n%s slots=2\n' "${ips[0]}" "${ips[1]}" >"$work/hosts"
+
+# TCP only between hosts; the launcher's connections probed every second after 2 s idle, so a
+# daemon behind a cut link is declared lost in about 5 s (Open MPI's default: 8 minutes).
+mpirun_hosts() {
+  mpirun --hostfile "$work/hosts" --mca plm_rsh_agent "$work/agent" \
+    --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self \
+    --mca oob_tcp_keepalive_time 2 --mca oob_tcp_keepalive_intvl 1 \
+    --mca oob_tcp_keepalive_probes 3 \
+    --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 -np 4 "$@"
+}
+hosts_run() { mpirun_hosts "$alpa" train --backend mpi "$@"; }
+losses() { python3 -c "import json,sys; print(json.load(sys.stdin)['losses'])"; }
+tiny=(--model gpt --size tiny --seed 3)
+
+# Runs a training job across the hosts in the background, applies a fault once the first
+# checkpoint is written, and reports how long the job took to end after it.
+fault_run() {  # fault_run COMMAND...; sets rc, elapsed
+  hosts_run "${tiny[@]}" --mesh 2x2 --steps 100000 --timeout 8 --checkpoint-dir "$work/ck" \
+    --checkpoint-every 3 >"$work/log" 2>&1 &
+  local job=$!
+  for _ in $(seq 1 600); do [ -f "$work/ck/latest" ] && break; sleep 0.1; done
+  [ -f "$work/ck/latest" ] || { kill $job; fail "no checkpoint within 60 s"; }
+  local t0
+  t0=$(date +%s.%N)
+  "$@"
+  for _ in $(seq 1 900); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  elapsed=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
+  if kill -0 $job 2>/dev/null; then
+    pkill -9 -f "$work/hosts" ; kill -9 $job
+    fail "the job was still running 90 s after the fault"
+  fi
+  wait $job
+  rc=$?
+}
+resume_check() {  # the job resumes from the checkpoint it left
+  hosts_run "${tiny[@]}" --mesh 2x2 --steps "$(( $(sed 's/step-0*//' "$work/ck/latest") + 2 ))" \
+    --resume "$work/ck" --json >"$work/resume" 2>&1 || fail "no resume: $(tail -3 "$work/resume")"
+  echo "resumed from $(cat "$work/ck/latest")"
+}
+
+case "$case_" in
+  equivalence)
+    placed=$(mpirun_hosts hostname 2>/dev/null | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+    echo "ranks per host: $placed"
+    [ "$placed" = " 2 ${ns[0]}; 2 ${ns[1]};" ] || fail "ranks were not placed two per host: $placed"
+    for plan in "--mesh 2x2" "--devices 4 --micro-batches 2"; do
+      want=$("$alpa" train "${tiny[@]}" $plan --steps 4 --json | losses) || fail "threads run"
+      got=$(hosts_run "${tiny[@]}" $plan --steps 4 --json 2>"$work/log" | losses) || fail "hosts run"
+      [ "$got" = "$want" ] || fail "$plan: losses $got across hosts, $want on threads"
+      echo "$plan across 2 hosts: losses $got (identical to threads)"
+    done
+    ;;
+  checkpoint)
+    want=$("$alpa" train "${tiny[@]}" --mesh 2x2 --steps 6 --json | losses)
+    hosts_run "${tiny[@]}" --mesh 2x2 --steps 4 --checkpoint-dir "$work/ck" --checkpoint-every 2 \
+      --json >"$work/log" 2>&1 || fail "first run"
+    got=$(hosts_run "${tiny[@]}" --mesh 2x2 --steps 6 --resume "$work/ck" --json 2>>"$work/log" |
+          losses) || fail "resume"
+    python3 -c "import sys; a=$got; b=$want; sys.exit(0 if a==b[-len(a):] else 1)" ||
+      fail "resumed losses $got, uninterrupted $want"
+    echo "resumed at step 5 on a shared folder: losses $got match the uninterrupted run"
+    ;;
+  slow_link)
+    want=$("$alpa" train "${tiny[@]}" --mesh 2x2 --steps 12 --json | losses)
+    # 50 ms more each way (netem), or, where the kernel lacks netem, 4 Mbit/s (tbf).
+    slow="netem delay 50ms"
+    ip link add "${p}t0" type veth peer name "${p}t1" &&
+      { tc qdisc add dev "${p}t0" root $slow 2>/dev/null ||
+        slow="tbf rate 4mbit burst 32kbit latency 400ms"; ip link del "${p}t0"; }
+    ( sleep 3; tc qdisc add dev "${p}v1" root $slow ) &
+    t0=$(date +%s.%N)
+    got=$(hosts_run "${tiny[@]}" --mesh 2x2 --steps 12 --timeout 30 --json 2>"$work/log" |
+          losses) || fail "the slowed job failed"
+    echo "link slowed ($slow) after 3 s: finished in $(python3 -c "import time; print(round(time.time()-$t0,1))") s"
+    [ "$got" = "$want" ] || fail "losses $got with a slow link, $want on threads"
+    ;;
+  link_down)
+    fault_run ip link set "${p}v1" down
+    echo "link cut: job ended in $elapsed s (bound: --timeout 8 s + 30 s), exit $rc"
+    [ "$rc" -ne 0 ] || fail "the job exited 0 after its link was cut"
+    python3 -c "import sys; sys.exit(0 if $elapsed <= 38 else 1)" || fail "too slow to end"
+    grep -Eq "rank [0-9] on host ${p}h[01]|${ips[1]}|${p}h1" "$work/log" ||
+      fail "no message naming the host and rank"
+    grep -E "rank [0-9] on host|Remote daemon" "$work/log" | head -3
+    ip link set "${p}v1" up
+    resume_check
+    ;;
+  host_killed)
+    fault_run sh -c "ip netns pids ${ns[1]} | xargs -r kill -9"
+    echo "host killed: job ended in $elapsed s (bound 30 s), exit $rc"
+    [ "$rc" -ne 0 ] || fail "the job exited 0 after a host died"
+    python3 -c "import sys; sys.exit(0 if $elapsed <= 30 else 1)" || fail "too slow to end"
+    grep -Eq "${ips[1]}|${p}h1" "$work/log" || fail "no message naming the lost host"
+    grep -E "${ips[1]}|${p}h1" "$work/log" | head -2
+    resume_check
+    ;;
+  *) fail "unknown case" ;;
+esac
+echo "PASS ($case_)"
