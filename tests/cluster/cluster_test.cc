@@ -424,6 +424,25 @@ TEST(ClusterProfile, InterpolationIsPiecewiseLinearAndClamped) {
   EXPECT_DOUBLE_EQ(interpolate({{2, 5}}, 100), 5);
 }
 
+// A field nested 100,000 deep is quoted as a short excerpt, not dumped whole (which
+// overflowed the stack), and a huge integer is refused, not truncated.
+TEST(ClusterJson, HostileValuesGiveShortErrors) {
+  Json j = Json::parse(cluster_to_json(p3()));
+  std::string text = j.dump();
+  const std::string name = "\"name\":\"" + j["name"].get<std::string>() + "\"";
+  ASSERT_NE(text.find(name), std::string::npos);
+  text.replace(text.find(name), name.size(),
+               "\"name\":" + std::string(100000, '[') + std::string(100000, ']'));
+  Result<Cluster> r = cluster_from_json(text, "deep.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_LT(r.status().message().size(), 300u);
+  EXPECT_TRUE(contains(r.status().message(), "[[[[...]]]]")) << r.status().message();
+  j["devices_per_host"] = 4294967304ULL;  // 2^32 + 8: 8 if truncated
+  r = cluster_from_json(j.dump(), "big.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(contains(r.status().message(), "devices_per_host")) << r.status().message();
+}
+
 TEST(ClusterProfile, BadTablesNameTheField) {
   auto error_of = [](auto edit) {
     Json j = Json::parse(cluster_to_json(profiled()));
