@@ -187,11 +187,13 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
                   ? options.threads
                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
-  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data,
-                        make_data_source(spec, data_inputs(program), options.loop.seed));
   TrainLoopOptions lo = options.loop;
   if (lo.predicted_peak_bytes.empty())
     lo.predicted_peak_bytes = predicted_peaks(program, compiled, options.cluster);
+  // Before the data is made: a step's data alone may not fit.
+  ALPA_RETURN_IF_ERROR(admit_memory(program, lo, options.world));
+  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data,
+                        make_data_source(spec, data_inputs(program), options.loop.seed));
   lo.run.threads_per_device = r.threads;
   lo.model = spec.name;
   ALPA_ASSIGN_OR_RETURN(TrainResult run, train_program(

@@ -220,7 +220,7 @@ MemoryNeed memory_need(const Program& program, const std::vector<int>& local_dev
                        const std::vector<double>& predicted_peak_bytes) {
   MemoryNeed need;
   for (const StepParam& p : program.params)
-    if (!is_input(p)) need.initial_weights += p.type.num_elements() * int64_t{4};
+    (is_input(p) ? need.data : need.initial_weights) += p.type.num_elements() * int64_t{4};
   for (int d : local_devices) {
     const int s = stage_of_device(program, d);
     if (s < 0) continue;
@@ -241,9 +241,7 @@ MemoryNeed memory_need(const Program& program, const std::vector<int>& local_dev
   return need;
 }
 
-namespace {
-
-Status admit(const Program& program, const TrainLoopOptions& o, World* world) {
+Status admit_memory(const Program& program, const TrainLoopOptions& o, World* world) {
   std::vector<int> local;
   if (world) {
     local = world->local_ranks();
@@ -262,14 +260,13 @@ Status admit(const Program& program, const TrainLoopOptions& o, World* world) {
   };
   return resource_exhausted(
       cat("this run needs about ", gb(need.total()), " of memory in this process (the initial ",
-          "weights and optimizer state, ", gb(need.initial_weights), ", and the peak of its ",
-          need.local_devices, " device", need.local_devices == 1 ? "" : "s", ", ", gb(need.devices),
-          "), but only ", gb(avail), " can be allocated here"),
+          "weights and optimizer state, ", gb(need.initial_weights), "; a step's data, ",
+          gb(need.data), "; the peak of its ", need.local_devices, " device",
+          need.local_devices == 1 ? "" : "s", ", ", gb(need.devices), "), but only ", gb(avail),
+          " can be allocated here"),
       "spread it over more processes and hosts (--backend mpi), shrink the model or --batch, "
       "or see what fits with `alpa plan --cluster local --memory-budget GB`");
 }
-
-}  // namespace
 
 Result<TrainResult> train_program(const Program& program, const BatchFn& batches,
                                   const TrainLoopOptions& o, World* world,
@@ -277,7 +274,7 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
   if (o.steps < 1) return invalid_argument(cat("--steps must be >= 1, got ", o.steps));
   if (o.checkpoint_every < 0)
     return invalid_argument(cat("--checkpoint-every must be >= 0, got ", o.checkpoint_every));
-  ALPA_RETURN_IF_ERROR(admit(program, o, world));
+  ALPA_RETURN_IF_ERROR(admit_memory(program, o, world));
   RunOptions ro = o.run;
   ro.record_trace = ro.record_trace || !o.trace_path.empty();
   if (world) ro.timeout_s = world->timeout_s();

@@ -56,12 +56,16 @@ struct TrainLoopOptions {
 // What train_program admits: the bytes this process needs before its first step.
 struct MemoryNeed {
   int64_t initial_weights = 0;  // the driver's whole initial weights and state
+  int64_t data = 0;             // one step's data inputs, whole
   int64_t devices = 0;          // this process's devices' predicted peaks (at least owned)
   int local_devices = 0;
-  int64_t total() const { return initial_weights + devices; }
+  int64_t total() const { return initial_weights + data + devices; }
 };
 MemoryNeed memory_need(const Program& program, const std::vector<int>& local_devices,
                        const std::vector<double>& predicted_peak_bytes);
+// The admission check train_program makes first; a driver that prepares data before calling
+// it makes it earlier (world: as for train_program).
+Status admit_memory(const Program& program, const TrainLoopOptions& options, World* world);
 
 struct StepReport {
   int step = 0;  // 1-based
