@@ -43,6 +43,7 @@ int run_compile(const CompileFlags& flags, std::ostream& out, std::ostream& err)
   if (!c.ok()) return fail(c.status());
   Program& p = c->program;
   p.source = program_source(pf.model, pf.optimizer, c->micro_batches);
+  p.source["cluster"] = setup->cluster;  // what simulate and train --program default to
   Status saved = save_program(p, pf.out_path);
   if (!saved.ok()) return fail(saved);
 

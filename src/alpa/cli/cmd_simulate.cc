@@ -162,9 +162,11 @@ int simulate_program(const SimulateFlags& given, std::ostream& out, std::ostream
   if (!opt.ok()) return fail(opt.status());
   Result<TrainStep> step = step_of_program(*program, *spec, *opt, pf.micro_batches);
   if (!step.ok()) return fail(step.status());
-  Result<Cluster> cluster =
-      sized_cluster(pf.parallel.cluster.empty() ? std::string("p3.16xlarge") : pf.parallel.cluster,
-                    program->num_devices);
+  // The cluster it was compiled for unless --cluster names another.
+  std::string cluster_name = pf.parallel.cluster;
+  if (cluster_name.empty())
+    cluster_name = program->source.count("cluster") ? program->source.at("cluster") : "p3.16xlarge";
+  Result<Cluster> cluster = sized_cluster(cluster_name, program->num_devices);
   if (!cluster.ok()) return fail(cluster.status());
   const Clock::time_point t0 = Clock::now();
   Result<SimReport> sim = simulate(*program, *cluster);

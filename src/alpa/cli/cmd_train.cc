@@ -264,6 +264,11 @@ Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::stri
   } else {
     o.compile.optimizer = optimizer;
     o.compile.micro_batches = flags.micro_batches;
+    // The cluster model it was compiled for, for the run's predictions.
+    if (!flags.parallel.cluster.empty())
+      o.cluster = flags.parallel.cluster;
+    else if (o.program->source.count("cluster"))
+      o.cluster = o.program->source.at("cluster");
   }
   o.loop.backend = flags.backend;
   o.loop.run.timeout_s = flags.timeout_s;
