@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin  # the MPI backend: processes and hosts (mpirun)
   nlohmann-json3-dev       # JSON output
   libcli11-dev             # command-line flags
+  libicu-dev               # Unicode character classes of the tokenizers
   libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks in bench/
 )
