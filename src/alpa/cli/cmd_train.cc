@@ -251,6 +251,7 @@ Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::stri
   ALPA_ASSIGN_OR_RETURN(spec, resolve_model_flags(flags.model));
   ALPA_ASSIGN_OR_RETURN(OptimizerOptions optimizer, optimizer_options(flags.optimizer));
   o.loop.steps = flags.steps;
+  o.data_path = flags.data_path;
   o.loop.seed = flags.seed;
   o.threads = flags.threads;
   if (!o.program) {

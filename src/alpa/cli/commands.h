@@ -144,6 +144,7 @@ struct TrainFlags {
   std::string resume;
   std::string trace_path;    // Chrome trace of the last step
   std::string program_path;  // run this compiled program (`alpa compile --out`)
+  std::string data_path;     // a token dataset (`alpa data prepare`) instead of synthetic data
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
@@ -218,6 +219,18 @@ struct DemoFlags {
   bool json = false;
 };
 int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err);
+
+// alpa data prepare: text files tokenized into a token dataset (data/token_dataset.h) that
+// `alpa train --data DIR` reads.
+struct DataPrepareFlags {
+  std::string vocab;   // GPT-2's encoder.json / a vocab.json
+  std::string merges;  // GPT-2's vocab.bpe / a merges.txt
+  std::string out;     // the dataset directory
+  double validation = 0.1;
+  std::vector<std::string> files;
+  bool json = false;
+};
+int run_data_prepare(const DataPrepareFlags& flags, std::ostream& out, std::ostream& err);
 
 // Prints a user error ("error: ...", "hint: ...") to err and, with --json, a JSON object
 // {"error": ..., "hint": ...} to out. Returns kExitUserError.

@@ -65,6 +65,9 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
                         "Write the last step's timeline (every device; each pipeline "
                         "instruction with its measured time) as a Chrome trace (JSON), "
                         "comparable with `alpa simulate --trace`");
+  train_cmd->add_option("--data", train.data_path,
+                        "Train on a token dataset written by `alpa data prepare` (GPT and MoE; "
+                        "--vocab must hold its vocabulary) instead of synthetic data");
   train_cmd->add_option("--program", train.program_path,
                         "Run a program compiled by `alpa compile --out` instead of planning: its "
                         "devices, stages and layouts are fixed; the model flags default to the "
@@ -206,6 +209,30 @@ CLI::App* add_profile_command(CLI::App& app, ProfileFlags& prof) {
   return prof_cmd;
 }
 
+// `alpa data prepare` and its flags.
+CLI::App* add_data_command(CLI::App& app, DataPrepareFlags& data) {
+  CLI::App* data_cmd = app.add_subcommand("data", "Prepare training data");
+  data_cmd->require_subcommand(1);
+  CLI::App* prep = data_cmd->add_subcommand(
+      "prepare",
+      "Tokenize text files (each a document, followed by <|endoftext|>) with a byte-level BPE "
+      "tokenizer into a token dataset: train.bin and validation.bin (uint16 tokens, the last "
+      "--validation fraction held out) and header.json. `alpa train --data DIR` reads it.\n"
+      "Example: alpa data prepare --vocab encoder.json --merges vocab.bpe --out corpus "
+      "/usr/share/common-licenses/*");
+  prep->add_option("--vocab", data.vocab, "Vocabulary: GPT-2's encoder.json or a vocab.json")
+      ->required();
+  prep->add_option("--merges", data.merges, "Merges: GPT-2's vocab.bpe or a merges.txt")
+      ->required();
+  prep->add_option("--out", data.out, "The dataset directory to write")->required();
+  prep->add_option("--validation", data.validation, "Fraction of the tokens held out")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  prep->add_option("files", data.files, "Text files (UTF-8)")->required();
+  prep->add_flag("--json", data.json, "Print one JSON object instead of text");
+  return prep;
+}
+
 // `alpa demo` and its flags.
 CLI::App* add_demo_command(CLI::App& app, DemoFlags& demo) {
   CLI::App* demo_cmd = app.add_subcommand(
@@ -255,6 +282,9 @@ int main(int argc, char** argv) {
   DemoFlags demo;
   CLI::App* demo_cmd = add_demo_command(app, demo);
 
+  DataPrepareFlags data;
+  CLI::App* data_cmd = add_data_command(app, data);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -275,6 +305,7 @@ int main(int argc, char** argv) {
   if (graph_cmd->parsed()) return run_graph(graph, std::cout, std::cerr);
   if (plan_cmd->parsed()) return run_plan(plan, std::cout, std::cerr);
   if (demo_cmd->parsed()) return run_demo(demo, std::cout, std::cerr);
+  if (data_cmd->parsed()) return run_data_prepare(data, std::cout, std::cerr);
   if (sim_cmd->parsed()) return run_simulate(sim, std::cout, std::cerr);
   if (prof_cmd->parsed()) return run_profile(prof, std::cout, std::cerr);
   return 0;

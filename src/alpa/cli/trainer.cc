@@ -192,8 +192,15 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
     lo.predicted_peak_bytes = predicted_peaks(program, compiled, options.cluster);
   // Before the data is made: a step's data alone may not fit.
   ALPA_RETURN_IF_ERROR(admit_memory(program, lo, options.world));
-  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<DataSource> data,
-                        make_data_source(spec, data_inputs(program), options.loop.seed));
+  std::optional<TokenDataset> dataset;
+  std::unique_ptr<DataSource> data;
+  if (!options.data_path.empty()) {
+    ALPA_ASSIGN_OR_RETURN(dataset, TokenDataset::open(options.data_path));
+    ALPA_ASSIGN_OR_RETURN(data, make_token_data_source(spec, data_inputs(program), *dataset,
+                                                       Split::kTrain, options.loop.seed));
+  } else {
+    ALPA_ASSIGN_OR_RETURN(data, make_data_source(spec, data_inputs(program), options.loop.seed));
+  }
   lo.run.threads_per_device = r.threads;
   lo.model = spec.name;
   ALPA_ASSIGN_OR_RETURN(TrainResult run, train_program(

@@ -36,6 +36,8 @@ struct TrainOptions {
   std::optional<Program> program;
   // If set, edits the compiled program before it runs (tests plant faults with it).
   std::function<void(Program&)> rewrite_program;
+  // A token dataset (`alpa data prepare`) to train on instead of synthetic data.
+  std::string data_path;
   // How to train it (runtime/train.h): steps, seed, checkpoints, resume, trace, profile. The
   // model name and the threads per device are filled in from the model and `threads`.
   TrainLoopOptions loop;

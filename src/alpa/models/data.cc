@@ -53,6 +53,32 @@ class GptData : public DataSource {
   std::vector<int64_t> perms_[2];
 };
 
+// Random windows of a token dataset.
+class TokenWindows : public DataSource {
+ public:
+  TokenWindows(const TokenDataset& ds, Split split, int64_t batch, int64_t seq, uint64_t seed)
+      : ds_(ds), split_(split), batch_(batch), seq_(seq), seed_(seed) {}
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    Rng rng = Rng(seed_ ^ 0xda7a5e7ull).fork(static_cast<uint64_t>(step) + 1);
+    std::vector<float> tokens(static_cast<size_t>(batch_ * seq_)), labels(tokens.size());
+    const auto windows = static_cast<uint64_t>(ds_.size(split_) - seq_);
+    for (int64_t b = 0; b < batch_; ++b) {
+      const auto o = static_cast<int64_t>(rng.below(windows));
+      for (int64_t t = 0; t < seq_; ++t) {
+        tokens[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t));
+        labels[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t + 1));
+      }
+    }
+    return {std::move(tokens), std::move(labels)};
+  }
+
+ private:
+  const TokenDataset& ds_;
+  Split split_;
+  int64_t batch_, seq_;
+  uint64_t seed_;
+};
+
 class MlpData : public DataSource {
  public:
   MlpData(int64_t batch, int64_t input, int64_t classes, uint64_t seed)
@@ -163,6 +189,30 @@ class FixedData : public DataSource {
 };
 
 }  // namespace
+
+Result<std::unique_ptr<DataSource>> make_token_data_source(const ModelSpec& spec,
+                                                           const std::vector<DataInput>& slots,
+                                                           const TokenDataset& dataset, Split split,
+                                                           uint64_t seed) {
+  if (spec.family != ModelFamily::kGpt && spec.family != ModelFamily::kMoe)
+    return invalid_argument(cat("--data gives token sequences; ", spec.name, " does not take them"),
+                            "train a GPT or MoE model on a token dataset");
+  ALPA_RETURN_IF_ERROR(expect_inputs(slots, {"tokens", "labels"}));
+  const int64_t vocab = spec.family == ModelFamily::kGpt ? spec.gpt.vocab : spec.moe.vocab;
+  if (dataset.info().vocab_size > vocab)
+    return invalid_argument(
+        cat("the dataset's vocabulary has ", dataset.info().vocab_size, " symbols but ", spec.name,
+            "'s has ", vocab),
+        cat("add --vocab ", dataset.info().vocab_size, " (or larger) to the model flags"));
+  const Shape& s = slots[0].type.shape;
+  if (dataset.size(split) <= s[1])
+    return invalid_argument(
+        cat("the dataset's ", split == Split::kTrain ? "training" : "validation", " split has ",
+            dataset.size(split), " tokens, not more than one sequence of ", s[1]),
+        "tokenize more text, or shorten --seq");
+  return std::unique_ptr<DataSource>(
+      std::make_unique<TokenWindows>(dataset, split, s[0], s[1], seed));
+}
 
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
                                                      uint64_t seed) {

@@ -13,11 +13,16 @@
 // - Model files: every input is sampled from its parameter's init once (a fixed batch, which
 //   the model can fit).
 // Batches depend only on (seed, step), never on the order of calls.
+//
+// Real text: a token dataset (data/token_dataset.h) gives GPT and MoE batches of random windows
+// of the training split (tokens[o, o+T), labels tokens[o+1, o+T+1), offsets drawn from (seed,
+// step)), so a resumed run sees exactly the samples the uninterrupted run would.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "alpa/data/token_dataset.h"
 #include "alpa/ir/graph.h"
 #include "alpa/models/registry.h"
 #include "alpa/support/status.h"
@@ -44,6 +49,12 @@ struct DataInput {
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec,
                                                      const std::vector<DataInput>& inputs,
                                                      uint64_t seed);
+// GPT or MoE batches from a token dataset's `split` (the model's vocabulary must hold the
+// dataset's; the split must be longer than one sequence). `dataset` outlives the source.
+Result<std::unique_ptr<DataSource>> make_token_data_source(const ModelSpec& spec,
+                                                           const std::vector<DataInput>& inputs,
+                                                           const TokenDataset& dataset, Split split,
+                                                           uint64_t seed);
 // The same for the input parameters of `graph` (usually the training step).
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,
                                                      uint64_t seed);

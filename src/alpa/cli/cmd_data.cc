@@ -1,0 +1,71 @@
+// alpa data prepare: text files -> a token dataset (data/token_dataset.h).
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <vector>
+
+#include "alpa/cli/commands.h"
+#include "alpa/cli/format.h"
+#include "alpa/data/token_dataset.h"
+#include "alpa/support/json_excerpt.h"
+
+namespace alpa {
+
+namespace {
+
+// The entropy of the training split's unigram distribution, in nats per token: the loss of a
+// model that knows only token frequencies, the bar a trained model must clear.
+double unigram_entropy(const TokenDataset& ds) {
+  std::vector<int64_t> count(static_cast<size_t>(ds.info().vocab_size), 0);
+  const int64_t n = ds.size(Split::kTrain);
+  for (int64_t i = 0; i < n; ++i) ++count[static_cast<size_t>(ds.token(Split::kTrain, i))];
+  double h = 0;
+  for (int64_t c : count)
+    if (c > 0) {
+      const double p = static_cast<double>(c) / static_cast<double>(n);
+      h -= p * std::log(p);
+    }
+  return h;
+}
+
+}  // namespace
+
+int run_data_prepare(const DataPrepareFlags& f, std::ostream& out, std::ostream& err) {
+  auto fail = [&](const Status& s) { return report_error(s, f.json, out, err); };
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<BpeTokenizer> tok = BpeTokenizer::load(f.vocab, f.merges);
+  if (!tok.ok()) return fail(tok.status());
+  Result<TokenDatasetInfo> info = write_token_dataset(
+      f.out, *tok, f.files, f.validation, [&](const std::string& file, int64_t tokens) {
+        if (!f.json) err << "  " << file << ": " << format_count(tokens) << " tokens\n";
+      });
+  if (!info.ok()) return fail(info.status());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  Result<TokenDataset> ds = TokenDataset::open(f.out);  // read back: what training will see
+  if (!ds.ok()) return fail(ds.status());
+  const double entropy = unigram_entropy(*ds);
+  if (f.json) {
+    nlohmann::ordered_json j = {
+        {"command", "data prepare"},          {"out", f.out},
+        {"vocab_size", info->vocab_size},     {"documents", info->documents},
+        {"train_tokens", info->train_tokens}, {"validation_tokens", info->validation_tokens},
+        {"unigram_entropy_nats", entropy},    {"seconds", seconds}};
+    out << json_line(j) << "\n";
+    return kExitOk;
+  }
+  const int64_t total = info->train_tokens + info->validation_tokens;
+  out << "alpa data prepare: " << info->documents << " documents, " << format_count(total)
+      << " tokens (vocabulary " << format_count(info->vocab_size) << ") in "
+      << format_seconds(seconds) << "\n"
+      << "  train       " << format_count(info->train_tokens) << " tokens\n"
+      << "  validation  " << format_count(info->validation_tokens) << " tokens\n"
+      << "  unigram entropy of the training tokens: " << format_fixed(entropy, 3)
+      << " nats/token (a model that learns only token frequencies reaches this loss)\n"
+      << "wrote " << f.out << " (train on it: alpa train --data " << f.out << " --vocab "
+      << info->vocab_size << ")\n";
+  return kExitOk;
+}
+
+}  // namespace alpa
