@@ -145,7 +145,10 @@ class Parser {
   }
   std::string describe(const Token& t) const {
     if (t.kind == Tok::kEnd) return "end of input";
-    return "'" + t.text + "'";
+    if (t.text.size() <= 60) return "'" + t.text + "'";
+    size_t cut = 60;  // a bounded excerpt, cut at a UTF-8 character boundary
+    while (cut > 0 && (static_cast<unsigned char>(t.text[cut]) & 0xC0) == 0x80) --cut;
+    return "'" + t.text.substr(0, cut) + "...' (" + std::to_string(t.text.size()) + " bytes)";
   }
   bool is_punct(const char* p) const { return tok_.kind == Tok::kPunct && tok_.text == p; }
   bool is_ident(const char* w) const { return tok_.kind == Tok::kIdent && tok_.text == w; }
