@@ -20,6 +20,7 @@ import tempfile
 FORBIDDEN = {
     'support': {'*'},
     'ir': {'*'},  # below everything: only ir and support
+    'data': {'*'},  # tokenizers and datasets: only data and support
     'sharding': {'*'},  # the vocabulary: only sharding, ir, support
     'program': {'*'},  # the format: only program, sharding, ir, support
     'intra': {'spmd', 'runtime', 'program', 'sim', 'compile', 'cli'},
@@ -33,6 +34,7 @@ FORBIDDEN = {
 ONLY = {
     'support': {'support'},
     'ir': {'ir', 'support'},
+    'data': {'data', 'support'},
     'sharding': {'sharding', 'ir', 'support'},
     'program': {'program', 'sharding', 'ir', 'support'},
 }
