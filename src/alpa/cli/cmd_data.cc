@@ -34,7 +34,13 @@ double unigram_entropy(const TokenDataset& ds) {
 int run_data_prepare(const DataPrepareFlags& f, std::ostream& out, std::ostream& err) {
   auto fail = [&](const Status& s) { return report_error(s, f.json, out, err); };
   const auto t0 = std::chrono::steady_clock::now();
-  Result<BpeTokenizer> tok = BpeTokenizer::load(f.vocab, f.merges);
+  if (f.tokenizer_json.empty() == (f.vocab.empty() || f.merges.empty()))
+    return fail(invalid_argument("give either --vocab and --merges, or --tokenizer",
+                                 "GPT-2's files: --vocab encoder.json --merges vocab.bpe; a "
+                                 "Hugging Face model's: --tokenizer tokenizer.json"));
+  Result<BpeTokenizer> tok = f.tokenizer_json.empty()
+                                 ? BpeTokenizer::load(f.vocab, f.merges)
+                                 : BpeTokenizer::load_tokenizer_json(f.tokenizer_json);
   if (!tok.ok()) return fail(tok.status());
   Result<TokenDatasetInfo> info = write_token_dataset(
       f.out, *tok, f.files, f.validation, [&](const std::string& file, int64_t tokens) {

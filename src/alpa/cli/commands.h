@@ -223,9 +223,10 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err);
 // alpa data prepare: text files tokenized into a token dataset (data/token_dataset.h) that
 // `alpa train --data DIR` reads.
 struct DataPrepareFlags {
-  std::string vocab;   // GPT-2's encoder.json / a vocab.json
-  std::string merges;  // GPT-2's vocab.bpe / a merges.txt
-  std::string out;     // the dataset directory
+  std::string vocab;           // GPT-2's encoder.json / a vocab.json
+  std::string merges;          // GPT-2's vocab.bpe / a merges.txt
+  std::string tokenizer_json;  // or a Hugging Face tokenizer.json
+  std::string out;             // the dataset directory
   double validation = 0.1;
   std::vector<std::string> files;
   bool json = false;

@@ -220,10 +220,11 @@ CLI::App* add_data_command(CLI::App& app, DataPrepareFlags& data) {
       "--validation fraction held out) and header.json. `alpa train --data DIR` reads it.\n"
       "Example: alpa data prepare --vocab encoder.json --merges vocab.bpe --out corpus "
       "/usr/share/common-licenses/*");
-  prep->add_option("--vocab", data.vocab, "Vocabulary: GPT-2's encoder.json or a vocab.json")
-      ->required();
-  prep->add_option("--merges", data.merges, "Merges: GPT-2's vocab.bpe or a merges.txt")
-      ->required();
+  prep->add_option("--vocab", data.vocab, "Vocabulary: GPT-2's encoder.json or a vocab.json");
+  prep->add_option("--merges", data.merges, "Merges: GPT-2's vocab.bpe or a merges.txt");
+  prep->add_option("--tokenizer", data.tokenizer_json,
+                   "Instead of --vocab and --merges: a Hugging Face tokenizer.json (byte-level "
+                   "BPE)");
   prep->add_option("--out", data.out, "The dataset directory to write")->required();
   prep->add_option("--validation", data.validation, "Fraction of the tokens held out")
       ->check(CLI::Range(0.0, 0.9))

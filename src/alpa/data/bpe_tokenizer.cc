@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "alpa/support/files.h"
+#include "alpa/support/json_excerpt.h"
 
 namespace alpa {
 namespace {
@@ -182,6 +183,49 @@ Result<BpeTokenizer> BpeTokenizer::load(const std::string& vocab_path,
   ALPA_ASSIGN_OR_RETURN(std::string vocab, read_file(vocab_path));
   ALPA_ASSIGN_OR_RETURN(std::string merges, read_file(merges_path));
   return from_text(vocab, merges, {"<|endoftext|>"}, vocab_path, merges_path);
+}
+
+Result<BpeTokenizer> BpeTokenizer::from_tokenizer_json(std::string_view text,
+                                                       std::string_view name) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&](const std::string& what) {
+    return invalid_argument(cat(name, ": ", what),
+                            "give a Hugging Face tokenizer.json of a byte-level BPE tokenizer");
+  };
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  if (!j.contains("model") || !j["model"].is_object()) return bad("no \"model\" object");
+  const nlohmann::json& model = j["model"];
+  if (model.value("type", "") != "BPE")
+    return bad(cat("model.type is ", json_excerpt(model.value("type", nlohmann::json())),
+                   ", not \"BPE\""));
+  if (!model.contains("vocab") || !model["vocab"].is_object()) return bad("no model.vocab object");
+  if (!model.contains("merges") || !model["merges"].is_array()) return bad("no model.merges list");
+  std::string merges;
+  size_t i = 0;
+  for (const nlohmann::json& m : model["merges"]) {
+    if (m.is_string()) {
+      merges += m.get<std::string>();
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      merges += m[0].get<std::string>() + " " + m[1].get<std::string>();
+    } else {
+      return bad(cat("model.merges[", i, "] is ", json_excerpt(m), ", not \"a b\" or [a, b]"));
+    }
+    merges += '\n';
+    ++i;
+  }
+  std::vector<std::string> special;
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const nlohmann::json& t : j["added_tokens"])
+      if (t.is_object() && t.value("special", false) && t.contains("content") &&
+          t["content"].is_string())
+        special.push_back(t["content"].get<std::string>());
+  return from_text(json_line(model["vocab"]), merges, special, cat(name, " model.vocab"),
+                   cat(name, " model.merges"));
+}
+
+Result<BpeTokenizer> BpeTokenizer::load_tokenizer_json(const std::string& path) {
+  ALPA_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  return from_tokenizer_json(text, path);
 }
 
 int32_t BpeTokenizer::special_id(std::string_view token) const {

@@ -30,6 +30,12 @@ class BpeTokenizer {
                                         std::string_view vocab_name = "vocab.json",
                                         std::string_view merges_name = "merges.txt");
   static Result<BpeTokenizer> load(const std::string& vocab_path, const std::string& merges_path);
+  // A Hugging Face tokenizer.json of a byte-level BPE model ("model": {"type": "BPE",
+  // "vocab": {...}, "merges": ["a b", ...] or [["a", "b"], ...]}, "pre_tokenizer" ByteLevel);
+  // its added tokens marked special become special tokens.
+  static Result<BpeTokenizer> from_tokenizer_json(std::string_view text,
+                                                  std::string_view name = "tokenizer.json");
+  static Result<BpeTokenizer> load_tokenizer_json(const std::string& path);
 
   // Token ids of `text` (UTF-8). Special tokens in the text are encoded as themselves when
   // `allow_special`, else as ordinary text. Bytes that are not valid UTF-8 are an error.
