@@ -195,7 +195,7 @@ Result<BpeTokenizer> BpeTokenizer::from_tokenizer_json(std::string_view text,
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   if (!j.contains("model") || !j["model"].is_object()) return bad("no \"model\" object");
   const nlohmann::json& model = j["model"];
-  if (model.value("type", "") != "BPE")
+  if (json_string_or(model, "type") != "BPE")
     return bad(cat("model.type is ", json_excerpt(model.value("type", nlohmann::json())),
                    ", not \"BPE\""));
   if (!model.contains("vocab") || !model["vocab"].is_object()) return bad("no model.vocab object");
@@ -216,7 +216,7 @@ Result<BpeTokenizer> BpeTokenizer::from_tokenizer_json(std::string_view text,
   std::vector<std::string> special;
   if (j.contains("added_tokens") && j["added_tokens"].is_array())
     for (const nlohmann::json& t : j["added_tokens"])
-      if (t.is_object() && t.value("special", false) && t.contains("content") &&
+      if (t.is_object() && json_bool_or(t, "special", false) && t.contains("content") &&
           t["content"].is_string())
         special.push_back(t["content"].get<std::string>());
   return from_text(json_line(model["vocab"]), merges, special, cat(name, " model.vocab"),

@@ -132,7 +132,7 @@ Result<TokenDataset> TokenDataset::open(const std::string& dir) {
     return invalid_argument(cat(header_path, ": ", what), kHint);
   };
   if (h.is_discarded() || !h.is_object()) return bad("not a JSON object (truncated?)");
-  if (h.value("format", "") != kTokenDatasetFormat)
+  if (json_string_or(h, "format") != kTokenDatasetFormat)
     return bad(cat("\"format\" must be \"", kTokenDatasetFormat, "\", got ",
                    json_excerpt(h.contains("format") ? h["format"] : nlohmann::json())));
   TokenDataset ds;
@@ -151,9 +151,9 @@ Result<TokenDataset> TokenDataset::open(const std::string& dir) {
   info.eot = static_cast<int32_t>(eot);
   ALPA_RETURN_IF_ERROR(integer(h, "documents", 0, int64_t{1} << 40, info.documents));
   const std::string want_dtype = info.bytes_per_token() == 2 ? "uint16" : "uint32";
-  if (h.value("dtype", "") != want_dtype)
+  if (json_string_or(h, "dtype") != want_dtype)
     return bad(cat("\"dtype\" must be \"", want_dtype, "\" for ", info.vocab_size, " symbols"));
-  info.tokenizer = h.value("tokenizer", "");
+  info.tokenizer = json_string_or(h, "tokenizer");
   for (Split s : {Split::kTrain, Split::kValidation}) {
     const char* key = s == Split::kTrain ? "train" : "validation";
     if (!h.contains(key) || !h[key].is_object()) return bad(cat("\"", key, "\" is missing"));
@@ -161,7 +161,7 @@ Result<TokenDataset> TokenDataset::open(const std::string& dir) {
     int64_t n = 0;
     ALPA_RETURN_IF_ERROR(integer(part, "tokens", 0, int64_t{1} << 40, n));
     (s == Split::kTrain ? info.train_tokens : info.validation_tokens) = n;
-    const std::string file = part.value("file", "");
+    const std::string file = json_string_or(part, "file");
     if (file.empty() || file.find('/') != std::string::npos)
       return bad(cat("\"", key, ".file\" must be a plain file name"));
     const std::string path = (fs::path(dir) / file).string();
@@ -189,7 +189,7 @@ Result<TokenDataset> TokenDataset::open(const std::string& dir) {
     }
     ::close(fd);
     const std::string_view bytes(reinterpret_cast<const char*>(m->data), m->bytes);
-    if (part.value("checksum", "") != checksum_of(bytes))
+    if (json_string_or(part, "checksum") != checksum_of(bytes))
       return invalid_argument(cat("dataset file ", path, " does not match its checksum in ",
                                   header_path, " (corrupted?)"),
                               kHint);

@@ -51,6 +51,21 @@ std::string json_excerpt(const Json& v, size_t max_chars = 80) {
   return out;
 }
 
+// j[key] when j is an object holding a string there, else `fallback`. (nlohmann's value()
+// throws when the key holds another type: a file can put anything anywhere.)
+template <typename Json>
+std::string json_string_or(const Json& j, const char* key, const std::string& fallback = "") {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->template get<std::string>() : fallback;
+}
+template <typename Json>
+bool json_bool_or(const Json& j, const char* key, bool fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() ? it->template get<bool>() : fallback;
+}
+
 // The whole value as one line, bytes that are not UTF-8 replaced (U+FFFD) instead of throwing.
 template <typename Json>
 std::string json_line(const Json& v) {
