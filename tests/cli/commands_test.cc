@@ -39,6 +39,27 @@ TEST(TrainCommand, JsonHasLossesAndThroughput) {
   EXPECT_EQ(j["parameters"].get<int64_t>(), 110336);
 }
 
+TEST(TrainCommand, LogHasOneJsonLinePerStep) {
+  const std::string path = ::testing::TempDir() + "/train_log.jsonl";
+  TrainFlags f;
+  f.steps = 3;
+  f.threads = 1;
+  f.log_path = path;
+  CmdRun r = run(run_train, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  std::ifstream in(path);
+  std::string line;
+  int steps = 0;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int>(), ++steps);
+    EXPECT_GT(j["loss"].get<double>(), 0);
+    EXPECT_EQ(j["lr"].get<double>(), 1e-3);
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+  }
+  EXPECT_EQ(steps, 3);
+}
+
 TEST(TrainCommand, HumanOutputHasStepsAndSummary) {
   TrainFlags f;
   f.steps = 2;

@@ -1,6 +1,7 @@
 // alpa train: compiles a model for one device, a mesh or a pipeline (or takes a compiled
 // program) and trains it on the model's data, on threads or MPI processes.
 #include <algorithm>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -323,7 +324,23 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
   const bool human = !flags.json;
   if (human) print_header(flags, spec, options, plan_source, where, mpi != nullptr, out);
   ProgressLine progress(flags.steps, human && stderr_is_terminal());
+  std::ofstream log;
+  if (!flags.log_path.empty() && rank == 0) {
+    log.open(flags.log_path, std::ios::trunc);
+    if (!log)
+      return report_error(io_error(cat("cannot write the log ", flags.log_path)), flags.json, out,
+                          err);
+  }
+  const double tokens = static_cast<double>(tokens_per_batch(spec));
   Result<TrainReport> report = train_model(spec, options, [&](const StepReport& s) {
+    if (log.is_open()) {
+      nlohmann::ordered_json j = {{"step", s.step},
+                                  {"loss", s.loss},
+                                  {"lr", flags.optimizer.lr},
+                                  {"seconds", s.seconds},
+                                  {"tokens_per_s", s.seconds > 0 ? tokens / s.seconds : 0.0}};
+      log << json_line(j) << "\n" << std::flush;
+    }
     if (human) {
       out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4) << "  "
           << format_seconds(s.seconds) << "\n";

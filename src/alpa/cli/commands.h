@@ -145,6 +145,7 @@ struct TrainFlags {
   std::string trace_path;    // Chrome trace of the last step
   std::string program_path;  // run this compiled program (`alpa compile --out`)
   std::string data_path;     // a token dataset (`alpa data prepare`) instead of synthetic data
+  std::string log_path;      // one JSON line per step (step, loss, lr, seconds, tokens/s)
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);

@@ -65,6 +65,9 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
                         "Write the last step's timeline (every device; each pipeline "
                         "instruction with its measured time) as a Chrome trace (JSON), "
                         "comparable with `alpa simulate --trace`");
+  train_cmd->add_option("--log", train.log_path,
+                        "Write one JSON object per step to this file (replaced if it exists): "
+                        "step, loss, lr, seconds, tokens_per_s; flushed as each step ends");
   train_cmd->add_option("--data", train.data_path,
                         "Train on a token dataset written by `alpa data prepare` (GPT and MoE; "
                         "--vocab must hold its vocabulary) instead of synthetic data");
