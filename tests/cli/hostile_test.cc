@@ -29,7 +29,7 @@ CmdRun train(const TrainFlags& f) {
 TEST(Hostile, OversizedModelsAreRefusedWithTheMemoryTheyNeed) {
   // Each allocated until the process died before (an internal error or std::bad_alloc).
   for (const auto& [model, size] : std::vector<std::pair<std::string, std::string>>{
-           {"gpt", "6.7b"}, {"moe", "70b"}, {"gpt", "125m"}}) {
+           {"gpt", "6.7b"}, {"moe", "70b"}, {"gpt", "39b"}}) {
     TrainFlags f;
     f.model.model = model;
     f.model.size = size;
