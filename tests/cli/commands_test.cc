@@ -384,6 +384,36 @@ TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {
   EXPECT_NE(e.err.find("no deepspeed configuration fits"), std::string::npos) << e.err;
 }
 
+// A pipeline the stage imbalance tolerance rules out says so, and how to allow it.
+TEST(PipelinePlanCommand, ImbalanceToleranceIsNamedWhenItRulesOutEveryPlan) {
+  const std::string path = ::testing::TempDir() + "/two_layers.ir";
+  std::ofstream(path) << R"(graph two {
+  %x = parameter() {role=input, init=normal, scale=1} : f32[8,4]
+  %w1 = parameter() {init=normal, scale=0.3} : f32[4,4]
+  %h = dot_general(%x, %w1) {lhs_contract=[1], rhs_contract=[0]} : f32[8,4]
+  %t = tanh(%h) : f32[8,4]
+  %w2 = parameter() {init=normal, scale=0.3} : f32[4,1]
+  %y = dot_general(%t, %w2) {lhs_contract=[1], rhs_contract=[0]} : f32[8,1]
+  %sq = mul(%y, %y) : f32[8,1]
+  %l = reduce_sum(%sq) {dims=[0,1]} : f32[]
+  output loss = %l
+}
+)";
+  PlanFlags f;
+  f.model.model = path;
+  f.parallel.cluster = "local";
+  f.parallel.devices = 2;
+  f.parallel.space = "inter-only";
+  f.parallel.pipeline_layers = 2;
+  CmdRun r = run(run_plan, f);
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.err.find("stage imbalance tolerance (1) kept"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--stage-imbalance 1e9"), std::string::npos) << r.err;
+  f.parallel.stage_imbalance = 1e9;
+  r = run(run_plan, f);
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+}
+
 TEST(PipelinePlanCommand, HumanOutputNamesStagesAndPhases) {
   PlanFlags f;
   f.model.size = "tiny";

@@ -708,9 +708,12 @@ class FixedPlanner {
       // A stage on the whole cluster is the whole model (Alpa prunes the same way).
       if ((configs_[k].submesh.size() == cluster_.num_devices()) != (l == 0 && r == L_ - 1))
         continue;
-      if (std::isfinite(o_.imbalance_tolerance) && (dshare > share * (1 + o_.imbalance_tolerance) ||
-                                                    dshare < share / (1 + o_.imbalance_tolerance)))
+      if (std::isfinite(o_.imbalance_tolerance) &&
+          (dshare > share * (1 + o_.imbalance_tolerance) ||
+           dshare < share / (1 + o_.imbalance_tolerance))) {
+        ++imbalance_skipped_;
         continue;
+      }
       ids.push_back(static_cast<int>(k));
     }
     return ids;
@@ -894,6 +897,15 @@ class FixedPlanner {
   // the DP put it, its candidate takes the exact figures and the DP runs again.
   Result<StageDpSolution> solve_and_verify() {
     Result<StageDpSolution> sol = solve_stage_dp(req_);
+    if (!sol.ok() && imbalance_skipped_ > 0 &&
+        sol.status().message().find("no chain of stages") != std::string::npos)
+      return failed_precondition(
+          cat(sol.status().message(), "; the stage imbalance tolerance (", o_.imbalance_tolerance,
+              ") kept ", imbalance_skipped_, " (layer range, submesh) ",
+              "candidates out: their share of the devices was more than ",
+              1 + o_.imbalance_tolerance, "x off their share of the FLOPs"),
+          "--stage-imbalance 1e9 considers every candidate (or give fewer devices or more layers "
+          "with --pipeline-layers)");
     std::set<std::pair<size_t, int>> verified;  // (candidate, successors) solved exactly
     for (int round = 0; sol.ok() && round < 32; ++round) {
       bool worse = false;
@@ -942,6 +954,7 @@ class FixedPlanner {
   std::vector<MeshConfig> configs_;
   StageDpRequest req_;
   double total_flops_ = 1;
+  mutable int64_t imbalance_skipped_ = 0;  // candidates configs_for left out by the tolerance
   std::vector<double> prefix_;
   std::map<size_t, const StageCost*> costs_;
   std::vector<std::unique_ptr<StageCost>> extrapolated_, exact_costs_;
