@@ -7,6 +7,7 @@
 
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
+#include "alpa/cli/gpt2_weights.h"
 #include "alpa/cli/progress.h"
 #include "alpa/cli/trainer.h"
 #include "alpa/plan/manual.h"
@@ -137,6 +138,7 @@ void print_header(const TrainFlags& flags, const ModelSpec& spec, const TrainOpt
         << "), plan: " << plan_source;
   out << "\n";
   if (!flags.resume.empty()) out << "resuming from " << flags.resume << "\n";
+  if (!flags.init_from.empty()) out << "initial weights from " << flags.init_from << "\n";
   if (!flags.checkpoint_dir.empty())
     out << "checkpoints: " << flags.checkpoint_dir
         << (flags.checkpoint_every > 0 ? cat(" every ", flags.checkpoint_every, " steps and")
@@ -277,6 +279,14 @@ Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::stri
   o.loop.checkpoint_dir = flags.checkpoint_dir;
   o.loop.checkpoint_every = flags.checkpoint_every;
   o.loop.resume = flags.resume;
+  if (!flags.init_from.empty()) {
+    if (!flags.resume.empty())
+      return invalid_argument("--init-from and --resume both give the starting weights",
+                              "--resume continues a run with its optimizer state; --init-from "
+                              "starts a new run from exported weights");
+    ALPA_ASSIGN_OR_RETURN(o.loop.initial_weights, init_weights_from(flags.init_from, spec));
+  }
+  o.loop.data_offset = flags.data_offset;
   o.loop.trace_path = flags.trace_path;
   o.loop.profile = flags.profile;
   return o;

@@ -147,6 +147,8 @@ struct TrainFlags {
   std::string data_path;     // a token dataset (`alpa data prepare`) instead of synthetic data
   std::string log_path;      // one JSON line per step (step, loss, lr, seconds, tokens/s)
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
+  std::string init_from;     // start from GPT-2 weights (`alpa export`), fresh optimizer state
+  int64_t data_offset = 0;   // step s trains on the data of step s + data_offset
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 
@@ -233,6 +235,32 @@ struct DataPrepareFlags {
   bool json = false;
 };
 int run_data_prepare(const DataPrepareFlags& flags, std::ostream& out, std::ostream& err);
+
+// alpa export: a checkpoint of the built-in GPT as Hugging Face GPT-2 weights
+// (cli/gpt2_weights.h): DIR/model.safetensors and DIR/config.json.
+struct ExportFlags {
+  std::string checkpoint;  // a checkpoint directory or one of its step directories
+  std::string format = "safetensors";
+  std::string out;            // the directory to write
+  std::string dtype = "f32";  // f32 | f16 | bf16: how the weights are stored
+  ModelFlags model;           // the checkpoint's model; --size defaults to the checkpoint's
+  bool size_given = false;    // --size was given
+  bool json = false;
+};
+int run_export(const ExportFlags& flags, std::ostream& out, std::ostream& err);
+
+// alpa forward: the logits of GPT-2 weights (`alpa export`, or a Hugging Face GPT-2 with the
+// exact GELU) for token sequences, computed by the runtime on one device.
+struct ForwardFlags {
+  std::string weights;  // directory with config.json and model.safetensors (or shards)
+  std::string tokens;   // text file: one sequence per line, token ids separated by spaces
+  std::string out;      // write the logits [B, T, V] (f32) as safetensors (tensor "logits")
+  int threads = 0;
+  bool json = false;
+};
+int run_forward(const ForwardFlags& flags, std::ostream& out, std::ostream& err);
+// The sequences of a tokens file (equal lengths, ids below `vocab`); errors name the line.
+Result<std::vector<std::vector<int32_t>>> read_token_lines(const std::string& path, int64_t vocab);
 
 // Prints a user error ("error: ...", "hint: ...") to err and, with --json, a JSON object
 // {"error": ..., "hint": ...} to out. Returns kExitUserError.

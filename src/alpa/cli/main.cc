@@ -61,6 +61,15 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
                         "Start from a checkpoint (a --checkpoint-dir, or one of its step-* "
                         "directories), under any plan, device count or backend; --steps counts "
                         "from the start of training");
+  train_cmd->add_option("--init-from", train.init_from,
+                        "Start from GPT-2 weights (a directory written by `alpa export`: "
+                        "config.json and model.safetensors) with fresh optimizer state, under "
+                        "any plan (--model gpt with the weights' sizes)");
+  train_cmd
+      ->add_option("--data-offset", train.data_offset,
+                   "Train step s on the data of step s + N (continue another run's data, e.g. "
+                   "after --init-from from its checkpoint at step N)")
+      ->check(integer_in(0, int64_t{1} << 40, "steps"));
   train_cmd->add_option("--trace", train.trace_path,
                         "Write the last step's timeline (every device; each pipeline "
                         "instruction with its measured time) as a Chrome trace (JSON), "
@@ -237,6 +246,63 @@ CLI::App* add_data_command(CLI::App& app, DataPrepareFlags& data) {
   return prep;
 }
 
+// `alpa export` and its flags.
+CLI::App* add_export_command(CLI::App& app, ExportFlags& ex) {
+  CLI::App* cmd = app.add_subcommand(
+      "export",
+      "Write a checkpoint of the built-in GPT as Hugging Face GPT-2 weights: model.safetensors "
+      "and config.json in --out, which `alpa train --init-from`, `alpa forward` and GPT-2 "
+      "implementations elsewhere read. Give the model flags the run was trained with (--size "
+      "defaults to the checkpoint's; the head count is not stored in checkpoints).\n"
+      "Example: alpa export --checkpoint ck --format safetensors --out gpt2-tiny");
+  cmd->add_option("--checkpoint", ex.checkpoint,
+                  "A checkpoint directory (its latest step) or one of its step-* directories")
+      ->required();
+  cmd->add_option("--format", ex.format, "Output format")
+      ->check(CLI::IsMember({"safetensors"}))
+      ->capture_default_str();
+  cmd->add_option("--out", ex.out, "The directory to write")->required();
+  cmd->add_option("--dtype", ex.dtype, "How the weights are stored: f32, f16 or bf16")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+  // The sizes of the checkpoint's GPT (the storage dtype is --dtype above).
+  cmd->add_option("--model", ex.model.model, "The checkpoint's model (gpt)")->capture_default_str();
+  cmd->add_option("--size", ex.model.size, "The checkpoint's GPT size (default: its own)");
+  for (auto [name, slot] : {std::pair{"--seq", &ex.model.seq},
+                            {"--layers", &ex.model.layers},
+                            {"--hidden", &ex.model.hidden},
+                            {"--heads", &ex.model.heads},
+                            {"--vocab", &ex.model.vocab}})
+    cmd->add_option_function<int64_t>(
+           name, [slot](const int64_t& v) { *slot = v; }, "As the run was trained with")
+        ->check(integer_in(1, int64_t{1} << 24, "larger than any model alpa trains"))
+        ->group("Model overrides");
+  cmd->add_flag("--json", ex.json, "Print one JSON object instead of text");
+  return cmd;
+}
+
+// `alpa forward` and its flags.
+CLI::App* add_forward_command(CLI::App& app, ForwardFlags& fw) {
+  CLI::App* cmd = app.add_subcommand(
+      "forward",
+      "Compute a GPT-2's logits for token sequences on this machine (one device): the weights "
+      "of `alpa export` (or a Hugging Face GPT-2 with activation \"gelu\"), the tokens one "
+      "sequence per line. Shorter sequences than the model's positions use its first "
+      "positions.\n"
+      "Example: alpa forward --weights gpt2-tiny --tokens prompt.txt --out logits.safetensors");
+  cmd->add_option("--weights", fw.weights, "Directory with config.json and model.safetensors")
+      ->required();
+  cmd->add_option("--tokens", fw.tokens,
+                  "Text file: one sequence per line, token ids separated by spaces")
+      ->required();
+  cmd->add_option("--out", fw.out, "Write the logits [batch, seq, vocab] here (safetensors)");
+  cmd->add_option("--threads", fw.threads, "CPU threads (0: all cores)")
+      ->check(integer_in(0, kMaxThreads, "threads a process may start"))
+      ->capture_default_str();
+  cmd->add_flag("--json", fw.json, "Print one JSON object instead of text");
+  return cmd;
+}
+
 // `alpa demo` and its flags.
 CLI::App* add_demo_command(CLI::App& app, DemoFlags& demo) {
   CLI::App* demo_cmd = app.add_subcommand(
@@ -289,6 +355,12 @@ int main(int argc, char** argv) {
   DataPrepareFlags data;
   CLI::App* data_cmd = add_data_command(app, data);
 
+  ExportFlags ex;
+  CLI::App* export_cmd = add_export_command(app, ex);
+
+  ForwardFlags fw;
+  CLI::App* forward_cmd = add_forward_command(app, fw);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -312,5 +384,10 @@ int main(int argc, char** argv) {
   if (data_cmd->parsed()) return run_data_prepare(data, std::cout, std::cerr);
   if (sim_cmd->parsed()) return run_simulate(sim, std::cout, std::cerr);
   if (prof_cmd->parsed()) return run_profile(prof, std::cout, std::cerr);
+  if (export_cmd->parsed()) {
+    ex.size_given = export_cmd->count("--size") > 0;
+    return run_export(ex, std::cout, std::cerr);
+  }
+  if (forward_cmd->parsed()) return run_forward(fw, std::cout, std::cerr);
   return 0;
 }

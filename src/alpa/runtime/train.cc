@@ -186,6 +186,37 @@ void add_profile(const ProgramRunner& runner, std::vector<double>& node_seconds,
   }
 }
 
+// o.initial_weights in place of the initialisers' values (fine-tuning).
+Status apply_initial_weights(const Program& program, const TrainLoopOptions& o,
+                             std::vector<Tensor>& init) {
+  if (o.initial_weights.empty()) return ok_status();
+  size_t used = 0;
+  for (size_t p = 0; p < program.params.size(); ++p) {
+    const StepParam& sp = program.params[p];
+    if (sp.attrs.role != ParamRole::kWeight) continue;
+    auto it = o.initial_weights.find(sp.name);
+    if (it == o.initial_weights.end())
+      return failed_precondition(cat("the initial weights have no tensor '", sp.name, "'"),
+                                 "give weights of this model (the same model flags)");
+    if (it->second.shape() != sp.type.shape)
+      return failed_precondition(
+          cat("initial weight '", sp.name, "' has shape ", shape_to_string(it->second.shape()),
+              ", this model's is ", shape_to_string(sp.type.shape)),
+          "give weights of this model (the same model flags)");
+    init[p] = it->second;
+    init[p].set_type(sp.type);
+    ++used;
+  }
+  if (used != o.initial_weights.size())
+    for (const auto& [name, t] : o.initial_weights)
+      if (std::none_of(program.params.begin(), program.params.end(), [&](const StepParam& sp) {
+            return sp.name == name && sp.attrs.role == ParamRole::kWeight;
+          }))
+        return failed_precondition(cat("initial weight '", name, "' is not a weight of this model"),
+                                   "give weights of this model (the same model flags)");
+  return ok_status();
+}
+
 Status resume(ProgramRunner& runner, const TrainLoopOptions& o, TrainResult& r) {
   ALPA_ASSIGN_OR_RETURN(LoadedCheckpoint ck, read_checkpoint(o.resume));
   ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> whole, checkpoint_state(ck, runner.program(), o.model));
@@ -287,13 +318,14 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
     if (!is_input(program.params[p]))
       init[p] = init_tensor(program.params[p].name, program.params[p].type, program.params[p].attrs,
                             o.seed);
+  ALPA_RETURN_IF_ERROR(apply_initial_weights(program, o, init));
   ALPA_RETURN_IF_ERROR(runner.load_parameters(init));
   init.clear();
   if (!o.resume.empty()) ALPA_RETURN_IF_ERROR(resume(runner, o, r));
   std::vector<Tensor> last_inputs;
   std::vector<double> node_seconds;
   for (int step = r.first_step; step <= o.steps; ++step) {
-    std::vector<Tensor> inputs = step_inputs(program, batches(step - 1));
+    std::vector<Tensor> inputs = step_inputs(program, batches(step - 1 + o.data_offset));
     const Clock::time_point t0 = Clock::now();
     ALPA_ASSIGN_OR_RETURN(double loss, runner.run_step(inputs));
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();

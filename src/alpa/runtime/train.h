@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,12 @@ struct TrainLoopOptions {
   // A checkpoint (directory or step directory) to start from: training continues at its
   // step + 1 up to `steps`.
   std::string resume;
+  // Fine-tuning (`alpa train --init-from`): whole initial values of weights by parameter name,
+  // used instead of their initialisers; the optimizer state starts fresh. Every weight of the
+  // program must be given, with its shape, and every tensor given must be a weight.
+  std::map<std::string, Tensor> initial_weights;
+  // Step s trains on batches(s - 1 + data_offset): continues another run's data stream.
+  int64_t data_offset = 0;
   // Write the last step's timeline (Chrome trace JSON, support/trace.h) here: every device's
   // instructions with their measured start and duration.
   std::string trace_path;
