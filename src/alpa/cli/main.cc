@@ -227,16 +227,19 @@ CLI::App* add_data_command(CLI::App& app, DataPrepareFlags& data) {
   data_cmd->require_subcommand(1);
   CLI::App* prep = data_cmd->add_subcommand(
       "prepare",
-      "Tokenize text files (each a document, followed by <|endoftext|>) with a byte-level BPE "
+      "Tokenize text files (each a document, followed by the tokenizer's end of text: GPT-2's "
+      "<|endoftext|>, a SentencePiece model's eos) with a byte-level BPE or SentencePiece "
       "tokenizer into a token dataset: train.bin and validation.bin (uint16 tokens, the last "
       "--validation fraction held out) and header.json. `alpa train --data DIR` reads it.\n"
       "Example: alpa data prepare --vocab encoder.json --merges vocab.bpe --out corpus "
-      "/usr/share/common-licenses/*");
+      "/usr/share/common-licenses/*\n"
+      "Example: alpa data prepare --tokenizer tokenizer.model --out corpus docs/*.md");
   prep->add_option("--vocab", data.vocab, "Vocabulary: GPT-2's encoder.json or a vocab.json");
   prep->add_option("--merges", data.merges, "Merges: GPT-2's vocab.bpe or a merges.txt");
   prep->add_option("--tokenizer", data.tokenizer_json,
                    "Instead of --vocab and --merges: a Hugging Face tokenizer.json (byte-level "
-                   "BPE)");
+                   "BPE) or a SentencePiece model (a .model file: LLaMA's, T5's tokenizer.model, "
+                   "or spm_train's), told apart by their content");
   prep->add_option("--out", data.out, "The dataset directory to write")->required();
   prep->add_option("--validation", data.validation, "Fraction of the tokens held out")
       ->check(CLI::Range(0.0, 0.9))

@@ -17,11 +17,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "alpa/data/tokenizer.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
 
-class BpeTokenizer {
+class BpeTokenizer : public Tokenizer {
  public:
   // Parses the vocabulary (JSON object of symbol -> id) and merges; errors name the file and
   // the line or symbol. `special` tokens (e.g. "<|endoftext|>") must be in the vocabulary.
@@ -41,9 +42,16 @@ class BpeTokenizer {
   // `allow_special`, else as ordinary text. Bytes that are not valid UTF-8 are an error.
   Result<std::vector<int32_t>> encode(std::string_view text, bool allow_special = true) const;
   // The text of `ids` (ids out of range are an error).
-  Result<std::string> decode(const std::vector<int32_t>& ids) const;
+  Result<std::string> decode(const std::vector<int32_t>& ids) const override;
 
-  int32_t vocab_size() const { return static_cast<int32_t>(symbols_.size()); }
+  int32_t vocab_size() const override { return static_cast<int32_t>(symbols_.size()); }
+  // Tokenizer: "gpt2-bpe"; a document's special-token spellings are ordinary text; its end is
+  // <|endoftext|>.
+  std::string kind() const override { return "gpt2-bpe"; }
+  Result<std::vector<int32_t>> encode_document(std::string_view text) const override {
+    return encode(text, /*allow_special=*/false);
+  }
+  int32_t eos_id() const override { return special_id("<|endoftext|>"); }
   // The id of a special token, or -1.
   int32_t special_id(std::string_view token) const;
 

@@ -44,22 +44,26 @@ const char* kHint =
 }  // namespace
 
 Result<TokenDatasetInfo> write_token_dataset(
-    const std::string& dir, const BpeTokenizer& tokenizer, const std::vector<std::string>& files,
+    const std::string& dir, const Tokenizer& tokenizer, const std::vector<std::string>& files,
     double validation_fraction,
     const std::function<void(const std::string& file, int64_t tokens)>& progress) {
   if (files.empty()) return invalid_argument("no input files", "name the text files to tokenize");
   if (!(validation_fraction >= 0 && validation_fraction < 1))
     return invalid_argument(
         cat("the validation fraction must be in [0, 1), got ", validation_fraction));
-  const int32_t eot = tokenizer.special_id("<|endoftext|>");
-  if (eot < 0) return failed_precondition("the tokenizer has no <|endoftext|> token");
+  const int32_t eot = tokenizer.eos_id();
+  if (eot < 0)
+    return failed_precondition(cat("the ", tokenizer.kind(), " tokenizer has no end-of-text token"),
+                               "documents are separated by it: GPT-2's <|endoftext|>, a "
+                               "SentencePiece model's eos (spm_train --eos_id)");
   TokenDatasetInfo info;
+  info.tokenizer = tokenizer.kind();
   info.vocab_size = tokenizer.vocab_size();
   info.eot = eot;
   std::vector<int32_t> tokens;
   for (const std::string& f : files) {
     ALPA_ASSIGN_OR_RETURN(std::string text, read_file(f));
-    Result<std::vector<int32_t>> ids = tokenizer.encode(text, /*allow_special=*/false);
+    Result<std::vector<int32_t>> ids = tokenizer.encode_document(text);
     if (!ids.ok()) return ids.status().with_context(f);
     tokens.insert(tokens.end(), ids->begin(), ids->end());
     tokens.push_back(eot);

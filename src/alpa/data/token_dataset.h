@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "alpa/data/bpe_tokenizer.h"
+#include "alpa/data/tokenizer.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
@@ -36,10 +37,11 @@ struct TokenDatasetInfo {
   int bytes_per_token() const { return vocab_size <= 65536 ? 2 : 4; }
 };
 
-// Tokenizes `files` (each a document) into a dataset in `dir` (created; its files written
-// through temporaries). `progress`, if set, is called after each file.
+// Tokenizes `files` (each a document, followed by the tokenizer's eos id) into a dataset in
+// `dir` (created; its files written through temporaries). `progress`, if set, is called after
+// each file.
 Result<TokenDatasetInfo> write_token_dataset(
-    const std::string& dir, const BpeTokenizer& tokenizer, const std::vector<std::string>& files,
+    const std::string& dir, const Tokenizer& tokenizer, const std::vector<std::string>& files,
     double validation_fraction = 0.1,
     const std::function<void(const std::string& file, int64_t tokens)>& progress = {});
 
