@@ -193,14 +193,15 @@ TEST(SentencePiece, SpecialTokensAndByteFallbackComeFromTheModel) {
     const std::vector<int32_t> s = *sp->encode("<s></s>");
     EXPECT_EQ(std::count(s.begin(), s.end(), sp->bos_id()), 0);
     EXPECT_EQ(*sp->decode({sp->bos_id(), ids[0], sp->eos_id()}), *sp->decode({ids[0]}));
-    // A character no piece covers (a rocket, absent from the training text) becomes its four
-    // UTF-8 bytes as byte pieces, and decodes back to it.
-    const std::vector<int32_t> rocket = *sp->encode("\xf0\x9f\x9a\x80");
+    // A character no piece covers (U+F0000, private use: in no training text) becomes its
+    // four UTF-8 bytes as byte pieces, and decodes back to it.
+    const std::string private_use = "\xf3\xb0\x80\x80";
+    const std::vector<int32_t> fallback = *sp->encode(private_use);
     int bytes = 0;
-    for (int32_t id : rocket) bytes += sp->type(id) == PieceType::kByte;
-    EXPECT_EQ(bytes, 4) << ids_text(rocket, 0);
-    EXPECT_EQ(sp->piece_id("<0xF0>"), rocket[rocket.size() - 4]);
-    EXPECT_EQ(*sp->decode(rocket), "\xf0\x9f\x9a\x80");
+    for (int32_t id : fallback) bytes += sp->type(id) == PieceType::kByte;
+    EXPECT_EQ(bytes, 4) << ids_text(fallback, 0);
+    EXPECT_EQ(sp->piece_id("<0xF3>"), fallback[fallback.size() - 4]);
+    EXPECT_EQ(*sp->decode(fallback), private_use);
     // Bad input is an error, not a crash.
     Result<std::vector<int32_t>> bad = sp->encode("abc \xff");
     ASSERT_FALSE(bad.ok());
