@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 packages=(
   g++ cmake ninja-build pkg-config
   libopenblas-dev          # GEMM kernels (pthread build)
+  libdnnl-dev              # oneDNN: bf16 GEMMs of mixed precision
   coinor-libcbc-dev        # CBC, the ILP solver of the auto-sharding pass
   libopenmpi-dev openmpi-bin  # the MPI backend: processes and hosts (mpirun)
   nlohmann-json3-dev       # JSON output

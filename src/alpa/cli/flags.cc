@@ -44,7 +44,8 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   add("--heads", &f.heads, int64_t{1} << 14, "GPT attention heads");
   add("--vocab", &f.vocab, int64_t{1} << 24, "GPT vocabulary size");
   app.add_option("--dtype", f.dtype,
-                 "Element type for cost and memory accounting: f32, f16, bf16 (execution is f32)")
+                 "Element type: f32, or mixed precision f16/bf16 (f32 master weights and "
+                 "arithmetic, GEMMs in bf16 on oneDNN, f16 as f16-rounded operands)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->group("Model overrides");
 }
@@ -58,7 +59,10 @@ Result<ModelSpec> resolve_model_flags(const ModelFlags& f) {
   o.heads = f.heads;
   o.vocab = f.vocab;
   if (!f.dtype.empty()) o.dtype = parse_dtype(f.dtype);
-  return resolve_model(f.model, f.size, o);
+  ALPA_ASSIGN_OR_RETURN(ModelSpec spec, resolve_model(f.model, f.size, o));
+  // An explicit f16/bf16 is executed: f32 master weights, GEMMs in that type.
+  if (o.dtype && *o.dtype != DType::kF32) spec.mixed_precision = *o.dtype;
+  return spec;
 }
 
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {

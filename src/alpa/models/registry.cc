@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "alpa/autodiff/mixed_precision.h"
 #include "alpa/ir/text.h"
 
 namespace alpa {
@@ -131,7 +132,9 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
   return spec;
 }
 
-Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
+namespace {
+
+Result<Graph> build_family_forward(const ModelSpec& spec, int micro_batches) {
   if (micro_batches < 1)
     return invalid_argument(cat("micro-batches must be >= 1, got ", micro_batches));
   if (spec.family == ModelFamily::kFile) {
@@ -167,6 +170,14 @@ Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
   MlpConfig c = spec.mlp;
   c.batch = spec.batch / micro_batches;
   return build_mlp(c);
+}
+
+}  // namespace
+
+Result<Graph> build_forward(const ModelSpec& spec, int micro_batches) {
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_family_forward(spec, micro_batches));
+  if (spec.mixed_precision == DType::kF32) return forward;
+  return mixed_precision(forward, spec.mixed_precision);
 }
 
 Result<TrainStep> training_step(const ModelSpec& spec, const OptimizerOptions& optimizer,

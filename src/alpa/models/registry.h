@@ -39,6 +39,10 @@ struct ModelSpec {
   WResNetConfig wresnet;
   Graph file_graph;   // the parsed file (kFile)
   int64_t batch = 0;  // global batch (sequences or samples per training step)
+  // f16 or bf16: build_forward applies the mixed-precision pass (autodiff/mixed_precision.h):
+  // f32 master weights and arithmetic, contractions in this type. f32: the graph as the family
+  // builds it (a family built in f16 is then only typed f16, for cost and memory accounting).
+  DType mixed_precision = DType::kF32;
 };
 
 Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,

@@ -1,4 +1,4 @@
-// Kernel of dot_general on cblas_sgemm.
+// Kernel of dot_general on cblas_sgemm (bf16 operands: oneDNN's bf16 matmul, gemm_bf16.h).
 //
 // result = [batch dims (lhs order)..., lhs free dims..., rhs free dims...], written as a
 // contiguous [batch, M, N]. Each operand is used in place whenever its free dims collapse to
@@ -15,6 +15,7 @@
 #include <numeric>
 
 #include "alpa/runtime/gemm.h"
+#include "alpa/runtime/gemm_bf16.h"
 #include "alpa/runtime/kernel_util.h"
 
 namespace alpa::kernels {
@@ -115,6 +116,16 @@ MatrixView copy_operand(const KernelContext& ctx, const Tensor& t,
   return v;
 }
 
+// bf16 operands (as the graph types them) run a bf16 GEMM with f32 accumulation (gemm_bf16.h).
+// f16 operands are f16-representable f32 values multiplied by sgemm: exact products, f32 sums.
+bool operands_bf16(const KernelContext& ctx, const Node& node, const Tensor& lhs,
+                   const Tensor& rhs) {
+  if (ctx.graph != nullptr)
+    return ctx.graph->type(node.operands[0]).dtype == DType::kBF16 &&
+           ctx.graph->type(node.operands[1]).dtype == DType::kBF16;
+  return lhs.dtype() == DType::kBF16 && rhs.dtype() == DType::kBF16;
+}
+
 Status dot_kernel(const KernelContext& ctx, const Node& node, std::span<const Tensor* const> in,
                   Tensor& out) {
   const DotAttrs& a = node.attr<DotAttrs>();
@@ -181,14 +192,26 @@ Status dot_kernel(const KernelContext& ctx, const Node& node, std::span<const Te
     ALPA_CHECK(as_blas(k, rv.con_stride, n, rv.free_stride, &tb, &ldb));
   }
 
-  batched_gemm(ctx, nbatch, [&](int64_t b, const KernelContext& c) {
-    int64_t loff = 0, roff = 0, rem = b;
+  auto offsets = [&](int64_t b, int64_t* loff, int64_t* roff) {
+    int64_t rem = b;
+    *loff = *roff = 0;
     for (size_t i = batch_ext.size(); i-- > 0;) {
       const int64_t idx = rem % batch_ext[i];
       rem /= batch_ext[i];
-      loff += idx * lv.batch_strides[i];
-      roff += idx * rv.batch_strides[i];
+      *loff += idx * lv.batch_strides[i];
+      *roff += idx * rv.batch_strides[i];
     }
+  };
+  if (operands_bf16(ctx, node, lhs, rhs)) {
+    std::vector<int64_t> loffs(static_cast<size_t>(nbatch)), roffs(loffs.size());
+    for (int64_t b = 0; b < nbatch; ++b) offsets(b, &loffs[b], &roffs[b]);
+    bf16_batched_gemm(ctx, nbatch, m, n, k, {lv.data, ta, lda, loffs.data()},
+                      {rv.data, tb, ldb, roffs.data()}, y);
+    return ok_status();
+  }
+  batched_gemm(ctx, nbatch, [&](int64_t b, const KernelContext& c) {
+    int64_t loff, roff;
+    offsets(b, &loff, &roff);
     parallel_gemm(c, ta, tb, m, n, k, lv.data + loff, lda, rv.data + roff, ldb, 0.0f, y + b * m * n,
                   std::max<int64_t>(n, 1));
   });
