@@ -18,6 +18,7 @@ packages=(
   libicu-dev               # Unicode character classes of the tokenizers
   libgtest-dev             # tests
   libsentencepiece-dev     # SentencePiece models (LLaMA-style tokenizers)
+  libcpp-httplib-dev       # the HTTP server of alpa serve
   libbenchmark-dev         # micro-benchmarks in bench/
 )
 if [ "${1:-}" = "--test" ]; then

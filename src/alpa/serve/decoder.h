@@ -1,0 +1,85 @@
+// Decoder-only transformers (GPT-2, OPT, LLaMA) run for inference over a paged KV cache.
+//
+// One forward call processes a batch of sequence chunks: each chunk is a run of consecutive
+// tokens of one sequence (a whole prompt, a piece of a long prompt, or the one new token of a
+// decoding sequence) at known positions, with the sequence's block table. Keys and values of
+// the chunk's tokens are written into the cache and attention reads every earlier position of
+// the sequence from it, so prefill, chunked prefill and decoding are one code path and
+// sequences of any lengths share a batch (the projections run as one GEMM over all tokens).
+//
+// This is a direct kernel implementation on one device (OpenBLAS GEMMs, a thread pool for
+// attention and norms), not an IR graph through the compile driver: see docs/architecture.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "alpa/data/safetensors.h"
+#include "alpa/serve/config.h"
+#include "alpa/serve/kv_cache.h"
+#include "alpa/support/status.h"
+#include "alpa/support/thread_pool.h"
+
+namespace alpa::serve {
+
+// y = x W (+ b); W stored [in, out] (GPT-2's Conv1D) or [out, in] (torch.nn.Linear).
+struct Linear {
+  std::vector<float> w, b;
+  int64_t in = 0, out = 0;
+  bool out_major = true;
+};
+
+struct Norm {
+  std::vector<float> w, b;  // b empty for RMSNorm
+};
+
+struct DecoderLayer {
+  Norm attn_norm, mlp_norm;
+  Linear qkv;  // outputs [q | k | v]
+  Linear o;
+  Linear up;    // gpt2/opt: fc1; llama: [gate | up]
+  Linear down;  // gpt2/opt: fc2; llama: down
+};
+
+struct SequenceChunk {
+  const int32_t* tokens = nullptr;
+  int64_t count = 0;
+  int64_t start = 0;  // position of tokens[0]
+  const BlockTable* table = nullptr;
+  bool all_logits = false;  // logits of every token (else of the last one only)
+};
+
+class Decoder {
+ public:
+  // Reads the family's tensors from `weights` (names as Hugging Face saves them), checking
+  // every shape against `config`.
+  static Result<Decoder> load(const DecoderConfig& config, const SafetensorsSet& weights);
+  // Random weights (normal, std 0.02; norms 1), for benchmarks.
+  static Decoder random(const DecoderConfig& config, uint64_t seed);
+
+  const DecoderConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+
+  // Runs `chunks`; every chunk's table must already hold its positions. `logits` receives
+  // vocab-sized rows: per chunk, `count` rows if all_logits, else one.
+  void forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
+               std::vector<float>& logits) const;
+
+ private:
+  void attention(const std::vector<SequenceChunk>& chunks, int64_t layer, KvCache& cache,
+                 ThreadPool& pool, std::vector<float>& qkv, std::vector<float>& out) const;
+  void mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool, const std::vector<float>& h,
+           std::vector<float>& out) const;
+  void embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const;
+
+  DecoderConfig config_;
+  std::vector<float> token_embedding_;  // [vocab, hidden]
+  std::vector<float> pos_embedding_;    // gpt2/opt: [positions, hidden]
+  int64_t pos_offset_ = 0;              // opt: 2
+  std::vector<DecoderLayer> layers_;
+  Norm final_norm_;
+  Linear lm_head_;  // [vocab, hidden], out-major (tied: a copy of the embedding)
+};
+
+}  // namespace alpa::serve

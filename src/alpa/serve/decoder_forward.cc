@@ -1,0 +1,203 @@
+// The decoder's forward pass over a batch of sequence chunks.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "alpa/serve/decoder.h"
+
+namespace alpa::serve {
+namespace {
+
+// y[m, out] = x[m, in] W + b.
+void apply(const Linear& l, int64_t m, const float* x, float* y) {
+  if (m == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, l.out_major ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(l.out), static_cast<int>(l.in), 1.0f, x,
+              static_cast<int>(l.in), l.w.data(), static_cast<int>(l.out_major ? l.in : l.out),
+              0.0f, y, static_cast<int>(l.out));
+  if (l.b.empty()) return;
+  for (int64_t r = 0; r < m; ++r) {
+    float* row = y + r * l.out;
+    for (int64_t j = 0; j < l.out; ++j) row[j] += l.b[static_cast<size_t>(j)];
+  }
+}
+
+// out = norm(x) row by row: LayerNorm when the norm has a bias, else RMSNorm.
+void normalize(const Norm& nm, int64_t rows, int64_t n, double eps, const float* x, float* out,
+               ThreadPool& pool) {
+  pool.parallel_for(rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * n;
+      float* o = out + r * n;
+      if (nm.b.empty()) {
+        double ss = 0;
+        for (int64_t j = 0; j < n; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+        for (int64_t j = 0; j < n; ++j) o[j] = nm.w[static_cast<size_t>(j)] * (xr[j] * inv);
+        continue;
+      }
+      double sum = 0, ss = 0;
+      for (int64_t j = 0; j < n; ++j) sum += xr[j];
+      const double mean = sum / static_cast<double>(n);
+      for (int64_t j = 0; j < n; ++j) ss += (xr[j] - mean) * (xr[j] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+      const float mu = static_cast<float>(mean);
+      for (int64_t j = 0; j < n; ++j)
+        o[j] = (xr[j] - mu) * inv * nm.w[static_cast<size_t>(j)] + nm.b[static_cast<size_t>(j)];
+    }
+  });
+}
+
+// Rotates pairs (i, i + d/2) of one head's vector by the position's angles (LLaMA's layout).
+void rotate(float* v, int64_t d, int64_t pos, double theta) {
+  const int64_t half = d / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float inv_freq = static_cast<float>(
+        1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(d)));
+    const float angle = static_cast<float>(pos) * inv_freq;
+    const float c = std::cos(angle), s = std::sin(angle);
+    const float a = v[i], b = v[i + half];
+    v[i] = a * c - b * s;
+    v[i + half] = b * c + a * s;
+  }
+}
+
+}  // namespace
+
+void Decoder::embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const {
+  const int64_t C = config_.hidden;
+  int64_t t = 0;
+  for (const SequenceChunk& ch : chunks) {
+    for (int64_t i = 0; i < ch.count; ++i, ++t) {
+      const float* e = token_embedding_.data() + static_cast<int64_t>(ch.tokens[i]) * C;
+      float* row = x.data() + t * C;
+      std::copy(e, e + C, row);
+      if (pos_embedding_.empty()) continue;
+      const float* p = pos_embedding_.data() + (ch.start + i + pos_offset_) * C;
+      for (int64_t j = 0; j < C; ++j) row[j] += p[j];
+    }
+  }
+}
+
+void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer, KvCache& cache,
+                        ThreadPool& pool, std::vector<float>& qkv, std::vector<float>& out) const {
+  const DecoderConfig& c = config_;
+  const int64_t D = c.head_dim, H = c.heads, G = H / c.kv_heads;
+  const int64_t row = c.q_dim() + 2 * c.kv_dim();
+  // Token index -> (chunk, offset), and each token's keys and values into the cache.
+  std::vector<std::pair<int32_t, int32_t>> where;
+  int64_t t = 0;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    const SequenceChunk& ch = chunks[ci];
+    for (int64_t i = 0; i < ch.count; ++i, ++t) {
+      where.emplace_back(static_cast<int32_t>(ci), static_cast<int32_t>(i));
+      float* q = qkv.data() + t * row;
+      float* k = q + c.q_dim();
+      const int64_t pos = ch.start + i;
+      if (c.family == Family::kLlama) {
+        for (int64_t h = 0; h < H; ++h) rotate(q + h * D, D, pos, c.rope_theta);
+        for (int64_t h = 0; h < c.kv_heads; ++h) rotate(k + h * D, D, pos, c.rope_theta);
+      }
+      std::copy(k, k + c.kv_dim(), cache.key(layer, *ch.table, pos));
+      std::copy(k + c.kv_dim(), k + 2 * c.kv_dim(), cache.value(layer, *ch.table, pos));
+    }
+  }
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  const int64_t total = t;
+  pool.parallel_for(total * H, 4, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t tok = item / H, h = item % H, g = h / G;
+      const SequenceChunk& ch = chunks[static_cast<size_t>(where[static_cast<size_t>(tok)].first)];
+      const int64_t pos = ch.start + where[static_cast<size_t>(tok)].second;
+      const float* q = qkv.data() + tok * row + h * D;
+      scores.resize(static_cast<size_t>(pos + 1));
+      float best = -INFINITY;
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float* k = cache.key(layer, *ch.table, j) + g * D;
+        float s = 0;
+        for (int64_t d = 0; d < D; ++d) s += q[d] * k[d];
+        s *= scale;
+        scores[static_cast<size_t>(j)] = s;
+        best = std::max(best, s);
+      }
+      float sum = 0;
+      for (float& s : scores) sum += (s = std::exp(s - best));
+      float* o = out.data() + tok * c.q_dim() + h * D;
+      std::fill(o, o + D, 0.0f);
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float w = scores[static_cast<size_t>(j)] / sum;
+        const float* v = cache.value(layer, *ch.table, j) + g * D;
+        for (int64_t d = 0; d < D; ++d) o[d] += w * v[d];
+      }
+    }
+  });
+}
+
+void Decoder::mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool,
+                  const std::vector<float>& h, std::vector<float>& out) const {
+  const int64_t I = config_.intermediate;
+  std::vector<float> up(static_cast<size_t>(tokens * l.up.out));
+  apply(l.up, tokens, h.data(), up.data());
+  std::vector<float> act(static_cast<size_t>(tokens * I));
+  const Activation a = config_.activation;
+  pool.parallel_for(tokens, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* u = up.data() + r * l.up.out;
+      float* o = act.data() + r * I;
+      for (int64_t j = 0; j < I; ++j) {
+        const float x = u[j];
+        if (a == Activation::kGeluTanh) {
+          o[j] = 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        } else if (a == Activation::kRelu) {
+          o[j] = x > 0 ? x : 0.0f;
+        } else {
+          o[j] = x / (1.0f + std::exp(-x)) * u[I + j];  // silu(gate) * up
+        }
+      }
+    }
+  });
+  apply(l.down, tokens, act.data(), out.data());
+}
+
+void Decoder::forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
+                      std::vector<float>& logits) const {
+  const DecoderConfig& c = config_;
+  const int64_t C = c.hidden;
+  int64_t T = 0, rows = 0;
+  for (const SequenceChunk& ch : chunks) {
+    T += ch.count;
+    rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
+  }
+  std::vector<float> x(static_cast<size_t>(T * C)), h(x.size()), proj(x.size());
+  std::vector<float> qkv(static_cast<size_t>(T * (c.q_dim() + 2 * c.kv_dim())));
+  std::vector<float> att(static_cast<size_t>(T * c.q_dim()));
+  embed(chunks, x);
+  for (int64_t li = 0; li < c.layers; ++li) {
+    const DecoderLayer& l = layers_[static_cast<size_t>(li)];
+    normalize(l.attn_norm, T, C, c.norm_eps, x.data(), h.data(), pool);
+    apply(l.qkv, T, h.data(), qkv.data());
+    attention(chunks, li, cache, pool, qkv, att);
+    apply(l.o, T, att.data(), proj.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+    normalize(l.mlp_norm, T, C, c.norm_eps, x.data(), h.data(), pool);
+    mlp(l, T, pool, h, proj);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+  }
+  // The rows whose logits are wanted, normalized and projected onto the vocabulary.
+  std::vector<float> sel(static_cast<size_t>(rows * C));
+  int64_t t = 0, r = 0;
+  for (const SequenceChunk& ch : chunks) {
+    for (int64_t i = 0; i < ch.count; ++i, ++t) {
+      if (!ch.all_logits && i + 1 != ch.count) continue;
+      std::copy(x.begin() + t * C, x.begin() + (t + 1) * C, sel.begin() + r * C);
+      ++r;
+    }
+  }
+  normalize(final_norm_, rows, C, c.norm_eps, sel.data(), sel.data(), pool);
+  logits.resize(static_cast<size_t>(rows * c.vocab));
+  apply(lm_head_, rows, sel.data(), logits.data());
+}
+
+}  // namespace alpa::serve

@@ -1,0 +1,239 @@
+// Reading a decoder's tensors from a Hugging Face checkpoint, and random weights.
+#include <cmath>
+
+#include "alpa/serve/decoder.h"
+#include "alpa/support/rng.h"
+
+namespace alpa::serve {
+namespace {
+
+// Reads tensors by name with their shapes checked; errors name the tensor and the file.
+class TensorReader {
+ public:
+  explicit TensorReader(const SafetensorsSet& set) : set_(set) {}
+
+  Result<std::vector<float>> get(const std::string& name, std::vector<int64_t> shape) const {
+    const SafetensorsEntry* e = set_.find(name);
+    if (e == nullptr)
+      return not_found(cat(set_.source(), ": tensor \"", name, "\" is missing"),
+                       "is the directory a Hugging Face checkpoint of the family config.json "
+                       "names?");
+    if (e->shape != shape) {
+      std::string want, got;
+      for (int64_t d : shape) want += cat(want.empty() ? "" : ", ", d);
+      for (int64_t d : e->shape) got += cat(got.empty() ? "" : ", ", d);
+      return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" has shape [", got,
+                                  "], config.json implies [", want, "]"));
+    }
+    return set_.values(name);
+  }
+  bool has(const std::string& name) const { return set_.contains(name); }
+
+ private:
+  const SafetensorsSet& set_;
+};
+
+// An nn.Linear ([out, in]) or several stacked along out.
+Result<Linear> linear(const TensorReader& r, const std::vector<std::string>& names,
+                      const std::vector<int64_t>& outs, int64_t in, bool bias) {
+  Linear l;
+  l.in = in;
+  l.out_major = true;
+  for (size_t i = 0; i < names.size(); ++i) {
+    ALPA_ASSIGN_OR_RETURN(std::vector<float> w, r.get(names[i] + ".weight", {outs[i], in}));
+    l.w.insert(l.w.end(), w.begin(), w.end());
+    if (bias) {
+      ALPA_ASSIGN_OR_RETURN(std::vector<float> b, r.get(names[i] + ".bias", {outs[i]}));
+      l.b.insert(l.b.end(), b.begin(), b.end());
+    }
+    l.out += outs[i];
+  }
+  return l;
+}
+
+// GPT-2's Conv1D: weight [in, out].
+Result<Linear> conv1d(const TensorReader& r, const std::string& name, int64_t in, int64_t out) {
+  Linear l;
+  l.in = in;
+  l.out = out;
+  l.out_major = false;
+  ALPA_ASSIGN_OR_RETURN(l.w, r.get(name + ".weight", {in, out}));
+  ALPA_ASSIGN_OR_RETURN(l.b, r.get(name + ".bias", {out}));
+  return l;
+}
+
+Result<Norm> norm(const TensorReader& r, const std::string& name, int64_t n, bool bias) {
+  Norm nm;
+  ALPA_ASSIGN_OR_RETURN(nm.w, r.get(name + ".weight", {n}));
+  if (bias) {
+    ALPA_ASSIGN_OR_RETURN(nm.b, r.get(name + ".bias", {n}));
+  }
+  return nm;
+}
+
+Result<DecoderLayer> gpt2_layer(const TensorReader& r, const DecoderConfig& c,
+                                const std::string& p) {
+  DecoderLayer l;
+  const int64_t C = c.hidden;
+  ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "ln_1", C, true));
+  ALPA_ASSIGN_OR_RETURN(l.qkv, conv1d(r, p + "attn.c_attn", C, 3 * C));
+  ALPA_ASSIGN_OR_RETURN(l.o, conv1d(r, p + "attn.c_proj", C, C));
+  ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "ln_2", C, true));
+  ALPA_ASSIGN_OR_RETURN(l.up, conv1d(r, p + "mlp.c_fc", C, c.intermediate));
+  ALPA_ASSIGN_OR_RETURN(l.down, conv1d(r, p + "mlp.c_proj", c.intermediate, C));
+  return l;
+}
+
+Result<DecoderLayer> opt_layer(const TensorReader& r, const DecoderConfig& c,
+                               const std::string& p) {
+  DecoderLayer l;
+  const int64_t C = c.hidden;
+  ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "self_attn_layer_norm", C, true));
+  const std::string a = p + "self_attn.";
+  ALPA_ASSIGN_OR_RETURN(l.qkv,
+                        linear(r, {a + "q_proj", a + "k_proj", a + "v_proj"}, {C, C, C}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.o, linear(r, {a + "out_proj"}, {C}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "final_layer_norm", C, true));
+  ALPA_ASSIGN_OR_RETURN(l.up, linear(r, {p + "fc1"}, {c.intermediate}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.down, linear(r, {p + "fc2"}, {C}, c.intermediate, true));
+  // OPT scales q (bias included) by 1/sqrt(head_dim); attention applies the same scale.
+  return l;
+}
+
+Result<DecoderLayer> llama_layer(const TensorReader& r, const DecoderConfig& c,
+                                 const std::string& p) {
+  DecoderLayer l;
+  const int64_t C = c.hidden, I = c.intermediate;
+  ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "input_layernorm", C, false));
+  const std::string a = p + "self_attn.";
+  ALPA_ASSIGN_OR_RETURN(l.qkv, linear(r, {a + "q_proj", a + "k_proj", a + "v_proj"},
+                                      {c.q_dim(), c.kv_dim(), c.kv_dim()}, C, false));
+  ALPA_ASSIGN_OR_RETURN(l.o, linear(r, {a + "o_proj"}, {C}, c.q_dim(), false));
+  ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "post_attention_layernorm", C, false));
+  ALPA_ASSIGN_OR_RETURN(l.up,
+                        linear(r, {p + "mlp.gate_proj", p + "mlp.up_proj"}, {I, I}, C, false));
+  ALPA_ASSIGN_OR_RETURN(l.down, linear(r, {p + "mlp.down_proj"}, {C}, I, false));
+  return l;
+}
+
+}  // namespace
+
+Result<Decoder> Decoder::load(const DecoderConfig& config, const SafetensorsSet& weights) {
+  Decoder d;
+  d.config_ = config;
+  const DecoderConfig& c = config;
+  TensorReader r(weights);
+  std::string prefix, layer_prefix, final_norm;
+  switch (c.family) {
+    case Family::kGpt2: {
+      prefix = r.has("transformer.wte.weight") ? "transformer." : "";
+      ALPA_ASSIGN_OR_RETURN(d.token_embedding_, r.get(prefix + "wte.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(d.pos_embedding_,
+                            r.get(prefix + "wpe.weight", {c.max_positions, c.hidden}));
+      layer_prefix = prefix + "h.";
+      final_norm = prefix + "ln_f";
+      break;
+    }
+    case Family::kOpt: {
+      prefix = r.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
+      ALPA_ASSIGN_OR_RETURN(d.token_embedding_,
+                            r.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(d.pos_embedding_, r.get(prefix + "embed_positions.weight",
+                                                    {c.max_positions + 2, c.hidden}));
+      d.pos_offset_ = 2;
+      layer_prefix = prefix + "layers.";
+      final_norm = prefix + "final_layer_norm";
+      break;
+    }
+    case Family::kLlama: {
+      prefix = "model.";
+      ALPA_ASSIGN_OR_RETURN(d.token_embedding_,
+                            r.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
+      layer_prefix = prefix + "layers.";
+      final_norm = prefix + "norm";
+      break;
+    }
+  }
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string p = cat(layer_prefix, i, ".");
+    Result<DecoderLayer> l = c.family == Family::kGpt2  ? gpt2_layer(r, c, p)
+                             : c.family == Family::kOpt ? opt_layer(r, c, p)
+                                                        : llama_layer(r, c, p);
+    if (!l.ok()) return l.status();
+    d.layers_.push_back(std::move(*l));
+  }
+  ALPA_ASSIGN_OR_RETURN(d.final_norm_, norm(r, final_norm, c.hidden, c.family != Family::kLlama));
+  d.lm_head_.in = c.hidden;
+  d.lm_head_.out = c.vocab;
+  if (c.family == Family::kLlama && !c.tie_embeddings) {
+    ALPA_ASSIGN_OR_RETURN(d.lm_head_.w, r.get("lm_head.weight", {c.vocab, c.hidden}));
+  } else {
+    d.lm_head_.w = d.token_embedding_;
+  }
+  return d;
+}
+
+namespace {
+
+void fill_normal(std::vector<float>& v, int64_t n, Rng& rng) {
+  v.resize(static_cast<size_t>(n));
+  for (float& x : v) x = static_cast<float>(0.02 * rng.normal());
+}
+
+Linear random_linear(int64_t in, int64_t out, bool bias, Rng& rng) {
+  Linear l;
+  l.in = in;
+  l.out = out;
+  fill_normal(l.w, in * out, rng);
+  if (bias) l.b.assign(static_cast<size_t>(out), 0.0f);
+  return l;
+}
+
+Norm unit_norm(int64_t n, bool bias) {
+  Norm nm;
+  nm.w.assign(static_cast<size_t>(n), 1.0f);
+  if (bias) nm.b.assign(static_cast<size_t>(n), 0.0f);
+  return nm;
+}
+
+}  // namespace
+
+Decoder Decoder::random(const DecoderConfig& config, uint64_t seed) {
+  Decoder d;
+  d.config_ = config;
+  const DecoderConfig& c = config;
+  Rng rng(seed);
+  const bool bias = c.family != Family::kLlama;
+  fill_normal(d.token_embedding_, c.vocab * c.hidden, rng);
+  if (c.family != Family::kLlama) {
+    d.pos_offset_ = c.family == Family::kOpt ? 2 : 0;
+    fill_normal(d.pos_embedding_, (c.max_positions + d.pos_offset_) * c.hidden, rng);
+  }
+  const int64_t up = c.family == Family::kLlama ? 2 * c.intermediate : c.intermediate;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    DecoderLayer l;
+    l.attn_norm = unit_norm(c.hidden, bias);
+    l.mlp_norm = unit_norm(c.hidden, bias);
+    l.qkv = random_linear(c.hidden, c.q_dim() + 2 * c.kv_dim(), bias, rng);
+    l.o = random_linear(c.q_dim(), c.hidden, bias, rng);
+    l.up = random_linear(c.hidden, up, bias, rng);
+    l.down = random_linear(c.intermediate, c.hidden, bias, rng);
+    d.layers_.push_back(std::move(l));
+  }
+  d.final_norm_ = unit_norm(c.hidden, bias);
+  d.lm_head_.in = c.hidden;
+  d.lm_head_.out = c.vocab;
+  d.lm_head_.w = d.token_embedding_;
+  return d;
+}
+
+int64_t Decoder::num_parameters() const {
+  int64_t n = static_cast<int64_t>(token_embedding_.size() + pos_embedding_.size());
+  for (const DecoderLayer& l : layers_)
+    for (const Linear* x : {&l.qkv, &l.o, &l.up, &l.down})
+      n += static_cast<int64_t>(x->w.size() + x->b.size());
+  if (!config_.tie_embeddings) n += static_cast<int64_t>(lm_head_.w.size());
+  return n;
+}
+
+}  // namespace alpa::serve

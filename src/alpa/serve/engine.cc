@@ -1,0 +1,203 @@
+#include "alpa/serve/engine.h"
+
+#include <algorithm>
+
+namespace alpa::serve {
+namespace {
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+KvCacheShape cache_shape(const DecoderConfig& c, const EngineOptions& o) {
+  KvCacheShape s;
+  s.layers = c.layers;
+  s.kv_heads = c.kv_heads;
+  s.head_dim = c.head_dim;
+  s.block_size = std::max<int64_t>(1, o.block_size);
+  s.num_blocks = o.num_blocks;
+  if (s.num_blocks <= 0)
+    s.num_blocks =
+        std::max<int64_t>(1, static_cast<int64_t>(o.kv_memory_mb * 1024 * 1024) / s.block_bytes());
+  return s;
+}
+
+}  // namespace
+
+bool Request::read(size_t& next, std::vector<TokenEvent>& out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return done_ || events_.size() > next; });
+  for (; next < events_.size(); ++next) out.push_back(events_[next]);
+  return done_;
+}
+bool Request::finished() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+std::string Request::finish_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reason_;
+}
+std::string Request::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+std::string Request::text() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return text_;
+}
+std::vector<int32_t> Request::tokens() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_;
+}
+
+std::vector<TokenEvent> Request::events() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return events_;
+}
+
+Engine::Engine(LoadedModel model, EngineOptions options)
+    : model_(std::move(model)),
+      options_(options),
+      cache_(cache_shape(model_.decoder->config(), options)),
+      pool_(options.threads > 0
+                ? options.threads
+                : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
+  metrics_.kv_blocks_total = cache_.shape().num_blocks;
+}
+
+Engine::~Engine() {
+  stop();
+}
+
+Result<std::shared_ptr<Request>> Engine::submit(std::vector<int32_t> prompt,
+                                                SamplingParams params) {
+  ALPA_RETURN_IF_ERROR(validate(params));
+  const DecoderConfig& c = model_.decoder->config();
+  if (prompt.empty()) return invalid_argument("prompt is empty", "send at least one token");
+  for (int32_t t : prompt)
+    if (t < 0 || t >= c.vocab)
+      return invalid_argument(
+          cat("prompt token ", t, " is outside the vocabulary (", c.vocab, " tokens)"));
+  if (static_cast<int64_t>(prompt.size()) >= c.max_positions)
+    return invalid_argument(
+        cat("prompt is ", prompt.size(), " tokens; the model's context is ", c.max_positions),
+        "shorten the prompt");
+  if (cache_.blocks_for(static_cast<int64_t>(prompt.size()) + 1) > cache_.shape().num_blocks)
+    return invalid_argument(cat("prompt is ", prompt.size(), " tokens; the KV cache holds ",
+                                cache_.shape().num_blocks * cache_.shape().block_size),
+                            "shorten the prompt or give the server more --kv-memory-mb");
+  auto s = std::make_unique<Sequence>();
+  s->request = std::make_shared<Request>();
+  s->request->prompt_tokens_ = static_cast<int64_t>(prompt.size());
+  s->params = std::move(params);
+  s->tokens = std::move(prompt);
+  s->prompt_len = static_cast<int64_t>(s->tokens.size());
+  s->rng = Rng(s->params.has_seed ? s->params.seed : static_cast<uint64_t>(now_s() * 1e9));
+  for (const std::string& stop : s->params.stop) s->max_stop = std::max(s->max_stop, stop.size());
+  s->arrival = now_s();
+  std::shared_ptr<Request> handle = s->request;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_ && thread_.joinable()) return failed_precondition("the server is shutting down");
+    if (static_cast<int64_t>(incoming_.size()) + waiting_count_ >= options_.max_queue) {
+      ++metrics_.requests_rejected;
+      return resource_exhausted(cat("the queue is full (", options_.max_queue, " requests)"),
+                                "retry later");
+    }
+    metrics_.prompt_tokens += s->prompt_len;
+    incoming_.push_back(std::move(s));
+  }
+  cv_.notify_all();
+  return handle;
+}
+
+void Engine::take_incoming() {
+  std::lock_guard<std::mutex> lock(mu_);
+  while (!incoming_.empty()) {
+    waiting_.push_back(std::move(incoming_.front()));
+    incoming_.pop_front();
+  }
+}
+
+void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {
+  cache_.release(s.table);
+  Request& r = *s.request;
+  {
+    std::lock_guard<std::mutex> lock(r.mu_);
+    r.done_ = true;
+    r.reason_ = reason;
+    r.error_ = error;
+  }
+  r.cv_.notify_all();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reason == "cancelled") {
+    ++metrics_.requests_cancelled;
+  } else {
+    ++metrics_.requests_finished;
+    record(metrics_.e2e, now_s() - s.arrival);
+  }
+}
+
+void Engine::drop_cancelled() {
+  auto sweep = [&](auto& list) {
+    for (auto& s : list)
+      if (s->request->cancelled()) {
+        finish(*s, "cancelled");
+        s.reset();
+      }
+    list.erase(std::remove(list.begin(), list.end(), nullptr), list.end());
+  };
+  sweep(waiting_);
+  sweep(running_);
+}
+
+void Engine::admit() {
+  if (options_.static_batching && !running_.empty()) return;
+  while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < options_.max_running) {
+    Sequence& s = *waiting_.front();
+    // The prompt's blocks, and one more for the first generated token.
+    if (cache_.free_blocks() < cache_.blocks_for(static_cast<int64_t>(s.tokens.size()) + 1)) break;
+    cache_.reserve(s.table, static_cast<int64_t>(s.tokens.size()));
+    s.order = ++admissions_;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+}
+
+void Engine::preempt(Sequence& s) {
+  cache_.release(s.table);
+  s.computed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++metrics_.preemptions;
+  }
+  for (auto& r : running_)
+    if (r.get() == &s) {
+      waiting_.push_front(std::move(r));
+      break;
+    }
+  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+}
+
+bool Engine::ensure_blocks(Sequence& s, int64_t positions, const std::vector<Sequence*>& in_step) {
+  while (!cache_.reserve(s.table, positions)) {
+    // Preempt the most recently admitted sequence that is not already in this step.
+    Sequence* victim = nullptr;
+    for (auto& r : running_)
+      if (r.get() != &s && std::find(in_step.begin(), in_step.end(), r.get()) == in_step.end() &&
+          (victim == nullptr || r->order > victim->order))
+        victim = r.get();
+    if (victim == nullptr) return false;
+    preempt(*victim);
+  }
+  return true;
+}
+
+void Engine::record(std::vector<double>& samples, double value) {
+  if (samples.size() >= 1000) samples.erase(samples.begin());
+  samples.push_back(value);
+}
+
+}  // namespace alpa::serve

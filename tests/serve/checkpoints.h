@@ -1,0 +1,49 @@
+// Tiny random checkpoints in Hugging Face layout written by tests/serve/reference.py (plain
+// PyTorch models), with the reference's logits and greedy generation.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace alpa::serve::testing {
+
+struct Reference {
+  std::string dir;
+  std::vector<int32_t> tokens;
+  std::vector<float> logits;  // [tokens, vocab]
+  std::vector<int32_t> greedy;
+};
+
+// Writes (once per build tree) the checkpoint of `family` stored in `dtype` over `shards`
+// files, and reads its expected outputs.
+inline Reference checkpoint(const std::string& family, const std::string& dtype, int shards) {
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/serve_fixtures/" + family + "_" + dtype +
+                          "_" + std::to_string(shards);
+  const std::string expected = dir + "/expected.json";
+  if (!std::filesystem::exists(expected)) {
+    const std::string cmd = "/usr/bin/python3 " + std::string(ALPA_SOURCE_DIR) +
+                            "/tests/serve/reference.py " + dir + " " + family + " " + dtype + " " +
+                            std::to_string(shards);
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  Reference r;
+  r.dir = dir;
+  std::ifstream in(expected);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) {
+    ADD_FAILURE() << "cannot read " << expected;
+    return r;
+  }
+  r.tokens = j["tokens"].get<std::vector<int32_t>>();
+  r.logits = j["logits"].get<std::vector<float>>();
+  r.greedy = j["greedy"].get<std::vector<int32_t>>();
+  return r;
+}
+
+}  // namespace alpa::serve::testing
