@@ -7,7 +7,7 @@ every position of a fixed token sequence and a greedy generation, both computed 
 PyTorch models below (written from the architectures' definitions, no transformers library),
 on the weights as stored (rounded to the dtype, then read back as float32).
 
-Usage: reference.py DIR FAMILY DTYPE [SHARDS]   FAMILY: gpt2 | opt | llama; DTYPE: f32 | f16 | bf16
+Usage: reference.py DIR FAMILY DTYPE [SHARDS]   FAMILY: gpt2 | gpt2-long | opt | llama; DTYPE: f32 | f16 | bf16
 """
 import json
 import math
@@ -223,10 +223,12 @@ def main():
     # checkpoint.
     out = f"{final}.tmp{os.getpid()}"
     os.makedirs(out, exist_ok=True)
-    if family == "gpt2":
+    if family in ("gpt2", "gpt2-long"):
         vocab = write_tokenizer(out)
-        cfg = {"model_type": "gpt2", "vocab_size": vocab, "n_embd": 32, "n_layer": 2,
-               "n_head": 4, "n_positions": 64, "layer_norm_epsilon": 1e-5,
+        long = family == "gpt2-long"  # a longer context, for tests that need time to pass
+        cfg = {"model_type": "gpt2", "vocab_size": vocab, "n_embd": 128 if long else 32,
+               "n_layer": 4 if long else 2, "n_head": 4, "n_positions": 2048 if long else 64,
+               "layer_norm_epsilon": 1e-5,
                "activation_function": "gelu_new", "bos_token_id": vocab - 1,
                "eos_token_id": vocab - 1}
         tensors, forward = gpt2_tensors(cfg), gpt2_forward

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "alpa/cli/commands.h"
+#include "alpa/cli/serve_commands.h"
 #include "alpa/cli/validators.h"
 #include "alpa/support/system.h"
 
@@ -364,6 +365,12 @@ int main(int argc, char** argv) {
   ForwardFlags fw;
   CLI::App* forward_cmd = add_forward_command(app, fw);
 
+  GenerateFlags gen;
+  CLI::App* generate_cmd = add_generate_command(app, gen);
+
+  ServeFlags srv;
+  CLI::App* serve_cmd = add_serve_command(app, srv);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -392,5 +399,7 @@ int main(int argc, char** argv) {
     return run_export(ex, std::cout, std::cerr);
   }
   if (forward_cmd->parsed()) return run_forward(fw, std::cout, std::cerr);
+  if (generate_cmd->parsed()) return run_generate(gen, std::cout, std::cerr);
+  if (serve_cmd->parsed()) return run_serve(srv, std::cout, std::cerr);
   return 0;
 }

@@ -1,0 +1,98 @@
+// alpa generate: one prompt through the serving engine, the completion printed.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "alpa/cli/commands.h"
+#include "alpa/cli/serve_commands.h"
+#include "alpa/serve/api.h"
+#include "alpa/serve/engine.h"
+
+namespace alpa {
+
+CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
+  CLI::App* cmd = app.add_subcommand(
+      "generate",
+      "Complete a prompt with a decoder checkpoint in Hugging Face layout (GPT-2, OPT, LLaMA: "
+      "config.json, model.safetensors or shards, tokenizer files) on this machine.\n"
+      "Example: alpa generate --model ./gpt2 --prompt \"The capital of France is\" "
+      "--max-tokens 20 --temperature 0");
+  cmd->add_option("--model", g.model, "Model directory")->required();
+  cmd->add_option("--prompt", g.prompt, "Prompt text")->required();
+  cmd->add_flag("--chat", g.chat, "Send the prompt as a user message in the chat format");
+  cmd->add_option("--max-tokens", g.max_tokens, "Tokens to generate at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--temperature", g.temperature, "0: greedy")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--top-k", g.top_k, "Sample from the k most likely tokens (0: all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  cmd->add_option("--top-p", g.top_p, "Nucleus sampling threshold")->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--seed", g.seed, "Sampling seed")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 62))
+      ->capture_default_str();
+  cmd->add_option("--stop", g.stop, "Stop before this text (repeatable)");
+  cmd->add_option("--logprobs", g.logprobs, "With --json: the n most likely tokens per step")
+      ->check(CLI::Range(int64_t{0}, int64_t{20}));
+  cmd->add_flag("--ignore-eos", g.ignore_eos, "Keep generating after end-of-sequence");
+  cmd->add_option("--threads", g.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("--json", g.json, "Print one JSON object instead of text");
+  return cmd;
+}
+
+int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
+  using namespace serve;
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<LoadedModel> model = load_model_dir(g.model);
+  if (!model.ok()) return report_error(model.status(), g.json, out, err);
+  Result<std::vector<int32_t>> prompt =
+      model->encode(g.chat ? chat_prompt({{"user", g.prompt}}) : g.prompt);
+  if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);
+  SamplingParams p;
+  p.max_tokens = g.max_tokens;
+  p.temperature = g.temperature;
+  p.top_k = g.top_k;
+  p.top_p = g.top_p;
+  p.seed = static_cast<uint64_t>(g.seed);
+  p.has_seed = true;
+  p.stop = g.stop;
+  p.logprobs = g.logprobs;
+  p.ignore_eos = g.ignore_eos;
+  EngineOptions o;
+  o.threads = g.threads;
+  o.num_blocks = 0;
+  o.kv_memory_mb = 64;
+  o.max_step_tokens = 512;
+  Engine engine(*model, o);
+  const auto t1 = std::chrono::steady_clock::now();
+  Result<std::shared_ptr<Request>> r = engine.submit(*prompt, p);
+  if (!r.ok()) return report_error(r.status(), g.json, out, err);
+  while (engine.step()) {
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  const Request& done = **r;
+  if (done.finish_reason() == "error")
+    return report_error(failed_precondition(done.error()), g.json, out, err);
+  const double load_s = std::chrono::duration<double>(t1 - t0).count();
+  const double gen_s = std::chrono::duration<double>(t2 - t1).count();
+  const size_t n = done.tokens().size();
+  if (g.json) {
+    ApiRequest api;
+    api.logprobs = g.logprobs >= 0;
+    nlohmann::json j = response_body(api, done, *model, "generate", 0);
+    j["timing"] = {{"load_seconds", load_s}, {"generate_seconds", gen_s}};
+    out << dump_json(j) << "\n";
+    return kExitOk;
+  }
+  out << done.text() << "\n";
+  err << "[" << model->name << ": " << prompt->size() << " prompt tokens, " << n << " generated ("
+      << done.finish_reason() << ") in " << gen_s << " s, "
+      << (gen_s > 0 ? static_cast<double>(n) / gen_s : 0) << " tokens/s; loaded in " << load_s
+      << " s]\n";
+  return kExitOk;
+}
+
+}  // namespace alpa

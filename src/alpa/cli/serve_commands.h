@@ -1,0 +1,50 @@
+// `alpa generate` and `alpa serve`: decoder checkpoints in Hugging Face layout (the serve
+// module). Like commands.h, each run_* writes its report to `out`, errors to `err`, and
+// returns the exit code; the add_* functions register the subcommand and its flags.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace alpa {
+
+struct GenerateFlags {
+  std::string model;  // the model directory
+  std::string prompt;
+  bool chat = false;  // the prompt is a user message in the chat format
+  int64_t max_tokens = 64;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  int64_t seed = 0;
+  std::vector<std::string> stop;
+  int64_t logprobs = -1;
+  bool ignore_eos = false;
+  int threads = 0;
+  bool json = false;
+};
+CLI::App* add_generate_command(CLI::App& app, GenerateFlags& flags);
+int run_generate(const GenerateFlags& flags, std::ostream& out, std::ostream& err);
+
+struct ServeFlags {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0: any free port (printed)
+  int64_t block_size = 16;
+  double kv_memory_mb = 512;
+  int64_t max_running = 16;
+  int64_t max_step_tokens = 256;
+  int64_t max_queue = 256;
+  bool static_batching = false;
+  int threads = 0;
+};
+CLI::App* add_serve_command(CLI::App& app, ServeFlags& flags);
+// Serves until SIGTERM or SIGINT, then drains the requests in flight and returns 0.
+int run_serve(const ServeFlags& flags, std::ostream& out, std::ostream& err);
+
+}  // namespace alpa
