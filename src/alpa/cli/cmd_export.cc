@@ -8,6 +8,7 @@
 #include "alpa/cli/commands.h"
 #include "alpa/cli/format.h"
 #include "alpa/cli/gpt2_weights.h"
+#include "alpa/onnx/onnx_model.h"
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/support/files.h"
 #include "alpa/support/json_excerpt.h"
@@ -43,9 +44,37 @@ Result<ModelSpec> checkpoint_model(const ExportFlags& flags, const LoadedCheckpo
   return spec;
 }
 
+// An ONNX model's checkpoint: the model's file with the trained weights as its initializers.
+Result<Exported> export_onnx(const ExportFlags& flags) {
+  if (!is_onnx_path(flags.model.model))
+    return invalid_argument("--format onnx writes the weights into the ONNX file they came from",
+                            "give that file with --model model.onnx");
+  ALPA_ASSIGN_OR_RETURN(LoadedCheckpoint ck, read_checkpoint(flags.checkpoint));
+  ALPA_ASSIGN_OR_RETURN(std::shared_ptr<const OnnxModel> model, OnnxModel::load(flags.model.model));
+  std::map<std::string, std::vector<float>> weights;
+  Exported e;
+  for (size_t t = 0; t < ck.info.tensors.size(); ++t) {
+    const CheckpointTensor& ct = ck.info.tensors[t];
+    if (ct.role != "weight") continue;
+    weights[ct.name] = ck.tensors[t].to_vector();
+    e.parameters += ct.type.num_elements();
+  }
+  Result<std::string> bytes = model->with_weights(weights);
+  if (!bytes.ok())
+    return bytes.status().with_context(cat("checkpoint ", ck.path, " into ", flags.model.model));
+  e.model = ck.info.model;
+  e.step = ck.info.step;
+  e.weights_path = flags.out;
+  e.weights_bytes = static_cast<int64_t>(bytes->size());
+  ALPA_RETURN_IF_ERROR(write_file(flags.out, *bytes));
+  return e;
+}
+
 Result<Exported> export_checkpoint(const ExportFlags& flags) {
+  if (flags.format == "onnx") return export_onnx(flags);
   if (flags.format != "safetensors")
-    return invalid_argument(cat("unknown --format '", flags.format, "'"), "use safetensors");
+    return invalid_argument(cat("unknown --format '", flags.format, "'"),
+                            "use safetensors or onnx");
   if (flags.out.empty()) return invalid_argument("give the output directory with --out");
   ALPA_ASSIGN_OR_RETURN(StoredDType dtype, parse_stored_dtype(flags.dtype));
   ALPA_ASSIGN_OR_RETURN(LoadedCheckpoint ck, read_checkpoint(flags.checkpoint));
@@ -89,6 +118,12 @@ int run_export(const ExportFlags& flags, std::ostream& out, std::ostream& err) {
   Result<Exported> r = export_checkpoint(flags);
   if (!r.ok()) return report_error(r.status(), flags.json, out, err);
   const Exported& e = *r;
+  if (flags.format == "onnx" && !flags.json) {
+    out << "exported " << e.model << " at step " << e.step << " (" << format_count(e.parameters)
+        << " parameters) as ONNX: " << e.weights_path << " ("
+        << format_bytes(static_cast<double>(e.weights_bytes)) << ")\n";
+    return kExitOk;
+  }
   if (flags.json) {
     nlohmann::ordered_json j = {{"command", "export"},
                                 {"model", e.model},

@@ -37,6 +37,7 @@ struct ModelFlags {
   std::string size = "tiny";
   std::optional<int64_t> batch, seq, layers, hidden, heads, vocab;
   std::string dtype;  // empty: the size's default
+  std::string loss;   // ONNX models: cross_entropy|mse[:OUTPUT] (empty: the graph's loss)
 };
 void add_model_flags(CLI::App& app, ModelFlags& flags);
 Result<ModelSpec> resolve_model_flags(const ModelFlags& flags);

@@ -48,6 +48,11 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
                  "arithmetic, GEMMs in bf16 on oneDNN, f16 as f16-rounded operands)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->group("Model overrides");
+  app.add_option("--loss", f.loss,
+                 "ONNX models: the loss to add on an output, cross_entropy (classes on the last "
+                 "dim; integer labels) or mse, as KIND or KIND:OUTPUT (default output: the "
+                 "first); a 'labels' input is added. Without it the graph's output 'loss' is used")
+      ->group("Model overrides");
 }
 
 Result<ModelSpec> resolve_model_flags(const ModelFlags& f) {
@@ -59,6 +64,7 @@ Result<ModelSpec> resolve_model_flags(const ModelFlags& f) {
   o.heads = f.heads;
   o.vocab = f.vocab;
   if (!f.dtype.empty()) o.dtype = parse_dtype(f.dtype);
+  if (!f.loss.empty()) o.loss = f.loss;
   ALPA_ASSIGN_OR_RETURN(ModelSpec spec, resolve_model(f.model, f.size, o));
   // An explicit f16/bf16 is executed: f32 master weights, GEMMs in that type.
   if (o.dtype && *o.dtype != DType::kF32) spec.mixed_precision = *o.dtype;
@@ -355,6 +361,7 @@ std::map<std::string, std::string> program_source(const ModelFlags& m, const Opt
   for (const auto& [key, v] : sizes)
     if (*v) s[key] = std::to_string(**v);
   if (!m.dtype.empty()) s["dtype"] = m.dtype;
+  if (!m.loss.empty()) s["loss"] = m.loss;
   s["optimizer"] = o.optimizer;
   s["lr"] = number(o.lr);
   s["momentum"] = number(o.momentum);
@@ -394,6 +401,7 @@ Status flags_from_program(const Program& p, ModelFlags& m, OptimizerFlags& o, in
       *slots[i] = v;
     }
   if (s.count("dtype")) m.dtype = s.at("dtype");
+  if (s.count("loss")) m.loss = s.at("loss");
   if (s.count("optimizer")) o.optimizer = s.at("optimizer");
   if (s.count("lr")) ALPA_RETURN_IF_ERROR(real("lr", o.lr));
   if (s.count("momentum")) ALPA_RETURN_IF_ERROR(real("momentum", o.momentum));

@@ -258,19 +258,23 @@ CLI::App* add_export_command(CLI::App& app, ExportFlags& ex) {
       "and config.json in --out, which `alpa train --init-from`, `alpa forward` and GPT-2 "
       "implementations elsewhere read. Give the model flags the run was trained with (--size "
       "defaults to the checkpoint's; the head count is not stored in checkpoints).\n"
-      "Example: alpa export --checkpoint ck --format safetensors --out gpt2-tiny");
+      "Example: alpa export --checkpoint ck --format safetensors --out gpt2-tiny\n"
+      "An ONNX model's checkpoint is written as the same ONNX file with the trained weights:\n"
+      "  alpa export --format onnx --checkpoint ck --model model.onnx --out trained.onnx");
   cmd->add_option("--checkpoint", ex.checkpoint,
                   "A checkpoint directory (its latest step) or one of its step-* directories")
       ->required();
   cmd->add_option("--format", ex.format, "Output format")
-      ->check(CLI::IsMember({"safetensors"}))
+      ->check(CLI::IsMember({"safetensors", "onnx"}))
       ->capture_default_str();
-  cmd->add_option("--out", ex.out, "The directory to write")->required();
+  cmd->add_option("--out", ex.out, "The directory to write (--format onnx: the file)")->required();
   cmd->add_option("--dtype", ex.dtype, "How the weights are stored: f32, f16 or bf16")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
   // The sizes of the checkpoint's GPT (the storage dtype is --dtype above).
-  cmd->add_option("--model", ex.model.model, "The checkpoint's model (gpt)")->capture_default_str();
+  cmd->add_option("--model", ex.model.model,
+                  "The checkpoint's model (gpt, or the .onnx file it was trained from)")
+      ->capture_default_str();
   cmd->add_option("--size", ex.model.size, "The checkpoint's GPT size (default: its own)");
   for (auto [name, slot] : {std::pair{"--seq", &ex.model.seq},
                             {"--layers", &ex.model.layers},

@@ -188,6 +188,11 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
                   : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   TrainLoopOptions lo = options.loop;
+  // An ONNX model starts from the weights its file holds (unless resumed or given others).
+  if (spec.onnx && lo.initial_weights.empty() && lo.resume.empty())
+    for (OnnxWeight& w : spec.onnx->initial_values())
+      lo.initial_weights.emplace(w.name,
+                                 Tensor::from_values({DType::kF32, w.shape}, std::move(w.values)));
   if (lo.predicted_peak_bytes.empty())
     lo.predicted_peak_bytes = predicted_peaks(program, compiled, options.cluster);
   // Before the data is made: a step's data alone may not fit.

@@ -20,6 +20,36 @@ void apply_transformer_overrides(Config& c, const ModelOverrides& o) {
   if (o.dtype) c.dtype = *o.dtype;
 }
 
+// An ONNX file: its batch from --batch (a symbolic batch) or the file (a fixed one).
+Result<ModelSpec> resolve_onnx(const std::string& path, const ModelOverrides& o) {
+  if (o.seq || o.layers || o.hidden || o.heads || o.vocab || o.dtype)
+    return invalid_argument(cat(path, ": only --batch and --loss apply to an ONNX model"),
+                            "export the model again with the sizes you want");
+  ModelSpec spec;
+  spec.family = ModelFamily::kFile;
+  spec.name = path;
+  if (o.loss) {
+    ALPA_ASSIGN_OR_RETURN(spec.onnx_loss, parse_onnx_loss(*o.loss));
+  }
+  ALPA_ASSIGN_OR_RETURN(spec.onnx, OnnxModel::load(path));
+  if (spec.onnx->fixed_batch() > 0) {
+    spec.batch = spec.onnx->fixed_batch();
+    if (o.batch && *o.batch != spec.batch)
+      return invalid_argument(cat(path, ": the inputs' batch is fixed at ", spec.batch,
+                                  ", so --batch ", *o.batch, " cannot apply"),
+                              "export with dynamic_axes={'input': {0: 'batch'}} to choose it");
+  } else {
+    spec.batch = o.batch ? *o.batch : 1;
+  }
+  // Checks the loss and the batch now, so errors show before planning.
+  ALPA_ASSIGN_OR_RETURN(OnnxImport imported, spec.onnx->import(spec.batch, spec.onnx_loss));
+  if (imported.graph.parameters(ParamRole::kWeight).empty())
+    return invalid_argument(cat(path, ": the model has no float initializers (weights)"),
+                            "export with export_params=True");
+  spec.file_graph = std::move(imported.graph);
+  return spec;
+}
+
 }  // namespace
 
 Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
@@ -100,6 +130,10 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
     return spec;
   }
   const std::string path(model);
+  if (is_onnx_path(path)) return resolve_onnx(path, o);
+  if (o.loss)
+    return invalid_argument("--loss applies to ONNX models only",
+                            "a built-in model or text IR file has its own loss");
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     return not_found(cat("unknown model '", model, "'"),
@@ -137,6 +171,16 @@ namespace {
 Result<Graph> build_family_forward(const ModelSpec& spec, int micro_batches) {
   if (micro_batches < 1)
     return invalid_argument(cat("micro-batches must be >= 1, got ", micro_batches));
+  if (spec.onnx) {
+    if (spec.batch % micro_batches != 0)
+      return invalid_argument(
+          cat("batch ", spec.batch, " is not divisible by ", micro_batches, " micro-batches"),
+          "choose a micro-batch count that divides the batch");
+    if (micro_batches == 1) return spec.file_graph;
+    ALPA_ASSIGN_OR_RETURN(OnnxImport m,
+                          spec.onnx->import(spec.batch / micro_batches, spec.onnx_loss));
+    return std::move(m.graph);
+  }
   if (spec.family == ModelFamily::kFile) {
     if (micro_batches != 1)
       return invalid_argument("micro-batching a model file is not supported here",

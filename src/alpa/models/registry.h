@@ -1,7 +1,8 @@
 // Model registry: resolves `--model` / `--size` / override flags into a forward graph.
 //
-// `model` is a family name (gpt, mlp, convnet, moe, wresnet) or a path to a text IR file
-// holding a forward graph with marked weights and inputs and a scalar output named "loss".
+// `model` is a family name (gpt, mlp, convnet, moe, wresnet), a path to a text IR file
+// holding a forward graph with marked weights and inputs and a scalar output named "loss", or
+// a path to an ONNX file (onnx/onnx_model.h; --batch sets a symbolic batch, --loss the loss).
 // Built-in families take a named size and optional overrides (an override that means nothing
 // for a family is an error); for a file the batch is the file's.
 #pragma once
@@ -17,6 +18,7 @@
 #include "alpa/models/mlp.h"
 #include "alpa/models/moe.h"
 #include "alpa/models/wresnet.h"
+#include "alpa/onnx/onnx_model.h"
 #include "alpa/support/status.h"
 
 namespace alpa {
@@ -26,6 +28,7 @@ enum class ModelFamily { kGpt, kMlp, kConvNet, kMoe, kWResNet, kFile };
 struct ModelOverrides {
   std::optional<int64_t> batch, seq, layers, hidden, heads, vocab;
   std::optional<DType> dtype;
+  std::optional<std::string> loss;  // ONNX models: cross_entropy|mse[:OUTPUT]
   bool any() const { return batch || seq || layers || hidden || heads || vocab || dtype; }
 };
 
@@ -37,7 +40,11 @@ struct ModelSpec {
   ConvNetConfig convnet;
   MoeConfig moe;
   WResNetConfig wresnet;
-  Graph file_graph;   // the parsed file (kFile)
+  Graph file_graph;  // the parsed file (kFile)
+  // An ONNX file (kFile): imported at each micro-batch size by build_forward; its weights'
+  // values are the training's initial weights.
+  std::shared_ptr<const OnnxModel> onnx;
+  OnnxLoss onnx_loss;
   int64_t batch = 0;  // global batch (sequences or samples per training step)
   // f16 or bf16: build_forward applies the mixed-precision pass (autodiff/mixed_precision.h):
   // f32 master weights and arithmetic, contractions in this type. f32: the graph as the family
