@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "alpa/cli/commands.h"
 #include "alpa/cli/trainer.h"
 #include "pipeline/manual_stages.h"
 #include "spmd/spmd_test_util.h"
@@ -84,6 +85,33 @@ void expect_same_training(const TrainReport& r, const TrainReport& one, const st
       what.c_str(), loss, param);
   EXPECT_LE(loss, loss_tol) << what;
   EXPECT_LE(param, param_tol) << what;
+}
+
+// `--dtype bf16` and `--dtype f16` select the pass; a size's default dtype (the paper's sizes
+// are f16) stays accounting-only, and so does `--dtype f32`.
+TEST(MixedPrecisionTraining, DtypeFlagSelectsThePass) {
+  auto spec = [](const char* size, const char* dtype) {
+    ModelFlags f;
+    f.size = size;
+    f.dtype = dtype;
+    return resolve_model_flags(f).value();
+  };
+  EXPECT_EQ(spec("tiny", "bf16").mixed_precision, DType::kBF16);
+  EXPECT_EQ(spec("tiny", "f16").mixed_precision, DType::kF16);
+  EXPECT_EQ(spec("tiny", "f32").mixed_precision, DType::kF32);
+  EXPECT_EQ(spec("tiny", "").mixed_precision, DType::kF32);
+  const ModelSpec paper = spec("125m", "");
+  EXPECT_EQ(paper.gpt.dtype, DType::kF16);
+  EXPECT_EQ(paper.mixed_precision, DType::kF32);
+  // Through the step builder: bf16 contractions and f32 weights.
+  const TrainStep step = training_step(spec("tiny", "bf16"), OptimizerOptions{}, 1).value();
+  int low_dots = 0;
+  for (ValueId v = 0; v < step.graph.size(); ++v)
+    low_dots += step.graph.node(v).op == OpKind::kDotGeneral &&
+                step.graph.type(step.graph.node(v).operands[0]).dtype == DType::kBF16;
+  EXPECT_GT(low_dots, 17);
+  for (ValueId p : step.graph.parameters(ParamRole::kWeight))
+    EXPECT_EQ(step.graph.type(p).dtype, DType::kF32);
 }
 
 // Runs of GPT-tiny in bf16 (or f32) with `steps` steps of `opt`, on one device, a 2x2 mesh, and
