@@ -130,3 +130,39 @@ TEST(ModelDir, ErrorsNameTheFileAndField) {
 
 }  // namespace
 }  // namespace alpa::serve
+
+namespace alpa::serve {
+namespace {
+
+// A model trained and exported by alpa (`alpa train`, `alpa export`: GPT-2 layout with the
+// exact GELU) is served with the logits the training runtime gives (`alpa forward`).
+TEST(ModelDir, ServesWhatAlpaExports) {
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/serve_fixtures/exported";
+  const std::string alpa = std::string(ALPA_BINARY_DIR) + "/src/alpa";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/tokens.txt") << "5 17 3 99 42 7 1 120\n";
+  const std::string cmd = alpa + " train --model gpt --size tiny --steps 2 --checkpoint-dir " +
+                          dir + "/ck --checkpoint-every 2 > /dev/null && " + alpa +
+                          " export --checkpoint " + dir + "/ck --format safetensors --out " + dir +
+                          "/export --dtype f32 > /dev/null && " + alpa + " forward --weights " +
+                          dir + "/export --tokens " + dir + "/tokens.txt --out " + dir +
+                          "/logits.safetensors > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  Result<LoadedModel> m = load_model_dir(dir + "/export");
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  Result<SafetensorsFile> want = SafetensorsFile::read(dir + "/logits.safetensors");
+  ASSERT_TRUE(want.ok());
+  Result<std::vector<float>> values = want->values(*want->find("logits"));
+  ASSERT_TRUE(values.ok());
+  std::vector<float> got = logits_in_chunks(*m, {5, 17, 3, 99, 42, 7, 1, 120}, 3, 4);
+  ASSERT_EQ(got.size(), values->size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - (*values)[i])));
+  std::cout << "exported tiny GPT: max |serve - alpa forward| = " << worst << "\n";
+  EXPECT_LT(worst, 1e-4);
+}
+
+}  // namespace
+}  // namespace alpa::serve

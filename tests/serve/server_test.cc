@@ -222,6 +222,10 @@ TEST(Server, ModelsHealthAndMetrics) {
   EXPECT_EQ(health->status, 200);
   for (int i = 0; i < 3; ++i)
     f.post("/v1/completions", {{"prompt", "abc"}, {"max_tokens", 5}, {"ignore_eos", true}});
+  // The engine settles its gauges at the end of the step that answered the last request.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!f.engine->idle() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
   const std::string& m = metrics->body;

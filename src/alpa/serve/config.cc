@@ -80,9 +80,15 @@ Status read_gpt2(const json& j, const std::string& where, DecoderConfig& c) {
   ALPA_ASSIGN_OR_RETURN(c.max_positions, int_field(j, "n_positions", where, 1024));
   ALPA_ASSIGN_OR_RETURN(c.intermediate, int_field(j, "n_inner", where, 4 * c.hidden));
   ALPA_ASSIGN_OR_RETURN(c.norm_eps, real_field(j, "layer_norm_epsilon", where, 1e-5));
-  ALPA_RETURN_IF_ERROR(check_string(j, "activation_function", "gelu_new", where));
-  c.kv_heads = c.heads;
   c.activation = Activation::kGeluTanh;
+  auto act = j.find("activation_function");
+  if (act != j.end() && act->is_string() && act->get<std::string>() == "gelu") {
+    c.activation = Activation::kGeluExact;  // `alpa export` writes the exact GELU
+  } else if (!(act != j.end() && act->is_string() &&
+               act->get<std::string>() == "gelu_pytorch_tanh")) {
+    ALPA_RETURN_IF_ERROR(check_string(j, "activation_function", "gelu_new", where));
+  }
+  c.kv_heads = c.heads;
   c.tie_embeddings = true;
   return ok_status();
 }

@@ -1,7 +1,8 @@
 // The shape of a decoder checkpoint, read from a Hugging Face `config.json`.
 //
 // Three families are understood, told apart by "model_type":
-//   gpt2   learned positions, pre-LayerNorm, fused qkv (Conv1D, [in, out]), gelu_new MLP
+//   gpt2   learned positions, pre-LayerNorm, fused qkv (Conv1D, [in, out]), GELU MLP (gelu_new
+//          or the exact "gelu" of `alpa export`)
 //   opt    learned positions offset by 2, pre-LayerNorm, q/k/v with bias, ReLU MLP
 //   llama  rotary positions, RMSNorm, grouped-query attention, SwiGLU MLP, no biases
 //          (also "mistral", which has the same tensors)
@@ -20,7 +21,7 @@ namespace alpa::serve {
 enum class Family { kGpt2, kOpt, kLlama };
 const char* family_name(Family family);
 
-enum class Activation { kGeluTanh, kRelu, kSilu };
+enum class Activation { kGeluTanh, kGeluExact, kRelu, kSilu };
 
 struct DecoderConfig {
   Family family = Family::kGpt2;

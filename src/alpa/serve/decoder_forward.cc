@@ -150,6 +150,8 @@ void Decoder::mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool,
         const float x = u[j];
         if (a == Activation::kGeluTanh) {
           o[j] = 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        } else if (a == Activation::kGeluExact) {
+          o[j] = 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
         } else if (a == Activation::kRelu) {
           o[j] = x > 0 ? x : 0.0f;
         } else {

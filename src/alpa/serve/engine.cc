@@ -119,6 +119,7 @@ void Engine::take_incoming() {
     waiting_.push_back(std::move(incoming_.front()));
     incoming_.pop_front();
   }
+  waiting_count_ = static_cast<int64_t>(waiting_.size());  // with incoming_, for idle()
 }
 
 void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {

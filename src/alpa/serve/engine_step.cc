@@ -96,8 +96,8 @@ bool Engine::step() {
   admit();
   waiting_count_ = static_cast<int64_t>(waiting_.size());
   if (running_.empty()) {
-    running_count_ = 0;
     kv_used_ = cache_.used_blocks();
+    running_count_ = 0;
     return false;
   }
   // Decoding sequences first (one token each), then prompt chunks within the token budget.
@@ -142,9 +142,9 @@ bool Engine::step() {
   running_.erase(std::remove_if(running_.begin(), running_.end(),
                                 [](const auto& s) { return s->request->finished(); }),
                  running_.end());
+  kv_used_ = cache_.used_blocks();  // before the counts, so idle() implies it is settled
   waiting_count_ = static_cast<int64_t>(waiting_.size());
   running_count_ = static_cast<int64_t>(running_.size());
-  kv_used_ = cache_.used_blocks();
   const double t = now_s();
   std::lock_guard<std::mutex> lock(mu_);
   ++metrics_.steps;
