@@ -127,9 +127,11 @@ Status binary(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   ALPA_RETURN_IF_ERROR(need_inputs(c, n, in, 2));
   const BinaryOp& op = binary_op(n.op_type());
   const bool logical = n.op_type() == "And" || n.op_type() == "Or";
-  if (in[0].is_host() && in[1].is_host()) {
-    Result<Shape> s = broadcast_shapes(in[0].host.shape, in[1].host.shape);
-    if (!s.ok()) return node_error(c, n, s.status().message());
+  Result<Shape> folded = broadcast_shapes(c.shape(in[0]), c.shape(in[1]));
+  if (!folded.ok()) return node_error(c, n, folded.status().message());
+  // Known operands fold on the host, unless the result is large (then it is computed).
+  if (in[0].is_host() && in[1].is_host() && num_elements(*folded) <= (int64_t{1} << 22)) {
+    const Result<Shape>& s = folded;
     DType dt = op.kind == OpKind::kCompare ? DType::kPred : in[0].host.dtype;
     HostTensor r = host_binary(in[0].host, in[1].host, *s, dt, op.host);
     if (dt == DType::kI32) r = host_as(std::move(r), dt);
@@ -231,7 +233,8 @@ Status where(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   if (!s1.ok()) return node_error(c, n, s1.status().message());
   Result<Shape> s = broadcast_shapes(*s1, c.shape(in[2]));
   if (!s.ok()) return node_error(c, n, s.status().message());
-  if (in[0].is_host() && in[1].is_host() && in[2].is_host()) {
+  if (in[0].is_host() && in[1].is_host() && in[2].is_host() &&
+      num_elements(*s) <= (int64_t{1} << 22)) {
     HostTensor h{in[1].host.dtype, *s, {}};
     HostTensor on = host_binary(in[0].host, in[1].host, *s, h.dtype, fmul);
     HostTensor off = host_binary(in[0].host, in[2].host, *s, h.dtype,

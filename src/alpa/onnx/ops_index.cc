@@ -17,6 +17,10 @@ struct AxisSlice {
 
 // ONNX Slice's clamping of start and end on a dimension of `dim` elements.
 AxisSlice clamp_slice(int64_t start, int64_t end, int64_t step, int64_t dim) {
+  if (dim == 0) return AxisSlice{0, 0, 1};
+  // A step beyond the extent takes one element at most; limiting it keeps the sums in range.
+  step = std::clamp<int64_t>(step, -(dim + 1), dim + 1);
+  if (step == 0) step = 1;
   if (start < 0) start += dim;
   if (end < 0) end += dim;
   AxisSlice a;
@@ -142,9 +146,10 @@ Status gather_op(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   if (in[1].is_host()) {
     std::vector<int64_t> idx;
     for (double v : in[1].host.values) {
+      if (!(v >= static_cast<double>(-dim) && v < static_cast<double>(dim)))
+        return node_error(c, n, cat("index ", v, " is out of range ", dim));
       int64_t i = static_cast<int64_t>(v);
       if (i < 0) i += dim;
-      if (i < 0 || i >= dim) return node_error(c, n, cat("index ", v, " is out of range ", dim));
       idx.push_back(i);
     }
     if (in[0].is_host()) {

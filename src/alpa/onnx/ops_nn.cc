@@ -34,6 +34,7 @@ Status matmul(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   if (vec_y) y = b.reshape(y, {sy[0], 1});
   sx = b.shape(x);
   sy = b.shape(y);
+  if (!b.ok() || sx.size() < 2 || sy.size() < 2) return ok_status();  // the builder's error
   const int64_t rx = static_cast<int64_t>(sx.size()), ry = static_cast<int64_t>(sy.size());
   Value r;
   if (ry == 2) {
@@ -51,6 +52,7 @@ Status matmul(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
     r = b.dot_general(x, y, DotAttrs{iota_dims(0, nb), iota_dims(0, nb), {nb + 1}, {nb}});
   }
   Shape rs = b.shape(r);
+  if (!b.ok() || rs.size() < 2) return ok_status();
   if (vec_x) rs.erase(rs.end() - 2);
   if (vec_y) rs.erase(rs.end() - 1);
   if (vec_x || vec_y) r = b.reshape(r, rs);
@@ -151,6 +153,12 @@ Result<ConvAttrs> conv_attrs(Ctx& c, const onnx::NodeProto& n) {
   a.groups = attr_int(n, "group", 1);
   if (a.stride.size() != 2 || a.dilation.size() != 2)
     return node_error(c, n, "only 2-D convolutions (N, C, H, W) are supported");
+  for (const auto* v : {&a.stride, &a.dilation, &a.padding})
+    for (int64_t x : *v)
+      if (x < 0 || x > (int64_t{1} << 20))
+        return node_error(c, n, cat("a stride, dilation or pad of ", x, " is out of range"));
+  if (a.groups < 1 || a.groups > (int64_t{1} << 20))
+    return node_error(c, n, cat("group ", a.groups, " is out of range"));
   return a;
 }
 
@@ -179,6 +187,8 @@ Status conv_transpose(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   const Shape sx = b.shape(x), sw = b.shape(w);
   if (sx.size() != 4 || sw.size() != 4 || op.size() != 2)
     return node_error(c, n, "only 2-D transposed convolutions are supported");
+  for (int64_t x : op)
+    if (x < 0 || x > (int64_t{1} << 20)) return node_error(c, n, "output_padding is out of range");
   Shape r = {sx[0], sw[1] * a.groups, 0, 0};
   for (int i = 0; i < 2; ++i)
     r[2 + i] = (sx[2 + i] - 1) * a.stride[i] - a.padding[2 * i] - a.padding[2 * i + 1] +
@@ -206,10 +216,15 @@ Status pool(Ctx& c, const onnx::NodeProto& n, Ins& in, Ins& out) {
   if (k.size() != 2 || st.size() != 2 || p.size() != 4 || dil != std::vector<int64_t>{1, 1} ||
       attr_int(n, "ceil_mode", 0) != 0 || attr_string(n, "auto_pad", "NOTSET") != "NOTSET")
     return node_error(c, n, "only 2-D kernels with explicit pads, no dilation, floor mode");
+  for (int i = 0; i < 2; ++i)
+    if (k[i] < 1 || k[i] > 1024 || st[i] < 1 || st[i] > 1024 || p[i] < 0 || p[i + 2] < 0 ||
+        p[i] >= k[i] || p[i + 2] >= k[i] || k[0] * std::min<int64_t>(k[1], 1025) > 1024)
+      return node_error(c, n,
+                        "windows of 1 to 1024 elements, strides up to 1024 and pads "
+                        "smaller than the window are supported");
   const int64_t oh = (s[2] + p[0] + p[2] - k[0]) / st[0] + 1;
   const int64_t ow = (s[3] + p[1] + p[3] - k[1]) / st[1] + 1;
-  if (k[0] < 1 || k[1] < 1 || st[0] < 1 || st[1] < 1 || oh < 1 || ow < 1)
-    return node_error(c, n, "the window does not fit the input");
+  if (oh < 1 || ow < 1) return node_error(c, n, "the window does not fit the input");
   const double fill = max ? -std::numeric_limits<float>::max() : 0.0;
   Value xp = x;
   if (p[0] || p[1] || p[2] || p[3]) xp = b.pad(x, {0, 0, p[0], p[1]}, {0, 0, p[2], p[3]}, fill);
