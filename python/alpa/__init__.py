@@ -34,14 +34,17 @@ def load_model(name_or_path: Union[str, "_os.PathLike[str]"], size: str = "tiny"
                batch: Optional[int] = None, seq: Optional[int] = None,
                layers: Optional[int] = None, hidden: Optional[int] = None,
                heads: Optional[int] = None, vocab: Optional[int] = None,
-               dtype: Optional[str] = None) -> Model:
+               dtype: Optional[str] = None, loss: Optional[str] = None) -> Model:
     """Loads a model as `alpa ... --model NAME --size SIZE` does.
 
     name_or_path: a built-in family ("gpt", "mlp", "convnet", "moe", "wresnet") or the path
-        of a model file (text IR; ONNX where the build imports it).
+        of a model file: text IR, or ONNX (torch.onnx.export; its initializers are the
+        weights' initial values, a symbolic batch dimension takes `batch`).
     size: the family's named size ("tiny", "125m", "1.3b", ...); ignored for files.
     batch, seq, layers, hidden, heads, vocab: override the size's dimensions.
     dtype: "f32", or "bf16"/"f16" for mixed precision (f32 master weights).
+    loss: ONNX models that return outputs, not a loss: "cross_entropy" or "mse", optionally
+        ":OUTPUT" (a "labels" input is added); without it the graph's output "loss" is used.
     """
     if isinstance(name_or_path, _os.PathLike):
         name_or_path = _os.fspath(name_or_path)
@@ -52,7 +55,8 @@ def load_model(name_or_path: Union[str, "_os.PathLike[str]"], size: str = "tiny"
                        ("heads", heads), ("vocab", vocab)):
         _check_int(f"load_model: {key}", value, allow_none=True)
     return _core.load_model(name_or_path, size, batch=batch, seq=seq, layers=layers,
-                            hidden=hidden, heads=heads, vocab=vocab, dtype=dtype or "")
+                            hidden=hidden, heads=heads, vocab=vocab, dtype=dtype or "",
+                            loss=loss or "")
 
 
 def plan(model: Model, *, cluster: str = "p3.16xlarge",
@@ -213,6 +217,11 @@ class Trainer:
             raise Error(f"load_weights: expected a dict of arrays, got {type(weights).__name__}",
                         "pass {name: array}, e.g. trainer.weights()", "invalid_argument")
         self._core.load_weights(weights, bool(strict))
+
+    def export_onnx(self, path: Union[str, "_os.PathLike[str]"]) -> None:
+        """ONNX models: writes the model's file with the weights now as its initializers
+        (same graph), which PyTorch or onnxruntime load like the original."""
+        self._core.export_onnx(_os.fspath(path))
 
     def __repr__(self) -> str:
         return repr(self._core)

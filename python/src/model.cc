@@ -23,7 +23,8 @@ const char* family_name(ModelFamily f) {
 using Opt = std::optional<int64_t>;
 
 PyModel load_model(const std::string& name, const std::string& size, Opt batch, Opt seq, Opt layers,
-                   Opt hidden, Opt heads, Opt vocab, const std::string& dtype) {
+                   Opt hidden, Opt heads, Opt vocab, const std::string& dtype,
+                   const std::string& loss) {
   PyModel m;
   ModelFlags& f = m.flags;
   f.model = name;
@@ -38,6 +39,7 @@ PyModel load_model(const std::string& name, const std::string& size, Opt batch, 
   if (!dtype.empty() && dtype != "f32" && dtype != "f16" && dtype != "bf16")
     fail(cat("load_model: unknown dtype '", dtype, "'"), "use 'f32', 'bf16' or 'f16'");
   f.dtype = dtype;
+  f.loss = loss;
   m.spec = unwrap(resolve_model_flags(f));
   m.forward = unwrap(build_forward(m.spec, 1));
   return m;
@@ -56,11 +58,23 @@ py::dict param_dict(const Graph& g, ParamRole role, bool with_dtype) {
   return d;
 }
 
+const char* model_family(const ModelSpec& s) {
+  return s.onnx ? "onnx" : family_name(s.family);
+}
+
+// ONNX models: {weight: the initializer's name in the file} (PyTorch's parameter names).
+py::dict onnx_initializers(const PyModel& m) {
+  py::dict d;
+  if (m.spec.onnx)
+    for (const OnnxWeight& w : m.spec.onnx->initial_values()) d[py::str(w.name)] = w.initializer;
+  return d;
+}
+
 std::string model_repr(const PyModel& m) {
   const double params = static_cast<double>(graph_stats(m.forward).parameters);
-  return cat("<alpa.Model '", m.spec.name, "' (", family_name(m.spec.family), "): batch ",
-             m.spec.batch, ", ", params >= 1e6 ? cat(params / 1e6, "M") : cat(params),
-             " parameters, ", m.forward.parameters(ParamRole::kWeight).size(), " weights>");
+  return cat("<alpa.Model '", m.spec.name, "' (", model_family(m.spec), "): batch ", m.spec.batch,
+             ", ", params >= 1e6 ? cat(params / 1e6, "M") : cat(params), " parameters, ",
+             m.forward.parameters(ParamRole::kWeight).size(), " weights>");
 }
 
 }  // namespace
@@ -73,8 +87,8 @@ void bind_model(py::module_& m) {
       .def_property_readonly(
           "name", [](const PyModel& x) { return x.spec.name; }, "'gpt-tiny', or the file's path")
       .def_property_readonly(
-          "family", [](const PyModel& x) { return family_name(x.spec.family); },
-          "gpt, mlp, convnet, moe, wresnet, or file")
+          "family", [](const PyModel& x) { return model_family(x.spec); },
+          "gpt, mlp, convnet, moe, wresnet, file (text IR) or onnx")
       .def_property_readonly(
           "batch", [](const PyModel& x) { return x.spec.batch; },
           "samples (sequences, images) per training step")
@@ -91,6 +105,8 @@ void bind_model(py::module_& m) {
           "weights",
           [](const PyModel& x) { return param_dict(x.forward, ParamRole::kWeight, false); },
           "weights: {name: shape}")
+      .def_property_readonly("onnx_initializers", &onnx_initializers,
+                             "ONNX models: {weight: initializer name in the file}; else {}")
       .def(
           "text", [](const PyModel& x) { return print_graph(x.forward); },
           "The forward graph in the text IR (what `alpa graph` prints; a file load_model reads).")
@@ -99,9 +115,10 @@ void bind_model(py::module_& m) {
   m.def("load_model", &load_model, py::arg("name_or_path"), py::arg("size") = "tiny",
         py::arg("batch") = py::none(), py::arg("seq") = py::none(), py::arg("layers") = py::none(),
         py::arg("hidden") = py::none(), py::arg("heads") = py::none(),
-        py::arg("vocab") = py::none(), py::arg("dtype") = "",
+        py::arg("vocab") = py::none(), py::arg("dtype") = "", py::arg("loss") = "",
         "Resolves a model as `--model/--size` do: a built-in family (gpt, mlp, convnet, moe,\n"
-        "wresnet) with a size and optional overrides, or the path of a model file (text IR).");
+        "wresnet) with a size and optional overrides, or the path of a model file (text IR or\n"
+        "ONNX; `loss` adds a loss on an ONNX model's output).");
 }
 
 }  // namespace alpa::python

@@ -9,6 +9,7 @@
 #include "alpa/runtime/init.h"
 #include "alpa/runtime/program_runner.h"
 #include "alpa/runtime/train.h"
+#include "alpa/support/files.h"
 #include "alpa/support/text.h"
 #include "common.h"
 #include "plan.h"
@@ -23,6 +24,7 @@ class PyTrainer {
   py::dict synthetic_batch(int64_t step);
   py::dict params(bool weights);
   void load_weights(const py::dict& weights, bool strict);
+  void export_onnx(const std::string& path);
   py::dict inputs() const;
   std::string repr() const;
 
@@ -41,6 +43,13 @@ class PyTrainer {
   std::unique_ptr<DataSource> data_;
   int64_t steps_done_ = 0;
 };
+
+Tensor from_values_checked(const StepParam& sp, std::vector<float> values) {
+  if (static_cast<int64_t>(values.size()) != num_elements(sp.type.shape))
+    fail(cat("the ONNX file's initializer for '", sp.name, "' has ", values.size(),
+             " values, the weight ", sp.type.to_string()));
+  return Tensor::from_values(sp.type, std::move(values));
+}
 
 PyTrainer::PyTrainer(const PyModel& model, const ParallelArgs& args, uint64_t seed, int threads)
     : model_(model), seed_(seed) {
@@ -66,6 +75,16 @@ PyTrainer::PyTrainer(const PyModel& model, const ParallelArgs& args, uint64_t se
       slots.push_back({sp.name, sp.type, sp.attrs});
     else
       init[i] = init_tensor(sp.name, sp.type, sp.attrs, seed);
+  }
+  // An ONNX model starts from the weights its file holds, as `alpa train` does.
+  if (model.spec.onnx) {
+    std::map<std::string, OnnxWeight> values;
+    for (OnnxWeight& w : model.spec.onnx->initial_values()) values[w.name] = std::move(w);
+    for (size_t i = 0; i < p.params.size(); ++i) {
+      auto it = values.find(p.params[i].name);
+      if (it != values.end() && !is_input(p.params[i]))
+        init[i] = from_values_checked(p.params[i], std::move(it->second.values));
+    }
   }
   data_ = unwrap(make_data_source(model.spec, slots, seed));
   py::gil_scoped_release release;
@@ -185,6 +204,25 @@ void PyTrainer::load_weights(const py::dict& weights, bool strict) {
   check(runner_->load_parameters(whole));
 }
 
+void PyTrainer::export_onnx(const std::string& path) {
+  if (!model_.spec.onnx)
+    fail(cat("export_onnx: ", model_.spec.name, " was not loaded from an ONNX file"),
+         "use weights() for the arrays");
+  std::vector<Tensor> whole;
+  {
+    py::gil_scoped_release release;
+    whole = unwrap(runner_->gather_parameters());
+  }
+  std::map<std::string, std::vector<float>> weights;
+  const Program& p = program();
+  for (size_t i = 0; i < p.params.size(); ++i)
+    if (p.params[i].attrs.role == ParamRole::kWeight)
+      weights[p.params[i].name] =
+          std::vector<float>(whole[i].data(), whole[i].data() + whole[i].size());
+  const std::string bytes = unwrap(model_.spec.onnx->with_weights(weights));
+  check(write_file(path, bytes));
+}
+
 py::dict PyTrainer::inputs() const {
   py::dict d;
   for (const StepParam& sp : program().params)
@@ -211,6 +249,7 @@ void bind_trainer(py::module_& m) {
       .def("weights", [](PyTrainer& t) { return t.params(true); })
       .def("optimizer_state", [](PyTrainer& t) { return t.params(false); })
       .def("load_weights", &PyTrainer::load_weights, py::arg("weights"), py::arg("strict"))
+      .def("export_onnx", &PyTrainer::export_onnx, py::arg("path"))
       .def_property_readonly("inputs", &PyTrainer::inputs)
       .def_property_readonly("model", &PyTrainer::model)
       .def_property_readonly("plan", &PyTrainer::plan)
