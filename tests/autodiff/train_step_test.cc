@@ -129,18 +129,21 @@ TEST(TrainStep, TwoMicroBatchesEqualOneStepAdamW) {
 
 // Phases and origins place every node for a pipeline: forward, then backward nodes that each
 // belong to a forward node (or a weight), then the update; nothing the update computes feeds
-// the forward or backward pass.
-void check_phases(int micro_batches, OptimizerKind kind) {
+// the forward or backward pass. With the gradient norm: each weight's squared norm in between,
+// belonging to its weight.
+void check_phases(int micro_batches, OptimizerKind kind, double clip = 0, bool schedule = false) {
   TrainStepOptions o;
   o.micro_batches = micro_batches;
   o.optimizer.kind = kind;
+  o.optimizer.clip_norm = clip;
+  o.optimizer.scheduled_lr = schedule;
   Result<TrainStep> step = build_train_step(mlp(4), o);
   ASSERT_TRUE(step.ok()) << step.status().to_string();
   const Graph& g = step->graph;
   ASSERT_EQ(step->phase.size(), static_cast<size_t>(g.size()));
   ASSERT_EQ(step->origin.size(), static_cast<size_t>(g.size()));
   ASSERT_EQ(step->state_weight.size(), step->states.size());
-  int counts[3] = {0, 0, 0};
+  int counts[4] = {0, 0, 0, 0};
   for (ValueId v = 0; v < g.size(); ++v) {
     const StepPhase p = step->phase[v];
     ++counts[static_cast<int>(p)];
@@ -156,13 +159,17 @@ void check_phases(int micro_batches, OptimizerKind kind) {
       ASSERT_NE(o, kNoValue) << "backward node %" << v << " has no origin";
       EXPECT_EQ(step->phase[o], StepPhase::kForward);
       EXPECT_LT(o, v);
+    } else if (p == StepPhase::kGradNorm) {
+      ASSERT_NE(o, kNoValue) << "gradient norm node %" << v << " has no weight";
+      EXPECT_EQ(g.node(o).op, OpKind::kParameter);
     } else {
       EXPECT_EQ(o, kNoValue);
     }
   }
   EXPECT_GT(counts[0], 0);
   EXPECT_GT(counts[1], 0);
-  EXPECT_GT(counts[2], 0);
+  EXPECT_EQ(counts[2] > 0, clip > 0);
+  EXPECT_GT(counts[3], 0);
   // A dot's VJP belongs to the dot: some backward dot_general has a forward dot as origin.
   bool dot_vjp = false;
   for (ValueId v = 0; v < g.size(); ++v)
@@ -172,7 +179,9 @@ void check_phases(int micro_batches, OptimizerKind kind) {
   // States name their weight.
   for (size_t i = 0; i < step->states.size(); ++i) {
     if (step->state_weight[i] < 0) {
-      EXPECT_EQ(step->states[i], "step");
+      EXPECT_TRUE(step->states[i] == "step" || step->states[i] == "lr" ||
+                  step->states[i] == "grad_norm")
+          << step->states[i];
     } else {
       EXPECT_TRUE(step->states[i].starts_with(step->weights[step->state_weight[i]] + "."));
     }
@@ -183,6 +192,8 @@ TEST(TrainStep, PhasesAndOriginsPlaceEveryNode) {
   check_phases(1, OptimizerKind::kAdamW);
   check_phases(1, OptimizerKind::kSgd);
   check_phases(3, OptimizerKind::kAdamW);
+  check_phases(1, OptimizerKind::kAdamW, 1.0, true);
+  check_phases(2, OptimizerKind::kSgd, 0.5, true);
 }
 
 TEST(TrainStep, InvalidMicroBatchCountIsAnError) {

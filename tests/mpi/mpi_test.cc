@@ -17,6 +17,7 @@
 #include <numeric>
 
 #include "alpa/cli/trainer.h"
+#include "alpa/data/npy.h"
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/mpi_world.h"
 #include "pipeline/manual_stages.h"
@@ -196,6 +197,37 @@ TEST(MpiTraining, MeshesMatchOneDevice) {
       expect_matches_one_device(*r, one);
     }
   }
+}
+
+// Each process makes only the rows of a dataset its devices read (runtime/train.h input_rows):
+// on a data-parallel mesh its share of the samples, and the run still equals one device.
+TEST(MpiTraining, EachProcessReadsOnlyItsRows) {
+  const std::string dir = cat(::testing::TempDir(), "/mpi_rows_", rank());
+  std::filesystem::create_directories(dir);
+  std::vector<float> x(64 * 16), labels(64);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 11) / 5.0f - 1.0f;
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<float>((i * 5) % 8);
+  ASSERT_TRUE(write_npy(dir + "/x.npy", {64, 16}, x).ok());
+  ASSERT_TRUE(write_npy(dir + "/labels.npy", {64}, labels, true).ok());
+  ModelSpec spec = resolve_model("mlp", "tiny", {}).value();
+  TrainOptions single = base_options(1);
+  single.data_path = dir;
+  Result<TrainReport> one = train_model(spec, single);
+  ASSERT_TRUE(one.ok()) << one.status().to_string();
+  EXPECT_EQ(one->data_rows_per_step, 16.0);  // 8 samples and 8 labels
+  TrainOptions o = base_options(1);
+  o.data_path = dir;
+  o.compile.mesh = {1, static_cast<int64_t>(ranks())};
+  o.compile.sharding.sharding.force_batch_dim_to_mesh_dim = 1;  // the batch over the ranks
+  o.world = g_world;
+  o.loop.keep_final_params = false;  // a process holds only its rows of the inputs
+  Result<TrainReport> r = train_model(spec, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->losses.size(), one->losses.size());
+  for (size_t i = 0; i < r->losses.size(); ++i)
+    EXPECT_NEAR(r->losses[i], one->losses[i], 1e-5 * std::abs(one->losses[i])) << "step " << i + 1;
+  std::printf("rank %d reads %.0f of 16 rows per step\n", rank(), r->data_rows_per_step);
+  EXPECT_EQ(r->data_rows_per_step, 16.0 / ranks());
 }
 
 PipelinePlan stages_plan(const std::vector<MeshShape>& meshes, int layers, int micro_batches) {

@@ -9,7 +9,7 @@
 namespace alpa {
 
 Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt,
-                                           std::vector<ValueId>* origin) {
+                                           std::vector<ValueId>* origin, Value seed) {
   if (!b.ok()) return b.status();
   const Graph& g = b.graph();
   if (!loss.valid() || loss.id >= g.size()) return invalid_argument("loss is not a value");
@@ -52,7 +52,7 @@ Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<con
   };
 
   std::vector<Value> grad(static_cast<size_t>(end));
-  grad[loss.id] = b.constant(1.0, lt);
+  grad[loss.id] = seed.valid() ? seed : b.constant(1.0, lt);
   attribute(loss.id);
   for (ValueId i = loss.id; i >= 0; --i) {
     if (!grad[i].valid() || !from_wrt[i] || !to_loss[i]) continue;

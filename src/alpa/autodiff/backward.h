@@ -22,8 +22,10 @@ namespace alpa {
 // a sum of cotangents the value whose cotangent it sums (the seed 1.0 belongs to `loss`, the
 // zero gradient of an unused `wrt` to that value). A pipeline runs each backward node where
 // its origin runs. Entries of earlier nodes are left as they were (kNoValue when new).
+// `seed` (optional, of the loss's type): the loss's cotangent instead of 1 (a loss scale).
 Result<std::vector<Value>> append_backward(Builder& b, Value loss, std::span<const Value> wrt,
-                                           std::vector<ValueId>* origin = nullptr);
+                                           std::vector<ValueId>* origin = nullptr,
+                                           Value seed = Value());
 
 // The forward graph plus its backward pass: same parameters; outputs are the forward's
 // outputs followed by "grad.<name>" for every weight parameter. Dead nodes are removed.

@@ -35,6 +35,24 @@ struct OptimizerOptions {
   double beta2 = 0.999;       // AdamW
   double epsilon = 1e-8;      // AdamW
   double weight_decay = 0.0;  // SGD: L2 added to the gradient; AdamW: decoupled decay
+  // A learning-rate schedule: the rate is read each step from the f32 scalar state "lr",
+  // which the driver sets before the step (runtime/train.h), instead of learning_rate.
+  bool scheduled_lr = false;
+  // The global gradient norm (the 2-norm over every weight's gradient, averaged over the
+  // micro-batches): computed when track_grad_norm or clip_norm > 0 and written each step into
+  // the f32 scalar state "grad_norm". With clip_norm > 0 the gradients are scaled by
+  // min(1, clip_norm / (norm + 1e-6)) before the update, as torch.nn.utils.clip_grad_norm_.
+  bool track_grad_norm = false;
+  double clip_norm = 0.0;
+  // Dynamic loss scaling (f16 training, as torch.cuda.amp.GradScaler): the backward starts
+  // from loss x 2^(loss_scale_log2 + e), the gradients are divided by that scale, and a step
+  // whose gradients hold an inf or NaN changes no weight or state (the update is skipped) and
+  // lowers e by one; after `loss_scale_interval` good steps in a row e grows by one. e and the
+  // count of good steps are the f32 scalar states "loss_scale_exp" and "loss_scale_good", so
+  // every plan and a resumed run scale alike. Implies the gradient norm (its finiteness).
+  bool loss_scaling = false;
+  double loss_scale_log2 = 16;
+  int loss_scale_interval = 2000;
 };
 
 struct TrainStepOptions {
@@ -47,8 +65,13 @@ struct TrainStepOptions {
 enum class StepPhase : uint8_t {
   kForward,   // the forward pass and the loss (per micro-batch), and the loss average
   kBackward,  // the backward pass (per micro-batch) and the gradient sums
+  kGradNorm,  // a weight's squared gradient norm (once per step, with its weight)
   kUpdate,    // the optimizer update (once per step)
 };
+// Nodes of these phases run once per step, not per micro-batch.
+inline bool once_per_step(StepPhase p) {
+  return p == StepPhase::kGradNorm || p == StepPhase::kUpdate;
+}
 
 struct TrainStep {
   Graph graph;

@@ -52,7 +52,7 @@ double step_flops(const TrainStep& step, int micro_batches, bool pipelined) {
   double f = 0;
   for (ValueId v = 0; v < step.graph.size(); ++v)
     f += node_flops(step.graph, v) *
-         (pipelined && step.phase[v] != StepPhase::kUpdate ? micro_batches : 1);
+         (pipelined && !once_per_step(step.phase[v]) ? micro_batches : 1);
   return f;
 }
 

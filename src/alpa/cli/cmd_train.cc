@@ -1,6 +1,7 @@
 // alpa train: compiles a model for one device, a mesh or a pipeline (or takes a compiled
 // program) and trains it on the model's data, on threads or MPI processes.
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -164,8 +165,21 @@ nlohmann::json report_json(const TrainFlags& flags, const ModelSpec& spec, const
   j["threads"] = r.threads;
   j["steps"] = flags.steps;
   j["losses"] = r.losses;
+  if (!r.grad_norms.empty()) j["grad_norms"] = r.grad_norms;
+  if (!r.val_losses.empty()) {
+    nlohmann::json v = nlohmann::json::array();
+    for (const auto& [step, loss] : r.val_losses) v.push_back({{"step", step}, {"loss", loss}});
+    j["val_losses"] = std::move(v);
+  }
   j["step_times_s"] = r.step_seconds;
   j["step_time_s"] = r.step_time_s();
+  if (!r.data_seconds.empty()) {
+    double data = 0, steps = 0;
+    for (double d : r.data_seconds) data += d;
+    for (double t : r.step_seconds) steps += t;
+    j["data_time_fraction"] = steps > 0 ? data / steps : 0.0;  // batches made / steps run
+  }
+  if (r.data_rows_per_step > 0) j["data_rows_per_step"] = r.data_rows_per_step;
   j["tokens_per_s"] = r.tokens_per_s();
   j["gflops_per_s"] = r.gflops_per_s();
   j["blas_core"] = r.blas_core;
@@ -287,6 +301,12 @@ Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::stri
     ALPA_ASSIGN_OR_RETURN(o.loop.initial_weights, init_weights_from(flags.init_from, spec));
   }
   o.loop.data_offset = flags.data_offset;
+  ALPA_ASSIGN_OR_RETURN(o.loop.schedule, lr_schedule(flags.optimizer, flags.steps));
+  o.loop.eval_every = flags.eval_every;
+  o.eval_batches = flags.eval_batches;
+  if (flags.eval_every > 0 && flags.data_path.empty())
+    return invalid_argument("--eval-every needs held-out data",
+                            "train on a dataset (--data DIR, from `alpa data prepare`)");
   o.loop.trace_path = flags.trace_path;
   o.loop.profile = flags.profile;
   return o;
@@ -343,17 +363,32 @@ int run_train(const TrainFlags& given, std::ostream& out_all, std::ostream& err_
   }
   const double tokens = static_cast<double>(tokens_per_batch(spec));
   Result<TrainReport> report = train_model(spec, options, [&](const StepReport& s) {
+    const double lr = std::isnan(s.lr) ? flags.optimizer.lr : s.lr;
+    auto format_sig = [](double v, int digits) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+      return std::string(buf);
+    };
     if (log.is_open()) {
       nlohmann::ordered_json j = {{"step", s.step},
                                   {"loss", s.loss},
-                                  {"lr", flags.optimizer.lr},
+                                  {"lr", lr},
                                   {"seconds", s.seconds},
                                   {"tokens_per_s", s.seconds > 0 ? tokens / s.seconds : 0.0}};
+      if (!std::isnan(s.grad_norm)) j["grad_norm"] = s.grad_norm;
+      if (!std::isnan(s.val_loss)) j["val_loss"] = s.val_loss;
+      if (!std::isnan(s.mfu)) j["mfu"] = s.mfu;
       log << json_line(j) << "\n" << std::flush;
     }
     if (human) {
-      out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4) << "  "
-          << format_seconds(s.seconds) << "\n";
+      out << "step " << s.step << "/" << flags.steps << "  loss " << format_fixed(s.loss, 4);
+      if (!std::isnan(s.val_loss)) out << "  val " << format_fixed(s.val_loss, 4);
+      if (!std::isnan(s.lr)) out << "  lr " << format_sig(s.lr, 3);
+      if (!std::isnan(s.grad_norm)) out << "  |g| " << format_sig(s.grad_norm, 3);
+      out << "  " << format_seconds(s.seconds);
+      if (s.seconds > 0) out << "  " << format_fixed(tokens / s.seconds, 0) << " tok/s";
+      if (!std::isnan(s.mfu)) out << "  MFU " << format_fixed(100 * s.mfu, 1) << "%";
+      out << "\n";
       out.flush();
     }
     progress.update(s.step, "loss " + format_fixed(s.loss, 4));

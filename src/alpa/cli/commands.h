@@ -18,6 +18,7 @@
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/models/registry.h"
 #include "alpa/program/program.h"
+#include "alpa/runtime/train.h"
 #include "alpa/sim/simulator.h"
 #include "alpa/spmd/schedule.h"
 #include "alpa/support/status.h"
@@ -47,9 +48,19 @@ struct OptimizerFlags {
   double lr = 1e-3;
   double momentum = 0.9;
   double weight_decay = 0.0;
+  std::string lr_schedule = "constant";  // constant | cosine | linear
+  int warmup_steps = 0;
+  double min_lr = 0;                // the floor a decay ends at
+  int decay_steps = 0;              // the step the decay ends at; 0: --steps
+  double clip_grad = 0;             // clip the global gradient norm to this; 0: no clipping
+  bool grad_norm = false;           // compute (and report) the global gradient norm
+  std::string loss_scale = "none";  // none | dynamic (f16 training)
+  double loss_scale_log2 = 16;      // the first scale, 2^this
 };
 void add_optimizer_flags(CLI::App& app, OptimizerFlags& flags);
 Result<OptimizerOptions> optimizer_options(const OptimizerFlags& flags);
+// The learning-rate schedule the flags give for a run of `steps` steps (none: constant).
+Result<std::optional<LrSchedule>> lr_schedule(const OptimizerFlags& flags, int steps);
 
 // Flags of commands that shard a model over a device mesh.
 struct ParallelFlags {
@@ -150,6 +161,8 @@ struct TrainFlags {
   bool model_given = false;  // any model or optimizer flag was given (else: the program's)
   std::string init_from;     // start from GPT-2 weights (`alpa export`), fresh optimizer state
   int64_t data_offset = 0;   // step s trains on the data of step s + data_offset
+  int eval_every = 0;        // validation loss every N steps (and after the last); 0: never
+  int eval_batches = 4;      // held-out batches per validation
 };
 int run_train(const TrainFlags& flags, std::ostream& out, std::ostream& err);
 

@@ -89,15 +89,76 @@ void add_optimizer_flags(CLI::App& app, OptimizerFlags& f) {
       ->check(non_negative_number())
       ->capture_default_str()
       ->group("Optimizer");
+  app.add_option("--lr-schedule", f.lr_schedule,
+                 "Learning-rate schedule after the warmup: constant, or a cosine or linear decay "
+                 "from --lr to --min-lr at --decay-steps")
+      ->check(CLI::IsMember({"constant", "cosine", "linear"}))
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_option("--warmup-steps", f.warmup_steps,
+                 "Linear warmup from 0 to --lr over this many steps")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_option("--min-lr", f.min_lr, "Where a decaying schedule ends")
+      ->check(non_negative_number())
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_option("--decay-steps", f.decay_steps, "The step a decay ends at (0: --steps)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_option("--clip-grad", f.clip_grad,
+                 "Clip the global gradient norm (over every weight, under any plan) to this "
+                 "value, as torch.nn.utils.clip_grad_norm_; 0: no clipping")
+      ->check(non_negative_number())
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_flag("--grad-norm", f.grad_norm,
+               "Compute and report the global gradient norm each step (implied by --clip-grad)")
+      ->group("Optimizer");
+  app.add_option("--loss-scale", f.loss_scale,
+                 "Dynamic loss scaling for --dtype f16, as PyTorch's GradScaler: the backward "
+                 "starts from the loss times a scale, a step whose gradients overflow is skipped "
+                 "and halves the scale, 2000 good steps double it")
+      ->check(CLI::IsMember({"none", "dynamic"}))
+      ->capture_default_str()
+      ->group("Optimizer");
+  app.add_option("--loss-scale-init", f.loss_scale_log2, "The first loss scale, as a power of 2")
+      ->check(CLI::Range(-60.0, 100.0))
+      ->capture_default_str()
+      ->group("Optimizer");
 }
 
 Result<OptimizerOptions> optimizer_options(const OptimizerFlags& f) {
   OptimizerOptions o;
   ALPA_ASSIGN_OR_RETURN(o.kind, parse_optimizer(f.optimizer));
+  ALPA_ASSIGN_OR_RETURN(LrSchedule::Kind kind, parse_lr_schedule(f.lr_schedule));
   o.learning_rate = f.lr;
   o.momentum = f.momentum;
   o.weight_decay = f.weight_decay;
+  o.scheduled_lr = kind != LrSchedule::Kind::kConstant || f.warmup_steps > 0;
+  o.clip_norm = f.clip_grad;
+  o.track_grad_norm = f.grad_norm || f.clip_grad > 0;
+  o.loss_scaling = f.loss_scale == "dynamic";
+  o.loss_scale_log2 = f.loss_scale_log2;
   return o;
+}
+
+Result<std::optional<LrSchedule>> lr_schedule(const OptimizerFlags& f, int steps) {
+  ALPA_ASSIGN_OR_RETURN(LrSchedule::Kind kind, parse_lr_schedule(f.lr_schedule));
+  if (kind == LrSchedule::Kind::kConstant && f.warmup_steps == 0)
+    return std::optional<LrSchedule>();
+  if (f.min_lr > f.lr)
+    return invalid_argument(cat("--min-lr ", f.min_lr, " is above --lr ", f.lr),
+                            "the floor a decay ends at must not exceed the peak rate");
+  LrSchedule s;
+  s.kind = kind;
+  s.peak = f.lr;
+  s.warmup = f.warmup_steps;
+  s.floor = f.min_lr;
+  s.decay_steps = f.decay_steps > 0 ? f.decay_steps : steps;
+  return std::optional<LrSchedule>(s);
 }
 
 void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& default_mesh,
@@ -366,6 +427,14 @@ std::map<std::string, std::string> program_source(const ModelFlags& m, const Opt
   s["lr"] = number(o.lr);
   s["momentum"] = number(o.momentum);
   s["weight_decay"] = number(o.weight_decay);
+  if (o.lr_schedule != "constant") s["lr_schedule"] = o.lr_schedule;
+  if (o.warmup_steps > 0) s["warmup_steps"] = std::to_string(o.warmup_steps);
+  if (o.min_lr > 0) s["min_lr"] = number(o.min_lr);
+  if (o.decay_steps > 0) s["decay_steps"] = std::to_string(o.decay_steps);
+  if (o.clip_grad > 0) s["clip_grad"] = number(o.clip_grad);
+  if (o.grad_norm) s["grad_norm"] = "true";
+  if (o.loss_scale != "none") s["loss_scale"] = o.loss_scale;
+  if (o.loss_scale_log2 != 16) s["loss_scale_init"] = number(o.loss_scale_log2);
   s["micro_batches"] = std::to_string(std::max(1, micro_batches));
   return s;
 }
@@ -406,6 +475,22 @@ Status flags_from_program(const Program& p, ModelFlags& m, OptimizerFlags& o, in
   if (s.count("lr")) ALPA_RETURN_IF_ERROR(real("lr", o.lr));
   if (s.count("momentum")) ALPA_RETURN_IF_ERROR(real("momentum", o.momentum));
   if (s.count("weight_decay")) ALPA_RETURN_IF_ERROR(real("weight_decay", o.weight_decay));
+  if (s.count("lr_schedule")) o.lr_schedule = s.at("lr_schedule");
+  if (s.count("warmup_steps")) {
+    int64_t v = 0;
+    ALPA_RETURN_IF_ERROR(integer("warmup_steps", v));
+    o.warmup_steps = static_cast<int>(std::min<int64_t>(v, 1 << 30));
+  }
+  if (s.count("min_lr")) ALPA_RETURN_IF_ERROR(real("min_lr", o.min_lr));
+  if (s.count("decay_steps")) {
+    int64_t v = 0;
+    ALPA_RETURN_IF_ERROR(integer("decay_steps", v));
+    o.decay_steps = static_cast<int>(std::min<int64_t>(v, 1 << 30));
+  }
+  if (s.count("clip_grad")) ALPA_RETURN_IF_ERROR(real("clip_grad", o.clip_grad));
+  o.grad_norm = s.count("grad_norm") > 0;
+  if (s.count("loss_scale")) o.loss_scale = s.at("loss_scale");
+  if (s.count("loss_scale_init")) ALPA_RETURN_IF_ERROR(real("loss_scale_init", o.loss_scale_log2));
   if (s.count("micro_batches")) {
     int64_t v = 0;
     ALPA_RETURN_IF_ERROR(integer("micro_batches", v));

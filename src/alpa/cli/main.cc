@@ -75,12 +75,27 @@ CLI::App* add_train_command(CLI::App& app, TrainFlags& train) {
                         "Write the last step's timeline (every device; each pipeline "
                         "instruction with its measured time) as a Chrome trace (JSON), "
                         "comparable with `alpa simulate --trace`");
-  train_cmd->add_option("--log", train.log_path,
-                        "Write one JSON object per step to this file (replaced if it exists): "
-                        "step, loss, lr, seconds, tokens_per_s; flushed as each step ends");
+  train_cmd
+      ->add_option("--eval-every", train.eval_every,
+                   "Every N steps and after the last, the loss on held-out data (the "
+                   "validation split of --data), with the weights of that step; 0: never")
+      ->check(CLI::Range(0, 1 << 30));
+  train_cmd
+      ->add_option("--eval-batches", train.eval_batches,
+                   "Held-out batches per validation (the same ones each time)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  train_cmd->add_option(
+      "--log", train.log_path,
+      "Write one JSON object per step to this file (replaced if it exists): "
+      "step, loss, lr, seconds, tokens_per_s, and where known grad_norm, val_loss and mfu "
+      "(model FLOP/s over the cluster's peak for the cores in use); flushed as "
+      "each step ends");
   train_cmd->add_option("--data", train.data_path,
                         "Train on a token dataset written by `alpa data prepare` (GPT and MoE; "
-                        "--vocab must hold its vocabulary) instead of synthetic data");
+                        "--vocab must hold its vocabulary), or on a directory of NumPy arrays "
+                        "(any model: <input>.npy per model input, samples along dim 0, and "
+                        "optionally <input>.val.npy held out), instead of synthetic data");
   train_cmd->add_option("--program", train.program_path,
                         "Run a program compiled by `alpa compile --out` instead of planning: its "
                         "devices, stages and layouts are fixed; the model flags default to the "
@@ -383,8 +398,12 @@ int main(int argc, char** argv) {
   // With --program, the model flags default to the program's unless one is given.
   auto model_given = [](const CLI::App* cmd) {
     for (const char* name :
-         {"--model", "--size", "--batch", "--seq", "--layers", "--hidden", "--heads", "--vocab",
-          "--dtype", "--optimizer", "--lr", "--momentum", "--weight-decay", "--micro-batches"})
+         {"--model",        "--size",           "--batch",       "--seq",
+          "--layers",       "--hidden",         "--heads",       "--vocab",
+          "--dtype",        "--optimizer",      "--lr",          "--momentum",
+          "--weight-decay", "--micro-batches",  "--lr-schedule", "--warmup-steps",
+          "--min-lr",       "--decay-steps",    "--clip-grad",   "--grad-norm",
+          "--loss-scale",   "--loss-scale-init"})
       if (cmd->count(name) > 0) return true;
     return false;
   };

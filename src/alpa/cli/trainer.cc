@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "alpa/ir/analysis.h"
@@ -9,6 +11,7 @@
 #include "alpa/plan/plan.h"
 #include "alpa/program/io.h"
 #include "alpa/runtime/blas.h"
+#include "alpa/runtime/executor.h"
 #include "alpa/runtime/mpi_world.h"
 #include "alpa/sim/simulator.h"
 
@@ -74,6 +77,54 @@ std::vector<double> predicted_peaks(const Program& program, const std::optional<
     }
   }
   return out;
+}
+
+// The validation loss: the forward of one whole batch on one device, with the program's
+// weights (by name), averaged over `batches` batches of the dataset's validation split.
+// (`tokens` or `arrays`: the dataset the run trains on.)
+Result<EvalFn> make_evaluator(const ModelSpec& spec, const Program& program,
+                              const TokenDataset* tokens, const ArrayDataset* arrays, int batches,
+                              uint64_t seed) {
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, 1));
+  std::vector<DataInput> inputs;
+  for (ValueId v : forward.parameters(ParamRole::kInput))
+    inputs.push_back(
+        {forward.node(v).name, forward.type(v), forward.node(v).attr<ParameterAttrs>()});
+  std::shared_ptr<DataSource> data;
+  {
+    ALPA_ASSIGN_OR_RETURN(
+        std::unique_ptr<DataSource> d,
+        tokens ? make_token_data_source(spec, inputs, *tokens, Split::kValidation, seed)
+               : make_array_data_source(inputs, *arrays, Split::kValidation, seed));
+    data = std::move(d);
+  }
+  std::map<std::string, int> param_of;
+  for (size_t p = 0; p < program.params.size(); ++p)
+    param_of[program.params[p].name] = static_cast<int>(p);
+  for (ValueId v : forward.parameters(ParamRole::kWeight))
+    if (!param_of.count(forward.node(v).name))
+      return invalid_argument(
+          cat("the program has no weight '", forward.node(v).name, "' for validation"));
+  auto executor = std::make_shared<Executor>(forward, ExecutorOptions{0});
+  const int loss_index = static_cast<int>(forward.find_output("loss") - &forward.outputs()[0]);
+  return EvalFn([=](const std::vector<Tensor>& params) -> Result<double> {
+    double sum = 0;
+    for (int b = 0; b < batches; ++b) {
+      std::vector<std::vector<float>> batch = data->batch(b);
+      std::vector<Tensor> args;
+      size_t next = 0;
+      for (ValueId v : executor->graph().parameters()) {
+        const Node& n = executor->graph().node(v);
+        if (n.attr<ParameterAttrs>().role == ParamRole::kInput)
+          args.push_back(Tensor::from_values(n.type, std::move(batch[next++])));
+        else
+          args.push_back(params[static_cast<size_t>(param_of.at(n.name))]);
+      }
+      ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> out, executor->run(std::move(args)));
+      sum += out[static_cast<size_t>(loss_index)].item();
+    }
+    return sum / batches;
+  });
 }
 
 std::vector<DataInput> data_inputs(const Program& p) {
@@ -179,7 +230,7 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   // A pipeline runs the forward and backward of its step once per micro-batch, the update once.
   for (ValueId v = 0; v < step.graph.size(); ++v)
     r.flops_per_step += node_flops(step.graph, v) *
-                        (pipelined && step.phase[v] != StepPhase::kUpdate ? r.micro_batches : 1);
+                        (pipelined && !once_per_step(step.phase[v]) ? r.micro_batches : 1);
   r.tokens_per_step = tokens_per_batch(spec);
   const bool one_device = program.num_devices == 1;
   r.threads = !one_device ? std::max(1, options.threads)
@@ -198,20 +249,50 @@ Result<TrainReport> train_model(const ModelSpec& spec, const TrainOptions& optio
   // Before the data is made: a step's data alone may not fit.
   ALPA_RETURN_IF_ERROR(admit_memory(program, lo, options.world));
   std::optional<TokenDataset> dataset;
+  std::optional<ArrayDataset> arrays;
   std::unique_ptr<DataSource> data;
-  if (!options.data_path.empty()) {
+  if (!options.data_path.empty() && ArrayDataset::looks_like(options.data_path)) {
+    const std::vector<DataInput> slots = data_inputs(program);
+    std::vector<std::string> names;
+    for (const DataInput& d : slots) names.push_back(d.name);
+    ALPA_ASSIGN_OR_RETURN(arrays, ArrayDataset::open(options.data_path, names));
+    ALPA_ASSIGN_OR_RETURN(data,
+                          make_array_data_source(slots, *arrays, Split::kTrain, options.loop.seed));
+  } else if (!options.data_path.empty()) {
     ALPA_ASSIGN_OR_RETURN(dataset, TokenDataset::open(options.data_path));
     ALPA_ASSIGN_OR_RETURN(data, make_token_data_source(spec, data_inputs(program), *dataset,
                                                        Split::kTrain, options.loop.seed));
   } else {
     ALPA_ASSIGN_OR_RETURN(data, make_data_source(spec, data_inputs(program), options.loop.seed));
   }
+  // Under several processes each makes only the rows its devices read.
+  if (options.world != nullptr && options.world->num_processes() > 1)
+    data->only_rows(input_rows(program, options.world->local_ranks()));
+  if (lo.eval_every > 0) {
+    if (!dataset && !arrays)
+      return invalid_argument("--eval-every needs held-out data",
+                              "train on a dataset (--data DIR)");
+    ALPA_ASSIGN_OR_RETURN(lo.evaluate, make_evaluator(spec, program, dataset ? &*dataset : nullptr,
+                                                      arrays ? &*arrays : nullptr,
+                                                      options.eval_batches, options.loop.seed));
+  }
   lo.run.threads_per_device = r.threads;
   lo.model = spec.name;
+  // Model FLOP utilisation: against this machine's peak (the local cluster's measured SGEMM
+  // rate per core) for the cores the devices occupy; the devices run here whatever cluster
+  // the plan was made for.
+  lo.flops_per_step = r.flops_per_step;
+  if (Result<Cluster> c = cluster_preset("local"); c.ok()) {
+    const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int cores = options.world ? r.devices * r.threads : std::min(r.devices * r.threads, hw);
+    lo.peak_flops = c->device.peak_flops_f32 * cores;
+  }
   ALPA_ASSIGN_OR_RETURN(TrainResult run, train_program(
                                              program, [&](int64_t s) { return data->batch(s); }, lo,
                                              options.world, on_step));
   static_cast<TrainResult&>(r) = std::move(run);
+  if (!r.losses.empty())
+    r.data_rows_per_step = static_cast<double>(data->rows_read()) / r.losses.size();
   r.blas_core = blas_core_name();
   return r;
 }

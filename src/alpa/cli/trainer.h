@@ -38,6 +38,10 @@ struct TrainOptions {
   std::function<void(Program&)> rewrite_program;
   // A token dataset (`alpa data prepare`) to train on instead of synthetic data.
   std::string data_path;
+  // With loop.eval_every > 0: the validation loss is the mean over this many batches of the
+  // dataset's validation split (the same batches each time), computed at process 0 on one
+  // device from the gathered weights, so every plan reports the same number.
+  int eval_batches = 4;
   // How to train it (runtime/train.h): steps, seed, checkpoints, resume, trace, profile. The
   // model name and the threads per device are filled in from the model and `threads`.
   TrainLoopOptions loop;
@@ -69,6 +73,8 @@ struct TrainReport : TrainResult {
   int64_t collectives = 0;               // communicating ops in the per-device programs
   std::vector<int> device_stage;         // per device: its stage
   std::vector<std::string> param_names;  // per program parameter (final_params' order)
+  // Rows of a dataset this process read per step, over all inputs (0: synthetic data).
+  double data_rows_per_step = 0;
 
   double tokens_per_s() const { return tokens_per_step / step_time_s(); }
   double gflops_per_s() const { return flops_per_step / step_time_s() / 1e9; }

@@ -12,6 +12,7 @@ std::string_view task_name(TaskKind t) {
   switch (t) {
     case TaskKind::kForward: return "forward";
     case TaskKind::kBackward: return "backward";
+    case TaskKind::kGradNorm: return "grad_norm";
     case TaskKind::kUpdate: return "update";
   }
   return "?";
@@ -25,6 +26,53 @@ ParamRole role_of(const Node& n) {
 
 int task_rank(TaskKind t) {
   return static_cast<int>(t);
+}
+
+// The split's transfers: one per (value, reading stage), each at the rate its tasks need.
+Status add_transfers(const Graph& g, const std::vector<std::vector<ValueId>>& users,
+                     PipelineSplit& sp) {
+  auto is_param = [&](ValueId v) { return g.node(v).op == OpKind::kParameter; };
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (sp.free[v] || sp.stage[v] == kNoStage) continue;
+    const bool param = is_param(v);
+    std::map<int, int> first_task;  // stage -> lowest task rank reading v there
+    std::map<int, bool> reads_update;
+    for (ValueId u : users[v]) {
+      if (sp.free[u] || sp.stage[u] == kNoStage) continue;
+      const int s = sp.stage[u];
+      if (s == sp.stage[v]) continue;
+      auto it = first_task.find(s);
+      const int r = task_rank(sp.task[u]);
+      if (it == first_task.end() || r < it->second) first_task[s] = r;
+      if (once_per_step(sp.task[u])) reads_update[s] = true;
+    }
+    for (const auto& [s, r] : first_task) {
+      StageTransfer t;
+      t.value = v;
+      t.from_stage = sp.stage[v];
+      t.to_stage = s;
+      t.from_task = param ? TaskKind::kForward : sp.task[v];
+      t.to_task = static_cast<TaskKind>(r);
+      if (param || once_per_step(sp.task[v])) {
+        t.rate = TransferRate::kPerStep;
+      } else if (once_per_step(t.to_task)) {
+        t.rate = TransferRate::kPerStep;
+        t.accumulated = true;
+      } else {
+        t.rate = TransferRate::kPerMicroBatch;
+        if (reads_update[s])
+          return internal_error(cat(value_ref(g, v), " is read on stage ", s,
+                                    " both per micro-batch and by the update"));
+        if (sp.task[v] == TaskKind::kBackward && t.to_task == TaskKind::kBackward &&
+            s > t.from_stage)
+          return internal_error(cat("the backward value ", value_ref(g, v), " of stage ",
+                                    t.from_stage, " is read by the backward of the later stage ",
+                                    s));
+      }
+      sp.transfers.push_back(t);
+    }
+  }
+  return ok_status();
 }
 
 }  // namespace
@@ -90,10 +138,19 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
       if (it != weight_id.end()) sp.stage[p] = sp.stage[it->second];
     }
   }
-  // Backward nodes: with their origin. A weight's gradient sums join its update.
+  // Backward nodes: with their origin. A weight's gradient sums join its update. Squared
+  // gradient norms: with their weight.
   std::vector<char> update(static_cast<size_t>(n), 0);
   for (ValueId v = 0; v < n; ++v) {
     if (sp.free[v] || is_param(v)) continue;
+    if (step.phase[v] == StepPhase::kGradNorm) {
+      const ValueId o = step.origin[v];
+      if (o == kNoValue || !is_param(o) || sp.stage[o] == kNoStage)
+        return internal_error(cat("gradient norm node ", value_ref(g, v), " has no weight"));
+      sp.stage[v] = sp.stage[o];
+      sp.task[v] = TaskKind::kGradNorm;
+      continue;
+    }
     if (step.phase[v] == StepPhase::kUpdate) {
       update[v] = 1;
       continue;
@@ -125,52 +182,19 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
     sp.stage[v] = s == num_stages ? 0 : s;
     sp.task[v] = TaskKind::kUpdate;
   }
+  // What a gradient norm reads on its stage (the gradient sums) runs before it.
+  for (ValueId v = n - 1; v >= 0; --v) {
+    if (!update[v]) continue;
+    for (ValueId u : users[v])
+      if (!sp.free[u] && sp.task[u] == TaskKind::kGradNorm && sp.stage[u] == sp.stage[v])
+        sp.task[v] = TaskKind::kGradNorm;
+  }
   for (const GraphOutput& o : g.outputs())
     if (o.alias != kNoValue && sp.stage[o.value] != sp.stage[o.alias] && !sp.free[o.value])
       return internal_error(cat("the update of ", value_ref(g, o.alias), " runs on stage ",
                                 sp.stage[o.value], " but it lives on stage ", sp.stage[o.alias]));
 
-  // Transfers: one per (value, reading stage).
-  for (ValueId v = 0; v < n; ++v) {
-    if (sp.free[v] || sp.stage[v] == kNoStage) continue;
-    const bool param = is_param(v);
-    std::map<int, int> first_task;  // stage -> lowest task rank reading v there
-    std::map<int, bool> reads_update;
-    for (ValueId u : users[v]) {
-      if (sp.free[u] || sp.stage[u] == kNoStage) continue;
-      const int s = sp.stage[u];
-      if (s == sp.stage[v]) continue;
-      auto it = first_task.find(s);
-      const int r = task_rank(sp.task[u]);
-      if (it == first_task.end() || r < it->second) first_task[s] = r;
-      if (sp.task[u] == TaskKind::kUpdate) reads_update[s] = true;
-    }
-    for (const auto& [s, r] : first_task) {
-      StageTransfer t;
-      t.value = v;
-      t.from_stage = sp.stage[v];
-      t.to_stage = s;
-      t.from_task = param ? TaskKind::kForward : sp.task[v];
-      t.to_task = static_cast<TaskKind>(r);
-      if (param || sp.task[v] == TaskKind::kUpdate) {
-        t.rate = TransferRate::kPerStep;
-      } else if (t.to_task == TaskKind::kUpdate) {
-        t.rate = TransferRate::kPerStep;
-        t.accumulated = true;
-      } else {
-        t.rate = TransferRate::kPerMicroBatch;
-        if (reads_update[s])
-          return internal_error(cat(value_ref(g, v), " is read on stage ", s,
-                                    " both per micro-batch and by the update"));
-        if (sp.task[v] == TaskKind::kBackward && t.to_task == TaskKind::kBackward &&
-            s > t.from_stage)
-          return internal_error(cat("the backward value ", value_ref(g, v), " of stage ",
-                                    t.from_stage, " is read by the backward of the later stage ",
-                                    s));
-      }
-      sp.transfers.push_back(t);
-    }
-  }
+  ALPA_RETURN_IF_ERROR(add_transfers(g, users, sp));
   return sp;
 }
 
@@ -210,7 +234,7 @@ Result<StageGraph> build_stage_graph(const TrainStep& step, const PipelineSplit&
     const ValueId id = sg.graph.add_node(std::move(node));
     sg.source.push_back(source);
     sg.task.push_back(task);
-    sg.weight.push_back(task == TaskKind::kUpdate ? 1.0 / micro_batches : 1.0);
+    sg.weight.push_back(once_per_step(task) ? 1.0 / micro_batches : 1.0);
     return id;
   };
   // 1. Weights and state held here; 2. data inputs read here; 3. received values.

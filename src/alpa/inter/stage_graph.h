@@ -38,9 +38,16 @@
 
 namespace alpa {
 
-enum class TaskKind : uint8_t { kForward, kBackward, kUpdate };
-inline constexpr int kNumTaskKinds = 3;
-std::string_view task_name(TaskKind t);  // "forward", "backward", "update"
+// grad_norm holds the squared norms of a stage's gradients (and the gradient sums they read)
+// when the step tracks the global gradient norm: it runs once per step after the last
+// backward, so that the update, which needs every stage's share, can follow it.
+enum class TaskKind : uint8_t { kForward, kBackward, kGradNorm, kUpdate };
+inline constexpr int kNumTaskKinds = 4;
+std::string_view task_name(TaskKind t);  // "forward", "backward", "grad_norm", "update"
+// Tasks that run once per step (after every micro-batch's forward and backward).
+inline bool once_per_step(TaskKind t) {
+  return t == TaskKind::kGradNorm || t == TaskKind::kUpdate;
+}
 
 // How often a value crosses from one stage to another.
 enum class TransferRate : uint8_t {

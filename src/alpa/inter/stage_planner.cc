@@ -137,9 +137,9 @@ std::vector<char> accumulated_values(const StageGraph& sg) {
   const Graph& g = sg.graph;
   std::vector<char> acc(static_cast<size_t>(g.size()), 0);
   for (ValueId u = 0; u < g.size(); ++u) {
-    if (sg.task[u] != TaskKind::kUpdate) continue;
+    if (!once_per_step(sg.task[u])) continue;
     for (ValueId v : g.node(u).operands)
-      if (sg.task[v] != TaskKind::kUpdate && g.node(v).op != OpKind::kParameter) acc[v] = 1;
+      if (!once_per_step(sg.task[v]) && g.node(v).op != OpKind::kParameter) acc[v] = 1;
   }
   return acc;
 }
@@ -155,7 +155,7 @@ void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes
   for (ValueId v = 0; v < g.size(); ++v) {
     if (p.strategy[v] < 0) continue;  // free
     const TaskKind t = sg.task[v];
-    if (t == TaskKind::kUpdate) continue;
+    if (once_per_step(t)) continue;
     const bool param = g.node(v).op == OpKind::kParameter;
     bool read_by_b = false;
     for (ValueId u : users[v]) read_by_b = read_by_b || sg.task[u] == TaskKind::kBackward;

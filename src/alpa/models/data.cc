@@ -53,6 +53,16 @@ class GptData : public DataSource {
   std::vector<int64_t> perms_[2];
 };
 
+// Per input, whether each of `batch` rows is in its ranges.
+std::vector<std::vector<char>> row_mask(const std::vector<RowRanges>& rows, int64_t batch) {
+  std::vector<std::vector<char>> mask(rows.size(), std::vector<char>(static_cast<size_t>(batch)));
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (const auto& [lo, hi] : rows[i])
+      for (int64_t r = std::max<int64_t>(lo, 0); r < std::min(hi, batch); ++r)
+        mask[i][static_cast<size_t>(r)] = 1;
+  return mask;
+}
+
 // Random windows of a token dataset.
 class TokenWindows : public DataSource {
  public:
@@ -63,20 +73,27 @@ class TokenWindows : public DataSource {
     std::vector<float> tokens(static_cast<size_t>(batch_ * seq_)), labels(tokens.size());
     const auto windows = static_cast<uint64_t>(ds_.size(split_) - seq_);
     for (int64_t b = 0; b < batch_; ++b) {
-      const auto o = static_cast<int64_t>(rng.below(windows));
+      const auto o = static_cast<int64_t>(rng.below(windows));  // drawn for every row
+      const bool want_tokens = wanted(0, b), want_labels = wanted(1, b);
+      rows_read_ += want_tokens + want_labels;
       for (int64_t t = 0; t < seq_; ++t) {
-        tokens[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t));
-        labels[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t + 1));
+        if (want_tokens) tokens[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t));
+        if (want_labels) labels[b * seq_ + t] = static_cast<float>(ds_.token(split_, o + t + 1));
       }
     }
     return {std::move(tokens), std::move(labels)};
   }
+  void only_rows(std::vector<RowRanges> rows) override { mask_ = row_mask(rows, batch_); }
 
  private:
+  bool wanted(size_t input, int64_t row) const {
+    return mask_.empty() || mask_[input][static_cast<size_t>(row)];
+  }
   const TokenDataset& ds_;
   Split split_;
   int64_t batch_, seq_;
   uint64_t seed_;
+  std::vector<std::vector<char>> mask_;  // per input and row (empty: every row)
 };
 
 class MlpData : public DataSource {
@@ -175,6 +192,59 @@ class PatternImages : public DataSource {
   std::vector<float> patterns_;
 };
 
+// Samples of a directory of arrays: the step's rows drawn without replacement, epoch by epoch,
+// in an order shuffled from (seed, epoch).
+class ArrayBatches : public DataSource {
+ public:
+  ArrayBatches(const ArrayDataset& ds, Split split, size_t inputs, int64_t batch, uint64_t seed)
+      : ds_(ds), split_(split), inputs_(inputs), batch_(batch), seed_(seed) {}
+  std::vector<std::vector<float>> batch(int64_t step) override {
+    const size_t n_inputs = inputs_;
+    std::vector<std::vector<float>> out(n_inputs);
+    for (size_t i = 0; i < n_inputs; ++i)
+      out[i].resize(static_cast<size_t>(batch_ * array(i).row_size()));
+    const int64_t rows = array(0).rows();
+    for (int64_t b = 0; b < batch_; ++b) {
+      const int64_t g = step * batch_ + b;
+      const int64_t row = order(g / rows)[static_cast<size_t>(g % rows)];
+      for (size_t i = 0; i < n_inputs; ++i)
+        if (mask_.empty() || mask_[i][static_cast<size_t>(b)]) {
+          array(i).read_row(row, out[i].data() + b * array(i).row_size());
+          ++rows_read_;
+        }
+    }
+    return out;
+  }
+  void only_rows(std::vector<RowRanges> rows) override { mask_ = row_mask(rows, batch_); }
+
+ private:
+  const NpyArray& array(size_t i) const {
+    return split_ == Split::kTrain ? ds_.train(i) : *ds_.validation(i);
+  }
+  const std::vector<int64_t>& order(int64_t epoch) {
+    if (epoch != epoch_) {
+      const int64_t rows = array(0).rows();
+      order_.resize(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) order_[static_cast<size_t>(r)] = r;
+      Rng rng = Rng(seed_ ^ 0xa77a5ull).fork(static_cast<uint64_t>(epoch) + 1);
+      for (int64_t r = rows - 1; r > 0; --r)
+        std::swap(order_[static_cast<size_t>(r)],
+                  order_[static_cast<size_t>(rng.below(static_cast<uint64_t>(r) + 1))]);
+      epoch_ = epoch;
+    }
+    return order_;
+  }
+
+  const ArrayDataset& ds_;
+  Split split_;
+  size_t inputs_;
+  int64_t batch_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> order_;
+  std::vector<std::vector<char>> mask_;  // per input and row (empty: every row)
+};
+
 class FixedData : public DataSource {
  public:
   FixedData(const std::vector<DataInput>& inputs, uint64_t seed) {
@@ -212,6 +282,35 @@ Result<std::unique_ptr<DataSource>> make_token_data_source(const ModelSpec& spec
         "tokenize more text, or shorten --seq");
   return std::unique_ptr<DataSource>(
       std::make_unique<TokenWindows>(dataset, split, s[0], s[1], seed));
+}
+
+Result<std::unique_ptr<DataSource>> make_array_data_source(const std::vector<DataInput>& slots,
+                                                           const ArrayDataset& dataset, Split split,
+                                                           uint64_t seed) {
+  if (split == Split::kValidation && dataset.validation(0) == nullptr)
+    return invalid_argument("the arrays have no held-out samples for validation",
+                            "save them as <input>.val.npy beside each <input>.npy");
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const NpyArray& a = split == Split::kTrain ? dataset.train(i) : *dataset.validation(i);
+    const Shape& want = slots[i].type.shape;
+    std::vector<int64_t> per_sample(a.shape().begin() + 1, a.shape().end());
+    std::vector<int64_t> want_sample(want.begin() + (want.empty() ? 0 : 1), want.end());
+    if (per_sample != want_sample) {
+      std::string got = "(", need = "(";
+      for (int64_t e : per_sample) got += cat(e, ", ");
+      for (int64_t e : want_sample) need += cat(e, ", ");
+      return invalid_argument(cat(a.path(), ": each sample has shape ", got, "), but the model's ",
+                                  "input '", slots[i].name, "' takes samples of shape ", need, ")"),
+                              "save the samples along dim 0 with the model input's other dims, "
+                              "or change the model flags");
+    }
+    if (!want.empty() && want[0] != slots[0].type.shape[0])
+      return invalid_argument("the model's inputs hold different numbers of samples per step");
+  }
+  if (slots.empty() || slots[0].type.shape.empty())
+    return invalid_argument("the model has no batched input to read arrays into");
+  return std::unique_ptr<DataSource>(
+      std::make_unique<ArrayBatches>(dataset, split, slots.size(), slots[0].type.shape[0], seed));
 }
 
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,

@@ -22,6 +22,7 @@
 #include <memory>
 #include <vector>
 
+#include "alpa/data/npy.h"
 #include "alpa/data/token_dataset.h"
 #include "alpa/ir/graph.h"
 #include "alpa/models/registry.h"
@@ -29,11 +30,23 @@
 
 namespace alpa {
 
+// Rows [begin, end) along dim 0 of one input, sorted and disjoint.
+using RowRanges = std::vector<std::pair<int64_t, int64_t>>;
+
 class DataSource {
  public:
   virtual ~DataSource() = default;
   // One vector of values per input parameter of the training graph, in parameter order.
   virtual std::vector<std::vector<float>> batch(int64_t step) = 0;
+  // From now on, make only these rows of each input (in order; the others stay zero): a
+  // process reads only the samples its devices take. The samples of a row do not change.
+  // Sources that generate their data (synthetic) make every row.
+  virtual void only_rows(std::vector<RowRanges> rows) { (void)rows; }
+  // Rows read from a dataset so far, over all inputs.
+  int64_t rows_read() const { return rows_read_; }
+
+ protected:
+  int64_t rows_read_ = 0;
 };
 
 // A data input of the step that will run: its name, whole type (every micro-batch) and how a
@@ -54,6 +67,12 @@ Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec,
 Result<std::unique_ptr<DataSource>> make_token_data_source(const ModelSpec& spec,
                                                            const std::vector<DataInput>& inputs,
                                                            const TokenDataset& dataset, Split split,
+                                                           uint64_t seed);
+// Batches of a directory of NumPy arrays (data/npy.h), one per input of `slots` in order (the
+// dataset opened with their names): each step's rows drawn without replacement, epoch after
+// epoch, in an order shuffled from (seed, epoch); each sample's shape must be the input's.
+Result<std::unique_ptr<DataSource>> make_array_data_source(const std::vector<DataInput>& slots,
+                                                           const ArrayDataset& dataset, Split split,
                                                            uint64_t seed);
 // The same for the input parameters of `graph` (usually the training step).
 Result<std::unique_ptr<DataSource>> make_data_source(const ModelSpec& spec, const Graph& graph,

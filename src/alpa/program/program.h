@@ -56,6 +56,9 @@ struct StepParam {
 
   friend bool operator==(const StepParam&, const StepParam&) = default;
 };
+inline bool is_input(const StepParam& p) {
+  return p.attrs.role == ParamRole::kInput;
+}
 
 enum class ValueKind : uint8_t {
   kOwned,     // a weight or state the stage holds across steps (param: its StepParam)

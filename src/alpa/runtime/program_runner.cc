@@ -159,13 +159,33 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
   return ok_status();
 }
 
-Result<std::vector<Tensor>> ProgramRunner::gather_parameters() {
-  std::vector<Tensor> out(program_.params.size());
+Status ProgramRunner::set_parameter(int param, const Tensor& whole) {
+  if (param < 0 || param >= static_cast<int>(program_.params.size()))
+    return invalid_argument(cat("set_parameter: no parameter ", param));
+  const StepParam& sp = program_.params[static_cast<size_t>(param)];
+  if (whole.type() != sp.type)
+    return invalid_argument(cat("parameter '", sp.name, "' has type ", sp.type.to_string(),
+                                ", not ", whole.type().to_string()));
+  for (int r : local_) {
+    Device& d = device(r);
+    const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
+    for (size_t v = 0; v < st.values.size(); ++v) {
+      const StageValue& x = st.values[v];
+      if (x.kind != ValueKind::kOwned || x.param != param) continue;
+      d.owned[static_cast<int>(v)] =
+          backend_->upload(shard_tensor(whole, x.layout, st.mesh.shape, d.ctx.coords));
+    }
+  }
+  return ok_status();
+}
+
+Result<Tensor> ProgramRunner::gather_parameter(int param) {
+  Tensor out;
   for (size_t s = 0; s < program_.stages.size(); ++s) {
     const Stage& st = program_.stages[s];
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
-      if (x.kind != ValueKind::kOwned) continue;
+      if (x.kind != ValueKind::kOwned || x.param != param) continue;
       std::vector<Tensor> scratch(static_cast<size_t>(num_devices()));
       auto block = [&](int rank) -> const Tensor* {
         if (rank < 0 || rank >= num_devices() || !devices_[static_cast<size_t>(rank)])
@@ -177,10 +197,18 @@ Result<std::vector<Tensor>> ProgramRunner::gather_parameters() {
       };
       ALPA_ASSIGN_OR_RETURN(Tensor t, gather_tensor(*world_, 0, x.layout, st.mesh, x.type, block,
                                                     kGatherTag + x.param));
-      Tensor& slot = out[static_cast<size_t>(x.param)];
-      if (t.size() > 0 || slot.size() == 0) slot = std::move(t);
+      if (t.size() > 0 || out.size() == 0) out = std::move(t);
     }
   }
+  return out;
+}
+
+Result<std::vector<Tensor>> ProgramRunner::gather_parameters() {
+  std::vector<Tensor> out(program_.params.size());
+  for (size_t p = 0; p < program_.params.size(); ++p)
+    if (!is_input(program_.params[p])) {
+      ALPA_ASSIGN_OR_RETURN(out[p], gather_parameter(static_cast<int>(p)));
+    }
   return out;
 }
 

@@ -65,6 +65,9 @@ class ProgramRunner {
   // Sets the weights and state: one whole tensor per Program::params entry (data inputs may be
   // empty tensors); each owning device of this process keeps its block.
   Status load_parameters(const std::vector<Tensor>& whole);
+  // Sets one weight or state (Program::params index `param`) on its owning devices of this
+  // process, e.g. the scheduled learning rate before a step.
+  Status set_parameter(int param, const Tensor& whole);
 
   // One training step. `inputs`: one whole tensor per Program::params entry; the data inputs
   // hold every micro-batch along dim 0, the others are ignored (may be empty). Returns the
@@ -75,6 +78,8 @@ class ProgramRunner {
   // at the process of world rank 0 (other processes get empty tensors). Process-level under
   // MPI: every process calls it.
   Result<std::vector<Tensor>> gather_parameters();
+  // One of them (an empty tensor at other processes, and for a data input).
+  Result<Tensor> gather_parameter(int param);
 
   // This process's blocks of the weights and state, each element once (the primary copy of a
   // replicated block; a weight owned by several stages: its first owner's), for a checkpoint:

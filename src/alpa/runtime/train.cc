@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <numbers>
 #include <sstream>
+#include <string_view>
 
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/init.h"
@@ -15,10 +17,6 @@ namespace alpa {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-bool is_input(const StepParam& p) {
-  return p.attrs.role == ParamRole::kInput;
-}
 
 // The step's tensors for the runner: the batch's values in the input slots, nothing else.
 std::vector<Tensor> step_inputs(const Program& program, std::vector<std::vector<float>> batch) {
@@ -217,6 +215,45 @@ Status apply_initial_weights(const Program& program, const TrainLoopOptions& o,
   return ok_status();
 }
 
+// The index of the program's f32 scalar state `name`, or -1.
+int scalar_state(const Program& p, std::string_view name) {
+  for (size_t i = 0; i < p.params.size(); ++i)
+    if (p.params[i].name == name && p.params[i].attrs.role == ParamRole::kState &&
+        p.params[i].type.rank() == 0)
+      return static_cast<int>(i);
+  return -1;
+}
+
+// What the step's scalars need from the options, checked before anything runs.
+Status check_step_scalars(const Program& program, const TrainLoopOptions& o) {
+  const bool scheduled = scalar_state(program, "lr") >= 0;
+  if (scheduled && !o.schedule)
+    return invalid_argument("the program reads a scheduled learning rate, but no schedule is given",
+                            "give --lr-schedule (and --warmup-steps) as when it was compiled");
+  if (!scheduled && o.schedule)
+    return invalid_argument(
+        "a learning-rate schedule is given for a program compiled with a "
+        "constant rate",
+        "compile it with the schedule flags, or drop them");
+  if (o.eval_every < 0)
+    return invalid_argument(cat("--eval-every must be >= 0, got ", o.eval_every));
+  if (o.eval_every > 0 && !o.evaluate)
+    return invalid_argument("--eval-every needs held-out data", "train on a dataset (--data DIR)");
+  return ok_status();
+}
+
+// Validation after `step` when it is due: the weights gathered (every process takes part) and
+// evaluated at process 0.
+Status maybe_evaluate(ProgramRunner& runner, const TrainLoopOptions& o, int step,
+                      StepReport& report, TrainResult& r) {
+  if (o.eval_every <= 0 || (step % o.eval_every != 0 && step != o.steps)) return ok_status();
+  ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> params, runner.gather_parameters());
+  if (runner.world().process_index() != 0) return ok_status();
+  ALPA_ASSIGN_OR_RETURN(report.val_loss, o.evaluate(params));
+  r.val_losses.emplace_back(step, report.val_loss);
+  return ok_status();
+}
+
 Status resume(ProgramRunner& runner, const TrainLoopOptions& o, TrainResult& r) {
   ALPA_ASSIGN_OR_RETURN(LoadedCheckpoint ck, read_checkpoint(o.resume));
   ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> whole, checkpoint_state(ck, runner.program(), o.model));
@@ -239,6 +276,73 @@ double TrainResult::step_time_s() const {
                         step_seconds.end());
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+double LrSchedule::at(int step) const {
+  if (warmup > 0 && step <= warmup) return peak * step / warmup;
+  if (kind == Kind::kConstant || decay_steps <= warmup) return peak;
+  const double progress =
+      std::clamp(static_cast<double>(step - warmup) / (decay_steps - warmup), 0.0, 1.0);
+  if (kind == Kind::kLinear) return peak - (peak - floor) * progress;
+  return floor + 0.5 * (peak - floor) * (1.0 + std::cos(std::numbers::pi * progress));
+}
+
+Result<LrSchedule::Kind> parse_lr_schedule(std::string_view name) {
+  if (name == "constant") return LrSchedule::Kind::kConstant;
+  if (name == "cosine") return LrSchedule::Kind::kCosine;
+  if (name == "linear") return LrSchedule::Kind::kLinear;
+  return invalid_argument(cat("unknown learning-rate schedule '", name, "'"),
+                          "use constant, cosine or linear");
+}
+
+std::string_view lr_schedule_name(LrSchedule::Kind kind) {
+  switch (kind) {
+    case LrSchedule::Kind::kConstant: return "constant";
+    case LrSchedule::Kind::kCosine: return "cosine";
+    case LrSchedule::Kind::kLinear: return "linear";
+  }
+  return "?";
+}
+
+std::vector<std::vector<std::pair<int64_t, int64_t>>> input_rows(const Program& program,
+                                                                 const std::vector<int>& devices) {
+  std::vector<int> input_of(program.params.size(), -1);
+  int inputs = 0;
+  for (size_t p = 0; p < program.params.size(); ++p)
+    if (is_input(program.params[p])) input_of[p] = inputs++;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(static_cast<size_t>(inputs));
+  for (int d : devices) {
+    const int s = stage_of_device(program, d);
+    if (s < 0) continue;
+    const Stage& st = program.stages[static_cast<size_t>(s)];
+    const MeshCoords coords = st.mesh.coords_of(d);
+    for (const StageValue& v : st.values) {
+      if (v.kind != ValueKind::kInput || v.param < 0) continue;
+      auto& out = rows[static_cast<size_t>(input_of[static_cast<size_t>(v.param)])];
+      const TensorType& whole = program.params[static_cast<size_t>(v.param)].type;
+      if (v.type.rank() == 0 || whole.rank() == 0) {
+        out.emplace_back(0, whole.rank() == 0 ? 1 : whole.shape[0]);
+        continue;
+      }
+      // A per-micro-batch value holds rows m*b .. (m+1)*b of the step's input for RUN m.
+      const int64_t b = v.type.shape[0], count = std::max<int64_t>(1, whole.shape[0] / b);
+      const ShardingSpec spec = v.layout.canonical(st.mesh.shape);
+      const int64_t off = shard_offsets(spec, v.type.shape, st.mesh.shape, coords)[0];
+      const int64_t ext = spec.local_shape(v.type.shape, st.mesh.shape)[0];
+      for (int64_t m = 0; m < count; ++m) out.emplace_back(m * b + off, m * b + off + ext);
+    }
+  }
+  for (auto& r : rows) {  // sorted, merged
+    std::sort(r.begin(), r.end());
+    std::vector<std::pair<int64_t, int64_t>> merged;
+    for (const auto& x : r)
+      if (!merged.empty() && x.first <= merged.back().second)
+        merged.back().second = std::max(merged.back().second, x.second);
+      else
+        merged.push_back(x);
+    r = std::move(merged);
+  }
+  return rows;
 }
 
 std::string describe_program(const Program& p) {
@@ -305,6 +409,7 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
   if (o.steps < 1) return invalid_argument(cat("--steps must be >= 1, got ", o.steps));
   if (o.checkpoint_every < 0)
     return invalid_argument(cat("--checkpoint-every must be >= 0, got ", o.checkpoint_every));
+  ALPA_RETURN_IF_ERROR(check_step_scalars(program, o));
   ALPA_RETURN_IF_ERROR(admit_memory(program, o, world));
   RunOptions ro = o.run;
   ro.record_trace = ro.record_trace || !o.trace_path.empty();
@@ -324,11 +429,28 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
   if (!o.resume.empty()) ALPA_RETURN_IF_ERROR(resume(runner, o, r));
   std::vector<Tensor> last_inputs;
   std::vector<double> node_seconds;
+  const int lr_param = scalar_state(program, "lr");
+  const int norm_param = scalar_state(program, "grad_norm");
   for (int step = r.first_step; step <= o.steps; ++step) {
+    StepReport report{step};
+    if (lr_param >= 0) {
+      report.lr = o.schedule->at(step);
+      ALPA_RETURN_IF_ERROR(runner.set_parameter(
+          lr_param, Tensor::from_values({DType::kF32, {}}, {static_cast<float>(report.lr)})));
+    }
+    const Clock::time_point d0 = Clock::now();
     std::vector<Tensor> inputs = step_inputs(program, batches(step - 1 + o.data_offset));
+    r.data_seconds.push_back(std::chrono::duration<double>(Clock::now() - d0).count());
     const Clock::time_point t0 = Clock::now();
     ALPA_ASSIGN_OR_RETURN(double loss, runner.run_step(inputs));
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (norm_param >= 0) {
+      ALPA_ASSIGN_OR_RETURN(Tensor norm, runner.gather_parameter(norm_param));
+      if (norm.size() > 0) {
+        report.grad_norm = norm.item();
+        r.grad_norms.push_back(report.grad_norm);
+      }
+    }
     if (!std::isfinite(loss))
       return failed_precondition(cat("the loss became ", loss, " at step ", step),
                                  "lower the learning rate (--lr)");
@@ -337,7 +459,12 @@ Result<TrainResult> train_program(const Program& program, const BatchFn& batches
     if (o.profile && (step > r.first_step || o.steps == r.first_step))
       add_profile(runner, node_seconds, r);
     if (o.keep_final_params) last_inputs = std::move(inputs);
-    if (on_step) on_step(StepReport{step, loss, seconds});
+    report.loss = loss;
+    report.seconds = seconds;
+    if (o.peak_flops > 0 && o.flops_per_step > 0 && seconds > 0)
+      report.mfu = o.flops_per_step / seconds / o.peak_flops;
+    ALPA_RETURN_IF_ERROR(maybe_evaluate(runner, o, step, report, r));
+    if (on_step) on_step(report);
     if (!o.checkpoint_dir.empty() &&
         (step == o.steps || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)))
       ALPA_RETURN_IF_ERROR(save_checkpoint(runner, o, step, r));

@@ -10,8 +10,10 @@
 // Not a planner and not a model: the program, the batches and the world are given.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,25 @@ namespace alpa {
 // The data of step `step` (0-based): one vector of values per data input of the program, in
 // the program's parameter order, each holding every micro-batch.
 using BatchFn = std::function<std::vector<std::vector<float>>(int64_t step)>;
+
+// A learning-rate schedule (steps are 1-based): a linear warmup from 0 over `warmup` steps to
+// `peak`, then constant, or a cosine or linear decay to `floor` at step `decay_steps`, and
+// `floor` after it (as nanoGPT and Megatron-LM schedule).
+struct LrSchedule {
+  enum class Kind : uint8_t { kConstant, kCosine, kLinear };
+  Kind kind = Kind::kConstant;
+  double peak = 1e-3;
+  int warmup = 0;
+  double floor = 0;
+  int decay_steps = 0;  // <= warmup: no decay
+  double at(int step) const;
+};
+Result<LrSchedule::Kind> parse_lr_schedule(std::string_view name);
+std::string_view lr_schedule_name(LrSchedule::Kind kind);
+
+// Validation: the loss of whole weights on held-out data (called at process 0 with every
+// program parameter, whole, data inputs empty).
+using EvalFn = std::function<Result<double>(const std::vector<Tensor>& params)>;
 
 struct TrainLoopOptions {
   int steps = 20;
@@ -51,6 +72,16 @@ struct TrainLoopOptions {
   std::string trace_path;
   bool profile = false;            // time per op kind and the slowest nodes of device 0
   bool keep_final_params = false;  // report the trained weights and state, whole
+  // A program with a scheduled learning rate (its "lr" state) gets schedule.at(step) before
+  // each step; it must be given for such a program and only for it.
+  std::optional<LrSchedule> schedule;
+  // Every eval_every steps and after the last (eval_every > 0), the weights are gathered to
+  // process 0 and `evaluate` gives the validation loss.
+  int eval_every = 0;
+  EvalFn evaluate;
+  // For StepReport::mfu: the model FLOPs of one step and the peak FLOP/s of what runs it.
+  double flops_per_step = 0;
+  double peak_flops = 0;
   // Memory admission: per device, the peak the cost model predicts (bytes of f32 storage;
   // empty: each device's weights and state are counted, nothing more). Before anything is
   // allocated, the driver's whole initial weights plus this process's devices' peaks must
@@ -78,6 +109,10 @@ struct StepReport {
   int step = 0;  // 1-based
   double loss = 0;
   double seconds = 0;
+  double lr = std::nan("");         // the scheduled rate of the step (NaN: constant)
+  double grad_norm = std::nan("");  // the global gradient norm before clipping (NaN: untracked)
+  double val_loss = std::nan("");   // after the step, when evaluated (NaN: not this step)
+  double mfu = std::nan("");        // model FLOP/s over peak FLOP/s (NaN: no peak given)
 };
 
 struct TrainResult {
@@ -86,6 +121,9 @@ struct TrainResult {
   std::vector<std::string> checkpoints;  // step directories written
   std::vector<double> losses;            // steps first_step .. steps
   std::vector<double> step_seconds;
+  std::vector<double> data_seconds;  // per step: making its batch (reading, shuffling)
+  std::vector<double> grad_norms;    // per step, when the program tracks the norm (process 0)
+  std::vector<std::pair<int, double>> val_losses;  // (step, validation loss), process 0
   std::vector<double> seconds_by_op;  // per OpKind, device 0, summed over steps after the first
   struct NodeTime {
     std::string what;  // "%12 mul f32[8,256,512] fused: sub, exp, mul"
@@ -107,6 +145,13 @@ struct TrainResult {
 Result<TrainResult> train_program(const Program& program, const BatchFn& batches,
                                   const TrainLoopOptions& options, World* world = nullptr,
                                   const std::function<void(const StepReport&)>& on_step = {});
+
+// The rows (along dim 0, [begin, end), sorted and disjoint) of each data input, in the order
+// of the program's input parameters, that `devices` read: a data-parallel group only its own
+// samples, a pipeline's stages only the inputs they take (the first the tokens, the last the
+// labels), each micro-batch's share. A process makes only these rows of a step's data.
+std::vector<std::vector<std::pair<int64_t, int64_t>>> input_rows(const Program& program,
+                                                                 const std::vector<int>& devices);
 
 // "mesh 2x2", "one device", "pipeline of 2 stages on 4 devices, 4 micro-batches".
 std::string describe_program(const Program& program);

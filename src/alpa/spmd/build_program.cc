@@ -138,11 +138,11 @@ Status prepare_stage(StageBuild& st, const PipelineSplit& split, int s) {
     st.stored[v] = spec;
     const TaskKind task = sg.task[v];
     if (st.kind[v] == ValueKind::kOwned) st.per_step[v] = 1;
-    if (st.kind[v] == ValueKind::kComputed && task == TaskKind::kUpdate) st.per_step[v] = 1;
-    if (st.kind[v] == ValueKind::kComputed && task != TaskKind::kUpdate &&
+    if (st.kind[v] == ValueKind::kComputed && once_per_step(task)) st.per_step[v] = 1;
+    if (st.kind[v] == ValueKind::kComputed && !once_per_step(task) &&
         g.node(v).op != OpKind::kParameter) {
       bool acc = sg.loss_output >= 0 && g.outputs()[sg.loss_output].value == v;
-      for (ValueId u : users[v]) acc = acc || sg.task[u] == TaskKind::kUpdate;
+      for (ValueId u : users[v]) acc = acc || once_per_step(sg.task[u]);
       st.accumulated[v] = acc;
     }
   }
@@ -253,19 +253,23 @@ void emit_instructions(StageBuild& st, int s, const std::vector<ScheduleStep>& o
   }
   each([&](const StageTransfer& tr) { return tr.from_stage == s && tr.accumulated; },
        [&](int t) { emit(InstrKind::kSend, -1, t); });
-  each(
-      [&](const StageTransfer& tr) {
-        return tr.to_stage == s && tr.rate == TransferRate::kPerStep && !is_param(tr.value);
-      },
-      [&](int t) { emit(InstrKind::kRecv, -1, t); });
-  if (!st.tasks[static_cast<int>(TaskKind::kUpdate)].empty)
-    emit(InstrKind::kRun, -1, -1, static_cast<int>(TaskKind::kUpdate));
-  each(
-      [&](const StageTransfer& tr) {
-        return tr.from_stage == s && tr.rate == TransferRate::kPerStep && !tr.accumulated &&
-               !is_param(tr.value);
-      },
-      [&](int t) { emit(InstrKind::kSend, -1, t); });
+  // Once per step: the gradient norms, then the update, each after what it receives.
+  for (TaskKind task : {TaskKind::kGradNorm, TaskKind::kUpdate}) {
+    each(
+        [&](const StageTransfer& tr) {
+          return tr.to_stage == s && tr.rate == TransferRate::kPerStep && !is_param(tr.value) &&
+                 tr.to_task == task;
+        },
+        [&](int t) { emit(InstrKind::kRecv, -1, t); });
+    if (!st.tasks[static_cast<int>(task)].empty)
+      emit(InstrKind::kRun, -1, -1, static_cast<int>(task));
+    each(
+        [&](const StageTransfer& tr) {
+          return tr.from_stage == s && tr.rate == TransferRate::kPerStep && !tr.accumulated &&
+                 !is_param(tr.value) && tr.from_task == task;
+        },
+        [&](int t) { emit(InstrKind::kSend, -1, t); });
+  }
 }
 
 using Key = std::pair<ValueId, int>;
@@ -358,7 +362,8 @@ Stage finish_stage(const StageBuild& st, const Graph& step_graph,
       x.accumulated = st.accumulated[v];
       out.values.push_back(std::move(x));
     }
-  int task_index[kNumTaskKinds] = {-1, -1, -1};
+  int task_index[kNumTaskKinds];
+  std::fill(std::begin(task_index), std::end(task_index), -1);
   for (int k = 0; k < kNumTaskKinds; ++k) {
     const TaskBuild& tb = st.tasks[k];
     if (tb.empty) continue;
