@@ -199,6 +199,9 @@ Status convert_node(Ctx& c, const onnx::NodeProto& n) {
     ALPA_ASSIGN_OR_RETURN(OValue v, fetch(c, n, n.input(i), bn && (i == 3 || i == 4)));
     in.push_back(std::move(v));
   }
+  if (n.output_size() < 1)
+    return onnx_import::node_error(c, n, "the node has no outputs",
+                                   "every operator this importer reads has at least one");
   std::vector<OValue> out(static_cast<size_t>(n.output_size()));
   ALPA_RETURN_IF_ERROR(conv->second(c, n, in, out));
   if (!c.b.ok())
