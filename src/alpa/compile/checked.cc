@@ -67,8 +67,9 @@ Result<Program> pipeline_program(const TrainStep& step, const MaterializedPipeli
   PipelineBuildOptions bo;
   bo.schedule = schedule;
   bo.micro_batches = micro_batches;
-  return build_pipeline_program(step, pipeline.split, pipeline.graphs, pipeline.plans,
-                                pipeline.placements, bo);
+  // A stage that recomputes: the split is of the rematerialized step.
+  return build_pipeline_program(pipeline.remat_step ? *pipeline.remat_step : step, pipeline.split,
+                                pipeline.graphs, pipeline.plans, pipeline.placements, bo);
 }
 
 Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,

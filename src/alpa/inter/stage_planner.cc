@@ -108,6 +108,7 @@ struct StageCost {
   double peak_bytes = 0;   // one micro-batch in flight, accumulators included
   double acc_bytes = 0;    // gradient accumulators (held across micro-batches)
   double stash_bytes = 0;  // per extra micro-batch in flight
+  RematMode remat = RematMode::kNone;
   ShardingPlan plan;
   double time() const { return compute_s + communication_s + transfer_s; }
   // Later stages that fit in `memory` (-1: not even this stage alone).
@@ -127,6 +128,7 @@ void set_figures(PlannedStage& ps, const StageCost& c, int successors, double me
   ps.communication_s = c.communication_s;
   ps.transfer_s = c.transfer_s;
   ps.stash_bytes = c.stash_bytes;
+  ps.remat = c.remat;
   ps.max_succ = c.max_succ(memory);
   ps.peak_memory_bytes = c.peak_bytes + successors * c.stash_bytes;
 }
@@ -228,6 +230,64 @@ StageCost fit_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& 
   StageCost b = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, budget,
                             include_transfer, solves, received_across);
   return b.solved ? b : c;
+}
+
+// The per-layer figures of every rematerialization mode (remat.h) of one micro-batch's step.
+struct RematTable {
+  RematLayerStats none, selective, full;
+  const RematLayerStats& of(RematMode m) const {
+    return m == RematMode::kFull ? full : m == RematMode::kSelective ? selective : none;
+  }
+};
+
+RematTable remat_table(const TrainStep& step, const LayerClustering& layers) {
+  const std::vector<int> seg = segments_from_layers(step, layers.layer_of);
+  RematTable t;
+  t.none = remat_layer_stats(step, seg, layers.num_layers, RematMode::kNone);
+  t.selective = remat_layer_stats(step, seg, layers.num_layers, RematMode::kSelective);
+  t.full = remat_layer_stats(step, seg, layers.num_layers, RematMode::kFull);
+  return t;
+}
+
+// Layers [l, r] of a stage under `mode`, priced from its plan without recomputation: the
+// recomputed FLOPs add to its compute time at the plan's own seconds per FLOP; the stash
+// shrinks by the mode's share (in the plan's layouts), and one micro-batch's peak by what it
+// no longer stashes, less one layer's recomputed activations (live during its backward).
+StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode mode) {
+  if (!base.solved || mode == RematMode::kNone || mode == RematMode::kAuto) return base;
+  const RematLayerStats& none = t.none;
+  const RematLayerStats& m = t.of(mode);
+  double stash0 = 0, stash1 = 0, flops = 0, extra = 0, layer_saved = 0;
+  for (int x = l; x <= r && x < static_cast<int>(none.flops.size()); ++x) {
+    stash0 += none.stash_bytes[x];
+    stash1 += m.stash_bytes[x];
+    flops += none.flops[x];
+    extra += m.recompute_flops[x];
+    layer_saved = std::max(layer_saved, none.stash_bytes[x] - m.stash_bytes[x]);
+  }
+  StageCost c = base;
+  c.remat = mode;
+  if (flops > 0) c.compute_s = base.compute_s * (1 + extra / flops);
+  if (stash0 <= 0) return c;
+  const double scale = base.stash_bytes / stash0;  // local bytes per byte
+  c.stash_bytes = stash1 * scale;
+  c.peak_bytes = base.peak_bytes - (base.stash_bytes - c.stash_bytes) + layer_saved * scale;
+  return c;
+}
+
+// The mode of layers [l, r] with `successors` later stages: the forced one, or (kAuto) none if
+// it fits, else the fastest mode that fits (none if nothing does).
+StageCost choose_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode policy,
+                       double memory, int successors) {
+  if (policy != RematMode::kAuto) return with_remat(base, t, l, r, policy);
+  if (!base.solved || base.max_succ(memory) >= successors) return base;
+  StageCost best = base;
+  for (RematMode m : {RematMode::kSelective, RematMode::kFull}) {
+    StageCost c = with_remat(base, t, l, r, m);
+    if (c.max_succ(memory) < successors) continue;
+    if (best.max_succ(memory) < successors || c.time() < best.time()) best = std::move(c);
+  }
+  return best;
 }
 
 // Intra-op options for costing a candidate stage on a logical mesh: its batch axis, and the
@@ -545,6 +605,11 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
                                 const Cluster& cluster, const PipelinePlannerOptions& o,
                                 double memory, PipelinePlan& plan) {
   if (plan.stages.size() < 2) return ok_status();
+  // The balancer re-solves stages without recomputation: stages that recompute keep the DP's
+  // boundaries and figures.
+  if (o.remat == RematMode::kFull || o.remat == RematMode::kSelective) return ok_status();
+  for (const PlannedStage& ps : plan.stages)
+    if (ps.remat != RematMode::kNone) return ok_status();
   const Clock::time_point t0 = Clock::now();
   const Status st = StageBalancer(step, ops, cluster, o, memory, plan).run();
   plan.balance_s += since(t0);
@@ -636,6 +701,7 @@ class FixedPlanner {
     ALPA_ASSIGN_OR_RETURN(plan_.layers, choose_layers(step_, ops_, o_, step_hashes_));
     plan_.clustering_s = since(t0);
     L_ = plan_.layers.num_layers;
+    if (o_.remat != RematMode::kNone) remat_ = remat_table(step_, plan_.layers);
     const Clock::time_point t1 = Clock::now();
     ALPA_ASSIGN_OR_RETURN(configs_, mesh_configs(step_, cluster_, o_.space));
     ALPA_RETURN_IF_ERROR(cost_candidates());
@@ -796,6 +862,16 @@ class FixedPlanner {
         cache_.runs.emplace(hash_combine(hash_combine(cand.run_key, k_inner), cand.config_key),
                             CostCache::Exemplar{cost, l, r});
     }
+    if (cost->solved && o_.remat != RematMode::kNone) {
+      // Recomputation where the stage would not fit with as many later stages as could follow.
+      const int need =
+          std::min(L_ - 1 - r, static_cast<int>(cluster_.num_devices() - c.submesh.size()));
+      StageCost chosen = choose_remat(*cost, remat_, l, r, o_.remat, memory_, need);
+      if (chosen.remat != RematMode::kNone) {
+        extrapolated_.push_back(std::make_unique<StageCost>(std::move(chosen)));
+        cost = extrapolated_.back().get();
+      }
+    }
     if (cost->solved && cost->max_succ(memory_) < 0) {
       ALPA_ASSIGN_OR_RETURN(cost, fit_candidate(cand, cost, run2, run3));
     }
@@ -809,6 +885,22 @@ class FixedPlanner {
     dp.max_succ = succ;
     costs_[req_.index(l, r, k)] = cost;
     return ok_status();
+  }
+
+  // A chosen stage solved exactly with `successors` later stages: without recomputation if
+  // it fits, else (kAuto) the fastest mode that fits, else planned under a memory budget.
+  StageCost exact_stage(const StageGraph& sg, const MeshLinks& mesh, const MeshConfig& c,
+                        const AutoShardingOptions& so, int l, int r, int successors) {
+    StageCost base = solve_stage(sg, mesh, cluster_, c.submesh, so, B_, 0, o_.include_transfer_cost,
+                                 &plan_.intra_solves);
+    StageCost chosen = choose_remat(base, remat_, l, r, o_.remat, memory_, successors);
+    if (!base.solved || chosen.max_succ(memory_) >= successors) return chosen;
+    if (o_.remat != RematMode::kAuto && o_.remat != RematMode::kNone) return chosen;
+    const double budget = memory_ - base.acc_bytes - successors * base.stash_bytes;
+    if (budget <= 0) return chosen;
+    StageCost b = solve_stage(sg, mesh, cluster_, c.submesh, so, B_, budget,
+                              o_.include_transfer_cost, &plan_.intra_solves);
+    return b.solved ? b : chosen;
   }
 
   // What a candidate's solves share.
@@ -919,8 +1011,8 @@ class FixedPlanner {
         const AutoShardingOptions so = candidate_options(o_, c.logical);
         const Clock::time_point tv = Clock::now();
         ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(ch.first_layer, ch.last_layer));
-        StageCost exact = fit_stage(*rg.graph, mesh, cluster_, c.submesh, so, B_, memory_,
-                                    S - 1 - i, o_.include_transfer_cost, &plan_.intra_solves);
+        StageCost exact =
+            exact_stage(*rg.graph, mesh, c, so, ch.first_layer, ch.last_layer, S - 1 - i);
         plan_.verify_s += since(tv);
         exact.plan = ShardingPlan{};
         StageCandidate& cand = req_.at(ch.first_layer, ch.last_layer, ch.submesh);
@@ -951,6 +1043,7 @@ class FixedPlanner {
   std::vector<ValueId> ops_;
   std::vector<uint64_t> step_hashes_, layer_hash_;
   int L_ = 0;
+  RematTable remat_;
   std::vector<MeshConfig> configs_;
   StageDpRequest req_;
   double total_flops_ = 1;
@@ -1155,6 +1248,37 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   return best;
 }
 
+namespace {
+
+// The step a plan's stages run: `step` itself, or (a stage recomputes) its rematerialized
+// form, kept in `holder`.
+Result<const TrainStep*> remat_for_plan(const TrainStep& step, const PipelinePlan& plan,
+                                        std::optional<TrainStep>& holder) {
+  std::vector<char> recompute(static_cast<size_t>(step.graph.size()), 0);
+  bool any = false;
+  const std::vector<int> stage = forward_stages(step, plan);
+  const std::vector<ValueId> ops = forward_ops(step);
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const RematMode mode = plan.stages[s].remat;
+    if (mode == RematMode::kAuto)
+      return invalid_argument(cat("stage ", s, " has remat \"auto\""),
+                              "a planned stage recomputes none, selective or full");
+    if (mode == RematMode::kNone) continue;
+    const std::vector<char> sel = remat_selection(step, mode);
+    for (ValueId v : ops)
+      if (stage[v] == static_cast<int>(s) && sel[v]) {
+        recompute[v] = 1;
+        any = true;
+      }
+  }
+  if (!any) return &step;
+  const std::vector<int> seg = segments_from_layers(step, plan.layers.layer_of);
+  ALPA_ASSIGN_OR_RETURN(holder, rematerialize(step, seg, recompute));
+  return &*holder;
+}
+
+}  // namespace
+
 Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const PipelinePlan& plan,
                                                   const Cluster& cluster,
                                                   const AutoShardingOptions& sharding,
@@ -1179,12 +1303,13 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     return invalid_argument(
         cat("the stages cover layers 0..", next - 1, " of ", plan.layers.num_layers));
   MaterializedPipeline m;
-  ALPA_ASSIGN_OR_RETURN(m.split, split_train_step(step, forward_stages(step, plan), S));
+  ALPA_ASSIGN_OR_RETURN(const TrainStep* run, remat_for_plan(step, plan, m.remat_step));
+  ALPA_ASSIGN_OR_RETURN(m.split, split_train_step(*run, forward_stages(*run, plan), S));
   const double memory =
       sharding.memory_budget_bytes > 0 ? sharding.memory_budget_bytes : cluster.device.memory_bytes;
   for (int s = 0; s < S; ++s) {
     const PlannedStage& ps = plan.stages[s];
-    ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(step, m.split, s, plan.micro_batches));
+    ALPA_ASSIGN_OR_RETURN(StageGraph sg, build_stage_graph(*run, m.split, s, plan.micro_batches));
     Result<MeshLinks> mesh =
         mesh_links(cluster, {ps.logical.shape[0], ps.logical.shape[1]}, ps.first_device);
     if (!mesh.ok()) return mesh.status().with_context(cat("stage ", s));
@@ -1198,8 +1323,8 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
       ValueId sv = kNoValue;
       for (ValueId v = 0; v < sg.graph.size() && sv == kNoValue; ++v)
         if (sg.graph.node(v).op != OpKind::kParameter ||
-            step.graph.node(sg.source[v]).op == OpKind::kParameter)
-          if (value_ref(step.graph, sg.source[v]) == ref) sv = v;
+            run->graph.node(sg.source[v]).op == OpKind::kParameter)
+          if (value_ref(run->graph, sg.source[v]) == ref) sv = v;
       if (sv == kNoValue)
         return invalid_argument(cat("stage ", s, " has a layout for ", ref,
                                     ", which the stage does not compute or hold"));
@@ -1213,6 +1338,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     const std::vector<char> across = received_across_hosts(sg, m.split, plan.stages, s, cluster);
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
                             S - 1 - s, true, &solves, &across);
+    c.remat = ps.remat;  // already in the stage graph: its figures are exact
     if (c.plan.specs.empty()) {
       Result<ShardingPlan> p =
           auto_shard(sg.graph, *mesh, cluster.device, stage_sharding_options(sg, so));

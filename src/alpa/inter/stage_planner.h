@@ -25,12 +25,14 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
 #include "alpa/inter/layer_clustering.h"
+#include "alpa/inter/remat.h"
 #include "alpa/inter/stage_dp.h"
 #include "alpa/inter/stage_graph.h"
 #include "alpa/inter/submesh.h"
@@ -76,6 +78,10 @@ struct PipelinePlannerOptions {
   // layers so that the stages' times are balanced (stage_planner.cc); kept only if the
   // predicted step is faster.
   bool balance_within_layers = true;
+  // Rematerialization per stage (remat.h): kAuto prices none, selective and full for every
+  // candidate (the recomputed FLOPs in its time, the stash it saves in its memory) and keeps
+  // none wherever it fits; the others force one mode on every stage.
+  RematMode remat = RematMode::kAuto;
   AutoShardingOptions sharding;  // per-stage intra-op options (memory budget set per stage)
   // When no plan fits, search for the smallest memory per device that would (for the error
   // message; several more plans). Callers that only need "does not fit" turn it off.
@@ -93,9 +99,10 @@ struct PlannedStage {
   int first_device = 0;
   double time_s = 0;  // per micro-batch: forward + backward + update/B + receiving
   double compute_s = 0, communication_s = 0, transfer_s = 0;
-  double peak_memory_bytes = 0;  // with the micro-batches 1F1B keeps in flight here
-  double stash_bytes = 0;        // activations kept from forward to backward, per micro-batch
-  int max_succ = -1;             // stages that may follow within memory
+  double peak_memory_bytes = 0;        // with the micro-batches 1F1B keeps in flight here
+  double stash_bytes = 0;              // activations kept from forward to backward, per micro-batch
+  int max_succ = -1;                   // stages that may follow within memory
+  RematMode remat = RematMode::kNone;  // what its backward recomputes (never kAuto)
   std::map<std::string, ShardingSpec> layouts;  // hand-written layouts (step-graph refs)
 };
 
@@ -149,6 +156,9 @@ struct MaterializedPipeline {
   // The plan's stages with times and memory recomputed on their placed meshes.
   std::vector<PlannedStage> stages;
   double predicted_step_time_s = 0;  // sum t + (B - 1) max t
+  // When a stage recomputes (PlannedStage::remat): the step with its recomputation
+  // (remat.h), which `split` and `graphs` refer to; build the program from it.
+  std::optional<TrainStep> remat_step;
 };
 // `stage_options`, if set, adjusts each stage's intra-op options after the plan's own
 // (hand-written layouts, batch axis) are applied: a manual plan per stage (baselines).
