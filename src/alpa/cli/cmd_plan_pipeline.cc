@@ -205,6 +205,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                       {"transfer_s", ps.transfer_s},
                       {"peak_memory_bytes", ps.peak_memory_bytes},
                       {"stash_bytes_per_micro_batch", ps.stash_bytes},
+                      {"remat", remat_name(ps.remat)},
                       {"weights", weights}});
   }
   j["stages"] = stages;
@@ -267,7 +268,8 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << "    " << format_seconds(ps.time_s) << " per micro-batch (compute "
         << format_seconds(ps.compute_s) << ", communication " << format_seconds(ps.communication_s)
         << ", receiving " << format_seconds(ps.transfer_s) << "), peak memory "
-        << format_bytes(ps.peak_memory_bytes) << "\n";
+        << format_bytes(ps.peak_memory_bytes)
+        << (ps.remat == RematMode::kNone ? "" : cat(", recomputes ", remat_name(ps.remat))) << "\n";
     const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
     std::string line = "    weights:";
     for (const std::string& g : w.order) {

@@ -80,6 +80,7 @@ struct ParallelFlags {
   std::string schedule;          // "1f1b" (default) or "gpipe"
   double stage_imbalance = 1.0;  // Alpa's stage_imbalance_tolerance (its GPT suite's value)
   std::string space = "full";    // plan space: full, intra-only, inter-only
+  std::string remat = "auto";    // recomputation per stage: auto, none, selective, full
   // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
   // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
   // command's default (plan, simulate: simulation; train, compile: planner).
@@ -107,6 +108,7 @@ struct ResolvedPipeline {
   int layers = 0;
   double imbalance_tolerance = std::numeric_limits<double>::infinity();
   PlanSpace space = PlanSpace::kFull;
+  RematMode remat = RematMode::kAuto;
   std::string source = "auto";  // "auto" or the plan file
 };
 Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& flags,

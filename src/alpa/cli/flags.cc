@@ -239,6 +239,13 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "pipeline parallelism alone), the paper's ablations")
       ->check(CLI::IsMember({"full", "intra-only", "inter-only"}))
       ->group(p);
+  app.add_option("--remat", f.remat,
+                 "Recomputation of activations per pipeline stage: auto (default: the planner "
+                 "recomputes only where a stage would not fit, choosing the faster of selective "
+                 "and full), none, selective (elementwise ops and the attention core, as "
+                 "Megatron-LM's selective recompute) or full (layer checkpointing)")
+      ->check(CLI::IsMember({"auto", "none", "selective", "full"}))
+      ->group(p);
 }
 
 Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
@@ -249,6 +256,7 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
   r.layers = f.pipeline_layers;
   if (f.stage_imbalance >= 0) r.imbalance_tolerance = f.stage_imbalance;
   ALPA_ASSIGN_OR_RETURN(r.space, parse_plan_space(f.space));
+  ALPA_ASSIGN_OR_RETURN(r.remat, parse_remat(f.remat));
   const bool is_file = f.plan != "auto" && !parse_manual_plan(f.plan).ok();
   if (is_file) {
     Result<Plan> loaded = load_plan(f.plan);
@@ -379,6 +387,7 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
     o.planner.num_layers = pipe.layers;
     o.planner.imbalance_tolerance = pipe.imbalance_tolerance;
     o.planner.space = pipe.space;
+    o.planner.remat = pipe.remat;
     if (!f.choose.empty()) o.check_by_simulation = f.choose == "simulation";
     s.cluster = pipe.cluster;
     s.plan_source = pipe.source;
