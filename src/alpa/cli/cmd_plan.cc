@@ -94,8 +94,10 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
 
   if (!flags.out_path.empty()) {
     Plan file = plan_from_sharding(g, p, spec->name, setup->cluster, micro_batches);
-    file.options = setup->options.sharding.sharding;
-    file.memory_budget_bytes = setup->options.sharding.memory_budget_bytes;
+    const AutoShardingOptions& chosen =
+        compiled->mesh_search ? compiled->mesh_search->options : setup->options.sharding;
+    file.options = chosen.sharding;
+    file.memory_budget_bytes = chosen.memory_budget_bytes;
     Status s = save_plan(file, flags.out_path);
     if (!s.ok()) return fail(s);
   }
@@ -127,6 +129,20 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     j["mesh"] = {mesh_shape.n0, mesh_shape.n1};
     j["devices"] = devices;
     j["plan"] = setup->plan_source;
+    if (const auto& ms = compiled->mesh_search) {
+      j["plan_chosen"] = ms->winner;
+      nlohmann::ordered_json cs = nlohmann::ordered_json::array();
+      for (const MeshCandidate& c : ms->candidates) {
+        nlohmann::ordered_json x = {{"name", c.name}, {"planned", c.planned}};
+        if (c.planned) x["predicted_step_time_s"] = c.step_s;
+        if (c.planned) x["peak_memory_bytes"] = c.peak_memory_bytes;
+        if (!c.rejected.empty()) x["rejected"] = c.rejected;
+        cs.push_back(std::move(x));
+      }
+      j["plan_candidates"] = cs;
+      j["warnings"] = ms->warnings;
+    }
+    j["resolved_once"] = p.resolved_once;
     j["predicted_step_time_s"] = step;
     j["compute_s"] = p.compute_s;
     j["communication_s"] = p.communication_s;
@@ -170,7 +186,19 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       << " choices in " << p.ilp_nodes << " ILP nodes, " << p.ilp.core_nodes
       << " left after exact reductions, " << format_count(p.ilp.variables) << " variables, "
       << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n"
-      << "  compiled in " << compile_phases_text(*compiled) << "\n\n"
+      << "  compiled in " << compile_phases_text(*compiled) << "\n";
+  if (const auto& ms = compiled->mesh_search) {
+    out << "  chosen: " << ms->winner << " (cheapest predicted step of";
+    for (const MeshCandidate& c : ms->candidates)
+      out << (&c == &ms->candidates.front() ? " " : ", ") << c.name << " "
+          << (c.planned ? format_seconds(c.step_s) : c.rejected)
+          << (c.planned && !c.fits ? " (does not fit)" : "");
+    out << ")\n";
+    for (const std::string& w : ms->warnings) out << "  warning: " << w << "\n";
+  }
+  if (p.resolved_once > 0)
+    out << "  " << p.resolved_once << " partial sums resolved once at their producer\n";
+  out << "\n"
       << "predicted per training step, per device:\n"
       << "  compute        " << format_seconds(p.compute_s) << "\n"
       << "  communication  " << format_seconds(p.communication_s) << "\n"

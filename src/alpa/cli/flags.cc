@@ -410,6 +410,17 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
                         resolve_parallel(f, step.graph, default_mesh, default_cluster));
   o.mesh = par.mesh;
   o.sharding = par.options;
+  // `--plan auto`: the automatic candidates and the manual plans, the cheapest kept; options
+  // the user forced are planned as given and compared (plan/mesh_search.h).
+  o.search_mesh = f.plan == "auto";
+  std::string forced;
+  if (f.batch_axis != "auto") forced = cat("--batch-axis ", f.batch_axis);
+  if (f.allow_mixed_mesh_shape)
+    forced += (forced.empty() ? "" : " ") + std::string("--allow-mixed-mesh-shape");
+  if (f.prefer_reduce_scatter)
+    forced += (forced.empty() ? "" : " ") + std::string("--prefer-reduce-scatter");
+  o.mesh_search.forced = !forced.empty();
+  o.mesh_search.forced_what = forced;
   s.cluster = par.cluster;
   s.plan_source = par.plan_source;
   return s;

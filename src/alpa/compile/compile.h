@@ -26,6 +26,7 @@
 #include "alpa/inter/stage_planner.h"
 #include "alpa/intra/auto_sharding.h"
 #include "alpa/models/registry.h"
+#include "alpa/plan/mesh_search.h"
 #include "alpa/program/program.h"
 #include "alpa/sim/simulator.h"
 #include "alpa/spmd/schedule.h"
@@ -51,6 +52,10 @@ struct CompileOptions {
   // by a plan file or a manual plan (sharding.fixed), and the memory per device
   // (sharding.memory_budget_bytes; 0: the cluster's).
   AutoShardingOptions sharding;
+  // One mesh: plan the automatic candidates and the manual plans and keep the cheapest
+  // (plan/mesh_search.h; `--plan auto`). Off: one ILP under `sharding` as given.
+  bool search_mesh = false;
+  MeshSearchOptions mesh_search;
 
   // Pipelines.
   std::optional<PipelinePlan> stages;  // given stages (a plan file); otherwise planned
@@ -85,7 +90,10 @@ struct Compiled {
   Cluster cluster;  // sized to the program's devices
   TrainStep step;   // the training step the program runs (every micro-batch)
   int micro_batches = 1;
-  std::optional<ShardingPlan> mesh_plan;     // one mesh
+  std::optional<ShardingPlan> mesh_plan;  // one mesh
+  // One mesh searched (CompileOptions::search_mesh): the candidates, the winner and its
+  // options, warnings (the winner's plan is mesh_plan).
+  std::optional<MeshSearchResult> mesh_search;
   std::optional<CompiledPipeline> pipeline;  // a pipeline
   Program program;
   std::optional<SimReport> sim;

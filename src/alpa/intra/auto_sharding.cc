@@ -7,6 +7,7 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "alpa/intra/resolve_once.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
 #include "alpa/sharding/reshard.h"
@@ -588,6 +589,8 @@ Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const Dev
       plan.communication_s +=
           w * cache.get(g.type(v), plan.specs[v], plan.specs[v].without_partial());
     }
+  if (options.resolve_partials_once)
+    plan.resolved_once = resolve_partials_once(g, plan, mesh, device, options);
   plan.peak_memory_bytes =
       plan_peak_memory(g, plan.specs, plan.strategy, mesh.shape(), options.sharding.fusion_group);
   plan.ilp = sol->stats;

@@ -65,6 +65,9 @@ struct AutoShardingOptions {
   // a solution overflows are added and the ILP solved again (a few rounds, then every row):
   // the same optimum with far fewer rows on large graphs.
   bool all_memory_rows = false;
+  // After solving, resolve a partial sum at its producer when its users would otherwise
+  // resolve it (or values derived from it) separately (resolve_once.h).
+  bool resolve_partials_once = true;
 };
 
 struct ShardingPlan {
@@ -76,6 +79,10 @@ struct ShardingPlan {
   std::vector<ShardingSpec> native_specs;                // layout the op itself produces
   std::vector<std::vector<ShardingSpec>> operand_specs;  // layout each operand is used in
   std::vector<std::string> strategy_names;
+  // The output layouts the ILP chose, when resolve_partials_once changed some (empty: as
+  // `specs`): what a plan file records, since the ILP reproduces them and the pass reapplies.
+  std::vector<ShardingSpec> ilp_specs;
+  int resolved_once = 0;  // partial sums resolve_partials_once moved to their producer
 
   // Predictions for one execution of the graph on one device.
   double compute_s = 0;

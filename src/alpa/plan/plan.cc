@@ -31,7 +31,8 @@ Plan plan_from_sharding(const Graph& g, const ShardingPlan& sp, const std::strin
   p.micro_batches = micro_batches;
   p.graph_fingerprint = graph_fingerprint(g);
   for (ValueId v = 0; v < g.size(); ++v)
-    if (sp.strategy[v] >= 0) p.layouts[value_ref(g, v)] = sp.specs[v];
+    if (sp.strategy[v] >= 0)
+      p.layouts[value_ref(g, v)] = sp.ilp_specs.empty() ? sp.specs[v] : sp.ilp_specs[v];
   p.predicted_compute_s = sp.compute_s;
   p.predicted_communication_s = sp.communication_s;
   p.predicted_step_time_s = sp.compute_s + sp.communication_s;
