@@ -2,6 +2,7 @@
 // held-out split, the same under every plan, falling as the model learns; logged as JSON lines
 // with the learning rate, gradient norm, tokens/s and model FLOP utilisation.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,7 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string fresh(const char* name) {
-  const fs::path d = fs::path(::testing::TempDir()) / name;
+  // Per process: ctest runs this binary's tests side by side.
+  const fs::path d =
+      fs::path(::testing::TempDir()) / (std::string(name) + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   return d.string();
 }

@@ -2,6 +2,7 @@
 // curve exactly where the run stopped, under one device, a 2x2 mesh and a 2-stage pipeline;
 // wrong weights, models and files are refused naming the file, the tensor and the flag.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -33,7 +34,9 @@ CmdRun run(Fn fn, const Flags& flags) {
 }
 
 std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "/init_from_" + name;
+  // Per process: ctest runs this binary's tests side by side.
+  const std::string d =
+      ::testing::TempDir() + "/init_from_" + name + "_" + std::to_string(::getpid());
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

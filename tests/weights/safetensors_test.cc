@@ -4,6 +4,7 @@
 #include "alpa/data/safetensors.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -27,7 +28,9 @@ std::vector<NamedTensor> sample_tensors() {
 }
 
 std::string temp_dir(const std::string& name) {
-  const std::string d = ::testing::TempDir() + "/safetensors_" + name;
+  // Per process: ctest runs this binary's tests side by side.
+  const std::string d =
+      ::testing::TempDir() + "/safetensors_" + name + "_" + std::to_string(::getpid());
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
