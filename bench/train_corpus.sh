@@ -6,8 +6,8 @@
 # `ctest -R data.gpt2_reference`, which fetches GPT-2's vocabulary).
 set -euo pipefail
 steps="${1:-300}"
-alpa=build/release/src/alpa
-gpt2=build/release/fixtures/gpt2/package
+alpa="${ALPA:-build/release/src/alpa}"
+gpt2="${GPT2:-build/release/fixtures/gpt2/package}"
 corpus=/usr/share/games/fortunes
 [ -d "$corpus" ] || { echo "install Debian's fortunes package"; exit 1; }
 work=$(mktemp -d)
