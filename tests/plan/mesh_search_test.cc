@@ -82,13 +82,16 @@ TEST(MeshSearch, AutoIsNeverWorseThanAManualPlan) {
     for (MeshShape m : {MeshShape{1, 2}, MeshShape{2, 2}, MeshShape{1, 4}, MeshShape{2, 4}}) {
       const Cluster cl = cluster_of(static_cast<int>(m.size()));
       const MeshLinks links = mesh_links(cl, m).value();
-      Result<MeshSearchResult> found = search_mesh_plan(c.step, links, cl.device, {});
+      AutoShardingOptions base;
+      base.resolve_partials_once = true;  // as compile plans a mesh
+      Result<MeshSearchResult> found = search_mesh_plan(c.step, links, cl.device, base);
       ASSERT_TRUE(found.ok()) << c.name << " " << m.to_string() << ": "
                               << found.status().to_string();
       const double automatic = found->plan.compute_s + found->plan.communication_s;
       for (const std::string& name : manual_plan_names()) {
         Result<AutoShardingOptions> o = manual_plan(c.step, m, parse_manual_plan(name).value());
         if (!o.ok()) continue;  // 2d on a 1-D mesh
+        o->resolve_partials_once = true;
         Result<ShardingPlan> manual = auto_shard(c.step, links, cl.device, *o);
         if (!manual.ok()) continue;
         const double step = manual->compute_s + manual->communication_s;

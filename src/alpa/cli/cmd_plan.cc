@@ -69,6 +69,39 @@ WeightGroups weight_groups(const Graph& g, const ShardingPlan& p, const MeshShap
   return out;
 }
 
+// `--plan auto` on one mesh: the candidates searched and the one kept (plan/mesh_search.h).
+void mesh_search_json(const Compiled& compiled, nlohmann::ordered_json& j) {
+  if (const auto& ms = compiled.mesh_search) {
+    j["plan_chosen"] = ms->winner;
+    nlohmann::ordered_json cs = nlohmann::ordered_json::array();
+    for (const MeshCandidate& c : ms->candidates) {
+      nlohmann::ordered_json x = {{"name", c.name}, {"planned", c.planned}};
+      if (c.planned) x["predicted_step_time_s"] = c.step_s;
+      if (c.planned) x["peak_memory_bytes"] = c.peak_memory_bytes;
+      if (!c.rejected.empty()) x["rejected"] = c.rejected;
+      cs.push_back(std::move(x));
+    }
+    j["plan_candidates"] = cs;
+    j["warnings"] = ms->warnings;
+  }
+  j["resolved_once"] = compiled.mesh_plan->resolved_once;
+}
+
+void mesh_search_text(const Compiled& compiled, std::ostream& out) {
+  const ShardingPlan& p = *compiled.mesh_plan;
+  if (const auto& ms = compiled.mesh_search) {
+    out << "  chosen: " << ms->winner << " (cheapest predicted step of";
+    for (const MeshCandidate& c : ms->candidates)
+      out << (&c == &ms->candidates.front() ? " " : ", ") << c.name << " "
+          << (c.planned ? format_seconds(c.step_s) : c.rejected)
+          << (c.planned && !c.fits ? " (does not fit)" : "");
+    out << ")\n";
+    for (const std::string& w : ms->warnings) out << "  warning: " << w << "\n";
+  }
+  if (p.resolved_once > 0)
+    out << "  " << p.resolved_once << " partial sums resolved once at their producer\n";
+}
+
 }  // namespace
 
 int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
@@ -129,20 +162,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
     j["mesh"] = {mesh_shape.n0, mesh_shape.n1};
     j["devices"] = devices;
     j["plan"] = setup->plan_source;
-    if (const auto& ms = compiled->mesh_search) {
-      j["plan_chosen"] = ms->winner;
-      nlohmann::ordered_json cs = nlohmann::ordered_json::array();
-      for (const MeshCandidate& c : ms->candidates) {
-        nlohmann::ordered_json x = {{"name", c.name}, {"planned", c.planned}};
-        if (c.planned) x["predicted_step_time_s"] = c.step_s;
-        if (c.planned) x["peak_memory_bytes"] = c.peak_memory_bytes;
-        if (!c.rejected.empty()) x["rejected"] = c.rejected;
-        cs.push_back(std::move(x));
-      }
-      j["plan_candidates"] = cs;
-      j["warnings"] = ms->warnings;
-    }
-    j["resolved_once"] = p.resolved_once;
+    mesh_search_json(*compiled, j);
     j["predicted_step_time_s"] = step;
     j["compute_s"] = p.compute_s;
     j["communication_s"] = p.communication_s;
@@ -187,17 +207,7 @@ int run_plan(const PlanFlags& flags, std::ostream& out, std::ostream& err) {
       << " left after exact reductions, " << format_count(p.ilp.variables) << " variables, "
       << (p.ilp.optimal ? "optimal" : "time limit reached: best found") << ")\n"
       << "  compiled in " << compile_phases_text(*compiled) << "\n";
-  if (const auto& ms = compiled->mesh_search) {
-    out << "  chosen: " << ms->winner << " (cheapest predicted step of";
-    for (const MeshCandidate& c : ms->candidates)
-      out << (&c == &ms->candidates.front() ? " " : ", ") << c.name << " "
-          << (c.planned ? format_seconds(c.step_s) : c.rejected)
-          << (c.planned && !c.fits ? " (does not fit)" : "");
-    out << ")\n";
-    for (const std::string& w : ms->warnings) out << "  warning: " << w << "\n";
-  }
-  if (p.resolved_once > 0)
-    out << "  " << p.resolved_once << " partial sums resolved once at their producer\n";
+  mesh_search_text(*compiled, out);
   out << "\n"
       << "predicted per training step, per device:\n"
       << "  compute        " << format_seconds(p.compute_s) << "\n"

@@ -67,17 +67,19 @@ Result<Compiled> compile_mesh(const ModelSpec& model, Compiled c, const CompileO
   plan.mesh = o.mesh;
   if (o.mesh.size() > 1 || o.plan_one_device) {
     ALPA_ASSIGN_OR_RETURN(MeshLinks links, mesh_links(c.cluster, o.mesh));
+    AutoShardingOptions so = o.sharding;
+    so.resolve_partials_once = true;
     if (o.search_mesh && o.mesh.size() > 1) {
       ALPA_ASSIGN_OR_RETURN(MeshSearchResult found, phase(c, "plan", [&] {
-                              return search_mesh_plan(c.step.graph, links, c.cluster.device,
-                                                      o.sharding, o.mesh_search);
+                              return search_mesh_plan(c.step.graph, links, c.cluster.device, so,
+                                                      o.mesh_search);
                             }));
       plan = std::move(found.plan);
       found.plan = ShardingPlan{};
       c.mesh_search = std::move(found);
     } else {
       ALPA_ASSIGN_OR_RETURN(plan, phase(c, "plan", [&] {
-                              return auto_shard(c.step.graph, links, c.cluster.device, o.sharding);
+                              return auto_shard(c.step.graph, links, c.cluster.device, so);
                             }));
     }
     c.mesh_plan = plan;

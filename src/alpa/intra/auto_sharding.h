@@ -66,8 +66,9 @@ struct AutoShardingOptions {
   // the same optimum with far fewer rows on large graphs.
   bool all_memory_rows = false;
   // After solving, resolve a partial sum at its producer when its users would otherwise
-  // resolve it (or values derived from it) separately (resolve_once.h).
-  bool resolve_partials_once = true;
+  // resolve it (or values derived from it) separately (resolve_once.h). On for one mesh
+  // (compile); pipeline stages do not use it yet.
+  bool resolve_partials_once = false;
 };
 
 struct ShardingPlan {

@@ -81,6 +81,7 @@ void add_manual(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
     o->memory_budget_bytes = base.memory_budget_bytes;
     o->ilp = base.ilp;
     o->merge_repeated_layers = base.merge_repeated_layers;
+    o->resolve_partials_once = base.resolve_partials_once;
     out.push_back(plan_candidate(g, mesh, device, name, std::move(*o)));
   }
 }
