@@ -12,7 +12,7 @@ seconds="${1:-600}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(ir_text plan_json cluster_json program_json checkpoint_manifest
-                                  tokenizer_files dataset_header serve_request onnx_model)
+                                  tokenizer_files dataset_header serve_request onnx_model npy_file)
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is missing (sudo apt-get install clang libclang-rt-14-dev)" >&2
   exit 2

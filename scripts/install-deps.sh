@@ -16,10 +16,10 @@ packages=(
   nlohmann-json3-dev       # JSON output
   libcli11-dev             # command-line flags
   libicu-dev               # Unicode character classes of the tokenizers
-  libgtest-dev             # tests
   libsentencepiece-dev     # SentencePiece models (LLaMA-style tokenizers)
   libonnx-dev libprotobuf-dev protobuf-compiler  # ONNX files: onnx.proto, protoc, libprotobuf
   libcpp-httplib-dev       # the HTTP server of alpa serve
+  libgtest-dev             # tests
   libbenchmark-dev         # micro-benchmarks in bench/
   pybind11-dev python3-dev # the Python module `import alpa` (python/)
 )
@@ -28,9 +28,9 @@ if [ "${1:-}" = "--test" ]; then
   packages+=(clang-format)                 # the formatting house rule (tests/house)
   packages+=(python3-pytest)               # the Python module's tests (tests/python)
   packages+=(iproute2)                     # network namespaces for the multi-host tests (tests/hosts)
-  # GPT-2's vocabulary and a reference encoder (tests/data); any npm will do (one may have
   packages+=(sentencepiece)                # spm_train/spm_encode: reference models and ids (tests/data)
   packages+=(python3-onnx)                 # reads the ONNX files alpa writes back (tests/onnx)
+  # GPT-2's vocabulary and a reference encoder (tests/data); any npm will do (one may have
   # come with a Node.js from elsewhere, which Debian's npm would conflict with).
   command -v npm >/dev/null || packages+=(npm)
 fi

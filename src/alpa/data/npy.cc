@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <dirent.h>
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -146,10 +147,12 @@ Result<NpyArray> NpyArray::parse(std::string bytes, const std::string& name) {
   a.item_bytes_ = width[0] - '0';
   if ((a.kind_ == 'f' && a.item_bytes_ == 1) || (a.kind_ == 'b' && a.item_bytes_ != 1))
     return bad(name, cat("element type '", d, "' is not supported"));
-  int64_t elements = 1;
+  // Bounded with the empty dims left out too, so a row's size never overflows either.
+  int64_t elements = 1, extent = 1;
   for (int64_t e : a.shape_) {
-    if (e > 0 && elements > (int64_t{1} << 48) / e)
+    if (e > 0 && extent > (int64_t{1} << 48) / e)
       return bad(name, "the shape has more than 2^48 elements");
+    extent *= std::max<int64_t>(e, 1);
     elements *= e;
   }
   a.data_offset_ = start + header_len;
