@@ -48,8 +48,10 @@ Plan pipeline_plan(const Compiled& c, const CompileSetup& setup, const std::stri
 Plan mesh_plan(const Compiled& c, const CompileSetup& setup, const std::string& model) {
   const ShardingPlan& sp = *c.mesh_plan;
   Plan p = plan_from_sharding(c.step.graph, sp, model, setup.cluster, c.micro_batches);
-  p.options = setup.options.sharding.sharding;
-  p.memory_budget_bytes = setup.options.sharding.memory_budget_bytes;
+  // The options the plan was made under: the mesh search's winner's where it searched.
+  const AutoShardingOptions& o = c.mesh_search ? c.mesh_search->options : setup.options.sharding;
+  p.options = o.sharding;
+  p.memory_budget_bytes = o.memory_budget_bytes;
   return p;
 }
 

@@ -1,6 +1,7 @@
 #include "alpa/cluster/cluster.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -288,8 +289,9 @@ TEST(ClusterJson, RandomEditsNeverCrash) {
 
 class LoadClusterTest : public ::testing::Test {
  protected:
-  std::filesystem::path dir_ =
-      std::filesystem::path(::testing::TempDir()) / "alpa_cluster_test_load";
+  // Per process: ctest runs this binary's tests side by side.
+  std::filesystem::path dir_ = std::filesystem::path(::testing::TempDir()) /
+                               ("alpa_cluster_test_load_" + std::to_string(::getpid()));
   void SetUp() override { std::filesystem::create_directories(dir_); }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& text) {

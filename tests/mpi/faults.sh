@@ -77,10 +77,14 @@ case "$what" in
       done
       rm -rf "$work/ck" && cp -r "$work/good" "$work/ck"
     }
-    truncate -s -1 "$step/rank-00001.bin"
-    resume "rank-00001.bin.*truncated" "shard truncated by one byte"
-    printf '\x7f' | dd of="$step/rank-00000.bin" bs=1 seek=100 conv=notrunc status=none
-    resume "rank-00000.bin.*checksum" "flipped byte in a shard"
+    # The largest shard: a rank may hold no primary block at all (a data-parallel plan keeps
+    # every weight's counted copy on rank 0), and an empty file cannot lose a byte.
+    shard=$(ls -S "$step"/rank-*.bin | head -1)
+    name=$(basename "$shard")
+    truncate -s -1 "$shard"
+    resume "$name.*truncated" "shard truncated by one byte"
+    printf '\x7f' | dd of="$shard" bs=1 seek=100 conv=notrunc status=none
+    resume "$name.*checksum" "flipped byte in a shard"
     truncate -s -1 "$step/manifest.json"
     resume "manifest.json" "manifest truncated by one byte"
     # The untouched copy still resumes.
