@@ -9,6 +9,7 @@
 #include "alpa/cli/format.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
+#include "alpa/support/files.h"
 #include "alpa/support/json_excerpt.h"
 
 namespace alpa {
@@ -35,10 +36,21 @@ int run_graph(const GraphFlags& flags, std::ostream& out, std::ostream& err) {
           invalid_argument(cat("--emit must be forward or train-step, got '", flags.emit, "'")),
           flags.json, out, err);
     const Graph& g = flags.emit == "forward" ? *forward : ts->graph;
-    if (flags.out_path.empty()) {
-      out << print_graph(g);
+    std::string text;
+    if (flags.emit == "forward") {  // with the batch declared, so the file micro-batches
+      Result<EmittedForward> e = emit_forward(*spec, flags.micro_batches);
+      if (!e.ok()) return report_error(e.status(), flags.json, out, err);
+      if (!e->batch_declared)
+        err << "note: the batch is not declared in the written graph (" << e->why_no_batch
+            << "), so it cannot be micro-batched or given another --batch\n";
+      text = std::move(e->text);
     } else {
-      Status s = save_graph_file(g, flags.out_path);
+      text = print_graph(g);
+    }
+    if (flags.out_path.empty()) {
+      out << text;
+    } else {
+      Status s = write_file(flags.out_path, text);
       if (!s.ok()) return report_error(s, flags.json, out, err);
       err << "wrote " << flags.out_path << " (" << g.size() << " nodes)\n";
     }

@@ -179,10 +179,13 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                    {"cache_hits", plan.cache_hits},
                    {"extrapolated", plan.extrapolated}};
   nlohmann::ordered_json search = nlohmann::ordered_json::array();
-  for (const auto& [b, t] : plan.micro_batch_search)
+  for (const auto& [b, t] : plan.micro_batch_search) {
     search.push_back({{"micro_batches", b},
                       {"step_time_s", std::isfinite(t) ? nlohmann::ordered_json(t)
                                                        : nlohmann::ordered_json(nullptr)}});
+    if (auto why = plan.micro_batch_rejections.find(b); why != plan.micro_batch_rejections.end())
+      search.back()["rejected"] = why->second;
+  }
   j["micro_batch_search"] = search;
   nlohmann::ordered_json stages = nlohmann::ordered_json::array();
   for (int s = 0; s < r.S; ++s) {
@@ -242,10 +245,11 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
     if (plan.micro_batch_search.size() > 1) {
       out << "  micro-batches tried:";
       for (const auto& [b, t] : plan.micro_batch_search)
-        out << " " << b << " -> "
-            << (std::isfinite(t) ? format_seconds(t) : std::string("does not fit"))
+        out << " " << b << " -> " << (std::isfinite(t) ? format_seconds(t) : "rejected")
             << (b == plan.micro_batches ? " (chosen)" : "") << ";";
       out << "\n";
+      for (const auto& [b, why] : plan.micro_batch_rejections)
+        out << "    " << b << " micro-batches: " << why << "\n";
     }
   }
   out << "  compiled in " << compile_phases_text(r.compiled) << "\n";

@@ -259,8 +259,9 @@ Result<TrainOptions> train_options(TrainFlags& flags, ModelSpec& spec, std::stri
                                   "program's ", p.num_devices, " devices"),
                               "leave out --devices: a program runs on the devices it was "
                               "compiled for");
-    if (!flags.parallel.mesh.empty() || flags.parallel.plan != "auto")
-      return invalid_argument("--mesh and --plan are decided by the program",
+    if (!flags.parallel.mesh.empty() || flags.parallel.plan != "auto" ||
+        flags.parallel.space != "full")
+      return invalid_argument("--mesh, --plan and --space are decided by the program",
                               "leave them out, or compile a new program with them");
     plan_source = flags.program_path;
     o.program = std::move(p);

@@ -290,6 +290,11 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
       if (!f.schedule.empty() || f.pipeline_layers > 0)
         return invalid_argument("--schedule and --pipeline-layers apply to pipeline stages",
                                 "add --devices N (or --gpus N) to plan stages over N devices");
+      if (r.space != PlanSpace::kFull)
+        return invalid_argument(
+            cat("--space ", f.space, " chooses among pipeline plans, and there is no pipeline"),
+            "add --devices N (or --gpus N) to plan over N devices; on one mesh (--mesh) the "
+            "plan is auto-sharding alone");
       return r;
     }
     if (f.plan != "auto")

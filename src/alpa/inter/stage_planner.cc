@@ -38,6 +38,8 @@ Result<PlanSpace> parse_plan_space(std::string_view name) {
 }
 namespace {
 
+std::string memory_text(double bytes, bool up);  // below
+
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -711,8 +713,14 @@ class FixedPlanner {
     plan_.dp_s = since(t2) - plan_.verify_s;
     if (!sol.ok()) {
       if (too_large_ > 0 || !exact_costs_.empty())
-        return resource_exhausted(cat("no pipeline plan fits in memory (", too_large_, " of ",
-                                      plan_.candidates, " candidate stages do not fit)"));
+        return resource_exhausted(
+            cat("no pipeline plan fits in memory (", too_large_, " of ", plan_.candidates,
+                " candidate stages do not fit",
+                std::isfinite(least_excess_)
+                    ? cat("; the closest needs ", memory_text(least_excess_, true),
+                          " more than the ", memory_text(memory_, false), " per device")
+                    : std::string(),
+                ")"));
       return sol.status();
     }
     plan_.predicted_step_time_s = sol->total_time;
@@ -878,6 +886,7 @@ class FixedPlanner {
     const int succ = cost->max_succ(memory_);
     if (succ < 0) {
       ++too_large_;
+      if (cost->solved) least_excess_ = std::min(least_excess_, cost->peak_bytes - memory_);
       return ok_status();
     }
     StageCandidate& dp = req_.at(l, r, k);
@@ -1052,6 +1061,7 @@ class FixedPlanner {
   std::map<size_t, const StageCost*> costs_;
   std::vector<std::unique_ptr<StageCost>> extrapolated_, exact_costs_;
   int too_large_ = 0;  // candidates left out because they do not fit in memory
+  double least_excess_ = std::numeric_limits<double>::infinity();  // their bytes over, least
   std::map<std::pair<int, int>, RangeGraph> graphs_;
 };
 
@@ -1142,6 +1152,7 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   Status last_error = ok_status();
   int worse = 0;
   std::vector<std::pair<int, double>> tried;
+  std::map<int, std::string> rejected;
   std::vector<PipelinePlan> others;  // the best plans of the other counts
   // Micro-batch counts are planned `workers` at a time, each on its own thread (the plans are
   // independent), and judged in order.
@@ -1173,6 +1184,10 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
       if (!p.ok()) {
         last_error = p.status();
         tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
+        rejected[static_cast<int>(B)] =
+            cat(p.status().code() == StatusCode::kResourceExhausted ? "does not fit: "
+                                                                    : "not possible: ",
+                p.status().message());
         if (options.progress)
           options.progress(cat("micro-batches ", B, ": no plan fits (", p.status().message(), ")"));
         // Fewer micro-batches only hold larger ones in memory.
@@ -1240,6 +1255,7 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
               "batch");
   }
   best->micro_batch_search = tried;
+  best->micro_batch_rejections = std::move(rejected);
   best->total_s = since(t0);
   std::sort(others.begin(), others.end(), [](const PipelinePlan& a, const PipelinePlan& b) {
     return a.predicted_step_time_s < b.predicted_step_time_s;

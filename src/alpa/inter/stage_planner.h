@@ -121,6 +121,9 @@ struct PipelinePlan {
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
+  // Why each count tried without a plan has none: "does not fit: ..." (memory, by how much)
+  // or "not possible: ..." (a model file that declares no batch dimension, say).
+  std::map<int, std::string> micro_batch_rejections;
   // From a plan file: where layers 1.. begin among forward_ops (empty: re-cluster into
   // layers.num_layers); plan_layers turns it into `layers`.
   std::vector<int> layer_starts;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -70,25 +71,171 @@ std::string print_attrs(const Attrs& attrs) {
   return body.empty() ? "" : "{" + body + "}";
 }
 
-std::string print_graph(const Graph& g) {
-  std::ostringstream os;
-  os << "graph " << (g.name().empty() ? "main" : g.name()) << " {\n";
-  for (ValueId id = 0; id < g.size(); ++id) {
-    const Node& n = g.node(id);
-    os << "  " << value_ref(g, id) << " = " << op_name(n.op) << "(";
-    for (size_t i = 0; i < n.operands.size(); ++i)
-      os << (i ? ", " : "") << value_ref(g, n.operands[i]);
-    os << ")";
-    const std::string attrs = print_attrs(n.attrs);
-    if (!attrs.empty()) os << " " << attrs;
-    os << " : " << n.type.to_string() << "\n";
-  }
+namespace {
+
+// "  %id = op(%a, %b)" (the attributes and type follow).
+void print_node_head(std::ostream& os, const Graph& g, ValueId id) {
+  const Node& n = g.node(id);
+  os << "  " << value_ref(g, id) << " = " << op_name(n.op) << "(";
+  for (size_t i = 0; i < n.operands.size(); ++i)
+    os << (i ? ", " : "") << value_ref(g, n.operands[i]);
+  os << ")";
+}
+
+void print_outputs(std::ostream& os, const Graph& g) {
   for (const GraphOutput& o : g.outputs()) {
     os << "  output " << o.name << " = " << value_ref(g, o.value);
     if (o.alias != kNoValue) os << " alias " << value_ref(g, o.alias);
     os << "\n";
   }
   os << "}\n";
+}
+
+}  // namespace
+
+std::string print_graph(const Graph& g) {
+  std::ostringstream os;
+  os << "graph " << (g.name().empty() ? "main" : g.name()) << " {\n";
+  for (ValueId id = 0; id < g.size(); ++id) {
+    print_node_head(os, g, id);
+    const std::string attrs = print_attrs(g.node(id).attrs);
+    if (!attrs.empty()) os << " " << attrs;
+    os << " : " << g.type(id).to_string() << "\n";
+  }
+  print_outputs(os, g);
+  return os.str();
+}
+
+namespace {
+
+// ---- printing with the batch declared ------------------------------------------------------
+
+// The numbers of one attribute field, flattened (enums hold none).
+struct RawField {
+  bool integer = false, list = false, enumerated = false;
+  std::vector<double> nums;
+};
+
+struct RawRenderer {
+  std::vector<RawField> fields;
+  void operator()(const char*, const int64_t& v) {
+    fields.push_back({true, false, false, {static_cast<double>(v)}});
+  }
+  void operator()(const char*, const double& v) { fields.push_back({false, false, false, {v}}); }
+  void operator()(const char*, const std::vector<int64_t>& v) {
+    fields.push_back({true, true, false, std::vector<double>(v.begin(), v.end())});
+  }
+  void operator()(const char*, const std::vector<double>& v) {
+    fields.push_back({false, true, false, v});
+  }
+  template <NamedEnum E>
+  void operator()(const char*, const E&) {
+    fields.push_back({false, false, true, {}});
+  }
+};
+
+// `a` (at batch `b`) and `c` (at batch `d`) as one text in `batch`; nullopt if they do not
+// scale with it: a multiple or fraction of the batch, or (floats) a number over it.
+std::optional<std::string> scaled(double a, int64_t b, double c, int64_t d, bool integer) {
+  if (a == c) return integer ? std::to_string(static_cast<int64_t>(a)) : format_double(a);
+  if (integer) {
+    const int64_t x = static_cast<int64_t>(a), y = static_cast<int64_t>(c);
+    if (x % b == 0 && x / b * d == y) return x == b ? std::string("batch") : cat("batch*", x / b);
+    if (x > 0 && b % x == 0 && y * (b / x) == d) return cat("batch/", b / x);
+    return std::nullopt;
+  }
+  const double over = a * static_cast<double>(b);  // a mean's 1/rows: over/batch
+  if (over / static_cast<double>(b) == a &&
+      std::fabs(over - c * static_cast<double>(d)) <= 1e-9 * std::fabs(over))
+    return cat(format_double(over), "/batch");
+  const double per = a / static_cast<double>(b);
+  if (per * static_cast<double>(b) == a &&
+      std::fabs(per - c / static_cast<double>(d)) <= 1e-9 * std::fabs(per))
+    return cat("batch*", format_double(per));
+  return std::nullopt;
+}
+
+Status not_scaling(const Graph& g, ValueId id, const std::string& what) {
+  return invalid_argument(
+      cat(value_ref(g, id), "'s ", what,
+          " does not scale with the batch, so the batch cannot be "
+          "declared"),
+      "a declared batch may appear in extents and numbers only as batch*k, batch/k or k/batch");
+}
+
+template <typename A>
+Result<std::string> print_struct_with_batch(const A& a, int64_t b, const A& other, int64_t d,
+                                            const Graph& g, ValueId id) {
+  A ca = a, co = other, defaults{};
+  FieldRenderer ta, to, td;
+  RawRenderer ra, ro;
+  ca.fields(ta), co.fields(to), defaults.fields(td), ca.fields(ra), co.fields(ro);
+  std::string out;
+  for (size_t i = 0; i < ta.fields.size(); ++i) {
+    std::string text = ta.fields[i].second;
+    if (text != to.fields[i].second) {
+      const RawField &x = ra.fields[i], &y = ro.fields[i];
+      if (x.enumerated || x.nums.size() != y.nums.size())
+        return not_scaling(g, id, cat("attribute ", ta.fields[i].first));
+      std::string list;
+      for (size_t j = 0; j < x.nums.size(); ++j) {
+        std::optional<std::string> e = scaled(x.nums[j], b, y.nums[j], d, x.integer);
+        if (!e) return not_scaling(g, id, cat("attribute ", ta.fields[i].first));
+        list += cat(j ? "," : "", *e);
+      }
+      text = x.list ? "[" + list + "]" : list;
+    } else if (text == td.fields[i].second) {
+      continue;
+    }
+    out += cat(out.empty() ? "" : ", ", ta.fields[i].first, "=", text);
+  }
+  return out;
+}
+
+Result<std::string> type_with_batch(const Graph& g, ValueId id, int64_t b, const TensorType& other,
+                                    int64_t d) {
+  const TensorType& t = g.type(id);
+  if (t.dtype != other.dtype || t.rank() != other.rank()) return not_scaling(g, id, "type");
+  std::string out = cat(dtype_name(t.dtype), "[");
+  for (int i = 0; i < t.rank(); ++i) {
+    std::optional<std::string> e =
+        scaled(static_cast<double>(t.shape[i]), b, static_cast<double>(other.shape[i]), d, true);
+    if (!e) return not_scaling(g, id, cat("dim ", i));
+    out += cat(i ? "," : "", *e);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+Result<std::string> print_graph_with_batch(const Graph& g, int64_t batch, const Graph& other,
+                                           int64_t other_batch) {
+  if (batch < 1 || other_batch < 1 || batch == other_batch)
+    return invalid_argument("print_graph_with_batch needs two different batches >= 1");
+  if (g.size() != other.size() || g.outputs() != other.outputs())
+    return invalid_argument(
+        "the graph's structure depends on the batch, so the batch cannot be "
+        "declared");
+  std::ostringstream os;
+  os << "graph " << (g.name().empty() ? "main" : g.name()) << "(batch=" << batch << ") {\n";
+  for (ValueId id = 0; id < g.size(); ++id) {
+    const Node &n = g.node(id), &m = other.node(id);
+    if (n.op != m.op || n.operands != m.operands || n.name != m.name)
+      return not_scaling(g, id, "op or operands");
+    print_node_head(os, g, id);
+    ALPA_ASSIGN_OR_RETURN(std::string attrs, std::visit(
+                                                 [&](const auto& a) {
+                                                   using A = std::decay_t<decltype(a)>;
+                                                   return print_struct_with_batch(
+                                                       a, batch, std::get<A>(m.attrs), other_batch,
+                                                       g, id);
+                                                 },
+                                                 n.attrs));
+    if (!attrs.empty()) os << " {" << attrs << "}";
+    ALPA_ASSIGN_OR_RETURN(std::string type, type_with_batch(g, id, batch, m.type, other_batch));
+    os << " : " << type << "\n";
+  }
+  print_outputs(os, g);
   return os.str();
 }
 
@@ -113,17 +260,21 @@ struct AttrValue {
 };
 
 using AttrMap = std::map<std::string, std::pair<Token, AttrValue>>;
+Status parse_int_text(const std::string& text, int64_t* x);
+Status parse_double_text(const std::string& text, double* x);
 using ErrorAt = std::function<Status(const Token&, std::string, std::string)>;
 
 Status read_attrs(OpKind op, const AttrMap& given, Attrs* out, const ErrorAt& error_at);
 
 class Parser {
  public:
-  Parser(std::string_view text, std::string_view source) : text_(text), source_(source) {
+  Parser(std::string_view text, std::string_view source, std::optional<int64_t> batch)
+      : text_(text), source_(source), batch_override_(batch) {
     advance();
   }
 
   Result<Graph> parse();
+  std::optional<int64_t> declared_batch() const { return declared_batch_; }
 
  private:
   // Lexer.
@@ -165,6 +316,15 @@ class Parser {
   Result<ValueId> parse_value_use(const Graph& g);
   Result<TensorType> parse_type();
   Result<int64_t> parse_int(const char* what);
+  Status parse_batch_declaration();
+  // A number, or a product/quotient of numbers and `batch` (`batch*16`, `1/batch/128`).
+  struct Expr {
+    double value = 0;
+    bool single_number = true;  // one number and nothing else: the caller reads its text
+    std::string text;
+  };
+  Result<Expr> parse_expr(const char* what);
+  Result<int64_t> parse_extent();
 
  public:
   Status error_at(const Token& t, std::string message, std::string hint = {}) const {
@@ -181,6 +341,9 @@ class Parser {
   int col_ = 1;
   Token tok_;
   std::unordered_map<std::string, ValueId> refs_;  // "%label" -> id
+  std::optional<int64_t> batch_override_;          // the batch asked for (a declared batch only)
+  std::optional<int64_t> declared_batch_;          // the header's batch=N
+  int64_t batch_ = 0;                              // the value `batch` has while parsing
 };
 
 void Parser::skip_space() {
@@ -245,6 +408,74 @@ Result<int64_t> Parser::parse_int(const char* what) {
   return v;
 }
 
+Result<Parser::Expr> Parser::parse_expr(const char* what) {
+  Expr e;
+  for (bool first = true;; first = false) {
+    char op = '*';
+    if (!first) {
+      op = tok_.text[0];
+      e.text += op;
+      advance();
+    }
+    double v = 0;
+    if (is_ident("batch")) {
+      if (!declared_batch_)
+        return error("'batch' is used but the graph declares no batch",
+                     "declare it in the header: graph NAME(batch=8) { (docs/ir.md)");
+      v = static_cast<double>(batch_);
+      e.single_number = false;
+    } else if (tok_.kind != Tok::kNumber) {
+      return error(cat("expected ", what, ", found ", describe(tok_)));
+    } else if (!parse_double_text(tok_.text, &v).ok()) {
+      // Alone, a number the caller reads (and names in its message); in an expression, wrong.
+      const Token bad = tok_;
+      advance();
+      if (first && !is_punct("*") && !is_punct("/")) return Expr{0, true, bad.text};
+      return error_at(bad, cat("expected ", what, ", found ", describe(bad)));
+    }
+    e.text += tok_.text;
+    if (op == '/' && v == 0) return error(cat("division by zero in ", e.text));
+    e.value = first ? v : op == '*' ? e.value * v : e.value / v;
+    advance();
+    if (!is_punct("*") && !is_punct("/")) return e;
+    e.single_number = false;
+  }
+}
+
+Result<int64_t> Parser::parse_extent() {
+  const Token at = tok_;
+  ALPA_ASSIGN_OR_RETURN(Expr e, parse_expr("a dimension extent"));
+  if (e.single_number) {  // a plain extent keeps its exact integer reading
+    int64_t d = 0;
+    if (!parse_int_text(e.text, &d).ok())
+      return error_at(at, cat("expected a dimension extent (an integer), found ", describe(at)));
+    return d;
+  }
+  const double r = std::round(e.value);
+  if (r != e.value || r < 0 || r > 1e15)
+    return error_at(at,
+                    cat("extent ", e.text, " is ", format_double(e.value), " at batch=", batch_,
+                        ", not a whole number"),
+                    "choose a batch (or micro-batch count) the file's extents divide evenly");
+  return static_cast<int64_t>(r);
+}
+
+Status Parser::parse_batch_declaration() {
+  advance();  // '('
+  if (!is_ident("batch"))
+    return error(cat("expected 'batch=N' in the graph's header, found ", describe(tok_)),
+                 "the header declares the batch: graph NAME(batch=8) {");
+  advance();
+  ALPA_RETURN_IF_ERROR(expect_punct("=", "after 'batch'"));
+  const Token at = tok_;
+  ALPA_ASSIGN_OR_RETURN(int64_t b, parse_int("the batch (an integer)"));
+  if (b < 1 || b > (int64_t{1} << 40)) return error_at(at, cat("batch ", b, " is not >= 1"));
+  ALPA_RETURN_IF_ERROR(expect_punct(")", "to close the header"));
+  declared_batch_ = b;
+  batch_ = batch_override_ ? *batch_override_ : b;
+  return ok_status();
+}
+
 Result<TensorType> Parser::parse_type() {
   if (tok_.kind != Tok::kIdent)
     return error(cat("expected a type like f32[2,3], found ", describe(tok_)));
@@ -257,7 +488,7 @@ Result<TensorType> Parser::parse_type() {
   if (!is_punct("]")) {
     for (;;) {
       const Token at = tok_;
-      ALPA_ASSIGN_OR_RETURN(int64_t d, parse_int("a dimension extent"));
+      ALPA_ASSIGN_OR_RETURN(int64_t d, parse_extent());
       if (d < 0) return error_at(at, cat("negative extent ", d));
       if (d > (int64_t{1} << 40)) return error_at(at, cat("extent ", d, " is too large"));
       t.shape.push_back(d);
@@ -316,7 +547,17 @@ Result<AttrValue> Parser::parse_attr_value(int depth) {
   }
   if (tok_.kind != Tok::kNumber && tok_.kind != Tok::kIdent)
     return error(cat("expected an attribute value, found ", describe(tok_)));
-  advance();
+  if (tok_.kind == Tok::kIdent && !is_ident("batch")) {  // an enum's name
+    advance();
+    return v;
+  }
+  ALPA_ASSIGN_OR_RETURN(Expr e, parse_expr("a number"));
+  if (!e.single_number) {  // read as the number it evaluates to
+    v.token.kind = Tok::kNumber;
+    const double r = std::round(e.value);
+    v.token.text = r == e.value && std::fabs(r) < 9e15 ? std::to_string(static_cast<int64_t>(r))
+                                                       : format_double(e.value);
+  }
   return v;
 }
 
@@ -565,6 +806,13 @@ Result<Graph> Parser::parse() {
   if (tok_.kind != Tok::kIdent) return error(cat("expected a graph name, found ", describe(tok_)));
   Graph g(tok_.text);
   advance();
+  if (is_punct("(")) ALPA_RETURN_IF_ERROR(parse_batch_declaration());
+  if (batch_override_ && !declared_batch_)
+    return error_at(
+        Token{Tok::kIdent, g.name(), 1, 1},
+        cat("a batch of ", *batch_override_, " was asked for, but the graph declares no batch"),
+        "declare the batch dimension in the header, graph NAME(batch=8) {, and write it "
+        "as `batch` in the shapes (docs/ir.md)");
   ALPA_RETURN_IF_ERROR(expect_punct("{", "after the graph name"));
   while (!is_punct("}")) {
     if (tok_.kind == Tok::kEnd) return error("unexpected end of input: missing '}'");
@@ -580,8 +828,16 @@ Result<Graph> Parser::parse() {
 }  // namespace
 
 Result<Graph> parse_graph(std::string_view text, std::string_view source_name) {
-  Parser p(text, source_name);
-  return p.parse();
+  ALPA_ASSIGN_OR_RETURN(ParsedGraph p, parse_graph_at(text, source_name, std::nullopt));
+  return std::move(p.graph);
+}
+
+Result<ParsedGraph> parse_graph_at(std::string_view text, std::string_view source_name,
+                                   std::optional<int64_t> batch) {
+  if (batch && *batch < 1) return invalid_argument(cat("batch must be >= 1, got ", *batch));
+  Parser p(text, source_name, batch);
+  ALPA_ASSIGN_OR_RETURN(Graph g, p.parse());
+  return ParsedGraph{std::move(g), p.declared_batch()};
 }
 
 Result<Graph> load_graph_file(const std::string& path) {

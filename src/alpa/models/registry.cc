@@ -4,6 +4,7 @@
 
 #include "alpa/autodiff/mixed_precision.h"
 #include "alpa/ir/text.h"
+#include "alpa/support/files.h"
 
 namespace alpa {
 namespace {
@@ -47,6 +48,58 @@ Result<ModelSpec> resolve_onnx(const std::string& path, const ModelOverrides& o)
     return invalid_argument(cat(path, ": the model has no float initializers (weights)"),
                             "export with export_params=True");
   spec.file_graph = std::move(imported.graph);
+  return spec;
+}
+
+constexpr const char* kDeclareBatch =
+    "declare the batch dimension in the file's header, graph NAME(batch=N) {, and write `batch` "
+    "for the rows in the inputs' dim 0 and the shapes that follow them (docs/ir.md)";
+
+// A text IR file: its declared batch, or the rows of its first input; --batch re-reads a file
+// that declares its batch at that size.
+Result<ModelSpec> resolve_ir_file(const std::string& path, const ModelOverrides& o) {
+  if (o.seq || o.layers || o.hidden || o.heads || o.vocab || o.dtype)
+    return invalid_argument(cat(path, ": only --batch applies to a text IR model"),
+                            "edit the other shapes in the IR file instead");
+  ModelSpec spec;
+  spec.family = ModelFamily::kFile;
+  spec.name = path;
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return text.status().with_context("model file");
+  spec.file_text = std::move(*text);
+  ALPA_ASSIGN_OR_RETURN(ParsedGraph parsed, parse_graph_at(spec.file_text, path, std::nullopt));
+  spec.file_batch_declared = parsed.declared_batch.has_value();
+  spec.batch = parsed.declared_batch.value_or(1);
+  if (!parsed.declared_batch) {
+    for (ValueId id : parsed.graph.parameters(ParamRole::kInput)) {
+      const TensorType& t = parsed.graph.type(id);
+      if (t.rank() > 0) {
+        spec.batch = t.shape[0];
+        break;
+      }
+    }
+  }
+  if (o.batch && *o.batch != spec.batch) {
+    if (!spec.file_batch_declared)
+      return invalid_argument(
+          cat(path, ": --batch ", *o.batch, " differs from the file's batch of ", spec.batch,
+              ", and the file declares no batch dimension"),
+          kDeclareBatch);
+    spec.batch = *o.batch;
+    ALPA_ASSIGN_OR_RETURN(parsed, parse_graph_at(spec.file_text, path, spec.batch));
+  }
+  spec.file_graph = std::move(parsed.graph);
+  const GraphOutput* loss = spec.file_graph.find_output("loss");
+  if (loss == nullptr)
+    return invalid_argument(cat(path, ": the graph has no output named 'loss'"),
+                            "add `output loss = %your_scalar_loss`");
+  const TensorType& lt = spec.file_graph.type(loss->value);
+  if (!lt.shape.empty() || !is_float(lt.dtype))
+    return invalid_argument(
+        cat(path, ": output 'loss' must be a float scalar, got ", lt.to_string()));
+  if (spec.file_graph.parameters(ParamRole::kWeight).empty())
+    return invalid_argument(cat(path, ": the graph has no weight parameters"),
+                            "mark weights with {role=weight} (the default role)");
   return spec;
 }
 
@@ -138,59 +191,54 @@ Result<ModelSpec> resolve_model(std::string_view model, std::string_view size,
   if (!std::filesystem::exists(path, ec))
     return not_found(cat("unknown model '", model, "'"),
                      "use gpt, mlp, convnet, moe, wresnet, or the path of a text IR file (.ir)");
-  if (o.any())
-    return invalid_argument("size overrides (--batch, --layers, ...) apply only to built-in models",
-                            "edit the shapes in the IR file instead");
-  spec.family = ModelFamily::kFile;
-  spec.name = path;
-  ALPA_ASSIGN_OR_RETURN(spec.file_graph, load_graph_file(path));
-  const GraphOutput* loss = spec.file_graph.find_output("loss");
-  if (loss == nullptr)
-    return invalid_argument(cat(path, ": the graph has no output named 'loss'"),
-                            "add `output loss = %your_scalar_loss`");
-  const TensorType& lt = spec.file_graph.type(loss->value);
-  if (!lt.shape.empty() || !is_float(lt.dtype))
-    return invalid_argument(
-        cat(path, ": output 'loss' must be a float scalar, got ", lt.to_string()));
-  if (spec.file_graph.parameters(ParamRole::kWeight).empty())
-    return invalid_argument(cat(path, ": the graph has no weight parameters"),
-                            "mark weights with {role=weight} (the default role)");
-  spec.batch = 1;
-  for (ValueId id : spec.file_graph.parameters(ParamRole::kInput)) {
-    const TensorType& t = spec.file_graph.type(id);
-    if (t.rank() > 0) {
-      spec.batch = t.shape[0];
-      break;
-    }
-  }
-  return spec;
+  return resolve_ir_file(path, o);
 }
 
 namespace {
 
+// A text IR file at `batch / micro_batches` rows; every input's dim 0 must be the batch.
+Result<Graph> file_forward(const ModelSpec& spec, int micro_batches) {
+  if (micro_batches == 1) return spec.file_graph;
+  if (!spec.file_batch_declared)
+    return invalid_argument(
+        cat(spec.name, " declares no batch dimension, so it cannot be split into ", micro_batches,
+            " micro-batches"),
+        kDeclareBatch);
+  ALPA_ASSIGN_OR_RETURN(ParsedGraph micro,
+                        parse_graph_at(spec.file_text, spec.name, spec.batch / micro_batches));
+  const std::vector<ValueId> whole = spec.file_graph.parameters(ParamRole::kInput);
+  const std::vector<ValueId> part = micro.graph.parameters(ParamRole::kInput);
+  for (size_t i = 0; i < whole.size() && i < part.size(); ++i) {
+    Shape want = spec.file_graph.type(whole[i]).shape;
+    if (!want.empty()) want[0] /= micro_batches;
+    if (micro.graph.type(part[i]).shape != want)
+      return invalid_argument(
+          cat(spec.name, ": input %", spec.file_graph.node(whole[i]).name,
+              " does not hold the batch in dim 0 (", spec.file_graph.type(whole[i]).to_string(),
+              " at batch ", spec.batch, ", ", micro.graph.type(part[i]).to_string(), " at batch ",
+              spec.batch / micro_batches, ")"),
+          "write every input's type as dtype[batch, ...]: micro-batches split inputs along dim 0");
+  }
+  return std::move(micro.graph);
+}
+
 Result<Graph> build_family_forward(const ModelSpec& spec, int micro_batches) {
   if (micro_batches < 1)
     return invalid_argument(cat("micro-batches must be >= 1, got ", micro_batches));
+  if (spec.family == ModelFamily::kFile && !spec.onnx && micro_batches > 1 &&
+      !spec.file_batch_declared)
+    return file_forward(spec, micro_batches);  // the error that says how to declare it
+  if (spec.batch % micro_batches != 0)
+    return invalid_argument(
+        cat("batch ", spec.batch, " is not divisible by ", micro_batches, " micro-batches"),
+        "choose a micro-batch count that divides the batch");
   if (spec.onnx) {
-    if (spec.batch % micro_batches != 0)
-      return invalid_argument(
-          cat("batch ", spec.batch, " is not divisible by ", micro_batches, " micro-batches"),
-          "choose a micro-batch count that divides the batch");
     if (micro_batches == 1) return spec.file_graph;
     ALPA_ASSIGN_OR_RETURN(OnnxImport m,
                           spec.onnx->import(spec.batch / micro_batches, spec.onnx_loss));
     return std::move(m.graph);
   }
-  if (spec.family == ModelFamily::kFile) {
-    if (micro_batches != 1)
-      return invalid_argument("micro-batching a model file is not supported here",
-                              "set the micro-batch size in the file's input shapes");
-    return spec.file_graph;
-  }
-  if (spec.batch % micro_batches != 0)
-    return invalid_argument(
-        cat("batch ", spec.batch, " is not divisible by ", micro_batches, " micro-batches"),
-        "choose a micro-batch count that divides the batch");
+  if (spec.family == ModelFamily::kFile) return file_forward(spec, micro_batches);
   if (spec.family == ModelFamily::kGpt) {
     GptConfig c = spec.gpt;
     c.batch = spec.batch / micro_batches;
@@ -239,6 +287,48 @@ Result<TrainStep> micro_batch_step(const ModelSpec& spec, const OptimizerOptions
   TrainStepOptions o;
   o.optimizer = optimizer;
   return build_train_step(forward, o);
+}
+
+namespace {
+
+// The forward of one micro-batch of `rows` rows.
+Result<Graph> forward_at_rows(const ModelSpec& spec, int64_t rows) {
+  ModelSpec at = spec;
+  at.batch = rows;
+  if (spec.onnx) {
+    ALPA_ASSIGN_OR_RETURN(OnnxImport m, spec.onnx->import(rows, spec.onnx_loss));
+    at.file_graph = std::move(m.graph);
+  } else if (spec.family == ModelFamily::kFile) {
+    ALPA_ASSIGN_OR_RETURN(ParsedGraph p, parse_graph_at(spec.file_text, spec.name, rows));
+    at.file_graph = std::move(p.graph);
+  }
+  return build_forward(at, 1);
+}
+
+}  // namespace
+
+Result<EmittedForward> emit_forward(const ModelSpec& spec, int micro_batches) {
+  ALPA_ASSIGN_OR_RETURN(Graph forward, build_forward(spec, micro_batches));
+  EmittedForward e;
+  const bool fixed = spec.family == ModelFamily::kFile &&
+                     (spec.onnx ? spec.onnx->fixed_batch() > 0 : !spec.file_batch_declared);
+  if (fixed) {
+    e.text = print_graph(forward);
+    e.why_no_batch = cat(spec.name, " declares no batch dimension");
+    return e;
+  }
+  const int64_t rows = spec.batch / micro_batches;
+  Result<Graph> other = forward_at_rows(spec, 2 * rows);
+  Result<std::string> text =
+      other.ok() ? print_graph_with_batch(forward, rows, *other, 2 * rows) : other.status();
+  if (text.ok()) {
+    e.text = std::move(*text);
+    e.batch_declared = true;
+  } else {
+    e.text = print_graph(forward);
+    e.why_no_batch = text.status().message();
+  }
+  return e;
 }
 
 int64_t tokens_per_batch(const ModelSpec& spec) {  // GPT, MoE: tokens; others: samples

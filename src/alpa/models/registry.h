@@ -4,7 +4,8 @@
 // holding a forward graph with marked weights and inputs and a scalar output named "loss", or
 // a path to an ONNX file (onnx/onnx_model.h; --batch sets a symbolic batch, --loss the loss).
 // Built-in families take a named size and optional overrides (an override that means nothing
-// for a family is an error); for a file the batch is the file's.
+// for a family is an error). A text IR file that declares its batch (ir/text.h) is read at
+// --batch and at each micro-batch size; one that declares none keeps its file's shapes.
 #pragma once
 
 #include <optional>
@@ -40,7 +41,11 @@ struct ModelSpec {
   ConvNetConfig convnet;
   MoeConfig moe;
   WResNetConfig wresnet;
-  Graph file_graph;  // the parsed file (kFile)
+  Graph file_graph;  // the parsed file (kFile), at `batch`
+  // A text IR file: its text, re-read at each micro-batch size when it declares its batch
+  // (`graph NAME(batch=N) {`, ir/text.h).
+  std::string file_text;
+  bool file_batch_declared = false;
   // An ONNX file (kFile): imported at each micro-batch size by build_forward; its weights'
   // values are the training's initial weights.
   std::shared_ptr<const OnnxModel> onnx;
@@ -65,6 +70,18 @@ Result<TrainStep> training_step(const ModelSpec& spec, const OptimizerOptions& o
                                 int micro_batches);
 Result<TrainStep> micro_batch_step(const ModelSpec& spec, const OptimizerOptions& optimizer,
                                    int micro_batches);
+
+// The text of the forward of one micro-batch (ir/text.h) with its batch declared
+// (`graph NAME(batch=N) {`, the extents and numbers that scale with it written in `batch`),
+// so the file micro-batches as the model does; where that cannot be (a file with a fixed
+// batch, a graph whose shape does not scale with its batch: MoE's expert capacity), the
+// graph as built and the reason.
+struct EmittedForward {
+  std::string text;
+  bool batch_declared = false;
+  std::string why_no_batch;
+};
+Result<EmittedForward> emit_forward(const ModelSpec& spec, int micro_batches = 1);
 
 // Tokens (GPT, MoE) or samples (images for the Wide-ResNet) per global batch, for throughput
 // reporting.
