@@ -128,6 +128,29 @@ Status save_pipeline_plan(const PipelineReport& r, const std::string& path) {
   return save_plan(file, path);
 }
 
+// Stage s of the simulation that chose the plan (null when it was not simulated).
+const SimStage* sim_stage(const PipelineReport& r, int s) {
+  if (!r.checked || !r.compiled.sim || s >= static_cast<int>(r.compiled.sim->stages.size()))
+    return nullptr;
+  return &r.compiled.sim->stages[static_cast<size_t>(s)];
+}
+
+nlohmann::ordered_json memory_parts_json(const MemoryBreakdown& m) {
+  return {{"peak_bytes", m.total()},
+          {"weights_bytes", m.weights},
+          {"accumulators_bytes", m.accumulators},
+          {"stash_bytes_per_micro_batch", m.stash_per_micro_batch},
+          {"micro_batches_in_flight", m.in_flight},
+          {"working_bytes", m.working}};
+}
+
+// A stage's memory per device in the parts of cost/memory.h: as planned, and as simulated.
+nlohmann::ordered_json memory_json(const MemoryBreakdown& planned, const SimStage* sim) {
+  nlohmann::ordered_json j = {{"planned", memory_parts_json(planned)}};
+  if (sim) j["simulated"] = memory_parts_json(sim->peak_breakdown);
+  return j;
+}
+
 nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::string& out_path) {
   const ResolvedPipeline& pipe = r.setup.pipe;
   const CompiledPipeline& run = *r.compiled.pipeline;
@@ -209,6 +232,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                       {"peak_memory_bytes", ps.peak_memory_bytes},
                       {"stash_bytes_per_micro_batch", ps.stash_bytes},
                       {"remat", remat_name(ps.remat)},
+                      {"memory", memory_json(ps.memory, sim_stage(r, s))},
                       {"weights", weights}});
   }
   j["stages"] = stages;

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "alpa/cost/mesh_links.h"
+#include "alpa/inter/stage_memory.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/text.h"
 #include "alpa/support/check.h"
@@ -107,9 +108,10 @@ std::vector<char> received_across_hosts(const StageGraph& sg, const PipelineSpli
 struct StageCost {
   bool solved = false;  // the intra-op pass found a plan
   double compute_s = 0, communication_s = 0, transfer_s = 0;
-  double peak_bytes = 0;   // one micro-batch in flight, accumulators included
-  double acc_bytes = 0;    // gradient accumulators (held across micro-batches)
-  double stash_bytes = 0;  // per extra micro-batch in flight
+  double peak_bytes = 0;    // one micro-batch in flight, accumulators included
+  double acc_bytes = 0;     // gradient accumulators (held across micro-batches)
+  double stash_bytes = 0;   // per extra micro-batch in flight
+  StageMemoryParts memory;  // peak_bytes's parts (stage_memory.h)
   RematMode remat = RematMode::kNone;
   ShardingPlan plan;
   double time() const { return compute_s + communication_s + transfer_s; }
@@ -123,6 +125,15 @@ struct StageCost {
   }
 };
 
+// The cost's memory from its parts (stage_memory.h): peak_bytes with one micro-batch in
+// flight (the update's peak when larger, so max_succ errs on the safe side).
+void set_memory(StageCost& c, const StageMemoryParts& m) {
+  c.memory = m;
+  c.acc_bytes = m.accumulators;
+  c.stash_bytes = m.stash;
+  c.peak_bytes = m.peak(1);
+}
+
 // A planned stage's time and memory from its cost, with `successors` later stages.
 void set_figures(PlannedStage& ps, const StageCost& c, int successors, double memory) {
   ps.time_s = c.time();
@@ -132,42 +143,8 @@ void set_figures(PlannedStage& ps, const StageCost& c, int successors, double me
   ps.stash_bytes = c.stash_bytes;
   ps.remat = c.remat;
   ps.max_succ = c.max_succ(memory);
-  ps.peak_memory_bytes = c.peak_bytes + successors * c.stash_bytes;
-}
-
-// The values a stage adds into gradient accumulators every micro-batch: computed outside the
-// update and read by it (stage_memory counts their bytes).
-std::vector<char> accumulated_values(const StageGraph& sg) {
-  const Graph& g = sg.graph;
-  std::vector<char> acc(static_cast<size_t>(g.size()), 0);
-  for (ValueId u = 0; u < g.size(); ++u) {
-    if (!once_per_step(sg.task[u])) continue;
-    for (ValueId v : g.node(u).operands)
-      if (!once_per_step(sg.task[v]) && g.node(v).op != OpKind::kParameter) acc[v] = 1;
-  }
-  return acc;
-}
-
-// Memory of a planned stage: accumulators and the per-micro-batch stash.
-void stage_memory(const StageGraph& sg, const ShardingPlan& p, double* acc_bytes,
-                  double* stash_bytes) {
-  const Graph& g = sg.graph;
-  const std::vector<std::vector<ValueId>> users = compute_users(g);
-  const std::vector<char> accumulated = accumulated_values(sg);
-  *acc_bytes = 0;
-  *stash_bytes = 0;
-  for (ValueId v = 0; v < g.size(); ++v) {
-    if (p.strategy[v] < 0) continue;  // free
-    const TaskKind t = sg.task[v];
-    if (once_per_step(t)) continue;
-    const bool param = g.node(v).op == OpKind::kParameter;
-    bool read_by_b = false;
-    for (ValueId u : users[v]) read_by_b = read_by_b || sg.task[u] == TaskKind::kBackward;
-    const double bytes = local_bytes(g.type(v), p.specs[v], p.mesh);
-    const bool per_mb = !param || g.node(v).attr<ParameterAttrs>().role == ParamRole::kInput;
-    if (t == TaskKind::kForward && read_by_b && per_mb) *stash_bytes += bytes;
-    if (accumulated[v]) *acc_bytes += bytes;
-  }
+  ps.peak_memory_bytes = c.memory.peak(in_flight_1f1b(successors));
+  ps.memory = c.memory.breakdown(in_flight_1f1b(successors));
 }
 
 // Intra-op options for a stage graph as its lowered programs run it: update nodes weighted
@@ -198,8 +175,7 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   if (!p.ok()) return c;
   c.solved = true;
   c.plan = std::move(*p);
-  stage_memory(sg, c.plan, &c.acc_bytes, &c.stash_bytes);
-  c.peak_bytes = c.plan.peak_memory_bytes + c.acc_bytes;
+  set_memory(c, stage_memory_parts(sg, c.plan.specs, c.plan.strategy, c.plan.mesh));
   // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
   c.compute_s = c.plan.compute_s;
   c.communication_s = c.plan.communication_s;
@@ -218,6 +194,15 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   return c;
 }
 
+// The memory budget of the intra-op ILP (its liveness over the whole stage graph) that should
+// bring a stage over `memory` with `successors` later stages down to it: the ILP's own peak
+// less the excess, as the stage's memory (stage_memory.h) counts it.
+double ilp_budget(const StageCost& c, double memory, int successors) {
+  const double excess = c.peak_bytes + successors * c.stash_bytes - memory;
+  if (c.plan.peak_memory_bytes > 0) return c.plan.peak_memory_bytes - excess;
+  return memory - c.acc_bytes - successors * c.stash_bytes;
+}
+
 // The stage's plan for `memory` with `successors` later stages: the unconstrained plan if it
 // fits, else one planned under the budget that leaves room for them.
 StageCost fit_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& cluster,
@@ -227,7 +212,7 @@ StageCost fit_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& 
   StageCost c = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, 0, include_transfer,
                             solves, received_across);
   if (!c.solved || c.max_succ(memory) >= successors) return c;
-  const double budget = memory - c.acc_bytes - successors * c.stash_bytes;
+  const double budget = ilp_budget(c, memory, successors);
   if (budget <= 0) return c;
   StageCost b = solve_stage(sg, mesh, cluster, submesh, base, micro_batches, budget,
                             include_transfer, solves, received_across);
@@ -272,8 +257,10 @@ StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, R
   if (flops > 0) c.compute_s = base.compute_s * (1 + extra / flops);
   if (stash0 <= 0) return c;
   const double scale = base.stash_bytes / stash0;  // local bytes per byte
-  c.stash_bytes = stash1 * scale;
-  c.peak_bytes = base.peak_bytes - (base.stash_bytes - c.stash_bytes) + layer_saved * scale;
+  StageMemoryParts parts = base.memory;
+  parts.stash = stash1 * scale;
+  parts.working += layer_saved * scale;
+  set_memory(c, parts);
   return c;
 }
 
@@ -342,9 +329,14 @@ StageCost affine(const StageCost& c2, const StageCost& c3, int extra) {
   c.compute_s = grow(c2.compute_s, c3.compute_s);
   c.communication_s = grow(c2.communication_s, c3.communication_s);
   c.transfer_s = grow(c2.transfer_s, c3.transfer_s);
-  c.peak_bytes = grow(c2.peak_bytes, c3.peak_bytes);
-  c.acc_bytes = grow(c2.acc_bytes, c3.acc_bytes);
-  c.stash_bytes = grow(c2.stash_bytes, c3.stash_bytes);
+  StageMemoryParts m;
+  m.owned = grow(c2.memory.owned, c3.memory.owned);
+  m.per_step = grow(c2.memory.per_step, c3.memory.per_step);
+  m.accumulators = grow(c2.memory.accumulators, c3.memory.accumulators);
+  m.stash = grow(c2.memory.stash, c3.memory.stash);
+  m.working = grow(c2.memory.working, c3.memory.working);
+  m.update_working = grow(c2.memory.update_working, c3.memory.update_working);
+  set_memory(c, m);
   return c;
 }
 
@@ -905,7 +897,7 @@ class FixedPlanner {
     StageCost chosen = choose_remat(base, remat_, l, r, o_.remat, memory_, successors);
     if (!base.solved || chosen.max_succ(memory_) >= successors) return chosen;
     if (o_.remat != RematMode::kAuto && o_.remat != RematMode::kNone) return chosen;
-    const double budget = memory_ - base.acc_bytes - successors * base.stash_bytes;
+    const double budget = ilp_budget(base, memory_, successors);
     if (budget <= 0) return chosen;
     StageCost b = solve_stage(sg, mesh, cluster_, c.submesh, so, B_, budget,
                               o_.include_transfer_cost, &plan_.intra_solves);

@@ -31,6 +31,7 @@
 
 #include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
+#include "alpa/cost/memory.h"
 #include "alpa/inter/layer_clustering.h"
 #include "alpa/inter/remat.h"
 #include "alpa/inter/stage_dp.h"
@@ -103,6 +104,7 @@ struct PlannedStage {
   double stash_bytes = 0;              // activations kept from forward to backward, per micro-batch
   int max_succ = -1;                   // stages that may follow within memory
   RematMode remat = RematMode::kNone;  // what its backward recomputes (never kAuto)
+  MemoryBreakdown memory;              // peak_memory_bytes in its parts (cost/memory.h)
   std::map<std::string, ShardingSpec> layouts;  // hand-written layouts (step-graph refs)
 };
 

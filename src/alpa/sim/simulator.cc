@@ -78,6 +78,7 @@ struct StageState {
   std::vector<double> task_s, task_comm_s, task_peak;  // per task
   std::map<std::pair<int, int>, double> store;         // (value, micro-batch) -> bytes
   double store_bytes = 0;
+  double step_store_bytes = 0;               // of which per-step values (accumulators)
   std::map<int, int> values_of_micro_batch;  // stored values per micro-batch (per-step excluded)
 };
 
@@ -108,8 +109,22 @@ Status prepare(const Program& prog, const Cluster& cluster, std::vector<StageSta
       if (st.values[v].kind == ValueKind::kOwned)
         out.owned_bytes += value_bytes(st, static_cast<int>(v));
     out.peak_memory_bytes = out.owned_bytes;
+    out.peak_breakdown.weights = out.owned_bytes;
+    out.peak_breakdown.in_flight = 0;
   }
   return ok_status();
+}
+
+// The stage's new peak, with the running task's own `working` bytes, and its parts.
+void record_peak(SimStage& out, const StageState& ss, double working) {
+  out.peak_memory_bytes = out.owned_bytes + ss.store_bytes + working;
+  MemoryBreakdown& m = out.peak_breakdown;
+  m.weights = out.owned_bytes;
+  m.accumulators = ss.step_store_bytes;
+  m.in_flight = static_cast<int>(ss.values_of_micro_batch.size());
+  m.stash_per_micro_batch =
+      m.in_flight > 0 ? (ss.store_bytes - ss.step_store_bytes) / m.in_flight : 0;
+  m.working = working;
 }
 
 }  // namespace
@@ -152,6 +167,7 @@ Result<SimReport> simulate(const Program& prog, const Cluster& cluster) {
         ss.store_bytes += bytes;
         out.peak_store_bytes = std::max(out.peak_store_bytes, ss.store_bytes);
         if (k.second >= 0) ++ss.values_of_micro_batch[k.second];
+        if (k.second < 0) ss.step_store_bytes += bytes;
         out.peak_live_micro_batches = std::max(out.peak_live_micro_batches,
                                                static_cast<int>(ss.values_of_micro_batch.size()));
       };
@@ -173,8 +189,8 @@ Result<SimReport> simulate(const Program& prog, const Cluster& cluster) {
           dur = ss.task_s[k];
           out.compute_s += ss.task_s[k] - ss.task_comm_s[k];
           out.communication_s += ss.task_comm_s[k];
-          out.peak_memory_bytes =
-              std::max(out.peak_memory_bytes, out.owned_bytes + ss.store_bytes + ss.task_peak[k]);
+          if (out.owned_bytes + ss.store_bytes + ss.task_peak[k] > out.peak_memory_bytes)
+            record_peak(out, ss, ss.task_peak[k]);
           for (int v : ps.tasks[k].outputs)
             if (ps.values[static_cast<size_t>(v)].kind != ValueKind::kOwned)
               put(key_of(v, x.micro_batch), value_bytes(ps, v));
@@ -186,6 +202,7 @@ Result<SimReport> simulate(const Program& prog, const Cluster& cluster) {
           auto it = ss.store.find({x.value, x.micro_batch});
           if (it != ss.store.end()) {
             ss.store_bytes -= it->second;
+            if (it->first.second < 0) ss.step_store_bytes -= it->second;
             ss.store.erase(it);
             auto mb = ss.values_of_micro_batch.find(x.micro_batch);
             if (x.micro_batch >= 0 && mb != ss.values_of_micro_batch.end() && --mb->second == 0)

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "alpa/cluster/cluster.h"
+#include "alpa/cost/memory.h"
 #include "alpa/cost/mesh_links.h"
 #include "alpa/ir/graph.h"
 #include "alpa/program/program.h"
@@ -45,6 +46,10 @@ struct SimStage {
   double peak_memory_bytes = 0;  // per device: owned + store + the running task's own
   double peak_store_bytes = 0;
   int peak_live_micro_batches = 0;
+  // The parts of peak_memory_bytes (cost/memory.h) at the moment of the peak: owned, the
+  // per-step store (accumulators), the per-micro-batch store over the micro-batches it holds,
+  // and the running task's intermediates.
+  MemoryBreakdown peak_breakdown;
 };
 
 struct SimReport {

@@ -1,0 +1,114 @@
+#include "alpa/inter/stage_memory.h"
+
+#include "alpa/ir/analysis.h"
+
+namespace alpa {
+namespace {
+
+// The peak of task t's own intermediates (see the header).
+double task_working(const StageGraph& sg, TaskKind t, const std::vector<char>& held,
+                    const std::vector<double>& bytes,
+                    const std::vector<std::vector<ValueId>>& users,
+                    const std::vector<char>& is_output) {
+  const Graph& g = sg.graph;
+  const ValueId n = g.size();
+  // Per node of t: the values of t whose last use inside t it is.
+  std::vector<std::vector<ValueId>> dies(static_cast<size_t>(n));
+  for (ValueId v = 0; v < n; ++v) {
+    if (sg.task[v] != t || !held[v] || g.node(v).op == OpKind::kParameter) continue;
+    bool leaves = is_output[v] != 0;
+    ValueId last = v;
+    for (ValueId u : users[v]) {
+      if (sg.task[u] != t) leaves = true;
+      last = std::max(last, u);
+    }
+    if (!leaves) dies[static_cast<size_t>(last)].push_back(v);
+  }
+  double live = 0, peak = 0;
+  for (ValueId v = 0; v < n; ++v) {
+    if (sg.task[v] != t) continue;
+    if (held[v] && g.node(v).op != OpKind::kParameter) live += bytes[v];
+    peak = std::max(peak, live);
+    for (ValueId d : dies[static_cast<size_t>(v)]) live -= bytes[d];
+  }
+  return peak;
+}
+
+}  // namespace
+
+MemoryBreakdown StageMemoryParts::breakdown(int in_flight) const {
+  MemoryBreakdown m;
+  m.weights = owned;
+  m.accumulators = per_step;
+  const bool update = owned + per_step + update_working > peak(in_flight) - 1e-6 &&
+                      update_working > in_flight * stash + working;
+  m.in_flight = update ? 0 : in_flight;
+  m.stash_per_micro_batch = stash;
+  m.working = update ? update_working : working;
+  return m;
+}
+
+std::vector<char> accumulated_values(const StageGraph& sg) {
+  const Graph& g = sg.graph;
+  std::vector<char> acc(static_cast<size_t>(g.size()), 0);
+  for (ValueId u = 0; u < g.size(); ++u) {
+    if (!once_per_step(sg.task[u])) continue;
+    for (ValueId v : g.node(u).operands)
+      if (!once_per_step(sg.task[v]) && g.node(v).op != OpKind::kParameter) acc[v] = 1;
+  }
+  return acc;
+}
+
+StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
+                                    const std::vector<int>& strategy, const MeshShape& mesh) {
+  const Graph& g = sg.graph;
+  const ValueId n = g.size();
+  const std::vector<std::vector<ValueId>> users = compute_users(g);
+  const std::vector<char> accumulated = accumulated_values(sg);
+  std::vector<int> group;
+  for (TaskKind t : sg.task) group.push_back(static_cast<int>(t));
+  const std::vector<char> fused = fused_values(g, group);
+  std::vector<char> held(static_cast<size_t>(n)), is_output(static_cast<size_t>(n), 0);
+  std::vector<double> bytes(static_cast<size_t>(n), 0);
+  for (const GraphOutput& o : g.outputs()) is_output[o.value] = 1;
+  for (ValueId v = 0; v < n; ++v) {
+    held[v] = strategy[v] >= 0 && !fused[v];
+    if (strategy[v] >= 0) bytes[v] = local_bytes(g.type(v), specs[v], mesh);
+  }
+  std::vector<char> owned(static_cast<size_t>(n), 0);
+  for (ValueId v : sg.owned) owned[v] = 1;
+  StageMemoryParts m;
+  for (ValueId v = 0; v < n; ++v) {
+    if (strategy[v] < 0) continue;
+    const bool param = g.node(v).op == OpKind::kParameter;
+    const bool input = param && g.node(v).attr<ParameterAttrs>().role == ParamRole::kInput;
+    if (owned[v]) {
+      m.owned += bytes[v];
+      continue;
+    }
+    if (accumulated[v]) {
+      m.per_step += bytes[v];
+      m.accumulators += bytes[v];
+    }
+    if (param && !input) m.per_step += bytes[v];  // received once per step
+    if (input && sg.task[v] == TaskKind::kBackward) {
+      m.stash += bytes[v];  // a cotangent received every micro-batch, stored until its backward
+      continue;
+    }
+    if (once_per_step(sg.task[v]) || sg.task[v] != TaskKind::kForward || (param && !input))
+      continue;
+    bool read_by_b = false;
+    for (ValueId u : users[v]) read_by_b = read_by_b || sg.task[u] == TaskKind::kBackward;
+    if (read_by_b) m.stash += bytes[v];
+  }
+  // A forward runs before its own stash is stored (its outputs are that stash): one stash
+  // fewer is held beside it than beside a backward.
+  m.working =
+      std::max(task_working(sg, TaskKind::kBackward, held, bytes, users, is_output),
+               task_working(sg, TaskKind::kForward, held, bytes, users, is_output) - m.stash);
+  m.update_working = std::max(task_working(sg, TaskKind::kGradNorm, held, bytes, users, is_output),
+                              task_working(sg, TaskKind::kUpdate, held, bytes, users, is_output));
+  return m;
+}
+
+}  // namespace alpa

@@ -1,0 +1,53 @@
+// The memory of a planned pipeline stage per device, in the parts of the shared memory model
+// (cost/memory.h), from its stage graph and intra-op plan — counted the way the simulator
+// (sim/simulator.h) counts the program the stage lowers to:
+//   owned      the weights and optimizer state the stage holds (sg.owned), in their layouts;
+//   per_step   what is held once per step besides: gradient accumulators (forward/backward
+//              values read by the update) and values received once per step (a tied weight,
+//              AdamW's bias corrections);
+//   stash      per micro-batch in flight: forward values the backward reads, data inputs and
+//              values received every micro-batch;
+//   working    each task's own intermediates (forward, backward, then the once-per-step tasks
+//              apart): a task's value lives from its definition to its last use inside the
+//              task, or to the task's end when another task, another stage or the step's
+//              result reads it; parameters and other tasks' values are not the task's own
+//              (they are owned or stored). Fused values (ir/analysis.h) hold no memory.
+// A forward or backward task runs with every in-flight micro-batch's stash stored; the update
+// runs after the last backward, when only owned and per-step values remain.
+//
+// Not the planner's ILP: the ILP's memory rows bound its liveness over the whole stage graph;
+// this is what the stage holds when it runs as separate task programs.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "alpa/cost/memory.h"
+#include "alpa/inter/stage_graph.h"
+#include "alpa/sharding/sharding_spec.h"
+
+namespace alpa {
+
+struct StageMemoryParts {
+  double owned = 0, per_step = 0, accumulators = 0;  // accumulators: part of per_step
+  double stash = 0;
+  double working = 0;         // the larger of the forward's and the backward's
+  double update_working = 0;  // the once-per-step tasks'
+  // The peak with `in_flight` micro-batches' stashes held (at least 1).
+  double peak(int in_flight) const {
+    return std::max(owned + per_step + in_flight * stash + working,
+                    owned + per_step + update_working);
+  }
+  // The peak's parts (cost/memory.h): the forward/backward moment or the update's.
+  MemoryBreakdown breakdown(int in_flight) const;
+};
+
+// The values a stage adds into gradient accumulators every micro-batch: computed outside the
+// update and read by it.
+std::vector<char> accumulated_values(const StageGraph& sg);
+
+// `specs` and `strategy`: the stage's intra-op plan (strategy < 0: a free node, not held).
+StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
+                                    const std::vector<int>& strategy, const MeshShape& mesh);
+
+}  // namespace alpa
