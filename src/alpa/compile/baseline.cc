@@ -1,5 +1,6 @@
 #include "alpa/compile/baseline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -34,12 +35,13 @@ std::vector<BaselineConfig> grid(BaselineKind kind, int devices, int devices_per
         for (int pp : divisors(devices / tp)) {
           if (devices % (tp * pp) != 0 || pp > max_stages) continue;
           const int dp = devices / (tp * pp);
-          out.push_back({dp, tp, pp, 1, stage_kind(dp, tp), false});
+          out.push_back({dp, tp, pp, 1, stage_kind(dp, tp), false, RematMode::kFull});
         }
       break;
     case BaselineKind::kDeepSpeed:
       for (ManualPlanKind z : {ManualPlanKind::kZero, ManualPlanKind::kZero3})
-        out.push_back({devices, 1, 1, 1, z, moe});
+        for (RematMode r : {RematMode::kNone, RematMode::kFull})
+          out.push_back({devices, 1, 1, 1, z, moe, r});
       break;
     case BaselineKind::kPpDp:
       for (int pp : divisors(devices))
@@ -75,23 +77,41 @@ std::string gb(double bytes) {
   return buf;
 }
 
-// The configuration's stages compiled as fixed choices and simulated.
+// The model's layers (transformer blocks), 0 when the family has no such count.
+int model_layers(const ModelSpec& m) {
+  switch (m.family) {
+    case ModelFamily::kGpt: return static_cast<int>(m.gpt.layers);
+    case ModelFamily::kMoe: return static_cast<int>(m.moe.layers);
+    default: return 0;
+  }
+}
+
+// The configuration's stages compiled as fixed choices and simulated. With activation
+// checkpointing, each stage is clustered into its share of the model's `layers` (so a layer's
+// input is what stays stashed, as checkpointing per transformer block does).
 Result<Compiled> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
-                          const BaselineOptions& o) {
+                          const BaselineOptions& o, int layers) {
   PipelinePlan plan;
   LayerClusteringOptions lo;
-  lo.num_layers = c.pp;
-  ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, forward_ops(step), lo));
+  const std::vector<ValueId> ops = forward_ops(step);
+  const int per_stage_layers =
+      c.remat == RematMode::kNone
+          ? 1
+          : std::clamp(layers / c.pp, 1, std::max(1, static_cast<int>(ops.size()) / c.pp));
+  lo.num_layers = c.pp * per_stage_layers;
+  ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
   plan.micro_batches = c.micro_batches;
   const int64_t per_stage = static_cast<int64_t>(c.dp) * c.tp;
   const int64_t dph = cluster.devices_per_host;
   for (int s = 0; s < c.pp; ++s) {
     PlannedStage ps;
-    ps.first_layer = ps.last_layer = s;
+    ps.first_layer = s * per_stage_layers;
+    ps.last_layer = ps.first_layer + per_stage_layers - 1;
     ps.submesh = per_stage <= dph ? SubmeshShape{1, per_stage} : SubmeshShape{per_stage / dph, dph};
     ps.logical.shape = {c.dp, c.tp};
     ps.logical.batch_axis = 0;
     ps.first_device = static_cast<int>(s * per_stage);
+    ps.remat = c.remat;
     plan.stages.push_back(ps);
   }
   auto hook = [&](int, const StageGraph& sg, const MeshShape& shape,
@@ -137,7 +157,8 @@ Result<BaselineKind> parse_baseline(std::string_view name) {
 std::string BaselineConfig::to_string() const {
   return cat("dp ", dp, " x tp ", tp, " x pp ", pp, ", ", micro_batches, " micro-batch",
              micro_batches > 1 ? "es" : "", " (", manual_plan_name(per_stage),
-             expert_parallel ? " + expert parallel" : "", ")");
+             expert_parallel ? " + expert parallel" : "",
+             remat != RematMode::kNone ? cat(", ", remat_name(remat), " recompute") : "", ")");
 }
 
 Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
@@ -186,8 +207,8 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
       c.micro_batches = static_cast<int>(o.batch / (shape.dp * m));
       BaselineTrial t{c, false, false, 0, 0, ""};
       Result<const TrainStep*> step = step_for(c.micro_batches);
-      Result<Compiled> e =
-          step.ok() ? evaluate(c, **step, cluster, o) : Result<Compiled>(step.status());
+      Result<Compiled> e = step.ok() ? evaluate(c, **step, cluster, o, model_layers(model))
+                                     : Result<Compiled>(step.status());
       if (!e.ok()) {
         t.note = e.status().message();
         if (o.progress) o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
@@ -248,7 +269,7 @@ Result<BaselineResult> simulate_baseline_config(BaselineKind kind, const Baselin
   r.kind = kind;
   r.best = c;
   ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, c.micro_batches));
-  ALPA_ASSIGN_OR_RETURN(r.compiled, evaluate(c, step, cluster, o));
+  ALPA_ASSIGN_OR_RETURN(r.compiled, evaluate(c, step, cluster, o, model_layers(model)));
   const double peak = r.compiled.sim->peak_memory_bytes();
   r.trials.push_back({c, true, peak <= memory, r.compiled.sim->step_time_s, peak, ""});
   r.search_s = std::chrono::duration<double>(Clock::now() - t0).count();

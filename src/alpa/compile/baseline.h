@@ -3,12 +3,15 @@
 // through the same stage split, intra-op costing, lowering and instruction lists as the
 // plans of the planner (Alpa §5.1 grid-searches its baselines the same way, on the cluster).
 //
-// - megatron: Megatron-LM — data x tensor x pipeline degrees (tensor inside a host), equal
-//   stages of layers, Megatron's GPT sharding on each stage (plan/manual.h "2d",
-//   "tensor-parallel" or "data-parallel"), and the micro-batch size;
+// - megatron: Megatron-LM as its users run it at scale — data x tensor x pipeline degrees
+//   (tensor inside a host), equal stages of layers, Megatron's GPT sharding on each stage
+//   (plan/manual.h "2d", "tensor-parallel" or "data-parallel"), full activation
+//   checkpointing (every layer's forward recomputed in the backward: the stash is the layers'
+//   inputs), and the micro-batch size; the interleaved schedule is not in the grid yet (the
+//   schedules of spmd/schedule.h are GPipe and 1F1B);
 // - deepspeed: DeepSpeed — ZeRO-2 or ZeRO-3 data parallelism over every device, with expert
-//   parallelism for mixture-of-experts layers (experts split over the devices), and the
-//   micro-batch size (gradient accumulation);
+//   parallelism for mixture-of-experts layers (experts split over the devices), with and
+//   without activation checkpointing, and the micro-batch size (gradient accumulation);
 // - pp-dp: pipeline plus data parallelism only (the PipeDream/DAPPLE space): pipeline degree,
 //   data parallelism inside each stage, and the micro-batch size.
 //
@@ -44,7 +47,11 @@ struct BaselineConfig {
   int micro_batches = 1;       // per step; each is split dp ways
   ManualPlanKind per_stage = ManualPlanKind::kDataParallel;
   bool expert_parallel = false;
-  std::string to_string() const;  // "dp 2 x tp 4 x pp 2, 16 micro-batches (2d)"
+  // Activation checkpointing: kFull recomputes every layer's forward from its input in the
+  // backward (Megatron-LM's --recompute-granularity full, DeepSpeed's checkpointing).
+  RematMode remat = RematMode::kNone;
+  // "dp 2 x tp 4 x pp 2, 16 micro-batches (2d, full recompute)"
+  std::string to_string() const;
 };
 
 struct BaselineTrial {
