@@ -102,6 +102,29 @@ TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
   EXPECT_TRUE(all_to_all);
 }
 
+// Megatron recomputes every layer's forward in the backward (full activation checkpointing):
+// the configuration's stages say so, and the same configuration without it stashes more and
+// computes less.
+TEST(Baseline, MegatronCheckpointsActivations) {
+  ModelSpec spec = gpt_tiny();
+  const Cluster c = local(2);
+  BaselineResult r = search(BaselineKind::kMegatron, spec, c);
+  for (const BaselineTrial& t : r.trials) EXPECT_EQ(t.config.remat, RematMode::kFull);
+  for (const PlannedStage& ps : r.compiled.pipeline->plan.stages)
+    EXPECT_EQ(ps.remat, RematMode::kFull);
+  BaselineOptions o;
+  o.batch = spec.batch;
+  BaselineConfig k{1, 1, 2, 2, ManualPlanKind::kDataParallel, false, RematMode::kFull};
+  BaselineResult full =
+      simulate_baseline_config(BaselineKind::kMegatron, k, spec, {}, c, o).value();
+  k.remat = RematMode::kNone;
+  BaselineResult none =
+      simulate_baseline_config(BaselineKind::kMegatron, k, spec, {}, c, o).value();
+  EXPECT_GT(full.compiled.sim->stages[0].compute_s, none.compiled.sim->stages[0].compute_s);
+  EXPECT_LT(full.compiled.sim->stages[0].peak_breakdown.stash_per_micro_batch,
+            none.compiled.sim->stages[0].peak_breakdown.stash_per_micro_batch);
+}
+
 TEST(Baseline, PpDpHasNoTensorParallelism) {
   ModelSpec spec = gpt_tiny();
   BaselineResult r = search(BaselineKind::kPpDp, spec, local(4));
