@@ -38,7 +38,7 @@ Plan pipeline_plan(const Compiled& c, const CompileSetup& setup, const std::stri
             m.plans[s].specs[v].canonical(m.plans[s].mesh);
   }
   Plan p = plan_from_pipeline(saved, model, setup.cluster, setup.pipe.devices,
-                              std::string(schedule_name(setup.pipe.schedule)),
+                              std::string(schedule_name(c.pipeline->schedule)),
                               graph_fingerprint(c.step.graph));
   p.options = setup.pipe.sharding.sharding;
   p.memory_budget_bytes = setup.pipe.sharding.memory_budget_bytes;

@@ -5,9 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "alpa/cli/commands.h"
+#include "alpa/plan/plan.h"
 
 namespace alpa {
 namespace {
@@ -341,6 +343,89 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
     if (c["fits_memory"].get<bool>()) fastest = std::min(fastest, c["step_time_s"].get<double>());
   }
   EXPECT_DOUBLE_EQ(fastest, j["simulated_step_time_s"].get<double>());
+}
+
+// --schedule auto: the planned stages simulated under every schedule, each listed with its
+// step, bubble and memory (or why it was not possible), the fastest that fits chosen and
+// reported as the schedule; the plan file it writes runs that schedule.
+TEST(PipelinePlanCommand, ScheduleAutoComparesTheSchedulesBySimulation) {
+  PlanFlags f;
+  f.model.size = "small";
+  f.parallel.cluster = "p3.16xlarge";
+  f.parallel.devices = 2;
+  f.parallel.space = "inter-only";
+  f.parallel.schedule = "auto";
+  f.micro_batches = 4;
+  f.json = true;
+  const std::string dir = std::string(ALPA_BINARY_DIR) + "/tests/cli-schedules";
+  std::filesystem::create_directories(dir);
+  f.out_path = dir + "/auto.json";
+  CmdRun r = run(run_plan, f);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("schedule_candidates")) << r.out;
+  std::set<std::string> tried;
+  double fastest = 1e30;
+  std::string fastest_name;
+  int chosen = 0;
+  for (const auto& c : j["schedule_candidates"]) {
+    const std::string name =
+        cat(c["schedule"].get<std::string>(), "/", c["virtual_stages"].get<int>());
+    tried.insert(name);
+    if (c.contains("not_possible")) continue;
+    EXPECT_GT(c["step_time_s"].get<double>(), 0) << name;
+    EXPECT_GE(c["bubble_fraction"].get<double>(), 0) << name;
+    if (c["fits_memory"].get<bool>() && c["step_time_s"].get<double>() < fastest) {
+      fastest = c["step_time_s"].get<double>();
+      fastest_name = name;
+    }
+    chosen += c["chosen"].get<bool>();
+  }
+  EXPECT_TRUE(tried.count("1f1b/1") && tried.count("gpipe/1") && tried.count("interleaved-1f1b/2"))
+      << r.out;
+  EXPECT_EQ(chosen, 1);
+  EXPECT_DOUBLE_EQ(j["simulated_step_time_s"].get<double>(), fastest);
+  const int v = j.value("virtual_stages", 1);
+  EXPECT_EQ(cat(j["schedule"].get<std::string>(), "/", v), fastest_name);
+  // GPT-small's two stages compute more than they send: interleaving pays on p3.16xlarge.
+  EXPECT_EQ(j["schedule"].get<std::string>(), "interleaved-1f1b") << r.out;
+  Plan written = load_plan(f.out_path).value();
+  EXPECT_EQ(written.schedule, "interleaved-1f1b");
+  EXPECT_EQ(written.virtual_stages, v);
+  EXPECT_EQ(written.stages.size(), static_cast<size_t>(2 * v));
+}
+
+// The interleaved schedule trains from the flags alone (the planner's stages re-cut), reports
+// each mesh's layer ranges, and its flag mistakes are clear errors.
+TEST(PipelineTrainCommand, InterleavedScheduleFromTheFlags) {
+  TrainFlags t;
+  t.steps = 2;
+  t.parallel.devices = 2;
+  t.parallel.space = "inter-only";
+  t.parallel.schedule = "interleaved";
+  t.micro_batches = 4;
+  t.json = true;
+  CmdRun r = run(run_train, t);
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["schedule"].get<std::string>(), "interleaved-1f1b");
+  ASSERT_EQ(j["pipeline"]["stages"].size(), 2u);
+  EXPECT_EQ(j["pipeline"]["stages"][0]["layers"].size(), 2u);  // two stages on mesh 0
+  struct Case {
+    std::string schedule;
+    int virtual_stages, micro_batches;
+    const char* message;
+  };
+  for (const Case& c : {Case{"1f1b", 2, 4, "--virtual-stages applies to the interleaved"},
+                        Case{"interleaved", 0, 1, "multiple of the 2 pipeline meshes"}}) {
+    TrainFlags bad = t;
+    bad.parallel.schedule = c.schedule;
+    bad.parallel.virtual_stages = c.virtual_stages;
+    bad.micro_batches = c.micro_batches;
+    CmdRun e = run(run_train, bad);
+    EXPECT_EQ(e.code, kExitUserError) << c.message;
+    EXPECT_NE(e.err.find(c.message), std::string::npos) << e.err;
+  }
 }
 
 TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {

@@ -240,26 +240,34 @@ TEST(MpiTraining, PipelinesMatchOneDevice) {
     std::vector<MeshShape> meshes;
     int layers, micro_batches;
     ScheduleKind schedule;
+    int virtual_stages = 1;  // interleaved: stages per mesh
   };
-  const ScheduleKind f1b = ScheduleKind::k1F1B, gp = ScheduleKind::kGPipe;
+  const ScheduleKind f1b = ScheduleKind::k1F1B, gp = ScheduleKind::kGPipe,
+                     il = ScheduleKind::kInterleaved1F1B;
   const std::vector<Case> cases =
       ranks() == 2 ? std::vector<Case>{{"gpt", {{1, 1}, {1, 1}}, 2, 4, f1b},
                                        {"gpt", {{1, 1}, {1, 1}}, 2, 4, gp},
-                                       {"mlp", {{1, 1}, {1, 1}}, 2, 2, f1b}}
+                                       {"mlp", {{1, 1}, {1, 1}}, 2, 2, f1b},
+                                       {"gpt", {{1, 1}, {1, 1}}, 4, 4, il, 2}}
                    : std::vector<Case>{{"gpt", {{1, 2}, {2, 1}}, 4, 2, f1b},
                                        {"gpt", {{1, 1}, {1, 1}, {1, 1}, {1, 1}}, 4, 8, gp},
                                        {"gpt", {{1, 1}, {1, 2}, {1, 1}}, 3, 4, f1b},
-                                       {"mlp", {{1, 2}, {2, 1}}, 2, 4, gp}};
+                                       {"mlp", {{1, 2}, {2, 1}}, 2, 4, gp},
+                                       {"gpt", {{1, 1}, {1, 1}, {1, 1}, {1, 1}}, 8, 4, il, 2},
+                                       {"gpt", {{1, 2}, {2, 1}}, 4, 4, il, 2}};
   for (const Case& c : cases) {
-    SCOPED_TRACE(cat(c.model, " ", c.meshes.size(), " stages, ", c.micro_batches,
-                     " micro-batches, ", schedule_name(c.schedule)));
+    SCOPED_TRACE(cat(c.model, " ", c.meshes.size(), " meshes, ", c.micro_batches,
+                     " micro-batches, ", schedule_name(c.schedule), " x", c.virtual_stages));
     ModelSpec spec = resolve_model(c.model, "tiny", {}).value();
     const TrainReport one = one_device(spec, c.micro_batches);
     TrainOptions o = base_options(c.micro_batches);
     o.compile.pipeline = true;
     o.compile.devices = ranks();
     o.compile.schedule = c.schedule;
-    o.compile.stages = stages_plan(c.meshes, c.layers, c.micro_batches);
+    o.compile.stages = c.virtual_stages > 1
+                           ? testing::manual_interleaved_plan(c.meshes, c.virtual_stages, c.layers,
+                                                              c.micro_batches)
+                           : stages_plan(c.meshes, c.layers, c.micro_batches);
     o.world = g_world;
     Result<TrainReport> r = train_model(spec, o);
     ASSERT_TRUE(r.ok()) << r.status().to_string();

@@ -28,4 +28,21 @@ inline PipelinePlan manual_stage_plan(const std::vector<MeshShape>& meshes, int 
   return p;
 }
 
+// Interleaved (inter/virtual_stages.h): meshes.size() x v stages over `layers` layers, split as
+// evenly as integers allow, stage c on the devices and logical mesh of stage c mod meshes.
+inline PipelinePlan manual_interleaved_plan(const std::vector<MeshShape>& meshes, int v, int layers,
+                                            int micro_batches) {
+  PipelinePlan one = manual_stage_plan(meshes, layers, micro_batches);
+  const int S = static_cast<int>(meshes.size()), C = S * v;
+  PipelinePlan p = one;
+  p.stages.clear();
+  for (int c = 0; c < C; ++c) {
+    PlannedStage ps = one.stages[static_cast<size_t>(c % S)];
+    ps.first_layer = c * layers / C;
+    ps.last_layer = (c + 1) * layers / C - 1;
+    p.stages.push_back(ps);
+  }
+  return p;
+}
+
 }  // namespace alpa::testing

@@ -8,6 +8,7 @@
 #include "alpa/autodiff/train_step.h"
 #include "alpa/cluster/cluster.h"
 #include "alpa/inter/layer_clustering.h"
+#include "alpa/inter/virtual_stages.h"
 #include "alpa/models/gpt.h"
 #include "alpa/models/mlp.h"
 #include "alpa/models/registry.h"
@@ -296,6 +297,35 @@ TEST(PipelinePlanFile, HandWrittenStagesGetDefaults) {
   EXPECT_EQ(p.schedule, "1f1b");
 }
 
+// An interleaved plan lists meshes x virtual_stages stages; the later rounds may leave out
+// their mesh and first device (the mesh of stage c mod meshes). It round-trips, and its
+// PipelinePlan shares the meshes (inter/virtual_stages.h).
+TEST(PipelinePlanFile, InterleavedStagesShareTheMeshes) {
+  Plan p = plan_from_json(R"({"micro_batches": 4,
+      "pipeline": {"schedule": "interleaved", "virtual_stages": 2},
+      "stages": [{"layers": [0, 0], "mesh": [1, 1]}, {"layers": [1, 1], "mesh": [1, 2]},
+                 {"layers": [2, 2]}, {"layers": [3, 3], "mesh": [1, 2], "first_device": 1}]})",
+                          "interleaved.json")
+               .value();
+  EXPECT_EQ(p.schedule, "interleaved-1f1b");
+  EXPECT_EQ(p.virtual_stages, 2);
+  EXPECT_EQ(p.devices, 3);
+  ASSERT_EQ(p.stages.size(), 4u);
+  EXPECT_EQ(p.stages[2].first_device, 0);
+  EXPECT_EQ(p.stages[2].mesh, (MeshShape{1, 1}));
+  EXPECT_EQ(p.stages[3].first_device, 1);
+  PipelinePlan pp = pipeline_plan_of(p).value();
+  const PlanMeshes pm = plan_meshes(pp).value();
+  EXPECT_EQ(pm.meshes, 2);
+  EXPECT_EQ(pm.virtual_stages, 2);
+  Plan again = plan_from_pipeline(pp, "gpt-tiny", "local", 3, "interleaved-1f1b", "");
+  EXPECT_EQ(again.virtual_stages, 2);
+  Plan back = plan_from_json(plan_to_json(again), "again.json").value();
+  EXPECT_EQ(back.virtual_stages, 2);
+  EXPECT_EQ(back.stages.size(), 4u);
+  EXPECT_EQ(back.stages[3].mesh, (MeshShape{1, 2}));
+}
+
 TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
   const BadPlan cases[] = {
       {R"({"stages": []})", "\"stages\" must be a non-empty array"},
@@ -333,6 +363,18 @@ TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
        "pipeline.layer_starts has 2 entries for 2 layers"},
       {R"({"pipeline": {"layer_starts": [9, 4]}, "stages": [{"layers": [0, 2], "mesh": [1, 1]}]})",
        "pipeline.layer_starts must be strictly increasing"},
+      {R"({"pipeline": {"schedule": "interleaved-1f1b"}, "stages": [{"layers": [0, 0], "mesh": [1, 1]}]})",
+       "needs pipeline.virtual_stages >= 2"},
+      {R"({"pipeline": {"virtual_stages": 2}, "stages": [{"layers": [0, 0], "mesh": [1, 1]},
+                      {"layers": [1, 1]}]})",
+       "pipeline.virtual_stages 2 needs pipeline.schedule"},
+      {R"({"pipeline": {"schedule": "interleaved", "virtual_stages": 2},
+           "stages": [{"layers": [0, 0], "mesh": [1, 1]}, {"layers": [1, 1], "mesh": [1, 1]},
+                      {"layers": [2, 2]}]})",
+       "3 stages do not split into 2 virtual stages per mesh"},
+      {R"({"pipeline": {"schedule": "interleaved", "virtual_stages": 2},
+           "stages": [{"layers": [0, 0], "mesh": [1, 1]}, {"layers": [1, 1], "mesh": [1, 2]}]})",
+       "stage 1: runs on the mesh of stage 0"},
   };
   for (const BadPlan& c : cases) {
     Result<Plan> p = plan_from_json(c.text, "bad.json");

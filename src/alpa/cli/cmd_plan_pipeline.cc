@@ -83,12 +83,13 @@ struct PipelineReport {
   bool checked = false;  // planned here (not a plan file): chosen by simulating the candidates
   int S = 0;
   double step_s = 0, device_memory = 0, peak = 0, samples_per_s = 0, tflops = 0;
-  std::string schedule;
+  std::string schedule;    // the program's (--schedule auto: the one chosen)
+  int virtual_stages = 1;  // interleaved: stages per mesh
 };
 
 PipelineReport pipeline_report(const ModelSpec& spec, const CompileSetup& setup,
                                const Compiled& compiled) {
-  PipelineReport r{spec, setup, compiled, false, 0, 0, 0, 0, 0, 0, ""};
+  PipelineReport r{spec, setup, compiled, false, 0, 0, 0, 0, 0, 0, "", 1};
   const ResolvedPipeline& pipe = setup.pipe;
   const MaterializedPipeline& m = compiled.pipeline->stages;
   r.checked = !pipe.plan;
@@ -100,7 +101,11 @@ PipelineReport pipeline_report(const ModelSpec& spec, const CompileSetup& setup,
   for (const PlannedStage& ps : m.stages) r.peak = std::max(r.peak, ps.peak_memory_bytes);
   r.samples_per_s = r.step_s > 0 ? static_cast<double>(spec.batch) / r.step_s : 0;
   r.tflops = r.step_s > 0 ? flops / pipe.devices / r.step_s / 1e12 : 0;
-  r.schedule = std::string(schedule_name(pipe.schedule));
+  r.schedule = std::string(schedule_name(compiled.pipeline->schedule));
+  r.virtual_stages = compiled.pipeline->virtual_stages;
+  // A mesh of an interleaved pipeline holds several stages: its peak is the simulated one
+  // (the planner's figures are per stage).
+  if (r.virtual_stages > 1 && compiled.sim) r.peak = compiled.sim->peak_memory_bytes();
   return r;
 }
 
@@ -128,9 +133,11 @@ Status save_pipeline_plan(const PipelineReport& r, const std::string& path) {
   return save_plan(file, path);
 }
 
-// Stage s of the simulation that chose the plan (null when it was not simulated).
+// Stage s of the simulation that chose the plan (null when it was not simulated, and for an
+// interleaved plan, whose simulated stages are meshes of several planned stages).
 const SimStage* sim_stage(const PipelineReport& r, int s) {
-  if (!r.checked || !r.compiled.sim || s >= static_cast<int>(r.compiled.sim->stages.size()))
+  if (!r.checked || !r.compiled.sim || s >= static_cast<int>(r.compiled.sim->stages.size()) ||
+      r.virtual_stages > 1)
     return nullptr;
   return &r.compiled.sim->stages[static_cast<size_t>(s)];
 }
@@ -167,6 +174,26 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
   j["micro_batches"] = plan.micro_batches;
   j["micro_batch_size"] = spec.batch / plan.micro_batches;
   j["schedule"] = r.schedule;
+  if (r.virtual_stages > 1) j["virtual_stages"] = r.virtual_stages;
+  if (!run.schedules.empty()) {
+    // --schedule auto (or interleaved): the schedules simulated on the planned meshes.
+    nlohmann::ordered_json tried = nlohmann::ordered_json::array();
+    for (const ScheduleCandidate& c : run.schedules) {
+      nlohmann::ordered_json x = {{"schedule", schedule_name(c.schedule)},
+                                  {"virtual_stages", c.virtual_stages}};
+      if (!c.not_possible.empty()) {
+        x["not_possible"] = c.not_possible;
+      } else {
+        x["step_time_s"] = c.step_time_s;
+        x["bubble_fraction"] = c.bubble_fraction;
+        x["peak_memory_bytes"] = c.peak_memory_bytes;
+        x["fits_memory"] = c.peak_memory_bytes <= device_memory;
+        x["chosen"] = c.schedule == run.schedule && c.virtual_stages == run.virtual_stages;
+      }
+      tried.push_back(std::move(x));
+    }
+    j["schedule_candidates"] = tried;
+  }
   j["pipeline"] = pipe.source;
   j["layers"] = plan.layers.num_layers;
   j["predicted_step_time_s"] = r.step_s;
@@ -217,6 +244,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
     nlohmann::ordered_json weights = nlohmann::ordered_json::object();
     for (const std::string& g : w.order) weights[g] = w.layout.at(g).first;
     stages.push_back({{"index", s},
+                      {"mesh", s % (r.S / r.virtual_stages)},
                       {"layers", {ps.first_layer, ps.last_layer}},
                       {"submesh", ps.submesh.to_string()},
                       {"first_device", ps.first_device},
@@ -285,8 +313,13 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
                 "balance the stages' times"
               : "")
       << "\n"
-      << "stages (" << r.schedule << ", " << plan.micro_batches << " micro-batches of "
-      << spec.batch / plan.micro_batches << "):\n";
+      << "stages (" << r.schedule
+      << (r.virtual_stages > 1
+              ? cat(": ", r.virtual_stages, " per mesh, stage c on the devices of stage c mod ",
+                    r.S / r.virtual_stages)
+              : std::string())
+      << ", " << plan.micro_batches << " micro-batches of " << spec.batch / plan.micro_batches
+      << "):\n";
   for (int s = 0; s < r.S; ++s) {
     const PlannedStage& ps = m->stages[s];
     const int64_t n = ps.logical.shape[0] * ps.logical.shape[1];
@@ -312,11 +345,31 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
       << " TFLOP/s per device)\n"
       << "peak memory per device: " << format_bytes(peak) << " of " << format_bytes(device_memory)
       << (peak <= device_memory ? "" : "  -- does NOT fit") << "\n";
+  if (run.schedules.size() > 1) {
+    out << "schedules simulated on these meshes (the fastest that fits wins):\n";
+    for (const ScheduleCandidate& c : run.schedules) {
+      out << "  " << schedule_name(c.schedule)
+          << (c.virtual_stages > 1 ? cat(" x", c.virtual_stages) : std::string()) << ": ";
+      if (!c.not_possible.empty()) {
+        out << "not possible (" << c.not_possible << ")\n";
+        continue;
+      }
+      out << format_seconds(c.step_time_s) << ", bubble "
+          << format_fixed(100 * c.bubble_fraction, 1) << "%, peak "
+          << format_bytes(c.peak_memory_bytes)
+          << (c.peak_memory_bytes <= device_memory ? "" : " (does not fit)")
+          << (c.schedule == run.schedule && c.virtual_stages == run.virtual_stages ? "  (chosen)"
+                                                                                   : "")
+          << "\n";
+    }
+  }
   if (r.checked && r.compiled.sim) {
     out << "simulated (the instruction lists on the cluster model, which chose this plan): "
         << format_seconds(r.compiled.sim->step_time_s)
         << " per step (`alpa simulate` for details)\n";
-    out << "plans simulated (the fastest that fits wins):\n";
+    out << "plans simulated (the fastest that fits wins"
+        << (run.schedules.empty() ? "" : "; one stage per mesh, before the schedule was chosen")
+        << "):\n";
     for (const SimulatedCandidate& c : run.candidates)
       out << "  " << c.stages << " stage(s), " << c.micro_batches
           << " micro-batches: " << format_seconds(c.step_time_s) << ", peak "

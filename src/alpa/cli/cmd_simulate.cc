@@ -21,6 +21,29 @@ namespace alpa {
 
 namespace {
 
+// The planner's stages a program stage (mesh) runs: one, or (interleaved) every stage c with
+// c mod meshes == s; their layer ranges, summed time per micro-batch, and largest peak.
+struct MeshStages {
+  std::vector<std::pair<int, int>> ranges;
+  double time_s = 0, peak_memory_bytes = 0;
+  std::string text() const {  // "0-1" or (interleaved) "0-1, 4-5"
+    std::string out;
+    for (const auto& [a, b] : ranges) out += cat(out.empty() ? "" : ", ", a, "-", b);
+    return out;
+  }
+};
+MeshStages mesh_stages(const std::vector<PlannedStage>* stages, size_t meshes, size_t s) {
+  MeshStages out;
+  if (!stages) return out;
+  for (size_t c = s; c < stages->size(); c += meshes) {
+    const PlannedStage& ps = (*stages)[c];
+    out.ranges.push_back({ps.first_layer, ps.last_layer});
+    out.time_s += ps.time_s;
+    out.peak_memory_bytes = std::max(out.peak_memory_bytes, ps.peak_memory_bytes);
+  }
+  return out;
+}
+
 // Megatron-LM's FLOP count of a GPT training step (Narayanan et al.; Alpa's
 // compute_gpt_tflops): c·B·s·h²·l·(1 + s/(6h)) + 6·B·s·h·V with c = 72 (forward 24, backward
 // 48; 96 with rematerialisation, which this runtime does not do).
@@ -113,6 +136,9 @@ int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec, const C
   if (setup.options.stages)
     return fail(invalid_argument("--baseline searches its own plans; it takes no plan file",
                                  "drop --plan, or drop --baseline to simulate the plan file"));
+  if (setup.options.choose_schedule || setup.options.schedule == ScheduleKind::kInterleaved1F1B)
+    return fail(invalid_argument("--baseline runs the baselines' own schedules (1f1b or gpipe)",
+                                 "drop --schedule auto / interleaved, or drop --baseline"));
   Result<Cluster> cluster = sized_cluster(setup.cluster, setup.options.devices);
   if (!cluster.ok()) return fail(cluster.status());
   BaselineOptions bo;
@@ -271,14 +297,16 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       const SimStage& st = sim->stages[s];
       const MeshShape& mesh = r.program->stages[s].mesh.shape;
       nlohmann::ordered_json js;
-      if (r.stages) js["layers"] = {(*r.stages)[s].first_layer, (*r.stages)[s].last_layer};
+      const MeshStages ms = mesh_stages(r.stages, sim->stages.size(), s);
+      if (r.stages && ms.ranges.size() == 1) js["layers"] = ms.ranges[0];
+      if (r.stages && ms.ranges.size() > 1) js["layers"] = ms.ranges;  // interleaved
       js["first_device"] = st.first_device;
       js["devices"] = st.devices;
       js["logical_mesh"] = {mesh.n0, mesh.n1};
       js["busy_s"] = st.busy_s;
       if (r.stages) {
-        js["planner_time_per_micro_batch_s"] = (*r.stages)[s].time_s;
-        js["planner_peak_memory_bytes"] = (*r.stages)[s].peak_memory_bytes;
+        js["planner_time_per_micro_batch_s"] = ms.time_s;
+        js["planner_peak_memory_bytes"] = ms.peak_memory_bytes;
       }
       js["compute_s"] = st.compute_s;
       js["communication_s"] = st.communication_s;
@@ -335,8 +363,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
   for (size_t s = 0; s < sim->stages.size(); ++s) {
     const SimStage& st = sim->stages[s];
     out << "  stage " << s << ": ";
-    if (r.stages)
-      out << "layers " << (*r.stages)[s].first_layer << "-" << (*r.stages)[s].last_layer << " on ";
+    if (r.stages) out << "layers " << mesh_stages(r.stages, sim->stages.size(), s).text() << " on ";
     out << st.devices << " device" << (st.devices > 1 ? "s" : "") << " (from " << st.first_device
         << ", " << r.program->stages[s].mesh.shape.to_string() << "): busy "
         << format_seconds(st.busy_s) << " (collectives " << format_seconds(st.communication_s)

@@ -52,11 +52,14 @@ void print_profile(const TrainReport& r, std::ostream& out) {
     out << "  " << format_seconds(n.seconds / steps) << "  " << n.what << "\n";
 }
 
-// The planned stage of program stage s, when the program was compiled here.
-const PlannedStage* planned_stage(const TrainReport& r, size_t s) {
-  if (!r.compiled || !r.compiled->pipeline) return nullptr;
+// The planned stages program stage s runs, when the program was compiled here: one, or
+// (interleaved) every stage c with c mod (program stages) == s.
+std::vector<const PlannedStage*> planned_stages(const TrainReport& r, size_t s) {
+  std::vector<const PlannedStage*> out;
+  if (!r.compiled || !r.compiled->pipeline) return out;
   const std::vector<PlannedStage>& stages = r.compiled->pipeline->stages.stages;
-  return s < stages.size() ? &stages[s] : nullptr;
+  for (size_t c = s; c < stages.size(); c += r.program.stages.size()) out.push_back(&stages[c]);
+  return out;
 }
 
 // The stages that ran and what each device held (last step).
@@ -74,10 +77,14 @@ nlohmann::json pipeline_json(const TrainReport& r) {
                         {"logical_mesh", {st.mesh.shape.n0, st.mesh.shape.n1}},
                         {"first_device", st.mesh.first_device()},
                         {"devices", devs}};
-    if (const PlannedStage* ps = planned_stage(r, s)) {
-      j["layers"] = {ps->first_layer, ps->last_layer};
-      j["submesh"] = ps->submesh.to_string();
+    const std::vector<const PlannedStage*> planned = planned_stages(r, s);
+    if (planned.size() == 1) j["layers"] = {planned[0]->first_layer, planned[0]->last_layer};
+    if (planned.size() > 1) {  // interleaved: the layer range of each of the mesh's stages
+      j["layers"] = nlohmann::json::array();
+      for (const PlannedStage* ps : planned)
+        j["layers"].push_back({ps->first_layer, ps->last_layer});
     }
+    if (!planned.empty()) j["submesh"] = planned[0]->submesh.to_string();
     stages.push_back(std::move(j));
   }
   nlohmann::json j = {{"stages", stages}, {"transfers_per_step", r.program.transfers.size()}};
@@ -91,6 +98,9 @@ void print_pipeline(const TrainReport& r, std::ostream& out) {
   out << "  pipeline    " << S << " stage" << (S > 1 ? "s" : "");
   if (r.compiled && r.compiled->pipeline)
     out << " over " << r.compiled->pipeline->plan.layers.num_layers << " layers";
+  if (r.program.virtual_stages > 1)
+    out << " (" << r.program.schedule << ": " << r.program.virtual_stages
+        << " virtual stages per mesh)";
   out << ", " << r.program.transfers.size() << " cross-stage transfers per step, " << r.plan_how
       << " in " << format_seconds(r.plan_seconds)
       << "; predicted for the cluster model: " << format_seconds(r.predicted_step_time_s)
@@ -105,8 +115,10 @@ void print_pipeline(const TrainReport& r, std::ostream& out) {
     }
     const int64_t n = st.mesh.size();
     out << "    stage " << s << ": ";
-    if (const PlannedStage* ps = planned_stage(r, s))
-      out << "layers " << ps->first_layer << "-" << ps->last_layer << " on ";
+    const std::vector<const PlannedStage*> planned = planned_stages(r, s);
+    for (size_t k = 0; k < planned.size(); ++k)
+      out << (k == 0 ? "layers " : ", ") << planned[k]->first_layer << "-" << planned[k]->last_layer
+          << (k + 1 == planned.size() ? " on " : "");
     out << n << " device" << (n > 1 ? "s" : "") << " (from " << st.mesh.first_device()
         << ", logical " << st.mesh.shape.to_string() << "), "
         << format_bytes(static_cast<double>(owned)) << " of weights and state per device, at most "

@@ -77,7 +77,8 @@ struct ParallelFlags {
   int devices = 0;               // --gpus / --devices: plan stages over this many devices
   std::string pipeline;          // "auto" (default with --devices) or "none"
   int pipeline_layers = 0;       // layer clusters (0: automatic)
-  std::string schedule;          // "1f1b" (default) or "gpipe"
+  std::string schedule;          // "1f1b" (default), "gpipe", "interleaved" or "auto"
+  int virtual_stages = 0;        // interleaved: stages per mesh (0: 2; auto: 2, 4, 8)
   double stage_imbalance = 1.0;  // Alpa's stage_imbalance_tolerance (its GPT suite's value)
   std::string space = "full";    // plan space: full, intra-only, inter-only
   std::string remat = "auto";    // recomputation per stage: auto, none, selective, full
@@ -105,6 +106,8 @@ struct ResolvedPipeline {
   std::optional<PipelinePlan> plan;  // from a plan file
   std::string fingerprint;           // the plan file's graph fingerprint, if any
   ScheduleKind schedule = ScheduleKind::k1F1B;
+  int virtual_stages = 0;        // interleaved (0: kDefaultVirtualStages or the plan file's)
+  bool choose_schedule = false;  // --schedule auto
   int layers = 0;
   double imbalance_tolerance = std::numeric_limits<double>::infinity();
   PlanSpace space = PlanSpace::kFull;

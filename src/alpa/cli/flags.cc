@@ -216,8 +216,17 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "FLOP-balanced clustering)")
       ->check(non_negative_number())
       ->group(p);
-  app.add_option("--schedule", f.schedule, "Pipeline schedule: 1f1b (default) or gpipe")
-      ->check(CLI::IsMember({"1f1b", "gpipe"}))
+  app.add_option("--schedule", f.schedule,
+                 "Pipeline schedule: 1f1b (default), gpipe, interleaved (interleaved-1f1b: "
+                 "Megatron-LM's virtual stages, each mesh running --virtual-stages stages of "
+                 "the model; micro-batches a multiple of the meshes) or auto (the planned "
+                 "stages simulated under each and the fastest that fits kept)")
+      ->check(CLI::IsMember({"1f1b", "gpipe", "interleaved", "interleaved-1f1b", "auto"}))
+      ->group(p);
+  app.add_option("--virtual-stages", f.virtual_stages,
+                 "Interleaved schedule: stages per mesh (default 2; with --schedule auto, the "
+                 "one count tried instead of 2, 4 and 8)")
+      ->check(integer_in(2, 64, "virtual stages per mesh"))
       ->group(p);
   app.add_option("--stage-imbalance", f.stage_imbalance,
                  "Only consider a stage whose share of the devices is within a factor (1 + this) "
@@ -276,6 +285,18 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
         return invalid_argument("--pipeline-layers differs from the plan file's layers");
       r.layers = loaded->pipeline_layers;
       ALPA_ASSIGN_OR_RETURN(r.schedule, parse_schedule(loaded->schedule));
+      if (loaded->virtual_stages > 1) {
+        r.virtual_stages = loaded->virtual_stages;
+        if (!f.schedule.empty() && f.schedule != "interleaved" && f.schedule != "interleaved-1f1b")
+          return invalid_argument(
+              cat("--schedule ", f.schedule, ", but the plan file's stages are interleaved (",
+                  loaded->virtual_stages, " per mesh)"),
+              "leave out --schedule to run the file's interleaved schedule, or re-plan");
+        if (f.virtual_stages > 0 && f.virtual_stages != loaded->virtual_stages)
+          return invalid_argument(cat("--virtual-stages ", f.virtual_stages,
+                                      " differs from the plan file's ", loaded->virtual_stages),
+                                  "leave out --virtual-stages to use the plan's");
+      }
       if (f.cluster.empty() && !loaded->cluster.empty()) r.cluster = loaded->cluster;
       r.enabled = true;
     }
@@ -287,9 +308,10 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
                               "of the cluster for plan)");
     r.enabled = f.devices > 0 && f.pipeline != "none";
     if (!r.enabled) {
-      if (!f.schedule.empty() || f.pipeline_layers > 0)
-        return invalid_argument("--schedule and --pipeline-layers apply to pipeline stages",
-                                "add --devices N (or --gpus N) to plan stages over N devices");
+      if (!f.schedule.empty() || f.pipeline_layers > 0 || f.virtual_stages > 0)
+        return invalid_argument(
+            "--schedule and --pipeline-layers apply to pipeline stages (so does --virtual-stages)",
+            "add --devices N (or --gpus N) to plan stages over N devices");
       if (r.space != PlanSpace::kFull)
         return invalid_argument(
             cat("--space ", f.space, " chooses among pipeline plans, and there is no pipeline"),
@@ -307,8 +329,19 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
     return invalid_argument("--mesh and pipeline stages exclude each other",
                             "each stage gets its own mesh; leave out --mesh (or use --pipeline "
                             "none)");
-  if (!f.schedule.empty()) {
+  if (f.schedule == "auto") {
+    r.choose_schedule = true;
+    r.schedule = ScheduleKind::k1F1B;
+  } else if (!f.schedule.empty()) {
     ALPA_ASSIGN_OR_RETURN(r.schedule, parse_schedule(f.schedule));
+  }
+  if (f.virtual_stages > 0) {
+    if (!r.choose_schedule && r.schedule != ScheduleKind::kInterleaved1F1B)
+      return invalid_argument(
+          cat("--virtual-stages applies to the interleaved schedule, not ",
+              schedule_name(r.schedule)),
+          "add --schedule interleaved (or --schedule auto to compare it with the others)");
+    r.virtual_stages = f.virtual_stages;
   }
   if (f.prefer_reduce_scatter) r.sharding.sharding.prefer_reduce_scatter = true;
   if (f.allow_mixed_mesh_shape) r.sharding.sharding.allow_mixed_mesh_shape = true;
@@ -389,6 +422,8 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
     o.stages = pipe.plan;
     o.stages_fingerprint = pipe.fingerprint;
     o.schedule = pipe.schedule;
+    o.virtual_stages = pipe.virtual_stages;
+    o.choose_schedule = pipe.choose_schedule;
     o.planner.num_layers = pipe.layers;
     o.planner.imbalance_tolerance = pipe.imbalance_tolerance;
     o.planner.space = pipe.space;

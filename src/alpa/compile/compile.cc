@@ -1,8 +1,10 @@
 #include "alpa/compile/compile.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "alpa/cost/mesh_links.h"
+#include "alpa/inter/virtual_stages.h"
 #include "alpa/plan/plan.h"
 #include "alpa/program/verify.h"
 #include "alpa/spmd/build_program.h"
@@ -116,6 +118,145 @@ Result<Compiled> compile_checked(const ModelSpec& model, Compiled c, const Compi
   return c;
 }
 
+int virtual_stages_of(const CompileOptions& o) {
+  return o.virtual_stages > 0 ? o.virtual_stages : kDefaultVirtualStages;
+}
+
+double device_memory(const Compiled& c, const CompileOptions& o) {
+  return o.sharding.memory_budget_bytes > 0 ? o.sharding.memory_budget_bytes
+                                            : c.cluster.device.memory_bytes;
+}
+
+// The stages to plan and compile first: one per mesh (the stage DP's), under 1F1B when the
+// interleaved schedule or the schedule search follows.
+CompileOptions stage_options_for(const CompileOptions& o, bool given_interleaved) {
+  CompileOptions staged = o;
+  if ((o.schedule == ScheduleKind::kInterleaved1F1B && !given_interleaved) || o.choose_schedule)
+    staged.schedule = ScheduleKind::k1F1B;
+  return staged;
+}
+
+struct Scheduled {
+  ScheduleCandidate candidate;
+  Status why_not = ok_status();  // the user error behind candidate.not_possible
+  PipelinePlan plan;
+  MaterializedPipeline stages;
+  Program program;
+  SimReport sim;
+};
+
+// The compiled pipeline's stages (one per mesh) under `kind` with v stages per mesh: re-cut
+// (v > 1), materialized, lowered and simulated. A schedule the stages cannot take comes back
+// with candidate.not_possible set.
+Result<Scheduled> schedule_stages(const Compiled& c, const CompileOptions& o, ScheduleKind kind,
+                                  int v) {
+  const CompiledPipeline& p = *c.pipeline;
+  Scheduled r;
+  r.candidate.schedule = kind;
+  r.candidate.virtual_stages = v;
+  const int S = static_cast<int>(p.plan.stages.size());
+  const int B = p.plan.micro_batches;
+  if (Status sizes = check_schedule_sizes(kind, S, B, v); !sizes.ok()) {
+    r.candidate.not_possible = sizes.message();
+    r.why_not = sizes;
+    return r;
+  }
+  if (v == 1) {
+    r.plan = p.plan;
+    r.stages = p.stages;
+  } else {
+    Result<PipelinePlan> cut = interleave_plan(c.step, p.plan, v);
+    if (!cut.ok()) {
+      if (cut.status().code() != StatusCode::kFailedPrecondition) return cut.status();
+      r.candidate.not_possible = cut.status().message();
+      r.why_not = cut.status();
+      return r;
+    }
+    r.plan = std::move(*cut);
+    ALPA_ASSIGN_OR_RETURN(r.stages, materialize_pipeline(c.step, r.plan, c.cluster, o.sharding));
+    r.stages.predicted_step_time_s = interleaved_step_time(r.stages.stages, S, B);
+  }
+  ALPA_ASSIGN_OR_RETURN(r.program, pipeline_program(c.step, r.stages, kind, B));
+  ALPA_ASSIGN_OR_RETURN(r.sim, simulate(r.program, c.cluster));
+  r.candidate.step_time_s = r.sim.step_time_s;
+  r.candidate.peak_memory_bytes = r.sim.peak_memory_bytes();
+  r.candidate.bubble_fraction = r.sim.bubble_fraction;
+  return r;
+}
+
+void adopt(Compiled& c, Scheduled&& s) {
+  CompiledPipeline& p = *c.pipeline;
+  p.plan = std::move(s.plan);
+  p.stages = std::move(s.stages);
+  p.schedule = s.candidate.schedule;
+  p.virtual_stages = s.candidate.virtual_stages;
+  c.program = std::move(s.program);
+  c.program.predicted_step_time_s = s.sim.step_time_s;
+  c.sim = std::move(s.sim);
+}
+
+// After the stages are compiled one per mesh: the interleaved schedule re-cuts them; --schedule
+// auto simulates every schedule on them and keeps the fastest that fits (ties: less memory).
+Status finish_schedule(Compiled& c, const CompileOptions& o) {
+  CompiledPipeline& p = *c.pipeline;
+  ALPA_ASSIGN_OR_RETURN(const PlanMeshes pm, plan_meshes(p.plan));
+  p.virtual_stages = pm.virtual_stages;
+  p.schedule = pm.virtual_stages > 1 ? ScheduleKind::kInterleaved1F1B : o.schedule;
+  if (pm.virtual_stages > 1) return ok_status();  // given interleaved
+  if (!o.choose_schedule) {
+    if (o.schedule != ScheduleKind::kInterleaved1F1B) return ok_status();
+    ALPA_ASSIGN_OR_RETURN(Scheduled s, phase(c, "schedule", [&] {
+                            return schedule_stages(c, o, o.schedule, virtual_stages_of(o));
+                          }));
+    if (!s.why_not.ok()) return s.why_not;
+    p.schedules.push_back(s.candidate);
+    adopt(c, std::move(s));
+    return ok_status();
+  }
+  const double memory = device_memory(c, o);
+  std::optional<Scheduled> best;
+  auto better = [&](const Scheduled& a, const Scheduled& b) {
+    const bool fa = a.candidate.peak_memory_bytes <= memory;
+    const bool fb = b.candidate.peak_memory_bytes <= memory;
+    if (fa != fb) return fa;
+    if (!fa) return a.candidate.peak_memory_bytes < b.candidate.peak_memory_bytes;
+    const double ta = a.candidate.step_time_s, tb = b.candidate.step_time_s;
+    if (std::abs(ta - tb) > 1e-6 * std::max(ta, tb)) return ta < tb;
+    return a.candidate.peak_memory_bytes < b.candidate.peak_memory_bytes;
+  };
+  const int S = pm.meshes;
+  std::vector<std::pair<ScheduleKind, int>> tries = {{ScheduleKind::k1F1B, 1},
+                                                     {ScheduleKind::kGPipe, 1}};
+  if (o.virtual_stages > 0)
+    tries.push_back({ScheduleKind::kInterleaved1F1B, o.virtual_stages});
+  else
+    for (int v : {2, 4, 8}) tries.push_back({ScheduleKind::kInterleaved1F1B, v});
+  const Clock::time_point t0 = Clock::now();
+  for (const auto& [kind, v] : tries) {
+    Scheduled s;
+    if (kind == ScheduleKind::kInterleaved1F1B && S == 1) {
+      s.candidate.schedule = kind;
+      s.candidate.virtual_stages = v;
+      s.candidate.not_possible = "one mesh: no bubble to shrink";
+    } else {
+      if (o.progress) o.progress(cat(" schedule ", schedule_name(kind), v > 1 ? cat(" x", v) : ""));
+      ALPA_ASSIGN_OR_RETURN(s, schedule_stages(c, o, kind, v));
+    }
+    p.schedules.push_back(s.candidate);
+    if (!s.candidate.not_possible.empty()) {
+      // More virtual stages need more cuts, with the same micro-batches.
+      if (kind == ScheduleKind::kInterleaved1F1B) break;
+      continue;
+    }
+    if (!best || better(s, *best)) best = std::move(s);
+  }
+  c.phases.push_back({"schedule", std::chrono::duration<double>(Clock::now() - t0).count()});
+  if (!best) return internal_error("--schedule auto: no schedule could be simulated");
+  ALPA_RETURN_IF_ERROR(verify_program(best->program));
+  adopt(c, std::move(*best));
+  return ok_status();
+}
+
 }  // namespace
 
 double Compiled::phase_seconds(std::string_view name) const {
@@ -147,6 +288,12 @@ Result<Compiled> compile_stages(TrainStep step, PipelinePlan plan, const Cluster
   ALPA_ASSIGN_OR_RETURN(c.program, phase(c, "lower", [&] {
                           return pipeline_program(step, p.stages, o.schedule, plan.micro_batches);
                         }));
+  p.schedule = o.schedule;
+  if (Result<PlanMeshes> pm = plan_meshes(plan); pm.ok() && pm->virtual_stages > 1) {
+    p.virtual_stages = pm->virtual_stages;
+    p.stages.predicted_step_time_s =
+        interleaved_step_time(p.stages.stages, pm->meshes, plan.micro_batches);
+  }
   c.program.predicted_step_time_s = p.stages.predicted_step_time_s;
   c.step = std::move(step);
   p.plan = std::move(plan);
@@ -174,7 +321,24 @@ Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster, const C
   c.cluster = std::move(*sized);
   Result<Compiled> out = [&]() -> Result<Compiled> {
     if (!o.pipeline) return compile_mesh(model, std::move(c), o);
-    if (!o.stages && o.check_by_simulation) return compile_checked(model, std::move(c), o);
+    bool given_interleaved = false;
+    if (o.stages) {
+      ALPA_ASSIGN_OR_RETURN(const PlanMeshes pm, plan_meshes(*o.stages));
+      given_interleaved = pm.virtual_stages > 1;
+      if (given_interleaved && o.choose_schedule)
+        return invalid_argument(
+            "--schedule auto re-times one stage per mesh, and the plan file's "
+            "stages are interleaved already",
+            "give --schedule interleaved (the file's), or a plan file with "
+            "one stage per mesh");
+    }
+    const CompileOptions staged = stage_options_for(o, given_interleaved);
+    if (!o.stages && o.check_by_simulation) {
+      ALPA_ASSIGN_OR_RETURN(Compiled checked, compile_checked(model, std::move(c), staged));
+      ALPA_RETURN_IF_ERROR(finish_schedule(checked, o));
+      describe(checked, model);
+      return checked;
+    }
     PipelinePlan plan;
     if (o.stages) {
       plan = *o.stages;
@@ -197,13 +361,23 @@ Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster, const C
     if (plan.layers.layer_of.empty()) {
       ALPA_ASSIGN_OR_RETURN(plan.layers, plan_layers(step, plan));
     }
+    // The interleaved schedule alone (no search): re-cut before the one materialization.
+    CompileOptions run = staged;
+    if (o.schedule == ScheduleKind::kInterleaved1F1B && !o.choose_schedule && !given_interleaved) {
+      ALPA_ASSIGN_OR_RETURN(const PlanMeshes pm, plan_meshes(plan));
+      const int v = virtual_stages_of(o);
+      ALPA_RETURN_IF_ERROR(check_schedule_sizes(o.schedule, pm.meshes, plan.micro_batches, v));
+      ALPA_ASSIGN_OR_RETURN(plan, interleave_plan(step, plan, v));
+      run.schedule = o.schedule;
+    }
     std::vector<CompilePhase> before = std::move(c.phases);
-    ALPA_ASSIGN_OR_RETURN(Compiled staged,
-                          compile_stages(std::move(step), std::move(plan), c.cluster, o));
-    before.insert(before.end(), staged.phases.begin(), staged.phases.end());
-    staged.phases = std::move(before);
-    describe(staged, model);
-    return staged;
+    ALPA_ASSIGN_OR_RETURN(Compiled staged_c,
+                          compile_stages(std::move(step), std::move(plan), c.cluster, run));
+    before.insert(before.end(), staged_c.phases.begin(), staged_c.phases.end());
+    staged_c.phases = std::move(before);
+    ALPA_RETURN_IF_ERROR(finish_schedule(staged_c, o));
+    describe(staged_c, model);
+    return staged_c;
   }();
   if (!out.ok()) return out;
   out->seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -9,6 +9,9 @@
 //                    a baseline's fixed choices)
 //   3. materialize   a pipeline's stage graphs and each stage's intra-op plan on its placed mesh
 //   4. lower         per-device programs, cross-mesh transfers and instruction lists (spmd)
+//      schedule      interleaved / --schedule auto: the stages re-cut into meshes x virtual
+//                    stages, and (auto) every schedule lowered and simulated on the same
+//                    meshes, the fastest that fits kept (a post-pass after the stage DP)
 //   5. verify        the program's invariants (program/verify.h)
 //   6. simulate      the step on the cluster's cost model (sim), for the report
 // Each phase is named and timed in Compiled::phases. Every front end (`alpa plan`, `train`,
@@ -61,7 +64,16 @@ struct CompileOptions {
   std::optional<PipelinePlan> stages;  // given stages (a plan file); otherwise planned
   std::string stages_fingerprint;      // the training graph the given stages were made for
   PipelinePlannerOptions planner;      // space, layers, imbalance (micro-batches, memory: above)
+  // The planner chooses stages for one stage per mesh (GPipe or 1F1B). The interleaved
+  // schedule re-cuts them into `virtual_stages` stages per mesh (inter/virtual_stages.h;
+  // 0: kDefaultVirtualStages) unless the given stages are interleaved already.
   ScheduleKind schedule = ScheduleKind::k1F1B;
+  int virtual_stages = 0;
+  // --schedule auto: re-time the chosen stages under GPipe, 1F1B and interleaved 1F1B with
+  // 2, 4 and 8 virtual stages (where the model has the cuts and the micro-batches are a
+  // multiple of the meshes) by simulating each program, and keep the fastest that fits in
+  // memory (CompiledPipeline::schedules). A post-pass: the stage DP itself costs 1F1B.
+  bool choose_schedule = false;
   // Choose among the planner's candidates by simulating them (the fastest that fits, planning
   // again for less memory while the simulated peak overflows). Off: the planner's favourite.
   bool check_by_simulation = true;
@@ -77,13 +89,26 @@ struct CompilePhase {
   double seconds = 0;
 };
 
+// A schedule tried by --schedule auto, simulated on the same meshes.
+struct ScheduleCandidate {
+  ScheduleKind schedule = ScheduleKind::k1F1B;
+  int virtual_stages = 1;
+  double step_time_s = 0;  // simulated
+  double peak_memory_bytes = 0;
+  double bubble_fraction = 0;
+  std::string not_possible;  // why it was not simulated (empty: it was)
+};
+
 struct CompiledPipeline {
-  TrainStep step;  // the step of one micro-batch the stages split
-  PipelinePlan plan;
+  TrainStep step;     // the step of one micro-batch the stages split
+  PipelinePlan plan;  // interleaved: meshes x virtual_stages stages
   MaterializedPipeline stages;
   std::vector<SimulatedCandidate> candidates;  // every plan the simulation check tried
   int plan_rounds = 1;                         // plans made until the simulated memory fit
   double planner_memory = 0;  // memory per device of the last plan (0: not checked)
+  ScheduleKind schedule = ScheduleKind::k1F1B;  // what the program runs
+  int virtual_stages = 1;
+  std::vector<ScheduleCandidate> schedules;  // --schedule auto: every schedule tried, in order
 };
 
 struct Compiled {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "alpa/inter/virtual_stages.h"
 #include "alpa/ir/text.h"
 #include "alpa/support/files.h"
 #include "alpa/support/hash.h"
@@ -58,6 +59,7 @@ std::string plan_to_json(const Plan& p) {
   if (p.is_pipeline()) {
     j["pipeline"] = {
         {"devices", p.devices}, {"layers", p.pipeline_layers}, {"schedule", p.schedule}};
+    if (p.virtual_stages != 1) j["pipeline"]["virtual_stages"] = p.virtual_stages;
     if (!p.layer_starts.empty()) j["pipeline"]["layer_starts"] = p.layer_starts;
     nlohmann::ordered_json stages = nlohmann::ordered_json::array();
     for (const PlanStage& st : p.stages) {
@@ -117,7 +119,8 @@ bool int_in(const nlohmann::json& x, int64_t lo, int64_t hi) {
 constexpr int64_t kMaxCount = kMaxDevices;       // devices, first devices, mesh extents
 constexpr int64_t kMaxIndex = int64_t{1} << 30;  // layers, operator indices, micro-batches
 
-Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
+// The "pipeline" object: devices, layers, layer_starts, schedule, virtual_stages.
+Status parse_pipeline_fields(const nlohmann::json& j, Plan& p, const ErrFn& err) {
   const auto& pl = j.contains("pipeline") ? j["pipeline"] : nlohmann::json::object();
   if (!pl.is_object()) return err("field \"pipeline\" must be an object", "");
   for (auto it = pl.begin(); it != pl.end(); ++it) {
@@ -129,9 +132,16 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
                    "");
       (k == "devices" ? p.devices : p.pipeline_layers) = it->get<int>();
     } else if (k == "schedule") {
-      if (!it->is_string() || (*it != "1f1b" && *it != "gpipe"))
-        return err("pipeline.schedule must be \"1f1b\" or \"gpipe\"", "");
-      p.schedule = it->get<std::string>();
+      if (!it->is_string() ||
+          (*it != "1f1b" && *it != "gpipe" && *it != "interleaved-1f1b" && *it != "interleaved"))
+        return err("pipeline.schedule must be \"1f1b\", \"gpipe\" or \"interleaved-1f1b\"", "");
+      p.schedule = *it == "interleaved" ? "interleaved-1f1b" : it->get<std::string>();
+    } else if (k == "virtual_stages") {
+      if (!int_in(*it, 1, 64))
+        return err(
+            cat("pipeline.virtual_stages must be an integer from 1 to 64, got ", json_excerpt(*it)),
+            "");
+      p.virtual_stages = it->get<int>();
     } else if (k == "layer_starts") {
       if (!it->is_array())
         return err("pipeline.layer_starts must be an array of operator indices",
@@ -144,13 +154,31 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
       }
     } else {
       return err(cat("unknown field \"pipeline.", k, "\""),
-                 "fields: devices, layers, layer_starts, schedule");
+                 "fields: devices, layers, layer_starts, schedule, virtual_stages");
     }
   }
+  return ok_status();
+}
+
+Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
+  ALPA_RETURN_IF_ERROR(parse_pipeline_fields(j, p, err));
   const auto& st = j["stages"];
   if (!st.is_array() || st.empty())
     return err("field \"stages\" must be a non-empty array",
                "e.g. \"stages\": [{\"layers\": [0, 1], \"mesh\": [1, 2]}, ...]");
+  const bool interleaved = p.schedule == "interleaved-1f1b";
+  if (interleaved != (p.virtual_stages > 1))
+    return err(interleaved ? "pipeline.schedule \"interleaved-1f1b\" needs pipeline.virtual_stages "
+                             ">= 2"
+                           : cat("pipeline.virtual_stages ", p.virtual_stages,
+                                 " needs pipeline.schedule \"interleaved-1f1b\""),
+               "");
+  if (st.is_array() && st.size() % static_cast<size_t>(p.virtual_stages) != 0)
+    return err(
+        cat(st.size(), " stages do not split into ", p.virtual_stages, " virtual stages per mesh"),
+        "an interleaved plan lists meshes x virtual_stages stages, stage c on the mesh of "
+        "stage c mod (meshes)");
+  const size_t meshes = st.is_array() ? st.size() / static_cast<size_t>(p.virtual_stages) : 0;
   int device = 0, layer = 0;
   for (size_t i = 0; i < st.size(); ++i) {
     const std::string where = cat("stage ", i, ": ");
@@ -200,15 +228,25 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
       }
     }
     if (!s.contains("layers")) return err(cat(where, "missing \"layers\""), "e.g. [0, 1]");
-    if (!s.contains("mesh"))
+    if (i >= meshes) {  // interleaved: on the mesh of stage i mod meshes
+      const PlanStage& on = p.stages[i % meshes];
+      if (!s.contains("mesh")) ps.mesh = on.mesh;
+      if (!s.contains("first_device")) ps.first_device = on.first_device;
+      if (!s.contains("batch_axis")) ps.batch_axis = on.batch_axis;
+      if (ps.mesh != on.mesh || ps.first_device != on.first_device)
+        return err(cat(where, "runs on the mesh of stage ", i % meshes,
+                       " (interleaved), so its \"mesh\" and \"first_device\" are that stage's"),
+                   "leave them out");
+    }
+    if (!s.contains("mesh") && i < meshes)
       return err(cat(where, "missing \"mesh\""), "the stage's logical mesh, e.g. [1, 2]");
-    if (!s.contains("first_device")) ps.first_device = device;
+    if (!s.contains("first_device") && i < meshes) ps.first_device = device;
     if (ps.first_layer != layer)
       return err(cat(where, "starts at layer ", ps.first_layer,
                      ", but the previous stage ended at ", layer - 1),
                  "stages take consecutive layer ranges, in order, starting at layer 0");
     layer = ps.last_layer + 1;
-    device = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
+    if (i < meshes) device = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
     p.stages.push_back(std::move(ps));
   }
   if (p.pipeline_layers == 0) p.pipeline_layers = layer;
@@ -229,7 +267,7 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
                    "");
   }
   int needed = 0;
-  for (size_t a = 0; a < p.stages.size(); ++a) {
+  for (size_t a = 0; a < meshes; ++a) {
     const PlanStage& ps = p.stages[a];
     const int end = ps.first_device + static_cast<int>(ps.mesh[0] * ps.mesh[1]);
     needed = std::max(needed, end);
@@ -398,6 +436,7 @@ Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
     if (pp.layers.layer_of[i] != pp.layers.layer_of[i - 1])
       p.layer_starts.push_back(static_cast<int>(i));
   p.schedule = schedule;
+  if (Result<PlanMeshes> pm = plan_meshes(pp); pm.ok()) p.virtual_stages = pm->virtual_stages;
   p.predicted_step_time_s = pp.predicted_step_time_s;
   for (const PlannedStage& s : pp.stages) {
     PlanStage st;

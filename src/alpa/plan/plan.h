@@ -23,7 +23,9 @@
 // Layers are the clusters of forward operators (inter/layer_clustering.h) of the model's
 // training step for one micro-batch; each stage takes a contiguous range of them and a logical
 // mesh over consecutive devices; its layouts (step-graph value references) are optional
-// constraints for its intra-op plan.
+// constraints for its intra-op plan. An interleaved plan ("schedule": "interleaved-1f1b",
+// "virtual_stages": v) lists S x v stages, stage c on the devices and mesh of stage c mod S
+// (which it may leave out).
 #pragma once
 
 #include <map>
@@ -68,7 +70,8 @@ struct Plan {
   // clustering into pipeline_layers). The planner writes them, so that stages it cut inside
   // blocks are rebuilt exactly.
   std::vector<int> layer_starts;
-  std::string schedule = "1f1b";
+  std::string schedule = "1f1b";  // "1f1b", "gpipe" or "interleaved-1f1b"
+  int virtual_stages = 1;         // interleaved: stages per mesh (stages.size() / meshes)
   std::vector<PlanStage> stages;
   bool is_pipeline() const { return !stages.empty(); }
 };

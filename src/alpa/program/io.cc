@@ -324,6 +324,10 @@ Result<Program> read_program(const json& j, std::string_view source) {
   p.num_devices = static_cast<int>(devices);
   p.micro_batches = static_cast<int>(mbs);
   ALPA_ASSIGN_OR_RETURN(p.schedule, f.string("schedule"));
+  if (f.has("virtual_stages")) {
+    ALPA_ASSIGN_OR_RETURN(int64_t v, f.integer("virtual_stages", 1, kMaxIndex));
+    p.virtual_stages = static_cast<int>(v);
+  }
   ALPA_ASSIGN_OR_RETURN(p.predicted_step_time_s, f.number("predicted_step_time_s"));
   auto each = [&](const char* key, auto read) -> Status {
     ALPA_ASSIGN_OR_RETURN(const json* a, f.array(key));
@@ -414,17 +418,18 @@ std::string program_to_json(const Program& p) {
   for (const Transfer& t : p.transfers) transfers.push_back(transfer_json(t));
   json source = json::object();
   for (const auto& [k, v] : p.source) source[k] = v;
-  const json j = {{"format", std::string(kProgramFormat)},
-                  {"model", p.model},
-                  {"source", source},
-                  {"step_fingerprint", p.step_fingerprint},
-                  {"devices", p.num_devices},
-                  {"micro_batches", p.micro_batches},
-                  {"schedule", p.schedule},
-                  {"predicted_step_time_s", p.predicted_step_time_s},
-                  {"params", params},
-                  {"stages", stages},
-                  {"transfers", transfers}};
+  json j = {{"format", std::string(kProgramFormat)},
+            {"model", p.model},
+            {"source", source},
+            {"step_fingerprint", p.step_fingerprint},
+            {"devices", p.num_devices},
+            {"micro_batches", p.micro_batches},
+            {"schedule", p.schedule}};
+  if (p.virtual_stages != 1) j["virtual_stages"] = p.virtual_stages;  // interleaved only
+  j["predicted_step_time_s"] = p.predicted_step_time_s;
+  j["params"] = params;
+  j["stages"] = stages;
+  j["transfers"] = transfers;
   return j.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

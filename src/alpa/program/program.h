@@ -134,8 +134,12 @@ struct Program {
   std::map<std::string, std::string> source;
   std::string step_fingerprint;  // the training graph's fingerprint (plan/plan.h)
   int num_devices = 1;
-  int micro_batches = 1;             // micro-batches the instruction lists run per step
-  std::string schedule = "none";     // "1f1b", "gpipe" or "none" (informational)
+  int micro_batches = 1;          // micro-batches the instruction lists run per step
+  std::string schedule = "none";  // "1f1b", "gpipe", "interleaved-1f1b" or "none" (informational)
+  // Pipeline stages per stage of the program (interleaved: each program stage is one mesh
+  // running this many model chunks, its tasks named "forward.c" for chunk c and "move..."
+  // for values moved between chunks of the mesh); 1 otherwise (informational).
+  int virtual_stages = 1;
   double predicted_step_time_s = 0;  // informational
   std::vector<StepParam> params;
   std::vector<Stage> stages;

@@ -10,7 +10,8 @@
 // memory. Memory is tracked per device: owned weights and state, the store of per-micro-batch
 // values (added by RUN/RECV/ACC, dropped by FREE) and the running task's own intermediates
 // (liveness peak of its program). Instructions of different stages interleave by their
-// dependencies, so the bubble of GPipe/1F1B comes out of the schedule itself.
+// dependencies, so the bubble of GPipe, 1F1B and interleaved 1F1B comes out of the schedule
+// itself (an interleaved program has one stage per mesh, its v model stages inside it).
 //
 // Outputs: step time, busy time and bubble fraction per stage, peak memory per device, and
 // one trace event per instruction of each stage's first device (support/trace.h).

@@ -18,6 +18,14 @@ struct TaskBuild {
   std::vector<ValueId> output_source;  // per program output: its stage-graph value
 };
 
+// A mesh's list in sections: the weights sent at the start (phase 0); the schedule's passes
+// (phase 1, `pos` their index in the mesh's order); the accumulated sends (2); the gradient
+// norms (3) and the update (4), stage after stage.
+struct PosKey {
+  int phase = 0, pos = 0, stage = 0;
+  friend auto operator<=>(const PosKey&, const PosKey&) = default;
+};
+
 // While building, RUN's `task` is a TaskKind and ACC/FREE's `value` a stage-graph value.
 struct StageBuild {
   const StageGraph* sg = nullptr;
@@ -28,6 +36,9 @@ struct StageBuild {
   std::vector<char> per_step, accumulated;
   TaskBuild tasks[kNumTaskKinds];
   std::vector<Instruction> instructions;
+  // Per instruction: where it goes in its mesh's list, which runs the instructions of all the
+  // mesh's stages (chunks) sorted by this key (stably: a stage's own order is kept).
+  std::vector<PosKey> keys;
 };
 
 struct TransferBuild {
@@ -35,6 +46,10 @@ struct TransferBuild {
   ValueId from_value = kNoValue, to_value = kNoValue;  // stage-graph values
   CrossMeshPlan plan;
   std::optional<Graph> restore;
+  // Between two stages of one mesh (interleaved): no transfer but a task of the mesh, `move`,
+  // from the sender's layout to the receiver's, run where the sender would send.
+  bool local = false;
+  std::optional<Graph> move;
 };
 
 // The plan of a task graph: its nodes keep the stage plan's choices; its parameters are held
@@ -176,8 +191,51 @@ Status lower_tasks(StageBuild& st, int s) {
   return ok_status();
 }
 
+// Which mesh runs each stage: the first stage placed as stage 0 begins the second round, so
+// the first S stages take S meshes (check_meshes: disjoint) and stage c must run on the mesh
+// of stage c mod S (interleaved); with no repeat, S is the stage count.
+struct MeshGroups {
+  int meshes = 0, virtual_stages = 1;
+  std::vector<int> mesh_of;        // per stage
+  std::vector<int> chunk_of;       // per stage: its chunk on its mesh (c / S)
+  std::vector<PlacedMesh> placed;  // per mesh
+};
+
+Result<MeshGroups> group_meshes(const std::vector<PlacedMesh>& meshes) {
+  MeshGroups g;
+  const int C = static_cast<int>(meshes.size());
+  int S = C;
+  for (int c = 1; c < C; ++c)
+    if (meshes[static_cast<size_t>(c)] == meshes[0]) {
+      S = c;
+      break;
+    }
+  if (C % S != 0)
+    return invalid_argument(cat("stage ", S, " runs on the mesh of stage 0, so the ", C,
+                                " stages should be a multiple of ", S, " meshes"),
+                            "interleaved stages take the meshes in turn: stage c on the mesh of "
+                            "stage c mod (meshes)");
+  for (int c = S; c < C; ++c)
+    if (!(meshes[static_cast<size_t>(c)] == meshes[static_cast<size_t>(c % S)]))
+      return invalid_argument(
+          cat("stage ", c, " runs on ", meshes[static_cast<size_t>(c)].to_string(),
+              ", not on the mesh of stage ", c % S, " (",
+              meshes[static_cast<size_t>(c % S)].to_string(), ")"),
+          "interleaved stages take the meshes in turn: stage c on the mesh of stage c mod "
+          "(meshes)");
+  g.meshes = S;
+  g.virtual_stages = C / S;
+  for (int c = 0; c < C; ++c) {
+    g.mesh_of.push_back(c % S);
+    g.chunk_of.push_back(c / S);
+  }
+  g.placed.assign(meshes.begin(), meshes.begin() + S);
+  return g;
+}
+
 Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step, const PipelineSplit& split,
                                                   const std::vector<StageBuild>& stages,
+                                                  const MeshGroups& groups,
                                                   const PipelineBuildOptions& options) {
   std::vector<TransferBuild> out;
   for (size_t t = 0; t < split.transfers.size(); ++t) {
@@ -193,6 +251,21 @@ Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step, const P
       if (to.sg->received_transfer[j] == static_cast<int>(t)) tb.to_value = to.sg->received[j];
     ALPA_CHECK(tb.to_value != kNoValue) << "transfer " << t << " is not received";
     const TensorType& type = step.graph.type(tr.value);
+    const MeshShape& m = to.mesh.shape;
+    if (groups.mesh_of[static_cast<size_t>(tr.from_stage)] ==
+        groups.mesh_of[static_cast<size_t>(tr.to_stage)]) {
+      tb.local = true;
+      Result<Graph> move =
+          restore_program(type, from.stored[tb.from_value], to.stored[tb.to_value], m);
+      if (!move.ok())
+        return move.status().with_context(cat("moving ", value_ref(step.graph, tr.value),
+                                              " from stage ", tr.from_stage, " to stage ",
+                                              tr.to_stage, " on one mesh"));
+      tb.move = std::move(*move);
+      tb.move->set_name("move");
+      out.push_back(std::move(tb));
+      continue;
+    }
     CrossMeshOptions co;
     co.local_all_gather = options.local_all_gather;
     Result<CrossMeshPlan> cm = plan_cross_mesh(type.shape, from.mesh, from.stored[tb.from_value],
@@ -202,7 +275,6 @@ Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step, const P
                                           " from stage ", tr.from_stage, " to stage ",
                                           tr.to_stage));
     tb.plan = std::move(*cm);
-    const MeshShape& m = to.mesh.shape;
     if (!(tb.plan.receive_spec.canonical(m) == to.stored[tb.to_value].canonical(m))) {
       ALPA_ASSIGN_OR_RETURN(Graph r,
                             restore_program(type, tb.plan.receive_spec, to.stored[tb.to_value], m));
@@ -213,12 +285,18 @@ Result<std::vector<TransferBuild>> plan_transfers(const TrainStep& step, const P
   return out;
 }
 
-// Stage s's instructions: sends and receives of weights at the start, the schedule's runs with
-// their transfers and accumulations, then the update and what it sends.
-void emit_instructions(StageBuild& st, int s, const std::vector<ScheduleStep>& order,
+// Stage s's instructions: sends and receives of weights at the start, the schedule's passes
+// with their transfers and accumulations, then the update and what it sends. `passes`: the
+// stage's passes with their index in its mesh's order. A transfer to a stage of the same mesh
+// is emitted as SEND and RECV here too (so FREE placement sees them); merge_mesh turns them
+// into the move.
+void emit_instructions(StageBuild& st, int s,
+                       const std::vector<std::pair<int, ScheduleStep>>& passes,
                        const std::vector<TransferBuild>& transfers, const Graph& step_graph) {
+  PosKey key{0, 0, s};
   auto emit = [&](InstrKind k, int mb, int transfer = -1, int task = -1, int value = -1) {
     st.instructions.push_back(Instruction{k, mb, task, transfer, value});
+    st.keys.push_back(key);
   };
   auto is_param = [&](ValueId v) { return step_graph.node(v).op == OpKind::kParameter; };
   const int T = static_cast<int>(transfers.size());
@@ -230,7 +308,8 @@ void emit_instructions(StageBuild& st, int s, const std::vector<ScheduleStep>& o
        [&](int t) { emit(InstrKind::kSend, -1, t); });
   each([&](const StageTransfer& tr) { return tr.to_stage == s && is_param(tr.value); },
        [&](int t) { emit(InstrKind::kRecv, -1, t); });
-  for (const ScheduleStep& step : order) {
+  for (const auto& [pos, step] : passes) {
+    key = PosKey{1, pos, s};
     const int m = step.micro_batch;
     each(
         [&](const StageTransfer& tr) {
@@ -251,10 +330,12 @@ void emit_instructions(StageBuild& st, int s, const std::vector<ScheduleStep>& o
         },
         [&](int t) { emit(InstrKind::kSend, m, t); });
   }
+  key = PosKey{2, 0, s};
   each([&](const StageTransfer& tr) { return tr.from_stage == s && tr.accumulated; },
        [&](int t) { emit(InstrKind::kSend, -1, t); });
   // Once per step: the gradient norms, then the update, each after what it receives.
   for (TaskKind task : {TaskKind::kGradNorm, TaskKind::kUpdate}) {
+    key = PosKey{task == TaskKind::kGradNorm ? 3 : 4, 0, s};
     each(
         [&](const StageTransfer& tr) {
           return tr.to_stage == s && tr.rate == TransferRate::kPerStep && !is_param(tr.value) &&
@@ -321,11 +402,17 @@ void insert_frees(StageBuild& st, const std::vector<TransferBuild>& transfers) {
     after[pos].push_back(Instruction{InstrKind::kFree, key.second, -1, -1, key.first});
   }
   std::vector<Instruction> out;
+  std::vector<PosKey> keys;
   for (size_t i = 0; i < in.size(); ++i) {
     out.push_back(in[i]);
-    for (const Instruction& f : after[i]) out.push_back(f);
+    keys.push_back(st.keys[i]);
+    for (const Instruction& f : after[i]) {
+      out.push_back(f);
+      keys.push_back(st.keys[i]);
+    }
   }
   st.instructions = std::move(out);
+  st.keys = std::move(keys);
 }
 
 // The stage in program form: only values that live between instructions, numbered owned
@@ -392,6 +479,79 @@ Stage finish_stage(const StageBuild& st, const Graph& step_graph,
     out.instructions.push_back(x);
   }
   if (sg.loss_output >= 0) out.loss = index[sg.graph.outputs()[sg.loss_output].value];
+  return out;
+}
+
+// The stages (chunks) of mesh i as one program stage: their values and tasks side by side
+// (tasks named "forward.c" for stage c when the mesh runs several), their instructions in the
+// mesh's order (PosKey), a SEND to a stage of the same mesh as a RUN of its move task and the
+// matching RECV dropped; transfers renumbered to the program's.
+Stage merge_mesh(int i, const MeshGroups& groups, const std::vector<Stage>& built,
+                 const std::vector<StageBuild>& builds, const std::vector<std::vector<int>>& index,
+                 const std::vector<TransferBuild>& transfers,
+                 const std::vector<int>& transfer_index, const Graph& step_graph) {
+  const int C = static_cast<int>(built.size());
+  Stage out;
+  out.mesh = groups.placed[static_cast<size_t>(i)];
+  std::vector<int> value_base(static_cast<size_t>(C), 0);
+  struct Keyed {
+    PosKey key;
+    Instruction x;
+  };
+  std::vector<Keyed> list;
+  for (int c = 0; c < C; ++c) {
+    if (groups.mesh_of[static_cast<size_t>(c)] != i) continue;
+    const Stage& st = built[static_cast<size_t>(c)];
+    const int vb = static_cast<int>(out.values.size());
+    const int tbase = static_cast<int>(out.tasks.size());
+    value_base[static_cast<size_t>(c)] = vb;
+    out.values.insert(out.values.end(), st.values.begin(), st.values.end());
+    for (Task t : st.tasks) {
+      if (groups.virtual_stages > 1) t.name = cat(t.name, ".", c);
+      for (int& x : t.inputs) x += vb;
+      for (int& x : t.outputs) x += vb;
+      out.tasks.push_back(std::move(t));
+    }
+    if (st.loss >= 0) out.loss = st.loss + vb;
+    const std::vector<PosKey>& keys = builds[static_cast<size_t>(c)].keys;
+    ALPA_CHECK(keys.size() == st.instructions.size()) << "stage " << c << ": keys out of step";
+    for (size_t k = 0; k < st.instructions.size(); ++k) {
+      Instruction x = st.instructions[k];
+      if (x.kind == InstrKind::kRun) x.task += tbase;
+      if (x.value >= 0) x.value += vb;
+      list.push_back({keys[k], x});
+    }
+  }
+  // One move task per transfer inside the mesh.
+  std::map<int, int> move_task;
+  for (size_t t = 0; t < transfers.size(); ++t) {
+    const TransferBuild& tb = transfers[t];
+    if (!tb.local || groups.mesh_of[static_cast<size_t>(tb.split.from_stage)] != i) continue;
+    const int from = tb.split.from_stage, to = tb.split.to_stage;
+    Task m;
+    m.name = cat("move.", value_ref(step_graph, tb.split.value).substr(1), ".", from, ">", to);
+    m.program = *tb.move;
+    m.inputs = {value_base[static_cast<size_t>(from)] +
+                index[static_cast<size_t>(from)][tb.from_value]};
+    m.outputs = {value_base[static_cast<size_t>(to)] + index[static_cast<size_t>(to)][tb.to_value]};
+    move_task[static_cast<int>(t)] = static_cast<int>(out.tasks.size());
+    out.tasks.push_back(std::move(m));
+  }
+  std::stable_sort(list.begin(), list.end(),
+                   [](const Keyed& a, const Keyed& b) { return a.key < b.key; });
+  for (Keyed& k : list) {
+    Instruction x = k.x;
+    if (x.kind == InstrKind::kSend || x.kind == InstrKind::kRecv) {
+      const TransferBuild& tb = transfers[static_cast<size_t>(x.transfer)];
+      if (tb.local) {
+        if (x.kind == InstrKind::kRecv) continue;  // the move wrote it
+        x = Instruction{InstrKind::kRun, x.micro_batch, move_task.at(x.transfer), -1, -1};
+      } else {
+        x.transfer = transfer_index[static_cast<size_t>(x.transfer)];
+      }
+    }
+    out.instructions.push_back(x);
+  }
   return out;
 }
 
@@ -472,50 +632,85 @@ Result<Program> build_pipeline_program(const TrainStep& step, const PipelineSpli
                                        const std::vector<ShardingPlan>& plans,
                                        const std::vector<PlacedMesh>& meshes,
                                        const PipelineBuildOptions& options) {
-  const int S = split.num_stages;
+  const int C = split.num_stages;
   const int B = options.micro_batches;
   if (B < 1) return invalid_argument(cat("micro_batches must be >= 1, got ", B));
-  if (static_cast<int>(stage_graphs.size()) != S || static_cast<int>(plans.size()) != S ||
-      static_cast<int>(meshes.size()) != S)
+  if (static_cast<int>(stage_graphs.size()) != C || static_cast<int>(plans.size()) != C ||
+      static_cast<int>(meshes.size()) != C)
     return invalid_argument(
-        cat("a pipeline of ", S, " stages needs ", S, " stage graphs, plans and meshes"));
+        cat("a pipeline of ", C, " stages needs ", C, " stage graphs, plans and meshes"));
+  if (C < 1) return invalid_argument("a pipeline needs at least one stage");
+  ALPA_ASSIGN_OR_RETURN(const MeshGroups groups, group_meshes(meshes));
+  const int S = groups.meshes, v = groups.virtual_stages;
+  if (v > 1 && options.schedule != ScheduleKind::kInterleaved1F1B)
+    return invalid_argument(
+        cat("the ", C, " stages share ", S, " meshes (", v, " per mesh), which only the ",
+            "interleaved schedule runs, not ", schedule_name(options.schedule)),
+        "use --schedule interleaved, or give every stage its own devices");
+  ALPA_RETURN_IF_ERROR(check_schedule_sizes(options.schedule, S, B, v));
   Program prog;
-  ALPA_ASSIGN_OR_RETURN(prog.num_devices, check_meshes(meshes));
+  ALPA_ASSIGN_OR_RETURN(prog.num_devices, check_meshes(groups.placed));
   prog.micro_batches = B;
   prog.schedule = std::string(schedule_name(options.schedule));
+  prog.virtual_stages = v;
   prog.params = step_params(step.graph, B);
-  std::vector<StageBuild> stages(static_cast<size_t>(S));
-  for (int s = 0; s < S; ++s) {
-    StageBuild& st = stages[static_cast<size_t>(s)];
-    st.sg = &stage_graphs[static_cast<size_t>(s)];
-    st.plan = &plans[static_cast<size_t>(s)];
-    st.mesh = meshes[static_cast<size_t>(s)];
-    ALPA_RETURN_IF_ERROR(prepare_stage(st, split, s));
-    ALPA_RETURN_IF_ERROR(lower_tasks(st, s));
+  std::vector<StageBuild> stages(static_cast<size_t>(C));
+  for (int c = 0; c < C; ++c) {
+    StageBuild& st = stages[static_cast<size_t>(c)];
+    st.sg = &stage_graphs[static_cast<size_t>(c)];
+    st.plan = &plans[static_cast<size_t>(c)];
+    st.mesh = meshes[static_cast<size_t>(c)];
+    ALPA_RETURN_IF_ERROR(prepare_stage(st, split, c));
+    ALPA_RETURN_IF_ERROR(lower_tasks(st, c));
   }
   ALPA_ASSIGN_OR_RETURN(std::vector<TransferBuild> transfers,
-                        plan_transfers(step, split, stages, options));
-  const std::vector<std::vector<ScheduleStep>> order = pipeline_schedule(options.schedule, S, B);
+                        plan_transfers(step, split, stages, groups, options));
+  const std::vector<std::vector<ScheduleStep>> order = pipeline_schedule(options.schedule, S, B, v);
   std::map<ValueId, int> param_of;
   const std::vector<ValueId> params = step.graph.parameters();
   for (size_t i = 0; i < params.size(); ++i) param_of[params[i]] = static_cast<int>(i);
-  std::vector<std::vector<int>> index(static_cast<size_t>(S));
-  for (int s = 0; s < S; ++s) {
-    StageBuild& st = stages[static_cast<size_t>(s)];
-    emit_instructions(st, s, order[static_cast<size_t>(s)], transfers, step.graph);
+  std::vector<std::vector<int>> index(static_cast<size_t>(C));
+  std::vector<Stage> built;
+  for (int c = 0; c < C; ++c) {
+    StageBuild& st = stages[static_cast<size_t>(c)];
+    const int mesh = groups.mesh_of[static_cast<size_t>(c)];
+    std::vector<std::pair<int, ScheduleStep>> passes;
+    const std::vector<ScheduleStep>& o = order[static_cast<size_t>(mesh)];
+    for (size_t pos = 0; pos < o.size(); ++pos)
+      if (o[pos].chunk == groups.chunk_of[static_cast<size_t>(c)])
+        passes.push_back({static_cast<int>(pos), o[pos]});
+    emit_instructions(st, c, passes, transfers, step.graph);
     insert_frees(st, transfers);
-    prog.stages.push_back(finish_stage(st, step.graph, param_of, index[static_cast<size_t>(s)]));
+    built.push_back(finish_stage(st, step.graph, param_of, index[static_cast<size_t>(c)]));
   }
-  for (TransferBuild& tb : transfers) {
-    Transfer t;
-    t.from_stage = tb.split.from_stage;
-    t.to_stage = tb.split.to_stage;
-    t.from_value = index[static_cast<size_t>(t.from_stage)][tb.from_value];
-    t.to_value = index[static_cast<size_t>(t.to_stage)][tb.to_value];
-    t.plan = std::move(tb.plan);
-    t.restore = std::move(tb.restore);
-    prog.transfers.push_back(std::move(t));
+  // Where each stage's values begin in its mesh's (merge_mesh puts them side by side, in
+  // stage order).
+  std::vector<int> value_base(static_cast<size_t>(C), 0), held(static_cast<size_t>(S), 0);
+  for (int c = 0; c < C; ++c) {
+    int& n = held[static_cast<size_t>(groups.mesh_of[static_cast<size_t>(c)])];
+    value_base[static_cast<size_t>(c)] = n;
+    n += static_cast<int>(built[static_cast<size_t>(c)].values.size());
   }
+  // Transfers between meshes keep their order; those inside a mesh become its move tasks.
+  std::vector<int> transfer_index(transfers.size(), -1);
+  for (size_t t = 0; t < transfers.size(); ++t) {
+    TransferBuild& tb = transfers[t];
+    if (tb.local) continue;
+    transfer_index[t] = static_cast<int>(prog.transfers.size());
+    Transfer x;
+    x.from_stage = groups.mesh_of[static_cast<size_t>(tb.split.from_stage)];
+    x.to_stage = groups.mesh_of[static_cast<size_t>(tb.split.to_stage)];
+    const size_t from = static_cast<size_t>(tb.split.from_stage);
+    const size_t to = static_cast<size_t>(tb.split.to_stage);
+    x.from_value = value_base[from] + index[from][tb.from_value];
+    x.to_value = value_base[to] + index[to][tb.to_value];
+    x.plan = std::move(tb.plan);
+    x.restore = std::move(tb.restore);
+    prog.transfers.push_back(std::move(x));
+  }
+  for (int i = 0; i < S; ++i)
+    prog.stages.push_back(
+        merge_mesh(i, groups, built, stages, index, transfers, transfer_index, step.graph));
   return prog;
 }
 

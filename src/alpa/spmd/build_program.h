@@ -12,6 +12,13 @@
 //   cross-mesh plans (sharding/cross_mesh.h), optionally receiving more finely split and
 //   all-gathering on the destination (local all-gather, §4.5). The instruction lists come from
 //   stepping the schedule (schedule.h) symbolically; FREE follows every value's last reader.
+// - Interleaved (several stages per mesh): stages on the same placed mesh — stage c on the mesh
+//   of stage c mod S — become ONE program stage, so the runtime and the simulator, which run a
+//   list per mesh, need nothing new: its values and tasks are those of its stages side by side
+//   (tasks "forward.c", "backward.c", ... for stage c), its list interleaves theirs in the
+//   schedule's order, and a value one stage sends to another of the same mesh is no transfer
+//   but a local task "move.<value>.<from>><to>" (an all-gather or slice where the two stages
+//   hold it in different layouts, a copy otherwise), run where the send would be.
 //
 // Not a planner: the stages, meshes and per-stage plans are inputs.
 #pragma once
@@ -38,7 +45,10 @@ struct PipelineBuildOptions {
 };
 
 // `step` is the training step of ONE micro-batch; stage_graphs, plans and meshes: one per stage
-// of `split`, the meshes disjoint and together covering devices [0, num_devices).
+// of `split`. The meshes are disjoint and together cover devices [0, num_devices), except that
+// with the interleaved schedule stage c runs on the same mesh as stage c mod S (S meshes,
+// stages a multiple of S; options.schedule must then be interleaved, and micro-batches a
+// multiple of S: check_schedule_sizes).
 Result<Program> build_pipeline_program(const TrainStep& step, const PipelineSplit& split,
                                        const std::vector<StageGraph>& stage_graphs,
                                        const std::vector<ShardingPlan>& plans,
