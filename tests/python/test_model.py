@@ -82,7 +82,8 @@ def test_bad_files_name_the_file_and_the_problem(mlp, tmp_path):
     assert "missing.ir" in info.value.message
     with pytest.raises(alpa.Error) as info:
         alpa.load_model(no_loss, batch=4)
-    assert "built-in" in info.value.message
+    assert "declares no batch dimension" in info.value.message
+    assert "graph NAME(batch=N)" in info.value.hint
 
 
 def _count(shape):
