@@ -108,8 +108,13 @@ void bind_model(py::module_& m) {
       .def_property_readonly("onnx_initializers", &onnx_initializers,
                              "ONNX models: {weight: initializer name in the file}; else {}")
       .def(
-          "text", [](const PyModel& x) { return print_graph(x.forward); },
-          "The forward graph in the text IR (what `alpa graph` prints; a file load_model reads).")
+          "text",
+          [](const PyModel& x) {
+            Result<EmittedForward> e = emit_forward(x.spec);
+            return e.ok() ? e->text : print_graph(x.forward);
+          },
+          "The forward graph in the text IR, with the batch declared where the model allows it\n"
+          "(what `alpa graph --emit forward` writes; a file load_model reads at any batch).")
       .def("__repr__", &model_repr);
 
   m.def("load_model", &load_model, py::arg("name_or_path"), py::arg("size") = "tiny",

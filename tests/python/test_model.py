@@ -1,5 +1,6 @@
 """alpa.load_model, alpa.Model and alpa.Error."""
 import pathlib
+import re
 
 import pytest
 
@@ -63,6 +64,10 @@ def test_text_ir_file_round_trip(mlp, tmp_path):
     assert loaded.inputs == mlp.inputs
     assert loaded.batch == mlp.batch
     assert alpa.load_model(str(path)).parameters == mlp.parameters
+    assert mlp.text().startswith("graph ") and "(batch=8) {" in mlp.text().splitlines()[0]
+    half = alpa.load_model(path, batch=4)
+    assert half.batch == 4 and half.parameters == mlp.parameters
+    assert all(shape[0] == 4 for shape, _ in half.inputs.values())
 
 
 def test_bad_files_name_the_file_and_the_problem(mlp, tmp_path):
@@ -80,8 +85,12 @@ def test_bad_files_name_the_file_and_the_problem(mlp, tmp_path):
     with pytest.raises(alpa.Error) as info:
         alpa.load_model(tmp_path / "missing.ir")
     assert "missing.ir" in info.value.message
+    undeclared = tmp_path / "undeclared.ir"
+    fixed = mlp.text().replace("(batch=8)", "", 1).replace("1/batch", "0.125")
+    undeclared.write_text(re.sub(r"\bbatch\b", "8", fixed))
+    assert alpa.load_model(undeclared).parameters == mlp.parameters
     with pytest.raises(alpa.Error) as info:
-        alpa.load_model(no_loss, batch=4)
+        alpa.load_model(undeclared, batch=4)
     assert "declares no batch dimension" in info.value.message
     assert "graph NAME(batch=N)" in info.value.hint
 
