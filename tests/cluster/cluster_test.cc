@@ -31,7 +31,8 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 TEST(ClusterPreset, EveryPresetValidatesAndRoundTrips) {
   std::vector<std::string> names = cluster_preset_names();
-  ASSERT_EQ(names, (std::vector<std::string>{"p3.16xlarge", "p4d.24xlarge", "dgx-h100", "local"}));
+  ASSERT_EQ(names, (std::vector<std::string>{"p3.16xlarge", "p4d.24xlarge", "p4de.24xlarge",
+                                             "dgx-h100", "local"}));
   for (const std::string& name : names) {
     SCOPED_TRACE(name);
     Result<Cluster> c = cluster_preset(name);

@@ -168,10 +168,11 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
          "--mesh", f.mesh,
          "Logical device mesh N0xN1, e.g. 2x4 (axis 0 spans hosts first). Default: " + default_mesh)
       ->group(g);
-  app.add_option("--cluster", f.cluster,
-                 "Cluster the plan is for: a preset (p3.16xlarge, p4d.24xlarge, dgx-h100, local) "
-                 "or a cluster JSON file. Default: " +
-                     default_cluster)
+  app.add_option(
+         "--cluster", f.cluster,
+         "Cluster the plan is for: a preset (p3.16xlarge, p4d.24xlarge, p4de.24xlarge, dgx-h100, "
+         "local) or a cluster JSON file. Default: " +
+             default_cluster)
       ->group(g);
   app.add_option(
          "--plan", f.plan,

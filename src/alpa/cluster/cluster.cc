@@ -74,6 +74,24 @@ Cluster preset_p4d() {
   return c;
 }
 
+// AWS p4de.24xlarge: 8x A100-SXM4-80GB on NVSwitch, 400 Gbit/s EFA — p4d with the 80 GB part.
+//  - A100 SXM4 80GB: 19.5 TFLOP/s FP32, 312 TFLOP/s FP16/BF16 dense tensor core, 80 GB HBM2e
+//    at 2039 GB/s (NVIDIA A100 datasheet, the 80GB SXM column).
+//  - NVLink 3 through NVSwitch and 4x 100 Gbit/s EFA, as p4d (AWS p4 instance page: p4de has
+//    p4d's interconnect).
+//  - Latencies (assumption, as p4d): 10 us inside a host, 20 us across hosts.
+Cluster preset_p4de() {
+  Cluster c = preset_p4d();
+  c.name = "p4de.24xlarge";
+  c.source =
+      "NVIDIA A100 datasheet (SXM4 80GB: 19.5 TFLOP/s fp32, 312 TFLOP/s fp16/bf16 dense tensor, "
+      "2039 GB/s HBM2e, NVLink/NVSwitch 600 GB/s aggregate = 300 GB/s per direction); AWS p4 "
+      "page (p4de: 8 GPUs, 400 Gbit/s EFA as p4d). Assumptions: latency 10 us intra-host, "
+      "20 us inter-host";
+  c.device = {"A100-SXM4-80GB", 19.5e12, 312e12, 80 * kGiB, 2039e9};
+  return c;
+}
+
 // NVIDIA DGX H100: 8x H100-SXM5-80GB on NVSwitch (NVLink 4), 8x 400 Gbit/s InfiniBand NDR.
 //  - H100 SXM5: 67 TFLOP/s FP32, 989 TFLOP/s FP16/BF16 dense tensor core (1979 with
 //    sparsity), 80 GB HBM3 at 3.35 TB/s (NVIDIA H100 datasheet).
@@ -124,10 +142,8 @@ struct Preset {
 };
 
 constexpr Preset kPresets[] = {
-    {"p3.16xlarge", preset_p3},
-    {"p4d.24xlarge", preset_p4d},
-    {"dgx-h100", preset_dgx_h100},
-    {"local", preset_local},
+    {"p3.16xlarge", preset_p3},    {"p4d.24xlarge", preset_p4d}, {"p4de.24xlarge", preset_p4de},
+    {"dgx-h100", preset_dgx_h100}, {"local", preset_local},
 };
 
 std::string preset_list() {

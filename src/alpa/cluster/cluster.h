@@ -82,7 +82,8 @@ struct Cluster {
   friend bool operator==(const Cluster&, const Cluster&) = default;
 };
 
-// The preset names, in a stable order: "p3.16xlarge", "p4d.24xlarge", "dgx-h100", "local".
+// The preset names, in a stable order: "p3.16xlarge", "p4d.24xlarge", "p4de.24xlarge",
+// "dgx-h100", "local".
 std::vector<std::string> cluster_preset_names();
 // A preset with hosts = 1 (size it with with_devices). Unknown names: kNotFound, hint lists
 // presets.
