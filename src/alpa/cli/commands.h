@@ -281,6 +281,23 @@ int run_forward(const ForwardFlags& flags, std::ostream& out, std::ostream& err)
 // The sequences of a tokens file (equal lengths, ids below `vocab`); errors name the line.
 Result<std::vector<std::vector<int32_t>>> read_token_lines(const std::string& path, int64_t vocab);
 
+// alpa plan-serve: a decoder's serving split (tensor x pipeline parallel) on a cluster, every
+// candidate with its predicted memory, latency and throughput (serve_plan/inference_plan.h).
+struct PlanServeFlags {
+  std::string model;  // a named shape (opt-175b, ...) or a model directory
+  std::string cluster = "p4d.24xlarge";
+  int gpus = 8;
+  std::string objective = "latency";  // latency | throughput
+  std::string dtype = "f16";
+  int64_t prompt_len = 512;
+  int64_t output_len = 128;
+  int64_t batch = 1;
+  int64_t max_batch = 256;
+  bool json = false;
+};
+CLI::App* add_plan_serve_command(CLI::App& app, PlanServeFlags& flags);
+int run_plan_serve(const PlanServeFlags& flags, std::ostream& out, std::ostream& err);
+
 // Prints a user error ("error: ...", "hint: ...") to err and, with --json, a JSON object
 // {"error": ..., "hint": ...} to out. Returns kExitUserError.
 int report_error(const Status& status, bool json, std::ostream& out, std::ostream& err);

@@ -390,6 +390,9 @@ int main(int argc, char** argv) {
   ServeFlags srv;
   CLI::App* serve_cmd = add_serve_command(app, srv);
 
+  PlanServeFlags plan_serve;
+  CLI::App* plan_serve_cmd = add_plan_serve_command(app, plan_serve);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -424,5 +427,6 @@ int main(int argc, char** argv) {
   if (forward_cmd->parsed()) return run_forward(fw, std::cout, std::cerr);
   if (generate_cmd->parsed()) return run_generate(gen, std::cout, std::cerr);
   if (serve_cmd->parsed()) return run_serve(srv, std::cout, std::cerr);
+  if (plan_serve_cmd->parsed()) return run_plan_serve(plan_serve, std::cout, std::cerr);
   return 0;
 }
