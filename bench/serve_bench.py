@@ -4,7 +4,11 @@ KV cache, same shapes (random weights), runs interleaved (alpa, torch, alpa, tor
 
 Usage: bench/serve_bench.py [--build build/release] [--repeats 3] [--threads 2]
          [--batches 1,16] [--prompt 128] [--decode 32] [--size 124m|small]
-Prints one JSON line per run and a summary table (medians)."""
+         [--splits 1x1,2x1,1x2]
+Prints one JSON line per run and a summary table (medians).
+
+--splits TxS,...: instead of the PyTorch comparison, alpa alone on each split (T tensor-parallel
+devices per stage, i.e. --mesh 1xT; S pipeline stages), interleaved, against the first split."""
 import argparse
 import json
 import math
@@ -74,6 +78,46 @@ def torch_run(model, batch, prompt, decode):
             "decode_tokens_per_s": batch * decode / (t2 - t1)}
 
 
+def alpa_run(a, batch, tensor=1, stages=1):
+    layers, c, h, vocab, positions = SIZES[a.size]
+    cmd = [f"{a.build}/bench/serve_bench", str(layers), str(c), str(h), str(vocab),
+           str(positions), str(batch), str(a.prompt), str(a.decode), str(a.threads)]
+    if tensor * stages > 1:
+        cmd += [str(tensor), str(stages)]
+    env = {"OPENBLAS_NUM_THREADS": str(a.threads), "PATH": "/usr/bin:/bin"}
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                     env=env).stdout)
+
+
+def compare_splits(a):
+    splits = [tuple(int(x) for x in s.split("x")) for s in a.splits.split(",")]
+    batches = [int(b) for b in a.batches.split(",")]
+    results = []
+    for rep in range(a.repeats):
+        for batch in batches:
+            for tensor, stages in splits:
+                r = alpa_run(a, batch, tensor, stages)
+                r["repeat"] = rep
+                print(json.dumps(r), flush=True)
+                results.append(r)
+    print(f"\nmedians over {a.repeats} interleaved runs; size {a.size}, prompt {a.prompt}, "
+          f"decode {a.decode}, {a.threads} threads shared by the devices")
+    print(f"{'batch':>5} {'split':>26} {'prefill tok/s':>14} {'decode tok/s':>13} "
+          f"{'decode vs first':>16}")
+    for batch in batches:
+        base = None
+        for tensor, stages in splits:
+            rows = [r for r in results if r["batch"] == batch and r["tensor"] == tensor
+                    and r["stages"] == stages]
+            pre = statistics.median(r["prefill_tokens_per_s"] for r in rows)
+            dec = statistics.median(r["decode_tokens_per_s"] for r in rows)
+            base = base or dec
+            name = ("one device" if tensor * stages == 1 else
+                    f"mesh 1x{tensor}" + (f", {stages} stages" if stages > 1 else "")
+                    if tensor > 1 else f"{stages} pipeline stages")
+            print(f"{batch:>5} {name:>26} {pre:>14.1f} {dec:>13.1f} {dec / base:>15.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build/release")
@@ -83,18 +127,17 @@ def main():
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--decode", type=int, default=32)
     ap.add_argument("--size", default="124m", choices=SIZES)
+    ap.add_argument("--splits", default="")
     a = ap.parse_args()
+    if a.splits:
+        return compare_splits(a)
     torch.set_num_threads(a.threads)
     layers, c, h, vocab, positions = SIZES[a.size]
     model = Gpt(layers, c, h, vocab, positions).eval()
     results = []
     for rep in range(a.repeats):
         for batch in [int(b) for b in a.batches.split(",")]:
-            cmd = [f"{a.build}/bench/serve_bench", str(layers), str(c), str(h), str(vocab),
-                   str(positions), str(batch), str(a.prompt), str(a.decode), str(a.threads)]
-            env = {"OPENBLAS_NUM_THREADS": str(a.threads), "PATH": "/usr/bin:/bin"}
-            ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                             env=env).stdout)
+            ours = alpa_run(a, batch)
             theirs = torch_run(model, batch, a.prompt, a.decode)
             for r in (ours, theirs):
                 r["repeat"] = rep

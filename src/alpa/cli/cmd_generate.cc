@@ -12,6 +12,56 @@
 
 namespace alpa {
 
+void add_serve_parallel_options(CLI::App* cmd, ServeParallelFlags& p) {
+  cmd->add_option("--mesh", p.mesh,
+                  "Tensor parallelism: 1xN splits every layer's heads, KV heads, MLP and "
+                  "vocabulary over N devices (threads), e.g. 1x2");
+  cmd->add_option("--pipeline", p.pipeline,
+                  "Pipeline parallelism: S stages of consecutive layers, one device each (with "
+                  "--mesh 1xN: N devices per stage)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--devices", p.devices,
+                  "Instead of --mesh/--pipeline: N devices split by --objective (latency: tensor "
+                  "parallel over N; throughput: N pipeline stages; a fixed rule, not a planner)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--objective", p.objective, "With --devices: latency or throughput")
+      ->check(CLI::IsMember({"latency", "throughput"}))
+      ->capture_default_str();
+}
+
+Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& p) {
+  serve::ParallelShape shape;
+  shape.stages = p.pipeline;
+  if (p.devices > 0) {
+    if (!p.mesh.empty() || p.pipeline != 1)
+      return invalid_argument("--devices cannot be combined with --mesh or --pipeline",
+                              "give either --devices N [--objective latency|throughput] or "
+                              "--mesh 1xN / --pipeline S");
+    if (p.objective == "throughput") {
+      shape.stages = p.devices;
+    } else {
+      shape.tensor = p.devices;
+    }
+    return shape;
+  }
+  if (p.mesh.empty()) return shape;
+  const size_t x = p.mesh.find('x');
+  auto number = [](const std::string& t) -> int {
+    if (t.empty() || t.size() > 4 || t.find_first_not_of("0123456789") != std::string::npos)
+      return -1;
+    return std::stoi(t);
+  };
+  const int rows = x == std::string::npos ? -1 : number(p.mesh.substr(0, x));
+  const int cols = x == std::string::npos ? -1 : number(p.mesh.substr(x + 1));
+  if (rows != 1 || cols < 1)
+    return invalid_argument(
+        cat("--mesh ", p.mesh, ": serving takes a 1xN mesh (tensor parallel over N devices)"),
+        "use --mesh 1xN, and --pipeline S for stages");
+  shape.tensor = cols;
+  return shape;
+}
+
 CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
   CLI::App* cmd = app.add_subcommand(
       "generate",
@@ -40,12 +90,15 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
   cmd->add_flag("--ignore-eos", g.ignore_eos, "Keep generating after end-of-sequence");
   cmd->add_option("--threads", g.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_flag("--json", g.json, "Print one JSON object instead of text");
+  add_serve_parallel_options(cmd, g.parallel);
   return cmd;
 }
 
 int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   using namespace serve;
   const auto t0 = std::chrono::steady_clock::now();
+  Result<ParallelShape> shape = serve_parallel_shape(g.parallel);
+  if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   Result<LoadedModel> model = load_model_dir(g.model);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
   Result<std::vector<int32_t>> prompt =
@@ -66,7 +119,10 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   o.num_blocks = 0;
   o.kv_memory_mb = 64;
   o.max_step_tokens = 512;
-  Engine engine(*model, o);
+  o.parallel = *shape;
+  Result<std::unique_ptr<Engine>> made = Engine::create(*model, o);
+  if (!made.ok()) return report_error(made.status(), g.json, out, err);
+  Engine& engine = **made;
   const auto t1 = std::chrono::steady_clock::now();
   Result<std::shared_ptr<Request>> r = engine.submit(*prompt, p);
   if (!r.ok()) return report_error(r.status(), g.json, out, err);
@@ -84,6 +140,7 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
     api.logprobs = g.logprobs >= 0;
     nlohmann::json j = response_body(api, done, *model, "generate", 0);
     j["timing"] = {{"load_seconds", load_s}, {"generate_seconds", gen_s}};
+    j["parallel"] = engine.parallel_description();
     out << dump_json(j) << "\n";
     return kExitOk;
   }
@@ -91,7 +148,7 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   err << "[" << model->name << ": " << prompt->size() << " prompt tokens, " << n << " generated ("
       << done.finish_reason() << ") in " << gen_s << " s, "
       << (gen_s > 0 ? static_cast<double>(n) / gen_s : 0) << " tokens/s; loaded in " << load_s
-      << " s]\n";
+      << " s; " << engine.parallel_description() << "]\n";
   return kExitOk;
 }
 

@@ -28,7 +28,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
   cmd->add_option("--block-size", s.block_size, "KV cache block size (positions)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}))
       ->capture_default_str();
-  cmd->add_option("--kv-memory-mb", s.kv_memory_mb, "KV cache size")
+  cmd->add_option("--kv-memory-mb", s.kv_memory_mb, "KV cache size (on every device)")
       ->check(CLI::Range(1.0, 1e7))
       ->capture_default_str();
   cmd->add_option("--max-running", s.max_running, "Sequences in the running batch")
@@ -44,6 +44,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
   cmd->add_flag("--static-batching", s.static_batching,
                 "Admit a new batch only when the last has finished (a baseline)");
   cmd->add_option("--threads", s.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+  add_serve_parallel_options(cmd, s.parallel);
   return cmd;
 }
 
@@ -57,6 +58,8 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);  // sent by this function when the server stops by itself
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Result<ParallelShape> shape = serve_parallel_shape(s.parallel);
+  if (!shape.ok()) return report_error(shape.status(), false, out, err);
   Result<LoadedModel> model = load_model_dir(s.model);
   if (!model.ok()) return report_error(model.status(), false, out, err);
   EngineOptions o;
@@ -67,7 +70,10 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   o.max_queue = s.max_queue;
   o.static_batching = s.static_batching;
   o.threads = s.threads;
-  Engine engine(*model, o);
+  o.parallel = *shape;
+  Result<std::unique_ptr<Engine>> made = Engine::create(*model, o);
+  if (!made.ok()) return report_error(made.status(), false, out, err);
+  Engine& engine = **made;
   ServerOptions so;
   so.host = s.host;
   so.port = s.port;
@@ -79,7 +85,9 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   const EngineMetrics m = engine.metrics();
   out << "alpa serve: " << model->name << " (" << family_name(c.family) << ", "
       << model->decoder->num_parameters() << " parameters) on http://" << s.host << ":" << *port
-      << "; KV cache " << m.kv_blocks_total << " blocks of " << s.block_size << " positions"
+      << "; " << engine.parallel_description() << "; KV cache " << m.kv_blocks_total
+      << " blocks of " << s.block_size << " positions"
+      << (shape->devices() > 1 ? " on every device" : "")
       << (s.static_batching ? "; static batching" : "") << std::endl;
   std::thread waiter([&] {
     int sig = 0;

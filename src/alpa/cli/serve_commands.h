@@ -7,11 +7,27 @@
 #include <string>
 #include <vector>
 
+#include "alpa/serve/parallel_decoder.h"
+#include "alpa/support/status.h"
+
 namespace CLI {
 class App;
 }
 
 namespace alpa {
+
+// How a model is split over devices (threads of this process): --mesh 1xN (tensor parallel
+// over N devices), --pipeline S (S stages), or --devices N with --objective latency (tensor
+// parallel) | throughput (pipeline).
+struct ServeParallelFlags {
+  std::string mesh;  // "1xN"
+  int pipeline = 1;
+  int devices = 0;
+  std::string objective = "latency";
+};
+void add_serve_parallel_options(CLI::App* cmd, ServeParallelFlags& flags);
+// The shape the flags ask for; errors for a mesh other than 1xN or contradicting flags.
+Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& flags);
 
 struct GenerateFlags {
   std::string model;  // the model directory
@@ -27,6 +43,7 @@ struct GenerateFlags {
   bool ignore_eos = false;
   int threads = 0;
   bool json = false;
+  ServeParallelFlags parallel;
 };
 CLI::App* add_generate_command(CLI::App& app, GenerateFlags& flags);
 int run_generate(const GenerateFlags& flags, std::ostream& out, std::ostream& err);
@@ -42,6 +59,7 @@ struct ServeFlags {
   int64_t max_queue = 256;
   bool static_batching = false;
   int threads = 0;
+  ServeParallelFlags parallel;
 };
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& flags);
 // Serves until SIGTERM or SIGINT, then drains the requests in flight and returns 0.

@@ -7,8 +7,12 @@
 // the sequence from it, so prefill, chunked prefill and decoding are one code path and
 // sequences of any lengths share a batch (the projections run as one GEMM over all tokens).
 //
-// This is a direct kernel implementation on one device (OpenBLAS GEMMs, a thread pool for
-// attention and norms), not an IR graph through the compile driver: see docs/architecture.md.
+// This is a direct kernel implementation (OpenBLAS GEMMs, a thread pool for attention and
+// norms), not an IR graph through the compile driver: see docs/architecture.md. A decoder can
+// be cut into device parts (shard()): a contiguous run of layers (a pipeline stage) and, within
+// it, 1/N of the attention heads, KV heads, MLP columns and vocabulary (a tensor-parallel
+// shard, Megatron's layout: the output and down projections give partial sums that the shards
+// all-reduce through a Communicator). parallel_decoder.h runs the parts.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "alpa/data/safetensors.h"
+#include "alpa/runtime/communicator.h"
 #include "alpa/serve/config.h"
 #include "alpa/serve/kv_cache.h"
 #include "alpa/support/status.h"
@@ -50,12 +55,23 @@ struct SequenceChunk {
   bool all_logits = false;  // logits of every token (else of the last one only)
 };
 
+// How a tensor-parallel shard reaches its peers: the ranks of its stage's shards in shard
+// order (null comm: a whole layer on one device).
+struct ShardPeers {
+  Communicator* comm = nullptr;
+  std::vector<int> group;
+};
+
+// OK when `parts` tensor-parallel shards divide the heads, KV heads and MLP columns; else an
+// error naming the one that does not.
+Status check_tensor_parallel(const DecoderConfig& config, int parts);
+
 class Decoder {
  public:
   // Reads the family's tensors from `weights` (names as Hugging Face saves them), checking
   // every shape against `config`.
   static Result<Decoder> load(const DecoderConfig& config, const SafetensorsSet& weights);
-  // Random weights (normal, std 0.02; norms 1), for benchmarks.
+  // Random weights and biases (normal, std 0.02; norms 1), for benchmarks and tests.
   static Decoder random(const DecoderConfig& config, uint64_t seed);
 
   const DecoderConfig& config() const { return config_; }
@@ -66,14 +82,36 @@ class Decoder {
   void forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
                std::vector<float>& logits) const;
 
+  // One device's part: layers [first, last) and shard `part` of `parts` of every layer (heads,
+  // KV heads and MLP columns; the vocabulary in padded slices of ceil(vocab / parts) rows).
+  // Errors name what does not divide.
+  Result<Decoder> shard(int64_t first, int64_t last, int part, int parts) const;
+  bool has_embedding() const { return first_layer_ == 0; }
+  bool has_head() const { return first_layer_ + layer_count() == config_.layers; }
+  int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
+  // The KV cache a part needs (its layers, its KV heads) with `num_blocks` blocks.
+  KvCacheShape cache_shape(int64_t block_size, int64_t num_blocks) const;
+
+  // The pieces of forward(), for the parallel runner: x holds [tokens, hidden] activations.
+  void embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const;
+  Status run_layers(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
+                    std::vector<float>& x, const ShardPeers* peers) const;
+  // Final norm and vocabulary projection of the wanted rows; with peers, every shard projects
+  // its vocabulary slice and the slices are gathered (logits complete on every shard).
+  Status head(const std::vector<SequenceChunk>& chunks, const std::vector<float>& x,
+              ThreadPool& pool, std::vector<float>& logits, const ShardPeers* peers) const;
+
  private:
   void attention(const std::vector<SequenceChunk>& chunks, int64_t layer, KvCache& cache,
                  ThreadPool& pool, std::vector<float>& qkv, std::vector<float>& out) const;
   void mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool, const std::vector<float>& h,
            std::vector<float>& out) const;
-  void embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const;
+  void set_whole();  // the share of an unsharded decoder
 
-  DecoderConfig config_;
+  DecoderConfig config_;  // the whole model's
+  // This part's share: heads, KV heads and MLP columns of each layer, vocabulary rows of the
+  // head (padded), and its first layer. The whole model's for an unsharded decoder.
+  int64_t heads_ = 0, kv_heads_ = 0, intermediate_ = 0, vocab_rows_ = 0, first_layer_ = 0;
   std::vector<float> token_embedding_;  // [vocab, hidden]
   std::vector<float> pos_embedding_;    // gpt2/opt: [positions, hidden]
   int64_t pos_offset_ = 0;              // opt: 2

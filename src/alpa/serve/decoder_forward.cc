@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "alpa/serve/decoder.h"
+#include "alpa/support/check.h"
 
 namespace alpa::serve {
 namespace {
@@ -83,8 +84,8 @@ void Decoder::embed(const std::vector<SequenceChunk>& chunks, std::vector<float>
 void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer, KvCache& cache,
                         ThreadPool& pool, std::vector<float>& qkv, std::vector<float>& out) const {
   const DecoderConfig& c = config_;
-  const int64_t D = c.head_dim, H = c.heads, G = H / c.kv_heads;
-  const int64_t row = c.q_dim() + 2 * c.kv_dim();
+  const int64_t D = c.head_dim, H = heads_, G = H / kv_heads_;
+  const int64_t q_dim = H * D, kv_dim = kv_heads_ * D, row = q_dim + 2 * kv_dim;
   // Token index -> (chunk, offset), and each token's keys and values into the cache.
   std::vector<std::pair<int32_t, int32_t>> where;
   int64_t t = 0;
@@ -93,14 +94,14 @@ void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer,
     for (int64_t i = 0; i < ch.count; ++i, ++t) {
       where.emplace_back(static_cast<int32_t>(ci), static_cast<int32_t>(i));
       float* q = qkv.data() + t * row;
-      float* k = q + c.q_dim();
+      float* k = q + q_dim;
       const int64_t pos = ch.start + i;
       if (c.family == Family::kLlama) {
         for (int64_t h = 0; h < H; ++h) rotate(q + h * D, D, pos, c.rope_theta);
-        for (int64_t h = 0; h < c.kv_heads; ++h) rotate(k + h * D, D, pos, c.rope_theta);
+        for (int64_t h = 0; h < kv_heads_; ++h) rotate(k + h * D, D, pos, c.rope_theta);
       }
-      std::copy(k, k + c.kv_dim(), cache.key(layer, *ch.table, pos));
-      std::copy(k + c.kv_dim(), k + 2 * c.kv_dim(), cache.value(layer, *ch.table, pos));
+      std::copy(k, k + kv_dim, cache.key(layer, *ch.table, pos));
+      std::copy(k + kv_dim, k + 2 * kv_dim, cache.value(layer, *ch.table, pos));
     }
   }
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
@@ -124,7 +125,7 @@ void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer,
       }
       float sum = 0;
       for (float& s : scores) sum += (s = std::exp(s - best));
-      float* o = out.data() + tok * c.q_dim() + h * D;
+      float* o = out.data() + tok * q_dim + h * D;
       std::fill(o, o + D, 0.0f);
       for (int64_t j = 0; j <= pos; ++j) {
         const float w = scores[static_cast<size_t>(j)] / sum;
@@ -137,7 +138,7 @@ void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer,
 
 void Decoder::mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool,
                   const std::vector<float>& h, std::vector<float>& out) const {
-  const int64_t I = config_.intermediate;
+  const int64_t I = intermediate_;
   std::vector<float> up(static_cast<size_t>(tokens * l.up.out));
   apply(l.up, tokens, h.data(), up.data());
   std::vector<float> act(static_cast<size_t>(tokens * I));
@@ -163,30 +164,40 @@ void Decoder::mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool,
   apply(l.down, tokens, act.data(), out.data());
 }
 
-void Decoder::forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
-                      std::vector<float>& logits) const {
+Status Decoder::run_layers(const std::vector<SequenceChunk>& chunks, KvCache& cache,
+                           ThreadPool& pool, std::vector<float>& x, const ShardPeers* peers) const {
   const DecoderConfig& c = config_;
-  const int64_t C = c.hidden;
-  int64_t T = 0, rows = 0;
-  for (const SequenceChunk& ch : chunks) {
-    T += ch.count;
-    rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
-  }
-  std::vector<float> x(static_cast<size_t>(T * C)), h(x.size()), proj(x.size());
-  std::vector<float> qkv(static_cast<size_t>(T * (c.q_dim() + 2 * c.kv_dim())));
-  std::vector<float> att(static_cast<size_t>(T * c.q_dim()));
-  embed(chunks, x);
-  for (int64_t li = 0; li < c.layers; ++li) {
+  const int64_t C = c.hidden, T = static_cast<int64_t>(x.size()) / C;
+  std::vector<float> h(x.size()), proj(x.size());
+  std::vector<float> qkv(static_cast<size_t>(T * (heads_ + 2 * kv_heads_) * c.head_dim));
+  std::vector<float> att(static_cast<size_t>(T * heads_ * c.head_dim));
+  // A shard's output and down projections are partial sums (their biases on shard 0 only).
+  auto reduce = [&](std::vector<float>& v) -> Status {
+    if (peers == nullptr || peers->group.size() < 2) return Status();
+    return peers->comm->all_reduce(v.data(), static_cast<int64_t>(v.size()), peers->group);
+  };
+  for (int64_t li = 0; li < layer_count(); ++li) {
     const DecoderLayer& l = layers_[static_cast<size_t>(li)];
     normalize(l.attn_norm, T, C, c.norm_eps, x.data(), h.data(), pool);
     apply(l.qkv, T, h.data(), qkv.data());
     attention(chunks, li, cache, pool, qkv, att);
     apply(l.o, T, att.data(), proj.data());
+    ALPA_RETURN_IF_ERROR(reduce(proj));
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     normalize(l.mlp_norm, T, C, c.norm_eps, x.data(), h.data(), pool);
     mlp(l, T, pool, h, proj);
+    ALPA_RETURN_IF_ERROR(reduce(proj));
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   }
+  return Status();
+}
+
+Status Decoder::head(const std::vector<SequenceChunk>& chunks, const std::vector<float>& x,
+                     ThreadPool& pool, std::vector<float>& logits, const ShardPeers* peers) const {
+  const DecoderConfig& c = config_;
+  const int64_t C = c.hidden;
+  int64_t rows = 0;
+  for (const SequenceChunk& ch : chunks) rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
   // The rows whose logits are wanted, normalized and projected onto the vocabulary.
   std::vector<float> sel(static_cast<size_t>(rows * C));
   int64_t t = 0, r = 0;
@@ -198,8 +209,38 @@ void Decoder::forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, 
     }
   }
   normalize(final_norm_, rows, C, c.norm_eps, sel.data(), sel.data(), pool);
+  const int parts = peers == nullptr ? 1 : static_cast<int>(peers->group.size());
+  if (parts < 2) {
+    logits.resize(static_cast<size_t>(rows * c.vocab));
+    apply(lm_head_, rows, sel.data(), logits.data());
+    return Status();
+  }
+  // Each shard's [rows, vocab_rows_] slice, gathered as [part][rows][vocab_rows_].
+  const int64_t Vs = vocab_rows_;
+  std::vector<float> mine(static_cast<size_t>(rows * Vs));
+  std::vector<float> all(mine.size() * static_cast<size_t>(parts));
+  apply(lm_head_, rows, sel.data(), mine.data());
+  ALPA_RETURN_IF_ERROR(peers->comm->all_gather(mine.data(), rows * Vs, all.data(), peers->group));
   logits.resize(static_cast<size_t>(rows * c.vocab));
-  apply(lm_head_, rows, sel.data(), logits.data());
+  for (int p = 0; p < parts; ++p) {
+    const int64_t begin = p * Vs, n = std::min(Vs, c.vocab - begin);
+    for (int64_t row = 0; row < rows && n > 0; ++row) {
+      const float* src = all.data() + (p * rows + row) * Vs;
+      std::copy(src, src + n, logits.begin() + row * c.vocab + begin);
+    }
+  }
+  return Status();
+}
+
+void Decoder::forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
+                      std::vector<float>& logits) const {
+  int64_t T = 0;
+  for (const SequenceChunk& ch : chunks) T += ch.count;
+  std::vector<float> x(static_cast<size_t>(T * config_.hidden));
+  embed(chunks, x);
+  Status s = run_layers(chunks, cache, pool, x, nullptr);
+  if (s.ok()) s = head(chunks, x, pool, logits, nullptr);
+  ALPA_CHECK(s.ok()) << s.to_string();  // nothing to fail without peers
 }
 
 }  // namespace alpa::serve

@@ -170,6 +170,7 @@ Result<Decoder> Decoder::load(const DecoderConfig& config, const SafetensorsSet&
   } else {
     d.lm_head_.w = d.token_embedding_;
   }
+  d.set_whole();
   return d;
 }
 
@@ -185,7 +186,7 @@ Linear random_linear(int64_t in, int64_t out, bool bias, Rng& rng) {
   l.in = in;
   l.out = out;
   fill_normal(l.w, in * out, rng);
-  if (bias) l.b.assign(static_cast<size_t>(out), 0.0f);
+  if (bias) fill_normal(l.b, out, rng);
   return l;
 }
 
@@ -224,6 +225,7 @@ Decoder Decoder::random(const DecoderConfig& config, uint64_t seed) {
   d.lm_head_.in = c.hidden;
   d.lm_head_.out = c.vocab;
   d.lm_head_.w = d.token_embedding_;
+  d.set_whole();
   return d;
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "alpa/support/check.h"
+
 namespace alpa::serve {
 namespace {
 
@@ -17,10 +19,17 @@ KvCacheShape cache_shape(const DecoderConfig& c, const EngineOptions& o) {
   s.head_dim = c.head_dim;
   s.block_size = std::max<int64_t>(1, o.block_size);
   s.num_blocks = o.num_blocks;
+  const int64_t block_bytes =
+      o.parallel.devices() > 1 ? device_block_bytes(c, o.parallel, s.block_size) : s.block_bytes();
   if (s.num_blocks <= 0)
     s.num_blocks =
-        std::max<int64_t>(1, static_cast<int64_t>(o.kv_memory_mb * 1024 * 1024) / s.block_bytes());
+        std::max<int64_t>(1, static_cast<int64_t>(o.kv_memory_mb * 1024 * 1024) / block_bytes);
   return s;
+}
+
+int pool_threads(const EngineOptions& o) {
+  return o.threads > 0 ? o.threads
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 }  // namespace
@@ -60,11 +69,26 @@ std::vector<TokenEvent> Request::events() const {
 Engine::Engine(LoadedModel model, EngineOptions options)
     : model_(std::move(model)),
       options_(options),
-      cache_(cache_shape(model_.decoder->config(), options)),
-      pool_(options.threads > 0
-                ? options.threads
-                : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
+      cache_(cache_shape(model_.decoder->config(), options), options.parallel.devices() == 1),
+      pool_(options.parallel.devices() == 1 ? pool_threads(options) : 1) {
   metrics_.kv_blocks_total = cache_.shape().num_blocks;
+  metrics_.tensor_parallel = options_.parallel.tensor;
+  metrics_.pipeline_stages = options_.parallel.stages;
+  if (options_.parallel.devices() == 1) return;
+  Result<std::unique_ptr<ParallelDecoder>> p =
+      ParallelDecoder::create(*model_.decoder, options_.parallel, cache_.shape().block_size,
+                              cache_.shape().num_blocks, pool_threads(options_));
+  ALPA_CHECK(p.ok()) << p.status().to_string();
+  parallel_ = std::move(*p);
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(LoadedModel model, EngineOptions options) {
+  ALPA_RETURN_IF_ERROR(check_parallel(model.decoder->config(), options.parallel));
+  return std::make_unique<Engine>(std::move(model), options);
+}
+
+std::string Engine::parallel_description() const {
+  return describe(options_.parallel, model_.decoder->config());
 }
 
 Engine::~Engine() {

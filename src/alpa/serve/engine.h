@@ -31,6 +31,7 @@
 
 #include "alpa/serve/kv_cache.h"
 #include "alpa/serve/model_dir.h"
+#include "alpa/serve/parallel_decoder.h"
 #include "alpa/serve/sampling.h"
 #include "alpa/support/rng.h"
 #include "alpa/support/thread_pool.h"
@@ -46,6 +47,9 @@ struct EngineOptions {
   int64_t max_queue = 256;        // waiting requests; more are refused
   bool static_batching = false;
   int threads = 0;  // attention and norm threads (0: all cores)
+  // Tensor parallelism and pipeline stages (parallel_decoder.h); kv_memory_mb is then per
+  // device, and each device holds the cache of its own layers and heads.
+  ParallelShape parallel;
 };
 
 struct TokenEvent {
@@ -92,20 +96,27 @@ struct EngineMetrics {
   int64_t kv_blocks_used = 0, kv_blocks_total = 0;
   int64_t requests_finished = 0, requests_cancelled = 0, requests_rejected = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0, preemptions = 0, steps = 0;
-  double tokens_per_second = 0;  // generated tokens over the last 10 s
+  int64_t tensor_parallel = 1, pipeline_stages = 1;  // how the model is split
+  double tokens_per_second = 0;                      // generated tokens over the last 10 s
   // Seconds, over the last 1000 samples: time to first token, between tokens, per request.
   std::vector<double> ttft, itl, e2e;
 };
 
 class Engine {
  public:
+  // The options must be valid (CHECK); create() checks them first.
   Engine(LoadedModel model, EngineOptions options);
+  // An engine, or an error naming what is wrong with the options (a parallel shape the model
+  // does not split into).
+  static Result<std::unique_ptr<Engine>> create(LoadedModel model, EngineOptions options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   const LoadedModel& model() const { return model_; }
   const EngineOptions& options() const { return options_; }
+  // How the model is split over devices ("one device", "tensor parallel over 2 devices ...").
+  std::string parallel_description() const;
 
   // Queues a request. Errors: an invalid parameter or prompt (kInvalidArgument, naming the
   // field), a full queue (kResourceExhausted), a stopped engine (kFailedPrecondition).
@@ -149,8 +160,9 @@ class Engine {
 
   LoadedModel model_;
   EngineOptions options_;
-  KvCache cache_;
+  KvCache cache_;  // the blocks; also their storage on one device
   ThreadPool pool_;
+  std::unique_ptr<ParallelDecoder> parallel_;  // null on one device
 
   mutable std::mutex mu_;  // guards incoming_, metrics_, stopped_
   std::condition_variable cv_;

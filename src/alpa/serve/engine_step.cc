@@ -128,7 +128,15 @@ bool Engine::step() {
     chunks.push_back({s->tokens.data() + s->computed, n, s->computed, &s->table, false});
     budget -= n;
   }
-  if (!chunks.empty()) model_.decoder->forward(chunks, cache_, pool_, logits_);
+  if (!chunks.empty() && parallel_ == nullptr) {
+    model_.decoder->forward(chunks, cache_, pool_, logits_);
+  } else if (!chunks.empty()) {
+    const Status failed = parallel_->forward(chunks, logits_);
+    if (!failed.ok()) {  // a device failed: the step's sequences end with its error
+      for (Sequence* s : in_step) finish(*s, "error", failed.to_string());
+      in_step.clear();
+    }
+  }
   const int64_t V = model_.decoder->config().vocab;
   int64_t sampled = 0;
   for (size_t i = 0; i < in_step.size(); ++i) {

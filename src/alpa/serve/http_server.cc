@@ -228,6 +228,10 @@ std::string HttpServer::metrics_text() const {
   metric("alpa_running_sequences", "gauge", "Sequences in the running batch.", m.running);
   metric("alpa_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", m.kv_blocks_used);
   metric("alpa_kv_blocks_total", "gauge", "KV cache blocks.", m.kv_blocks_total);
+  metric("alpa_tensor_parallel_devices", "gauge", "Devices each layer is split over (mesh 1xN).",
+         m.tensor_parallel);
+  metric("alpa_pipeline_stages", "gauge", "Pipeline stages the layers are split into.",
+         m.pipeline_stages);
   metric("alpa_requests_in_flight", "gauge", "HTTP generation requests being answered.",
          static_cast<double>(in_flight_));
   metric("alpa_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.",

@@ -4,11 +4,12 @@
 
 namespace alpa::serve {
 
-KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
+KvCache::KvCache(const KvCacheShape& shape, bool storage) : shape_(shape) {
   ALPA_CHECK(shape.block_size > 0 && shape.num_blocks >= 0);
   position_floats_ = shape.kv_heads * shape.head_dim;
-  const size_t n =
-      static_cast<size_t>(shape.layers * shape.num_blocks * shape.block_size * position_floats_);
+  const size_t n = storage ? static_cast<size_t>(shape.layers * shape.num_blocks *
+                                                 shape.block_size * position_floats_)
+                           : 0;
   keys_.assign(n, 0.0f);
   values_.assign(n, 0.0f);
   free_.reserve(static_cast<size_t>(shape.num_blocks));

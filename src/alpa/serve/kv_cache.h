@@ -29,7 +29,9 @@ using BlockTable = std::vector<int32_t>;
 
 class KvCache {
  public:
-  explicit KvCache(const KvCacheShape& shape);
+  // Without `storage`, only the blocks are accounted (their data lives on the devices of a
+  // parallel decoder); key() and value() must not be called.
+  explicit KvCache(const KvCacheShape& shape, bool storage = true);
   const KvCacheShape& shape() const { return shape_; }
 
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }

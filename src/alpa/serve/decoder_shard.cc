@@ -1,0 +1,133 @@
+// Cutting a decoder into device parts: a run of layers, and a tensor-parallel slice of each.
+#include <algorithm>
+
+#include "alpa/serve/decoder.h"
+#include "alpa/support/check.h"
+
+namespace alpa::serve {
+namespace {
+
+using Range = std::pair<int64_t, int64_t>;
+
+// The output columns in `ranges` (in order), then zero columns up to `pad_to`.
+Linear take_outputs(const Linear& l, const std::vector<Range>& ranges, int64_t pad_to = 0) {
+  Linear s;
+  s.in = l.in;
+  s.out_major = l.out_major;
+  for (const Range& r : ranges) s.out += r.second - r.first;
+  const int64_t width = s.out;
+  s.out = std::max(s.out, pad_to);
+  s.w.assign(static_cast<size_t>(s.in * s.out), 0.0f);
+  int64_t at = 0;
+  for (const Range& r : ranges) {
+    const int64_t n = r.second - r.first;
+    if (l.out_major) {  // [out, in]: whole rows
+      std::copy(l.w.begin() + r.first * l.in, l.w.begin() + r.second * l.in,
+                s.w.begin() + at * s.in);
+    } else {  // [in, out]: a column block of every row
+      for (int64_t i = 0; i < l.in; ++i)
+        std::copy(l.w.begin() + i * l.out + r.first, l.w.begin() + i * l.out + r.second,
+                  s.w.begin() + i * s.out + at);
+    }
+    if (!l.b.empty()) s.b.insert(s.b.end(), l.b.begin() + r.first, l.b.begin() + r.second);
+    at += n;
+  }
+  if (!l.b.empty()) s.b.resize(static_cast<size_t>(s.out), 0.0f);
+  ALPA_CHECK(at == width);
+  return s;
+}
+
+// The input rows [begin, end); the bias only where `bias` (one shard adds it to the sum).
+Linear take_inputs(const Linear& l, int64_t begin, int64_t end, bool bias) {
+  Linear s;
+  s.in = end - begin;
+  s.out = l.out;
+  s.out_major = l.out_major;
+  if (l.out_major) {  // [out, in]: a column block of every row
+    s.w.resize(static_cast<size_t>(s.in * s.out));
+    for (int64_t j = 0; j < l.out; ++j)
+      std::copy(l.w.begin() + j * l.in + begin, l.w.begin() + j * l.in + end,
+                s.w.begin() + j * s.in);
+  } else {  // [in, out]: whole rows
+    s.w.assign(l.w.begin() + begin * l.out, l.w.begin() + end * l.out);
+  }
+  if (bias) s.b = l.b;
+  return s;
+}
+
+Status divides(const DecoderConfig& c, int64_t n, const char* what, int parts) {
+  if (n % parts == 0) return Status();
+  return invalid_argument(
+      cat("the ", family_name(c.family), " model has ", n, " ", what,
+          ", which do not split evenly over ", parts, " tensor-parallel devices"),
+      cat("use a tensor-parallel degree (--mesh 1xN) that divides ", n));
+}
+
+}  // namespace
+
+Status check_tensor_parallel(const DecoderConfig& c, int parts) {
+  if (parts < 1) return invalid_argument(cat("tensor-parallel degree ", parts, " is below 1"));
+  ALPA_RETURN_IF_ERROR(divides(c, c.heads, "attention heads", parts));
+  ALPA_RETURN_IF_ERROR(divides(c, c.kv_heads, "key/value heads", parts));
+  return divides(c, c.intermediate, "MLP columns (intermediate size)", parts);
+}
+
+Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts) const {
+  const DecoderConfig& c = config_;
+  ALPA_CHECK(first_layer_ == 0 && layer_count() == c.layers && heads_ == c.heads)
+      << "shard() cuts a whole decoder";
+  if (first < 0 || last > c.layers || first >= last)
+    return invalid_argument(cat("layers [", first, ", ", last, ") are not a non-empty run of the ",
+                                c.layers, " layers of the model"));
+  ALPA_RETURN_IF_ERROR(check_tensor_parallel(c, parts));
+  ALPA_CHECK(part >= 0 && part < parts);
+  Decoder d;
+  d.config_ = c;
+  d.heads_ = c.heads / parts;
+  d.kv_heads_ = c.kv_heads / parts;
+  d.intermediate_ = c.intermediate / parts;
+  d.first_layer_ = first;
+  d.pos_offset_ = pos_offset_;
+  if (first == 0) {
+    d.token_embedding_ = token_embedding_;
+    d.pos_embedding_ = pos_embedding_;
+  }
+  const int64_t qd = d.heads_ * c.head_dim, kvd = d.kv_heads_ * c.head_dim, I = d.intermediate_;
+  const int64_t q0 = part * qd, k0 = c.q_dim() + part * kvd, v0 = k0 + c.kv_dim();
+  const int64_t i0 = part * I;
+  for (int64_t li = first; li < last; ++li) {
+    const DecoderLayer& l = layers_[static_cast<size_t>(li)];
+    DecoderLayer s;
+    s.attn_norm = l.attn_norm;
+    s.mlp_norm = l.mlp_norm;
+    s.qkv = take_outputs(l.qkv, {{q0, q0 + qd}, {k0, k0 + kvd}, {v0, v0 + kvd}});
+    s.o = take_inputs(l.o, q0, q0 + qd, part == 0);
+    std::vector<Range> up = {{i0, i0 + I}};
+    if (c.family == Family::kLlama) up.push_back({c.intermediate + i0, c.intermediate + i0 + I});
+    s.up = take_outputs(l.up, up);
+    s.down = take_inputs(l.down, i0, i0 + I, part == 0);
+    d.layers_.push_back(std::move(s));
+  }
+  if (last == c.layers) {
+    d.final_norm_ = final_norm_;
+    d.vocab_rows_ = (c.vocab + parts - 1) / parts;
+    const int64_t begin = std::min(c.vocab, part * d.vocab_rows_);
+    const int64_t end = std::min(c.vocab, begin + d.vocab_rows_);
+    d.lm_head_ = take_outputs(lm_head_, {{begin, end}}, d.vocab_rows_);
+  }
+  return d;
+}
+
+KvCacheShape Decoder::cache_shape(int64_t block_size, int64_t num_blocks) const {
+  return KvCacheShape{layer_count(), kv_heads_, config_.head_dim, block_size, num_blocks};
+}
+
+void Decoder::set_whole() {
+  heads_ = config_.heads;
+  kv_heads_ = config_.kv_heads;
+  intermediate_ = config_.intermediate;
+  vocab_rows_ = config_.vocab;
+  first_layer_ = 0;
+}
+
+}  // namespace alpa::serve

@@ -1,0 +1,131 @@
+#include "alpa/serve/parallel_decoder.h"
+
+#include <algorithm>
+
+#include "alpa/runtime/blas.h"
+#include "alpa/support/check.h"
+
+namespace alpa::serve {
+
+std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  int64_t at = 0;
+  for (int s = 0; s < stages; ++s) {
+    const int64_t n = layers / stages + (s < layers % stages ? 1 : 0);
+    out.emplace_back(at, at + n);
+    at += n;
+  }
+  return out;
+}
+
+Status check_parallel(const DecoderConfig& c, const ParallelShape& shape) {
+  if (shape.stages < 1)
+    return invalid_argument(cat("pipeline stages ", shape.stages, " is below 1"), "use 1 or more");
+  if (shape.stages > c.layers)
+    return invalid_argument(cat("the model has ", c.layers, " layers, fewer than the ",
+                                shape.stages, " pipeline stages asked for"),
+                            cat("use at most ", c.layers, " stages (--pipeline)"));
+  return check_tensor_parallel(c, shape.tensor);
+}
+
+std::string describe(const ParallelShape& shape, const DecoderConfig& c) {
+  if (shape.devices() == 1) return "one device";
+  std::string out;
+  if (shape.tensor > 1)
+    out = cat("tensor parallel over ", shape.tensor, " devices (mesh 1x", shape.tensor, ")");
+  if (shape.stages > 1) {
+    std::string layers;
+    for (const auto& [first, last] : stage_layers(c.layers, shape.stages))
+      layers += cat(layers.empty() ? "" : " | ", first, "-", last - 1);
+    out += cat(out.empty() ? "" : ", in each of ", shape.stages, " pipeline stages (layers ",
+               layers, ")");
+  }
+  return cat(out, "; ", shape.devices(), " devices");
+}
+
+int64_t device_block_bytes(const DecoderConfig& c, const ParallelShape& shape, int64_t block_size) {
+  const int64_t layers = stage_layers(c.layers, shape.stages).front().second;  // the largest
+  const int64_t kv_heads = c.kv_heads / std::max(1, shape.tensor);
+  return KvCacheShape{layers, kv_heads, c.head_dim, block_size, 0}.block_bytes();
+}
+
+struct ParallelDecoder::Device {
+  Decoder part;
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<ThreadPool> pool;
+  ShardPeers peers;
+  std::vector<float> x, logits;
+};
+
+ParallelDecoder::ParallelDecoder(const ParallelShape& shape, int micro_batches)
+    : shape_(shape), micro_batches_(std::max(1, micro_batches)), world_(shape.devices(), 600) {}
+
+ParallelDecoder::~ParallelDecoder() = default;
+
+Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const Decoder& whole,
+                                                                 const ParallelShape& shape,
+                                                                 int64_t block_size,
+                                                                 int64_t num_blocks, int threads,
+                                                                 int micro_batches) {
+  ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
+  std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches));
+  const int per_device = std::max(1, threads / shape.devices());
+  set_blas_threads(per_device);
+  const auto layers = stage_layers(whole.config().layers, shape.stages);
+  for (int rank = 0; rank < shape.devices(); ++rank) {
+    const int stage = rank / shape.tensor, shard = rank % shape.tensor;
+    auto d = std::make_unique<Device>();
+    const auto [first, last] = layers[static_cast<size_t>(stage)];
+    ALPA_ASSIGN_OR_RETURN(d->part, whole.shard(first, last, shard, shape.tensor));
+    d->cache = std::make_unique<KvCache>(d->part.cache_shape(block_size, num_blocks));
+    d->pool = std::make_unique<ThreadPool>(per_device);
+    d->peers.comm = &p->world_.comm(rank);
+    for (int t = 0; t < shape.tensor; ++t) d->peers.group.push_back(stage * shape.tensor + t);
+    p->devices_.push_back(std::move(d));
+  }
+  return p;
+}
+
+Status ParallelDecoder::run_device(int rank, Communicator& comm,
+                                   const std::vector<SequenceChunk>& chunks,
+                                   std::vector<float>& logits) {
+  Device& d = *devices_[static_cast<size_t>(rank)];
+  const int stage = rank / shape_.tensor, shard = rank % shape_.tensor;
+  const bool last = stage + 1 == shape_.stages;
+  const int64_t C = d.part.config().hidden, V = d.part.config().vocab;
+  const int64_t n = static_cast<int64_t>(chunks.size());
+  const int64_t runs = shape_.stages > 1 ? std::min<int64_t>(micro_batches_, n) : 1;
+  int64_t row = 0;  // the first logits row of the run
+  for (int64_t m = 0; m < runs; ++m) {
+    const std::vector<SequenceChunk> run(chunks.begin() + m * n / runs,
+                                         chunks.begin() + (m + 1) * n / runs);
+    int64_t T = 0;
+    for (const SequenceChunk& ch : run) T += ch.count;
+    d.x.resize(static_cast<size_t>(T * C));
+    if (stage == 0) {
+      d.part.embed(run, d.x);
+    } else {
+      ALPA_RETURN_IF_ERROR(comm.recv(d.x.data(), T * C, rank - shape_.tensor, 0));
+    }
+    ALPA_RETURN_IF_ERROR(d.part.run_layers(run, *d.cache, *d.pool, d.x, &d.peers));
+    if (!last) {
+      ALPA_RETURN_IF_ERROR(comm.send(d.x.data(), T * C, rank + shape_.tensor, 0));
+      continue;
+    }
+    ALPA_RETURN_IF_ERROR(d.part.head(run, d.x, *d.pool, d.logits, &d.peers));
+    if (shard == 0) std::copy(d.logits.begin(), d.logits.end(), logits.begin() + row * V);
+    row += static_cast<int64_t>(d.logits.size()) / V;
+  }
+  return Status();
+}
+
+Status ParallelDecoder::forward(const std::vector<SequenceChunk>& chunks,
+                                std::vector<float>& logits) {
+  int64_t rows = 0;
+  for (const SequenceChunk& ch : chunks) rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
+  logits.resize(static_cast<size_t>(rows * devices_.front()->part.config().vocab));
+  return world_.run(
+      [&](int rank, Communicator& comm) { return run_device(rank, comm, chunks, logits); });
+}
+
+}  // namespace alpa::serve

@@ -1,0 +1,74 @@
+// Tensor-parallel and pipelined inference: a decoder cut into `stages` pipeline stages of
+// `tensor` shards each, one device per part, run on the runtime's World (the threads backend:
+// one thread per device, the same Communicator the training runtime uses).
+//
+// Device rank r is shard r % tensor of stage r / tensor. Stage s holds a contiguous run of
+// layers (sizes differ by at most one; stage 0 also the embeddings, the last stage the final
+// norm and the vocabulary projection), each shard 1/tensor of every layer's heads, KV heads and
+// MLP columns (Megatron's layout: q/k/v and the MLP's up projection split by columns, the
+// output and down projections by rows, their partial sums all-reduced in shard order) and of
+// the vocabulary (the logits gathered). Every device keeps the KV cache of its own layers and
+// heads only; all devices share one block table per sequence (the engine's), so a block id
+// means the same positions everywhere.
+//
+// A step's activations go from stage to stage by send/recv. With more than one stage the batch
+// is cut into `micro_batches` runs of sequences that follow each other through the stages
+// (stage 0 starts the second while stage 1 runs the first), so stages overlap within a step.
+// Numbers: pipelining runs the same operations as one device; tensor parallelism sums the
+// projections' partial products in another order (equal within float rounding).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "alpa/runtime/threads_communicator.h"
+#include "alpa/serve/decoder.h"
+
+namespace alpa::serve {
+
+struct ParallelShape {
+  int tensor = 1;  // shards per stage: a 1 x tensor mesh
+  int stages = 1;  // pipeline stages
+  int devices() const { return tensor * stages; }
+};
+
+// Layers [first, last) of each stage.
+std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages);
+// OK when the model splits this way; else an error naming what does not divide and the fix.
+Status check_parallel(const DecoderConfig& config, const ParallelShape& shape);
+// "one device", "tensor parallel over 2 devices (mesh 1x2)", "2 pipeline stages (layers
+// 0-5 | 6-11)", or both.
+std::string describe(const ParallelShape& shape, const DecoderConfig& config);
+// Bytes of one KV cache block on the device that holds the most.
+int64_t device_block_bytes(const DecoderConfig& config, const ParallelShape& shape,
+                           int64_t block_size);
+
+class ParallelDecoder {
+ public:
+  // Cuts `whole`; every device gets a KV cache of `num_blocks` blocks and threads / devices
+  // CPU threads (at least one; the process's BLAS thread count is set to that too).
+  static Result<std::unique_ptr<ParallelDecoder>> create(const Decoder& whole,
+                                                         const ParallelShape& shape,
+                                                         int64_t block_size, int64_t num_blocks,
+                                                         int threads, int micro_batches = 2);
+  ~ParallelDecoder();
+
+  const ParallelShape& shape() const { return shape_; }
+  // As Decoder::forward; the chunks' tables index every device's cache.
+  Status forward(const std::vector<SequenceChunk>& chunks, std::vector<float>& logits);
+
+ private:
+  struct Device;
+  ParallelDecoder(const ParallelShape& shape, int micro_batches);
+  Status run_device(int rank, Communicator& comm, const std::vector<SequenceChunk>& chunks,
+                    std::vector<float>& logits);
+
+  ParallelShape shape_;
+  int micro_batches_ = 2;
+  ThreadWorld world_;
+  std::vector<std::unique_ptr<Device>> devices_;
+};
+
+}  // namespace alpa::serve
