@@ -2,10 +2,13 @@
 // PyTorch models), with the reference's logits and greedy generation.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -44,6 +47,22 @@ inline Reference checkpoint(const std::string& family, const std::string& dtype,
   r.logits = j["logits"].get<std::vector<float>>();
   r.greedy = j["greedy"].get<std::vector<int32_t>>();
   return r;
+}
+
+// A per-process copy of the tiny GPT-2 checkpoint (f32, one file) with `files` (name ->
+// contents) added, e.g. tokenizer_config.json with a chat template.
+inline std::string gpt2_checkpoint_with(
+    const std::string& tag, const std::vector<std::pair<std::string, std::string>>& files) {
+  namespace fs = std::filesystem;
+  const std::string src = checkpoint("gpt2", "f32", 1).dir;
+  const fs::path dir =
+      fs::temp_directory_path() / ("alpa_serve_" + tag + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.json", "merges.txt"})
+    fs::copy_file(fs::path(src) / f, dir / f);
+  for (const auto& [name, text] : files) std::ofstream(dir / name, std::ios::binary) << text;
+  return dir.string();
 }
 
 }  // namespace alpa::serve::testing

@@ -27,8 +27,10 @@ using nlohmann::json;
 
 // A server on a free loopback port; the engine steps on its own thread unless `manual`.
 struct Fixture {
-  explicit Fixture(bool manual = false, int64_t max_queue = 64, size_t max_body = 1 << 20) {
-    Result<LoadedModel> m = load_model_dir(testing::checkpoint("gpt2", "f32", 1).dir);
+  explicit Fixture(bool manual = false, int64_t max_queue = 64, size_t max_body = 1 << 20,
+                   std::string dir = "") {
+    if (dir.empty()) dir = testing::checkpoint("gpt2", "f32", 1).dir;
+    Result<LoadedModel> m = load_model_dir(dir);
     EXPECT_TRUE(m.ok()) << m.status().to_string();
     EngineOptions o;
     o.block_size = 4;
@@ -154,6 +156,56 @@ TEST(Server, ChatPlainAndStreamed) {
   for (size_t i = 0; i + 1 < chunks.size(); ++i)
     joined += json::parse(chunks[i])["choices"][0]["delta"].value("content", "");
   EXPECT_EQ(joined, j["choices"][0]["message"]["content"]);
+}
+
+// A checkpoint with a chat template (tokenizer_config.json): chats are rendered by it, its
+// special tokens become their ids, and its raise_exception is a 400 naming the messages.
+TEST(Server, ChatUsesTheCheckpointTemplate) {
+  const json tc = {
+      {"chat_template",
+       "{% for m in messages %}{% if m.role == 'system' %}"
+       "{{ raise_exception('this model takes no system messages') }}{% endif %}"
+       "<|im_start|>{{ m.role }}\n{{ m.content }}{{ eos_token }}{% endfor %}"
+       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"},
+      {"eos_token", "<|endoftext|>"},
+      {"added_tokens_decoder", {{"7", {{"content", "<|im_start|>"}, {"special", true}}}}}};
+  const std::string dir =
+      testing::gpt2_checkpoint_with("chat_template_server", {{"tokenizer_config.json", tc.dump()}});
+  Fixture f(false, 64, 1 << 20, dir);
+  const LoadedModel& model = f.engine->model();
+  ASSERT_NE(model.chat_template, nullptr);
+  const std::vector<int32_t> ids = *model.encode_chat({{"user", "the weather"}});
+  ASSERT_EQ(ids.front(), 7);  // <|im_start|> as its id, not as text
+  auto chat = f.post("/v1/chat/completions",
+                     {{"messages", {{{"role", "user"}, {"content", "the weather"}}}},
+                      {"max_tokens", 6},
+                      {"temperature", 0},
+                      {"ignore_eos", true}});
+  ASSERT_TRUE(chat);
+  ASSERT_EQ(chat->status, 200) << chat->body;
+  json j = json::parse(chat->body);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], ids.size());
+  const size_t fallback = model.encode(chat_prompt({{"user", "the weather"}}))->size();
+  EXPECT_NE(j["usage"]["prompt_tokens"], fallback);
+  // The same as a completion of the rendered prompt's ids.
+  auto completion =
+      f.post("/v1/completions",
+             {{"prompt", ids}, {"max_tokens", 6}, {"temperature", 0}, {"ignore_eos", true}});
+  ASSERT_TRUE(completion);
+  EXPECT_EQ(j["choices"][0]["message"]["content"],
+            json::parse(completion->body)["choices"][0]["text"]);
+  auto refused =
+      f.post("/v1/chat/completions",
+             {{"messages",
+               {{{"role", "system"}, {"content", "x"}}, {{"role", "user"}, {"content", "y"}}}}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  json e = json::parse(refused->body)["error"];
+  EXPECT_EQ(e["param"], "messages");
+  EXPECT_NE(e["message"].get<std::string>().find("this model takes no system messages"),
+            std::string::npos)
+      << e;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Server, ErrorsAreOpenAiShapedAndNameTheField) {

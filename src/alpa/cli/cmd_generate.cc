@@ -102,7 +102,7 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   Result<LoadedModel> model = load_model_dir(g.model);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
   Result<std::vector<int32_t>> prompt =
-      model->encode(g.chat ? chat_prompt({{"user", g.prompt}}) : g.prompt);
+      g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);
   if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);
   SamplingParams p;
   p.max_tokens = g.max_tokens;

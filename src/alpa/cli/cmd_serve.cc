@@ -62,6 +62,9 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
   Result<LoadedModel> model = load_model_dir(s.model);
   if (!model.ok()) return report_error(model.status(), false, out, err);
+  if (model->chat_template == nullptr)
+    err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
+        << "\"User: ...\\nAssistant:\" (docs/chat_templates.md)" << std::endl;
   EngineOptions o;
   o.block_size = s.block_size;
   o.kv_memory_mb = s.kv_memory_mb;

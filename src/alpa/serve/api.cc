@@ -113,47 +113,54 @@ std::optional<ApiError> read_sampling(const json& j, const LoadedModel& model, b
   return std::nullopt;
 }
 
+// A chat's messages, rendered by the checkpoint's chat template (its errors, e.g.
+// raise_exception, name the template) or the documented format, to prompt ids.
+std::optional<ApiError> read_messages(const json& j, const LoadedModel& model, ApiRequest& r) {
+  auto it = j.find("messages");
+  if (it == j.end() || !it->is_array() || it->empty())
+    return bad("messages", "'messages' must be a non-empty array of {role, content}");
+  std::vector<ChatMessage> messages;
+  size_t total = 0;
+  for (const json& m : *it) {
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      return bad("messages", "each message needs a string 'role'");
+    const std::string role = m["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant")
+      return bad("messages", cat("message role '", role, "' is not system, user or assistant"));
+    if (!m.contains("content") || !m["content"].is_string())
+      return bad("messages", "each message needs a string 'content'");
+    messages.push_back({role, m["content"].get<std::string>()});
+    total += messages.back().content.size();
+  }
+  if (total > (size_t{1} << 20)) return bad("messages", "too long");
+  Result<std::vector<int32_t>> ids = model.encode_chat(messages);
+  if (!ids.ok()) return bad("messages", ids.status().message());
+  r.prompt = std::move(*ids);
+  if (r.prompt.empty()) return bad("messages", "the chat's prompt is empty");
+  return std::nullopt;
+}
+
 std::optional<ApiError> read_prompt(const json& j, const LoadedModel& model, bool chat,
                                     ApiRequest& r) {
-  std::string text;
-  if (chat) {
-    auto it = j.find("messages");
-    if (it == j.end() || !it->is_array() || it->empty())
-      return bad("messages", "'messages' must be a non-empty array of {role, content}");
-    std::vector<ChatMessage> messages;
-    for (const json& m : *it) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-        return bad("messages", "each message needs a string 'role'");
-      const std::string role = m["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant")
-        return bad("messages", cat("message role '", role, "' is not system, user or assistant"));
-      if (!m.contains("content") || !m["content"].is_string())
-        return bad("messages", "each message needs a string 'content'");
-      messages.push_back({role, m["content"].get<std::string>()});
+  if (chat) return read_messages(j, model, r);
+  auto it = j.find("prompt");
+  if (it == j.end()) return bad("prompt", "'prompt' is required");
+  const json* p = &*it;
+  if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];
+  if (p->is_array() && !p->empty() && !(*p)[0].is_string()) {
+    for (const json& t : *p) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
+          t.get<int64_t>() >= model.decoder->config().vocab)
+        return bad("prompt", "a token-id prompt must hold ids inside the vocabulary");
+      r.prompt.push_back(static_cast<int32_t>(t.get<int64_t>()));
     }
-    text = chat_prompt(messages);
-  } else {
-    auto it = j.find("prompt");
-    if (it == j.end()) return bad("prompt", "'prompt' is required");
-    const json* p = &*it;
-    if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];
-    if (p->is_string()) {
-      text = p->get<std::string>();
-    } else if (p->is_array() && !p->empty()) {
-      for (const json& t : *p) {
-        if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-            t.get<int64_t>() >= model.decoder->config().vocab)
-          return bad("prompt", "a token-id prompt must hold ids inside the vocabulary");
-        r.prompt.push_back(static_cast<int32_t>(t.get<int64_t>()));
-      }
-      return std::nullopt;
-    } else {
-      return bad("prompt", "'prompt' must be a string or an array of token ids");
-    }
+    return std::nullopt;
   }
-  if (text.size() > (size_t{1} << 20)) return bad(chat ? "messages" : "prompt", "too long");
+  if (!p->is_string()) return bad("prompt", "'prompt' must be a string or an array of token ids");
+  const std::string text = p->get<std::string>();
+  if (text.size() > (size_t{1} << 20)) return bad("prompt", "too long");
   Result<std::vector<int32_t>> ids = model.encode(text);
-  if (!ids.ok()) return bad(chat ? "messages" : "prompt", ids.status().message());
+  if (!ids.ok()) return bad("prompt", ids.status().message());
   r.prompt = std::move(*ids);
   if (r.prompt.empty()) return bad("prompt", "'prompt' is empty");
   return std::nullopt;

@@ -1,6 +1,11 @@
 #include "alpa/serve/model_dir.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "alpa/data/bpe_tokenizer.h"
 #include "alpa/data/safetensors.h"
@@ -32,6 +37,56 @@ Result<std::string> LoadedModel::decode(const std::vector<int32_t>& ids) const {
   return tokenizer->decode(ids);
 }
 
+Result<std::string> LoadedModel::chat_text(const std::vector<ChatMessage>& messages,
+                                           bool add_generation_prompt) const {
+  if (chat_template == nullptr) return chat_prompt(messages);
+  return chat_template->render(messages, bos_token, eos_token, add_generation_prompt);
+}
+
+Result<std::vector<int32_t>> LoadedModel::encode_chat(const std::vector<ChatMessage>& messages,
+                                                      bool add_generation_prompt) const {
+  ALPA_ASSIGN_OR_RETURN(std::string text, chat_text(messages, add_generation_prompt));
+  if (chat_template == nullptr) return encode(text);
+  if (tokenizer == nullptr) return encode(text);  // the error
+  // Ordinary stretches go through the tokenizer; special-token texts become their ids.
+  std::vector<int32_t> ids;
+  size_t start = 0, at = 0;
+  auto flush = [&](size_t end) -> Status {
+    if (end == start) return ok_status();
+    const std::string_view stretch = std::string_view(text).substr(start, end - start);
+    Result<std::vector<int32_t>> body = Result<std::vector<int32_t>>(std::vector<int32_t>{});
+    if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(tokenizer.get())) {
+      body = bpe->encode(stretch, /*allow_special=*/true);
+    } else {
+      body = tokenizer->encode_document(stretch);
+    }
+    if (!body.ok()) return body.status();
+    ids.insert(ids.end(), body->begin(), body->end());
+    return ok_status();
+  };
+  bool first_byte[256] = {};
+  for (const auto& st : special_tokens) first_byte[static_cast<unsigned char>(st.first[0])] = true;
+  while (at < text.size()) {
+    const std::pair<std::string, int32_t>* hit = nullptr;
+    if (first_byte[static_cast<unsigned char>(text[at])])
+      for (const auto& st : special_tokens)
+        if (text.compare(at, st.first.size(), st.first) == 0) {
+          hit = &st;
+          break;
+        }
+    if (hit == nullptr) {
+      ++at;
+      continue;
+    }
+    ALPA_RETURN_IF_ERROR(flush(at));
+    ids.push_back(hit->second);
+    at += hit->first.size();
+    start = at;
+  }
+  ALPA_RETURN_IF_ERROR(flush(text.size()));
+  return ids;
+}
+
 namespace {
 
 Result<std::shared_ptr<const Tokenizer>> load_tokenizer(const fs::path& d) {
@@ -52,6 +107,110 @@ Result<std::shared_ptr<const Tokenizer>> load_tokenizer(const fs::path& d) {
     return std::shared_ptr<const Tokenizer>(std::make_shared<BpeTokenizer>(std::move(bpe)));
   }
   return std::shared_ptr<const Tokenizer>();
+}
+
+std::string token_text(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string())
+    return j["content"].get<std::string>();
+  return "";
+}
+
+Result<std::string> slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(cat(path.string(), ": cannot read"));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Result<nlohmann::json> read_json(const fs::path& path) {
+  ALPA_ASSIGN_OR_RETURN(std::string text, slurp(path));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return parse_error(cat(path.string(), ": not a JSON object"));
+  return j;
+}
+
+// The text of token `id` as a chat template writes it.
+std::string piece_text(const Tokenizer& t, int32_t id) {
+  if (id < 0 || id >= t.vocab_size()) return "";
+  if (const auto* sp = dynamic_cast<const SentencePieceTokenizer*>(&t)) return sp->piece(id);
+  Result<std::string> text = t.decode({id});
+  return text.ok() ? *text : "";
+}
+
+// Special-token texts of the tokenizer files: tokenizer.json's and tokenizer_config.json's
+// added tokens, SentencePiece control pieces, and the bos/eos tokens.
+void collect_special_tokens(const fs::path& d, const nlohmann::json& config, LoadedModel& m,
+                            int32_t config_bos, int32_t vocab) {
+  std::vector<std::pair<std::string, int32_t>> found;
+  auto add = [&](const std::string& text, int64_t id) {
+    if (!text.empty() && id >= 0 && id < vocab) found.emplace_back(text, static_cast<int32_t>(id));
+  };
+  if (const auto* sp = dynamic_cast<const SentencePieceTokenizer*>(m.tokenizer.get()))
+    for (int32_t id = 0; id < sp->vocab_size(); ++id)
+      if (sp->type(id) == SentencePieceTokenizer::PieceType::kControl) add(sp->piece(id), id);
+  if (fs::exists(d / "tokenizer.json")) {
+    Result<nlohmann::json> tj = read_json(d / "tokenizer.json");
+    if (tj.ok() && tj->contains("added_tokens") && (*tj)["added_tokens"].is_array())
+      for (const nlohmann::json& t : (*tj)["added_tokens"])
+        if (t.is_object() && t.contains("id") && t["id"].is_number_integer())
+          add(token_text(t), t["id"].get<int64_t>());
+  }
+  if (config.contains("added_tokens_decoder") && config["added_tokens_decoder"].is_object())
+    for (const auto& [key, t] : config["added_tokens_decoder"].items())
+      if (!key.empty() && key.find_first_not_of("0123456789") == std::string::npos &&
+          key.size() < 10)
+        add(token_text(t), std::stoll(key));
+  add(m.bos_token, config_bos);
+  add(m.eos_token, m.eos_id);
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  m.special_tokens = std::move(found);
+}
+
+// The chat template (chat_template.jinja, else tokenizer_config.json's "chat_template": a
+// string, or a list of {name, template} of which "default" is used), bos_token and
+// eos_token, and the special tokens.
+Status load_chat_template(const fs::path& d, const DecoderConfig& config, LoadedModel& m) {
+  nlohmann::json tc = nlohmann::json::object();
+  const fs::path tc_path = d / "tokenizer_config.json";
+  if (fs::exists(tc_path)) {
+    ALPA_ASSIGN_OR_RETURN(tc, read_json(tc_path));
+  }
+  const int32_t bos = config.bos_id;
+  m.bos_token = token_text(tc.value("bos_token", nlohmann::json()));
+  m.eos_token = token_text(tc.value("eos_token", nlohmann::json()));
+  if (m.tokenizer != nullptr) {
+    if (m.bos_token.empty()) m.bos_token = piece_text(*m.tokenizer, bos);
+    if (m.eos_token.empty()) m.eos_token = piece_text(*m.tokenizer, m.eos_id);
+  }
+  std::string source, name;
+  if (fs::exists(d / "chat_template.jinja")) {
+    name = (d / "chat_template.jinja").string();
+    ALPA_ASSIGN_OR_RETURN(source, slurp(d / "chat_template.jinja"));
+  } else if (tc.contains("chat_template") && !tc["chat_template"].is_null()) {
+    name = tc_path.string() + " chat_template";
+    const nlohmann::json& t = tc["chat_template"];
+    if (t.is_string()) source = t.get<std::string>();
+    if (t.is_array())
+      for (const nlohmann::json& e : t)
+        if (e.is_object() && e.value("name", "") == "default" && e.contains("template") &&
+            e["template"].is_string())
+          source = e["template"].get<std::string>();
+    if (source.empty())
+      return invalid_argument(cat(name, ": not a string, nor a list with a \"default\" template"));
+  }
+  if (!name.empty()) {
+    Result<ChatTemplate> t = ChatTemplate::parse(source, name);
+    if (!t.ok())
+      return t.status().with_context(
+          cat(d.string(), ": the checkpoint's chat template cannot be used"));
+    m.chat_template = std::make_shared<const ChatTemplate>(std::move(*t));
+  }
+  if (m.tokenizer != nullptr) collect_special_tokens(d, tc, m, bos, config.vocab);
+  return ok_status();
 }
 
 }  // namespace
@@ -81,6 +240,7 @@ Result<LoadedModel> load_model_dir(const std::string& dir) {
   }
   // LLaMA and OPT prompts start with bos (their tokenizers add it); GPT-2's do not.
   if (config.family != Family::kGpt2) m.bos_id = config.bos_id;
+  ALPA_RETURN_IF_ERROR(load_chat_template(d, config, m));
   return m;
 }
 

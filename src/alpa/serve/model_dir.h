@@ -4,6 +4,11 @@
 //   tokenizer.json               a byte-level BPE model in Hugging Face's tokenizers format
 //   tokenizer.model              SentencePiece (LLaMA), preferred when present
 // A directory without a tokenizer loads (token ids in, token ids out) but cannot take text.
+//
+// Chats are turned into prompts by the checkpoint's chat template (chat_template.jinja, or
+// tokenizer_config.json's "chat_template"), evaluated by serve/chat_template.h; a template
+// outside the supported subset is an error at load. Without a template chats use the
+// documented format of chat_prompt() below.
 #pragma once
 
 #include <memory>
@@ -12,15 +17,11 @@
 #include <vector>
 
 #include "alpa/data/tokenizer.h"
+#include "alpa/serve/chat_template.h"
 #include "alpa/serve/decoder.h"
 #include "alpa/support/status.h"
 
 namespace alpa::serve {
-
-struct ChatMessage {
-  std::string role;  // system, user, assistant
-  std::string content;
-};
 
 struct LoadedModel {
   std::string name;  // the directory's last component: the API's model id
@@ -30,15 +31,33 @@ struct LoadedModel {
   int32_t bos_id = -1;                         // prepended to prompts when >= 0
   int32_t eos_id = -1;
 
+  // The checkpoint's chat template (null: none; chats use chat_prompt's format), and the
+  // values of its bos_token and eos_token (tokenizer_config.json's, else the tokenizer's).
+  std::shared_ptr<const ChatTemplate> chat_template;
+  std::string bos_token, eos_token;
+  // Texts that stand for one token id in a rendered chat (added tokens of tokenizer.json and
+  // tokenizer_config.json, SentencePiece control pieces, bos_token and eos_token), longest
+  // first.
+  std::vector<std::pair<std::string, int32_t>> special_tokens;
+
   // Prompt text to ids (with the bos id); an error without a tokenizer.
   Result<std::vector<int32_t>> encode(std::string_view text) const;
   Result<std::string> decode(const std::vector<int32_t>& ids) const;
+
+  // The prompt text of a chat: the template's rendering (its errors, e.g. raise_exception,
+  // are invalid_argument), or chat_prompt(messages) when there is no template.
+  Result<std::string> chat_text(const std::vector<ChatMessage>& messages,
+                                bool add_generation_prompt = true) const;
+  // The prompt ids of a chat. With a template, the rendered text's special tokens become
+  // their ids and no bos is prepended (the template writes bos_token where the model wants
+  // it); without, encode(chat_prompt(messages)).
+  Result<std::vector<int32_t>> encode_chat(const std::vector<ChatMessage>& messages,
+                                           bool add_generation_prompt = true) const;
 };
 
 Result<LoadedModel> load_model_dir(const std::string& dir);
 
-// The prompt of a chat. The checkpoint's chat templates are Jinja programs, which are not
-// evaluated here; every model gets this documented format instead:
+// The prompt of a chat for a checkpoint without a chat template:
 //   "<role>: <content>\n" per message (role capitalized: System, User, Assistant), then
 //   "Assistant:".
 std::string chat_prompt(const std::vector<ChatMessage>& messages);
