@@ -1,6 +1,7 @@
 #include "alpa/serve/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <csignal>
@@ -169,6 +170,15 @@ void HttpServer::routes() {
 
 Result<int> HttpServer::bind() {
   std::signal(SIGPIPE, SIG_IGN);  // a write to a client that has gone must fail, not kill us
+  // cpp-httplib listens with a backlog of 5: when more clients connect at once (64 streaming
+  // clients, one connection per request) the accept queue overflows and connections are
+  // reset. Listening again on the same socket raises the backlog (the kernel caps it at
+  // net.core.somaxconn).
+  auto listen_fd = std::make_shared<int>(-1);
+  server_->set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    if (*listen_fd < 0) *listen_fd = static_cast<int>(sock);
+  });
   int port = options_.port;
   if (port == 0) {
     port = server_->bind_to_any_port(options_.host);
@@ -177,6 +187,7 @@ Result<int> HttpServer::bind() {
     return io_error(cat("cannot bind ", options_.host, ":", port),
                     "is the port in use? choose another with --port");
   }
+  if (*listen_fd >= 0) ::listen(*listen_fd, SOMAXCONN);
   return port;
 }
 
