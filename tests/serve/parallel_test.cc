@@ -228,7 +228,7 @@ TEST(ParallelEngine, GreedyGenerationsEqualOneDevice) {
   }
 }
 
-// `alpa generate --mesh 1x2` and `--pipeline 2` print what one device prints.
+// `alpa generate --mesh 1x2`, `--pipeline 2` and `--devices 2` print what one device prints.
 TEST(ParallelCli, GenerateOnAMeshPrintsTheSameText) {
   const std::string dir = checkpoint("gpt2", "f32", 1).dir;
   const std::string alpa = std::string(ALPA_BINARY_DIR) + "/src/alpa";
@@ -263,6 +263,13 @@ TEST(ParallelCli, GenerateOnAMeshPrintsTheSameText) {
   EXPECT_EQ(pipe.out, one.out);
   EXPECT_NE(mesh.err.find("mesh 1x2"), std::string::npos) << mesh.err;
   EXPECT_NE(pipe.err.find("2 pipeline stages"), std::string::npos) << pipe.err;
+  // --devices: the inference planner's split for the objective, the same text.
+  for (const char* objective : {"latency", "throughput"}) {
+    const Run planned = run(std::string("--devices 2 --objective ") + objective, objective);
+    EXPECT_EQ(planned.code, 0) << planned.err;
+    EXPECT_EQ(planned.out, one.out) << objective;
+    EXPECT_NE(planned.err.find("; 2 devices]"), std::string::npos) << planned.err;
+  }
   // Shapes the model does not split into, and flags that contradict each other.
   const Run heads = run("--mesh 1x3", "heads");
   EXPECT_NE(heads.code, 0);

@@ -1,6 +1,7 @@
 // alpa generate: one prompt through the serving engine, the completion printed.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "alpa/cli/serve_commands.h"
 #include "alpa/serve/api.h"
 #include "alpa/serve/engine.h"
+#include "alpa/serve_plan/inference_plan.h"
 
 namespace alpa {
 
@@ -22,15 +24,16 @@ void add_serve_parallel_options(CLI::App* cmd, ServeParallelFlags& p) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   cmd->add_option("--devices", p.devices,
-                  "Instead of --mesh/--pipeline: N devices split by --objective (latency: tensor "
-                  "parallel over N; throughput: N pipeline stages; a fixed rule, not a planner)")
+                  "Instead of --mesh/--pipeline: N devices split as the inference planner "
+                  "(alpa plan-serve, on the local preset, f32) chooses for --objective")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--objective", p.objective, "With --devices: latency or throughput")
       ->check(CLI::IsMember({"latency", "throughput"}))
       ->capture_default_str();
 }
 
-Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& p) {
+Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& p,
+                                                  const serve::DecoderConfig& config) {
   serve::ParallelShape shape;
   shape.stages = p.pipeline;
   if (p.devices > 0) {
@@ -38,11 +41,21 @@ Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& p) {
       return invalid_argument("--devices cannot be combined with --mesh or --pipeline",
                               "give either --devices N [--objective latency|throughput] or "
                               "--mesh 1xN / --pipeline S");
-    if (p.objective == "throughput") {
-      shape.stages = p.devices;
-    } else {
-      shape.tensor = p.devices;
-    }
+    // The inference planner's choice among the splits of N devices of this machine (f32).
+    ALPA_ASSIGN_OR_RETURN(serve::Objective objective, serve::parse_objective(p.objective));
+    ALPA_ASSIGN_OR_RETURN(Cluster local, cluster_preset("local"));
+    ALPA_ASSIGN_OR_RETURN(Cluster cluster, with_devices(local, p.devices));
+    serve::Workload w;
+    w.dtype = DType::kF32;
+    // The planner's default 512 + 128 positions, within the model's context.
+    w.prompt_len = std::max<int64_t>(1, std::min<int64_t>(512, config.max_positions * 3 / 4));
+    w.output_len =
+        std::max<int64_t>(1, std::min<int64_t>(128, config.max_positions - w.prompt_len));
+    ALPA_ASSIGN_OR_RETURN(serve::InferencePlan plan,
+                          serve::plan_inference(config, cluster, p.devices, objective, w));
+    const serve::InferenceCandidate& c = plan.candidates[static_cast<size_t>(plan.chosen)];
+    shape.tensor = c.tp;
+    shape.stages = c.pp;
     return shape;
   }
   if (p.mesh.empty()) return shape;
@@ -97,10 +110,10 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
 int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   using namespace serve;
   const auto t0 = std::chrono::steady_clock::now();
-  Result<ParallelShape> shape = serve_parallel_shape(g.parallel);
-  if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   Result<LoadedModel> model = load_model_dir(g.model);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
+  Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->decoder->config());
+  if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   Result<std::vector<int32_t>> prompt =
       g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);
   if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);

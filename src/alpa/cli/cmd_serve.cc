@@ -58,10 +58,10 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);  // sent by this function when the server stops by itself
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  Result<ParallelShape> shape = serve_parallel_shape(s.parallel);
-  if (!shape.ok()) return report_error(shape.status(), false, out, err);
   Result<LoadedModel> model = load_model_dir(s.model);
   if (!model.ok()) return report_error(model.status(), false, out, err);
+  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
+  if (!shape.ok()) return report_error(shape.status(), false, out, err);
   if (model->chat_template == nullptr)
     err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
         << "\"User: ...\\nAssistant:\" (docs/chat_templates.md)" << std::endl;

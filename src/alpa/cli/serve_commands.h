@@ -17,8 +17,9 @@ class App;
 namespace alpa {
 
 // How a model is split over devices (threads of this process): --mesh 1xN (tensor parallel
-// over N devices), --pipeline S (S stages), or --devices N with --objective latency (tensor
-// parallel) | throughput (pipeline).
+// over N devices), --pipeline S (S stages), or --devices N with --objective latency |
+// throughput (the split the inference planner, serve_plan/inference_plan.h, chooses for N
+// devices of the "local" cluster preset).
 struct ServeParallelFlags {
   std::string mesh;  // "1xN"
   int pipeline = 1;
@@ -26,8 +27,9 @@ struct ServeParallelFlags {
   std::string objective = "latency";
 };
 void add_serve_parallel_options(CLI::App* cmd, ServeParallelFlags& flags);
-// The shape the flags ask for; errors for a mesh other than 1xN or contradicting flags.
-Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& flags);
+// The shape the flags ask for `config`; errors for a mesh other than 1xN or contradicting flags.
+Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& flags,
+                                                  const serve::DecoderConfig& config);
 
 struct GenerateFlags {
   std::string model;  // the model directory
