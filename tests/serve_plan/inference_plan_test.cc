@@ -155,6 +155,41 @@ TEST(InferencePlan, LatencyPicksWiderTensorParallelismThanThroughputAcrossHosts)
   EXPECT_EQ(big->candidates[big->chosen].tp, 8);
 }
 
+TEST(InferencePlan, ARequestRateKeepsOnlySplitsThatSustainIt) {
+  // OPT-30B on 2 p4de hosts, up to 1024 sequences: tp 8 x pp 2 has the least time per token
+  // but not the most requests/s; at a rate only tp 2 x pp 8 sustains, latency takes it.
+  const DecoderConfig c = shape("opt-30b");
+  const Cluster p4de = preset("p4de.24xlarge");
+  Workload w;
+  w.max_batch = 1024;
+  Result<InferencePlan> any = plan_inference(c, p4de, 16, Objective::kLatency, w);
+  ASSERT_TRUE(any.ok()) << any.status().to_string();
+  const InferenceCandidate* most = nullptr;
+  for (const InferenceCandidate& cand : any->candidates) {
+    EXPECT_DOUBLE_EQ(cand.max_rate, cand.tokens_per_s / w.output_len);
+    if (!most || cand.max_rate > most->max_rate) most = &cand;
+  }
+  ASSERT_NE(most, &any->candidates[any->chosen]);
+  w.rate = most->max_rate * 0.999;
+  Result<InferencePlan> at_rate = plan_inference(c, p4de, 16, Objective::kLatency, w);
+  ASSERT_TRUE(at_rate.ok()) << at_rate.status().to_string();
+  const InferenceCandidate& chosen = at_rate->candidates[at_rate->chosen];
+  EXPECT_EQ(chosen.tp, most->tp);
+  EXPECT_TRUE(chosen.sustains_rate);
+  EXPECT_NE(at_rate->reason.find("sustain"), std::string::npos) << at_rate->reason;
+  // Beyond every split: an error naming the most any split sustains, and more devices.
+  w.rate = most->max_rate * 1.5;
+  Result<InferencePlan> beyond = plan_inference(c, p4de, 16, Objective::kLatency, w);
+  ASSERT_FALSE(beyond.ok());
+  EXPECT_EQ(beyond.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(beyond.status().message().find("no split sustains"), std::string::npos)
+      << beyond.status().message();
+  EXPECT_NE(beyond.status().hint().find("sustains it"), std::string::npos)
+      << beyond.status().hint();
+  w.rate = -1;
+  EXPECT_FALSE(plan_inference(c, p4de, 16, Objective::kLatency, w).ok());
+}
+
 TEST(InferencePlan, Opt175bDoesNotFitOnEightA100_40GB) {
   const DecoderConfig c = shape("opt-175b");
   Result<InferencePlan> plan =

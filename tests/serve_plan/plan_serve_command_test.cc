@@ -45,5 +45,17 @@ TEST(PlanServeCommand, SaysWhatIsMissingWhenNothingFits) {
   EXPECT_NE(err.str().find("--gpus 16"), std::string::npos) << err.str();
 }
 
+TEST(PlanServeCommand, ARateNoSplitSustainsIsAnError) {
+  PlanServeFlags f;
+  f.model = "opt-175b";
+  f.cluster = "dgx-h100";
+  f.gpus = 8;
+  f.rate = 1000;  // requests/s of 128 tokens: far beyond one host
+  std::ostringstream out, err;
+  EXPECT_EQ(run_plan_serve(f, out, err), kExitUserError);
+  EXPECT_NE(out.str().find("yes, below the rate"), std::string::npos) << out.str();
+  EXPECT_NE(err.str().find("no split sustains 1000.0 requests/s"), std::string::npos) << err.str();
+}
+
 }  // namespace
 }  // namespace alpa

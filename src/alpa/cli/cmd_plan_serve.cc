@@ -57,6 +57,11 @@ CLI::App* add_plan_serve_command(CLI::App& app, PlanServeFlags& f) {
   cmd->add_option("--max-batch", f.max_batch, "The most sequences in flight for throughput")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
+  cmd->add_option("--rate", f.rate,
+                  "Requests/s (of --output-len tokens each) a split must sustain; the objective "
+                  "chooses among those that do (0: no requirement)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
   cmd->add_flag("--json", f.json, "Print one JSON object instead of text");
   return cmd;
 }
@@ -82,6 +87,8 @@ nlohmann::ordered_json candidate_json(const serve::InferenceCandidate& c) {
   j["per_token_s"] = c.per_token_s;
   j["tokens_per_s"] = c.tokens_per_s;
   j["throughput_batch"] = c.throughput_batch;
+  j["max_requests_per_s"] = c.max_rate;
+  j["sustains_rate"] = c.sustains_rate;
   return j;
 }
 
@@ -95,11 +102,9 @@ nlohmann::ordered_json plan_json(const serve::InferencePlan& p) {
   j["hosts"] = p.cluster.hosts;
   j["devices"] = p.devices;
   j["objective"] = serve::objective_name(p.objective);
-  j["workload"] = {{"dtype", dtype_name(p.workload.dtype)},
-                   {"prompt_len", p.workload.prompt_len},
-                   {"output_len", p.workload.output_len},
-                   {"batch", p.workload.batch},
-                   {"max_batch", p.workload.max_batch}};
+  j["workload"] = {{"dtype", dtype_name(p.workload.dtype)}, {"prompt_len", p.workload.prompt_len},
+                   {"output_len", p.workload.output_len},   {"batch", p.workload.batch},
+                   {"max_batch", p.workload.max_batch},     {"rate", p.workload.rate}};
   j["candidates"] = nlohmann::ordered_json::array();
   for (const serve::InferenceCandidate& c : p.candidates)
     j["candidates"].push_back(candidate_json(c));
@@ -120,20 +125,24 @@ void print_plan(const serve::InferencePlan& p, std::ostream& out) {
       << p.cluster.device.name << " (" << gb(p.cluster.device.memory_bytes) << " each)\n"
       << "workload: prompt " << w.prompt_len << " tokens, output " << w.output_len
       << " tokens; latency at batch " << w.batch << ", throughput at the largest batch the KV "
-      << "cache admits (at most " << w.max_batch << ")\n\n";
+      << "cache admits (at most " << w.max_batch << ")";
+  if (w.rate > 0) out << "; " << format_fixed(w.rate, 1) << " requests/s to sustain";
+  out << "\n\n";
   char line[256];
-  std::snprintf(line, sizeof line, "%-3s %3s %3s %11s %11s %10s %11s %10s %9s %9s %5s  %s\n", "",
+  std::snprintf(line, sizeof line, "%-3s %3s %3s %11s %11s %10s %8s %10s %9s %9s %5s %8s  %s\n", "",
                 "tp", "pp", "weights/dev", "needed/dev", "KV tokens", "KV seqs", "prefill",
-                "ms/token", "tokens/s", "batch", "fits");
+                "ms/token", "tokens/s", "batch", "req/s", "fits");
   out << line;
   for (size_t i = 0; i < p.candidates.size(); ++i) {
     const serve::InferenceCandidate& c = p.candidates[i];
+    const char* fits = !c.fits ? "no" : !c.sustains_rate ? "yes, below the rate" : "yes";
     std::snprintf(
-        line, sizeof line, "%-3s %3d %3d %11s %11s %10lld %11lld %7.1f ms %9.2f %9.1f %5lld  %s\n",
+        line, sizeof line,
+        "%-3s %3d %3d %11s %11s %10lld %8lld %7.1f ms %9.2f %9.1f %5lld %8.2f  %s\n",
         static_cast<int>(i) == p.chosen ? "=>" : "", c.tp, c.pp, gb(c.memory.weights).c_str(),
         gb(c.memory_needed).c_str(), static_cast<long long>(c.memory.kv_tokens),
         static_cast<long long>(c.memory.kv_sequences), c.prefill_s * 1e3, c.per_token_s * 1e3,
-        c.tokens_per_s, static_cast<long long>(c.throughput_batch), c.fits ? "yes" : "no");
+        c.tokens_per_s, static_cast<long long>(c.throughput_batch), c.max_rate, fits);
     out << line;
   }
   for (const serve::InferenceCandidate& c : p.candidates)
@@ -166,6 +175,7 @@ int run_plan_serve(const PlanServeFlags& f, std::ostream& out, std::ostream& err
   w.batch = f.batch;
   w.max_batch = std::max(f.max_batch, f.batch);
   w.dtype = *dtype;
+  w.rate = f.rate;
   Result<serve::InferencePlan> plan =
       serve::enumerate_inference(*config, *cluster, f.gpus, *objective, w);
   if (!plan.ok()) return report_error(plan.status(), f.json, out, err);

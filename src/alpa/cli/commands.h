@@ -293,6 +293,7 @@ struct PlanServeFlags {
   int64_t output_len = 128;
   int64_t batch = 1;
   int64_t max_batch = 256;
+  double rate = 0;  // requests/s each split must sustain (0: any)
   bool json = false;
 };
 CLI::App* add_plan_serve_command(CLI::App& app, PlanServeFlags& flags);

@@ -388,6 +388,8 @@ Status check_workload(const DecoderConfig& c, const Workload& w) {
     return invalid_argument(cat("prompt length ", w.prompt_len, " + output length ", w.output_len,
                                 " exceeds the ", c.max_positions, " positions of the model"),
                             "shorten --prompt-len or --output-len");
+  if (!(w.rate >= 0) || !std::isfinite(w.rate))
+    return invalid_argument(cat("request rate ", w.rate, " must be a finite number >= 0"));
   if (w.batch < 1 || w.max_batch < w.batch)
     return invalid_argument(
         cat("batch ", w.batch, " must be at least 1 and at most max batch ", w.max_batch));
@@ -463,6 +465,8 @@ Result<InferenceCandidate> predict_inference(const DecoderConfig& c, const Clust
   cand.throughput_batch = cand.fits ? std::min(w.max_batch, min_sequences) : 0;
   if (cand.throughput_batch > 0)
     cand.tokens_per_s = throughput(k, tp, pp, cand.throughput_batch, w);
+  cand.max_rate = cand.tokens_per_s / static_cast<double>(w.output_len);
+  cand.sustains_rate = cand.fits && cand.max_rate >= w.rate;
   return cand;
 }
 
@@ -515,6 +519,45 @@ std::string none_fits_reason(const InferencePlan& plan) {
   return r;
 }
 
+// The objective's choice among the candidates that fit (and sustain the rate), with the reason.
+void choose(InferencePlan& plan) {
+  const Workload& w = plan.workload;
+  int fitting = 0, eligible = 0;
+  const InferenceCandidate* fastest = nullptr;  // the most requests/s of those that fit
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    const InferenceCandidate& cand = plan.candidates[i];
+    if (!cand.fits) continue;
+    ++fitting;
+    if (!fastest || cand.max_rate > fastest->max_rate) fastest = &cand;
+    if (!cand.sustains_rate) continue;
+    ++eligible;
+    if (plan.chosen < 0 || better(cand, plan.candidates[plan.chosen], plan.objective))
+      plan.chosen = static_cast<int>(i);
+  }
+  if (fitting == 0) {
+    plan.reason = none_fits_reason(plan);
+    return;
+  }
+  const std::string among = w.rate > 0 ? cat(" of the ", eligible, " splits that fit and sustain ",
+                                             format_fixed_1(w.rate), " requests/s")
+                                       : cat(" of the ", fitting, " splits that fit");
+  if (plan.chosen < 0) {
+    plan.reason =
+        cat("no split sustains ", format_fixed_1(w.rate), " requests/s of ", w.output_len,
+            " tokens: the most is ", format_fixed_1(fastest->max_rate), " (tp ", fastest->tp,
+            " x pp ", fastest->pp, ", ", format_fixed_1(fastest->tokens_per_s), " tokens/s)");
+    return;
+  }
+  const InferenceCandidate& best = plan.candidates[plan.chosen];
+  plan.reason =
+      plan.objective == Objective::kLatency
+          ? cat("objective latency: the least time per output token (", ms(best.per_token_s),
+                " at batch ", w.batch, ", first token after ", ms(best.prefill_s), ")", among)
+          : cat("objective throughput: the most output tokens/s (",
+                format_fixed_1(best.tokens_per_s), " at ", best.throughput_batch,
+                " sequences in flight)", among);
+}
+
 }  // namespace
 
 Result<InferencePlan> enumerate_inference(const DecoderConfig& config, const Cluster& cluster,
@@ -544,29 +587,17 @@ Result<InferencePlan> enumerate_inference(const DecoderConfig& config, const Clu
         cat("no tensor x pipeline split of ", devices, " devices can be formed: ", why),
         "use a device count whose tensor-parallel degrees divide the heads");
   }
-  int fitting = 0;
-  for (size_t i = 0; i < plan.candidates.size(); ++i) {
-    const InferenceCandidate& cand = plan.candidates[i];
-    if (!cand.fits) continue;
-    ++fitting;
-    if (plan.chosen < 0 || better(cand, plan.candidates[plan.chosen], objective))
-      plan.chosen = static_cast<int>(i);
-  }
-  if (plan.chosen < 0) {
-    plan.reason = none_fits_reason(plan);
-    return plan;
-  }
-  const InferenceCandidate& best = plan.candidates[plan.chosen];
-  plan.reason =
-      objective == Objective::kLatency
-          ? cat("objective latency: the least time per output token (", ms(best.per_token_s),
-                " at batch ", workload.batch, ", first token after ", ms(best.prefill_s),
-                ") of the ", fitting, " splits that fit")
-          : cat("objective throughput: the most output tokens/s (",
-                format_fixed_1(best.tokens_per_s), " at ", best.throughput_batch,
-                " sequences in flight) of the ", fitting, " splits that fit");
+  choose(plan);
   return plan;
 }
+
+namespace {
+bool fits_any(const InferencePlan& plan) {
+  for (const InferenceCandidate& c : plan.candidates)
+    if (c.fits) return true;
+  return false;
+}
+}  // namespace
 
 Result<InferencePlan> plan_inference(const DecoderConfig& config, const Cluster& cluster,
                                      int devices, Objective objective, const Workload& workload) {
@@ -575,12 +606,28 @@ Result<InferencePlan> plan_inference(const DecoderConfig& config, const Cluster&
   if (plan.chosen >= 0) return plan;
   // Suggest the smallest multiple of this cluster's hosts that holds the model.
   std::string hint = "use more devices or a cluster with more memory per device";
+  if (fits_any(plan)) {
+    // Copies of the fastest split, each serving its share of the requests (replicas are not
+    // planned here: each copy is one plan of its own).
+    const InferenceCandidate* fastest = &plan.candidates[0];
+    for (const InferenceCandidate& c : plan.candidates)
+      if (c.fits && (!fastest->fits || c.max_rate > fastest->max_rate)) fastest = &c;
+    const int64_t copies = fastest->max_rate > 0
+                               ? static_cast<int64_t>(std::ceil(workload.rate / fastest->max_rate))
+                               : 0;
+    if (copies > 0)
+      hint =
+          cat(copies, " copies of tp ", fastest->tp, " x pp ", fastest->pp, " (", copies * devices,
+              " devices) sustain it; this planner splits one copy of the model");
+  }
   const int per_host = cluster.devices_per_host;
   for (int n = std::max(devices, per_host) + per_host; n <= 64 * per_host; n += per_host) {
     Result<InferencePlan> more = enumerate_inference(config, cluster, n, objective, workload);
     if (more.ok() && more->chosen >= 0) {
-      hint = cat("--gpus ", n, " (", n / per_host, " hosts of ", cluster.name,
-                 ") holds it, or a cluster with more memory per device");
+      hint = cat(
+          "--gpus ", n, " (", n / per_host, " hosts of ", cluster.name, ") ",
+          !fits_any(plan) ? "holds it" : "sustains it",
+          fits_any(plan) ? ", or faster devices" : ", or a cluster with more memory per device");
       break;
     }
   }

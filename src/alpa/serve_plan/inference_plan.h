@@ -34,7 +34,7 @@
 //
 // Objective latency keeps the fitting candidate with the least time per output token (ties:
 // the least time to first token); throughput the most tokens/s (ties: the least time per
-// token).
+// token). With a request rate, only candidates that sustain it are kept.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +63,9 @@ struct Workload {
   int64_t output_len = 128;
   int64_t batch = 1;        // sequences generated together for the latency figures
   int64_t max_batch = 256;  // the most sequences throughput may run at once (vLLM's default)
+  // Requests per second the split must sustain (0: any). A split sustains it when its
+  // throughput, in requests of output_len tokens, is at least this.
+  double rate = 0;
   DType dtype = DType::kF16;
 };
 
@@ -98,6 +101,8 @@ struct InferenceCandidate {
   double per_token_s = 0;        // time per output token at workload.batch
   double tokens_per_s = 0;       // output tokens/s at throughput_batch
   int64_t throughput_batch = 0;  // sequences in flight for tokens_per_s (pp micro-batches)
+  double max_rate = 0;           // requests/s at tokens_per_s (tokens_per_s / output_len)
+  bool sustains_rate = false;    // fits, and max_rate >= workload.rate
 };
 
 struct InferencePlan {
@@ -109,8 +114,8 @@ struct InferencePlan {
   Workload workload;
   std::vector<InferenceCandidate> candidates;  // every valid split, tp ascending
   std::vector<std::string> skipped;            // splits not formed, with the reason
-  int chosen = -1;                             // index into candidates; -1: none fits
-  std::string reason;                          // why the chosen one, or why none
+  int chosen = -1;     // index into candidates; -1: none fits (or sustains the rate)
+  std::string reason;  // why the chosen one, or why none
 };
 
 // The prediction for one split; kInvalidArgument when the split cannot be formed (tp not
@@ -126,8 +131,9 @@ Result<InferencePlan> enumerate_inference(const DecoderConfig& config, const Clu
                                           int devices, Objective objective,
                                           const Workload& workload);
 
-// enumerate_inference, and an error (kResourceExhausted, saying by how much the model misses
-// and which cluster would hold it) when no split fits.
+// enumerate_inference, and an error (kResourceExhausted, saying by how much the model misses,
+// or the most requests/s any split sustains, and how many devices would do) when no split
+// fits or sustains the rate.
 Result<InferencePlan> plan_inference(const DecoderConfig& config, const Cluster& cluster,
                                      int devices, Objective objective, const Workload& workload);
 
