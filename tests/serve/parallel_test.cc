@@ -10,10 +10,13 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "alpa/serve/engine.h"
+#include "alpa/serve/http_server.h"
 #include "alpa/serve/parallel_decoder.h"
 #include "alpa/support/rng.h"
 #include "serve/checkpoints.h"
@@ -226,6 +229,38 @@ TEST(ParallelEngine, GreedyGenerationsEqualOneDevice) {
       EXPECT_NE(description.find(std::to_string(shape.devices()) + " devices"), std::string::npos);
     }
   }
+}
+
+// /metrics says how the model is split, and a split engine answers completions over HTTP.
+TEST(ParallelServer, MetricsReportTheSplit) {
+  Result<LoadedModel> m = load_model_dir(checkpoint("gpt2", "f32", 1).dir);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EngineOptions o;
+  o.num_blocks = 32;
+  o.block_size = 4;
+  o.threads = 2;
+  o.parallel = {2, 2};
+  Result<std::unique_ptr<Engine>> e = Engine::create(*m, o);
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  ServerOptions so;
+  so.port = 0;
+  HttpServer server(**e, so);
+  Result<int> port = server.bind();
+  ASSERT_TRUE(port.ok()) << port.status().to_string();
+  (*e)->start();
+  std::thread serving([&] { server.serve(); });
+  httplib::Client c("127.0.0.1", *port);
+  auto done = c.Post("/v1/completions", R"({"prompt": "hello", "max_tokens": 5, "temperature": 0})",
+                     "application/json");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 200) << done->body;
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("alpa_tensor_parallel_devices 2"), std::string::npos);
+  EXPECT_NE(metrics->body.find("alpa_pipeline_stages 2"), std::string::npos);
+  server.stop();
+  serving.join();
+  (*e)->stop();
 }
 
 // `alpa generate --mesh 1x2`, `--pipeline 2` and `--devices 2` print what one device prints.
