@@ -145,16 +145,21 @@ TEST(ParallelDecoder, ThreeStagesEqualOneDevice) {
 }
 
 TEST(ParallelDecoder, StagesAndDescriptions) {
-  EXPECT_EQ(stage_layers(5, 3), (std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {2, 4}, {4, 5}}));
+  using Stages = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(stage_layers(5, 3, 0), (Stages{{0, 2}, {2, 4}, {4, 5}}));
+  // The head's weights count on the last stage: GPT-2-124M's vocabulary projection is 5.45
+  // layers' worth, so 2 stages split its 12 layers 9 | 3.
+  EXPECT_EQ(stage_layers(12, 2, 5.45), (Stages{{0, 9}, {9, 12}}));
+  EXPECT_EQ(stage_layers(4, 4, 100), (Stages{{0, 1}, {1, 2}, {2, 3}, {3, 4}}));
   auto d = random_decoder(Family::kLlama, 4);
   EXPECT_EQ(describe({1, 1}, d->config()), "one device");
   EXPECT_EQ(describe({2, 1}, d->config()), "tensor parallel over 2 devices (mesh 1x2); 2 devices");
-  EXPECT_EQ(describe({1, 2}, d->config()), "2 pipeline stages (layers 0-1 | 2-3); 2 devices");
+  EXPECT_EQ(describe({1, 2}, d->config()), "2 pipeline stages (layers 0-2 | 3-3); 2 devices");
   // Every device holds the cache of its own layers and KV heads only.
   const int64_t one = device_block_bytes(d->config(), {1, 1}, 16);
   EXPECT_EQ(device_block_bytes(d->config(), {2, 1}, 16) * 2, one);
-  EXPECT_EQ(device_block_bytes(d->config(), {1, 2}, 16) * 2, one);
-  EXPECT_EQ(device_block_bytes(d->config(), {2, 2}, 16) * 4, one);
+  EXPECT_EQ(device_block_bytes(d->config(), {1, 2}, 16) * 4, one * 3);  // 3 of 4 layers
+  EXPECT_EQ(device_block_bytes(d->config(), {2, 2}, 16) * 8, one * 3);
 }
 
 TEST(ParallelDecoder, ShapesTheModelDoesNotSplitIntoAreErrors) {

@@ -7,15 +7,45 @@
 
 namespace alpa::serve {
 
-std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages) {
-  std::vector<std::pair<int64_t, int64_t>> out;
-  int64_t at = 0;
-  for (int s = 0; s < stages; ++s) {
-    const int64_t n = layers / stages + (s < layers % stages ? 1 : 0);
-    out.emplace_back(at, at + n);
-    at += n;
+std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages,
+                                                      double head_layers) {
+  // best[s][l]: the least largest stage cost putting layers [0, l) into stages [0, s); the
+  // last stage also carries the head. At least one layer per stage.
+  const int64_t L = layers;
+  const double inf = 1e300;
+  std::vector<std::vector<double>> best(static_cast<size_t>(stages + 1),
+                                        std::vector<double>(static_cast<size_t>(L + 1), inf));
+  std::vector<std::vector<int64_t>> cut(best.size(), std::vector<int64_t>(best[0].size(), 0));
+  best[0][0] = 0;
+  for (int s = 1; s <= stages; ++s)
+    for (int64_t l = s; l <= L; ++l)
+      for (int64_t k = l - 1; k >= s - 1; --k) {  // ties: earlier stages larger
+        const double cost = static_cast<double>(l - k) + (s == stages ? head_layers : 0.0);
+        const double worst = std::max(best[s - 1][k], cost);
+        if (worst < best[s][l] - 1e-12) {
+          best[s][l] = worst;
+          cut[s][l] = k;
+        }
+      }
+  std::vector<std::pair<int64_t, int64_t>> out(static_cast<size_t>(stages));
+  int64_t end = L;
+  for (int s = stages; s >= 1; --s) {
+    out[static_cast<size_t>(s - 1)] = {cut[s][end], end};
+    end = cut[s][end];
   }
   return out;
+}
+
+double head_layers(const DecoderConfig& c) {
+  const double layer =
+      static_cast<double>(c.hidden) * (c.q_dim() + 2 * c.kv_dim()) +
+      static_cast<double>(c.q_dim()) * c.hidden +
+      static_cast<double>(c.hidden) * c.intermediate * (c.family == Family::kLlama ? 3 : 2);
+  return static_cast<double>(c.vocab) * c.hidden / layer;
+}
+
+std::vector<std::pair<int64_t, int64_t>> stage_layers(const DecoderConfig& c, int stages) {
+  return stage_layers(c.layers, stages, head_layers(c));
 }
 
 Status check_parallel(const DecoderConfig& c, const ParallelShape& shape) {
@@ -35,7 +65,7 @@ std::string describe(const ParallelShape& shape, const DecoderConfig& c) {
     out = cat("tensor parallel over ", shape.tensor, " devices (mesh 1x", shape.tensor, ")");
   if (shape.stages > 1) {
     std::string layers;
-    for (const auto& [first, last] : stage_layers(c.layers, shape.stages))
+    for (const auto& [first, last] : stage_layers(c, shape.stages))
       layers += cat(layers.empty() ? "" : " | ", first, "-", last - 1);
     out += cat(out.empty() ? "" : ", in each of ", shape.stages, " pipeline stages (layers ",
                layers, ")");
@@ -44,7 +74,9 @@ std::string describe(const ParallelShape& shape, const DecoderConfig& c) {
 }
 
 int64_t device_block_bytes(const DecoderConfig& c, const ParallelShape& shape, int64_t block_size) {
-  const int64_t layers = stage_layers(c.layers, shape.stages).front().second;  // the largest
+  int64_t layers = 0;  // the largest stage's
+  for (const auto& [first, last] : stage_layers(c, shape.stages))
+    layers = std::max(layers, last - first);
   const int64_t kv_heads = c.kv_heads / std::max(1, shape.tensor);
   return KvCacheShape{layers, kv_heads, c.head_dim, block_size, 0}.block_bytes();
 }
@@ -71,7 +103,7 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const Decoder& 
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches));
   const int per_device = std::max(1, threads / shape.devices());
   set_blas_threads(per_device);
-  const auto layers = stage_layers(whole.config().layers, shape.stages);
+  const auto layers = stage_layers(whole.config(), shape.stages);
   for (int rank = 0; rank < shape.devices(); ++rank) {
     const int stage = rank / shape.tensor, shard = rank % shape.tensor;
     auto d = std::make_unique<Device>();

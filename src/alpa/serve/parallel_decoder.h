@@ -3,8 +3,9 @@
 // one thread per device, the same Communicator the training runtime uses).
 //
 // Device rank r is shard r % tensor of stage r / tensor. Stage s holds a contiguous run of
-// layers (sizes differ by at most one; stage 0 also the embeddings, the last stage the final
-// norm and the vocabulary projection), each shard 1/tensor of every layer's heads, KV heads and
+// layers (balanced by weights: the last stage also holds the final norm and the vocabulary
+// projection, counted as the layers' worth of its weights, so it gets fewer layers; stage 0
+// also the embeddings, a lookup), each shard 1/tensor of every layer's heads, KV heads and
 // MLP columns (Megatron's layout: q/k/v and the MLP's up projection split by columns, the
 // output and down projections by rows, their partial sums all-reduced in shard order) and of
 // the vocabulary (the logits gathered). Every device keeps the KV cache of its own layers and
@@ -34,8 +35,14 @@ struct ParallelShape {
   int devices() const { return tensor * stages; }
 };
 
-// Layers [first, last) of each stage.
-std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages);
+// Layers [first, last) of each stage: contiguous, at least one each, the largest stage cost
+// least, where a layer costs 1 and the last stage also carries `head_layers` (the vocabulary
+// projection's weights in layers' worth).
+std::vector<std::pair<int64_t, int64_t>> stage_layers(int64_t layers, int stages,
+                                                      double head_layers);
+// The vocabulary projection's weights over one layer's (the weights read per token).
+double head_layers(const DecoderConfig& config);
+std::vector<std::pair<int64_t, int64_t>> stage_layers(const DecoderConfig& config, int stages);
 // OK when the model splits this way; else an error naming what does not divide and the fix.
 Status check_parallel(const DecoderConfig& config, const ParallelShape& shape);
 // "one device", "tensor parallel over 2 devices (mesh 1x2)", "2 pipeline stages (layers
