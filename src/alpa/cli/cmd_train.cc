@@ -72,7 +72,8 @@ nlohmann::json pipeline_json(const TrainReport& r) {
       devs.push_back({{"device", d},
                       {"owned_bytes", r.device_stats[d].owned_bytes},
                       {"peak_store_bytes", r.device_stats[d].peak_store_bytes},
-                      {"peak_live_micro_batches", r.device_stats[d].peak_live_micro_batches}});
+                      {"peak_live_micro_batches", r.device_stats[d].peak_live_micro_batches},
+                      {"peak_task_bytes", r.device_stats[d].peak_task_bytes}});
     nlohmann::json j = {{"index", s},
                         {"logical_mesh", {st.mesh.shape.n0, st.mesh.shape.n1}},
                         {"first_device", st.mesh.first_device()},
@@ -91,6 +92,43 @@ nlohmann::json pipeline_json(const TrainReport& r) {
   if (r.compiled && r.compiled->pipeline)
     j["layers"] = r.compiled->pipeline->plan.layers.num_layers;
   return j;
+}
+
+nlohmann::json parts_json(const MemoryBreakdown& m) {
+  return {{"peak_bytes", m.total()},
+          {"weights", m.weights},
+          {"per_step", m.accumulators},
+          {"stash", m.in_flight * m.stash_per_micro_batch},
+          {"in_flight", m.in_flight},
+          {"working", m.working}};
+}
+
+// Per device, the peak memory of the last step in the memory model's parts (cost/memory.h):
+// measured by the runtime, predicted by the simulation of the program and, for a pipeline
+// stage planned here, by the planner.
+nlohmann::json memory_json(const TrainReport& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (int d = 0; d < r.devices; ++d) {
+    const DeviceStats& ds = r.device_stats[static_cast<size_t>(d)];
+    const size_t s = static_cast<size_t>(r.device_stage[static_cast<size_t>(d)]);
+    MemoryBreakdown measured;
+    measured.weights = static_cast<double>(ds.owned_bytes);
+    measured.accumulators = static_cast<double>(ds.peak_step_bytes);
+    measured.in_flight = ds.peak_in_flight;
+    measured.stash_per_micro_batch =
+        ds.peak_in_flight > 0 ? static_cast<double>(ds.peak_stash_bytes) / ds.peak_in_flight : 0;
+    measured.working = static_cast<double>(ds.peak_working_bytes);
+    nlohmann::json j = {{"device", d}, {"stage", s}, {"measured", parts_json(measured)}};
+    j["measured"]["peak_store_bytes"] = ds.peak_store_bytes;
+    j["measured"]["peak_task_bytes"] = ds.peak_task_bytes;
+    if (r.compiled && r.compiled->sim && s < r.compiled->sim->stages.size())
+      j["predicted"] = parts_json(r.compiled->sim->stages[s].peak_breakdown);
+    const std::vector<const PlannedStage*> planned = planned_stages(r, s);
+    if (planned.size() == 1 && planned[0]->memory.total() > 0)
+      j["planned"] = parts_json(planned[0]->memory);
+    out.push_back(std::move(j));
+  }
+  return out;
 }
 
 void print_pipeline(const TrainReport& r, std::ostream& out) {
@@ -214,6 +252,7 @@ nlohmann::json report_json(const TrainFlags& flags, const ModelSpec& spec, const
     j["predicted_peak_memory_bytes"] = r.predicted_peak_memory_bytes;
     j["collectives"] = r.collectives;
   }
+  if (r.device_stats.size() == static_cast<size_t>(r.devices)) j["memory"] = memory_json(r);
   if (flags.profile) {
     nlohmann::json by_op = nlohmann::json::object();
     for (int k = 0; k < kNumOps; ++k)

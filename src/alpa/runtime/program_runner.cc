@@ -26,7 +26,11 @@ struct ProgramRunner::Device {
   std::map<Key, Tensor> store;
   std::map<int, int> acc_count;
   int64_t store_bytes = 0;
+  int64_t step_store_bytes = 0;  // of which per-step values (micro-batch -1)
   DeviceStats stats;
+  // Replaces the value stored at `k`, keeping the byte counts.
+  void put(const Key& k, Tensor t);
+  void erase(std::map<Key, Tensor>::iterator it);
   std::vector<TraceEvent> trace;
 };
 
@@ -52,7 +56,29 @@ int64_t bytes_of(const Tensor& t) {
   return t.size() * static_cast<int64_t>(sizeof(float));
 }
 
+// Micro-batches with values in a store (per-step values excluded).
+int micro_batches_in(const std::map<Key, Tensor>& store) {
+  std::set<int> mbs;
+  for (const auto& [key, value] : store)
+    if (key.second >= 0) mbs.insert(key.second);
+  return static_cast<int>(mbs.size());
+}
+
 }  // namespace
+
+void ProgramRunner::Device::put(const Key& k, Tensor t) {
+  Tensor& slot = store[k];
+  const int64_t delta = bytes_of(t) - bytes_of(slot);
+  store_bytes += delta;
+  if (k.second < 0) step_store_bytes += delta;
+  slot = std::move(t);
+}
+
+void ProgramRunner::Device::erase(std::map<Key, Tensor>::iterator it) {
+  store_bytes -= bytes_of(it->second);
+  if (it->first.second < 0) step_store_bytes -= bytes_of(it->second);
+  store.erase(it);
+}
 
 ProgramRunner::ProgramRunner(Program program, RunOptions options, World* world, Backend* backend)
     : program_(std::move(program)),
@@ -270,12 +296,21 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
     }
   }
   Executable& exec = *d.tasks[static_cast<size_t>(x.task)];
+  const int64_t store_before = d.store_bytes, step_before = d.step_store_bytes;
   Result<std::vector<Tensor>> out = exec.run(std::move(params));
   if (!out.ok())
     return out.status().with_context(
         cat("stage ", d.stage, " ", task.name,
             x.micro_batch >= 0 ? cat(" micro-batch ", x.micro_batch) : std::string()));
-  d.stats.peak_task_bytes = std::max(d.stats.peak_task_bytes, exec.stats().peak_live_bytes);
+  const int64_t working = exec.stats().peak_live_bytes;
+  d.stats.peak_task_bytes = std::max(d.stats.peak_task_bytes, working);
+  if (d.stats.owned_bytes + store_before + working > d.stats.peak_bytes) {
+    d.stats.peak_bytes = d.stats.owned_bytes + store_before + working;
+    d.stats.peak_step_bytes = step_before;
+    d.stats.peak_stash_bytes = store_before - step_before;
+    d.stats.peak_in_flight = micro_batches_in(d.store);  // outputs not stored yet
+    d.stats.peak_working_bytes = working;
+  }
   for (size_t o = 0; o < out->size(); ++o) {
     const int v = task.outputs[o];
     const StageValue& val = st.values[static_cast<size_t>(v)];
@@ -283,10 +318,7 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
       d.owned[v] = std::move((*out)[o]);
       continue;
     }
-    const Key k{v, val.per_step ? -1 : x.micro_batch};
-    Tensor& slot = d.store[k];
-    d.store_bytes += bytes_of((*out)[o]) - bytes_of(slot);
-    slot = std::move((*out)[o]);
+    d.put(Key{v, val.per_step ? -1 : x.micro_batch}, std::move((*out)[o]));
   }
   return ok_status();
 }
@@ -299,21 +331,15 @@ Status ProgramRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
   d.store.clear();
   d.acc_count.clear();
   d.store_bytes = 0;
-  d.stats.peak_store_bytes = 0;
-  d.stats.peak_live_micro_batches = 0;
-  d.stats.peak_task_bytes = 0;
+  d.step_store_bytes = 0;
+  d.stats = DeviceStats{d.stats.owned_bytes, std::move(d.stats.owned_shapes)};  // the step's peaks
   auto note_store = [&] {
     d.stats.peak_store_bytes = std::max(d.stats.peak_store_bytes, d.store_bytes);
-    std::set<int> mbs;
-    for (const auto& [key, value] : d.store)
-      if (key.second >= 0) mbs.insert(key.second);
     d.stats.peak_live_micro_batches =
-        std::max(d.stats.peak_live_micro_batches, static_cast<int>(mbs.size()));
+        std::max(d.stats.peak_live_micro_batches, micro_batches_in(d.store));
   };
   auto put = [&](Key k, Tensor t) {
-    Tensor& slot = d.store[k];
-    d.store_bytes += bytes_of(t) - bytes_of(slot);
-    slot = std::move(t);
+    d.put(k, std::move(t));
     note_store();
   };
   auto find = [&](Key k) -> Result<Tensor*> {
@@ -381,10 +407,7 @@ Status ProgramRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
       }
       case InstrKind::kFree: {
         auto it = d.store.find(Key{x.value, x.micro_batch});
-        if (it != d.store.end()) {
-          d.store_bytes -= bytes_of(it->second);
-          d.store.erase(it);
-        }
+        if (it != d.store.end()) d.erase(it);
         break;
       }
     }

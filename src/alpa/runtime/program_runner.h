@@ -47,6 +47,15 @@ struct DeviceStats {
   int64_t peak_store_bytes = 0;     // largest store during the last step
   int peak_live_micro_batches = 0;  // most micro-batches with values in the store at once
   int64_t peak_task_bytes = 0;      // largest intermediate memory of one task run, last step
+  // The device's peak as the memory model counts it (cost/memory.h, the simulator's SimStage):
+  // at the start of each task run, owned + store + that run's intermediates, the largest over
+  // the last step, and its parts at that moment (fp32 storage, 4 bytes an element).
+  int64_t peak_bytes = 0;
+  int64_t peak_step_bytes = 0;     // of the store: per-step values (gradient accumulators,
+                                   // values received once per step)
+  int64_t peak_stash_bytes = 0;    // of the store: values of micro-batches in flight
+  int peak_in_flight = 0;          // micro-batches those values belong to
+  int64_t peak_working_bytes = 0;  // the running task's intermediates (peak_live_bytes)
 };
 
 class ProgramRunner {

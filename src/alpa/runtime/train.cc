@@ -133,7 +133,8 @@ Status gather_device_stats(ProgramRunner& runner, TrainResult& r) {
   for (int d : runner.local_ranks()) {
     const DeviceStats& st = runner.stats(d);
     mine += cat(d, " ", st.owned_bytes, " ", st.peak_store_bytes, " ", st.peak_live_micro_batches,
-                " ", st.peak_task_bytes, "\n");
+                " ", st.peak_task_bytes, " ", st.peak_bytes, " ", st.peak_step_bytes, " ",
+                st.peak_stash_bytes, " ", st.peak_in_flight, " ", st.peak_working_bytes, "\n");
   }
   ALPA_ASSIGN_OR_RETURN(std::vector<std::string> all, w.gather_bytes(mine, 0));
   for (const std::string& text : all) {
@@ -141,7 +142,8 @@ Status gather_device_stats(ProgramRunner& runner, TrainResult& r) {
     int d = 0;
     DeviceStats st;
     while (in >> d >> st.owned_bytes >> st.peak_store_bytes >> st.peak_live_micro_batches >>
-           st.peak_task_bytes)
+           st.peak_task_bytes >> st.peak_bytes >> st.peak_step_bytes >> st.peak_stash_bytes >>
+           st.peak_in_flight >> st.peak_working_bytes)
       if (d >= 0 && d < static_cast<int>(r.device_stats.size()))
         r.device_stats[static_cast<size_t>(d)] = st;
   }
