@@ -98,7 +98,8 @@ nlohmann::ordered_json config_json(const BaselineConfig& c) {
           {"pp", c.pp},
           {"micro_batches", c.micro_batches},
           {"per_stage", std::string(manual_plan_name(c.per_stage))},
-          {"expert_parallel", c.expert_parallel}};
+          {"expert_parallel", c.expert_parallel},
+          {"virtual_stages", c.virtual_stages}};
 }
 
 int report(const SimulateFlags& flags, const ModelSpec& spec, const Simulated& r, std::ostream& out,
@@ -136,14 +137,18 @@ int simulate_baseline(const SimulateFlags& flags, const ModelSpec& spec, const C
   if (setup.options.stages)
     return fail(invalid_argument("--baseline searches its own plans; it takes no plan file",
                                  "drop --plan, or drop --baseline to simulate the plan file"));
-  if (setup.options.choose_schedule || setup.options.schedule == ScheduleKind::kInterleaved1F1B)
-    return fail(invalid_argument("--baseline runs the baselines' own schedules (1f1b or gpipe)",
-                                 "drop --schedule auto / interleaved, or drop --baseline"));
   Result<Cluster> cluster = sized_cluster(setup.cluster, setup.options.devices);
   if (!cluster.ok()) return fail(cluster.status());
   BaselineOptions bo;
   bo.batch = spec.batch;
-  bo.schedule = setup.options.schedule;
+  // Megatron's grid: 1F1B and interleaved 1F1B (2 and 4 chunks, or --virtual-stages) unless a
+  // schedule is named; --schedule 1f1b or gpipe alone leaves interleaving out.
+  const bool interleaved = setup.options.schedule == ScheduleKind::kInterleaved1F1B;
+  bo.schedule = interleaved ? ScheduleKind::k1F1B : setup.options.schedule;
+  if (interleaved && setup.options.virtual_stages > 0)
+    bo.interleave = {setup.options.virtual_stages};
+  else if (!interleaved && !setup.options.choose_schedule && !pf.parallel.schedule.empty())
+    bo.interleave.clear();
   bo.memory_per_device = setup.options.sharding.memory_budget_bytes;
   bo.moe = spec.family == ModelFamily::kMoe;
   bo.progress = terminal_progress(pf, "searching");

@@ -20,9 +20,11 @@ std::vector<int> divisors(int n) {
   return d;
 }
 
-// The data x tensor x pipeline shapes (and per-stage plans) the baseline searches.
+// The data x tensor x pipeline shapes (and per-stage plans, schedules) the baseline searches;
+// `layers`: the model's transformer layers (0: none to interleave).
 std::vector<BaselineConfig> grid(BaselineKind kind, int devices, int devices_per_host,
-                                 int max_stages, bool moe) {
+                                 int max_stages, const BaselineOptions& o, int layers) {
+  const bool moe = o.moe;
   std::vector<BaselineConfig> out;
   auto stage_kind = [](int dp, int tp) {
     if (dp > 1 && tp > 1) return ManualPlanKind::kTwoD;
@@ -36,6 +38,9 @@ std::vector<BaselineConfig> grid(BaselineKind kind, int devices, int devices_per
           if (devices % (tp * pp) != 0 || pp > max_stages) continue;
           const int dp = devices / (tp * pp);
           out.push_back({dp, tp, pp, 1, stage_kind(dp, tp), false, RematMode::kFull});
+          for (int v : o.interleave)
+            if (v > 1 && pp > 1 && layers > 0 && layers % (pp * v) == 0 && pp * v <= max_stages)
+              out.push_back({dp, tp, pp, 1, stage_kind(dp, tp), false, RematMode::kFull, v});
         }
       break;
     case BaselineKind::kDeepSpeed:
@@ -88,29 +93,32 @@ int model_layers(const ModelSpec& m) {
 
 // The configuration's stages compiled as fixed choices and simulated. With activation
 // checkpointing, each stage is clustered into its share of the model's `layers` (so a layer's
-// input is what stays stashed, as checkpointing per transformer block does).
+// input is what stays stashed, as checkpointing per transformer block does). Interleaved
+// (virtual_stages v > 1): pp x v stages of equal layers, stage c on the devices of c mod pp.
 Result<Compiled> evaluate(const BaselineConfig& c, const TrainStep& step, const Cluster& cluster,
                           const BaselineOptions& o, int layers) {
   PipelinePlan plan;
   LayerClusteringOptions lo;
   const std::vector<ValueId> ops = forward_ops(step);
+  const int v = std::max(1, c.virtual_stages);
+  const int stages = c.pp * v;
   const int per_stage_layers =
-      c.remat == RematMode::kNone
+      c.remat == RematMode::kNone && v == 1
           ? 1
-          : std::clamp(layers / c.pp, 1, std::max(1, static_cast<int>(ops.size()) / c.pp));
-  lo.num_layers = c.pp * per_stage_layers;
+          : std::clamp(layers / stages, 1, std::max(1, static_cast<int>(ops.size()) / stages));
+  lo.num_layers = stages * per_stage_layers;
   ALPA_ASSIGN_OR_RETURN(plan.layers, cluster_layers(step.graph, ops, lo));
   plan.micro_batches = c.micro_batches;
   const int64_t per_stage = static_cast<int64_t>(c.dp) * c.tp;
   const int64_t dph = cluster.devices_per_host;
-  for (int s = 0; s < c.pp; ++s) {
+  for (int s = 0; s < stages; ++s) {
     PlannedStage ps;
     ps.first_layer = s * per_stage_layers;
     ps.last_layer = ps.first_layer + per_stage_layers - 1;
     ps.submesh = per_stage <= dph ? SubmeshShape{1, per_stage} : SubmeshShape{per_stage / dph, dph};
     ps.logical.shape = {c.dp, c.tp};
     ps.logical.batch_axis = 0;
-    ps.first_device = static_cast<int>(s * per_stage);
+    ps.first_device = static_cast<int>((s % c.pp) * per_stage);
     ps.remat = c.remat;
     plan.stages.push_back(ps);
   }
@@ -129,7 +137,8 @@ Result<Compiled> evaluate(const BaselineConfig& c, const TrainStep& step, const 
   CompileOptions co;
   co.pipeline = true;
   co.devices = cluster.num_devices();
-  co.schedule = o.schedule;
+  co.schedule = v > 1 ? ScheduleKind::kInterleaved1F1B : o.schedule;
+  co.virtual_stages = v > 1 ? v : 0;
   co.sharding.memory_budget_bytes = std::numeric_limits<double>::max();
   return compile_stages(step, std::move(plan), cluster, co, hook);
 }
@@ -158,7 +167,8 @@ std::string BaselineConfig::to_string() const {
   return cat("dp ", dp, " x tp ", tp, " x pp ", pp, ", ", micro_batches, " micro-batch",
              micro_batches > 1 ? "es" : "", " (", manual_plan_name(per_stage),
              expert_parallel ? " + expert parallel" : "",
-             remat != RematMode::kNone ? cat(", ", remat_name(remat), " recompute") : "", ")");
+             remat != RematMode::kNone ? cat(", ", remat_name(remat), " recompute") : "",
+             virtual_stages > 1 ? cat(", interleaved x", virtual_stages) : "", ")");
 }
 
 Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
@@ -188,7 +198,8 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
   std::optional<Compiled> best;
   double best_peak_seen = std::numeric_limits<double>::infinity();
   for (BaselineConfig shape :
-       grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o.moe)) {
+       grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o,
+            model_layers(model))) {
     const double bound = owned_lower_bound(kind, shape, params);
     if (bound > memory) {
       BaselineTrial t{
@@ -205,6 +216,9 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
     for (int64_t m = 1; o.batch % (static_cast<int64_t>(shape.dp) * m) == 0; m *= 2) {
       BaselineConfig c = shape;
       c.micro_batches = static_cast<int>(o.batch / (shape.dp * m));
+      // Interleaving needs micro-batches a multiple of the pipeline stages (larger micro-batch
+      // sizes only halve the count further).
+      if (c.virtual_stages > 1 && c.micro_batches % c.pp != 0) break;
       BaselineTrial t{c, false, false, 0, 0, ""};
       Result<const TrainStep*> step = step_for(c.micro_batches);
       Result<Compiled> e = step.ok() ? evaluate(c, **step, cluster, o, model_layers(model))

@@ -7,8 +7,10 @@
 //   (tensor inside a host), equal stages of layers, Megatron's GPT sharding on each stage
 //   (plan/manual.h "2d", "tensor-parallel" or "data-parallel"), full activation
 //   checkpointing (every layer's forward recomputed in the backward: the stash is the layers'
-//   inputs), and the micro-batch size; the interleaved schedule is not in the grid yet (the
-//   schedules of spmd/schedule.h are GPipe and 1F1B);
+//   inputs), the micro-batch size and the schedule: 1F1B, or interleaved 1F1B with 2 or 4
+//   model chunks per pipeline stage (Megatron-LM's --num-layers-per-virtual-pipeline-stage)
+//   where the layers divide evenly into pp x v chunks and the micro-batches are a multiple of
+//   pp, as Megatron-LM requires;
 // - deepspeed: DeepSpeed — ZeRO-2 or ZeRO-3 data parallelism over every device, with expert
 //   parallelism for mixture-of-experts layers (experts split over the devices), with and
 //   without activation checkpointing, and the micro-batch size (gradient accumulation);
@@ -17,7 +19,8 @@
 //
 // Each configuration is compiled like any other (compile.h: compile_stages with the
 // configuration's stages, meshes and per-stage manual plan as fixed choices) and simulated as
-// one 1F1B training step; one that needs more memory per
+// one training step (1F1B, or the configuration's interleaved schedule); one that needs more
+// memory per
 // device than the cluster has (the simulator's peak) does not count. Layouts the manual rules
 // leave open go to the ILP for time alone (never re-planned to save memory, which these
 // systems do not do). Configurations whose
@@ -50,7 +53,10 @@ struct BaselineConfig {
   // Activation checkpointing: kFull recomputes every layer's forward from its input in the
   // backward (Megatron-LM's --recompute-granularity full, DeepSpeed's checkpointing).
   RematMode remat = RematMode::kNone;
-  // "dp 2 x tp 4 x pp 2, 16 micro-batches (2d, full recompute)"
+  // Model chunks per pipeline stage: 1 runs BaselineOptions::schedule over pp stages; v > 1
+  // runs interleaved 1F1B over pp x v stages, stage c on pipeline stage c mod pp.
+  int virtual_stages = 1;
+  // "dp 2 x tp 4 x pp 2, 16 micro-batches (2d, full recompute, interleaved x2)"
   std::string to_string() const;
 };
 
@@ -70,6 +76,9 @@ struct BaselineOptions {
   bool moe = false;              // the model has mixture-of-experts layers (deepspeed: expert
                                  // parallelism)
   int max_pipeline_stages = 0;   // 0: as many as the model has layers to cluster
+  // megatron: model chunks per pipeline stage tried with the interleaved schedule, beside
+  // `schedule` (empty: interleaving is not in the grid).
+  std::vector<int> interleave = {2, 4};
   std::function<void(const std::string&)> progress;
 };
 
