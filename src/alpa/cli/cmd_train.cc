@@ -95,12 +95,9 @@ nlohmann::json pipeline_json(const TrainReport& r) {
 }
 
 nlohmann::json parts_json(const MemoryBreakdown& m) {
-  return {{"peak_bytes", m.total()},
-          {"weights", m.weights},
-          {"per_step", m.accumulators},
-          {"stash", m.in_flight * m.stash_per_micro_batch},
-          {"in_flight", m.in_flight},
-          {"working", m.working}};
+  return {{"peak_bytes", m.total()},    {"weights", m.weights},
+          {"per_step", m.accumulators}, {"stash", m.in_flight * m.stash_per_micro_batch},
+          {"in_flight", m.in_flight},   {"working", m.working}};
 }
 
 // Per device, the peak memory of the last step in the memory model's parts (cost/memory.h):

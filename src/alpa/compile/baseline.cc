@@ -197,9 +197,8 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
   r.kind = kind;
   std::optional<Compiled> best;
   double best_peak_seen = std::numeric_limits<double>::infinity();
-  for (BaselineConfig shape :
-       grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o,
-            model_layers(model))) {
+  for (BaselineConfig shape : grid(kind, devices, static_cast<int>(cluster.devices_per_host),
+                                   max_stages, o, model_layers(model))) {
     const double bound = owned_lower_bound(kind, shape, params);
     if (bound > memory) {
       BaselineTrial t{
