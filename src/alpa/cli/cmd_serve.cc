@@ -1,7 +1,8 @@
 // alpa serve: the OpenAI-compatible HTTP server over the serving engine.
-#include <pthread.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <thread>
 
@@ -11,6 +12,16 @@
 #include "alpa/serve/http_server.h"
 
 namespace alpa {
+namespace {
+
+volatile sig_atomic_t g_serve_wake_fd = -1;
+
+void serve_signal_handler(int sig) {
+  const int fd = g_serve_wake_fd;
+  if (fd >= 0) (void)!write(fd, &sig, sizeof sig);  // async-signal-safe
+}
+
+}  // namespace
 
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
   CLI::App* cmd = app.add_subcommand(
@@ -50,14 +61,18 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
 
 int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   using namespace serve;
-  // SIGTERM and SIGINT are taken by one thread (sigwait); every thread started below inherits
-  // them blocked.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGUSR1);  // sent by this function when the server stops by itself
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGTERM and SIGINT are caught by a handler that writes the signal's number to a pipe, read
+  // by one waiter thread. A handler, not a blocked mask and sigwait: threads that libraries start
+  // before main (OpenBLAS's pool) do not inherit a mask, and a signal the kernel hands to one of
+  // them would take the default action and kill the server mid-request.
+  int wake[2];
+  if (pipe(wake) != 0) return report_error(io_error("alpa serve: pipe() failed"), false, out, err);
+  g_serve_wake_fd = wake[1];
+  struct sigaction on_signal {};
+  on_signal.sa_handler = serve_signal_handler;
+  sigemptyset(&on_signal.sa_mask);
+  sigaction(SIGTERM, &on_signal, nullptr);
+  sigaction(SIGINT, &on_signal, nullptr);
   Result<LoadedModel> model = load_model_dir(s.model);
   if (!model.ok()) return report_error(model.status(), false, out, err);
   Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
@@ -94,17 +109,24 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
       << (s.static_batching ? "; static batching" : "") << std::endl;
   std::thread waiter([&] {
     int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGUSR1) return;  // the server stopped by itself
+    while (read(wake[0], &sig, sizeof sig) < 0 && errno == EINTR) {
+    }
+    if (sig == 0) return;  // the server stopped by itself
     err << "alpa serve: signal " << sig << ", draining " << server.in_flight()
         << " requests in flight" << std::endl;
     server.drain();
   });
   server.serve();
   if (!server.draining()) {
-    pthread_kill(waiter.native_handle(), SIGUSR1);
+    const int stopped = 0;
+    (void)!write(wake[1], &stopped, sizeof stopped);
   }
   waiter.join();
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  g_serve_wake_fd = -1;
+  close(wake[0]);
+  close(wake[1]);
   engine.stop();
   out << "alpa serve: stopped" << std::endl;
   return kExitOk;
