@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "alpa/cli/commands.h"
+#include "alpa/models/registry.h"
 #include "alpa/plan/plan.h"
 
 namespace alpa {
@@ -497,6 +498,26 @@ TEST(PipelinePlanCommand, ImbalanceToleranceIsNamedWhenItRulesOutEveryPlan) {
   f.parallel.stage_imbalance = 1e9;
   r = run(run_plan, f);
   EXPECT_EQ(r.code, kExitOk) << r.err;
+}
+
+// The tolerance defaults to Alpa's suites' values by model (0.25 for Wide-ResNet, 1 for the
+// others); a value given on the command line wins.
+TEST(PipelinePlanCommand, StageImbalanceDefaultsByModelFamily) {
+  auto tolerance = [](const std::string& model, double given) {
+    ParallelFlags f;
+    f.cluster = "local";
+    f.devices = 2;
+    f.stage_imbalance = given;
+    ModelSpec spec = resolve_model(model, "tiny", {}).value();
+    Result<CompileSetup> s = resolve_compile(f, spec, OptimizerOptions{}, 0, "1x1", "local");
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? s->options.planner.imbalance_tolerance : -1.0;
+  };
+  EXPECT_EQ(tolerance("wresnet", -1), 0.25);
+  EXPECT_EQ(tolerance("gpt", -1), 1.0);
+  EXPECT_EQ(tolerance("moe", -1), 1.0);
+  EXPECT_EQ(tolerance("wresnet", 1e9), 1e9);
+  EXPECT_EQ(tolerance("gpt", 0.5), 0.5);
 }
 
 TEST(PipelinePlanCommand, HumanOutputNamesStagesAndPhases) {

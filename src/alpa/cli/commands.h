@@ -74,14 +74,16 @@ struct ParallelFlags {
   bool allow_mixed_mesh_shape = false;
   double ilp_time_limit_s = 30;
   // Pipeline parallelism.
-  int devices = 0;               // --gpus / --devices: plan stages over this many devices
-  std::string pipeline;          // "auto" (default with --devices) or "none"
-  int pipeline_layers = 0;       // layer clusters (0: automatic)
-  std::string schedule;          // "1f1b" (default), "gpipe", "interleaved" or "auto"
-  int virtual_stages = 0;        // interleaved: stages per mesh (0: 2; auto: 2, 4, 8)
-  double stage_imbalance = 1.0;  // Alpa's stage_imbalance_tolerance (its GPT suite's value)
-  std::string space = "full";    // plan space: full, intra-only, inter-only
-  std::string remat = "auto";    // recomputation per stage: auto, none, selective, full
+  int devices = 0;          // --gpus / --devices: plan stages over this many devices
+  std::string pipeline;     // "auto" (default with --devices) or "none"
+  int pipeline_layers = 0;  // layer clusters (0: automatic)
+  std::string schedule;     // "1f1b" (default), "gpipe", "interleaved" or "auto"
+  int virtual_stages = 0;   // interleaved: stages per mesh (0: 2; auto: 2, 4, 8)
+  // Alpa's stage_imbalance_tolerance; negative: by model (Alpa's suites: 0.25 for Wide-ResNet,
+  // 1 for the others).
+  double stage_imbalance = -1;
+  std::string space = "full";  // plan space: full, intra-only, inter-only
+  std::string remat = "auto";  // recomputation per stage: auto, none, selective, full
   // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
   // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
   // command's default (plan, simulate: simulation; train, compile: planner).
