@@ -8,6 +8,7 @@
 
 #include "alpa/cli/commands.h"
 #include "alpa/cli/serve_commands.h"
+#include "alpa/runtime/mpi_world.h"
 #include "alpa/serve/engine.h"
 #include "alpa/serve/http_server.h"
 
@@ -29,7 +30,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
       "Serve a decoder checkpoint in Hugging Face layout over HTTP with an OpenAI-compatible "
       "API: POST /v1/completions and /v1/chat/completions (\"stream\": true for server-sent "
       "events), GET /v1/models, /health, /metrics. Continuous batching over a paged KV cache; "
-      "SIGTERM finishes the requests in flight, then exits.\n"
+      "SIGTERM, SIGINT or SIGUSR1 finishes the requests in flight, then exits.\n"
       "Example: alpa serve --model ./gpt2 --port 8000");
   cmd->add_option("--model", s.model, "Model directory")->required();
   cmd->add_option("--host", s.host, "Address to listen on")->capture_default_str();
@@ -56,8 +57,52 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
                 "Admit a new batch only when the last has finished (a baseline)");
   cmd->add_option("--threads", s.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
   add_serve_parallel_options(cmd, s.parallel);
+  cmd->add_option("--backend", s.backend,
+                  "threads (one process, a thread per device) or mpi (one device per process: "
+                  "mpirun -np N alpa serve --backend mpi --mesh 1xN ...; process 0 serves HTTP "
+                  "and drives the others' steps; SIGUSR1 to mpirun, which forwards it, or SIGTERM "
+                  "to process 0 drains, then every process exits; SIGTERM to mpirun ends the "
+                  "job at once)")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
+  cmd->add_option("--timeout", s.timeout_s,
+                  "mpi: seconds a process waits for a peer within a step before the job is "
+                  "ended (a peer died or hung)")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   return cmd;
 }
+
+namespace {
+
+// A process of an MPI job other than process 0: loads the same model, cuts its own device's
+// part and runs the steps process 0 drives until process 0 stops.
+int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostream& err) {
+  using namespace serve;
+  // Signals mpirun forwards reach every process of the job; process 0 drains and then
+  // releases the others, which must not die before it.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+  Result<LoadedModel> model = load_model_dir(s.model);
+  if (!model.ok()) return report_error(model.status(), false, out, err);
+  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
+  if (!shape.ok()) return report_error(shape.status(), false, out, err);
+  EngineOptions o;
+  o.block_size = s.block_size;
+  o.kv_memory_mb = s.kv_memory_mb;
+  o.threads = s.threads;
+  o.parallel = *shape;
+  const KvCacheShape cache = engine_cache_shape(model->decoder->config(), o);
+  Result<std::unique_ptr<ParallelDecoder>> part = ParallelDecoder::create_distributed(
+      *model->decoder, *shape, cache.block_size, cache.num_blocks, engine_threads(o), world);
+  if (!part.ok()) return report_error(part.status(), false, out, err);
+  if (Status st = (*part)->follow(); !st.ok())
+    return report_error(st.with_context(cat("process ", world.process_index())), false, out, err);
+  return kExitOk;
+}
+
+}  // namespace
 
 int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   using namespace serve;
@@ -73,10 +118,38 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   sigemptyset(&on_signal.sa_mask);
   sigaction(SIGTERM, &on_signal, nullptr);
   sigaction(SIGINT, &on_signal, nullptr);
+  // mpirun forwards SIGUSR1 to every process (SIGTERM ends its job at once): it drains too.
+  sigaction(SIGUSR1, &on_signal, nullptr);
+  std::unique_ptr<MpiSession> mpi;
+  std::unique_ptr<MpiWorld> world;
+  if (s.backend == "mpi") {
+    if (!MpiSession::launched_by_mpirun())
+      return report_error(
+          failed_precondition("--backend mpi, but this process was not started by mpirun",
+                              "mpirun -np N alpa serve --backend mpi --mesh 1xN ... (N devices)"),
+          false, out, err);
+    Result<std::unique_ptr<MpiSession>> session = MpiSession::start();
+    if (!session.ok()) return report_error(session.status(), false, out, err);
+    mpi = std::move(session).value();
+    Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(s.timeout_s);
+    if (!w.ok()) return report_error(w.status(), false, out, err);
+    world = std::move(w).value();
+    if (world->process_index() != 0) return follow_serve(s, *world, out, err);
+  }
   Result<LoadedModel> model = load_model_dir(s.model);
   if (!model.ok()) return report_error(model.status(), false, out, err);
   Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
+  if (world && world->num_processes() != shape->devices())
+    return report_error(
+        invalid_argument(
+            cat("mpirun started ", world->num_processes(),
+                " processes but the "
+                "split (",
+                describe(*shape, model->decoder->config()), ") needs ", shape->devices()),
+            cat("use mpirun -np ", shape->devices(), ", or a split of ", world->num_processes(),
+                " devices (--mesh 1x", world->num_processes(), ")")),
+        false, out, err);
   if (model->chat_template == nullptr)
     err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
         << "\"User: ...\\nAssistant:\" (docs/chat_templates.md)" << std::endl;
@@ -89,6 +162,7 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   o.static_batching = s.static_batching;
   o.threads = s.threads;
   o.parallel = *shape;
+  o.world = world.get();
   Result<std::unique_ptr<Engine>> made = Engine::create(*model, o);
   if (!made.ok()) return report_error(made.status(), false, out, err);
   Engine& engine = **made;
@@ -124,6 +198,7 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
   waiter.join();
   signal(SIGTERM, SIG_DFL);
   signal(SIGINT, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
   g_serve_wake_fd = -1;
   close(wake[0]);
   close(wake[1]);

@@ -62,6 +62,8 @@ struct ServeFlags {
   bool static_batching = false;
   int threads = 0;
   ServeParallelFlags parallel;
+  std::string backend = "threads";  // or "mpi": one device per process of an mpirun job
+  double timeout_s = 600;           // mpi: the longest wait for a peer within a step
 };
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& flags);
 // Serves until SIGTERM or SIGINT, then drains the requests in flight and returns 0.

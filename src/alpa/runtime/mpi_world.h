@@ -72,9 +72,8 @@ class MpiWorld : public World {
   Status broadcast_bytes(std::string& bytes, int root) override;
   Status prepare_groups(const std::vector<std::vector<int>>& groups) override;
 
-  // Bounds the next broadcast_bytes / gather_bytes wait by `seconds` instead of timeout_s
-  // (rank 0 planning while the others wait for its plan).
-  void set_next_wait_limit(double seconds);
+  // (World: rank 0 planning while the others wait for its plan.)
+  void set_next_wait_limit(double seconds) override;
 
   struct State;
 

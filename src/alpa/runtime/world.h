@@ -46,6 +46,9 @@ class World {
   // Makes collectives on these groups (world ranks; disjoint) fast to start: under MPI one
   // MPI_Comm_split per call. Every process calls it with the same list.
   virtual Status prepare_groups(const std::vector<std::vector<int>>& groups);
+  // Bounds the next broadcast_bytes / gather_bytes wait by `seconds` instead of timeout_s
+  // (a process idle until another has work for it); a no-op where waits are not bounded.
+  virtual void set_next_wait_limit(double seconds) { (void)seconds; }
 };
 
 }  // namespace alpa

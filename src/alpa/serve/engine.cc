@@ -12,7 +12,9 @@ double now_s() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-KvCacheShape cache_shape(const DecoderConfig& c, const EngineOptions& o) {
+}  // namespace
+
+KvCacheShape engine_cache_shape(const DecoderConfig& c, const EngineOptions& o) {
   KvCacheShape s;
   s.layers = c.layers;
   s.kv_heads = c.kv_heads;
@@ -27,12 +29,10 @@ KvCacheShape cache_shape(const DecoderConfig& c, const EngineOptions& o) {
   return s;
 }
 
-int pool_threads(const EngineOptions& o) {
+int engine_threads(const EngineOptions& o) {
   return o.threads > 0 ? o.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
-
-}  // namespace
 
 bool Request::read(size_t& next, std::vector<TokenEvent>& out, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -69,21 +69,33 @@ std::vector<TokenEvent> Request::events() const {
 Engine::Engine(LoadedModel model, EngineOptions options)
     : model_(std::move(model)),
       options_(options),
-      cache_(cache_shape(model_.decoder->config(), options), options.parallel.devices() == 1),
-      pool_(options.parallel.devices() == 1 ? pool_threads(options) : 1) {
+      cache_(engine_cache_shape(model_.decoder->config(), options),
+             options.parallel.devices() == 1),
+      pool_(options.parallel.devices() == 1 ? engine_threads(options) : 1) {
   metrics_.kv_blocks_total = cache_.shape().num_blocks;
   metrics_.tensor_parallel = options_.parallel.tensor;
   metrics_.pipeline_stages = options_.parallel.stages;
   if (options_.parallel.devices() == 1) return;
+  const int64_t block_size = cache_.shape().block_size, blocks = cache_.shape().num_blocks;
   Result<std::unique_ptr<ParallelDecoder>> p =
-      ParallelDecoder::create(*model_.decoder, options_.parallel, cache_.shape().block_size,
-                              cache_.shape().num_blocks, pool_threads(options_));
+      options_.world != nullptr
+          ? ParallelDecoder::create_distributed(*model_.decoder, options_.parallel, block_size,
+                                                blocks, engine_threads(options_), *options_.world)
+          : ParallelDecoder::create(*model_.decoder, options_.parallel, block_size, blocks,
+                                    engine_threads(options_));
   ALPA_CHECK(p.ok()) << p.status().to_string();
   parallel_ = std::move(*p);
 }
 
 Result<std::unique_ptr<Engine>> Engine::create(LoadedModel model, EngineOptions options) {
   ALPA_RETURN_IF_ERROR(check_parallel(model.decoder->config(), options.parallel));
+  if (options.world != nullptr && (options.world->num_processes() != options.parallel.devices() ||
+                                   options.world->process_index() != 0))
+    return invalid_argument(
+        cat("the job has ", options.world->num_processes(), " processes but the split (",
+            describe(options.parallel, model.decoder->config()), ") needs one per device"),
+        cat("start ", options.parallel.devices(), " processes (mpirun -np ",
+            options.parallel.devices(), "); the engine runs in process 0"));
   return std::make_unique<Engine>(std::move(model), options);
 }
 

@@ -50,7 +50,17 @@ struct EngineOptions {
   // Tensor parallelism and pipeline stages (parallel_decoder.h); kv_memory_mb is then per
   // device, and each device holds the cache of its own layers and heads.
   ParallelShape parallel;
+  // One device per process of this world (Open MPI: `alpa serve --backend mpi`): the engine
+  // runs in process 0, the others follow its steps (ParallelDecoder::follow). Null: threads.
+  World* world = nullptr;
 };
+
+// The engine's KV cache: blocks of block_size positions, as many as kv_memory_mb holds (on the
+// device that holds the most) unless num_blocks is given. Every process of a distributed engine
+// computes the same.
+KvCacheShape engine_cache_shape(const DecoderConfig& config, const EngineOptions& options);
+// The threads of the engine's pool: options.threads, or all cores.
+int engine_threads(const EngineOptions& options);
 
 struct TokenEvent {
   int32_t token = 0;

@@ -1,6 +1,7 @@
 #include "alpa/serve/parallel_decoder.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "alpa/runtime/blas.h"
 #include "alpa/support/check.h"
@@ -89,10 +90,37 @@ struct ParallelDecoder::Device {
   std::vector<float> x, logits;
 };
 
-ParallelDecoder::ParallelDecoder(const ParallelShape& shape, int micro_batches)
-    : shape_(shape), micro_batches_(std::max(1, micro_batches)), world_(shape.devices(), 600) {}
+ParallelDecoder::ParallelDecoder(const ParallelShape& shape, int micro_batches, World* world)
+    : shape_(shape), micro_batches_(std::max(1, micro_batches)), world_(world) {
+  if (world_ == nullptr) {
+    threads_ = std::make_unique<ThreadWorld>(shape.devices(), 600);
+    world_ = threads_.get();
+  }
+  distributed_ = threads_ == nullptr;
+  devices_.resize(static_cast<size_t>(shape.devices()));
+}
 
-ParallelDecoder::~ParallelDecoder() = default;
+ParallelDecoder::~ParallelDecoder() {
+  if (distributed_ && world_->process_index() == 0) {
+    std::string stop;  // empty: no more steps
+    (void)world_->broadcast_bytes(stop, 0);
+  }
+}
+
+Status ParallelDecoder::add_device(const Decoder& whole, int rank, int64_t block_size,
+                                   int64_t num_blocks, int threads) {
+  const int stage = rank / shape_.tensor, shard = rank % shape_.tensor;
+  auto d = std::make_unique<Device>();
+  const auto [first, last] =
+      stage_layers(whole.config(), shape_.stages)[static_cast<size_t>(stage)];
+  ALPA_ASSIGN_OR_RETURN(d->part, whole.shard(first, last, shard, shape_.tensor));
+  d->cache = std::make_unique<KvCache>(d->part.cache_shape(block_size, num_blocks));
+  d->pool = std::make_unique<ThreadPool>(threads);
+  d->peers.comm = &world_->comm(rank);
+  for (int t = 0; t < shape_.tensor; ++t) d->peers.group.push_back(stage * shape_.tensor + t);
+  devices_[static_cast<size_t>(rank)] = std::move(d);
+  return Status();
+}
 
 Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const Decoder& whole,
                                                                  const ParallelShape& shape,
@@ -100,23 +128,86 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const Decoder& 
                                                                  int64_t num_blocks, int threads,
                                                                  int micro_batches) {
   ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
-  std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches));
+  std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, nullptr));
   const int per_device = std::max(1, threads / shape.devices());
   set_blas_threads(per_device);
-  const auto layers = stage_layers(whole.config(), shape.stages);
-  for (int rank = 0; rank < shape.devices(); ++rank) {
-    const int stage = rank / shape.tensor, shard = rank % shape.tensor;
-    auto d = std::make_unique<Device>();
-    const auto [first, last] = layers[static_cast<size_t>(stage)];
-    ALPA_ASSIGN_OR_RETURN(d->part, whole.shard(first, last, shard, shape.tensor));
-    d->cache = std::make_unique<KvCache>(d->part.cache_shape(block_size, num_blocks));
-    d->pool = std::make_unique<ThreadPool>(per_device);
-    d->peers.comm = &p->world_.comm(rank);
-    for (int t = 0; t < shape.tensor; ++t) d->peers.group.push_back(stage * shape.tensor + t);
-    p->devices_.push_back(std::move(d));
-  }
+  for (int rank = 0; rank < shape.devices(); ++rank)
+    ALPA_RETURN_IF_ERROR(p->add_device(whole, rank, block_size, num_blocks, per_device));
   return p;
 }
+
+Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create_distributed(
+    const Decoder& whole, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
+    int threads, World& world, int micro_batches) {
+  ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
+  if (world.size() != shape.devices() || world.num_processes() != world.size())
+    return invalid_argument(
+        cat("the job has ", world.num_processes(), " processes but the split (",
+            describe(shape, whole.config()), ") needs one per device"),
+        cat("start ", shape.devices(), " processes (mpirun -np ", shape.devices(), ")"));
+  std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, &world));
+  const int rank = world.process_index();
+  set_blas_threads(std::max(1, threads));
+  ALPA_RETURN_IF_ERROR(p->add_device(whole, rank, block_size, num_blocks, std::max(1, threads)));
+  return p;
+}
+
+namespace {
+
+// A step's chunks as process 0 sends them: [chunks, then per chunk count, start, all_logits,
+// table length, the tokens, the table].
+std::string pack_chunks(const std::vector<SequenceChunk>& chunks) {
+  std::vector<int64_t> w{static_cast<int64_t>(chunks.size())};
+  for (const SequenceChunk& ch : chunks) {
+    const int64_t blocks = ch.table ? static_cast<int64_t>(ch.table->size()) : 0;
+    w.insert(w.end(), {ch.count, ch.start, ch.all_logits ? 1 : 0, blocks});
+    w.insert(w.end(), ch.tokens, ch.tokens + ch.count);
+    if (ch.table) w.insert(w.end(), ch.table->begin(), ch.table->end());
+  }
+  return std::string(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(int64_t));
+}
+
+// The chunks of a packed step; their tokens and tables point into `tokens` and `tables`.
+Result<std::vector<SequenceChunk>> unpack_chunks(const std::string& bytes,
+                                                 std::vector<std::vector<int32_t>>& tokens,
+                                                 std::vector<BlockTable>& tables) {
+  if (bytes.size() % sizeof(int64_t) != 0) return internal_error("a step message is truncated");
+  std::vector<int64_t> w(bytes.size() / sizeof(int64_t));
+  std::memcpy(w.data(), bytes.data(), bytes.size());
+  size_t at = 0;
+  auto take = [&](size_t n) -> Result<size_t> {
+    if (n > w.size() - at) return internal_error("a step message is truncated");
+    at += n;
+    return at - n;
+  };
+  ALPA_ASSIGN_OR_RETURN(size_t head, take(1));
+  const int64_t n = w[head];
+  if (n < 0 || n > static_cast<int64_t>(w.size())) return internal_error("a bad step message");
+  tokens.assign(static_cast<size_t>(n), {});
+  tables.assign(static_cast<size_t>(n), {});
+  std::vector<SequenceChunk> chunks(static_cast<size_t>(n));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    ALPA_ASSIGN_OR_RETURN(size_t h, take(4));
+    const int64_t count = w[h], blocks = w[h + 3];
+    if (count < 0 || blocks < 0) return internal_error("a bad step message");
+    ALPA_ASSIGN_OR_RETURN(size_t t, take(static_cast<size_t>(count)));
+    tokens[i].assign(w.begin() + static_cast<ptrdiff_t>(t),
+                     w.begin() + static_cast<ptrdiff_t>(t + static_cast<size_t>(count)));
+    ALPA_ASSIGN_OR_RETURN(size_t b, take(static_cast<size_t>(blocks)));
+    tables[i].assign(w.begin() + static_cast<ptrdiff_t>(b),
+                     w.begin() + static_cast<ptrdiff_t>(b + static_cast<size_t>(blocks)));
+    chunks[i] = {tokens[i].data(), count, w[h + 1], &tables[i], w[h + 2] != 0};
+  }
+  return chunks;
+}
+
+int64_t logits_rows(const std::vector<SequenceChunk>& chunks) {
+  int64_t rows = 0;
+  for (const SequenceChunk& ch : chunks) rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
+  return rows;
+}
+
+}  // namespace
 
 Status ParallelDecoder::run_device(int rank, Communicator& comm,
                                    const std::vector<SequenceChunk>& chunks,
@@ -153,11 +244,41 @@ Status ParallelDecoder::run_device(int rank, Communicator& comm,
 
 Status ParallelDecoder::forward(const std::vector<SequenceChunk>& chunks,
                                 std::vector<float>& logits) {
-  int64_t rows = 0;
-  for (const SequenceChunk& ch : chunks) rows += ch.all_logits ? ch.count : (ch.count > 0 ? 1 : 0);
-  logits.resize(static_cast<size_t>(rows * devices_.front()->part.config().vocab));
-  return world_.run(
-      [&](int rank, Communicator& comm) { return run_device(rank, comm, chunks, logits); });
+  const int64_t V =
+      devices_[static_cast<size_t>(world_->local_ranks().front())]->part.config().vocab;
+  logits.resize(static_cast<size_t>(logits_rows(chunks) * V));
+  if (!distributed_)
+    return world_->run(
+        [&](int rank, Communicator& comm) { return run_device(rank, comm, chunks, logits); });
+  ALPA_CHECK(world_->process_index() == 0) << "forward is driven by process 0";
+  std::string step = pack_chunks(chunks);
+  ALPA_RETURN_IF_ERROR(world_->broadcast_bytes(step, 0));
+  ALPA_RETURN_IF_ERROR(run_device(0, world_->comm(0), chunks, logits));
+  if (logits_rank() != 0)
+    ALPA_RETURN_IF_ERROR(
+        world_->comm(0).recv(logits.data(), static_cast<int64_t>(logits.size()), logits_rank(), 1));
+  return Status();
+}
+
+Status ParallelDecoder::follow() {
+  const int rank = world_->process_index();
+  ALPA_CHECK(distributed_ && rank != 0) << "follow() is for the processes process 0 drives";
+  Device& d = *devices_[static_cast<size_t>(rank)];
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<BlockTable> tables;
+  std::vector<float> logits;
+  for (;;) {
+    std::string step;
+    world_->set_next_wait_limit(1e8);  // idle between requests for as long as it takes
+    ALPA_RETURN_IF_ERROR(world_->broadcast_bytes(step, 0));
+    if (step.empty()) return Status();
+    ALPA_ASSIGN_OR_RETURN(std::vector<SequenceChunk> chunks, unpack_chunks(step, tokens, tables));
+    logits.resize(static_cast<size_t>(logits_rows(chunks) * d.part.config().vocab));
+    ALPA_RETURN_IF_ERROR(run_device(rank, world_->comm(rank), chunks, logits));
+    if (rank == logits_rank())
+      ALPA_RETURN_IF_ERROR(
+          world_->comm(rank).send(logits.data(), static_cast<int64_t>(logits.size()), 0, 1));
+  }
 }
 
 }  // namespace alpa::serve

@@ -17,6 +17,12 @@
 // (stage 0 starts the second while stage 1 runs the first), so stages overlap within a step.
 // Numbers: pipelining runs the same operations as one device; tensor parallelism sums the
 // projections' partial products in another order (equal within float rounding).
+//
+// Across processes (create_distributed, a World of one rank per process: Open MPI) each
+// process holds its own device's part only. Process 0 drives: every forward broadcasts the
+// step's chunks (tokens, positions, block tables) to the others, which wait for them in
+// follow(); the logits come back to process 0 from the last stage's first shard. The devices
+// run the same code as on threads, so the numbers are the same bits.
 #pragma once
 
 #include <memory>
@@ -25,6 +31,7 @@
 #include <vector>
 
 #include "alpa/runtime/threads_communicator.h"
+#include "alpa/runtime/world.h"
 #include "alpa/serve/decoder.h"
 
 namespace alpa::serve {
@@ -60,22 +67,38 @@ class ParallelDecoder {
                                                          const ParallelShape& shape,
                                                          int64_t block_size, int64_t num_blocks,
                                                          int threads, int micro_batches = 2);
+  // One device per process of `world` (its size must be shape.devices()); this process gets
+  // device world.process_index(). The same call on every process, with the same arguments.
+  static Result<std::unique_ptr<ParallelDecoder>> create_distributed(
+      const Decoder& whole, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
+      int threads, World& world, int micro_batches = 2);
+  // Process 0 of a distributed decoder: releases the other processes from follow().
   ~ParallelDecoder();
 
   const ParallelShape& shape() const { return shape_; }
   // As Decoder::forward; the chunks' tables index every device's cache.
+  // Distributed: process 0 only.
   Status forward(const std::vector<SequenceChunk>& chunks, std::vector<float>& logits);
+  // Distributed, processes other than 0: runs this device's part of every step process 0
+  // drives, until it is destroyed (or a step fails: the error).
+  Status follow();
 
  private:
   struct Device;
-  ParallelDecoder(const ParallelShape& shape, int micro_batches);
+  ParallelDecoder(const ParallelShape& shape, int micro_batches, World* world);
+  Status add_device(const Decoder& whole, int rank, int64_t block_size, int64_t num_blocks,
+                    int threads);
   Status run_device(int rank, Communicator& comm, const std::vector<SequenceChunk>& chunks,
                     std::vector<float>& logits);
+  // Distributed: the rank whose logits process 0 returns (the last stage's shard 0).
+  int logits_rank() const { return (shape_.stages - 1) * shape_.tensor; }
 
   ParallelShape shape_;
   int micro_batches_ = 2;
-  ThreadWorld world_;
-  std::vector<std::unique_ptr<Device>> devices_;
+  std::unique_ptr<ThreadWorld> threads_;  // null when distributed
+  World* world_ = nullptr;                // threads_ or the distributed world
+  bool distributed_ = false;
+  std::vector<std::unique_ptr<Device>> devices_;  // by rank; distributed: this process's only
 };
 
 }  // namespace alpa::serve
