@@ -81,6 +81,35 @@ TEST(StagePlanner, GptTinyOnFourDevicesWithMicroBatchSearch) {
   }
 }
 
+// Stage candidates solved side by side on threads give the plan one thread gives, with the
+// same number of intra-op solves (a solve made ahead is not counted as reused).
+TEST(StagePlanner, SolvesSideBySideGiveTheSamePlan) {
+  ModelSpec spec = resolve_model("wresnet", "tiny", {}).value();
+  PipelinePlannerOptions o;
+  o.micro_batches = 4;
+  o.batch = spec.batch;
+  o.imbalance_tolerance = 100;
+  o.threads = 1;
+  o.solve_threads = 1;
+  Result<PipelinePlan> one = plan_pipeline(spec, {}, local(4), o);
+  ASSERT_TRUE(one.ok()) << one.status().to_string();
+  o.solve_threads = 3;
+  Result<PipelinePlan> three = plan_pipeline(spec, {}, local(4), o);
+  ASSERT_TRUE(three.ok()) << three.status().to_string();
+  EXPECT_EQ(one->predicted_step_time_s, three->predicted_step_time_s);
+  ASSERT_EQ(one->stages.size(), three->stages.size());
+  for (size_t s = 0; s < one->stages.size(); ++s) {
+    EXPECT_EQ(one->stages[s].first_layer, three->stages[s].first_layer) << s;
+    EXPECT_EQ(one->stages[s].last_layer, three->stages[s].last_layer) << s;
+    EXPECT_EQ(one->stages[s].submesh.to_string(), three->stages[s].submesh.to_string()) << s;
+    EXPECT_EQ(one->stages[s].time_s, three->stages[s].time_s) << s;
+  }
+  EXPECT_EQ(one->candidates, three->candidates);
+  EXPECT_EQ(one->intra_solves, three->intra_solves);
+  EXPECT_EQ(one->cache_hits, three->cache_hits);
+  EXPECT_GT(one->intra_solves, 4);
+}
+
 TEST(StagePlanner, PlanSpacesOfTheAblations) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   PipelinePlannerOptions o;

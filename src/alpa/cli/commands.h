@@ -84,6 +84,7 @@ struct ParallelFlags {
   double stage_imbalance = -1;
   std::string space = "full";  // plan space: full, intra-only, inter-only
   std::string remat = "auto";  // recomputation per stage: auto, none, selective, full
+  int plan_threads = 0;        // threads for one count's stage solves (0: the cores left)
   // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
   // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
   // command's default (plan, simulate: simulation; train, compile: planner).

@@ -251,6 +251,13 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "pipeline parallelism alone), the paper's ablations")
       ->check(CLI::IsMember({"full", "intra-only", "inter-only"}))
       ->group(p);
+  app.add_option("--plan-threads", f.plan_threads,
+                 "Threads the pipeline planner solves one micro-batch count's stage candidates on "
+                 "(0: the cores the counts planned side by side leave; 1: one at a time). The "
+                 "plan does not depend on it unless stage ILPs reach their time limit (CBC counts "
+                 "the process's CPU time)")
+      ->check(CLI::Range(0, 256))
+      ->group(p);
   app.add_option("--remat", f.remat,
                  "Recomputation of activations per pipeline stage: auto (default: the planner "
                  "recomputes only where a stage would not fit, choosing the faster of selective "
@@ -438,6 +445,7 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
     o.planner.imbalance_tolerance =
         f.stage_imbalance >= 0 ? pipe.imbalance_tolerance : default_stage_imbalance(spec);
     o.planner.space = pipe.space;
+    o.planner.solve_threads = f.plan_threads;
     o.planner.remat = pipe.remat;
     if (!f.choose.empty()) o.check_by_simulation = f.choose == "simulation";
     s.cluster = pipe.cluster;

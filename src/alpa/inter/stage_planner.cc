@@ -801,8 +801,11 @@ class FixedPlanner {
     for (int l = 0; l < L_; ++l) prefix_[l + 1] = prefix_[l] + plan_.layers.layer_flops[l];
     layer_hash_ = layer_hashes(ops_, plan_.layers, step_hashes_, step_.graph);
     for (int n = 1; n <= L_; ++n) {
+      std::vector<std::vector<int>> ids;
+      for (int l = 0; l + n - 1 < L_; ++l) ids.push_back(configs_for(l, l + n - 1));
+      ALPA_RETURN_IF_ERROR(solve_side_by_side(n, ids));
       for (int l = 0; l + n - 1 < L_; ++l)
-        for (int k : configs_for(l, l + n - 1))
+        for (int k : ids[static_cast<size_t>(l)])
           ALPA_RETURN_IF_ERROR(cost_candidate(l, l + n - 1, k));
       if (cancel_ != nullptr && cancel_->load())
         return failed_precondition("planning of this micro-batch count was abandoned");
@@ -812,6 +815,68 @@ class FixedPlanner {
                         plan_.extrapolated, " extrapolated)"));
     }
     return ok_status();
+  }
+
+  // The intra-op solves the candidates of length n will need without a budget (those not
+  // extrapolated from repeated layers, not cached), solved on `o_.solve_threads` threads into
+  // the cache before the candidates are costed in order, so the plan is the one a single
+  // thread finds. Stage graphs are built here, in order; only the ILPs run side by side.
+  Status solve_side_by_side(int n, const std::vector<std::vector<int>>& ids) {
+    const int threads = std::max(1, o_.solve_threads);
+    if (threads <= 1) return ok_status();
+    struct Job {
+      std::shared_ptr<const StageGraph> graph;
+      MeshLinks mesh;
+      AutoShardingOptions options;
+      SubmeshShape submesh;
+      uint64_t key = 0;
+      StageCost cost;
+      int solves = 0;
+    };
+    std::vector<Job> jobs;
+    std::set<uint64_t> queued;
+    for (int l = 0; l + n - 1 < L_; ++l) {
+      const int r = l + n - 1;
+      if (run_key(l, r) != 0 && r - l - 1 >= 4 && o_.extrapolate_repeated_layers) continue;
+      for (int k : ids[static_cast<size_t>(l)]) {
+        const MeshConfig& c = configs_[static_cast<size_t>(k)];
+        Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
+        if (!mesh.ok()) continue;
+        ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(l, r));
+        const uint64_t key = hash_combine(rg.hash, config_key(c));
+        if (cache_.base.count(key) || !queued.insert(key).second) continue;
+        jobs.push_back({rg.graph, std::move(*mesh), candidate_options(o_, c.logical), c.submesh,
+                        key, StageCost{}, 0});
+      }
+    }
+    if (jobs.size() < 2) return ok_status();
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t j = next++; j < jobs.size(); j = next++) {
+        if (cancel_ != nullptr && cancel_->load()) return;
+        Job& job = jobs[j];
+        job.cost = solve_stage(*job.graph, job.mesh, cluster_, job.submesh, job.options, B_, 0,
+                               o_.include_transfer_cost, &job.solves);
+        job.cost.plan = ShardingPlan{};  // as solve_range keeps it
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < std::min<int>(threads, static_cast<int>(jobs.size())); ++t)
+      pool.emplace_back(work);
+    work();
+    for (std::thread& t : pool) t.join();
+    for (Job& job : jobs) {
+      if (job.solves == 0) continue;  // abandoned
+      plan_.intra_solves += job.solves;
+      cache_.base.emplace(job.key, std::move(job.cost));
+      solved_ahead_.insert(job.key);
+    }
+    return ok_status();
+  }
+
+  static uint64_t config_key(const MeshConfig& c) {
+    return hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|", c.logical.batch_axis,
+                           "|", c.submesh.to_string()));
   }
 
   // Repeated layers: first layer, k copies of one layer, last layer. The key of [l, r]'s run
@@ -832,9 +897,7 @@ class FixedPlanner {
   Status cost_candidate(int l, int r, int k) {
     const MeshConfig& c = configs_[static_cast<size_t>(k)];
     ++plan_.candidates;
-    Candidate cand{l, r, c, run_key(l, r),
-                   hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|",
-                                   c.logical.batch_axis, "|", c.submesh.to_string()))};
+    Candidate cand{l, r, c, run_key(l, r), config_key(c)};
     Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
     if (!mesh.ok()) return ok_status();
     cand.mesh = &*mesh;
@@ -924,7 +987,8 @@ class FixedPlanner {
     const uint64_t tkey = budget > 0 ? hash_combine(key, static_cast<uint64_t>(budget)) : key;
     auto it = table.find(tkey);
     if (it != table.end()) {
-      ++plan_.cache_hits;
+      // A solve made ahead for this candidate is its own solve, not a reuse.
+      if (budget > 0 || solved_ahead_.erase(tkey) == 0) ++plan_.cache_hits;
       return &it->second;
     }
     StageCost sc = solve_stage(*rg.graph, *c.mesh, cluster_, c.config.submesh, *c.options, B_,
@@ -1055,6 +1119,7 @@ class FixedPlanner {
   int too_large_ = 0;  // candidates left out because they do not fit in memory
   double least_excess_ = std::numeric_limits<double>::infinity();  // their bytes over, least
   std::map<std::pair<int, int>, RangeGraph> graphs_;
+  std::set<uint64_t> solved_ahead_;  // base-cache keys solve_side_by_side filled, not yet used
 };
 
 Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
@@ -1153,6 +1218,12 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
                           : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
   std::mutex progress_mutex;
   PipelinePlannerOptions threaded = options;
+  // Each count's stage solves share the cores the counts side by side leave.
+  if (threaded.solve_threads <= 0) {
+    const int counts = std::max(1, std::min<int>(workers, static_cast<int>(candidates.size())));
+    threaded.solve_threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / counts);
+  }
   if (options.progress)
     threaded.progress = [&](const std::string& line) {
       std::lock_guard<std::mutex> lock(progress_mutex);

@@ -89,6 +89,11 @@ struct PipelinePlannerOptions {
   bool explain_no_fit = true;
   // Micro-batch counts planned at once, each on a thread (0: the hardware's, at most 4).
   int threads = 0;
+  // Intra-op solves of one micro-batch count's stage candidates run side by side on this many
+  // threads (0: the cores the counts planned side by side leave; 1: one at a time). The plan
+  // does not depend on it, unless ILPs reach their time limit: CBC counts the process's CPU
+  // time, so solves side by side reach it sooner (as counts side by side already do).
+  int solve_threads = 0;
   // Called with a line of progress now and then (long plans), if set.
   std::function<void(const std::string&)> progress;
 };
