@@ -5,7 +5,8 @@
   stages in 2 processes answers /v1/completions with the text and log-probabilities of one
   device (`alpa generate`, greedy), and /metrics reports the split.
 - SIGUSR1 to mpirun (which forwards it) while a long streamed request runs: the request
-  finishes (finish_reason "length", [DONE]) and every process exits 0.
+  finishes (finish_reason "length", [DONE]) and every process exits 0. Without a split flag
+  the processes form a 1xN mesh.
 - A job whose process count does not match the split, and --backend mpi outside mpirun, are
   refused with errors that say what to run.
 
@@ -62,7 +63,8 @@ if one.returncode != 0:
     fail(f"alpa generate: {one.stderr[-500:]}")
 want = json.loads(one.stdout)["choices"][0]
 
-for split, metric in ((["--mesh", "1x2"], "alpa_tensor_parallel_devices 2"),
+# No split flag: every process a shard of a 1x2 mesh (the default under --backend mpi).
+for split, metric in (([], "alpa_tensor_parallel_devices 2"),
                       (["--pipeline", "2"], "alpa_pipeline_stages 2")):
     p, port, banner = start(split)
     try:
@@ -77,9 +79,9 @@ for split, metric in ((["--mesh", "1x2"], "alpa_tensor_parallel_devices 2"),
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
         if metric not in metrics.decode():
             fail(f"{split}: /metrics lacks {metric!r}")
-        print(f"{' '.join(split)}: {banner.strip()}; {TOKENS} tokens equal one device "
+        print(f"{' '.join(split) or '(default)'}: {banner.strip()}; {TOKENS} tokens equal one device "
               f"(log-probabilities within {worst:.1e})")
-        if split[0] == "--mesh":
+        if not split:
             # Drain: SIGUSR1 after the first streamed token; the request still completes.
             r = post(port, {"prompt": "x", "max_tokens": 1500, "ignore_eos": True,
                             "stream": True})
@@ -105,7 +107,7 @@ for split, metric in ((["--mesh", "1x2"], "alpa_tensor_parallel_devices 2"),
         err = p.stderr.read()
         if code != 0:
             fail(f"{split}: mpirun exited {code}: {err[-800:]}")
-        drained = "draining 1 requests in flight" if split[0] == "--mesh" else "draining"
+        drained = "draining 1 requests in flight" if not split else "draining"
         if drained not in err:
             fail(f"{split}: no {drained!r} message: {err[-500:]}")
     finally:

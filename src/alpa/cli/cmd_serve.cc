@@ -59,7 +59,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
   add_serve_parallel_options(cmd, s.parallel);
   cmd->add_option("--backend", s.backend,
                   "threads (one process, a thread per device) or mpi (one device per process: "
-                  "mpirun -np N alpa serve --backend mpi --mesh 1xN ...; process 0 serves HTTP "
+                  "mpirun -np N alpa serve --backend mpi [--mesh 1xN | --pipeline S ...], a "
+                  "1xN mesh when no split is given; process 0 serves HTTP "
                   "and drives the others' steps; SIGUSR1 to mpirun, which forwards it, or SIGTERM "
                   "to process 0 drains, then every process exits; SIGTERM to mpirun ends the "
                   "job at once)")
@@ -104,7 +105,8 @@ int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostr
 
 }  // namespace
 
-int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
+int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
+  ServeFlags s = given;
   using namespace serve;
   // SIGTERM and SIGINT are caught by a handler that writes the signal's number to a pipe, read
   // by one waiter thread. A handler, not a blocked mask and sigwait: threads that libraries start
@@ -134,6 +136,10 @@ int run_serve(const ServeFlags& s, std::ostream& out, std::ostream& err) {
     Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(s.timeout_s);
     if (!w.ok()) return report_error(w.status(), false, out, err);
     world = std::move(w).value();
+    // No split asked for: every process a tensor-parallel shard (mesh 1xN), as alpa train.
+    ServeParallelFlags& p = s.parallel;
+    if (p.mesh.empty() && p.pipeline == 1 && p.devices == 0 && world->num_processes() > 1)
+      p.mesh = cat("1x", world->num_processes());
     if (world->process_index() != 0) return follow_serve(s, *world, out, err);
   }
   Result<LoadedModel> model = load_model_dir(s.model);
