@@ -11,21 +11,13 @@
 #include "alpa/cli/commands.h"
 #include "alpa/models/registry.h"
 #include "alpa/plan/plan.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-};
-
-template <typename Flags, typename Fn>
-CmdRun run(Fn fn, const Flags& flags) {
-  std::ostringstream out, err;
-  const int code = fn(flags, out, err);
-  return {code, out.str(), err.str()};
-}
+using test_support::CmdRun;
+using test_support::run;
 
 TEST(TrainCommand, JsonHasLossesAndThroughput) {
   TrainFlags f;

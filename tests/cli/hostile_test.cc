@@ -11,19 +11,15 @@
 #include "alpa/cli/commands.h"
 #include "alpa/cli/trainer.h"
 #include "alpa/models/registry.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-};
+using test_support::CmdRun;
 
 CmdRun train(const TrainFlags& f) {
-  std::ostringstream out, err;
-  const int code = run_train(f, out, err);
-  return {code, out.str(), err.str()};
+  return test_support::run(run_train, f);
 }
 
 TEST(Hostile, OversizedModelsAreRefusedWithTheMemoryTheyNeed) {

@@ -13,6 +13,7 @@
 #include "alpa/cli/commands.h"
 #include "alpa/data/token_dataset.h"
 #include "alpa/support/files.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
@@ -87,14 +88,9 @@ TEST(TokenDataset, DamagedDatasetsAreRefusedNamingTheFile) {
   EXPECT_FALSE(TokenDataset::open(fresh("ds_none")).ok());
 }
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-};
-CmdRun train(TrainFlags f) {
-  std::ostringstream out, err;
-  const int code = run_train(f, out, err);
-  return {code, out.str(), err.str()};
+using test_support::CmdRun;
+CmdRun train(const TrainFlags& f) {
+  return test_support::run(run_train, f);
 }
 
 std::vector<double> losses_of(const CmdRun& r) {

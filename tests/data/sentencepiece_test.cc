@@ -21,6 +21,7 @@
 #include "alpa/cli/commands.h"
 #include "alpa/data/sentencepiece_tokenizer.h"
 #include "alpa/data/token_dataset.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
@@ -315,10 +316,7 @@ TEST(SentencePiece, DamagedModelsNeverCrash) {
   EXPECT_GT(refused, 0);
 }
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-};
+using test_support::CmdRun;
 CmdRun prepare(const std::string& tokenizer, const std::string& out_dir,
                const std::vector<std::string>& files) {
   DataPrepareFlags f;
@@ -326,9 +324,7 @@ CmdRun prepare(const std::string& tokenizer, const std::string& out_dir,
   f.out = out_dir;
   f.files = files;
   f.json = true;
-  std::ostringstream out, err;
-  const int code = run_data_prepare(f, out, err);
-  return {code, out.str(), err.str()};
+  return test_support::run(run_data_prepare, f);
 }
 
 TEST(SentencePieceDataset, PrepareWritesTheModelsVocabularyAndEos) {

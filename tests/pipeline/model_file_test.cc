@@ -19,6 +19,7 @@
 #include "alpa/support/files.h"
 #include "pipeline/manual_stages.h"
 #include "spmd/spmd_test_util.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
@@ -280,17 +281,8 @@ TEST(ModelFileBatch, PlannerSearchesMicroBatchesAndSaysWhy) {
   }
 }
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-};
-
-template <typename Flags, typename Fn>
-CmdRun run(Fn fn, const Flags& flags) {
-  std::ostringstream out, err;
-  const int code = fn(flags, out, err);
-  return {code, out.str(), err.str()};
-}
+using test_support::CmdRun;
+using test_support::run;
 
 TrainFlags train_flags(const std::string& model) {
   TrainFlags t;

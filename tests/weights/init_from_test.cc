@@ -14,24 +14,15 @@
 #include "alpa/cli/gpt2_weights.h"
 #include "alpa/data/safetensors.h"
 #include "alpa/support/files.h"
+#include "support/cmd_run.h"
 
 namespace alpa {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CmdRun {
-  int code;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-template <typename Flags, typename Fn>
-CmdRun run(Fn fn, const Flags& flags) {
-  std::ostringstream out, err;
-  const int code = fn(flags, out, err);
-  return {code, out.str(), err.str()};
-}
+using test_support::CmdRun;
+using test_support::run;
 
 std::string temp_dir(const std::string& name) {
   // Per process: ctest runs this binary's tests side by side.
