@@ -837,7 +837,7 @@ class FixedPlanner {
     std::set<uint64_t> queued;
     for (int l = 0; l + n - 1 < L_; ++l) {
       const int r = l + n - 1;
-      if (run_key(l, r) != 0 && r - l - 1 >= 4 && o_.extrapolate_repeated_layers) continue;
+      if (may_extrapolate(run_key(l, r), l, r)) continue;
       for (int k : ids[static_cast<size_t>(l)]) {
         const MeshConfig& c = configs_[static_cast<size_t>(k)];
         Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
@@ -874,6 +874,12 @@ class FixedPlanner {
     return ok_status();
   }
 
+  // Whether [l, r] with this run key is costed from its runs of 2 and 3 repeated layers
+  // (when those are solved) rather than solved itself.
+  bool may_extrapolate(uint64_t run_key, int l, int r) const {
+    return run_key != 0 && r - l - 1 >= 4 && o_.extrapolate_repeated_layers;
+  }
+
   static uint64_t config_key(const MeshConfig& c) {
     return hash_string(cat(c.logical.shape[0], "x", c.logical.shape[1], "|", c.logical.batch_axis,
                            "|", c.submesh.to_string()));
@@ -907,7 +913,7 @@ class FixedPlanner {
     const StageCost* cost = nullptr;
     const CostCache::Exemplar* run2 = nullptr;
     const CostCache::Exemplar* run3 = nullptr;
-    if (cand.run_key != 0 && k_inner >= 4 && o_.extrapolate_repeated_layers) {
+    if (may_extrapolate(cand.run_key, l, r)) {
       ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e2, exemplar(cand, 2));
       ALPA_ASSIGN_OR_RETURN(const CostCache::Exemplar* e3, exemplar(cand, 3));
       if (e2 != nullptr && e3 != nullptr && e2->cost->solved && e3->cost->solved) {
