@@ -76,6 +76,19 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& s) {
 
 namespace {
 
+serve::EngineOptions engine_options(const ServeFlags& s, const serve::ParallelShape& shape) {
+  serve::EngineOptions o;
+  o.block_size = s.block_size;
+  o.kv_memory_mb = s.kv_memory_mb;
+  o.max_running = s.max_running;
+  o.max_step_tokens = s.max_step_tokens;
+  o.max_queue = s.max_queue;
+  o.static_batching = s.static_batching;
+  o.threads = s.threads;
+  o.parallel = shape;
+  return o;
+}
+
 // A process of an MPI job other than process 0: loads the same model, cuts its own device's
 // part and runs the steps process 0 drives until process 0 stops.
 int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostream& err) {
@@ -89,11 +102,8 @@ int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostr
   if (!model.ok()) return report_error(model.status(), false, out, err);
   Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
-  EngineOptions o;
-  o.block_size = s.block_size;
-  o.kv_memory_mb = s.kv_memory_mb;
-  o.threads = s.threads;
-  o.parallel = *shape;
+  // The same options as process 0's engine, so every device's cache has its blocks.
+  const EngineOptions o = engine_options(s, *shape);
   const KvCacheShape cache = engine_cache_shape(model->decoder->config(), o);
   Result<std::unique_ptr<ParallelDecoder>> part = ParallelDecoder::create_distributed(
       *model->decoder, *shape, cache.block_size, cache.num_blocks, engine_threads(o), world);
@@ -146,28 +156,10 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
   if (!model.ok()) return report_error(model.status(), false, out, err);
   Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
-  if (world && world->num_processes() != shape->devices())
-    return report_error(
-        invalid_argument(
-            cat("mpirun started ", world->num_processes(),
-                " processes but the "
-                "split (",
-                describe(*shape, model->decoder->config()), ") needs ", shape->devices()),
-            cat("use mpirun -np ", shape->devices(), ", or a split of ", world->num_processes(),
-                " devices (--mesh 1x", world->num_processes(), ")")),
-        false, out, err);
   if (model->chat_template == nullptr)
     err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
         << "\"User: ...\\nAssistant:\" (docs/chat_templates.md)" << std::endl;
-  EngineOptions o;
-  o.block_size = s.block_size;
-  o.kv_memory_mb = s.kv_memory_mb;
-  o.max_running = s.max_running;
-  o.max_step_tokens = s.max_step_tokens;
-  o.max_queue = s.max_queue;
-  o.static_batching = s.static_batching;
-  o.threads = s.threads;
-  o.parallel = *shape;
+  EngineOptions o = engine_options(s, *shape);
   o.world = world.get();
   Result<std::unique_ptr<Engine>> made = Engine::create(*model, o);
   if (!made.ok()) return report_error(made.status(), false, out, err);

@@ -89,13 +89,14 @@ Engine::Engine(LoadedModel model, EngineOptions options)
 
 Result<std::unique_ptr<Engine>> Engine::create(LoadedModel model, EngineOptions options) {
   ALPA_RETURN_IF_ERROR(check_parallel(model.decoder->config(), options.parallel));
-  if (options.world != nullptr && (options.world->num_processes() != options.parallel.devices() ||
-                                   options.world->process_index() != 0))
-    return invalid_argument(
-        cat("the job has ", options.world->num_processes(), " processes but the split (",
-            describe(options.parallel, model.decoder->config()), ") needs one per device"),
-        cat("start ", options.parallel.devices(), " processes (mpirun -np ",
-            options.parallel.devices(), "); the engine runs in process 0"));
+  if (options.world != nullptr) {
+    ALPA_RETURN_IF_ERROR(
+        check_distributed(model.decoder->config(), options.parallel, *options.world));
+    if (options.world->process_index() != 0)
+      return failed_precondition(
+          cat("the engine runs in process 0, not ", options.world->process_index()),
+          "the other processes follow its steps (ParallelDecoder::follow)");
+  }
   return std::make_unique<Engine>(std::move(model), options);
 }
 

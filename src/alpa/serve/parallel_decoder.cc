@@ -74,6 +74,15 @@ std::string describe(const ParallelShape& shape, const DecoderConfig& c) {
   return cat(out, "; ", shape.devices(), " devices");
 }
 
+Status check_distributed(const DecoderConfig& c, const ParallelShape& shape, const World& world) {
+  const int processes = world.num_processes();
+  if (world.size() == shape.devices() && processes == world.size()) return ok_status();
+  return invalid_argument(cat("mpirun started ", processes, " processes but the split (",
+                              describe(shape, c), ") needs ", shape.devices(), ", one per device"),
+                          cat("use mpirun -np ", shape.devices(), ", or a split of ", processes,
+                              " devices (--mesh 1x", processes, ")"));
+}
+
 int64_t device_block_bytes(const DecoderConfig& c, const ParallelShape& shape, int64_t block_size) {
   int64_t layers = 0;  // the largest stage's
   for (const auto& [first, last] : stage_layers(c, shape.stages))
@@ -96,12 +105,11 @@ ParallelDecoder::ParallelDecoder(const ParallelShape& shape, int micro_batches, 
     threads_ = std::make_unique<ThreadWorld>(shape.devices(), 600);
     world_ = threads_.get();
   }
-  distributed_ = threads_ == nullptr;
   devices_.resize(static_cast<size_t>(shape.devices()));
 }
 
 ParallelDecoder::~ParallelDecoder() {
-  if (distributed_ && world_->process_index() == 0) {
+  if (distributed() && world_->process_index() == 0) {
     std::string stop;  // empty: no more steps
     (void)world_->broadcast_bytes(stop, 0);
   }
@@ -140,11 +148,7 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create_distributed(
     const Decoder& whole, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
     int threads, World& world, int micro_batches) {
   ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
-  if (world.size() != shape.devices() || world.num_processes() != world.size())
-    return invalid_argument(
-        cat("the job has ", world.num_processes(), " processes but the split (",
-            describe(shape, whole.config()), ") needs one per device"),
-        cat("start ", shape.devices(), " processes (mpirun -np ", shape.devices(), ")"));
+  ALPA_RETURN_IF_ERROR(check_distributed(whole.config(), shape, world));
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, &world));
   const int rank = world.process_index();
   set_blas_threads(std::max(1, threads));
@@ -247,7 +251,7 @@ Status ParallelDecoder::forward(const std::vector<SequenceChunk>& chunks,
   const int64_t V =
       devices_[static_cast<size_t>(world_->local_ranks().front())]->part.config().vocab;
   logits.resize(static_cast<size_t>(logits_rows(chunks) * V));
-  if (!distributed_)
+  if (!distributed())
     return world_->run(
         [&](int rank, Communicator& comm) { return run_device(rank, comm, chunks, logits); });
   ALPA_CHECK(world_->process_index() == 0) << "forward is driven by process 0";
@@ -262,7 +266,7 @@ Status ParallelDecoder::forward(const std::vector<SequenceChunk>& chunks,
 
 Status ParallelDecoder::follow() {
   const int rank = world_->process_index();
-  ALPA_CHECK(distributed_ && rank != 0) << "follow() is for the processes process 0 drives";
+  ALPA_CHECK(distributed() && rank != 0) << "follow() is for the processes process 0 drives";
   Device& d = *devices_[static_cast<size_t>(rank)];
   std::vector<std::vector<int32_t>> tokens;
   std::vector<BlockTable> tables;

@@ -55,6 +55,10 @@ Status check_parallel(const DecoderConfig& config, const ParallelShape& shape);
 // "one device", "tensor parallel over 2 devices (mesh 1x2)", "2 pipeline stages (layers
 // 0-5 | 6-11)", or both.
 std::string describe(const ParallelShape& shape, const DecoderConfig& config);
+// OK when `world` has one process per device of `shape` (a distributed decoder); else an
+// error naming both counts and the two ways to make them agree.
+Status check_distributed(const DecoderConfig& config, const ParallelShape& shape,
+                         const World& world);
 // Bytes of one KV cache block on the device that holds the most.
 int64_t device_block_bytes(const DecoderConfig& config, const ParallelShape& shape,
                            int64_t block_size);
@@ -92,12 +96,12 @@ class ParallelDecoder {
                     std::vector<float>& logits);
   // Distributed: the rank whose logits process 0 returns (the last stage's shard 0).
   int logits_rank() const { return (shape_.stages - 1) * shape_.tensor; }
+  bool distributed() const { return threads_ == nullptr; }
 
   ParallelShape shape_;
   int micro_batches_ = 2;
-  std::unique_ptr<ThreadWorld> threads_;  // null when distributed
-  World* world_ = nullptr;                // threads_ or the distributed world
-  bool distributed_ = false;
+  std::unique_ptr<ThreadWorld> threads_;          // null when distributed
+  World* world_ = nullptr;                        // threads_ or the distributed world
   std::vector<std::unique_ptr<Device>> devices_;  // by rank; distributed: this process's only
 };
 
