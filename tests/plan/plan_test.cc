@@ -215,6 +215,8 @@ TEST(PipelinePlanFile, JsonRoundTripKeepsStages) {
   a.first_device = 2;
   a.layouts["%wte"] = ShardingSpec::parse("S1R").value();
   a.time_s = 0.25;
+  a.remat = RematMode::kFull;
+  b.remat = RematMode::kSelective;
   b.first_layer = 1;
   b.last_layer = 2;
   b.logical.shape = {2, 1};
@@ -239,6 +241,7 @@ TEST(PipelinePlanFile, JsonRoundTripKeepsStages) {
     EXPECT_EQ(again.stages[s].logical.batch_axis, pp.stages[s].logical.batch_axis);
     EXPECT_EQ(again.stages[s].first_device, pp.stages[s].first_device);
     EXPECT_EQ(again.stages[s].layouts, pp.stages[s].layouts);
+    EXPECT_EQ(again.stages[s].remat, pp.stages[s].remat);
   }
   EXPECT_EQ(again.micro_batches, 4);
   EXPECT_EQ(again.layers.num_layers, 3);
@@ -345,6 +348,12 @@ TEST(PipelinePlanFile, MalformedStagesNameTheProblem) {
       {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "devices": 3}]})",
        "stage 0: unknown field \"devices\""},
       {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "batch_axis": 2}]})", "\"batch_axis\""},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "remat": "auto"}]})",
+       "stage 0: \"remat\" must be \"none\", \"selective\" or \"full\", got \"auto\""},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "remat": 2}]})",
+       "stage 0: \"remat\" must be"},
+      {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "remat": "partial"}]})",
+       "stage 0: \"remat\" must be"},
       {R"({"stages": [{"layers": [0, 0], "mesh": [1, 1], "layouts": {"%w": "S9"}}]})",
        "layout of \"%w\""},
       {R"({"pipeline": {"devices": 1}, "stages": [{"layers": [0, 0], "mesh": [1, 2]}]})",

@@ -233,6 +233,14 @@ void append_norm_and_update(Builder& b, const OptimizerOptions& opt, int k, cons
 
 }  // namespace
 
+std::vector<ValueId> forward_ops(const TrainStep& step) {
+  std::vector<ValueId> ops;
+  for (ValueId v = 0; v < step.graph.size(); ++v)
+    if (step.phase[v] == StepPhase::kForward && step.graph.node(v).op != OpKind::kParameter)
+      ops.push_back(v);
+  return ops;
+}
+
 Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions& options) {
   const int k = options.micro_batches;
   ALPA_RETURN_IF_ERROR(check_trainable(forward, options.loss_output, k));

@@ -89,6 +89,10 @@ struct TrainStep {
 
 Result<TrainStep> build_train_step(const Graph& forward, const TrainStepOptions& options);
 
+// The forward operators of a training step (forward phase, not parameters), in order: what
+// the pipeline planner clusters into layers.
+std::vector<ValueId> forward_ops(const TrainStep& step);
+
 // Checks that `forward` can be trained: a scalar float output named `loss_output`, at least
 // one weight, named parameters, inputs of rank >= 1 when micro-batching. Errors name the fix.
 Status check_trainable(const Graph& forward, const std::string& loss_output, int micro_batches);

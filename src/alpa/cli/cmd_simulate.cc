@@ -26,9 +26,13 @@ namespace {
 struct MeshStages {
   std::vector<std::pair<int, int>> ranges;
   double time_s = 0, peak_memory_bytes = 0;
-  std::string text() const {  // "0-1" or (interleaved) "0-1, 4-5"
+  RematMode remat = RematMode::kNone;       // what the stages recompute (one mode per mesh)
+  const MemoryBreakdown* memory = nullptr;  // the planned peak's parts (one stage per mesh)
+  // "0-1" or (interleaved) "0-1, 4-5", and what they recompute: "0-1 (recomputes full)".
+  std::string text() const {
     std::string out;
     for (const auto& [a, b] : ranges) out += cat(out.empty() ? "" : ", ", a, "-", b);
+    if (remat != RematMode::kNone) out += cat(" (recomputes ", remat_name(remat), ")");
     return out;
   }
 };
@@ -38,15 +42,27 @@ MeshStages mesh_stages(const std::vector<PlannedStage>* stages, size_t meshes, s
   for (size_t c = s; c < stages->size(); c += meshes) {
     const PlannedStage& ps = (*stages)[c];
     out.ranges.push_back({ps.first_layer, ps.last_layer});
+    out.remat = ps.remat;
+    out.memory = c == s ? &ps.memory : nullptr;
     out.time_s += ps.time_s;
     out.peak_memory_bytes = std::max(out.peak_memory_bytes, ps.peak_memory_bytes);
   }
   return out;
 }
 
+// A peak's parts (cost/memory.h), bytes.
+nlohmann::ordered_json memory_json(const MemoryBreakdown& m) {
+  return {{"weights", m.weights},
+          {"accumulators", m.accumulators},
+          {"stash_per_micro_batch", m.stash_per_micro_batch},
+          {"in_flight", m.in_flight},
+          {"working", m.working}};
+}
+
 // Megatron-LM's FLOP count of a GPT training step (Narayanan et al.; Alpa's
 // compute_gpt_tflops): c·B·s·h²·l·(1 + s/(6h)) + 6·B·s·h·V with c = 72 (forward 24, backward
-// 48; 96 with rematerialisation, which this runtime does not do).
+// 48): the model's FLOPs. Recomputed FLOPs are not counted (Megatron-LM's c = 96 counts a
+// fully recomputed forward), so recomputation costs throughput rather than adding to it.
 double megatron_gpt_flops(const GptConfig& g, int64_t batch) {
   const double B = static_cast<double>(batch), s = static_cast<double>(g.seq),
                h = static_cast<double>(g.hidden), l = static_cast<double>(g.layers),
@@ -310,6 +326,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       js["logical_mesh"] = {mesh.n0, mesh.n1};
       js["busy_s"] = st.busy_s;
       if (r.stages) {
+        js["remat"] = remat_name(ms.remat);
         js["planner_time_per_micro_batch_s"] = ms.time_s;
         js["planner_peak_memory_bytes"] = ms.peak_memory_bytes;
       }
@@ -318,6 +335,8 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       js["owned_bytes"] = st.owned_bytes;
       js["peak_memory_bytes"] = st.peak_memory_bytes;
       js["peak_live_micro_batches"] = st.peak_live_micro_batches;
+      js["memory"] = memory_json(st.peak_breakdown);
+      if (ms.memory) js["planner_memory"] = memory_json(*ms.memory);
       stages.push_back(std::move(js));
     }
     j["stages"] = stages;
@@ -383,7 +402,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       << "  throughput  " << format_fixed(samples_per_s, 2) << " samples/s, "
       << format_fixed(tflops_dev * devices / 1e3, 3) << " PFLOPS (" << format_fixed(tflops_dev, 1)
       << " TFLOP/s per device, "
-      << (gpt ? "Megatron formula without rematerialisation" : "the graph's FLOPs") << ")\n";
+      << (gpt ? "Megatron formula, recomputation not counted" : "the graph's FLOPs") << ")\n";
   if (peak > memory)
     out << "  memory      does not fit: " << format_bytes(peak) << " > " << format_bytes(memory)
         << " per device\n";

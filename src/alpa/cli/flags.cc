@@ -262,7 +262,9 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "Recomputation of activations per pipeline stage: auto (default: the planner "
                  "recomputes only where a stage would not fit, choosing the faster of selective "
                  "and full), none, selective (elementwise ops and the attention core, as "
-                 "Megatron-LM's selective recompute) or full (layer checkpointing)")
+                 "Megatron-LM's selective recompute) or full (activation checkpointing per "
+                 "transformer block). With a pipeline plan file: every stage's, instead of the "
+                 "file's \"remat\"")
       ->check(CLI::IsMember({"auto", "none", "selective", "full"}))
       ->group(p);
 }
@@ -283,6 +285,9 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
       if (f.pipeline == "none")
         return invalid_argument("--pipeline none, but the plan file has pipeline stages");
       ALPA_ASSIGN_OR_RETURN(PipelinePlan pp, pipeline_plan_of(*loaded));
+      // --remat none|selective|full overrides what the file's stages recompute.
+      if (r.remat != RematMode::kAuto)
+        for (PlannedStage& ps : pp.stages) ps.remat = r.remat;
       r.plan = std::move(pp);
       r.fingerprint = loaded->graph_fingerprint;
       r.source = f.plan;

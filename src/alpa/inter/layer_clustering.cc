@@ -348,10 +348,15 @@ Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> 
   return from_dp(p, s, d);
 }
 
-Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
-                                                int max_layers) {
-  Prepared p;
-  ALPA_RETURN_IF_ERROR(prepare(g, ops, &p));
+namespace {
+
+// The stack of repeated blocks: `count` blocks of `period` ops from position `first`.
+struct BlockStack {
+  int first = 0, period = 0, count = 0;
+};
+
+Result<BlockStack> find_block_stack(const Graph& g, std::span<const ValueId> ops,
+                                    const Prepared& p) {
   const std::vector<uint64_t> node_hash = structural_node_hashes(g);
   std::vector<uint64_t> h(static_cast<size_t>(p.n));
   for (int i = 0; i < p.n; ++i) h[i] = node_hash[ops[i]];
@@ -406,6 +411,26 @@ Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const 
                          blocks, " blocks of ", period, " ops with ",
                          total > 0 ? static_cast<int>(100 * covered / total) : 0,
                          "% of the FLOPs)"));
+  return BlockStack{first, period, blocks};
+}
+
+}  // namespace
+
+Result<std::vector<int>> repeated_block_starts(const Graph& g, std::span<const ValueId> ops) {
+  Prepared p;
+  ALPA_RETURN_IF_ERROR(prepare(g, ops, &p));
+  ALPA_ASSIGN_OR_RETURN(const BlockStack b, find_block_stack(g, ops, p));
+  std::vector<int> starts;
+  for (int k = 0; k < b.count; ++k) starts.push_back(b.first + k * b.period);
+  return starts;
+}
+
+Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
+                                                int max_layers) {
+  Prepared p;
+  ALPA_RETURN_IF_ERROR(prepare(g, ops, &p));
+  ALPA_ASSIGN_OR_RETURN(const BlockStack stack, find_block_stack(g, ops, p));
+  const int first = stack.first, period = stack.period, blocks = stack.count;
   // Blocks per layer: the fewest that keep at most max_layers layers, preferring a count
   // that divides the blocks; the ops before the first block join the first layer, the
   // leftover blocks and the ops after the last one the last layer.

@@ -86,6 +86,9 @@ Result<LayerClustering> cluster_layers(const Graph& g, std::span<const ValueId> 
 Result<LayerClustering> cluster_repeated_blocks(const Graph& g, std::span<const ValueId> ops,
                                                 int max_layers);
 
+// Where each block of that stack starts (indices into `ops`, ascending); the same errors.
+Result<std::vector<int>> repeated_block_starts(const Graph& g, std::span<const ValueId> ops);
+
 // A place where a layer may begin between two heavy ops (finer than whole layers).
 struct OpCut {
   int position = 0;         // index into `ops` of the first op after the cut

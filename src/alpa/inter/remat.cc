@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "alpa/inter/layer_clustering.h"
 #include "alpa/ir/analysis.h"
 #include "alpa/ir/op.h"
 #include "alpa/support/check.h"
@@ -81,7 +82,8 @@ std::vector<char> remat_selection(const TrainStep& step, RematMode mode) {
 }
 
 Result<TrainStep> rematerialize(const TrainStep& step, std::span<const int> segment,
-                                std::span<const char> recompute) {
+                                std::span<const char> recompute,
+                                std::vector<ValueId>* copied_from) {
   const Graph& g = step.graph;
   const int32_t n = g.size();
   if (segment.size() != static_cast<size_t>(n) || recompute.size() != static_cast<size_t>(n))
@@ -101,10 +103,12 @@ Result<TrainStep> rematerialize(const TrainStep& step, std::span<const int> segm
   out.micro_batches = step.micro_batches;
   std::vector<ValueId> map(static_cast<size_t>(n), kNoValue),
       copy(static_cast<size_t>(n), kNoValue);
-  auto emit = [&](Node node, StepPhase phase, ValueId origin) {
+  if (copied_from) copied_from->clear();
+  auto emit = [&](Node node, StepPhase phase, ValueId origin, ValueId copies = kNoValue) {
     const ValueId id = out.graph.add_node(std::move(node));
     out.phase.push_back(phase);
     out.origin.push_back(origin);
+    if (copied_from) copied_from->push_back(copies);
     return id;
   };
   // The copy of `root` and of what it reads within its segment, operands first.
@@ -121,7 +125,7 @@ Result<TrainStep> rematerialize(const TrainStep& step, std::span<const int> segm
       Node c = node;
       for (ValueId& u : c.operands) u = copyable(u) && segment[u] == segment[v] ? copy[u] : map[u];
       c.name = c.name.empty() ? cat("remat.", v) : cat("remat.", c.name);
-      copy[v] = emit(std::move(c), StepPhase::kBackward, map[v]);
+      copy[v] = emit(std::move(c), StepPhase::kBackward, map[v], v);
       stack.pop_back();
     }
     return copy[root];
@@ -145,26 +149,39 @@ Result<TrainStep> rematerialize(const TrainStep& step, std::span<const int> segm
   return out;
 }
 
-std::vector<int> segments_from_layers(const TrainStep& step, std::span<const int> layer_of) {
-  std::vector<int> seg(static_cast<size_t>(step.graph.size()), 0);
-  size_t i = 0;
-  for (ValueId v = 0; v < step.graph.size() && i < layer_of.size(); ++v)
-    if (step.phase[v] == StepPhase::kForward && !is_param(step.graph, v)) seg[v] = layer_of[i++];
-  return seg;
+RematSegments remat_segments(const TrainStep& step, std::span<const int> layer_of, int num_layers) {
+  const std::vector<ValueId> ops = forward_ops(step);
+  ALPA_CHECK(layer_of.size() == ops.size())
+      << "layer_of has " << layer_of.size() << " entries for " << ops.size() << " forward ops";
+  std::vector<char> block_start(ops.size(), 0);
+  if (Result<std::vector<int>> b = repeated_block_starts(step.graph, ops); b.ok())
+    for (int i : *b) block_start[static_cast<size_t>(i)] = 1;
+  RematSegments r;
+  r.of_node.assign(static_cast<size_t>(step.graph.size()), 0);
+  r.first_of_layer.assign(static_cast<size_t>(std::max(1, num_layers)) + 1, 0);
+  int seg = -1;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const bool layer_start = i == 0 || layer_of[i] != layer_of[i - 1];
+    if (layer_start || block_start[i]) ++seg;
+    if (layer_start) r.first_of_layer[static_cast<size_t>(layer_of[i])] = seg;
+    r.of_node[ops[i]] = seg;
+  }
+  r.first_of_layer.back() = seg + 1;
+  return r;
 }
 
-RematLayerStats remat_layer_stats(const TrainStep& step, std::span<const int> segment,
-                                  int num_layers, RematMode mode) {
+RematSegmentStats remat_segment_stats(const TrainStep& step, std::span<const int> segment,
+                                      int num_segments, RematMode mode) {
   const Graph& g = step.graph;
   const int32_t n = g.size();
-  RematLayerStats st;
-  const size_t L = static_cast<size_t>(std::max(1, num_layers));
+  RematSegmentStats st;
+  const size_t L = static_cast<size_t>(std::max(1, num_segments));
   st.stash_bytes.assign(L, 0.0);
   st.recompute_flops.assign(L, 0.0);
   st.flops.assign(L, 0.0);
   const std::vector<char> free = free_values(g);
   const std::vector<char> recompute = remat_selection(step, mode);
-  auto layer = [&](int s) { return static_cast<size_t>(std::clamp(s, 0, num_layers - 1)); };
+  auto at = [&](int s) { return static_cast<size_t>(std::clamp(s, 0, num_segments - 1)); };
   auto copyable = [&](ValueId v) { return recompute[v] && forward_value(step, free, v); };
   std::vector<char> copied(static_cast<size_t>(n), 0), stashed(static_cast<size_t>(n), 0);
   // What a reader in segment `seg` takes from u: a copy, or u itself (stashed).
@@ -175,21 +192,41 @@ RematLayerStats remat_layer_stats(const TrainStep& step, std::span<const int> se
                (forward_value(step, free, u) ||
                 (is_param(g, u) && g.node(u).attr<ParameterAttrs>().role == ParamRole::kInput))) {
       stashed[u] = 1;
-      st.stash_bytes[layer(forward_value(step, free, u) ? segment[u] : seg)] +=
+      st.stash_bytes[at(forward_value(step, free, u) ? segment[u] : seg)] +=
           static_cast<double>(g.type(u).bytes());
     }
   };
   for (ValueId b = 0; b < n; ++b) {
     const int seg = backward_segment(step, segment, b);
     if (seg < 0) continue;
-    st.flops[layer(seg)] += node_flops(g, b);
+    st.flops[at(seg)] += node_flops(g, b);
     for (ValueId u : g.node(b).operands) read(u, seg);
   }
   for (ValueId v = n - 1; v >= 0; --v) {
-    if (forward_value(step, free, v)) st.flops[layer(segment[v])] += node_flops(g, v);
+    if (forward_value(step, free, v)) st.flops[at(segment[v])] += node_flops(g, v);
     if (!copied[v]) continue;
-    st.recompute_flops[layer(segment[v])] += node_flops(g, v);
+    st.recompute_flops[at(segment[v])] += node_flops(g, v);
     for (ValueId u : g.node(v).operands) read(u, segment[v]);
+  }
+  // The copies' liveness in the transformed step (a copy lives from where it is made to its
+  // last reader), per segment of the node it copies.
+  st.recompute_peak_bytes.assign(L, 0.0);
+  if (mode != RematMode::kSelective && mode != RematMode::kFull) return st;
+  std::vector<ValueId> copied_from;
+  Result<TrainStep> r = rematerialize(step, segment, recompute, &copied_from);
+  if (!r.ok()) return st;
+  const Graph& rg = r->graph;
+  const std::vector<ValueId> last = compute_last_use(rg);
+  std::vector<double> live(L, 0.0);
+  std::vector<std::vector<ValueId>> frees(static_cast<size_t>(rg.size()) + 1);
+  for (ValueId v = 0; v < rg.size(); ++v) {
+    for (ValueId f : frees[v])
+      live[at(segment[copied_from[f]])] -= static_cast<double>(rg.type(f).bytes());
+    if (copied_from[v] == kNoValue) continue;
+    const size_t x = at(segment[copied_from[v]]);
+    live[x] += static_cast<double>(rg.type(v).bytes());
+    st.recompute_peak_bytes[x] = std::max(st.recompute_peak_bytes[x], live[x]);
+    frees[static_cast<size_t>(std::clamp(last[v], v, rg.size() - 1)) + 1].push_back(v);
   }
   return st;
 }

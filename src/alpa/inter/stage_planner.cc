@@ -219,38 +219,43 @@ StageCost fit_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster& 
   return b.solved ? b : c;
 }
 
-// The per-layer figures of every rematerialization mode (remat.h) of one micro-batch's step.
+// The per-segment figures of every rematerialization mode (remat.h) of one micro-batch's step.
 struct RematTable {
-  RematLayerStats none, selective, full;
-  const RematLayerStats& of(RematMode m) const {
+  RematSegments segments;
+  RematSegmentStats none, selective, full;
+  const RematSegmentStats& of(RematMode m) const {
     return m == RematMode::kFull ? full : m == RematMode::kSelective ? selective : none;
   }
 };
 
 RematTable remat_table(const TrainStep& step, const LayerClustering& layers) {
-  const std::vector<int> seg = segments_from_layers(step, layers.layer_of);
   RematTable t;
-  t.none = remat_layer_stats(step, seg, layers.num_layers, RematMode::kNone);
-  t.selective = remat_layer_stats(step, seg, layers.num_layers, RematMode::kSelective);
-  t.full = remat_layer_stats(step, seg, layers.num_layers, RematMode::kFull);
+  t.segments = remat_segments(step, layers.layer_of, layers.num_layers);
+  const std::vector<int>& seg = t.segments.of_node;
+  const int n = t.segments.count();
+  t.none = remat_segment_stats(step, seg, n, RematMode::kNone);
+  t.selective = remat_segment_stats(step, seg, n, RematMode::kSelective);
+  t.full = remat_segment_stats(step, seg, n, RematMode::kFull);
   return t;
 }
 
 // Layers [l, r] of a stage under `mode`, priced from its plan without recomputation: the
 // recomputed FLOPs add to its compute time at the plan's own seconds per FLOP; the stash
-// shrinks by the mode's share (in the plan's layouts), and one micro-batch's peak by what it
-// no longer stashes, less one layer's recomputed activations (live during its backward).
+// shrinks by the mode's share (in the plan's layouts), and the working memory grows by the
+// largest of the segments' recomputed values live at once (during a segment's backward).
 StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode mode) {
   if (!base.solved || mode == RematMode::kNone || mode == RematMode::kAuto) return base;
-  const RematLayerStats& none = t.none;
-  const RematLayerStats& m = t.of(mode);
-  double stash0 = 0, stash1 = 0, flops = 0, extra = 0, layer_saved = 0;
-  for (int x = l; x <= r && x < static_cast<int>(none.flops.size()); ++x) {
+  const RematSegmentStats& none = t.none;
+  const RematSegmentStats& m = t.of(mode);
+  const std::vector<int>& first = t.segments.first_of_layer;
+  const int end = first[std::min<size_t>(static_cast<size_t>(r) + 1, first.size() - 1)];
+  double stash0 = 0, stash1 = 0, flops = 0, extra = 0, recomputed_live = 0;
+  for (int x = first[std::min<size_t>(static_cast<size_t>(l), first.size() - 1)]; x < end; ++x) {
     stash0 += none.stash_bytes[x];
     stash1 += m.stash_bytes[x];
     flops += none.flops[x];
     extra += m.recompute_flops[x];
-    layer_saved = std::max(layer_saved, none.stash_bytes[x] - m.stash_bytes[x]);
+    recomputed_live = std::max(recomputed_live, m.recompute_peak_bytes[x]);
   }
   StageCost c = base;
   c.remat = mode;
@@ -259,7 +264,7 @@ StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, R
   const double scale = base.stash_bytes / stash0;  // local bytes per byte
   StageMemoryParts parts = base.memory;
   parts.stash = stash1 * scale;
-  parts.working += layer_saved * scale;
+  parts.working += recomputed_live * scale;
   set_memory(c, parts);
   return c;
 }
@@ -1165,14 +1170,6 @@ std::string memory_text(double bytes, bool up) {
 
 }  // namespace
 
-std::vector<ValueId> forward_ops(const TrainStep& step) {
-  std::vector<ValueId> ops;
-  for (ValueId v = 0; v < step.graph.size(); ++v)
-    if (step.phase[v] == StepPhase::kForward && step.graph.node(v).op != OpKind::kParameter)
-      ops.push_back(v);
-  return ops;
-}
-
 Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& plan) {
   const std::vector<ValueId> ops = forward_ops(step);
   if (!plan.layer_starts.empty()) {
@@ -1357,8 +1354,8 @@ Result<const TrainStep*> remat_for_plan(const TrainStep& step, const PipelinePla
       }
   }
   if (!any) return &step;
-  const std::vector<int> seg = segments_from_layers(step, plan.layers.layer_of);
-  ALPA_ASSIGN_OR_RETURN(holder, rematerialize(step, seg, recompute));
+  const RematSegments seg = remat_segments(step, plan.layers.layer_of, plan.layers.num_layers);
+  ALPA_ASSIGN_OR_RETURN(holder, rematerialize(step, seg.of_node, recompute));
   return &*holder;
 }
 

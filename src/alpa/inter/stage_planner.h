@@ -143,9 +143,6 @@ struct PipelinePlan {
 // Alpa's clustering into plan.layers.num_layers. Errors name a bad boundary.
 Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& plan);
 
-// The forward operators of a one-micro-batch training step, in order (what layers cluster).
-std::vector<ValueId> forward_ops(const TrainStep& step);
-
 // Per node of step.graph: the stage of each forward op under `plan` (others: 0).
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
 

@@ -74,6 +74,7 @@ std::string plan_to_json(const Plan& p) {
       nlohmann::ordered_json sl = nlohmann::ordered_json::object();
       for (const auto& [k, s] : st.layouts) sl[k] = s.to_string();
       js["layouts"] = sl;
+      js["remat"] = remat_name(st.remat);
       js["predicted"] = {{"time_per_micro_batch_s", st.predicted_time_s},
                          {"peak_memory_bytes", st.predicted_peak_memory_bytes}};
       stages.push_back(js);
@@ -218,13 +219,21 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
           return err(cat(where, "\"batch_axis\" must be \"auto\", -1 (none), 0 or 1"), "");
       } else if (k == "layouts") {
         ALPA_ASSIGN_OR_RETURN(ps.layouts, parse_layouts(*it, where, err));
+      } else if (k == "remat") {
+        Result<RematMode> m = it->is_string() ? parse_remat(it->get<std::string>())
+                                              : Result<RematMode>(invalid_argument(""));
+        if (!m.ok() || *m == RematMode::kAuto)
+          return err(cat(where, "\"remat\" must be \"none\", \"selective\" or \"full\", got ",
+                         json_excerpt(*it)),
+                     "what the stage's backward recomputes; the planner writes it");
+        ps.remat = *m;
       } else if (k == "predicted") {
         if (!it->is_object()) return err(cat(where, "\"predicted\" must be an object"), "");
         ps.predicted_time_s = it->value("time_per_micro_batch_s", 0.0);
         ps.predicted_peak_memory_bytes = it->value("peak_memory_bytes", 0.0);
       } else {
         return err(cat(where, "unknown field \"", k, "\""),
-                   "fields: layers, mesh, first_device, batch_axis, layouts, predicted");
+                   "fields: layers, mesh, first_device, batch_axis, layouts, remat, predicted");
       }
     }
     if (!s.contains("layers")) return err(cat(where, "missing \"layers\""), "e.g. [0, 1]");
@@ -417,6 +426,7 @@ Result<PipelinePlan> pipeline_plan_of(const Plan& p) {
     ps.submesh = {1, s.mesh[0] * s.mesh[1]};
     ps.first_device = s.first_device;
     ps.layouts = s.layouts;
+    ps.remat = s.remat;
     pp.stages.push_back(std::move(ps));
   }
   return pp;
@@ -446,6 +456,7 @@ Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
     st.first_device = s.first_device;
     st.batch_axis = s.logical.batch_axis;
     st.layouts = s.layouts;
+    st.remat = s.remat;
     st.predicted_time_s = s.time_s;
     st.predicted_peak_memory_bytes = s.peak_memory_bytes;
     p.predicted_peak_memory_bytes = std::max(p.predicted_peak_memory_bytes, s.peak_memory_bytes);

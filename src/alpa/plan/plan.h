@@ -19,11 +19,12 @@
 // A pipeline plan has stages instead of one mesh (docs/plans.md):
 //   "pipeline": {"devices": 8, "layers": 4, "schedule": "1f1b"},
 //   "stages": [{"layers": [0, 1], "mesh": [2, 2], "first_device": 0, "batch_axis": "auto",
-//               "layouts": {"%h0.mlp.w1": "RS1"}}, ...]
+//               "layouts": {"%h0.mlp.w1": "RS1"}, "remat": "none"}, ...]
 // Layers are the clusters of forward operators (inter/layer_clustering.h) of the model's
 // training step for one micro-batch; each stage takes a contiguous range of them and a logical
 // mesh over consecutive devices; its layouts (step-graph value references) are optional
-// constraints for its intra-op plan. An interleaved plan ("schedule": "interleaved-1f1b",
+// constraints for its intra-op plan; "remat" (none, selective or full; default none) is what
+// its backward recomputes (inter/remat.h). An interleaved plan ("schedule": "interleaved-1f1b",
 // "virtual_stages": v) lists S x v stages, stage c on the devices and mesh of stage c mod S
 // (which it may leave out).
 #pragma once
@@ -44,7 +45,8 @@ struct PlanStage {
   int first_device = 0;
   int batch_axis = ShardingOptions::kAutoBatchAxis;
   std::map<std::string, ShardingSpec> layouts;
-  double predicted_time_s = 0;  // per micro-batch (informational)
+  RematMode remat = RematMode::kNone;  // what its backward recomputes (none, selective, full)
+  double predicted_time_s = 0;         // per micro-batch (informational)
   double predicted_peak_memory_bytes = 0;
 };
 
