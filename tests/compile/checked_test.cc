@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "alpa/compile/checked.h"
+#include "alpa/compile/compile.h"
+#include "alpa/inter/stage_memory.h"
 #include "alpa/models/registry.h"
+#include "pipeline/manual_stages.h"
 
 namespace alpa {
 namespace {
@@ -49,6 +52,33 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
   } else {
     EXPECT_EQ(tight.status().code(), StatusCode::kResourceExhausted) << tight.status().to_string();
   }
+}
+
+// The tied embedding's gradient from the last stage reaches the first stage once per step,
+// after its last backward, for the update alone: the planner counts it at the update's moment
+// only (update_received), not beside the stash of the micro-batches in flight.
+TEST(StageMemory, TiedWeightGradientCountsAtTheUpdateAlone) {
+  ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
+  const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
+  CompileOptions o;
+  o.pipeline = true;
+  o.devices = 2;
+  o.stages = testing::manual_stage_plan({{1, 1}, {1, 1}}, 4, 4);
+  Result<Compiled> r = compile(spec, c, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const MaterializedPipeline& mp = r->pipeline->stages;
+  const StageGraph& sg = mp.graphs[0];
+  const ShardingPlan& plan = mp.plans[0];
+  double wte = 0;
+  for (ValueId v : sg.owned)
+    if (sg.graph.node(v).name == "wte") wte = static_cast<double>(sg.graph.type(v).bytes());
+  ASSERT_GT(wte, 0);
+  const StageMemoryParts m = stage_memory_parts(sg, plan.specs, plan.strategy, plan.mesh);
+  EXPECT_DOUBLE_EQ(m.update_received, wte);
+  EXPECT_DOUBLE_EQ(m.peak(2), std::max(m.owned + m.per_step + 2 * m.stash + m.working,
+                                       m.owned + m.per_step + wte + m.update_working));
+  ASSERT_TRUE(r->sim.has_value());
+  EXPECT_NEAR(mp.stages[0].peak_memory_bytes / r->sim->stages[0].peak_memory_bytes, 1.0, 0.05);
 }
 
 }  // namespace

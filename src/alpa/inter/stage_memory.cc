@@ -40,9 +40,11 @@ MemoryBreakdown StageMemoryParts::breakdown(int in_flight) const {
   MemoryBreakdown m;
   m.weights = owned;
   m.accumulators = per_step;
-  const bool update = owned + per_step + update_working > peak(in_flight) - 1e-6 &&
-                      update_working > in_flight * stash + working;
+  const bool update =
+      owned + per_step + update_received + update_working > peak(in_flight) - 1e-6 &&
+      update_received + update_working > in_flight * stash + working;
   m.in_flight = update ? 0 : in_flight;
+  if (update) m.accumulators += update_received;
   m.stash_per_micro_batch = stash;
   m.working = update ? update_working : working;
   return m;
@@ -90,7 +92,11 @@ StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<Shar
       m.per_step += bytes[v];
       m.accumulators += bytes[v];
     }
-    if (param && !input) m.per_step += bytes[v];  // received once per step
+    if (param && !input) {  // received once per step
+      bool update_only = true;
+      for (ValueId u : users[v]) update_only = update_only && once_per_step(sg.task[u]);
+      (update_only ? m.update_received : m.per_step) += bytes[v];
+    }
     if (input && sg.task[v] == TaskKind::kBackward) {
       m.stash += bytes[v];  // a cotangent received every micro-batch, stored until its backward
       continue;

@@ -3,8 +3,10 @@
 // (sim/simulator.h) counts the program the stage lowers to:
 //   owned      the weights and optimizer state the stage holds (sg.owned), in their layouts;
 //   per_step   what is held once per step besides: gradient accumulators (forward/backward
-//              values read by the update) and values received once per step (a tied weight,
-//              AdamW's bias corrections);
+//              values read by the update) and values received once per step that the forward
+//              or backward reads (a tied weight); those only the update reads (a tied weight's
+//              gradient from a later stage, AdamW's bias corrections) arrive after the last
+//              backward and count at the update's moment alone (update_received);
 //   stash      per micro-batch in flight: forward values the backward reads, data inputs and
 //              values received every micro-batch;
 //   working    each task's own intermediates (forward, backward, then the once-per-step tasks
@@ -31,12 +33,13 @@ namespace alpa {
 struct StageMemoryParts {
   double owned = 0, per_step = 0, accumulators = 0;  // accumulators: part of per_step
   double stash = 0;
-  double working = 0;         // the larger of the forward's and the backward's
-  double update_working = 0;  // the once-per-step tasks'
+  double working = 0;          // the larger of the forward's and the backward's
+  double update_working = 0;   // the once-per-step tasks'
+  double update_received = 0;  // received once per step for the once-per-step tasks alone
   // The peak with `in_flight` micro-batches' stashes held (at least 1).
   double peak(int in_flight) const {
     return std::max(owned + per_step + in_flight * stash + working,
-                    owned + per_step + update_working);
+                    owned + per_step + update_received + update_working);
   }
   // The peak's parts (cost/memory.h): the forward/backward moment or the update's.
   MemoryBreakdown breakdown(int in_flight) const;

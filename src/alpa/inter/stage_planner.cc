@@ -341,6 +341,7 @@ StageCost affine(const StageCost& c2, const StageCost& c3, int extra) {
   m.stash = grow(c2.memory.stash, c3.memory.stash);
   m.working = grow(c2.memory.working, c3.memory.working);
   m.update_working = grow(c2.memory.update_working, c3.memory.update_working);
+  m.update_received = grow(c2.memory.update_received, c3.memory.update_received);
   set_memory(c, m);
   return c;
 }
