@@ -56,8 +56,9 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
 
 // The tied embedding's gradient from the last stage reaches the first stage once per step,
 // after its last backward, for the update alone: the planner counts it at the update's moment
-// only (update_received), not beside the stash of the micro-batches in flight.
-TEST(StageMemory, TiedWeightGradientCountsAtTheUpdateAlone) {
+// only (update_received), not beside the stash of the micro-batches in flight; on the last
+// stage it is an accumulator.
+TEST(StageMemory, TiedWeightGradientIsCountedWhereAndWhenItIsHeld) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
   CompileOptions o;
@@ -77,8 +78,20 @@ TEST(StageMemory, TiedWeightGradientCountsAtTheUpdateAlone) {
   EXPECT_DOUBLE_EQ(m.update_received, wte);
   EXPECT_DOUBLE_EQ(m.peak(2), std::max(m.owned + m.per_step + 2 * m.stash + m.working,
                                        m.owned + m.per_step + wte + m.update_working));
+  // The last stage adds its contribution to that gradient up over the micro-batches before
+  // sending it: an accumulator it holds for the step.
+  const StageGraph& last = mp.graphs[1];
+  ASSERT_EQ(last.sent_accumulated.size(), 1u);
+  const ValueId grad = last.sent_accumulated[0];
+  EXPECT_DOUBLE_EQ(static_cast<double>(last.graph.type(grad).bytes()), wte);
+  EXPECT_TRUE(accumulated_values(last)[grad]);
+  const StageMemoryParts m1 =
+      stage_memory_parts(last, mp.plans[1].specs, mp.plans[1].strategy, mp.plans[1].mesh);
+  EXPECT_GE(m1.accumulators, wte);
   ASSERT_TRUE(r->sim.has_value());
-  EXPECT_NEAR(mp.stages[0].peak_memory_bytes / r->sim->stages[0].peak_memory_bytes, 1.0, 0.05);
+  for (size_t s = 0; s < 2; ++s)
+    EXPECT_NEAR(mp.stages[s].peak_memory_bytes / r->sim->stages[s].peak_memory_bytes, 1.0, 0.05)
+        << "stage " << s;
 }
 
 }  // namespace

@@ -292,6 +292,7 @@ Result<StageGraph> build_stage_graph(const TrainStep& step, const PipelineSplit&
       sg.graph.add_output(
           {cat("send.", src.name.empty() ? std::to_string(tr.value) : src.name), map[tr.value]});
       it = sent_by_value.emplace(tr.value, index).first;
+      if (tr.accumulated) sg.sent_accumulated.push_back(map[tr.value]);
     }
     sg.sent_output[t] = it->second;
   }

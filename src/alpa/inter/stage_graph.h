@@ -96,7 +96,10 @@ struct StageGraph {
   std::vector<int> received_transfer;  // per received: index into PipelineSplit::transfers
   // Outputs (indices into graph.outputs()): values sent to other stages, by transfer index.
   std::vector<int> sent_output;  // per transfer (-1: not from this stage)
-  int loss_output = -1;          // the loss, if this stage computes it
+  // Values sent once per step as the mean over the micro-batches (a tied weight's gradient
+  // contribution, StageTransfer::accumulated): accumulated here like the stage's own gradients.
+  std::vector<ValueId> sent_accumulated;
+  int loss_output = -1;  // the loss, if this stage computes it
 };
 
 // The graph of stage `stage`. micro_batches >= 1 sets the update nodes' weight.

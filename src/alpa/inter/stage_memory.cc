@@ -58,6 +58,8 @@ std::vector<char> accumulated_values(const StageGraph& sg) {
     for (ValueId v : g.node(u).operands)
       if (!once_per_step(sg.task[v]) && g.node(v).op != OpKind::kParameter) acc[v] = 1;
   }
+  for (ValueId v : sg.sent_accumulated)
+    if (!once_per_step(sg.task[v])) acc[v] = 1;
   return acc;
 }
 

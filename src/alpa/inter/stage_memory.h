@@ -46,7 +46,7 @@ struct StageMemoryParts {
 };
 
 // The values a stage adds into gradient accumulators every micro-batch: computed outside the
-// update and read by it.
+// update and read by it, or sent once per step as their mean (sent_accumulated).
 std::vector<char> accumulated_values(const StageGraph& sg);
 
 // `specs` and `strategy`: the stage's intra-op plan (strategy < 0: a free node, not held).
