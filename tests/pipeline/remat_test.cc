@@ -377,9 +377,9 @@ TEST(RematPlanner, RecomputesOnlyWhenMemoryNeedsIt) {
 }
 
 // One memory model with recomputation: each stage's planned peak within 5% of the simulated
-// peak of the rematerialized program under selective recomputation, 10% under full (gpt-tiny's
-// last stage: planned 7.8% below, the simulator's liveness of the lowered backward program
-// holding more than the planner's task liveness of the stage graph).
+// peak of the rematerialized program under selective recomputation, 6% under full (gpt-tiny's
+// last stage is planned 5.7% below: the simulator's liveness of the lowered backward program
+// holds at least 88 kB more than the planner's task liveness of the stage graph).
 TEST(RematPlanner, PlannedPeakAgreesWithTheSimulation) {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
   const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
@@ -396,7 +396,7 @@ TEST(RematPlanner, PlannedPeakAgreesWithTheSimulation) {
       const PlannedStage& ps = r.pipeline.stages[s];
       EXPECT_EQ(ps.remat, m);
       EXPECT_NEAR(ps.peak_memory_bytes / r.sim.stages[s].peak_memory_bytes, 1.0,
-                  m == RematMode::kFull ? 0.10 : 0.05)
+                  m == RematMode::kFull ? 0.06 : 0.05)
           << remat_name(m) << " stage " << s << ": planned " << parts(ps.memory) << ", simulated "
           << parts(r.sim.stages[s].peak_breakdown);
     }
