@@ -445,7 +445,18 @@ TEST(SimulateCommand, BaselineReportsItsSearchAndBest) {
   f.baseline.clear();
   CmdRun p = run(run_simulate, f);
   ASSERT_EQ(p.code, kExitOk) << p.err;
-  EXPECT_EQ(nlohmann::json::parse(p.out)["plan_source"].get<std::string>(), "planner");
+  const nlohmann::json pj = nlohmann::json::parse(p.out);
+  EXPECT_EQ(pj["plan_source"].get<std::string>(), "planner");
+  // Each planned stage: what it recomputes, and its peak in parts, planned and simulated.
+  for (const auto& st : pj["stages"]) {
+    EXPECT_TRUE(st["remat"].is_string());
+    const auto& m = st["memory"];
+    EXPECT_NEAR(m["planned"]["peak_bytes"].get<double>(),
+                st["planner_peak_memory_bytes"].get<double>(),
+                1e-9 * st["planner_peak_memory_bytes"].get<double>());
+    EXPECT_NEAR(m["simulated"]["peak_bytes"].get<double>(), st["peak_memory_bytes"].get<double>(),
+                1e-9 * st["peak_memory_bytes"].get<double>());
+  }
   // Human output lists the configurations tried.
   f.baseline = "pp-dp";
   f.plan.json = false;

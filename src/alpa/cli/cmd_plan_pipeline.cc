@@ -133,13 +133,14 @@ Status save_pipeline_plan(const PipelineReport& r, const std::string& path) {
   return save_plan(file, path);
 }
 
-// Stage s of the simulation that chose the plan (null when it was not simulated, and for an
-// interleaved plan, whose simulated stages are meshes of several planned stages).
-const SimStage* sim_stage(const PipelineReport& r, int s) {
+// The simulated peak's parts of stage s in the simulation that chose the plan (null when it
+// was not simulated, and for an interleaved plan, whose simulated stages are meshes of several
+// planned stages).
+const MemoryBreakdown* simulated_memory(const PipelineReport& r, int s) {
   if (!r.checked || !r.compiled.sim || s >= static_cast<int>(r.compiled.sim->stages.size()) ||
       r.virtual_stages > 1)
     return nullptr;
-  return &r.compiled.sim->stages[static_cast<size_t>(s)];
+  return &r.compiled.sim->stages[static_cast<size_t>(s)].peak_breakdown;
 }
 
 nlohmann::ordered_json memory_parts_json(const MemoryBreakdown& m) {
@@ -149,13 +150,6 @@ nlohmann::ordered_json memory_parts_json(const MemoryBreakdown& m) {
           {"stash_bytes_per_micro_batch", m.stash_per_micro_batch},
           {"micro_batches_in_flight", m.in_flight},
           {"working_bytes", m.working}};
-}
-
-// A stage's memory per device in the parts of cost/memory.h: as planned, and as simulated.
-nlohmann::ordered_json memory_json(const MemoryBreakdown& planned, const SimStage* sim) {
-  nlohmann::ordered_json j = {{"planned", memory_parts_json(planned)}};
-  if (sim) j["simulated"] = memory_parts_json(sim->peak_breakdown);
-  return j;
 }
 
 nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::string& out_path) {
@@ -260,7 +254,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                       {"peak_memory_bytes", ps.peak_memory_bytes},
                       {"stash_bytes_per_micro_batch", ps.stash_bytes},
                       {"remat", remat_name(ps.remat)},
-                      {"memory", memory_json(ps.memory, sim_stage(r, s))},
+                      {"memory", stage_memory_json(&ps.memory, simulated_memory(r, s))},
                       {"weights", weights}});
   }
   j["stages"] = stages;
@@ -379,6 +373,14 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
 }
 
 }  // namespace
+
+nlohmann::ordered_json stage_memory_json(const MemoryBreakdown* planned,
+                                         const MemoryBreakdown* simulated) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (planned) j["planned"] = memory_parts_json(*planned);
+  if (simulated) j["simulated"] = memory_parts_json(*simulated);
+  return j;
+}
 
 int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
                       const Compiled& compiled, std::ostream& out, std::ostream& err) {

@@ -50,15 +50,6 @@ MeshStages mesh_stages(const std::vector<PlannedStage>* stages, size_t meshes, s
   return out;
 }
 
-// A peak's parts (cost/memory.h), bytes.
-nlohmann::ordered_json memory_json(const MemoryBreakdown& m) {
-  return {{"weights", m.weights},
-          {"accumulators", m.accumulators},
-          {"stash_per_micro_batch", m.stash_per_micro_batch},
-          {"in_flight", m.in_flight},
-          {"working", m.working}};
-}
-
 // Megatron-LM's FLOP count of a GPT training step (Narayanan et al.; Alpa's
 // compute_gpt_tflops): c·B·s·h²·l·(1 + s/(6h)) + 6·B·s·h·V with c = 72 (forward 24, backward
 // 48): the model's FLOPs. Recomputed FLOPs are not counted (Megatron-LM's c = 96 counts a
@@ -335,8 +326,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       js["owned_bytes"] = st.owned_bytes;
       js["peak_memory_bytes"] = st.peak_memory_bytes;
       js["peak_live_micro_batches"] = st.peak_live_micro_batches;
-      js["memory"] = memory_json(st.peak_breakdown);
-      if (ms.memory) js["planner_memory"] = memory_json(*ms.memory);
+      js["memory"] = stage_memory_json(ms.memory, &st.peak_breakdown);
       stages.push_back(std::move(js));
     }
     j["stages"] = stages;

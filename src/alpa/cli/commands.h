@@ -205,6 +205,11 @@ Result<Compiled> compile_with_progress(bool json, const ModelSpec& spec, const s
 // `alpa compile` print them; in JSON, "compile_phases": {"model step": s, ...}.
 std::string compile_phases_text(const Compiled& compiled);
 nlohmann::ordered_json compile_phases_json(const Compiled& compiled);
+// A pipeline stage's memory per device in the parts of cost/memory.h, as `alpa plan` and
+// `alpa simulate` report it: {"planned": {...}, "simulated": {...}}, each part left out when
+// null.
+nlohmann::ordered_json stage_memory_json(const MemoryBreakdown* planned,
+                                         const MemoryBreakdown* simulated);
 // `alpa plan` for a pipeline (--gpus / a pipeline plan file): stages, submeshes, per-stage plans.
 int run_plan_pipeline(const PlanFlags& flags, const ModelSpec& spec, const CompileSetup& setup,
                       const Compiled& compiled, std::ostream& out, std::ostream& err);
