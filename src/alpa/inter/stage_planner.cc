@@ -247,10 +247,9 @@ StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, R
   if (!base.solved || mode == RematMode::kNone || mode == RematMode::kAuto) return base;
   const RematSegmentStats& none = t.none;
   const RematSegmentStats& m = t.of(mode);
-  const std::vector<int>& first = t.segments.first_of_layer;
-  const int end = first[std::min<size_t>(static_cast<size_t>(r) + 1, first.size() - 1)];
+  const std::vector<int>& first = t.segments.first_of_layer;  // [L+1]
   double stash0 = 0, stash1 = 0, flops = 0, extra = 0, recomputed_live = 0;
-  for (int x = first[std::min<size_t>(static_cast<size_t>(l), first.size() - 1)]; x < end; ++x) {
+  for (int x = first.at(static_cast<size_t>(l)); x < first.at(static_cast<size_t>(r) + 1); ++x) {
     stash0 += none.stash_bytes[x];
     stash1 += m.stash_bytes[x];
     flops += none.flops[x];
