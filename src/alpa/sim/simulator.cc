@@ -15,10 +15,17 @@ double type_bytes(const TensorType& t) {
   return static_cast<double>(t.num_elements()) * static_cast<double>(dtype_bytes(t.dtype));
 }
 
+// The values of one task program that hold no memory (ir/analysis.h): as in the stage graph
+// the program was lowered from, constants and what is computed from them alone are generated
+// at their users wherever the program places them (one fusion group for the whole program).
+std::vector<char> program_fused_values(const Graph& g) {
+  return fused_values(g, std::vector<int>(static_cast<size_t>(g.size()), 0));
+}
+
 // Peak bytes of a program's intermediates (non-parameters) alive at once.
 double program_peak_bytes(const Graph& g) {
   const std::vector<ValueId> last = compute_last_use(g);
-  const std::vector<char> fused = fused_values(g);
+  const std::vector<char> fused = program_fused_values(g);
   std::vector<std::vector<ValueId>> dies(static_cast<size_t>(g.size()) + 1);
   for (ValueId v = 0; v < g.size(); ++v) dies[static_cast<size_t>(last[v])].push_back(v);
   double live = 0, peak = 0;
@@ -36,7 +43,7 @@ double program_peak_bytes(const Graph& g) {
 double program_time(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                     double* communication_s) {
   double total = 0, comm = 0;
-  const std::vector<char> fused = fused_values(g);
+  const std::vector<char> fused = program_fused_values(g);
   for (ValueId v = 0; v < g.size(); ++v) {
     const Node& n = g.node(v);
     if (n.op == OpKind::kParameter || n.op == OpKind::kConstant) continue;
