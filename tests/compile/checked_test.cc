@@ -30,13 +30,18 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
   EXPECT_TRUE(r.plan.alternatives.empty());
   EXPECT_GT(r.plan.candidates, 0);  // the search's statistics travel with the chosen plan
 
-  // One memory model (cost/memory.h): each stage's planned peak within 5% of its simulated
-  // peak, part by part (the weights and the stash exactly as the simulator counts them).
+  // One memory model (cost/memory.h): each stage's planned peak within 2% of its simulated
+  // peak (this plan runs one micro-batch: no accumulator is held during its backward, whose
+  // working memory the planner counts 57 kB of 4.5 MB low), part by part (the weights and the
+  // stash as the simulator counts them).
   ASSERT_EQ(r.sim.stages.size(), r.pipeline.stages.size());
   for (size_t s = 0; s < r.sim.stages.size(); ++s) {
     const PlannedStage& ps = r.pipeline.stages[s];
     const SimStage& ss = r.sim.stages[s];
-    EXPECT_NEAR(ps.peak_memory_bytes / ss.peak_memory_bytes, 1.0, 0.05) << "stage " << s;
+    EXPECT_NEAR(ps.peak_memory_bytes / ss.peak_memory_bytes, 1.0, 0.02) << "stage " << s;
+    EXPECT_NEAR(ps.memory.stash_per_micro_batch, ss.peak_breakdown.stash_per_micro_batch,
+                0.005 * ss.peak_memory_bytes)
+        << "stage " << s;
     EXPECT_NEAR(ps.memory.total(), ps.peak_memory_bytes, 1e-6 * ps.peak_memory_bytes);
     EXPECT_NEAR(ss.peak_breakdown.total(), ss.peak_memory_bytes, 1e-6 * ss.peak_memory_bytes);
     EXPECT_NEAR(ps.memory.weights, ss.peak_breakdown.weights, 1e-6 * ss.peak_memory_bytes);
@@ -77,7 +82,8 @@ TEST(StageMemory, TiedWeightGradientIsCountedWhereAndWhenItIsHeld) {
   const StageMemoryParts m = stage_memory_parts(sg, plan.specs, plan.strategy, plan.mesh);
   EXPECT_DOUBLE_EQ(m.update_received, wte);
   EXPECT_DOUBLE_EQ(m.peak(2), std::max(m.owned + m.per_step + 2 * m.stash + m.working,
-                                       m.owned + m.per_step + wte + m.update_working));
+                                       m.owned + m.update_held + wte + m.update_working));
+  EXPECT_LE(m.update_held, m.per_step);
   // The last stage adds its contribution to that gradient up over the micro-batches before
   // sending it: an accumulator it holds for the step.
   const StageGraph& last = mp.graphs[1];
@@ -90,7 +96,7 @@ TEST(StageMemory, TiedWeightGradientIsCountedWhereAndWhenItIsHeld) {
   EXPECT_GE(m1.accumulators, wte);
   ASSERT_TRUE(r->sim.has_value());
   for (size_t s = 0; s < 2; ++s)
-    EXPECT_NEAR(mp.stages[s].peak_memory_bytes / r->sim->stages[s].peak_memory_bytes, 1.0, 0.05)
+    EXPECT_NEAR(mp.stages[s].peak_memory_bytes / r->sim->stages[s].peak_memory_bytes, 1.0, 0.005)
         << "stage " << s;
 }
 

@@ -41,12 +41,18 @@ MemoryBreakdown StageMemoryParts::breakdown(int in_flight) const {
   m.weights = owned;
   m.accumulators = per_step;
   const bool update =
-      owned + per_step + update_received + update_working > peak(in_flight) - 1e-6 &&
-      update_received + update_working > in_flight * stash + working;
+      owned + update_held + update_received + update_working > peak(in_flight) - 1e-6 &&
+      update_held + update_received + update_working > per_step + in_flight * stash + working;
   m.in_flight = update ? 0 : in_flight;
-  if (update) m.accumulators += update_received;
-  m.stash_per_micro_batch = stash;
+  if (update) m.accumulators = update_held + update_received;
+  m.stash_per_micro_batch = update ? 0 : stash;
   m.working = update ? update_working : working;
+  // At a backward's moment the simulator counts its received cotangents among the stored
+  // micro-batch values: as a share of each micro-batch in flight, not as working memory.
+  if (!update && received > 0 && in_flight > 0 && working > forward_working + 1e-6) {
+    m.stash_per_micro_batch += received / in_flight;
+    m.working -= received;
+  }
   return m;
 }
 
@@ -64,7 +70,8 @@ std::vector<char> accumulated_values(const StageGraph& sg) {
 }
 
 StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
-                                    const std::vector<int>& strategy, const MeshShape& mesh) {
+                                    const std::vector<int>& strategy, const MeshShape& mesh,
+                                    int micro_batches) {
   const Graph& g = sg.graph;
   const ValueId n = g.size();
   const std::vector<std::vector<ValueId>> users = compute_users(g);
@@ -90,17 +97,22 @@ StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<Shar
       m.owned += bytes[v];
       continue;
     }
+    bool update_reads = false, update_only = true;
+    for (ValueId u : users[v]) {
+      update_reads = update_reads || once_per_step(sg.task[u]);
+      update_only = update_only && once_per_step(sg.task[u]);
+    }
     if (accumulated[v]) {
-      m.per_step += bytes[v];
+      if (micro_batches != 1) m.per_step += bytes[v];
       m.accumulators += bytes[v];
+      if (update_reads) m.update_held += bytes[v];
     }
     if (param && !input) {  // received once per step
-      bool update_only = true;
-      for (ValueId u : users[v]) update_only = update_only && once_per_step(sg.task[u]);
       (update_only ? m.update_received : m.per_step) += bytes[v];
+      if (!update_only && update_reads) m.update_held += bytes[v];
     }
     if (input && sg.task[v] == TaskKind::kBackward) {
-      m.stash += bytes[v];  // a cotangent received every micro-batch, stored until its backward
+      m.received += bytes[v];  // a cotangent received every micro-batch, just before its backward
       continue;
     }
     if (once_per_step(sg.task[v]) || sg.task[v] != TaskKind::kForward || (param && !input))
@@ -111,9 +123,10 @@ StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<Shar
   }
   // A forward runs before its own stash is stored (its outputs are that stash): one stash
   // fewer is held beside it than beside a backward.
+  m.forward_working = task_working(sg, TaskKind::kForward, held, bytes, users, is_output) - m.stash;
   m.working =
-      std::max(task_working(sg, TaskKind::kBackward, held, bytes, users, is_output),
-               task_working(sg, TaskKind::kForward, held, bytes, users, is_output) - m.stash);
+      std::max(task_working(sg, TaskKind::kBackward, held, bytes, users, is_output) + m.received,
+               m.forward_working);
   m.update_working = std::max(task_working(sg, TaskKind::kGradNorm, held, bytes, users, is_output),
                               task_working(sg, TaskKind::kUpdate, held, bytes, users, is_output));
   return m;

@@ -8,7 +8,10 @@
 //              gradient from a later stage, AdamW's bias corrections) arrive after the last
 //              backward and count at the update's moment alone (update_received);
 //   stash      per micro-batch in flight: forward values the backward reads, data inputs and
-//              values received every micro-batch;
+//              values the forward receives every micro-batch;
+//   received   what the backward receives every micro-batch (a later stage's cotangents):
+//              it arrives just before that micro-batch's backward and is freed after it, so
+//              only the micro-batch in its backward holds it, not every one in flight;
 //   working    each task's own intermediates (forward, backward, then the once-per-step tasks
 //              apart): a task's value lives from its definition to its last use inside the
 //              task, or to the task's end when another task, another stage or the step's
@@ -33,13 +36,18 @@ namespace alpa {
 struct StageMemoryParts {
   double owned = 0, per_step = 0, accumulators = 0;  // accumulators: part of per_step
   double stash = 0;
-  double working = 0;          // the larger of the forward's and the backward's
+  double received = 0;         // beside the backward of one micro-batch
+  double working = 0;          // the larger of the forward's and the backward's (+ received)
+  double forward_working = 0;  // the forward's, less the stash it stores (working's other side)
   double update_working = 0;   // the once-per-step tasks'
   double update_received = 0;  // received once per step for the once-per-step tasks alone
+  // Of per_step, what is still held when the once-per-step tasks run: the values they read
+  // (a tied weight the forward reads, an accumulator sent to another stage, are freed by then).
+  double update_held = 0;
   // The peak with `in_flight` micro-batches' stashes held (at least 1).
   double peak(int in_flight) const {
     return std::max(owned + per_step + in_flight * stash + working,
-                    owned + per_step + update_received + update_working);
+                    owned + update_held + update_received + update_working);
   }
   // The peak's parts (cost/memory.h): the forward/backward moment or the update's.
   MemoryBreakdown breakdown(int in_flight) const;
@@ -50,7 +58,10 @@ struct StageMemoryParts {
 std::vector<char> accumulated_values(const StageGraph& sg);
 
 // `specs` and `strategy`: the stage's intra-op plan (strategy < 0: a free node, not held).
+// `micro_batches` (0: several): with one, an accumulator is first written by the ACC after the
+// only backward, so the forward and backward run without any (they count at the update).
 StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
-                                    const std::vector<int>& strategy, const MeshShape& mesh);
+                                    const std::vector<int>& strategy, const MeshShape& mesh,
+                                    int micro_batches = 0);
 
 }  // namespace alpa

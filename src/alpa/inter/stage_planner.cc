@@ -175,7 +175,7 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   if (!p.ok()) return c;
   c.solved = true;
   c.plan = std::move(*p);
-  set_memory(c, stage_memory_parts(sg, c.plan.specs, c.plan.strategy, c.plan.mesh));
+  set_memory(c, stage_memory_parts(sg, c.plan.specs, c.plan.strategy, c.plan.mesh, micro_batches));
   // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
   c.compute_s = c.plan.compute_s;
   c.communication_s = c.plan.communication_s;
@@ -338,9 +338,12 @@ StageCost affine(const StageCost& c2, const StageCost& c3, int extra) {
   m.per_step = grow(c2.memory.per_step, c3.memory.per_step);
   m.accumulators = grow(c2.memory.accumulators, c3.memory.accumulators);
   m.stash = grow(c2.memory.stash, c3.memory.stash);
+  m.received = grow(c2.memory.received, c3.memory.received);
   m.working = grow(c2.memory.working, c3.memory.working);
+  m.forward_working = grow(c2.memory.forward_working, c3.memory.forward_working);
   m.update_working = grow(c2.memory.update_working, c3.memory.update_working);
   m.update_received = grow(c2.memory.update_received, c3.memory.update_received);
+  m.update_held = grow(c2.memory.update_held, c3.memory.update_held);
   set_memory(c, m);
   return c;
 }
