@@ -79,7 +79,7 @@ TEST(StageMemory, TiedWeightGradientIsCountedWhereAndWhenItIsHeld) {
   for (ValueId v : sg.owned)
     if (sg.graph.node(v).name == "wte") wte = static_cast<double>(sg.graph.type(v).bytes());
   ASSERT_GT(wte, 0);
-  const StageMemoryParts m = stage_memory_parts(sg, plan.specs, plan.strategy, plan.mesh);
+  const StageMemoryParts m = stage_memory_parts(sg, plan);
   EXPECT_DOUBLE_EQ(m.update_received, wte);
   EXPECT_DOUBLE_EQ(m.peak(2), std::max(m.owned + m.per_step + 2 * m.stash + m.working,
                                        m.owned + m.update_held + wte + m.update_working));
@@ -91,8 +91,7 @@ TEST(StageMemory, TiedWeightGradientIsCountedWhereAndWhenItIsHeld) {
   const ValueId grad = last.sent_accumulated[0];
   EXPECT_DOUBLE_EQ(static_cast<double>(last.graph.type(grad).bytes()), wte);
   EXPECT_TRUE(accumulated_values(last)[grad]);
-  const StageMemoryParts m1 =
-      stage_memory_parts(last, mp.plans[1].specs, mp.plans[1].strategy, mp.plans[1].mesh);
+  const StageMemoryParts m1 = stage_memory_parts(last, mp.plans[1]);
   EXPECT_GE(m1.accumulators, wte);
   ASSERT_TRUE(r->sim.has_value());
   for (size_t s = 0; s < 2; ++s)

@@ -5,15 +5,56 @@
 namespace alpa {
 namespace {
 
-// The peak of task t's own intermediates (see the header).
+// A copy of a value in another layout that the lowered program makes for the users that read
+// it so (spmd/lower.cc: one per value, layout and program): it lives from the first of those
+// users to the last.
+struct Reshard {
+  ValueId value;
+  ShardingSpec spec;
+  ValueId first, last;
+  double bytes;
+};
+
+std::vector<Reshard> reshards(const StageGraph& sg, const ShardingPlan& plan) {
+  const Graph& g = sg.graph;
+  std::vector<Reshard> out;
+  if (plan.operand_specs.size() != static_cast<size_t>(g.size())) return out;
+  std::vector<std::vector<size_t>> of(static_cast<size_t>(g.size()));  // per value: its copies
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (plan.strategy[v] < 0) continue;
+    const std::vector<ValueId>& ops = g.node(v).operands;
+    for (size_t k = 0; k < ops.size() && k < plan.operand_specs[v].size(); ++k) {
+      const ValueId o = ops[k];
+      if (plan.strategy[o] < 0 || g.node(o).op == OpKind::kBroadcast) continue;
+      const ShardingSpec spec = plan.operand_specs[v][k].canonical(plan.mesh);
+      if (spec == plan.specs[o].canonical(plan.mesh)) continue;
+      bool found = false;
+      for (size_t i : of[o]) {
+        Reshard& r = out[i];
+        if (r.spec == spec && sg.task[r.first] == sg.task[v]) {
+          r.last = v;
+          found = true;
+        }
+      }
+      if (found) continue;
+      of[o].push_back(out.size());
+      out.push_back({o, spec, v, v, local_bytes(g.type(o), spec, plan.mesh)});
+    }
+  }
+  return out;
+}
+
+// The peak of task t's own intermediates (see the header), with the copies it reshards.
 double task_working(const StageGraph& sg, TaskKind t, const std::vector<char>& held,
                     const std::vector<double>& bytes,
                     const std::vector<std::vector<ValueId>>& users,
-                    const std::vector<char>& is_output) {
+                    const std::vector<char>& is_output, const std::vector<Reshard>& copies) {
   const Graph& g = sg.graph;
   const ValueId n = g.size();
-  // Per node of t: the values of t whose last use inside t it is.
+  // Per node of t: the values of t whose last use inside t it is; the copies made for it and
+  // the copies it reads last.
   std::vector<std::vector<ValueId>> dies(static_cast<size_t>(n));
+  std::vector<double> copied(static_cast<size_t>(n), 0), copy_freed(static_cast<size_t>(n), 0);
   for (ValueId v = 0; v < n; ++v) {
     if (sg.task[v] != t || !held[v] || g.node(v).op == OpKind::kParameter) continue;
     bool leaves = is_output[v] != 0;
@@ -24,12 +65,19 @@ double task_working(const StageGraph& sg, TaskKind t, const std::vector<char>& h
     }
     if (!leaves) dies[static_cast<size_t>(last)].push_back(v);
   }
+  for (const Reshard& r : copies) {
+    if (sg.task[r.first] != t) continue;
+    copied[static_cast<size_t>(r.first)] += r.bytes;
+    copy_freed[static_cast<size_t>(r.last)] += r.bytes;
+  }
   double live = 0, peak = 0;
   for (ValueId v = 0; v < n; ++v) {
     if (sg.task[v] != t) continue;
+    live += copied[static_cast<size_t>(v)];
     if (held[v] && g.node(v).op != OpKind::kParameter) live += bytes[v];
     peak = std::max(peak, live);
     for (ValueId d : dies[static_cast<size_t>(v)]) live -= bytes[d];
+    live -= copy_freed[static_cast<size_t>(v)];
   }
   return peak;
 }
@@ -69,10 +117,13 @@ std::vector<char> accumulated_values(const StageGraph& sg) {
   return acc;
 }
 
-StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
-                                    const std::vector<int>& strategy, const MeshShape& mesh,
+StageMemoryParts stage_memory_parts(const StageGraph& sg, const ShardingPlan& plan,
                                     int micro_batches) {
   const Graph& g = sg.graph;
+  const std::vector<ShardingSpec>& specs = plan.specs;
+  const std::vector<int>& strategy = plan.strategy;
+  const MeshShape& mesh = plan.mesh;
+  const std::vector<Reshard> copies = reshards(sg, plan);
   const ValueId n = g.size();
   const std::vector<std::vector<ValueId>> users = compute_users(g);
   const std::vector<char> accumulated = accumulated_values(sg);
@@ -123,12 +174,14 @@ StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<Shar
   }
   // A forward runs before its own stash is stored (its outputs are that stash): one stash
   // fewer is held beside it than beside a backward.
-  m.forward_working = task_working(sg, TaskKind::kForward, held, bytes, users, is_output) - m.stash;
-  m.working =
-      std::max(task_working(sg, TaskKind::kBackward, held, bytes, users, is_output) + m.received,
-               m.forward_working);
-  m.update_working = std::max(task_working(sg, TaskKind::kGradNorm, held, bytes, users, is_output),
-                              task_working(sg, TaskKind::kUpdate, held, bytes, users, is_output));
+  m.forward_working =
+      task_working(sg, TaskKind::kForward, held, bytes, users, is_output, copies) - m.stash;
+  m.working = std::max(
+      task_working(sg, TaskKind::kBackward, held, bytes, users, is_output, copies) + m.received,
+      m.forward_working);
+  m.update_working =
+      std::max(task_working(sg, TaskKind::kGradNorm, held, bytes, users, is_output, copies),
+               task_working(sg, TaskKind::kUpdate, held, bytes, users, is_output, copies));
   return m;
 }
 

@@ -29,6 +29,7 @@
 
 #include "alpa/cost/memory.h"
 #include "alpa/inter/stage_graph.h"
+#include "alpa/intra/auto_sharding.h"
 #include "alpa/sharding/sharding_spec.h"
 
 namespace alpa {
@@ -57,11 +58,11 @@ struct StageMemoryParts {
 // update and read by it, or sent once per step as their mean (sent_accumulated).
 std::vector<char> accumulated_values(const StageGraph& sg);
 
-// `specs` and `strategy`: the stage's intra-op plan (strategy < 0: a free node, not held).
+// `plan`: the stage's intra-op plan (strategy < 0: a free node, not held; a value read in
+// another layout than its own is copied for its readers, a buffer of the reading task).
 // `micro_batches` (0: several): with one, an accumulator is first written by the ACC after the
 // only backward, so the forward and backward run without any (they count at the update).
-StageMemoryParts stage_memory_parts(const StageGraph& sg, const std::vector<ShardingSpec>& specs,
-                                    const std::vector<int>& strategy, const MeshShape& mesh,
+StageMemoryParts stage_memory_parts(const StageGraph& sg, const ShardingPlan& plan,
                                     int micro_batches = 0);
 
 }  // namespace alpa

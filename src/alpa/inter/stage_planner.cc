@@ -175,7 +175,7 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   if (!p.ok()) return c;
   c.solved = true;
   c.plan = std::move(*p);
-  set_memory(c, stage_memory_parts(sg, c.plan.specs, c.plan.strategy, c.plan.mesh, micro_batches));
+  set_memory(c, stage_memory_parts(sg, c.plan, micro_batches));
   // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
   c.compute_s = c.plan.compute_s;
   c.communication_s = c.plan.communication_s;
