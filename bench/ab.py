@@ -3,7 +3,7 @@
 shared machine hits both alike. Prints, per case, the median of each build and the median of
 the per-pair ratios A/B, and checks that both builds print the same results.
 
-Usage: bench/ab.py A_BINARY B_BINARY [--runs N] [--cases plan,train]
+Usage: bench/ab.py A_BINARY B_BINARY [--runs N] [--warmups N] [--cases plan,train,paper]
 
 Planning cases time the whole command (wall clock); training cases read the median step time
 each run reports (`--json` step_time_s), which leaves start-up and compiling out. Results
@@ -24,6 +24,16 @@ PLAN = [
                                 '--cluster', 'p3.16xlarge', '--mesh', '2x4', '--json']),
     ('plan GPT-1.3B 4 GPUs', ['plan', '--model', 'gpt', '--size', '1.3b', '--batch', '1024',
                               '--cluster', 'p3.16xlarge', '--gpus', '4', '--json']),
+]
+# The paper's larger pipeline rows (minutes each with older builds): `--cases paper --runs 1
+# --warmups 0`.
+PAPER = [
+    (f'plan {m.upper()}-{size.upper()} {gpus} GPUs',
+     ['plan', '--model', m, '--size', size, '--batch', str(batch), '--cluster', 'p3.16xlarge',
+      '--gpus', str(gpus), '--json'])
+    for m, size, gpus, batch in [('gpt', '6.7b', 16, 1024), ('gpt', '15b', 32, 1024),
+                                 ('gpt', '39b', 64, 1024), ('moe', '10b', 16, 1024),
+                                 ('wresnet', '2b', 8, 1536)]
 ]
 TRAIN = [
     ('train GPT-small 1 device', ['train', '--model', 'gpt', '--size', 'small', '--steps', '8',
@@ -64,15 +74,19 @@ def main():
     ap.add_argument('a')
     ap.add_argument('b')
     ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--warmups', type=int, default=1)
     ap.add_argument('--cases', default='plan,train')
     o = ap.parse_args()
-    cases = ([(n, c, False) for n, c in PLAN] if 'plan' in o.cases else []) + \
-            ([(n, c, True) for n, c in TRAIN] if 'train' in o.cases else [])
+    kinds = o.cases.split(',')
+    cases = ([(n, c, False) for n, c in PLAN] if 'plan' in kinds else []) + \
+            ([(n, c, False) for n, c in PAPER] if 'paper' in kinds else []) + \
+            ([(n, c, True) for n, c in TRAIN] if 'train' in kinds else [])
     print(f'# {cpu_name()}; A = {o.a}, B = {o.b}; {o.runs} interleaved runs each')
     print(f'{"case":28} {"measure":10} {"A median":>10} {"B median":>10} {"A/B":>7} '
           f'{"A/B min..max":>14}  same results')
     for name, args, train in cases:
-        run(o.a, args, train)  # warm-up (page cache, CPU frequency)
+        for _ in range(o.warmups):
+            run(o.a, args, train)  # warm-up (page cache, CPU frequency)
         ta, tb, ratios, same = [], [], [], True
         for _ in range(o.runs):
             a, ra = run(o.a, args, train)

@@ -136,14 +136,24 @@ TEST(StagePlanner, PlanSpacesOfTheAblations) {
   EXPECT_FALSE(parse_plan_space("both").ok());
 }
 
-TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
-  ModelOverrides four;
-  four.layers = 4;
-  ModelSpec spec = resolve_model("gpt", "tiny", four).value();
+// GPT-tiny with `layers` blocks; options planning it as that many layers with `micro_batches`.
+ModelSpec tiny_gpt(int layers) {
+  ModelOverrides m;
+  m.layers = layers;
+  return resolve_model("gpt", "tiny", m).value();
+}
+
+PipelinePlannerOptions layer_options(const ModelSpec& spec, int micro_batches) {
   PipelinePlannerOptions o;
-  o.micro_batches = 2;
+  o.micro_batches = micro_batches;
   o.batch = spec.batch;
-  o.num_layers = 4;
+  o.num_layers = static_cast<int>(spec.gpt.layers);
+  return o;
+}
+
+TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
+  const ModelSpec spec = tiny_gpt(4);
+  PipelinePlannerOptions o = layer_options(spec, 2);
   Result<PipelinePlan> p = plan_pipeline(spec, {}, local(2), o);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   expect_well_formed(*p, 2);
@@ -154,13 +164,8 @@ TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
 // Long runs of repeated layers costed by extrapolation from runs of 2 and 3 give the same
 // plan quality as solving every range.
 TEST(StagePlanner, ExtrapolatedRunsMatchExactSolves) {
-  ModelOverrides deep;
-  deep.layers = 8;
-  ModelSpec spec = resolve_model("gpt", "tiny", deep).value();
-  PipelinePlannerOptions o;
-  o.micro_batches = 4;
-  o.batch = spec.batch;
-  o.num_layers = 8;
+  const ModelSpec spec = tiny_gpt(8);
+  PipelinePlannerOptions o = layer_options(spec, 4);
   Cluster cl = with_devices(cluster_preset("p3.16xlarge").value(), 4).value();
   Result<PipelinePlan> fast = plan_pipeline(spec, {}, cl, o);
   ASSERT_TRUE(fast.ok()) << fast.status().to_string();
@@ -173,6 +178,35 @@ TEST(StagePlanner, ExtrapolatedRunsMatchExactSolves) {
   expect_well_formed(*fast, 4);
   EXPECT_NEAR(fast->predicted_step_time_s, exact->predicted_step_time_s,
               0.02 * exact->predicted_step_time_s);
+}
+
+// A range whose shorter range does not fit alone is left out unsolved: under a tight memory the
+// plan is the one solving every range finds, with fewer intra-op solves.
+TEST(StagePlanner, RangesAroundOneThatCannotFitAreLeftOut) {
+  const ModelSpec spec = tiny_gpt(8);
+  PipelinePlannerOptions o = layer_options(spec, 4);
+  o.remat = RematMode::kNone;
+  Result<PipelinePlan> whole = plan_pipeline(spec, {}, local(1), o);
+  ASSERT_TRUE(whole.ok()) << whole.status().to_string();
+  // Half the memory one device needs for the whole model: long ranges fit on no submesh.
+  o.memory_per_device = 0.5 * whole->stages.at(0).peak_memory_bytes;
+  Result<PipelinePlan> pruned = plan_pipeline(spec, {}, local(4), o);
+  ASSERT_TRUE(pruned.ok()) << pruned.status().to_string();
+  o.prune_ranges_that_cannot_fit = false;
+  Result<PipelinePlan> every = plan_pipeline(spec, {}, local(4), o);
+  ASSERT_TRUE(every.ok()) << every.status().to_string();
+  EXPECT_GT(pruned->pruned, 0);
+  EXPECT_EQ(every->pruned, 0);
+  EXPECT_LT(pruned->intra_solves, every->intra_solves);
+  EXPECT_EQ(pruned->candidates, every->candidates);
+  expect_well_formed(*pruned, 4);
+  EXPECT_DOUBLE_EQ(pruned->predicted_step_time_s, every->predicted_step_time_s);
+  ASSERT_EQ(pruned->stages.size(), every->stages.size());
+  for (size_t s = 0; s < pruned->stages.size(); ++s) {
+    EXPECT_EQ(pruned->stages[s].first_layer, every->stages[s].first_layer) << "stage " << s;
+    EXPECT_EQ(pruned->stages[s].submesh.size(), every->stages[s].submesh.size()) << "stage " << s;
+    EXPECT_LE(pruned->stages[s].peak_memory_bytes, o.memory_per_device) << "stage " << s;
+  }
 }
 
 // Whole-block layers leave two stages of a five-block GPT unequal (2 + 3 blocks); balancing

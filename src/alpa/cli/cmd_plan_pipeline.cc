@@ -221,7 +221,8 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                    {"candidates", plan.candidates},
                    {"intra_solves", plan.intra_solves},
                    {"cache_hits", plan.cache_hits},
-                   {"extrapolated", plan.extrapolated}};
+                   {"extrapolated", plan.extrapolated},
+                   {"pruned", plan.pruned}};
   nlohmann::ordered_json search = nlohmann::ordered_json::array();
   for (const auto& [b, t] : plan.micro_batch_search) {
     search.push_back({{"micro_batches", b},
@@ -284,7 +285,8 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << ": layer clustering " << format_seconds(plan.clustering_s) << ", stage costs "
         << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
-        << plan.extrapolated << " extrapolated from shorter runs of repeated layers), stage DP "
+        << plan.extrapolated << " extrapolated from shorter runs of repeated layers, "
+        << plan.pruned << " skipped as holding a range too large alone), stage DP "
         << format_seconds(plan.dp_s) << ", exact check of the chosen stages "
         << format_seconds(plan.verify_s) << ", balancing stage boundaries "
         << format_seconds(plan.balance_s) << "\n";

@@ -57,6 +57,7 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.intra_solves = from.intra_solves;
   into.cache_hits = from.cache_hits;
   into.extrapolated = from.extrapolated;
+  into.pruned = from.pruned;
   into.micro_batch_search = from.micro_batch_search;
 }
 

@@ -802,6 +802,7 @@ class FixedPlanner {
     req_.micro_batches = B_;
     for (const MeshConfig& c : configs_) req_.submeshes.push_back(c.submesh);
     req_.reset_candidates();
+    never_fits_.assign(req_.candidates.size(), 0);
     total_flops_ = 0;
     for (double x : plan_.layers.layer_flops) total_flops_ += x;
     total_flops_ = std::max(1.0, total_flops_);
@@ -847,6 +848,7 @@ class FixedPlanner {
       const int r = l + n - 1;
       if (may_extrapolate(run_key(l, r), l, r)) continue;
       for (int k : ids[static_cast<size_t>(l)]) {
+        if (never_fits(l, r, k)) continue;
         const MeshConfig& c = configs_[static_cast<size_t>(k)];
         Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
         if (!mesh.ok()) continue;
@@ -882,6 +884,16 @@ class FixedPlanner {
     return ok_status();
   }
 
+  // Whether layers [l, r] on configuration k cannot fit even alone because a range inside it
+  // on the same configuration could not, with recomputation and under the memory budget: a
+  // stage holding more layers holds at least their weights, state and activations, so its
+  // solves are skipped (ranges are costed by increasing length, so both ranges one layer
+  // shorter are known).
+  bool never_fits(int l, int r, int k) const {
+    if (l == r || never_fits_.empty() || !o_.prune_ranges_that_cannot_fit) return false;
+    return never_fits_[req_.index(l, r - 1, k)] != 0 || never_fits_[req_.index(l + 1, r, k)] != 0;
+  }
+
   // Whether [l, r] with this run key is costed from its runs of 2 and 3 repeated layers
   // (when those are solved) rather than solved itself.
   bool may_extrapolate(uint64_t run_key, int l, int r) const {
@@ -911,6 +923,12 @@ class FixedPlanner {
   Status cost_candidate(int l, int r, int k) {
     const MeshConfig& c = configs_[static_cast<size_t>(k)];
     ++plan_.candidates;
+    if (never_fits(l, r, k)) {
+      ++too_large_;
+      ++plan_.pruned;
+      never_fits_[req_.index(l, r, k)] = 1;
+      return ok_status();
+    }
     Candidate cand{l, r, c, run_key(l, r), config_key(c)};
     Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
     if (!mesh.ok()) return ok_status();
@@ -949,12 +967,14 @@ class FixedPlanner {
         cost = extrapolated_.back().get();
       }
     }
-    if (cost->solved && cost->max_succ(memory_) < 0) {
+    const bool memory_bound = cost->solved && cost->max_succ(memory_) < 0;
+    if (memory_bound) {
       ALPA_ASSIGN_OR_RETURN(cost, fit_candidate(cand, cost, run2, run3));
     }
     const int succ = cost->max_succ(memory_);
     if (succ < 0) {
       ++too_large_;
+      if (memory_bound) never_fits_[req_.index(l, r, k)] = 1;
       if (cost->solved) least_excess_ = std::min(least_excess_, cost->peak_bytes - memory_);
       return ok_status();
     }
@@ -1130,7 +1150,8 @@ class FixedPlanner {
   std::vector<double> prefix_;
   std::map<size_t, const StageCost*> costs_;
   std::vector<std::unique_ptr<StageCost>> extrapolated_, exact_costs_;
-  int too_large_ = 0;  // candidates left out because they do not fit in memory
+  int too_large_ = 0;             // candidates left out because they do not fit in memory
+  std::vector<char> never_fits_;  // per DP candidate: too large alone (see never_fits)
   double least_excess_ = std::numeric_limits<double>::infinity();  // their bytes over, least
   std::map<std::pair<int, int>, RangeGraph> graphs_;
   std::set<uint64_t> solved_ahead_;  // base-cache keys solve_side_by_side filled, not yet used
@@ -1147,6 +1168,7 @@ void add_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.intra_solves += from.intra_solves;
   into.cache_hits += from.cache_hits;
   into.extrapolated += from.extrapolated;
+  into.pruned += from.pruned;
   into.candidates += from.candidates;
   into.clustering_s += from.clustering_s;
   into.stage_costs_s += from.stage_costs_s;

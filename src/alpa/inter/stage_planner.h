@@ -71,6 +71,10 @@ struct PipelinePlannerOptions {
   // Runs of four or more identical layers between a first and a last layer are costed from the
   // runs of two and three (affine in the count) instead of one intra-op solve each.
   bool extrapolate_repeated_layers = true;
+  // A layer range whose shorter range (one layer less at either end) on the same submesh and
+  // logical mesh does not fit even alone (with recomputation, under the memory budget) is left
+  // out unsolved: holding more layers never takes less memory. Off: every range is solved.
+  bool prune_ranges_that_cannot_fit = true;
   // Each stage candidate's intra-op ILP stops at this time limit or relative gap (the best
   // plan found so far is kept); the chosen stages are re-planned with `sharding.ilp`.
   double stage_ilp_time_limit_s = 1.0;
@@ -127,6 +131,7 @@ struct PipelinePlan {
   int intra_solves = 0;    // auto-sharding runs (the rest came from the cache)
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
+  int pruned = 0;        // candidates left out unsolved: a range inside them does not fit
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
   // Why each count tried without a plan has none: "does not fit: ..." (memory, by how much)
   // or "not possible: ..." (a model file that declares no batch dimension, say).
