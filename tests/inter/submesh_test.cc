@@ -96,8 +96,23 @@ TEST(PlaceSubmeshes, MixOnEightByEight) {
   Result<std::vector<int>> p = place_submeshes(stages, 8, 8);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   expect_valid_placement(stages, *p, 8, 8);
-  // Whole hosts first, largest first; then the in-host meshes packed into host 7.
+  // In pipeline order: hosts 0-3, 4-5, 6, then the in-host meshes packed into host 7.
   EXPECT_EQ(*p, (std::vector<int>{0, 32, 48, 56, 60, 62, 63}));
+}
+
+// Neighbouring stages share a host wherever sizes allow: GPT-39B's 24 stages of 1x4 and 1x2 on
+// 8 hosts of 8 cross between hosts at 7 boundaries, the fewest possible.
+TEST(PlaceSubmeshes, NeighbouringStagesShareHosts) {
+  std::vector<SubmeshShape> stages;
+  for (int64_t m : {4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 4, 2, 4, 2, 2, 2, 2, 2, 2, 2, 2, 4})
+    stages.push_back({1, m});
+  Result<std::vector<int>> p = place_submeshes(stages, 8, 8);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  expect_valid_placement(stages, *p, 8, 8);
+  int crossings = 0;
+  for (size_t i = 0; i + 1 < stages.size(); ++i) crossings += (*p)[i] / 8 != (*p)[i + 1] / 8;
+  EXPECT_EQ(crossings, 7);
+  EXPECT_EQ((*p)[12], 34);  // the 1x4 after seven 1x2s shares host 4 with its neighbours
 }
 
 TEST(PlaceSubmeshes, StageOrderDoesNotMatterForValidity) {
@@ -134,7 +149,8 @@ TEST(PlaceSubmeshes, WholeHostOfNonPowerOfTwoSize) {
   Result<std::vector<int>> p = place_submeshes(stages, 2, 6);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   expect_valid_placement(stages, *p, 2, 6);
-  EXPECT_EQ(*p, (std::vector<int>{10, 0, 6}));
+  // In order: 1x2 on host 0, the whole host 1, then the 1x4 back beside the 1x2.
+  EXPECT_EQ(*p, (std::vector<int>{0, 6, 2}));
 }
 
 TEST(PlaceSubmeshes, ImpossibleListsAreErrors) {

@@ -54,6 +54,41 @@ Status check_submesh_shape(const SubmeshShape& s, int64_t hosts, int64_t devices
           devices_per_host, ") with n <= ", hosts, " whole hosts"));
 }
 
+namespace {
+
+// Stages in pipeline order, each on the host the previous one ended on while it has room, else
+// the next host with room (then an earlier one); whole-host meshes on the first run of empty
+// hosts after it. Neighbouring stages then share a host wherever sizes allow, so few stage
+// boundaries cross the network. Empty when a stage finds no room (first-fit-decreasing may).
+std::vector<int> place_in_order(std::span<const SubmeshShape> stages, int64_t hosts,
+                                int64_t devices_per_host) {
+  std::vector<int64_t> used(static_cast<size_t>(hosts), 0);
+  std::vector<int> first(stages.size(), -1);
+  int64_t cur = 0;  // host of the previous stage's last device
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const SubmeshShape& s = stages[i];
+    const bool whole = s.devices_per_host == devices_per_host;
+    const int64_t need = whole ? s.hosts : 1;
+    int64_t found = -1;
+    for (int64_t k = 0; k < hosts && found < 0; ++k) {
+      const int64_t h = (cur + k) % hosts;
+      if (h + need > hosts) continue;
+      bool room = true;
+      for (int64_t x = h; x < h + need && room; ++x)
+        room = whole ? used[x] == 0 : used[x] + s.devices_per_host <= devices_per_host;
+      if (room) found = h;
+    }
+    if (found < 0) return {};
+    first[i] = static_cast<int>(found * devices_per_host + (whole ? 0 : used[found]));
+    for (int64_t x = found; x < found + need; ++x)
+      used[x] += whole ? devices_per_host : s.devices_per_host;
+    cur = found + need - 1;
+  }
+  return first;
+}
+
+}  // namespace
+
 Result<std::vector<int>> place_submeshes(std::span<const SubmeshShape> stages, int64_t hosts,
                                          int64_t devices_per_host) {
   if (hosts < 1 || devices_per_host < 1)
@@ -71,6 +106,9 @@ Result<std::vector<int>> place_submeshes(std::span<const SubmeshShape> stages, i
                                 " devices, the cluster has ", hosts * devices_per_host),
                             "the stages' submeshes must use every device exactly once");
   }
+  if (std::vector<int> in_order = place_in_order(stages, hosts, devices_per_host);
+      !in_order.empty())
+    return in_order;
   // Largest first; ties in stage order (stable).
   std::vector<size_t> order(stages.size());
   std::iota(order.begin(), order.end(), size_t{0});

@@ -54,12 +54,16 @@ struct LogicalMeshChoice {
 std::vector<LogicalMeshChoice> logical_mesh_choices(const SubmeshShape& s, int64_t devices_per_host,
                                                     int64_t batch);
 
-// Where each stage's submesh goes (Alpa get_sliced_virtual_submeshes): returns, in stage
-// order, the first device id of each submesh. Whole-host meshes (n, M) take consecutive hosts
-// first (largest first, ties in stage order); then the (1, m) meshes are packed
-// first-fit-decreasing into the remaining hosts, each inside one host, in ascending device
-// order. A (1, m) submesh occupies devices first..first+m-1 of one host; an (n, M) submesh
-// occupies hosts first/M .. first/M+n-1 entirely.
+// Where each stage's submesh goes: returns, in stage order, the first device id of each
+// submesh. First in pipeline order, so that neighbouring stages share a host where sizes allow
+// (a boundary between hosts crosses the network; one inside a host uses its faster links):
+// each stage goes on the host the previous stage ended on if it has room, else on the next
+// host with room, a whole-host mesh (n, M) on the next n empty hosts. If that leaves a stage
+// without room, as Alpa's get_sliced_virtual_submeshes: whole-host meshes on consecutive
+// hosts first (largest first, ties in stage order), then the (1, m) meshes packed
+// first-fit-decreasing into the remaining hosts, in ascending device order. A (1, m) submesh
+// occupies devices first..first+m-1 of one host; an (n, M) submesh occupies hosts
+// first/M .. first/M+n-1 entirely.
 // Errors (kInvalidArgument): a shape that is neither (1, m <= M) nor (n <= N, M); sizes that do
 // not sum to N*M; a packing that first-fit-decreasing cannot complete.
 Result<std::vector<int>> place_submeshes(std::span<const SubmeshShape> stages, int64_t hosts,
