@@ -12,12 +12,23 @@
 namespace alpa {
 namespace {
 
-TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
+// GPT-tiny on 2 local devices, every candidate in the search.
+struct TinyOnTwo {
   ModelSpec spec = resolve_model("gpt", "tiny", {}).value();
-  const Cluster c = with_devices(cluster_preset("local").value(), 2).value();
-  PipelinePlannerOptions o;
-  o.batch = spec.batch;
-  o.imbalance_tolerance = 100;
+  Cluster cluster = with_devices(cluster_preset("local").value(), 2).value();
+  PipelinePlannerOptions options() const {
+    PipelinePlannerOptions o;
+    o.batch = spec.batch;
+    o.imbalance_tolerance = 100;
+    return o;
+  }
+};
+
+TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
+  const TinyOnTwo t;
+  const ModelSpec& spec = t.spec;
+  const Cluster& c = t.cluster;
+  PipelinePlannerOptions o = t.options();
   CheckedPipelinePlan r = plan_pipeline_checked(spec, {}, c, o, ScheduleKind::k1F1B).value();
   ASSERT_FALSE(r.simulated.empty());
   EXPECT_EQ(r.rounds, 1);
@@ -57,6 +68,28 @@ TEST(CheckedPlan, ChoosesTheFastestSimulatedCandidateThatFits) {
   } else {
     EXPECT_EQ(tight.status().code(), StatusCode::kResourceExhausted) << tight.status().to_string();
   }
+}
+
+// Candidates simulated side by side give the choice and the figures of one at a time.
+TEST(CheckedPlan, SimulatingSideBySideChoosesAsOneAtATime) {
+  const TinyOnTwo t;
+  const ModelSpec& spec = t.spec;
+  const Cluster& c = t.cluster;
+  PipelinePlannerOptions o = t.options();
+  o.threads = 1;
+  CheckedPipelinePlan one = plan_pipeline_checked(spec, {}, c, o, ScheduleKind::k1F1B).value();
+  o.threads = 3;
+  CheckedPipelinePlan three = plan_pipeline_checked(spec, {}, c, o, ScheduleKind::k1F1B).value();
+  ASSERT_GE(one.simulated.size(), 2u);
+  ASSERT_EQ(one.simulated.size(), three.simulated.size());
+  for (size_t i = 0; i < one.simulated.size(); ++i) {
+    EXPECT_EQ(one.simulated[i].micro_batches, three.simulated[i].micro_batches) << i;
+    EXPECT_EQ(one.simulated[i].stages, three.simulated[i].stages) << i;
+    EXPECT_DOUBLE_EQ(one.simulated[i].step_time_s, three.simulated[i].step_time_s) << i;
+    EXPECT_DOUBLE_EQ(one.simulated[i].peak_memory_bytes, three.simulated[i].peak_memory_bytes) << i;
+  }
+  EXPECT_EQ(one.plan.micro_batches, three.plan.micro_batches);
+  EXPECT_DOUBLE_EQ(one.sim.step_time_s, three.sim.step_time_s);
 }
 
 // The tied embedding's gradient from the last stage reaches the first stage once per step,

@@ -1,8 +1,11 @@
 #include "alpa/compile/checked.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "alpa/spmd/build_program.h"
 
@@ -28,6 +31,67 @@ Result<Simulated> simulate_plan(const ModelSpec& model, const OptimizerOptions& 
   ALPA_ASSIGN_OR_RETURN(s.sim, simulate(s.program, cluster));
   s.peak = s.sim.peak_memory_bytes();
   return s;
+}
+
+// Every candidate simulated, `threads` at a time, and the best kept: one that fits before one
+// that does not, then the fastest, then the earliest (so the choice does not depend on the
+// order the simulations finish in). Per candidate its (micro-batches, stages, step, peak), in
+// order; the first candidate's simulated peak in *first_peak and its planned one (the largest
+// stage's) in *first_planned.
+struct SimulatedCandidates {
+  std::vector<SimulatedCandidate> figures;
+  std::optional<Simulated> best;
+  size_t best_index = 0;
+  double first_planned_peak = 0, first_sim_peak = 0;
+};
+
+Result<SimulatedCandidates> simulate_candidates(const ModelSpec& model,
+                                                const OptimizerOptions& optimizer,
+                                                const Cluster& cluster,
+                                                const std::vector<PipelinePlan>& candidates,
+                                                const AutoShardingOptions& sharding,
+                                                ScheduleKind schedule, double memory, int threads) {
+  SimulatedCandidates out;
+  const size_t n = candidates.size();
+  out.figures.resize(n);
+  std::vector<Status> failed(n);
+  std::mutex mu;
+  std::atomic<size_t> next{0};
+  auto better = [&](const Simulated& a, size_t ai, const Simulated& b, size_t bi) {
+    const bool af = a.peak <= memory, bf = b.peak <= memory;
+    if (af != bf) return af;
+    if (a.sim.step_time_s != b.sim.step_time_s) return a.sim.step_time_s < b.sim.step_time_s;
+    return ai < bi;
+  };
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      Result<Simulated> s =
+          simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!s.ok()) {
+        failed[i] = s.status();
+        continue;
+      }
+      out.figures[i] = {candidates[i].micro_batches, static_cast<int>(candidates[i].stages.size()),
+                        s->sim.step_time_s, s->peak};
+      if (i == 0) {
+        for (const PlannedStage& ps : s->pipeline.stages)
+          out.first_planned_peak = std::max(out.first_planned_peak, ps.peak_memory_bytes);
+        out.first_sim_peak = s->peak;
+      }
+      if (!out.best || better(*s, i, *out.best, out.best_index)) {
+        out.best = std::move(*s);
+        out.best_index = i;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::min<int>(threads, static_cast<int>(n)); ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  for (const Status& st : failed)
+    if (!st.ok()) return st;
+  return out;
 }
 
 // Whether two plans run the same stages (a corner plan may be one the search already has).
@@ -85,9 +149,11 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
   PipelinePlannerOptions o = options;
   o.memory_per_device = memory;
   CheckedPipelinePlan r;
+  // The corner plans, the refit and later rounds reuse the search's stage solves.
+  const std::shared_ptr<PlanningCache> cache = make_planning_cache();
   for (int round = 1;; ++round) {
     const Clock::time_point t0 = Clock::now();
-    Result<PipelinePlan> plan = plan_pipeline(model, optimizer, cluster, o);
+    Result<PipelinePlan> plan = plan_pipeline(model, optimizer, cluster, o, cache.get());
     if (!plan.ok()) {
       if (round == 1) return plan.status();
       return plan.status().with_context(
@@ -111,7 +177,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
         sub.space = corner;
         sub.progress = nullptr;
         sub.explain_no_fit = false;
-        Result<PipelinePlan> one = plan_pipeline(model, optimizer, cluster, sub);
+        Result<PipelinePlan> one = plan_pipeline(model, optimizer, cluster, sub, cache.get());
         const bool known =
             one.ok() && std::any_of(candidates.begin(), candidates.end(),
                                     [&](const PipelinePlan& c) { return same_stages(c, *one); });
@@ -123,28 +189,15 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
     }
     AutoShardingOptions sharding = o.sharding;
     sharding.memory_budget_bytes = o.memory_per_device;
-    std::optional<Simulated> best;
-    size_t best_index = 0;
-    double first_planned_peak = 0, first_sim_peak = 0;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      ALPA_ASSIGN_OR_RETURN(
-          Simulated s, simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule));
-      r.simulated.push_back({candidates[i].micro_batches,
-                             static_cast<int>(candidates[i].stages.size()), s.sim.step_time_s,
-                             s.peak});
-      if (i == 0) {
-        for (const PlannedStage& ps : s.pipeline.stages)
-          first_planned_peak = std::max(first_planned_peak, ps.peak_memory_bytes);
-        first_sim_peak = s.peak;
-      }
-      const bool fits = s.peak <= memory;
-      const bool best_fits = best && best->peak <= memory;
-      if (!best || (fits && !best_fits) ||
-          (fits == best_fits && s.sim.step_time_s < best->sim.step_time_s)) {
-        best = std::move(s);
-        best_index = i;
-      }
-    }
+    const int threads =
+        o.threads > 0 ? o.threads : std::clamp<int>(std::thread::hardware_concurrency(), 1, 4);
+    ALPA_ASSIGN_OR_RETURN(SimulatedCandidates sc,
+                          simulate_candidates(model, optimizer, cluster, candidates, sharding,
+                                              schedule, memory, threads));
+    r.simulated.insert(r.simulated.end(), sc.figures.begin(), sc.figures.end());
+    std::optional<Simulated>& best = sc.best;
+    size_t best_index = sc.best_index;
+    const double first_planned_peak = sc.first_planned_peak, first_sim_peak = sc.first_sim_peak;
     // The planner's favourite overflows by the simulator's count while a slower candidate
     // fits: plan the favourite's micro-batch count again for memory scaled down by its excess
     // (a plan like it that fits), and keep it if it is faster than the one that fits.
@@ -158,7 +211,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
         o.progress(cat(" the fastest plan simulates at ", first_sim_peak / 1e9,
                        " GB; planning its ", again.micro_batches, " micro-batches again for ",
                        again.memory_per_device / 1e9, " GB"));
-      Result<PipelinePlan> refit = plan_pipeline(model, optimizer, cluster, again);
+      Result<PipelinePlan> refit = plan_pipeline(model, optimizer, cluster, again, cache.get());
       if (refit.ok()) {
         refit->alternatives.clear();
         ALPA_ASSIGN_OR_RETURN(Simulated s,

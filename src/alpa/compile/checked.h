@@ -6,7 +6,9 @@
 // micro-batch counts it tried (at most `max_candidates`), and — in the whole plan space, on
 // several devices — its best one-stage plan (auto-sharding alone) and its best plan of
 // one-device stages (pipelining alone), corners of the same space its estimate may mis-rank,
-// and keeps the fastest that fits: the same judge the baselines (baseline.h) face.
+// and keeps the fastest that fits: the same judge the baselines (baseline.h) face. The
+// candidates are simulated side by side (options.threads, 0: the cores, at most 4); the
+// choice does not depend on the order they finish in (ties go to the earlier candidate).
 //
 // The planner's memory model (the intra-op ILP's liveness over the stage graph, plus the
 // accumulators and the 1F1B stash) does not see what lowering adds: gathered copies of split

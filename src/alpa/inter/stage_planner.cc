@@ -1216,8 +1216,30 @@ std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan)
   return stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
 }
 
+// Per micro-batch count, its costs (the counts planned side by side take their own).
+class PlanningCache {
+ public:
+  CostCache& of_count(int64_t B) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_ptr<CostCache>& c = by_count_[B];
+    if (!c) c = std::make_unique<CostCache>();
+    // Runs of repeated layers name layer indices of one clustering: kept within a call only.
+    c->runs.clear();
+    return *c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int64_t, std::unique_ptr<CostCache>> by_count_;
+};
+
+std::shared_ptr<PlanningCache> make_planning_cache() {
+  return std::make_shared<PlanningCache>();
+}
+
 Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOptions& optimizer,
-                                   const Cluster& cluster, const PipelinePlannerOptions& options) {
+                                   const Cluster& cluster, const PipelinePlannerOptions& options,
+                                   PlanningCache* shared) {
   const Clock::time_point t0 = Clock::now();
   ALPA_RETURN_IF_ERROR(validate_cluster(cluster));
   const double memory =
@@ -1260,7 +1282,8 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   std::atomic<bool> abandon{false};  // tells counts still running that they are not needed
   auto plan_count = [&](int64_t B) -> Result<PipelinePlan> {
     ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, static_cast<int>(B)));
-    CostCache cache;
+    CostCache own;
+    CostCache& cache = shared != nullptr ? shared->of_count(B) : own;
     return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache, &abandon);
   };
   bool stop = false;

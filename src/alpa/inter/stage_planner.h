@@ -25,6 +25,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -151,11 +152,20 @@ Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& p
 // Per node of step.graph: the stage of each forward op under `plan` (others: 0).
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
 
+// Intra-op solves of stage graphs kept between plan_pipeline calls for the same model,
+// optimizer, cluster and intra-op options (another plan space, memory or count search reuses
+// them: a stage graph's solve depends on its structure and mesh alone). One per call chain;
+// not for calls running at the same time.
+class PlanningCache;
+std::shared_ptr<PlanningCache> make_planning_cache();
+
 // Plans the pipeline of `model`'s training step with `optimizer`: for each micro-batch count
 // it tries (options.micro_batches, or the search above), the step of one micro-batch
-// (models/registry.h: micro_batch_step) is built and its stages planned.
+// (models/registry.h: micro_batch_step) is built and its stages planned. With `cache`, the
+// stage solves are looked up in and added to it.
 Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOptions& optimizer,
-                                   const Cluster& cluster, const PipelinePlannerOptions& options);
+                                   const Cluster& cluster, const PipelinePlannerOptions& options,
+                                   PlanningCache* cache = nullptr);
 
 // Everything build_pipeline_program needs for a plan whose stages are chosen (by
 // plan_pipeline or by hand): the split, each stage's graph, its intra-op plan on its placed
