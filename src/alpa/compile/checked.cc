@@ -35,9 +35,9 @@ Result<Simulated> simulate_plan(const ModelSpec& model, const OptimizerOptions& 
 
 // Every candidate simulated, `threads` at a time, and the best kept: one that fits before one
 // that does not, then the fastest, then the earliest (so the choice does not depend on the
-// order the simulations finish in). Per candidate its (micro-batches, stages, step, peak), in
-// order; the first candidate's simulated peak in *first_peak and its planned one (the largest
-// stage's) in *first_planned.
+// order the simulations finish in). `figures`: per candidate its (micro-batches, stages, step,
+// peak), in order; the first candidate's planned peak (its largest stage's) and simulated peak
+// in first_planned_peak and first_sim_peak.
 struct SimulatedCandidates {
   std::vector<SimulatedCandidate> figures;
   std::optional<Simulated> best;
