@@ -91,6 +91,54 @@ TEST(StageDp, MatchesBruteForceOnRandomTinyInstances) {
   EXPECT_GT(multi_stage, 50);
 }
 
+// A share of each time is receiving (transfer): the DP within its 0.5% t_max grid of brute force.
+TEST(StageDp, WithTransfersWithinTheGridOfBruteForce) {
+  int compared = 0, above = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    StageDpRequest r = random_request(seed, 5, seed % 3 == 0);
+    Rng rng(seed * 7919);
+    for (StageCandidate& c : r.candidates)
+      if (std::isfinite(c.time)) c.transfer = c.time * 0.7 * rng.uniform();
+    Result<StageDpSolution> dp = solve_stage_dp(r);
+    Result<StageDpSolution> bf = solve_stage_bruteforce(r);
+    ASSERT_EQ(dp.ok(), bf.ok()) << "seed " << seed << "\n" << stage_dp_to_json(r);
+    if (!dp.ok()) continue;
+    ++compared;
+    EXPECT_GE(dp->total_time, bf->total_time * (1 - 1e-9)) << "seed " << seed;
+    EXPECT_LE(dp->total_time, bf->total_time * 1.005 + 1e-12) << "seed " << seed << "\n"
+                                                              << stage_dp_to_json(r);
+    above += dp->total_time > bf->total_time * (1 + 1e-9);
+    EXPECT_EQ(evaluate_stages(r, dp->stages), dp->total_time) << "seed " << seed;
+  }
+  EXPECT_GT(compared, 150);
+  EXPECT_LT(above, compared / 10) << "the grid should rarely cost anything";
+}
+
+// Transfers overlap compute, but a 1F1B stage waits for its micro-batches' round trips.
+TEST(StageDp, PipelineTimingCountsRoundTrips) {
+  // Two stages, 1.0 s each of which 0.2 s receiving: latency = (1 + 0.2) * 2; busy 0.8 per
+  // stage; stage 0 holds two micro-batches, its round trip 0.8 + 1.2 = 2.0 -> period 1.0.
+  std::vector<StageCandidate> two = {{1.0, 0, 0.2}, {1.0, 0, 0.2}};
+  PipelineTiming p = pipeline_timing(two, 5);
+  EXPECT_DOUBLE_EQ(p.latency, 2.4);
+  EXPECT_DOUBLE_EQ(p.period, 1.0);
+  EXPECT_DOUBLE_EQ(p.step, 2.4 + 4 * 1.0);
+  // A quick last stage: the first stage's compute bounds the period.
+  std::vector<StageCandidate> uneven = {{3.0, 0, 0.1}, {1.0, 0, 0.5}};
+  p = pipeline_timing(uneven, 3);
+  EXPECT_DOUBLE_EQ(p.period, 2.9);  // round trip (2.9 + 1.5) / 2 = 2.2 < 2.9
+  // A transfer longer than the compute bounds it.
+  std::vector<StageCandidate> slow_link = {{1.0, 0, 0.0}, {1.0, 0, 0.7}};
+  EXPECT_DOUBLE_EQ(pipeline_timing(slow_link, 2).period, (1.0 + 1.7) / 2);
+  EXPECT_GE(pipeline_timing(slow_link, 2).period, 0.7);
+  // Without transfers: Alpa's sum + (B - 1) * max.
+  std::vector<StageCandidate> plain = {{1.0, 0}, {3.0, 0}, {2.0, 0}};
+  p = pipeline_timing(plain, 4);
+  EXPECT_DOUBLE_EQ(p.latency, 6.0);
+  EXPECT_DOUBLE_EQ(p.period, 3.0);
+  EXPECT_DOUBLE_EQ(p.step, 6.0 + 3 * 3.0);
+}
+
 // Alpa's training_dp without any pruning: every distinct t_max, F(s, k, d) over all candidates
 // with time <= t_max, scored with t_max itself.
 double reference_dp(const StageDpRequest& r) {
@@ -172,6 +220,22 @@ TEST(StageDp, PipeliningWinsWithManyMicroBatches) {
   EXPECT_EQ(s->stages[1], (StageChoice{1, 1, 0}));
   EXPECT_DOUBLE_EQ(s->total_time, 2.0 + 7 * 1.0);  // vs one stage: 1.5 + 7 * 1.5
   EXPECT_EQ(s->first_device, (std::vector<int>{0, 1}));
+}
+
+// An uneven split whose boundary transfer overlaps compute beats one stage, though charging
+// the transfer in series would not.
+TEST(StageDp, OverlappedTransfersMakePipeliningWorthIt) {
+  StageDpRequest r = two_layer_request(16);
+  r.at(0, 0, 0) = {0.3, 4};
+  r.at(1, 1, 0) = {0.9, 4, 0.3};  // 0.6 s compute + 0.3 s receiving
+  r.at(0, 1, 1) = {0.85, 4};      // in series the split costs 1.2 + 15 * 0.9 = 14.7 > 13.6
+  Result<StageDpSolution> s = solve_stage_dp(r);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  ASSERT_EQ(s->stages.size(), 2u);
+  // Stage 0 holds two micro-batches: its round trip (0.3 + 0.9 + 0.3) / 2 sets the period.
+  EXPECT_DOUBLE_EQ(s->max_stage_time, 0.75);
+  EXPECT_DOUBLE_EQ(s->sum_stage_time, 1.5);
+  EXPECT_DOUBLE_EQ(s->total_time, 1.5 + 15 * 0.75);
 }
 
 TEST(StageDp, OneStageWinsWithOneMicroBatch) {
@@ -287,7 +351,10 @@ TEST(StageDp, BadRequestsAndOptionsAreErrors) {
 
 TEST(StageDp, JsonRoundTrip) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
-    const StageDpRequest r = random_request(seed, 4, seed % 2 == 0);
+    StageDpRequest r = random_request(seed, 4, seed % 2 == 0);
+    if (seed % 4 == 1)
+      for (StageCandidate& c : r.candidates)
+        if (std::isfinite(c.time)) c.transfer = c.time / 4;
     const std::string text = stage_dp_to_json(r);
     Result<StageDpRequest> back = stage_dp_from_json(text);
     ASSERT_TRUE(back.ok()) << back.status().to_string();

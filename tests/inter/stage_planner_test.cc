@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <limits>
 
+#include "alpa/inter/stage_dp.h"
 #include "alpa/models/registry.h"
 
 namespace alpa {
@@ -25,7 +26,7 @@ void expect_well_formed(const PipelinePlan& p, int devices) {
   ASSERT_FALSE(p.stages.empty());
   int layer = 0;
   std::vector<int> owner(static_cast<size_t>(devices), -1);
-  double sum = 0, most = 0;
+  std::vector<StageCandidate> timed;
   for (size_t s = 0; s < p.stages.size(); ++s) {
     const PlannedStage& st = p.stages[s];
     EXPECT_EQ(st.first_layer, layer) << "stage " << s;
@@ -40,12 +41,13 @@ void expect_well_formed(const PipelinePlan& p, int devices) {
     }
     EXPECT_GT(st.time_s, 0);
     EXPECT_GT(st.peak_memory_bytes, 0);
-    sum += st.time_s;
-    most = std::max(most, st.time_s);
+    EXPECT_GE(st.transfer_s, 0) << "stage " << s;
+    EXPECT_LE(st.transfer_s, st.time_s) << "stage " << s;
+    timed.push_back({st.time_s, 0, st.transfer_s});
   }
   EXPECT_EQ(layer, p.layers.num_layers);
   for (int d = 0; d < devices; ++d) EXPECT_GE(owner[static_cast<size_t>(d)], 0) << "device " << d;
-  EXPECT_NEAR(p.predicted_step_time_s, sum + (p.micro_batches - 1) * most,
+  EXPECT_NEAR(p.predicted_step_time_s, pipeline_timing(timed, p.micro_batches).step,
               1e-9 * p.predicted_step_time_s);
 }
 

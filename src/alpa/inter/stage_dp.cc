@@ -14,16 +14,21 @@ constexpr double kInf = kInfStageTime;
 double evaluate_checked(const StageDpRequest& r, std::span<const StageChoice> stages,
                         std::vector<std::string>* violations);
 
+// Grid step of t_max between candidate bottlenecks when stages have transfers.
+constexpr double kTmaxGrid = 0.005;
+
 // A usable candidate: finite time, fits memory at least as a last stage, fits the cluster.
 struct Cand {
   int l = 0, r = 0, m = 0, size = 0;
-  double t = 0;
+  double t = 0;  // its share of the latency: time + transfer
+  double x = 0;  // transfer
+  double b = 0;  // bottleneck: max(time - transfer, transfer)
   int max_succ = 0;
-  // t + cheapest prefix + cheapest suffix: a plan with this candidate and max stage time
-  // t_max costs at least base + (B-1) * t_max.
+  // t + cheapest prefix + cheapest suffix: a plan with this candidate and period t_max costs
+  // at least base + (B-1) * t_max.
   double base = 0;
-  // The smallest max stage time of any plan with this candidate (relaxed as above): below it,
-  // the candidate is of no use.
+  // The smallest bottleneck of any plan with this candidate (relaxed as above): below it, the
+  // candidate is of no use.
   double reach = 0;
 };
 
@@ -41,6 +46,16 @@ inline void relax(double* dst, const double* src, int lo, int hi, int size, doub
   double* out = dst + size;
   for (int d = lo; d <= hi; ++d) {
     const double x = t + src[d];
+    out[d] = x < out[d] ? x : out[d];
+  }
+}
+
+// As relax, for the d with src[d] <= cap only.
+inline void relax_capped(double* dst, const double* src, int lo, int hi, int size, double t,
+                         double cap) {
+  double* out = dst + size;
+  for (int d = lo; d <= hi; ++d) {
+    const double x = src[d] <= cap ? t + src[d] : kInf;
     out[d] = x < out[d] ? x : out[d];
   }
 }
@@ -63,8 +78,11 @@ class Solver {
   void bounds();
   // Whether a plan with `c` and max stage time t_max could beat best_.
   bool useful(const Cand& c, double t_max) const;
-  void select(double t_max);  // fills active_ with the useful candidates of time <= t_max
+  void select(double t_max);  // fills active_ with the useful candidates of b <= t_max
   void run(double t_max);     // F for active_, pruned against best_
+  // The largest F(s-1, c.r+1, .) that keeps the round trip of `c` as first of s stages within
+  // s * t_max_ (+inf without transfers or without a bound).
+  double cap(const Cand& c, int s) const;
   std::vector<StageChoice> backtrack(int s) const;
   void score();  // scores F(s, 0, D) of the last run for every s
 
@@ -84,6 +102,8 @@ class Solver {
   std::vector<int> lo_, hi_;                // finite range of each (s, k) row (lo > hi: none)
   double minsum_ = kInf;                    // smallest sum of stage times of any plan
   double best_ = kInf;
+  double t_max_ = kInf;     // of the last run
+  bool transfers_ = false;  // some candidate has a transfer
   std::vector<StageChoice> best_plan_;
   int runs_ = 0;
   int unplaceable_ = 0;
@@ -99,12 +119,18 @@ void Solver::collect() {
         const int64_t size = r_.submeshes[m].size();
         if (!std::isfinite(c.time) || c.max_succ < 0 || size > D_) continue;
         by_start_[l].push_back(static_cast<int>(cands_.size()));
-        cands_.push_back({l, r, m, static_cast<int>(size), c.time, c.max_succ, 0});
+        Cand& k = cands_.emplace_back();
+        k.l = l, k.r = r, k.m = m, k.size = static_cast<int>(size);
+        k.t = c.time + c.transfer;
+        k.x = c.transfer;
+        k.b = std::max(c.time - c.transfer, c.transfer);
+        k.max_succ = c.max_succ;
+        transfers_ |= c.transfer > 0;
         max_succ = std::max(max_succ, c.max_succ);
       }
   for (auto& list : by_start_)
     std::stable_sort(list.begin(), list.end(),
-                     [&](int a, int b) { return cands_[a].t < cands_[b].t; });
+                     [&](int a, int b) { return cands_[a].b < cands_[b].b; });
   smax_ = std::max(0, std::min({L_, D_, max_succ + 1}));
   f_.assign(static_cast<size_t>(smax_ + 1) * (L_ + 1) * (D_ + 1), kInf);
   lo_.assign(static_cast<size_t>(smax_ + 1) * (L_ + 1), 1);
@@ -131,7 +157,7 @@ void Solver::bounds() {
     for (int ci : by_start_[k]) {
       const Cand& c = cands_[ci];
       relax(suf.row(k), suf.row(c.r + 1), 0, D_ - c.size, c.size, c.t);
-      relax_max(suf_max.row(k), suf_max.row(c.r + 1), 0, D_ - c.size, c.size, c.t);
+      relax_max(suf_max.row(k), suf_max.row(c.r + 1), 0, D_ - c.size, c.size, c.b);
     }
   std::vector<std::vector<int>> by_end(L_);
   for (size_t i = 0; i < cands_.size(); ++i) by_end[cands_[i].r].push_back(static_cast<int>(i));
@@ -140,7 +166,7 @@ void Solver::bounds() {
     for (int ci : by_end[k - 1]) {
       const Cand& c = cands_[ci];
       relax(pre.row(k), pre.row(c.l), 0, D_ - c.size, c.size, c.t);
-      relax_max(pre_max.row(k), pre_max.row(c.l), 0, D_ - c.size, c.size, c.t);
+      relax_max(pre_max.row(k), pre_max.row(c.l), 0, D_ - c.size, c.size, c.b);
     }
   for (Cand& c : cands_) {
     double cheapest = kInf, reach = kInf;
@@ -153,7 +179,7 @@ void Solver::bounds() {
       reach = std::min(reach, std::max(pm[d], sm[D_ - c.size - d]));
     }
     c.base = c.t + cheapest;
-    c.reach = std::max(c.t, reach);
+    c.reach = std::max(c.b, reach);
   }
   prefix_ = std::move(pre);
   prefix_max_ = std::move(pre_max);
@@ -168,14 +194,20 @@ void Solver::select(double t_max) {
     active_[k].clear();
     for (int ci : by_start_[k]) {
       const Cand& c = cands_[ci];
-      if (c.t > t_max) break;
+      if (c.b > t_max) break;
       if (useful(c, t_max)) active_[k].push_back(ci);
     }
   }
 }
 
+double Solver::cap(const Cand& c, int s) const {
+  if (!transfers_ || t_max_ == kInf) return kInf;
+  return (s * t_max_ - (c.t - 2 * c.x)) * (1 + 1e-12);
+}
+
 void Solver::run(double t_max) {
   ++runs_;
+  t_max_ = t_max;
   const bool prune = best_ < kInf;
   const double tail = prune ? (B_ - 1) * t_max : 0;
   std::fill(lo_.begin(), lo_.end(), 1);
@@ -196,7 +228,11 @@ void Solver::run(double t_max) {
         const int hi = std::min(hi_[src], D_ - c.size);
         if (lo_[src] > hi) continue;
         if (!any) std::fill_n(row, D_ + 1, kInf);
-        relax(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t);
+        const double limit = cap(c, s);
+        if (limit == kInf)
+          relax(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t);
+        else
+          relax_capped(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t, limit);
         any = true;
       }
       if (!any) continue;
@@ -234,7 +270,8 @@ std::vector<StageChoice> Solver::backtrack(int s) const {
       const size_t src = cell(left - 1, c.r + 1);
       const int rest = d - c.size;
       if (rest < lo_[src] || rest > hi_[src]) continue;
-      if (c.t + frow(left - 1, c.r + 1)[rest] != want) continue;
+      const double after = frow(left - 1, c.r + 1)[rest];
+      if (after > cap(c, left) || c.t + after != want) continue;
       plan.push_back({c.l, c.r, c.m});
       k = c.r + 1;
       d = rest;
@@ -256,13 +293,13 @@ void Solver::score() {
     const double sum = frow(s, 0)[D_];
     if (sum == kInf) continue;
     std::vector<StageChoice> plan = backtrack(s);
-    double max_t = 0;
+    std::vector<StageCandidate> chosen;
     std::vector<SubmeshShape> shapes;
     for (const StageChoice& c : plan) {
-      max_t = std::max(max_t, r_.at(c.first_layer, c.last_layer, c.submesh).time);
+      chosen.push_back(r_.at(c.first_layer, c.last_layer, c.submesh));
       shapes.push_back(r_.submeshes[c.submesh]);
     }
-    const double total = sum + (B_ - 1) * max_t;
+    const double total = pipeline_timing(chosen, B_).step;
     if (!(total < best_)) continue;
     if (!place_submeshes(shapes, r_.hosts, r_.devices_per_host).ok()) {
       ++unplaceable_;
@@ -311,12 +348,14 @@ Status no_plan(const StageDpRequest& r, int unplaceable) {
 Result<StageDpSolution> finish(const StageDpRequest& r, std::vector<StageChoice> plan, int runs) {
   StageDpSolution sol;
   std::vector<SubmeshShape> shapes;
+  std::vector<StageCandidate> chosen;
   for (const StageChoice& c : plan) {
-    const double t = r.at(c.first_layer, c.last_layer, c.submesh).time;
-    sol.sum_stage_time += t;
-    sol.max_stage_time = std::max(sol.max_stage_time, t);
+    chosen.push_back(r.at(c.first_layer, c.last_layer, c.submesh));
     shapes.push_back(r.submeshes[c.submesh]);
   }
+  const PipelineTiming timing = pipeline_timing(chosen, r.micro_batches);
+  sol.sum_stage_time = timing.latency;
+  sol.max_stage_time = timing.period;
   std::vector<std::string> violations;
   sol.total_time = evaluate_stages(r, plan, &violations);
   ALPA_CHECK(violations.empty()) << "stage plan violates: " << violations.front();
@@ -348,14 +387,24 @@ Result<StageDpSolution> Solver::solve(const StageDpOptions& o) {
   std::vector<int> order(cands_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return cands_[a].t < cands_[b].t; });
+                   [&](int a, int b) { return cands_[a].b < cands_[b].b; });
+  // With transfers, a round trip can set the period between two bottlenecks: t_max also steps
+  // through a geometric grid from the smallest bottleneck.
+  double grid = transfers_ && !order.empty() ? cands_[order.front()].b : kInf;
+  if (grid <= 0) grid = 1e-9;
   double last = -kInf;
-  for (size_t i = 0; i < order.size();) {
-    const double t = cands_[order[i]].t;
-    bool fresh = false;  // a candidate of this time can still be part of a better plan
-    size_t j = i;
-    for (; j < order.size() && cands_[order[j]].t == t; ++j) fresh |= useful(cands_[order[j]], t);
-    i = j;
+  for (size_t i = 0; i < order.size() || grid < kInf;) {
+    const double next_b = i < order.size() ? cands_[order[i]].b : kInf;
+    const bool on_grid = grid < next_b;
+    const double t = on_grid ? grid : next_b;
+    bool fresh = on_grid;  // a candidate of this bottleneck can still be part of a better plan
+    if (on_grid) {
+      grid *= 1 + kTmaxGrid;
+    } else {
+      size_t j = i;
+      for (; j < order.size() && cands_[order[j]].b == t; ++j) fresh |= useful(cands_[order[j]], t);
+      i = j;
+    }
     if (!(minsum_ + (B_ - 1) * t < best_)) break;
     if (!fresh || t - last < o.tmax_gap) continue;
     last = t;
@@ -398,6 +447,10 @@ Status check_stage_dp_request(const StageDpRequest& r) {
         if (std::isnan(c.time) || c.time < 0)
           return invalid_argument(cat("stage DP request: candidate [", l, "][", e, "][", m,
                                       "] has time ", c.time, "; times are >= 0 or +inf"));
+        if (std::isnan(c.transfer) || c.transfer < 0 || c.transfer > c.time)
+          return invalid_argument(cat("stage DP request: candidate [", l, "][", e, "][", m,
+                                      "] has transfer ", c.transfer, " (time ", c.time,
+                                      "); transfers are >= 0 and part of the time"));
         if (c.max_succ < -1)
           return invalid_argument(cat("stage DP request: candidate [", l, "][", e, "][", m,
                                       "] has max_succ ", c.max_succ, "; use -1 for never"));
@@ -476,7 +529,7 @@ double evaluate_checked(const StageDpRequest& r, std::span<const StageChoice> st
   const int n = static_cast<int>(stages.size());
   int next = 0;
   int64_t devices = 0;
-  double sum = 0, max_t = 0;
+  std::vector<StageCandidate> chosen;
   std::vector<SubmeshShape> shapes;
   for (int i = 0; i < n; ++i) {
     const StageChoice& c = stages[i];
@@ -503,8 +556,7 @@ double evaluate_checked(const StageDpRequest& r, std::span<const StageChoice> st
       fail(cat("stage ", i, " (layers ", c.first_layer, "..", c.last_layer, " on ",
                shape.to_string(), ") has ", n - 1 - i,
                " later stages but memory allows max_succ = ", cand.max_succ));
-    sum += cand.time;
-    max_t = std::max(max_t, cand.time);
+    chosen.push_back(cand);
   }
   if (next != r.num_layers)
     fail(cat("the stages cover layers 0..", next - 1, " of 0..", r.num_layers - 1));
@@ -516,10 +568,28 @@ double evaluate_checked(const StageDpRequest& r, std::span<const StageChoice> st
     fail(cat("the submeshes cannot be placed: ", placed.status().message()));
     return kInf;
   }
-  return sum + (r.micro_batches - 1) * max_t;
+  return pipeline_timing(chosen, r.micro_batches).step;
 }
 
 }  // namespace
+
+PipelineTiming pipeline_timing(std::span<const StageCandidate> stages, int micro_batches) {
+  PipelineTiming p;
+  const int n = static_cast<int>(stages.size());
+  bool transfers = false;
+  for (const StageCandidate& c : stages) transfers |= c.transfer > 0;
+  double suffix = 0;  // sum of t + x over the later stages
+  for (int i = n - 1; i >= 0; --i) {
+    const StageCandidate& c = stages[i];
+    p.period = std::max({p.period, c.time - c.transfer, c.transfer});
+    // Without transfers no round trip is longer than n - i times the slowest stage.
+    if (transfers) p.period = std::max(p.period, (suffix + c.time - c.transfer) / (n - i));
+    suffix += c.time + c.transfer;
+  }
+  p.latency = suffix;
+  p.step = p.latency + (micro_batches - 1) * p.period;
+  return p;
+}
 
 std::string stage_dp_to_json(const StageDpRequest& r) {
   nlohmann::json j;
@@ -531,12 +601,17 @@ std::string stage_dp_to_json(const StageDpRequest& r) {
   for (const SubmeshShape& s : r.submeshes) shapes.push_back({s.hosts, s.devices_per_host});
   j["submeshes"] = shapes;
   nlohmann::json times = nlohmann::json::array(), succ = nlohmann::json::array();
+  nlohmann::json transfers = nlohmann::json::array();
+  bool any_transfer = false;
   for (const StageCandidate& c : r.candidates) {
     times.push_back(std::isfinite(c.time) ? nlohmann::json(c.time) : nlohmann::json(nullptr));
     succ.push_back(c.max_succ);
+    transfers.push_back(c.transfer);
+    any_transfer |= c.transfer > 0;
   }
   j["time"] = times;
   j["max_succ"] = succ;
+  if (any_transfer) j["transfer"] = transfers;
   return j.dump();
 }
 
@@ -561,6 +636,13 @@ Result<StageDpRequest> stage_dp_from_json(std::string_view text) {
     for (size_t i = 0; i < times.size(); ++i)
       r.candidates.push_back(
           {times[i].is_null() ? kInf : times[i].get<double>(), succ[i].get<int>()});
+    if (j.contains("transfer")) {
+      const auto& transfers = j.at("transfer");
+      if (!transfers.is_array() || transfers.size() != times.size())
+        return parse_error("stage DP request: 'transfer' must be an array as long as 'time'");
+      for (size_t i = 0; i < transfers.size(); ++i)
+        r.candidates[i].transfer = transfers[i].get<double>();
+    }
   } catch (const nlohmann::json::exception& e) {
     return parse_error(cat("stage DP request: ", e.what()));
   }

@@ -147,6 +147,13 @@ void set_figures(PlannedStage& ps, const StageCost& c, int successors, double me
   ps.memory = c.memory.breakdown(in_flight_1f1b(successors));
 }
 
+// The pipeline step time of planned stages (pipeline_timing, stage_dp.h).
+double predicted_step_time(const std::vector<PlannedStage>& stages, int micro_batches) {
+  std::vector<StageCandidate> t;
+  for (const PlannedStage& ps : stages) t.push_back({ps.time_s, 0, ps.transfer_s});
+  return pipeline_timing(t, micro_batches).step;
+}
+
 // Intra-op options for a stage graph as its lowered programs run it: update nodes weighted
 // 1/micro-batches, values sent to other stages leave whole (pipeline/program.h), and forward,
 // backward and update are separate programs, so what crosses between them is stored; gradients
@@ -423,14 +430,11 @@ class StageBalancer {
     if (cluster_.hosts > 1) {
       ALPA_ASSIGN_OR_RETURN(bool fits, solve(start_, all_));
       if (!fits) return ok_status();
-      double sum = 0, worst = 0;
       for (int s = 0; s < S_; ++s) {
         set_figures(plan_.stages[s], costs_[s], S_ - 1 - s, memory_);
         time_[s] = costs_[s].time();
-        sum += time_[s];
-        worst = std::max(worst, time_[s]);
       }
-      plan_.predicted_step_time_s = sum + (B_ - 1) * worst;
+      plan_.predicted_step_time_s = predicted_step_time(plan_.stages, B_);
     }
     if (!o_.balance_within_layers) return ok_status();
     ALPA_ASSIGN_OR_RETURN(bool go_on, recut_all());
@@ -497,10 +501,12 @@ class StageBalancer {
   // Keeps the solved stages `which` of `next` if the step is faster.
   bool keep_if_faster(const std::vector<int>& next, const std::vector<int>& which) {
     std::vector<double> t = time_;
-    for (int s : which) t[s] = costs_[s].time();
-    double sum = 0, worst = 0;
-    for (double x : t) sum += x, worst = std::max(worst, x);
-    const double step_time = sum + (B_ - 1) * worst;
+    std::vector<PlannedStage> timed = plan_.stages;
+    for (int s : which) {
+      t[s] = timed[s].time_s = costs_[s].time();
+      timed[s].transfer_s = costs_[s].transfer_s;
+    }
+    const double step_time = predicted_step_time(timed, B_);
     if (step_time >= plan_.predicted_step_time_s * (1 - 1e-9)) return false;
     plan_.layers = layers_;
     for (int s = 0; s < S_; ++s) plan_.stages[s].first_layer = plan_.stages[s].last_layer = s;
@@ -980,6 +986,7 @@ class FixedPlanner {
     }
     StageCandidate& dp = req_.at(l, r, k);
     dp.time = cost->time();
+    dp.transfer = cost->transfer_s;
     dp.max_succ = succ;
     costs_[req_.index(l, r, k)] = cost;
     return ok_status();
@@ -1118,6 +1125,7 @@ class FixedPlanner {
         const int succ = exact.max_succ(memory_);
         if (succ < S - 1 - i || exact.time() > cand.time * (1 + 1e-9)) worse = true;
         cand.time = exact.solved ? exact.time() : kInfStageTime;
+        cand.transfer = exact.solved ? exact.transfer_s : 0;
         cand.max_succ = succ;
         exact_costs_.push_back(std::make_unique<StageCost>(std::move(exact)));
         costs_[idx] = exact_costs_.back().get();
@@ -1482,12 +1490,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     m.plans.push_back(std::move(c.plan));
     m.placements.push_back(PlacedMesh::contiguous(ps.logical.shape, ps.first_device));
   }
-  double sum = 0, worst = 0;
-  for (const PlannedStage& ps : m.stages) {
-    sum += ps.time_s;
-    worst = std::max(worst, ps.time_s);
-  }
-  m.predicted_step_time_s = sum + (plan.micro_batches - 1) * worst;
+  m.predicted_step_time_s = predicted_step_time(m.stages, plan.micro_batches);
   return m;
 }
 
