@@ -212,7 +212,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
       ->group(p);
   app.add_option("--pipeline-layers", f.pipeline_layers,
                  "Layers the forward operators are clustered into before stages are chosen "
-                 "(0: automatic -- GPT and MoE: whole blocks, one per layer up to 32; "
+                 "(0: automatic -- GPT and MoE: whole blocks, one per layer up to 48; "
                  "Wide-ResNet: one per residual block, as Alpa's suite; other models: Alpa's "
                  "FLOP-balanced clustering)")
       ->check(non_negative_number())
