@@ -2,6 +2,7 @@
 // transfers, and stage and task graphs that verify and together compute every node once.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "alpa/inter/stage_graph.h"
@@ -43,8 +44,12 @@ TEST(StageGraph, PlacementRules) {
     }
     ASSERT_GE(sp.stage[v], 0) << value_ref(g, v);
     ASSERT_LT(sp.stage[v], 3);
-    if (sp.task[v] == TaskKind::kBackward) {
-      EXPECT_EQ(sp.stage[v], sp.stage[step.origin[v]]) << "a backward node runs with its forward";
+    if (sp.task[v] == TaskKind::kBackward && sp.stage[v] != sp.stage[step.origin[v]]) {
+      // Else a backward node runs with its forward; a sum of partial gradients runs on the
+      // later stage that computed them.
+      EXPECT_EQ(n.op, OpKind::kAdd) << value_ref(g, v);
+      EXPECT_GT(sp.stage[v], sp.stage[step.origin[v]]) << value_ref(g, v);
+      for (ValueId o : n.operands) EXPECT_EQ(sp.stage[o], sp.stage[v]) << value_ref(g, v);
     }
   }
   // The tied embedding lives on stage 0 with its optimizer state; the step counter too.
@@ -73,6 +78,34 @@ TEST(StageGraph, PlacementRules) {
   }
   EXPECT_TRUE(wte_out);
   EXPECT_TRUE(wte_grad_back);
+}
+
+// A value a later stage reads several times (the residual stream: a layer norm and a residual
+// add) gets one gradient back per micro-batch, summed where its partials are computed.
+TEST(StageGraph, OneGradientCrossesBackPerActivation) {
+  const TrainStep step = gpt_step();
+  for (int S : {2, 3, 4}) {
+    const PipelineSplit sp = split_train_step(step, even_stages(step, S), S).value();
+    std::map<int, int> forward, backward;  // per later stage of a boundary: values crossing
+    std::map<int, int64_t> forward_bytes, backward_bytes;
+    for (const StageTransfer& t : sp.transfers) {
+      if (t.rate != TransferRate::kPerMicroBatch) continue;
+      const int64_t bytes = step.graph.type(t.value).bytes();
+      if (t.from_task == TaskKind::kForward && t.to_stage == t.from_stage + 1) {
+        ++forward[t.to_stage];
+        forward_bytes[t.to_stage] += bytes;
+      }
+      if (t.from_task == TaskKind::kBackward && t.from_stage == t.to_stage + 1) {
+        ++backward[t.from_stage];
+        backward_bytes[t.from_stage] += bytes;
+      }
+    }
+    for (int s = 1; s < S; ++s) {
+      EXPECT_GE(forward[s], 1) << S << " stages, boundary " << s;
+      EXPECT_LE(backward[s], forward[s]) << S << " stages, boundary " << s;
+      EXPECT_LE(backward_bytes[s], forward_bytes[s]) << S << " stages, boundary " << s;
+    }
+  }
 }
 
 TEST(StageGraph, StagesAndTasksCoverEveryNodeOnceAndVerify) {

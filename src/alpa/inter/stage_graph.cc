@@ -169,6 +169,23 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
     sp.stage[v] = sp.stage[o];
     sp.task[v] = TaskKind::kBackward;
   }
+  // A backward sum whose two operands come from one later stage (the partial gradients of a
+  // value a later stage reads several times) runs there: one sum crosses the boundary instead
+  // of each partial.
+  for (ValueId v = 0; v < n; ++v) {
+    const Node& node = g.node(v);
+    if (sp.task[v] != TaskKind::kBackward || sp.stage[v] == kNoStage || node.op != OpKind::kAdd ||
+        sp.free[v])
+      continue;
+    const ValueId a = node.operands[0], b = node.operands[1];
+    const int s = sp.stage[a];
+    if (s == kNoStage || s <= sp.stage[v] || sp.stage[b] != s || sp.free[a] || sp.free[b] ||
+        sp.task[a] != TaskKind::kBackward || sp.task[b] != TaskKind::kBackward ||
+        g.type(a).num_elements() != g.type(v).num_elements() ||
+        g.type(b).num_elements() != g.type(v).num_elements())
+      continue;
+    sp.stage[v] = s;
+  }
   // Update nodes: on the first stage among their users (and the stage of what they update).
   std::vector<int> alias_stage(static_cast<size_t>(n), num_stages);
   for (const GraphOutput& o : g.outputs())
