@@ -20,7 +20,7 @@ constexpr double kTmaxGrid = 0.005;
 // A usable candidate: finite time, fits memory at least as a last stage, fits the cluster.
 struct Cand {
   int l = 0, r = 0, m = 0, size = 0;
-  double t = 0;  // its share of the latency: time + transfer
+  double t = 0;  // time
   double x = 0;  // transfer
   double b = 0;  // bottleneck: max(time - transfer, transfer)
   int max_succ = 0;
@@ -121,7 +121,7 @@ void Solver::collect() {
         by_start_[l].push_back(static_cast<int>(cands_.size()));
         Cand& k = cands_.emplace_back();
         k.l = l, k.r = r, k.m = m, k.size = static_cast<int>(size);
-        k.t = c.time + c.transfer;
+        k.t = c.time;
         k.x = c.transfer;
         k.b = std::max(c.time - c.transfer, c.transfer);
         k.max_succ = c.max_succ;
@@ -202,7 +202,7 @@ void Solver::select(double t_max) {
 
 double Solver::cap(const Cand& c, int s) const {
   if (!transfers_ || t_max_ == kInf) return kInf;
-  return (s * t_max_ - (c.t - 2 * c.x)) * (1 + 1e-12);
+  return (s * t_max_ - (c.t - c.x)) * (1 + 1e-12);
 }
 
 void Solver::run(double t_max) {
@@ -578,13 +578,13 @@ PipelineTiming pipeline_timing(std::span<const StageCandidate> stages, int micro
   const int n = static_cast<int>(stages.size());
   bool transfers = false;
   for (const StageCandidate& c : stages) transfers |= c.transfer > 0;
-  double suffix = 0;  // sum of t + x over the later stages
+  double suffix = 0;  // sum of the later stages' times
   for (int i = n - 1; i >= 0; --i) {
     const StageCandidate& c = stages[i];
     p.period = std::max({p.period, c.time - c.transfer, c.transfer});
     // Without transfers no round trip is longer than n - i times the slowest stage.
     if (transfers) p.period = std::max(p.period, (suffix + c.time - c.transfer) / (n - i));
-    suffix += c.time + c.transfer;
+    suffix += c.time;
   }
   p.latency = suffix;
   p.step = p.latency + (micro_batches - 1) * p.period;

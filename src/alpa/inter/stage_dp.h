@@ -4,14 +4,15 @@
 // Problem: L layers (in order), submesh shapes s = 0..S-1, an N x M cluster and B
 // micro-batches. Choose stages — contiguous layer ranges [l, r] covering 0..L-1 in order — and
 // a submesh for each, minimising the 1F1B step time of pipeline_timing:
-//   T = sum_i (t_i + x_i) + (B - 1) * P,
-//   P = max( max_i max(t_i - x_i, x_i),  max_i (sum_{j>=i} (t_j + x_j) - 2 x_i) / (n - i) )
+//   T = sum_i t_i + (B - 1) * P,
+//   P = max( max_i max(t_i - x_i, x_i),  max_i (sum_{j>=i} t_j - x_i) / (n - i) )
 // with t_i = candidates[l_i][r_i][s_i].time (one micro-batch's forward + backward, receiving
-// included) and x_i its .transfer (the receiving part). Transfers overlap compute, so a stage is
-// busy for t - x per micro-batch (its link for x); but under 1F1B stage i of n holds at most
-// n - i micro-batches, so it starts one no more often than its round trip through the later
-// stages (their times, each boundary crossed forward and back) divided by n - i. With every
-// x = 0 this is Alpa's Eq. 2, T = sum_i t_i + (B - 1) * max_i t_i.
+// included) and x_i its .transfer (receiving: activations from the stage before, gradients from
+// the stage after). Transfers overlap compute, so a stage is busy for t - x per micro-batch
+// (its links for x); but under 1F1B stage i of n holds at most n - i micro-batches, so it
+// starts one no more often than its round trip through the later stages (their times, with
+// what they receive) divided by n - i. With every x = 0 this is Alpa's Eq. 2,
+// T = sum_i t_i + (B - 1) * max_i t_i.
 // Subject to: stage i of n has n-1-i later stages and that count must be <= its max_succ (Alpa's
 // memory constraint: max_n_succ_stages, -1 = never fits); the submeshes' device counts sum to
 // exactly N*M; the submeshes can be placed (place_submeshes). Candidate times are one
@@ -22,7 +23,7 @@
 // the smallest sum of any plan), then t_max over the distinct candidate bottlenecks
 // b = max(t - x, x) in ascending order; for each, F(s, k, d) = min over stages [k, i] on
 // submesh m with b <= t_max, size(m) <= d, s-1 <= max_succ and a round trip within s * t_max
-// of (t + x) + F(s-1, i+1, d - size(m)); each s scores its argmin path by T. It stops once
+// of t + F(s-1, i+1, d - size(m)); each s scores its argmin path by T. It stops once
 // (smallest sum of any plan) + (B-1) * t_max >= best. Without transfers the result is the exact
 // optimum (the round-trip bound never binds); with them the periods set by round trips lie
 // between candidate bottlenecks, so t_max also steps through a 0.5% grid and the result is
@@ -96,7 +97,7 @@ struct StageDpOptions {
 };
 
 // A pipeline's step time by the model above: latency (the first micro-batch's way through and
-// back, sum of t + x), period (P) and step (latency + (B - 1) * period).
+// back, sum of t), period (P) and step (latency + (B - 1) * period).
 struct PipelineTiming {
   double latency = 0, period = 0, step = 0;
 };
