@@ -1,6 +1,6 @@
 // The whole inter-op pass on real training graphs: a plan for GPT-tiny on four local devices is
 // well formed (contiguous layer ranges, disjoint device ranges covering the cluster, step time
-// = sum t + (B - 1) max t, the micro-batch search keeps the fastest count); repeated layers
+// = pipeline_timing of the stages, the micro-batch search keeps the fastest count); repeated layers
 // reuse intra-op solves; a model that fits nowhere names the smallest memory per device that
 // works, and that memory does work.
 #include "alpa/inter/stage_planner.h"

@@ -169,7 +169,7 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
     for (const PipelinePlan& a : plan->alternatives)
       if (static_cast<int>(candidates.size()) < max_candidates) candidates.push_back(a);
     // The whole space holds the one-stage plans of auto-sharding alone and the one-device
-    // stages of pipelining alone, but the estimate (sum t + (B - 1) max t) can rank a plan
+    // stages of pipelining alone, but the estimate (pipeline_timing) can rank a plan
     // above them by less than its own error: the planner's best plan of each is simulated too.
     if (o.space == PlanSpace::kFull && cluster.num_devices() > 1) {
       for (PlanSpace corner : {PlanSpace::kIntraOnly, PlanSpace::kInterOnly}) {

@@ -1,6 +1,6 @@
 // A pipeline plan chosen and checked by simulation — compile's plan phase for pipelines.
 //
-// The planner ranks plans by its stage-cost estimate (sum t + (B - 1) max t); the simulator
+// The planner ranks plans by its stage-cost estimate (pipeline_timing); the simulator
 // runs the program the runtime would run (accumulation, transfers, the schedule's real
 // bubble). plan_pipeline_checked simulates the planner's plan and its best plans for the other
 // micro-batch counts it tried (at most `max_candidates`), and — in the whole plan space, on

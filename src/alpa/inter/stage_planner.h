@@ -1,6 +1,7 @@
 // The inter-operator pass (Alpa §3): choose pipeline stages, their submeshes and logical mesh
 // shapes, each stage's intra-op plan, and (optionally) the number of micro-batches, to
-// minimise the step time of a 1F1B pipeline:  T = sum_i t_i + (B - 1) * max_i t_i.
+// minimise the step time of a 1F1B pipeline (pipeline_timing, stage_dp.h: Alpa's
+// T = sum_i t_i + (B - 1) * max_i t_i with transfers overlapping compute and 1F1B round trips).
 //
 //   forward ops --cluster_layers--> L layers
 //   every layer range x submesh x logical shape --stage graph + auto_shard--> t, memory
@@ -179,7 +180,7 @@ struct MaterializedPipeline {
   std::vector<PlacedMesh> placements;  // each stage's logical mesh on its devices
   // The plan's stages with times and memory recomputed on their placed meshes.
   std::vector<PlannedStage> stages;
-  double predicted_step_time_s = 0;  // sum t + (B - 1) max t
+  double predicted_step_time_s = 0;  // pipeline_timing of the stages (stage_dp.h)
   // When a stage recomputes (PlannedStage::remat): the step with its recomputation
   // (remat.h), which `split` and `graphs` refer to; build the program from it.
   std::optional<TrainStep> remat_step;
