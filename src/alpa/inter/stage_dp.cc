@@ -41,18 +41,9 @@ struct DeviceTable {
   const double* row(int i) const { return v.data() + static_cast<size_t>(i) * width; }
 };
 
-// dst[d + size] = min(dst[d + size], t + src[d]) for d in [lo, hi].
-inline void relax(double* dst, const double* src, int lo, int hi, int size, double t) {
-  double* out = dst + size;
-  for (int d = lo; d <= hi; ++d) {
-    const double x = t + src[d];
-    out[d] = x < out[d] ? x : out[d];
-  }
-}
-
-// As relax, for the d with src[d] <= cap only.
-inline void relax_capped(double* dst, const double* src, int lo, int hi, int size, double t,
-                         double cap) {
+// dst[d + size] = min(dst[d + size], t + src[d]) for d in [lo, hi] with src[d] <= cap.
+inline void relax(double* dst, const double* src, int lo, int hi, int size, double t,
+                  double cap = kInf) {
   double* out = dst + size;
   for (int d = lo; d <= hi; ++d) {
     const double x = src[d] <= cap ? t + src[d] : kInf;
@@ -228,11 +219,7 @@ void Solver::run(double t_max) {
         const int hi = std::min(hi_[src], D_ - c.size);
         if (lo_[src] > hi) continue;
         if (!any) std::fill_n(row, D_ + 1, kInf);
-        const double limit = cap(c, s);
-        if (limit == kInf)
-          relax(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t);
-        else
-          relax_capped(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t, limit);
+        relax(row, frow(s - 1, c.r + 1), lo_[src], hi, c.size, c.t, cap(c, s));
         any = true;
       }
       if (!any) continue;
