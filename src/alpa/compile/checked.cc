@@ -189,11 +189,9 @@ Result<CheckedPipelinePlan> plan_pipeline_checked(const ModelSpec& model,
     }
     AutoShardingOptions sharding = o.sharding;
     sharding.memory_budget_bytes = o.memory_per_device;
-    const int threads =
-        o.threads > 0 ? o.threads : std::clamp<int>(std::thread::hardware_concurrency(), 1, 4);
     ALPA_ASSIGN_OR_RETURN(SimulatedCandidates sc,
                           simulate_candidates(model, optimizer, cluster, candidates, sharding,
-                                              schedule, memory, threads));
+                                              schedule, memory, o.side_by_side()));
     r.simulated.insert(r.simulated.end(), sc.figures.begin(), sc.figures.end());
     std::optional<Simulated>& best = sc.best;
     size_t best_index = sc.best_index;

@@ -1224,6 +1224,11 @@ std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan)
   return stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
 }
 
+int PipelinePlannerOptions::side_by_side() const {
+  return threads > 0 ? threads
+                     : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+}
+
 // Per micro-batch count, its costs (the counts planned side by side take their own).
 class PlanningCache {
  public:
@@ -1271,9 +1276,7 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   std::vector<PipelinePlan> others;  // the best plans of the other counts
   // Micro-batch counts are planned `workers` at a time, each on its own thread (the plans are
   // independent), and judged in order.
-  const int workers = options.threads > 0
-                          ? options.threads
-                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  const int workers = options.side_by_side();
   std::mutex progress_mutex;
   PipelinePlannerOptions threaded = options;
   // Each count's stage solves share the cores the counts side by side leave.

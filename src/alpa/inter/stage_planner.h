@@ -97,6 +97,9 @@ struct PipelinePlannerOptions {
   bool explain_no_fit = true;
   // Micro-batch counts planned at once, each on a thread (0: the hardware's, at most 4).
   int threads = 0;
+  // `threads` resolved: how many counts (or, in compile/checked.h, candidate simulations) run
+  // side by side.
+  int side_by_side() const;
   // Intra-op solves of one micro-batch count's stage candidates run side by side on this many
   // threads (0: the cores the counts planned side by side leave; 1: one at a time). The plan
   // does not depend on it, unless ILPs reach their time limit: CBC counts the process's CPU
