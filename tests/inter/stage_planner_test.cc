@@ -163,6 +163,81 @@ TEST(StagePlanner, RepeatedLayersReuseIntraOpSolves) {
   EXPECT_LT(p->intra_solves, p->candidates);
 }
 
+// The micro-batch search plans counts after the first only for plans that could come within
+// slower_count_margin of the best so far: a stage too slow for that is not planned under a
+// memory budget (the slowest solves). The chosen plan is the one the unbounded search finds,
+// counts within the margin are planned alike, the others no faster, with fewer solves.
+TEST(StagePlanner, SlowerMicroBatchCountsAreLeftOutEarly) {
+  ModelOverrides m;
+  m.layers = 8;
+  m.batch = 16;
+  const ModelSpec spec = resolve_model("gpt", "1.3b", m).value();
+  PipelinePlannerOptions o = layer_options(spec, 0);
+  o.threads = 1;  // each count bounded by every count before it
+  o.memory_per_device = 4e9;
+  // Four hosts of one device on a slow network: pipelines, and stages tight in memory.
+  Cluster cl = cluster_preset("p3.16xlarge").value();
+  cl.hosts = 4;
+  cl.devices_per_host = 1;
+  cl.inter_host.bandwidth = 1.25e9;
+  o.slower_count_margin = std::numeric_limits<double>::infinity();
+  Result<PipelinePlan> all = plan_pipeline(spec, {}, cl, o);
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  o.slower_count_margin = 0.05;
+  Result<PipelinePlan> bounded = plan_pipeline(spec, {}, cl, o);
+  ASSERT_TRUE(bounded.ok()) << bounded.status().to_string();
+  EXPECT_EQ(all->slower, 0);
+  EXPECT_GT(bounded->slower, 0);
+  EXPECT_LT(bounded->intra_solves, all->intra_solves);
+  EXPECT_EQ(bounded->micro_batches, all->micro_batches);
+  EXPECT_DOUBLE_EQ(bounded->predicted_step_time_s, all->predicted_step_time_s);
+  ASSERT_EQ(bounded->stages.size(), all->stages.size());
+  for (size_t s = 0; s < all->stages.size(); ++s) {
+    EXPECT_EQ(bounded->stages[s].last_layer, all->stages[s].last_layer) << s;
+    EXPECT_EQ(bounded->stages[s].submesh.to_string(), all->stages[s].submesh.to_string()) << s;
+  }
+  ASSERT_EQ(bounded->micro_batch_search.size(), all->micro_batch_search.size());
+  for (size_t i = 0; i < all->micro_batch_search.size(); ++i) {
+    const auto [b, t] = all->micro_batch_search[i];
+    EXPECT_EQ(bounded->micro_batch_search[i].first, b);
+    if (t < all->predicted_step_time_s * 1.05)
+      EXPECT_DOUBLE_EQ(bounded->micro_batch_search[i].second, t) << b << " micro-batches";
+    else
+      EXPECT_GE(bounded->micro_batch_search[i].second, t * (1 - 1e-9)) << b << " micro-batches";
+  }
+}
+
+// heavy_op_seconds bounds what a stage computes: for every stage of planned pipelines (a
+// transformer, a convolutional network and a mixture of experts; stages on one device and on
+// several), its layers' heavy-op seconds over its devices are at most its compute per
+// micro-batch.
+TEST(StagePlanner, HeavyOpSecondsBoundEveryStagesCompute) {
+  const Cluster cl = with_devices(cluster_preset("p3.16xlarge").value(), 8).value();
+  for (const char* name : {"gpt", "wresnet", "moe"}) {
+    const ModelSpec spec = resolve_model(name, "small", {}).value();
+    PipelinePlannerOptions o;
+    o.micro_batches = 2;
+    o.batch = spec.batch;
+    o.imbalance_tolerance = std::numeric_limits<double>::infinity();
+    Result<PipelinePlan> p = plan_pipeline(spec, {}, cl, o);
+    ASSERT_TRUE(p.ok()) << name << ": " << p.status().to_string();
+    const TrainStep step = micro_batch_step(spec, {}, o.micro_batches).value();
+    const std::vector<double> heavy = heavy_op_seconds(step, p->layers, cl.device);
+    ASSERT_EQ(static_cast<int>(heavy.size()), p->layers.num_layers);
+    std::vector<PipelinePlan> plans = p->alternatives;
+    plans.push_back(*p);
+    for (const PipelinePlan& plan : plans)
+      for (const PlannedStage& st : plan.stages) {
+        double sum = 0;
+        for (int l = st.first_layer; l <= st.last_layer; ++l) sum += heavy[l];
+        const double bound = sum / static_cast<double>(st.submesh.size());
+        EXPECT_LE(bound, st.compute_s * (1 + 1e-9))
+            << name << " layers " << st.first_layer << "-" << st.last_layer;
+        EXPECT_GT(bound, 0) << name << " layers " << st.first_layer << "-" << st.last_layer;
+      }
+  }
+}
+
 // Long runs of repeated layers costed by extrapolation from runs of 2 and 3 give the same
 // plan quality as solving every range.
 TEST(StagePlanner, ExtrapolatedRunsMatchExactSolves) {

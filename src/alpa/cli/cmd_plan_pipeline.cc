@@ -222,7 +222,8 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                    {"intra_solves", plan.intra_solves},
                    {"cache_hits", plan.cache_hits},
                    {"extrapolated", plan.extrapolated},
-                   {"pruned", plan.pruned}};
+                   {"pruned", plan.pruned},
+                   {"slower", plan.slower}};
   nlohmann::ordered_json search = nlohmann::ordered_json::array();
   for (const auto& [b, t] : plan.micro_batch_search) {
     search.push_back({{"micro_batches", b},
@@ -286,10 +287,10 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
         << plan.extrapolated << " extrapolated from shorter runs of repeated layers, "
-        << plan.pruned << " skipped as holding a range too large alone), stage DP "
-        << format_seconds(plan.dp_s) << ", exact check of the chosen stages "
-        << format_seconds(plan.verify_s) << ", balancing stage boundaries "
-        << format_seconds(plan.balance_s) << "\n";
+        << plan.pruned << " skipped as holding a range too large alone, " << plan.slower
+        << " as too slow to beat another micro-batch count), stage DP " << format_seconds(plan.dp_s)
+        << ", exact check of the chosen stages " << format_seconds(plan.verify_s)
+        << ", balancing stage boundaries " << format_seconds(plan.balance_s) << "\n";
     if (plan.micro_batch_search.size() > 1) {
       out << "  micro-batches tried:";
       for (const auto& [b, t] : plan.micro_batch_search)

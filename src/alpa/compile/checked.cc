@@ -122,6 +122,7 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.cache_hits = from.cache_hits;
   into.extrapolated = from.extrapolated;
   into.pruned = from.pruned;
+  into.slower = from.slower;
   into.micro_batch_search = from.micro_batch_search;
 }
 

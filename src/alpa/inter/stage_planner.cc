@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -378,6 +379,31 @@ std::vector<uint64_t> layer_hashes(const std::vector<ValueId>& ops, const LayerC
   return h;
 }
 
+}  // namespace
+
+std::vector<double> heavy_op_seconds(const TrainStep& step, const LayerClustering& lc,
+                                     const DeviceSpec& device) {
+  const Graph& g = step.graph;
+  const std::vector<ValueId> ops = forward_ops(step);
+  std::vector<int> layer(static_cast<size_t>(g.size()), -1);
+  for (size_t i = 0; i < ops.size(); ++i) layer[ops[i]] = lc.layer_of[i];
+  double eff = device.gemm_efficiency.empty() ? 1.0 : 0.01;
+  for (const auto& pt : device.gemm_efficiency) eff = std::max(eff, std::clamp(pt.y, 0.01, 1.0));
+  std::vector<double> seconds(static_cast<size_t>(lc.num_layers), 0.0);
+  for (ValueId v = 0; v < g.size(); ++v) {
+    if (!is_heavy_op(g, v)) continue;
+    const StepPhase phase = step.phase[v];
+    const ValueId owner = phase == StepPhase::kForward    ? v
+                          : phase == StepPhase::kBackward ? step.origin[v]
+                                                          : kNoValue;
+    if (owner == kNoValue || layer[owner] < 0) continue;
+    seconds[layer[owner]] += node_flops(g, v) / (peak_flops(device, g.type(v).dtype) * eff);
+  }
+  return seconds;
+}
+
+namespace {
+
 // The DP's stages costed where they sit: the DP costs a candidate before it knows its place,
 // so it takes a stage that fills whole hosts to receive across hosts and a smaller one not;
 // once placed, a stage whose sender is on another host receives over the network (plans on
@@ -692,14 +718,19 @@ Result<std::vector<MeshConfig>> mesh_configs(const TrainStep& step, const Cluste
 class FixedPlanner {
  public:
   FixedPlanner(const TrainStep& step, const Cluster& cluster, const PipelinePlannerOptions& o,
-               int B, double memory, CostCache& cache, const std::atomic<bool>* cancel)
+               int B, double memory, CostCache& cache, const std::atomic<bool>* cancel,
+               double step_bound)
       : step_(step),
         cluster_(cluster),
         o_(o),
         B_(B),
         memory_(memory),
+        step_bound_(step_bound),
         cache_(cache),
         cancel_(cancel) {}
+
+  // Whether the plan failed because every plan left was bounded out (slower than the bound).
+  bool slower() const { return slower_; }
 
   Result<PipelinePlan> plan() {
     plan_.micro_batches = B_;
@@ -710,6 +741,9 @@ class FixedPlanner {
     plan_.clustering_s = since(t0);
     L_ = plan_.layers.num_layers;
     if (o_.remat != RematMode::kNone) remat_ = remat_table(step_, plan_.layers);
+    const std::vector<double> heavy = heavy_op_seconds(step_, plan_.layers, cluster_.device);
+    heavy_prefix_.assign(static_cast<size_t>(L_) + 1, 0.0);
+    for (int l = 0; l < L_; ++l) heavy_prefix_[l + 1] = heavy_prefix_[l] + heavy[l];
     const Clock::time_point t1 = Clock::now();
     ALPA_ASSIGN_OR_RETURN(configs_, mesh_configs(step_, cluster_, o_.space));
     ALPA_RETURN_IF_ERROR(cost_candidates());
@@ -717,6 +751,12 @@ class FixedPlanner {
     const Clock::time_point t2 = Clock::now();
     Result<StageDpSolution> sol = solve_and_verify();
     plan_.dp_s = since(t2) - plan_.verify_s;
+    if (!sol.ok() && plan_.slower > 0) {
+      slower_ = true;
+      return failed_precondition(cat("slower: no plan can beat ", step_bound_, " s per step (",
+                                     plan_.slower, " of ", plan_.candidates,
+                                     " candidate stages are slower alone)"));
+    }
     if (!sol.ok()) {
       if (too_large_ > 0 || !exact_costs_.empty())
         return resource_exhausted(
@@ -820,10 +860,11 @@ class FixedPlanner {
       for (int l = 0; l + n - 1 < L_; ++l) ids.push_back(configs_for(l, l + n - 1));
       ALPA_RETURN_IF_ERROR(solve_side_by_side(n, ids));
       for (int l = 0; l + n - 1 < L_; ++l)
-        for (int k : ids[static_cast<size_t>(l)])
+        for (int k : ids[static_cast<size_t>(l)]) {
+          if (cancel_ != nullptr && cancel_->load())
+            return failed_precondition("planning of this micro-batch count was abandoned");
           ALPA_RETURN_IF_ERROR(cost_candidate(l, l + n - 1, k));
-      if (cancel_ != nullptr && cancel_->load())
-        return failed_precondition("planning of this micro-batch count was abandoned");
+        }
       if (o_.progress)
         o_.progress(cat("  micro-batches ", B_, ": costed stages of ", n, "/", L_, " layers (",
                         plan_.intra_solves, " intra-op solves, ", plan_.cache_hits, " reused, ",
@@ -854,7 +895,7 @@ class FixedPlanner {
       const int r = l + n - 1;
       if (may_extrapolate(run_key(l, r), l, r)) continue;
       for (int k : ids[static_cast<size_t>(l)]) {
-        if (never_fits(l, r, k)) continue;
+        if (never_fits(l, r, k) || beyond_bound(l, r, k)) continue;
         const MeshConfig& c = configs_[static_cast<size_t>(k)];
         Result<MeshLinks> mesh = mesh_links(cluster_, c.logical.shape, 0);
         if (!mesh.ok()) continue;
@@ -900,6 +941,23 @@ class FixedPlanner {
     return never_fits_[req_.index(l, r - 1, k)] != 0 || never_fits_[req_.index(l + 1, r, k)] != 0;
   }
 
+  // Whether no plan with layers [l, r] on configuration k can beat the step bound: every stage
+  // j of a plan takes at least B times its time per micro-batch less receiving
+  // (pipeline_timing: the latency holds one, the period at least t - x of each stage), at
+  // least its heavy ops' time over its devices (or `busy`, its unconstrained plan's t - x,
+  // when known: a memory budget only adds); the other stages share the other devices, so one
+  // of them takes at least the rest of the model's heavy ops over those.
+  bool beyond_bound(int l, int r, int k, double busy = 0) const {
+    if (!std::isfinite(step_bound_)) return false;
+    const double D = static_cast<double>(cluster_.num_devices());
+    const double d = static_cast<double>(configs_[static_cast<size_t>(k)].submesh.size());
+    const double own = heavy_prefix_[r + 1] - heavy_prefix_[l];
+    const double rest = heavy_prefix_[L_] - own;
+    double slowest = std::max(own / d, busy);
+    if (d < D) slowest = std::max(slowest, rest / (D - d));
+    return B_ * slowest >= step_bound_;
+  }
+
   // Whether [l, r] with this run key is costed from its runs of 2 and 3 repeated layers
   // (when those are solved) rather than solved itself.
   bool may_extrapolate(uint64_t run_key, int l, int r) const {
@@ -933,6 +991,10 @@ class FixedPlanner {
       ++too_large_;
       ++plan_.pruned;
       never_fits_[req_.index(l, r, k)] = 1;
+      return ok_status();
+    }
+    if (beyond_bound(l, r, k)) {
+      ++plan_.slower;
       return ok_status();
     }
     Candidate cand{l, r, c, run_key(l, r), config_key(c)};
@@ -974,6 +1036,11 @@ class FixedPlanner {
       }
     }
     const bool memory_bound = cost->solved && cost->max_succ(memory_) < 0;
+    // Planning it under a memory budget (the slowest solves) is not needed if it is too slow.
+    if (memory_bound && beyond_bound(l, r, k, cost->time() - cost->transfer_s)) {
+      ++plan_.slower;
+      return ok_status();
+    }
     if (memory_bound) {
       ALPA_ASSIGN_OR_RETURN(cost, fit_candidate(cand, cost, run2, run3));
     }
@@ -1144,6 +1211,9 @@ class FixedPlanner {
   const PipelinePlannerOptions& o_;
   const int B_;
   const double memory_;
+  const double step_bound_;  // plans at least this slow are not wanted (+inf: every plan)
+  bool slower_ = false;
+  std::vector<double> heavy_prefix_;  // heavy_op_seconds of layers [0, l)
   CostCache& cache_;
   const std::atomic<bool>* cancel_;
   PipelinePlan plan_;
@@ -1165,10 +1235,17 @@ class FixedPlanner {
   std::set<uint64_t> solved_ahead_;  // base-cache keys solve_side_by_side filled, not yet used
 };
 
+// `step_bound`: plans at least this slow are not wanted; `*slower` (if given) says whether
+// the error is that no plan beats it.
 Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
                                 const PipelinePlannerOptions& o, int B, double memory,
-                                CostCache& cache, const std::atomic<bool>* cancel = nullptr) {
-  return FixedPlanner(step, cluster, o, B, memory, cache, cancel).plan();
+                                CostCache& cache, const std::atomic<bool>* cancel = nullptr,
+                                double step_bound = std::numeric_limits<double>::infinity(),
+                                bool* slower = nullptr) {
+  FixedPlanner planner(step, cluster, o, B, memory, cache, cancel, step_bound);
+  Result<PipelinePlan> plan = planner.plan();
+  if (slower != nullptr) *slower = planner.slower();
+  return plan;
 }
 
 // Adds `from`'s planning statistics (solves, phase times) to `into`'s.
@@ -1177,6 +1254,7 @@ void add_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.cache_hits += from.cache_hits;
   into.extrapolated += from.extrapolated;
   into.pruned += from.pruned;
+  into.slower += from.slower;
   into.candidates += from.candidates;
   into.clustering_s += from.clustering_s;
   into.stage_costs_s += from.stage_costs_s;
@@ -1250,6 +1328,48 @@ std::shared_ptr<PlanningCache> make_planning_cache() {
   return std::make_shared<PlanningCache>();
 }
 
+namespace {
+
+// The error when no plan fits `memory`: the smallest memory per device that works, with B
+// (the most micro-batches tried: the smallest activations) found by doubling until a plan
+// fits, then bisecting; `last_error` if none does.
+Status no_fit_error(const ModelSpec& model, const OptimizerOptions& optimizer,
+                    const Cluster& cluster, const PipelinePlannerOptions& options, int B,
+                    double memory, const Status& last_error) {
+  ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, B));
+  PipelinePlannerOptions quiet = options;
+  quiet.progress = nullptr;
+  CostCache cache;
+  double lo = memory, hi = memory;
+  bool found = false;
+  for (int k = 0; k < 40 && !found; ++k) {
+    hi *= 2;
+    found = plan_fixed(step, cluster, quiet, B, hi, cache).ok();
+    if (!found) lo = hi;
+  }
+  if (!found) return last_error;
+  for (int k = 0; k < 8; ++k) {
+    const double mid = 0.5 * (lo + hi);
+    if (plan_fixed(step, cluster, quiet, B, mid, cache).ok())
+      hi = mid;
+    else
+      lo = mid;
+  }
+  return resource_exhausted(
+      cat("no pipeline plan fits ", memory_text(memory, false), " per device on ",
+          cluster.num_devices(), " devices of ", cluster.name,
+          "; the smallest memory per device that works is ", memory_text(hi, true), " (", B,
+          " micro-batches)"),
+      options.micro_batches > 0
+          ? "more micro-batches hold smaller activations: leave out --micro-batches to let the "
+            "planner choose a count that fits; or use devices with that much memory "
+            "(--memory-budget), more devices, or a smaller batch"
+          : "use devices with that much memory (--memory-budget), more devices, or a smaller "
+            "batch");
+}
+
+}  // namespace
+
 Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOptions& optimizer,
                                    const Cluster& cluster, const PipelinePlannerOptions& options,
                                    PlanningCache* shared) {
@@ -1291,93 +1411,88 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
       options.progress(line);
     };
   std::atomic<bool> abandon{false};  // tells counts still running that they are not needed
-  auto plan_count = [&](int64_t B) -> Result<PipelinePlan> {
+  // Counts are planned only for plans within the margin of the best of the counts judged
+  // before they start (slower_count_margin); the first `workers` counts have no bound.
+  double bound = std::numeric_limits<double>::infinity();
+  std::vector<char> slower(candidates.size(), 0);
+  auto plan_count = [&](size_t i, double step_bound) -> Result<PipelinePlan> {
+    const int64_t B = candidates[i];
     ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, static_cast<int>(B)));
     CostCache own;
     CostCache& cache = shared != nullptr ? shared->of_count(B) : own;
-    return plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache, &abandon);
+    bool beyond = false;
+    Result<PipelinePlan> p = plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache,
+                                        &abandon, step_bound, &beyond);
+    slower[i] = beyond;
+    return p;
   };
   bool stop = false;
-  for (size_t first = 0; first < candidates.size() && !stop; first += workers) {
-    std::vector<std::future<Result<PipelinePlan>>> running;
-    for (size_t i = first; i < candidates.size() && i < first + workers; ++i)
-      running.push_back(std::async(workers > 1 ? std::launch::async : std::launch::deferred,
-                                   plan_count, candidates[i]));
-    for (size_t i = first; i < first + running.size() && !stop; ++i) {
-      const int64_t B = candidates[i];
-      Result<PipelinePlan> p = running[i - first].get();
-      if (!p.ok()) {
-        last_error = p.status();
-        tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
-        rejected[static_cast<int>(B)] =
-            cat(p.status().code() == StatusCode::kResourceExhausted ? "does not fit: "
-                                                                    : "not possible: ",
-                p.status().message());
+  // Judges count i's result, in order of the counts.
+  auto judge = [&](size_t i, Result<PipelinePlan> p) {
+    const int64_t B = candidates[i];
+    if (!p.ok()) {
+      last_error = p.status();
+      tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
+      if (slower[i]) {
+        rejected[static_cast<int>(B)] = p.status().message();
         if (options.progress)
-          options.progress(cat("micro-batches ", B, ": no plan fits (", p.status().message(), ")"));
-        // Fewer micro-batches only hold larger ones in memory.
-        if (p.status().code() == StatusCode::kResourceExhausted) stop = true;
-        continue;
+          options.progress(cat("micro-batches ", B, ": ", p.status().message()));
+        if (++worse >= 2) stop = true;
+        return;
       }
-      tried.push_back({static_cast<int>(B), p->predicted_step_time_s});
+      rejected[static_cast<int>(B)] = cat(
+          p.status().code() == StatusCode::kResourceExhausted ? "does not fit: " : "not possible: ",
+          p.status().message());
       if (options.progress)
-        options.progress(cat("micro-batches ", B, ": predicted step ", p->predicted_step_time_s,
-                             " s with ", p->stages.size(), " stages"));
-      if (!best.ok() || p->predicted_step_time_s < best->predicted_step_time_s) {
-        // Keep the statistics of every candidate tried, and the plan it replaces.
-        if (best.ok()) {
-          add_statistics(*p, *best);
-          others.push_back(std::move(*best));
-        }
-        best = std::move(p);
-        worse = 0;
-      } else {
-        add_statistics(*best, *p);
-        others.push_back(std::move(*p));
-        if (++worse >= 2) stop = true;  // the step time has turned upwards
-      }
+        options.progress(cat("micro-batches ", B, ": no plan fits (", p.status().message(), ")"));
+      // Fewer micro-batches only hold larger ones in memory.
+      if (p.status().code() == StatusCode::kResourceExhausted) stop = true;
+      return;
     }
-    // Counts still running are not needed once the search stops.
-    if (stop) abandon = true;
-    for (auto& f : running)
-      if (f.valid()) f.wait();
+    tried.push_back({static_cast<int>(B), p->predicted_step_time_s});
+    if (options.progress)
+      options.progress(cat("micro-batches ", B, ": predicted step ", p->predicted_step_time_s,
+                           " s with ", p->stages.size(), " stages"));
+    if (!best.ok() || p->predicted_step_time_s < best->predicted_step_time_s) {
+      // Keep the statistics of every candidate tried, and the plan it replaces.
+      if (best.ok()) {
+        add_statistics(*p, *best);
+        others.push_back(std::move(*best));
+      }
+      best = std::move(p);
+      worse = 0;
+    } else {
+      add_statistics(*best, *p);
+      others.push_back(std::move(*p));
+      if (++worse >= 2) stop = true;  // the step time has turned upwards
+    }
+  };
+  // A sliding window of `workers` counts, judged in order; count i starts once count
+  // i - workers is judged, with the bound of the counts judged by then.
+  std::deque<std::pair<size_t, std::future<Result<PipelinePlan>>>> running;
+  size_t next = 0;
+  auto launch = [&] {
+    for (; !stop && next < candidates.size() && running.size() < static_cast<size_t>(workers);
+         ++next)
+      running.emplace_back(
+          next, std::async(workers > 1 ? std::launch::async : std::launch::deferred, plan_count,
+                           next, bound));
+  };
+  for (launch(); !running.empty() && !stop; launch()) {
+    auto [i, result] = std::move(running.front());
+    running.pop_front();
+    judge(i, result.get());
+    if (best.ok()) bound = best->predicted_step_time_s * (1 + options.slower_count_margin);
   }
+  // Counts still running are not needed once the search stops.
+  abandon = true;
+  for (auto& [i, f] : running)
+    if (f.valid()) f.wait();
   if (!best.ok()) {
     if (last_error.code() != StatusCode::kResourceExhausted || !options.explain_no_fit)
       return last_error;
-    // The smallest memory per device that works, with the most micro-batches tried (the
-    // smallest activations): double until a plan fits, then bisect.
     const int B = static_cast<int>(*std::max_element(candidates.begin(), candidates.end()));
-    ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, B));
-    PipelinePlannerOptions quiet = options;
-    quiet.progress = nullptr;
-    CostCache cache;
-    double lo = memory, hi = memory;
-    bool found = false;
-    for (int k = 0; k < 40 && !found; ++k) {
-      hi *= 2;
-      found = plan_fixed(step, cluster, quiet, B, hi, cache).ok();
-      if (!found) lo = hi;
-    }
-    if (!found) return last_error;
-    for (int k = 0; k < 8; ++k) {
-      const double mid = 0.5 * (lo + hi);
-      if (plan_fixed(step, cluster, quiet, B, mid, cache).ok())
-        hi = mid;
-      else
-        lo = mid;
-    }
-    return resource_exhausted(
-        cat("no pipeline plan fits ", memory_text(memory, false), " per device on ",
-            cluster.num_devices(), " devices of ", cluster.name,
-            "; the smallest memory per device that works is ", memory_text(hi, true), " (", B,
-            " micro-batches)"),
-        options.micro_batches > 0
-            ? "more micro-batches hold smaller activations: leave out --micro-batches to let the "
-              "planner choose a count that fits; or use devices with that much memory "
-              "(--memory-budget), more devices, or a smaller batch"
-            : "use devices with that much memory (--memory-budget), more devices, or a smaller "
-              "batch");
+    return no_fit_error(model, optimizer, cluster, options, B, memory, last_error);
   }
   best->micro_batch_search = tried;
   best->micro_batch_rejections = std::move(rejected);

@@ -79,6 +79,14 @@ struct PipelinePlannerOptions {
   // logical mesh does not fit even alone (with recomputation, under the memory budget) is left
   // out unsolved: holding more layers never takes less memory. Off: every range is solved.
   bool prune_ranges_that_cannot_fit = true;
+  // Micro-batch counts planned after a first one are only planned for plans that could come
+  // within this fraction of the best predicted step found so far: a stage candidate is left
+  // out unsolved when a lower bound of the step of any plan holding it (its heavy ops and
+  // those of the rest of the model at the device's peak, each split over its devices) is
+  // beyond. A count with no such plan is rejected as slower; one beyond the margin may report
+  // a slower plan than its best. The margin keeps counts whose plans the simulation may still
+  // prefer (the estimate is within a few percent of it).
+  double slower_count_margin = 0.05;
   // Each stage candidate's intra-op ILP stops at this time limit or relative gap (the best
   // plan found so far is kept); the chosen stages are re-planned with `sharding.ilp`.
   double stage_ilp_time_limit_s = 1.0;
@@ -139,9 +147,11 @@ struct PipelinePlan {
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
   int pruned = 0;        // candidates left out unsolved: a range inside them does not fit
+  int slower = 0;        // candidates left out unsolved: no plan holding them beats the bound
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
-  // Why each count tried without a plan has none: "does not fit: ..." (memory, by how much)
-  // or "not possible: ..." (a model file that declares no batch dimension, say).
+  // Why each count tried without a plan has none: "does not fit: ..." (memory, by how much),
+  // "not possible: ..." (a model file that declares no batch dimension, say) or "slower: ..."
+  // (no plan could come within slower_count_margin of a count tried before).
   std::map<int, std::string> micro_batch_rejections;
   // From a plan file: where layers 1.. begin among forward_ops (empty: re-cluster into
   // layers.num_layers); plan_layers turns it into `layers`.
@@ -157,6 +167,15 @@ Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& p
 
 // Per node of step.graph: the stage of each forward op under `plan` (others: 0).
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
+
+// Per layer of `layers`: a lower bound of the seconds its forward and backward take on one
+// `device`, its heavy ops (matrix products and convolutions, backward ones included) at the
+// device's peak and best profiled efficiency. A backward node runs on its forward node's
+// stage (stage_graph.h) and an intra-op plan at best divides a node's work by its mesh's size,
+// so a stage of layers [l, r] on d devices computes for at least their sum over d per
+// micro-batch (what slower_count_margin's bound rests on).
+std::vector<double> heavy_op_seconds(const TrainStep& step, const LayerClustering& layers,
+                                     const DeviceSpec& device);
 
 // Intra-op solves of stage graphs kept between plan_pipeline calls for the same model,
 // optimizer, cluster and intra-op options (another plan space, memory or count search reuses
