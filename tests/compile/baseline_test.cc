@@ -70,6 +70,29 @@ TEST(Baseline, MegatronSearchesDataTensorPipelineDegreesInsideItsRules) {
   expect_best_of_trials(r);
 }
 
+// The grid's shapes are simulated side by side; the trials (in grid order) and the choice are
+// those of one thread.
+TEST(Baseline, ShapesSideBySideGiveTheSameChoice) {
+  const ModelSpec spec = gpt_tiny();
+  BaselineOptions o;
+  o.batch = spec.batch;
+  o.threads = 1;
+  Result<BaselineResult> one = plan_baseline(BaselineKind::kMegatron, spec, {}, local(4), o);
+  ASSERT_TRUE(one.ok()) << one.status().to_string();
+  o.threads = 3;
+  Result<BaselineResult> three = plan_baseline(BaselineKind::kMegatron, spec, {}, local(4), o);
+  ASSERT_TRUE(three.ok()) << three.status().to_string();
+  EXPECT_EQ(one->best.to_string(), three->best.to_string());
+  EXPECT_EQ(one->compiled.sim->step_time_s, three->compiled.sim->step_time_s);
+  ASSERT_EQ(one->trials.size(), three->trials.size());
+  for (size_t i = 0; i < one->trials.size(); ++i) {
+    EXPECT_EQ(one->trials[i].config.to_string(), three->trials[i].config.to_string()) << i;
+    EXPECT_EQ(one->trials[i].step_time_s, three->trials[i].step_time_s) << i;
+    EXPECT_EQ(one->trials[i].fits, three->trials[i].fits) << i;
+  }
+  expect_best_of_trials(*three);
+}
+
 TEST(Baseline, DeepSpeedIsZeroDataParallelOnEveryDeviceWithExpertsSplitForMoe) {
   ModelSpec spec = resolve_model("moe", "tiny", {}).value();
   const Cluster c = local(4);

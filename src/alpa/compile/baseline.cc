@@ -1,11 +1,15 @@
 #include "alpa/compile/baseline.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "alpa/inter/layer_clustering.h"
 
@@ -179,38 +183,63 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
   const int devices = cluster.num_devices();
   if (o.batch < 1) return invalid_argument("a baseline needs a batch of at least 1");
   const double memory = o.memory_per_device > 0 ? o.memory_per_device : cluster.device.memory_bytes;
-  std::map<int, TrainStep> steps;
-  auto step_for = [&](int B) -> Result<const TrainStep*> {
+  // One training step per micro-batch count, built once for all shapes.
+  std::mutex steps_mutex;
+  std::map<int, std::shared_ptr<const TrainStep>> steps;
+  auto step_for = [&](int B) -> Result<std::shared_ptr<const TrainStep>> {
+    std::lock_guard<std::mutex> lock(steps_mutex);
     auto it = steps.find(B);
     if (it == steps.end()) {
       ALPA_ASSIGN_OR_RETURN(TrainStep s, micro_batch_step(model, optimizer, B));
-      it = steps.emplace(B, std::move(s)).first;
+      it = steps.emplace(B, std::make_shared<const TrainStep>(std::move(s))).first;
     }
-    return &it->second;
+    return it->second;
   };
-  ALPA_ASSIGN_OR_RETURN(const TrainStep* first, step_for(1));
+  ALPA_ASSIGN_OR_RETURN(std::shared_ptr<const TrainStep> first, step_for(1));
   const double params = param_bytes(first->graph);
   const int max_stages = o.max_pipeline_stages > 0 ? o.max_pipeline_stages
                                                    : static_cast<int>(forward_ops(*first).size());
+  std::mutex progress_mutex;
+  auto progress = [&](const std::string& line) {
+    if (!o.progress) return;
+    std::lock_guard<std::mutex> lock(progress_mutex);
+    o.progress(line);
+  };
 
-  BaselineResult r;
-  r.kind = kind;
+  // The fastest configuration that fits so far, by (step time, shape index): the choice does
+  // not depend on which shape finishes first.
+  std::mutex best_mutex;
   std::optional<Compiled> best;
-  double best_peak_seen = std::numeric_limits<double>::infinity();
-  for (BaselineConfig shape : grid(kind, devices, static_cast<int>(cluster.devices_per_host),
-                                   max_stages, o, model_layers(model))) {
+  BaselineConfig best_config;
+  size_t best_shape = 0;
+  auto offer = [&](size_t shape, const BaselineConfig& c, Compiled&& e) {
+    std::lock_guard<std::mutex> lock(best_mutex);
+    const double t = e.sim->step_time_s;
+    if (best && (t > best->sim->step_time_s || (t == best->sim->step_time_s && shape > best_shape)))
+      return;
+    best = std::move(e);
+    best_config = c;
+    best_shape = shape;
+  };
+  // One shape of the grid: its micro-batch sizes tried in order, its fastest offered.
+  struct ShapeResult {
+    std::vector<BaselineTrial> trials;
+    double peak_seen = std::numeric_limits<double>::infinity();
+  };
+  auto run_shape = [&](size_t index, const BaselineConfig& shape) {
+    ShapeResult out;
     const double bound = owned_lower_bound(kind, shape, params);
     if (bound > memory) {
       BaselineTrial t{
           shape, false, false,
           0,     bound, cat("weights and optimizer state alone need ", gb(bound), " per device")};
       t.config.micro_batches = 0;
-      r.trials.push_back(std::move(t));
-      best_peak_seen = std::min(best_peak_seen, bound);
-      continue;
+      out.trials.push_back(std::move(t));
+      out.peak_seen = bound;
+      return out;
     }
-    double best_here = std::numeric_limits<double>::infinity();
     int worse = 0;
+    double fastest = std::numeric_limits<double>::infinity();
     // Per-replica micro-batch sizes 1, 2, 4, ...: fewer, larger micro-batches.
     for (int64_t m = 1; o.batch % (static_cast<int64_t>(shape.dp) * m) == 0; m *= 2) {
       BaselineConfig c = shape;
@@ -219,13 +248,13 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
       // sizes only halve the count further).
       if (c.virtual_stages > 1 && c.micro_batches % c.pp != 0) break;
       BaselineTrial t{c, false, false, 0, 0, ""};
-      Result<const TrainStep*> step = step_for(c.micro_batches);
+      Result<std::shared_ptr<const TrainStep>> step = step_for(c.micro_batches);
       Result<Compiled> e = step.ok() ? evaluate(c, **step, cluster, o, model_layers(model))
                                      : Result<Compiled>(step.status());
       if (!e.ok()) {
         t.note = e.status().message();
-        if (o.progress) o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
-        r.trials.push_back(std::move(t));
+        progress(cat(baseline_name(kind), ": ", c.to_string(), ": ", t.note));
+        out.trials.push_back(std::move(t));
         break;
       }
       const double peak = e->sim->peak_memory_bytes();
@@ -234,27 +263,48 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
       t.peak_memory_bytes = peak;
       t.fits = peak <= memory;
       if (!t.fits) t.note = cat("needs ", gb(peak), " per device");
-      best_peak_seen = std::min(best_peak_seen, peak);
-      if (o.progress)
-        o.progress(cat(baseline_name(kind), ": ", c.to_string(), ": step ", t.step_time_s,
-                       " s, peak ", gb(peak), t.fits ? "" : " (does not fit)"));
-      r.trials.push_back(t);
+      out.peak_seen = std::min(out.peak_seen, peak);
+      progress(cat(baseline_name(kind), ": ", c.to_string(), ": step ", t.step_time_s, " s, peak ",
+                   gb(peak), t.fits ? "" : " (does not fit)"));
+      out.trials.push_back(t);
       if (!t.fits) break;  // larger micro-batches only need more
-      if (!best || t.step_time_s < best->sim->step_time_s) {
-        best = std::move(*e);
-        r.best = c;
-      }
-      if (t.step_time_s < best_here) {
-        best_here = t.step_time_s;
+      if (t.step_time_s < fastest) {
+        fastest = t.step_time_s;
+        offer(index, c, std::move(*e));
         worse = 0;
       } else if (++worse >= 2) {
         break;
       }
     }
-    // Training steps of other micro-batch counts are large; keep only the ones still needed.
-    for (auto it = steps.begin(); it != steps.end();)
-      it = it->first == 1 || (best && it->first == r.best.micro_batches) ? std::next(it)
-                                                                         : steps.erase(it);
+    return out;
+  };
+
+  // Shapes run side by side; their results are merged in grid order (ties: the first), so the
+  // choice does not depend on which finishes first.
+  const std::vector<BaselineConfig> shapes =
+      grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o,
+           model_layers(model));
+  std::vector<ShapeResult> results(shapes.size());
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < shapes.size(); i = next++) results[i] = run_shape(i, shapes[i]);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::min<int>(threads, static_cast<int>(shapes.size())); ++t)
+    pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+
+  BaselineResult r;
+  r.kind = kind;
+  r.best = best_config;
+  double best_peak_seen = std::numeric_limits<double>::infinity();
+  for (ShapeResult& sr : results) {
+    r.trials.insert(r.trials.end(), sr.trials.begin(), sr.trials.end());
+    best_peak_seen = std::min(best_peak_seen, sr.peak_seen);
   }
   r.search_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!best)

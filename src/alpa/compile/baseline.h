@@ -79,6 +79,9 @@ struct BaselineOptions {
   // megatron: model chunks per pipeline stage tried with the interleaved schedule, beside
   // `schedule` (empty: interleaving is not in the grid).
   std::vector<int> interleave = {2, 4};
+  // Grid shapes simulated side by side (0: the hardware's threads, at most 4). The result does
+  // not depend on it.
+  int threads = 0;
   std::function<void(const std::string&)> progress;
 };
 
