@@ -1433,11 +1433,11 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
     if (!p.ok()) {
       last_error = p.status();
       tried.push_back({static_cast<int>(B), std::numeric_limits<double>::infinity()});
-      if (slower[i]) {
+      if (slower[i]) {  // beyond the margin: the step time has turned upwards
         rejected[static_cast<int>(B)] = p.status().message();
         if (options.progress)
           options.progress(cat("micro-batches ", B, ": ", p.status().message()));
-        if (++worse >= 2) stop = true;
+        stop = true;
         return;
       }
       rejected[static_cast<int>(B)] = cat(
@@ -1462,9 +1462,12 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
       best = std::move(p);
       worse = 0;
     } else {
+      // The step time has turned upwards: twice in a row, or once beyond the margin.
+      const bool beyond = p->predicted_step_time_s >
+                          best->predicted_step_time_s * (1 + options.slower_count_margin);
       add_statistics(*best, *p);
       others.push_back(std::move(*p));
-      if (++worse >= 2) stop = true;  // the step time has turned upwards
+      if (++worse >= 2 || beyond) stop = true;
     }
   };
   // A sliding window of `workers` counts, judged in order; count i starts once count

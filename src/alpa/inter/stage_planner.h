@@ -85,7 +85,8 @@ struct PipelinePlannerOptions {
   // those of the rest of the model at the device's peak, each split over its devices) is
   // beyond. A count with no such plan is rejected as slower; one beyond the margin may report
   // a slower plan than its best. The margin keeps counts whose plans the simulation may still
-  // prefer (the estimate is within a few percent of it).
+  // prefer (the estimate is within a few percent of it). The search stops at the first count
+  // beyond the margin, or after two slower counts in a row.
   double slower_count_margin = 0.05;
   // Each stage candidate's intra-op ILP stops at this time limit or relative gap (the best
   // plan found so far is kept); the chosen stages are re-planned with `sharding.ilp`.
