@@ -1,7 +1,6 @@
 #include "alpa/compile/baseline.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -9,9 +8,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "alpa/inter/layer_clustering.h"
+#include "alpa/support/thread_pool.h"
 
 namespace alpa {
 namespace {
@@ -285,18 +284,8 @@ Result<BaselineResult> plan_baseline(BaselineKind kind, const ModelSpec& model,
       grid(kind, devices, static_cast<int>(cluster.devices_per_host), max_stages, o,
            model_layers(model));
   std::vector<ShapeResult> results(shapes.size());
-  const int threads = o.threads > 0
-                          ? o.threads
-                          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < shapes.size(); i = next++) results[i] = run_shape(i, shapes[i]);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < std::min<int>(threads, static_cast<int>(shapes.size())); ++t)
-    pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
+  run_side_by_side(shapes.size(), side_by_side_threads(o.threads),
+                   [&](size_t i) { results[i] = run_shape(i, shapes[i]); });
 
   BaselineResult r;
   r.kind = kind;

@@ -1,13 +1,12 @@
 #include "alpa/compile/checked.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "alpa/spmd/build_program.h"
+#include "alpa/support/thread_pool.h"
 
 namespace alpa {
 namespace {
@@ -56,39 +55,32 @@ Result<SimulatedCandidates> simulate_candidates(const ModelSpec& model,
   out.figures.resize(n);
   std::vector<Status> failed(n);
   std::mutex mu;
-  std::atomic<size_t> next{0};
   auto better = [&](const Simulated& a, size_t ai, const Simulated& b, size_t bi) {
     const bool af = a.peak <= memory, bf = b.peak <= memory;
     if (af != bf) return af;
     if (a.sim.step_time_s != b.sim.step_time_s) return a.sim.step_time_s < b.sim.step_time_s;
     return ai < bi;
   };
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) {
-      Result<Simulated> s =
-          simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule);
-      std::lock_guard<std::mutex> lock(mu);
-      if (!s.ok()) {
-        failed[i] = s.status();
-        continue;
-      }
-      out.figures[i] = {candidates[i].micro_batches, static_cast<int>(candidates[i].stages.size()),
-                        s->sim.step_time_s, s->peak};
-      if (i == 0) {
-        for (const PlannedStage& ps : s->pipeline.stages)
-          out.first_planned_peak = std::max(out.first_planned_peak, ps.peak_memory_bytes);
-        out.first_sim_peak = s->peak;
-      }
-      if (!out.best || better(*s, i, *out.best, out.best_index)) {
-        out.best = std::move(*s);
-        out.best_index = i;
-      }
+  run_side_by_side(n, threads, [&](size_t i) {
+    Result<Simulated> s =
+        simulate_plan(model, optimizer, cluster, candidates[i], sharding, schedule);
+    std::lock_guard<std::mutex> lock(mu);
+    if (!s.ok()) {
+      failed[i] = s.status();
+      return;
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < std::min<int>(threads, static_cast<int>(n)); ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
+    out.figures[i] = {candidates[i].micro_batches, static_cast<int>(candidates[i].stages.size()),
+                      s->sim.step_time_s, s->peak};
+    if (i == 0) {
+      for (const PlannedStage& ps : s->pipeline.stages)
+        out.first_planned_peak = std::max(out.first_planned_peak, ps.peak_memory_bytes);
+      out.first_sim_peak = s->peak;
+    }
+    if (!out.best || better(*s, i, *out.best, out.best_index)) {
+      out.best = std::move(*s);
+      out.best_index = i;
+    }
+  });
   for (const Status& st : failed)
     if (!st.ok()) return st;
   return out;

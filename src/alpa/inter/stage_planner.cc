@@ -21,6 +21,7 @@
 #include "alpa/ir/text.h"
 #include "alpa/support/check.h"
 #include "alpa/support/hash.h"
+#include "alpa/support/thread_pool.h"
 
 namespace alpa {
 
@@ -907,21 +908,13 @@ class FixedPlanner {
       }
     }
     if (jobs.size() < 2) return ok_status();
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t j = next++; j < jobs.size(); j = next++) {
-        if (cancel_ != nullptr && cancel_->load()) return;
-        Job& job = jobs[j];
-        job.cost = solve_stage(*job.graph, job.mesh, cluster_, job.submesh, job.options, B_, 0,
-                               o_.include_transfer_cost, &job.solves);
-        job.cost.plan = ShardingPlan{};  // as solve_range keeps it
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < std::min<int>(threads, static_cast<int>(jobs.size())); ++t)
-      pool.emplace_back(work);
-    work();
-    for (std::thread& t : pool) t.join();
+    run_side_by_side(jobs.size(), threads, [&](size_t j) {
+      if (cancel_ != nullptr && cancel_->load()) return;
+      Job& job = jobs[j];
+      job.cost = solve_stage(*job.graph, job.mesh, cluster_, job.submesh, job.options, B_, 0,
+                             o_.include_transfer_cost, &job.solves);
+      job.cost.plan = ShardingPlan{};  // as solve_range keeps it
+    });
     for (Job& job : jobs) {
       if (job.solves == 0) continue;  // abandoned
       plan_.intra_solves += job.solves;
@@ -1303,8 +1296,7 @@ std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan)
 }
 
 int PipelinePlannerOptions::side_by_side() const {
-  return threads > 0 ? threads
-                     : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  return side_by_side_threads(threads);
 }
 
 // Per micro-batch count, its costs (the counts planned side by side take their own).

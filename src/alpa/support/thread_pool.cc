@@ -1,8 +1,25 @@
 #include "alpa/support/thread_pool.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace alpa {
+
+int side_by_side_threads(int threads) {
+  return threads > 0 ? threads
+                     : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+}
+
+void run_side_by_side(size_t n, int threads, const std::function<void(size_t)>& job) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) job(i);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::min<int>(threads, static_cast<int>(n)); ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+}
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
   for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });

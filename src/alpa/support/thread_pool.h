@@ -1,4 +1,5 @@
 // ThreadPool: a fixed set of worker threads for data-parallel loops inside one device.
+// run_side_by_side: independent coarse jobs (stage solves, plans to simulate) on a few threads.
 //
 // parallel_for splits [0, n) into contiguous chunks, one per thread, so a loop's partition
 // depends only on n and the thread count: results are deterministic for a fixed pool size.
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -14,6 +16,15 @@
 #include <vector>
 
 namespace alpa {
+
+// `threads` if positive, else the hardware's threads, at most 4: how many planning or
+// simulation jobs run side by side by default.
+int side_by_side_threads(int threads);
+
+// Calls job(i) for every i in [0, n) on at most `threads` threads, the caller's among them,
+// each taking the next index when it is done with one (jobs of uneven length balance). Jobs
+// must not depend on each other's order; results go where job(i) puts them.
+void run_side_by_side(size_t n, int threads, const std::function<void(size_t)>& job);
 
 class ThreadPool {
  public:
