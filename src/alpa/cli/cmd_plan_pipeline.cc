@@ -256,6 +256,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                       {"peak_memory_bytes", ps.peak_memory_bytes},
                       {"stash_bytes_per_micro_batch", ps.stash_bytes},
                       {"remat", remat_name(ps.remat)},
+                      {"full_remat_layers", ps.full_remat_layers},
                       {"memory", stage_memory_json(&ps.memory, simulated_memory(r, s))},
                       {"weights", weights}});
   }
@@ -327,7 +328,7 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << format_seconds(ps.compute_s) << ", communication " << format_seconds(ps.communication_s)
         << ", receiving " << format_seconds(ps.transfer_s) << "), peak memory "
         << format_bytes(ps.peak_memory_bytes)
-        << (ps.remat == RematMode::kNone ? "" : cat(", recomputes ", remat_name(ps.remat))) << "\n";
+        << (remat_text(ps) == "none" ? "" : cat(", recomputes ", remat_text(ps))) << "\n";
     const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
     std::string line = "    weights:";
     for (const std::string& g : w.order) {

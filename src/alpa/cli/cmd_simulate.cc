@@ -27,12 +27,14 @@ struct MeshStages {
   std::vector<std::pair<int, int>> ranges;
   double time_s = 0, peak_memory_bytes = 0;
   RematMode remat = RematMode::kNone;       // what the stages recompute (one mode per mesh)
+  int full_remat_layers = 0;                // of which the first layers fully (PlannedStage)
+  std::string remat_text = "none";          // both in words (remat_text)
   const MemoryBreakdown* memory = nullptr;  // the planned peak's parts (one stage per mesh)
   // "0-1" or (interleaved) "0-1, 4-5", and what they recompute: "0-1 (recomputes full)".
   std::string text() const {
     std::string out;
     for (const auto& [a, b] : ranges) out += cat(out.empty() ? "" : ", ", a, "-", b);
-    if (remat != RematMode::kNone) out += cat(" (recomputes ", remat_name(remat), ")");
+    if (remat_text != "none") out += cat(" (recomputes ", remat_text, ")");
     return out;
   }
 };
@@ -43,6 +45,8 @@ MeshStages mesh_stages(const std::vector<PlannedStage>* stages, size_t meshes, s
     const PlannedStage& ps = (*stages)[c];
     out.ranges.push_back({ps.first_layer, ps.last_layer});
     out.remat = ps.remat;
+    out.full_remat_layers = ps.full_remat_layers;
+    out.remat_text = remat_text(ps);
     out.memory = c == s ? &ps.memory : nullptr;
     out.time_s += ps.time_s;
     out.peak_memory_bytes = std::max(out.peak_memory_bytes, ps.peak_memory_bytes);
@@ -318,6 +322,7 @@ int report(const SimulateFlags& flags, const ModelSpec& spec_ref, const Simulate
       js["busy_s"] = st.busy_s;
       if (r.stages) {
         js["remat"] = remat_name(ms.remat);
+        js["full_remat_layers"] = ms.full_remat_layers;
         js["planner_time_per_micro_batch_s"] = ms.time_s;
         js["planner_peak_memory_bytes"] = ms.peak_memory_bytes;
       }

@@ -287,7 +287,10 @@ Result<ResolvedPipeline> resolve_pipeline(const ParallelFlags& f,
       ALPA_ASSIGN_OR_RETURN(PipelinePlan pp, pipeline_plan_of(*loaded));
       // --remat none|selective|full overrides what the file's stages recompute.
       if (r.remat != RematMode::kAuto)
-        for (PlannedStage& ps : pp.stages) ps.remat = r.remat;
+        for (PlannedStage& ps : pp.stages) {
+          ps.remat = r.remat;
+          ps.full_remat_layers = 0;
+        }
       r.plan = std::move(pp);
       r.fingerprint = loaded->graph_fingerprint;
       r.source = f.plan;

@@ -115,6 +115,7 @@ struct StageCost {
   double stash_bytes = 0;   // per extra micro-batch in flight
   StageMemoryParts memory;  // peak_bytes's parts (stage_memory.h)
   RematMode remat = RematMode::kNone;
+  int full_layers = 0;  // the first layers recomputed fully (the others: `remat`)
   ShardingPlan plan;
   double time() const { return compute_s + communication_s + transfer_s; }
   // Later stages that fit in `memory` (-1: not even this stage alone).
@@ -144,6 +145,7 @@ void set_figures(PlannedStage& ps, const StageCost& c, int successors, double me
   ps.transfer_s = c.transfer_s;
   ps.stash_bytes = c.stash_bytes;
   ps.remat = c.remat;
+  ps.full_remat_layers = c.full_layers;
   ps.max_succ = c.max_succ(memory);
   ps.peak_memory_bytes = c.memory.peak(in_flight_1f1b(successors));
   ps.memory = c.memory.breakdown(in_flight_1f1b(successors));
@@ -248,17 +250,21 @@ RematTable remat_table(const TrainStep& step, const LayerClustering& layers) {
   return t;
 }
 
-// Layers [l, r] of a stage under `mode`, priced from its plan without recomputation: the
+// Layers [l, r] of a stage under `mode` (its first `full_layers` layers under full), priced
+// from its plan without recomputation: the
 // recomputed FLOPs add to its compute time at the plan's own seconds per FLOP; the stash
 // shrinks by the mode's share (in the plan's layouts), and the working memory grows by the
 // largest of the segments' recomputed values live at once (during a segment's backward).
-StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode mode) {
-  if (!base.solved || mode == RematMode::kNone || mode == RematMode::kAuto) return base;
+StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode mode,
+                     int full_layers = 0) {
+  if (!base.solved || ((mode == RematMode::kNone || mode == RematMode::kAuto) && full_layers == 0))
+    return base;
   const RematSegmentStats& none = t.none;
-  const RematSegmentStats& m = t.of(mode);
   const std::vector<int>& first = t.segments.first_of_layer;  // [L+1]
+  const int split = first.at(static_cast<size_t>(l + full_layers));
   double stash0 = 0, stash1 = 0, flops = 0, extra = 0, recomputed_live = 0;
   for (int x = first.at(static_cast<size_t>(l)); x < first.at(static_cast<size_t>(r) + 1); ++x) {
+    const RematSegmentStats& m = t.of(x < split ? RematMode::kFull : mode);
     stash0 += none.stash_bytes[x];
     stash1 += m.stash_bytes[x];
     flops += none.flops[x];
@@ -267,6 +273,7 @@ StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, R
   }
   StageCost c = base;
   c.remat = mode;
+  c.full_layers = full_layers;
   if (flops > 0) c.compute_s = base.compute_s * (1 + extra / flops);
   if (stash0 <= 0) return c;
   const double scale = base.stash_bytes / stash0;  // local bytes per byte
@@ -278,7 +285,8 @@ StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, R
 }
 
 // The mode of layers [l, r] with `successors` later stages: the forced one, or (kAuto) none if
-// it fits, else the fastest mode that fits (none if nothing does).
+// it fits, else the fastest mode or mix of full and another mode that fits (none if nothing
+// does).
 StageCost choose_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode policy,
                        double memory, int successors) {
   if (policy != RematMode::kAuto) return with_remat(base, t, l, r, policy);
@@ -289,6 +297,14 @@ StageCost choose_remat(const StageCost& base, const RematTable& t, int l, int r,
     if (c.max_succ(memory) < successors) continue;
     if (best.max_succ(memory) < successors || c.time() < best.time()) best = std::move(c);
   }
+  // Full recomputation of the first k layers only, the rest none or selective: the memory of
+  // full where it is needed, the FLOPs of less elsewhere.
+  for (RematMode m : {RematMode::kNone, RematMode::kSelective})
+    for (int k = 1; k <= r - l; ++k) {
+      StageCost c = with_remat(base, t, l, r, m, k);
+      if (c.max_succ(memory) < successors) continue;
+      if (best.max_succ(memory) < successors || c.time() < best.time()) best = std::move(c);
+    }
   return best;
 }
 
@@ -644,7 +660,7 @@ Status place_and_balance_stages(const TrainStep& step, const std::vector<ValueId
   // boundaries and figures.
   if (o.remat == RematMode::kFull || o.remat == RematMode::kSelective) return ok_status();
   for (const PlannedStage& ps : plan.stages)
-    if (ps.remat != RematMode::kNone) return ok_status();
+    if (ps.remat != RematMode::kNone || ps.full_remat_layers > 0) return ok_status();
   const Clock::time_point t0 = Clock::now();
   const Status st = StageBalancer(step, ops, cluster, o, memory, plan).run();
   plan.balance_s += since(t0);
@@ -1023,7 +1039,7 @@ class FixedPlanner {
       const int need =
           std::min(L_ - 1 - r, static_cast<int>(cluster_.num_devices() - c.submesh.size()));
       StageCost chosen = choose_remat(*cost, remat_, l, r, o_.remat, memory_, need);
-      if (chosen.remat != RematMode::kNone) {
+      if (chosen.remat != RematMode::kNone || chosen.full_layers > 0) {
         extrapolated_.push_back(std::make_unique<StageCost>(std::move(chosen)));
         cost = extrapolated_.back().get();
       }
@@ -1295,6 +1311,16 @@ std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan)
   return stages_from_layers(step, ops, plan.layers.layer_of, stage_of_layer);
 }
 
+std::string remat_text(const PlannedStage& ps) {
+  const int layers = ps.last_layer - ps.first_layer + 1;
+  const int full = std::clamp(ps.full_remat_layers, 0, layers);
+  if (full == 0 || ps.remat == RematMode::kFull) return std::string(remat_name(ps.remat));
+  if (full == layers) return "full";
+  auto range = [](int a, int b) { return a == b ? cat("layer ", a) : cat("layers ", a, "-", b); };
+  return cat("full on ", range(ps.first_layer, ps.first_layer + full - 1), ", ",
+             remat_name(ps.remat), " on ", range(ps.first_layer + full, ps.last_layer));
+}
+
 int PipelinePlannerOptions::side_by_side() const {
   return side_by_side_threads(threads);
 }
@@ -1509,18 +1535,36 @@ Result<const TrainStep*> remat_for_plan(const TrainStep& step, const PipelinePla
   bool any = false;
   const std::vector<int> stage = forward_stages(step, plan);
   const std::vector<ValueId> ops = forward_ops(step);
+  std::vector<int> layer(static_cast<size_t>(step.graph.size()), 0);
+  for (size_t i = 0; i < ops.size() && i < plan.layers.layer_of.size(); ++i)
+    layer[ops[i]] = plan.layers.layer_of[i];
+  std::map<RematMode, std::vector<char>> selection;
+  auto selected = [&](RematMode m) -> const std::vector<char>& {
+    std::vector<char>& sel = selection[m];
+    if (sel.empty()) sel = remat_selection(step, m);
+    return sel;
+  };
   for (size_t s = 0; s < plan.stages.size(); ++s) {
-    const RematMode mode = plan.stages[s].remat;
+    const PlannedStage& ps = plan.stages[s];
+    const RematMode mode = ps.remat;
     if (mode == RematMode::kAuto)
       return invalid_argument(cat("stage ", s, " has remat \"auto\""),
                               "a planned stage recomputes none, selective or full");
-    if (mode == RematMode::kNone) continue;
-    const std::vector<char> sel = remat_selection(step, mode);
-    for (ValueId v : ops)
-      if (stage[v] == static_cast<int>(s) && sel[v]) {
+    const int layers = ps.last_layer - ps.first_layer + 1;
+    if (ps.full_remat_layers < 0 || ps.full_remat_layers > layers)
+      return invalid_argument(cat("stage ", s, " recomputes ", ps.full_remat_layers,
+                                  " layers fully, and it holds ", layers),
+                              cat("full_remat_layers is between 0 and ", layers));
+    if (mode == RematMode::kNone && ps.full_remat_layers == 0) continue;
+    const int full_until = ps.first_layer + ps.full_remat_layers;  // exclusive
+    for (ValueId v : ops) {
+      if (stage[v] != static_cast<int>(s)) continue;
+      const RematMode m = layer[v] < full_until ? RematMode::kFull : mode;
+      if (m != RematMode::kNone && selected(m)[v]) {
         recompute[v] = 1;
         any = true;
       }
+    }
   }
   if (!any) return &step;
   const RematSegments seg = remat_segments(step, plan.layers.layer_of, plan.layers.num_layers);
@@ -1590,6 +1634,7 @@ Result<MaterializedPipeline> materialize_pipeline(const TrainStep& step, const P
     StageCost c = fit_stage(sg, *mesh, cluster, ps.submesh, so, plan.micro_batches, memory,
                             S - 1 - s, true, &solves, &across);
     c.remat = ps.remat;  // already in the stage graph: its figures are exact
+    c.full_layers = ps.full_remat_layers;
     if (c.plan.specs.empty()) {
       Result<ShardingPlan> p =
           auto_shard(sg.graph, *mesh, cluster.device, stage_sharding_options(sg, so));

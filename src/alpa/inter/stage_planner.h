@@ -129,7 +129,11 @@ struct PlannedStage {
   double stash_bytes = 0;              // activations kept from forward to backward, per micro-batch
   int max_succ = -1;                   // stages that may follow within memory
   RematMode remat = RematMode::kNone;  // what its backward recomputes (never kAuto)
-  MemoryBreakdown memory;              // peak_memory_bytes in its parts (cost/memory.h)
+  // The stage's first this many layers recompute fully (activation checkpointing), the others
+  // `remat` (none or selective): the planner mixes them where full recomputation of every
+  // layer is more than the memory needs. 0: every layer recomputes `remat`.
+  int full_remat_layers = 0;
+  MemoryBreakdown memory;                       // peak_memory_bytes in its parts (cost/memory.h)
   std::map<std::string, ShardingSpec> layouts;  // hand-written layouts (step-graph refs)
 };
 
@@ -168,6 +172,9 @@ Result<LayerClustering> plan_layers(const TrainStep& step, const PipelinePlan& p
 
 // Per node of step.graph: the stage of each forward op under `plan` (others: 0).
 std::vector<int> forward_stages(const TrainStep& step, const PipelinePlan& plan);
+// What a stage recomputes, in words: "none", "selective", "full", or a mix such as "full on
+// layer 1, selective on layers 2-3".
+std::string remat_text(const PlannedStage& stage);
 
 // Per layer of `layers`: a lower bound of the seconds its forward and backward take on one
 // `device`, its heavy ops (matrix products and convolutions, backward ones included) at the

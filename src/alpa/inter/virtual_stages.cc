@@ -113,7 +113,9 @@ Result<PipelinePlan> interleave_plan(const TrainStep& step, const PipelinePlan& 
     ps.submesh = mesh_stage.submesh;
     ps.logical = mesh_stage.logical;
     ps.first_device = mesh_stage.first_device;
-    ps.remat = mesh_stage.remat;
+    // A mesh stage that recomputes some layers fully: its virtual stages (one layer each) all
+    // do, so that none needs more memory than the mesh stage planned.
+    ps.remat = mesh_stage.full_remat_layers > 0 ? RematMode::kFull : mesh_stage.remat;
     out.stages.push_back(std::move(ps));
   }
   return out;

@@ -75,6 +75,7 @@ std::string plan_to_json(const Plan& p) {
       for (const auto& [k, s] : st.layouts) sl[k] = s.to_string();
       js["layouts"] = sl;
       js["remat"] = remat_name(st.remat);
+      if (st.full_remat_layers > 0) js["full_remat_layers"] = st.full_remat_layers;
       js["predicted"] = {{"time_per_micro_batch_s", st.predicted_time_s},
                          {"peak_memory_bytes", st.predicted_peak_memory_bytes}};
       stages.push_back(js);
@@ -227,13 +228,20 @@ Status parse_pipeline(const nlohmann::json& j, Plan& p, const ErrFn& err) {
                          json_excerpt(*it)),
                      "what the stage's backward recomputes; the planner writes it");
         ps.remat = *m;
+      } else if (k == "full_remat_layers") {
+        if (!int_in(*it, 0, 1 << 20))
+          return err(cat(where, "\"full_remat_layers\" must be a whole number from 0, got ",
+                         json_excerpt(*it)),
+                     "how many of the stage's first layers recompute fully");
+        ps.full_remat_layers = it->get<int>();
       } else if (k == "predicted") {
         if (!it->is_object()) return err(cat(where, "\"predicted\" must be an object"), "");
         ps.predicted_time_s = it->value("time_per_micro_batch_s", 0.0);
         ps.predicted_peak_memory_bytes = it->value("peak_memory_bytes", 0.0);
       } else {
         return err(cat(where, "unknown field \"", k, "\""),
-                   "fields: layers, mesh, first_device, batch_axis, layouts, remat, predicted");
+                   "fields: layers, mesh, first_device, batch_axis, layouts, remat, "
+                   "full_remat_layers, predicted");
       }
     }
     if (!s.contains("layers")) return err(cat(where, "missing \"layers\""), "e.g. [0, 1]");
@@ -427,6 +435,7 @@ Result<PipelinePlan> pipeline_plan_of(const Plan& p) {
     ps.first_device = s.first_device;
     ps.layouts = s.layouts;
     ps.remat = s.remat;
+    ps.full_remat_layers = s.full_remat_layers;
     pp.stages.push_back(std::move(ps));
   }
   return pp;
@@ -457,6 +466,7 @@ Plan plan_from_pipeline(const PipelinePlan& pp, const std::string& model,
     st.batch_axis = s.logical.batch_axis;
     st.layouts = s.layouts;
     st.remat = s.remat;
+    st.full_remat_layers = s.full_remat_layers;
     st.predicted_time_s = s.time_s;
     st.predicted_peak_memory_bytes = s.peak_memory_bytes;
     p.predicted_peak_memory_bytes = std::max(p.predicted_peak_memory_bytes, s.peak_memory_bytes);

@@ -24,9 +24,10 @@
 // training step for one micro-batch; each stage takes a contiguous range of them and a logical
 // mesh over consecutive devices; its layouts (step-graph value references) are optional
 // constraints for its intra-op plan; "remat" (none, selective or full; default none) is what
-// its backward recomputes (inter/remat.h). An interleaved plan ("schedule": "interleaved-1f1b",
-// "virtual_stages": v) lists S x v stages, stage c on the devices and mesh of stage c mod S
-// (which it may leave out).
+// its backward recomputes (inter/remat.h), and "full_remat_layers": k (optional, default 0) makes
+// its first k layers recompute fully and the others what "remat" says. An interleaved plan
+// ("schedule": "interleaved-1f1b", "virtual_stages": v) lists S x v stages, stage c on the devices
+// and mesh of stage c mod S (which it may leave out).
 #pragma once
 
 #include <map>
@@ -46,6 +47,7 @@ struct PlanStage {
   int batch_axis = ShardingOptions::kAutoBatchAxis;
   std::map<std::string, ShardingSpec> layouts;
   RematMode remat = RematMode::kNone;  // what its backward recomputes (none, selective, full)
+  int full_remat_layers = 0;           // its first layers recompute fully (PlannedStage)
   double predicted_time_s = 0;         // per micro-batch (informational)
   double predicted_peak_memory_bytes = 0;
 };
