@@ -251,10 +251,10 @@ RematTable remat_table(const TrainStep& step, const LayerClustering& layers) {
 }
 
 // Layers [l, r] of a stage under `mode` (its first `full_layers` layers under full), priced
-// from its plan without recomputation: the
-// recomputed FLOPs add to its compute time at the plan's own seconds per FLOP; the stash
-// shrinks by the mode's share (in the plan's layouts), and the working memory grows by the
-// largest of the segments' recomputed values live at once (during a segment's backward).
+// from its plan without recomputation: the recomputed FLOPs add to its compute time at the
+// plan's own seconds per FLOP; the stash shrinks by the modes' share (in the plan's layouts),
+// and the working memory grows by the largest of the segments' recomputed values live at once
+// (during a segment's backward).
 StageCost with_remat(const StageCost& base, const RematTable& t, int l, int r, RematMode mode,
                      int full_layers = 0) {
   if (!base.solved || ((mode == RematMode::kNone || mode == RematMode::kAuto) && full_layers == 0))
