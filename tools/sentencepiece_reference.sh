@@ -22,7 +22,10 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   shift
 done
 [ $# -gt 0 ] && shift
-tests=("$@")
+# shellcheck source=tools/copy_texts.sh
+source "$(dirname "$0")/copy_texts.sh"
+tests=()
+copy_texts "$out/texts" tests "$@"
 for tool in spm_train spm_encode spm_decode; do
   command -v "$tool" >/dev/null ||
     { echo "sentencepiece_reference: $tool is missing (apt-get install sentencepiece)" >&2; exit 1; }
