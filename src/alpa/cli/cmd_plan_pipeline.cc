@@ -328,7 +328,10 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << format_seconds(ps.compute_s) << ", communication " << format_seconds(ps.communication_s)
         << ", receiving " << format_seconds(ps.transfer_s) << "), peak memory "
         << format_bytes(ps.peak_memory_bytes)
-        << (remat_text(ps) == "none" ? "" : cat(", recomputes ", remat_text(ps))) << "\n";
+        << (ps.remat == RematMode::kNone && ps.full_remat_layers == 0
+                ? ""
+                : cat(", recomputes ", remat_text(ps)))
+        << "\n";
     const StageWeights w = stage_weights(m->graphs[s], m->plans[s]);
     std::string line = "    weights:";
     for (const std::string& g : w.order) {

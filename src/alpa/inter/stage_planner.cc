@@ -292,19 +292,16 @@ StageCost choose_remat(const StageCost& base, const RematTable& t, int l, int r,
   if (policy != RematMode::kAuto) return with_remat(base, t, l, r, policy);
   if (!base.solved || base.max_succ(memory) >= successors) return base;
   StageCost best = base;
-  for (RematMode m : {RematMode::kSelective, RematMode::kFull}) {
-    StageCost c = with_remat(base, t, l, r, m);
-    if (c.max_succ(memory) < successors) continue;
+  auto consider = [&](StageCost c) {
+    if (c.max_succ(memory) < successors) return;
     if (best.max_succ(memory) < successors || c.time() < best.time()) best = std::move(c);
-  }
+  };
+  for (RematMode m : {RematMode::kSelective, RematMode::kFull})
+    consider(with_remat(base, t, l, r, m));
   // Full recomputation of the first k layers only, the rest none or selective: the memory of
   // full where it is needed, the FLOPs of less elsewhere.
   for (RematMode m : {RematMode::kNone, RematMode::kSelective})
-    for (int k = 1; k <= r - l; ++k) {
-      StageCost c = with_remat(base, t, l, r, m, k);
-      if (c.max_succ(memory) < successors) continue;
-      if (best.max_succ(memory) < successors || c.time() < best.time()) best = std::move(c);
-    }
+    for (int k = 1; k <= r - l; ++k) consider(with_remat(base, t, l, r, m, k));
   return best;
 }
 
@@ -1531,23 +1528,12 @@ namespace {
 // form, kept in `holder`.
 Result<const TrainStep*> remat_for_plan(const TrainStep& step, const PipelinePlan& plan,
                                         std::optional<TrainStep>& holder) {
-  std::vector<char> recompute(static_cast<size_t>(step.graph.size()), 0);
-  bool any = false;
-  const std::vector<int> stage = forward_stages(step, plan);
-  const std::vector<ValueId> ops = forward_ops(step);
-  std::vector<int> layer(static_cast<size_t>(step.graph.size()), 0);
-  for (size_t i = 0; i < ops.size() && i < plan.layers.layer_of.size(); ++i)
-    layer[ops[i]] = plan.layers.layer_of[i];
-  std::map<RematMode, std::vector<char>> selection;
-  auto selected = [&](RematMode m) -> const std::vector<char>& {
-    std::vector<char>& sel = selection[m];
-    if (sel.empty()) sel = remat_selection(step, m);
-    return sel;
-  };
+  // What each layer recomputes: its stage's mode, or full on the stage's first layers.
+  std::vector<RematMode> mode_of_layer(static_cast<size_t>(plan.layers.num_layers),
+                                       RematMode::kNone);
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     const PlannedStage& ps = plan.stages[s];
-    const RematMode mode = ps.remat;
-    if (mode == RematMode::kAuto)
+    if (ps.remat == RematMode::kAuto)
       return invalid_argument(cat("stage ", s, " has remat \"auto\""),
                               "a planned stage recomputes none, selective or full");
     const int layers = ps.last_layer - ps.first_layer + 1;
@@ -1555,16 +1541,20 @@ Result<const TrainStep*> remat_for_plan(const TrainStep& step, const PipelinePla
       return invalid_argument(cat("stage ", s, " recomputes ", ps.full_remat_layers,
                                   " layers fully, and it holds ", layers),
                               cat("full_remat_layers is between 0 and ", layers));
-    if (mode == RematMode::kNone && ps.full_remat_layers == 0) continue;
-    const int full_until = ps.first_layer + ps.full_remat_layers;  // exclusive
-    for (ValueId v : ops) {
-      if (stage[v] != static_cast<int>(s)) continue;
-      const RematMode m = layer[v] < full_until ? RematMode::kFull : mode;
-      if (m != RematMode::kNone && selected(m)[v]) {
-        recompute[v] = 1;
-        any = true;
-      }
-    }
+    for (int l = ps.first_layer; l <= ps.last_layer; ++l)
+      mode_of_layer[static_cast<size_t>(l)] =
+          l < ps.first_layer + ps.full_remat_layers ? RematMode::kFull : ps.remat;
+  }
+  std::map<RematMode, std::vector<char>> selection;  // each mode's nodes, found once
+  std::vector<char> recompute(static_cast<size_t>(step.graph.size()), 0);
+  bool any = false;
+  const std::vector<ValueId> ops = forward_ops(step);
+  for (size_t i = 0; i < ops.size() && i < plan.layers.layer_of.size(); ++i) {
+    const RematMode m = mode_of_layer[static_cast<size_t>(plan.layers.layer_of[i])];
+    if (m == RematMode::kNone) continue;
+    std::vector<char>& sel = selection[m];
+    if (sel.empty()) sel = remat_selection(step, m);
+    if (sel[ops[i]]) recompute[ops[i]] = any = true;
   }
   if (!any) return &step;
   const RematSegments seg = remat_segments(step, plan.layers.layer_of, plan.layers.num_layers);
