@@ -32,6 +32,7 @@ alpa::serve::LoadedModel tiny_model() {
   vocab += "\"<|endoftext|>\": 256}";
   LoadedModel m;
   m.name = "tiny";
+  m.config = c;
   m.decoder = std::make_shared<const Decoder>(Decoder::random(c, 1));
   auto tok = alpa::BpeTokenizer::from_text(vocab, "");
   if (tok.ok()) m.tokenizer = std::make_shared<alpa::BpeTokenizer>(std::move(*tok));

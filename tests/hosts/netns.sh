@@ -15,6 +15,9 @@
 #                a message naming the host and rank, and resumes from its checkpoint
 #   host_killed  one host's processes killed mid-run: the job ends within the bound naming
 #                the host, and resumes
+#   serve        alpa serve on the 4 ranks, a 1x2 mesh in each of 2 pipeline stages (one stage
+#                per host): completions over HTTP equal one device's, every process reads and
+#                holds its own part of the model only, and SIGUSR1 to mpirun drains the job
 # Exits 77 (ctest: skipped) with the reason where network namespaces cannot be made.
 set -uo pipefail
 alpa="$1"
@@ -202,6 +205,38 @@ case "$case_" in
     grep -Eq "${ips[1]}|${p}h1" "$work/log" || fail "no message naming the lost host"
     grep -E "${ips[1]}|${p}h1" "$work/log" | head -2
     resume_check
+    ;;
+  serve)
+    model="$work/gpt2-long"  # 4 layers, 4 heads: 2 layers per stage, 2 heads per shard
+    /usr/bin/python3 "$(dirname "$0")/../serve/reference.py" "$model" gpt2-long f32 1 >/dev/null ||
+      fail "reference.py could not write the checkpoint"
+    text() { python3 -c "import json,sys; print(json.load(sys.stdin)['choices'][0]['text'])"; }
+    want=$("$alpa" generate --model "$model" --prompt "hello world" --max-tokens 12 \
+           --temperature 0 --ignore-eos --json | text) || fail "one device"
+    limit=180 mpirun_hosts "$alpa" serve --backend mpi --model "$model" --host 0.0.0.0 --port 0 \
+      --mesh 1x2 --pipeline 2 --threads 1 --timeout 30 >"$work/out" 2>"$work/log" &
+    job=$!
+    for _ in $(seq 1 600); do grep -q "on http://" "$work/out" && break; sleep 0.1; done
+    port=$(grep -Eo "0\.0\.0\.0:[0-9]+" "$work/out" | cut -d: -f2)
+    [ -n "$port" ] || { kill $job; fail "no server within 60 s: $(cat "$work/out")"; }
+    got=$(python3 -c "
+import json, urllib.request
+body = {'prompt': 'hello world', 'max_tokens': 12, 'temperature': 0, 'ignore_eos': True}
+r = urllib.request.Request('http://${ips[0]}:$port/v1/completions', json.dumps(body).encode(),
+                           {'Content-Type': 'application/json'})
+print(urllib.request.urlopen(r, timeout=60).read().decode())" | text) || { kill $job; fail "request"; }
+    pkill -USR1 -f "^mpirun --hostfile $work/hosts"  # mpirun itself, not timeout
+    wait $job || fail "the job exited $? after SIGUSR1"
+    [ "$got" = "$want" ] || fail "text $got across hosts, $want on one device"
+    echo "1x2 mesh x 2 stages on 2 hosts, served from ${ips[0]}: the text of one device (${#got} characters)"
+    grep "holds" "$work/log"
+    for r in 0 1 2 3; do
+      grep -Eq "process $r holds [0-9]+ of" "$work/log" || fail "process $r reports no part"
+    done
+    python3 -c "
+import re, sys
+held = [tuple(map(int, m)) for m in re.findall(r'holds (\d+) of (\d+)', open('$work/log').read())]
+sys.exit(0 if all(h < n / 2 for h, n in held) else 1)" || fail "a process holds half the model or more"
     ;;
   *) fail "unknown case" ;;
 esac

@@ -7,6 +7,7 @@
 - SIGUSR1 to mpirun (which forwards it) while a long streamed request runs: the request
   finishes (finish_reason "length", [DONE]) and every process exits 0. Without a split flag
   the processes form a 1xN mesh.
+- Each process holds its own device's part only (the stages hold the model once between them).
 - A job whose process count does not match the split, and --backend mpi outside mpirun, are
   refused with errors that say what to run.
 
@@ -15,6 +16,7 @@ Usage: serve.py ALPA MPIRUN WORKDIR SOURCE_DIR
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -110,6 +112,19 @@ for split, metric in (([], "alpa_tensor_parallel_devices 2"),
         drained = "draining 1 requests in flight" if not split else "draining"
         if drained not in err:
             fail(f"{split}: no {drained!r} message: {err[-500:]}")
+        # Every process reads and holds its own device's part, not the whole model: a stage's
+        # layers (the stages hold the model once between them), a shard of every layer.
+        held = {}
+        for line in err.splitlines():
+            m = re.search(r"process (\d+) holds (\d+) of (\d+) parameters", line)
+            if m:
+                held[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+        if sorted(held) != [0, 1] or any(h >= n for h, n in held.values()):
+            fail(f"{split}: processes do not hold parts of the model: {held} {err[-500:]}")
+        if split and sum(h for h, _ in held.values()) != held[0][1]:
+            fail(f"{split}: the stages hold {held}, not the model once")
+        print(f"{' '.join(split) or '(default)'}: parameters held per process "
+              f"{[held[r][0] for r in (0, 1)]} of {held[0][1]}")
     finally:
         if p.poll() is None:
             p.kill()

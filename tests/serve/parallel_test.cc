@@ -202,7 +202,7 @@ std::vector<std::vector<int32_t>> greedy(const LoadedModel& m, const ParallelSha
   for (int n : {12, 3, 17, 5}) {
     std::vector<int32_t> prompt;
     for (int i = 0; i < n; ++i)
-      prompt.push_back(static_cast<int32_t>(rng.below(m.decoder->config().vocab - 1)));
+      prompt.push_back(static_cast<int32_t>(rng.below(m.config.vocab - 1)));
     SamplingParams p;
     p.temperature = 0;
     p.max_tokens = 14;

@@ -149,6 +149,35 @@ TEST(Safetensors, WritesAtomicallyAndOpensADirectory) {
   EXPECT_NE(none.status().message().find("model.safetensors"), std::string::npos);
 }
 
+// Opening reads the header; each tensor's bytes are read when asked for, and a file cut short
+// after it was opened gives an error naming the file and the tensor, never a crash.
+TEST(Safetensors, ReadsTensorsWhenAskedAndRefusesAFileCutShortSince) {
+  const std::string dir = temp_dir("lazy");
+  const std::string path = dir + "/model.safetensors";
+  ASSERT_TRUE(write_safetensors(path, sample_tensors(), StoredDType::kF32).ok());
+  Result<SafetensorsSet> set = SafetensorsSet::open(dir);
+  ASSERT_TRUE(set.ok()) << set.status().to_string();
+  EXPECT_EQ(set->bytes_read(), 0);
+  EXPECT_EQ(set->stored_bytes(set->names()), 6 * 4 + 4 * 4 + 4);
+  ASSERT_TRUE(set->values("b").ok());
+  EXPECT_EQ(set->bytes_read(), 16);
+  EXPECT_EQ(set->stored_bytes({"b", "scalar", "nope"}), 20);
+  // The data is laid out by name: a.weight, b, empty, scalar. Cut the scalar's last byte.
+  fs::resize_file(path, fs::file_size(path) - 1);
+  Result<std::vector<float>> scalar = set->values("scalar");
+  ASSERT_FALSE(scalar.ok());
+  EXPECT_NE(scalar.status().message().find("scalar"), std::string::npos)
+      << scalar.status().to_string();
+  EXPECT_NE(scalar.status().message().find(path), std::string::npos);
+  EXPECT_NE(scalar.status().to_string().find("truncated"), std::string::npos);
+  Result<std::vector<float>> a = set->values("a.weight");  // still whole in the file
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ((*a)[5], -7.75f);
+  EXPECT_EQ(set->bytes_read(), 16 + 24);
+  // Opened again, the cut file is refused before any value is read.
+  EXPECT_FALSE(SafetensorsSet::open(dir).ok());
+}
+
 TEST(Safetensors, ShardedIndex) {
   const std::string dir = temp_dir("sharded");
   std::vector<NamedTensor> t = sample_tensors();

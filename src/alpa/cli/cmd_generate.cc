@@ -110,9 +110,9 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
 int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   using namespace serve;
   const auto t0 = std::chrono::steady_clock::now();
-  Result<LoadedModel> model = load_model_dir(g.model);
+  Result<LoadedModel> model = load_model_dir(g.model, ModelWeights::kOnDemand);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
-  Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->decoder->config());
+  Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->config);
   if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   Result<std::vector<int32_t>> prompt =
       g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);

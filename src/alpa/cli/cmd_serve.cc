@@ -89,8 +89,8 @@ serve::EngineOptions engine_options(const ServeFlags& s, const serve::ParallelSh
   return o;
 }
 
-// A process of an MPI job other than process 0: loads the same model, cuts its own device's
-// part and runs the steps process 0 drives until process 0 stops.
+// A process of an MPI job other than process 0: opens the same model, reads its own device's
+// part only and runs the steps process 0 drives until process 0 stops.
 int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostream& err) {
   using namespace serve;
   // Signals mpirun forwards reach every process of the job; process 0 drains and then
@@ -98,16 +98,20 @@ int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostr
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
-  Result<LoadedModel> model = load_model_dir(s.model);
+  Result<LoadedModel> model = load_model_dir(s.model, ModelWeights::kOnDemand);
   if (!model.ok()) return report_error(model.status(), false, out, err);
-  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
+  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->config);
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
   // The same options as process 0's engine, so every device's cache has its blocks.
   const EngineOptions o = engine_options(s, *shape);
-  const KvCacheShape cache = engine_cache_shape(model->decoder->config(), o);
+  const KvCacheShape cache = engine_cache_shape(model->config, o);
   Result<std::unique_ptr<ParallelDecoder>> part = ParallelDecoder::create_distributed(
-      *model->decoder, *shape, cache.block_size, cache.num_blocks, engine_threads(o), world);
+      DecoderSource(model->config, *model->weights), *shape, cache.block_size, cache.num_blocks,
+      engine_threads(o), world);
   if (!part.ok()) return report_error(part.status(), false, out, err);
+  err << "alpa serve: process " << world.process_index() << " holds " << (*part)->parameters_held()
+      << " of " << model->config.num_parameters() << " parameters (" << model->weights->bytes_read()
+      << " bytes of weights read)" << std::endl;
   if (Status st = (*part)->follow(); !st.ok())
     return report_error(st.with_context(cat("process ", world.process_index())), false, out, err);
   return kExitOk;
@@ -152,9 +156,9 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
       p.mesh = cat("1x", world->num_processes());
     if (world->process_index() != 0) return follow_serve(s, *world, out, err);
   }
-  Result<LoadedModel> model = load_model_dir(s.model);
+  Result<LoadedModel> model = load_model_dir(s.model, ModelWeights::kOnDemand);
   if (!model.ok()) return report_error(model.status(), false, out, err);
-  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->decoder->config());
+  Result<ParallelShape> shape = serve_parallel_shape(s.parallel, model->config);
   if (!shape.ok()) return report_error(shape.status(), false, out, err);
   if (model->chat_template == nullptr)
     err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
@@ -171,14 +175,17 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
   Result<int> port = server.bind();
   if (!port.ok()) return report_error(port.status(), false, out, err);
   engine.start();
-  const DecoderConfig& c = model->decoder->config();
+  const DecoderConfig& c = model->config;
   const EngineMetrics m = engine.metrics();
   out << "alpa serve: " << model->name << " (" << family_name(c.family) << ", "
-      << model->decoder->num_parameters() << " parameters) on http://" << s.host << ":" << *port
-      << "; " << engine.parallel_description() << "; KV cache " << m.kv_blocks_total
-      << " blocks of " << s.block_size << " positions"
-      << (shape->devices() > 1 ? " on every device" : "")
+      << c.num_parameters() << " parameters) on http://" << s.host << ":" << *port << "; "
+      << engine.parallel_description() << "; KV cache " << m.kv_blocks_total << " blocks of "
+      << s.block_size << " positions" << (shape->devices() > 1 ? " on every device" : "")
       << (s.static_batching ? "; static batching" : "") << std::endl;
+  if (shape->devices() > 1)
+    err << "alpa serve: process 0 holds " << engine.parameters_held() << " of "
+        << c.num_parameters() << " parameters (" << model->weights->bytes_read()
+        << " bytes of weights read)" << std::endl;
   std::thread waiter([&] {
     int sig = 0;
     while (read(wake[0], &sig, sizeof sig) < 0 && errno == EINTR) {

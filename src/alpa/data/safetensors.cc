@@ -1,6 +1,7 @@
 #include "alpa/data/safetensors.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -20,8 +21,6 @@ using Json = nlohmann::json;
 
 // Larger headers are refused before they are parsed (Hugging Face's own limit is 100 MB).
 constexpr int64_t kMaxHeaderBytes = int64_t{100} << 20;
-// A weights file is read whole into memory; larger ones are refused before they are read.
-constexpr int64_t kMaxFileBytes = int64_t{64} << 30;
 constexpr int kMaxRank = 8;
 constexpr int64_t kMaxElements = int64_t{1} << 48;
 
@@ -278,30 +277,25 @@ Status write_safetensors(const std::string& path, const std::vector<NamedTensor>
   return write_file(path, bytes);
 }
 
-Result<SafetensorsFile> SafetensorsFile::parse(std::string bytes, const std::string& where) {
-  const int64_t size = static_cast<int64_t>(bytes.size());
+struct SafetensorsFile::Data {
+  std::string bytes;  // the whole file, when parsed from memory
+  ReadOnlyFile file;  // else the open file
+  std::atomic<int64_t> read{0};
+};
+
+Result<SafetensorsFile> SafetensorsFile::parse_header(std::string_view header, int64_t size,
+                                                      const std::string& where) {
   const std::string hint = "the file is truncated or not a safetensors file";
-  if (size < 8)
-    return invalid_argument(
-        cat(where, ": ", size, " bytes, too short for the 8-byte header length"), hint);
-  const uint64_t n = load<uint64_t>(bytes.data());
-  if (n > static_cast<uint64_t>(size - 8))
-    return invalid_argument(
-        cat(where, ": the header length ", n, " runs past the end of the ", size, "-byte file"),
-        hint);
-  if (static_cast<int64_t>(n) > kMaxHeaderBytes)
-    return invalid_argument(
-        cat(where, ": the header length ", n, " exceeds ", kMaxHeaderBytes, " bytes"), hint);
-  Json header = Json::parse(bytes.data() + 8, bytes.data() + 8 + n, nullptr, false);
-  if (header.is_discarded()) return parse_error(cat(where, ": the header is not valid JSON"), hint);
-  if (!header.is_object())
-    return invalid_argument(cat(where, ": the header is not a JSON object: ", json_excerpt(header)),
+  Json json = Json::parse(header.begin(), header.end(), nullptr, false);
+  if (json.is_discarded()) return parse_error(cat(where, ": the header is not valid JSON"), hint);
+  if (!json.is_object())
+    return invalid_argument(cat(where, ": the header is not a JSON object: ", json_excerpt(json)),
                             hint);
   SafetensorsFile f;
   f.path_ = where;
-  f.data_start_ = 8 + static_cast<int64_t>(n);
+  f.data_start_ = 8 + static_cast<int64_t>(header.size());
   const int64_t data_bytes = size - f.data_start_;
-  for (auto it = header.begin(); it != header.end(); ++it) {
+  for (auto it = json.begin(); it != json.end(); ++it) {
     if (it.key() == "__metadata__") {
       ALPA_RETURN_IF_ERROR(parse_metadata(where, *it, f.metadata_));
       continue;
@@ -321,13 +315,50 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::string bytes, const std::str
       return entry_error(where, by_offset[i]->name,
                          cat("overlaps tensor '", by_offset[i - 1]->name, "' (bytes ",
                              by_offset[i]->begin, " < ", by_offset[i - 1]->end, ")"));
-  f.bytes_ = std::move(bytes);
+  f.data_ = std::make_shared<Data>();
+  return f;
+}
+
+namespace {
+
+// The header length at the start of a `size`-byte file, checked against the file.
+Result<uint64_t> header_length(const char* first8, int64_t size, const std::string& where) {
+  const std::string hint = "the file is truncated or not a safetensors file";
+  if (size < 8)
+    return invalid_argument(
+        cat(where, ": ", size, " bytes, too short for the 8-byte header length"), hint);
+  const uint64_t n = load<uint64_t>(first8);
+  if (n > static_cast<uint64_t>(size - 8))
+    return invalid_argument(
+        cat(where, ": the header length ", n, " runs past the end of the ", size, "-byte file"),
+        hint);
+  if (static_cast<int64_t>(n) > kMaxHeaderBytes)
+    return invalid_argument(
+        cat(where, ": the header length ", n, " exceeds ", kMaxHeaderBytes, " bytes"), hint);
+  return n;
+}
+
+}  // namespace
+
+Result<SafetensorsFile> SafetensorsFile::parse(std::string bytes, const std::string& where) {
+  const int64_t size = static_cast<int64_t>(bytes.size());
+  ALPA_ASSIGN_OR_RETURN(uint64_t n, header_length(bytes.data(), size, where));
+  ALPA_ASSIGN_OR_RETURN(SafetensorsFile f,
+                        parse_header(std::string_view(bytes).substr(8, n), size, where));
+  f.data_->bytes = std::move(bytes);
   return f;
 }
 
 Result<SafetensorsFile> SafetensorsFile::read(const std::string& path) {
-  ALPA_ASSIGN_OR_RETURN(std::string bytes, read_file(path, kMaxFileBytes));
-  return parse(std::move(bytes), path);
+  ALPA_ASSIGN_OR_RETURN(ReadOnlyFile file, ReadOnlyFile::open(path));
+  char first8[8] = {};
+  if (file.size() >= 8) ALPA_RETURN_IF_ERROR(file.read_at(0, first8, 8));
+  ALPA_ASSIGN_OR_RETURN(uint64_t n, header_length(first8, file.size(), path));
+  std::string header(static_cast<size_t>(n), '\0');
+  ALPA_RETURN_IF_ERROR(file.read_at(8, header.data(), static_cast<int64_t>(n)));
+  ALPA_ASSIGN_OR_RETURN(SafetensorsFile f, parse_header(header, file.size(), path));
+  f.data_->file = std::move(file);
+  return f;
 }
 
 const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
@@ -339,8 +370,27 @@ const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
 
 Result<std::vector<float>> SafetensorsFile::values(const SafetensorsEntry& e) const {
   const int64_t n = e.num_elements();
-  std::vector<float> out(static_cast<size_t>(n));
-  const char* p = bytes_.data() + data_start_ + e.begin;
+  const bool floating =
+      e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" || e.dtype == "F64";
+  std::vector<float> out(floating ? static_cast<size_t>(n) : 0);
+  // The stored bytes: in memory, or read from the file (F32 straight into the values).
+  const int64_t count = e.end - e.begin;
+  std::string buffer;
+  const char* p = nullptr;
+  if (data_->file.path().empty()) {  // parsed from memory
+    p = data_->bytes.data() + data_start_ + e.begin;
+  } else if (floating) {
+    char* into = reinterpret_cast<char*>(out.data());
+    if (e.dtype != "F32") {
+      buffer.resize(static_cast<size_t>(count));
+      into = buffer.data();
+    }
+    if (Status s = data_->file.read_at(data_start_ + e.begin, into, count); !s.ok())
+      return s.with_context(cat("tensor '", e.name, "'"));
+    data_->read += count;
+    if (e.dtype == "F32") return out;
+    p = buffer.data();
+  }
   if (e.dtype == "F32") {
     std::memcpy(out.data(), p, static_cast<size_t>(n) * 4);
   } else if (e.dtype == "F16") {
@@ -355,6 +405,10 @@ Result<std::vector<float>> SafetensorsFile::values(const SafetensorsEntry& e) co
                             "weights must be stored as floating-point tensors");
   }
   return out;
+}
+
+int64_t SafetensorsFile::bytes_read() const {
+  return data_ == nullptr ? 0 : data_->read.load();
 }
 
 namespace {
@@ -456,6 +510,19 @@ Result<std::vector<float>> SafetensorsSet::values(std::string_view name) const {
   if (it == where_.end()) return not_found(cat(source_, ": no tensor '", name, "'"));
   const SafetensorsFile& f = *files_[it->second];
   return f.values(*f.find(name));
+}
+
+int64_t SafetensorsSet::bytes_read() const {
+  int64_t n = 0;
+  for (const auto& f : files_) n += f->bytes_read();
+  return n;
+}
+
+int64_t SafetensorsSet::stored_bytes(const std::vector<std::string>& names) const {
+  int64_t n = 0;
+  for (const std::string& name : names)
+    if (const SafetensorsEntry* e = find(name)) n += e->end - e->begin;
+  return n;
 }
 
 const std::map<std::string, std::string>& SafetensorsSet::metadata() const {

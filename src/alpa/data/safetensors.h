@@ -16,8 +16,9 @@
 // header's JSON and types, every dtype, every tensor's byte range (inside the data, exactly
 // dtype size x elements, no two overlapping), and for shards that the index names plain files
 // beside it that hold exactly the tensors it maps to them. Errors name the file and the tensor.
-// Files are read into memory (never memory-mapped), so a file truncated while it is read cannot
-// crash the reader.
+// Opening a file reads its header only; a tensor's bytes are read when its values are asked for
+// (pread, never memory-mapped), so a process reads the tensors it uses and no more (a pipeline
+// stage its own layers), and a file truncated after it was opened gives an error, not a crash.
 #pragma once
 
 #include <cstdint>
@@ -70,23 +71,30 @@ struct SafetensorsEntry {
   int64_t num_elements() const;
 };
 
-// One safetensors file, parsed and validated, its bytes in memory.
+// One safetensors file, its header parsed and validated; the data read when asked for.
 class SafetensorsFile {
  public:
-  // `where` names the bytes in errors (the path).
+  // The bytes of a whole file, held in memory; `where` names them in errors (the path).
   static Result<SafetensorsFile> parse(std::string bytes, const std::string& where);
+  // The file's header; the file stays open and each values() call reads its tensor's bytes.
   static Result<SafetensorsFile> read(const std::string& path);
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::vector<SafetensorsEntry>& tensors() const { return entries_; }  // sorted by name
   const SafetensorsEntry* find(std::string_view name) const;
-  // The tensor's values as f32; an error for a dtype that is not a float type.
+  // The tensor's values as f32; an error for a dtype that is not a float type, or for a file
+  // that no longer holds the bytes (truncated since it was opened). Safe from several threads.
   Result<std::vector<float>> values(const SafetensorsEntry& entry) const;
+  // Bytes of tensor data values() has read so far (from this file and its copies).
+  int64_t bytes_read() const;
 
  private:
+  struct Data;  // the open file, or the bytes parsed from memory
+  static Result<SafetensorsFile> parse_header(std::string_view header, int64_t size,
+                                              const std::string& where);
   std::string path_;
-  std::string bytes_;
+  std::shared_ptr<Data> data_;
   int64_t data_start_ = 0;
   std::map<std::string, std::string> metadata_;
   std::vector<SafetensorsEntry> entries_;
@@ -105,8 +113,12 @@ class SafetensorsSet {
   const SafetensorsEntry* find(std::string_view name) const;
   // The file that holds tensor `name` ("" if none).
   std::string file_of(std::string_view name) const;
-  // Values as f32; errors name the file and the tensor.
+  // Values as f32, read from the file now; errors name the file and the tensor.
   Result<std::vector<float>> values(std::string_view name) const;
+  // Bytes of tensor data read so far, over every file.
+  int64_t bytes_read() const;
+  // Bytes of tensor data the named tensors hold as stored (0 for a name not here).
+  int64_t stored_bytes(const std::vector<std::string>& names) const;
   // The first file's metadata.
   const std::map<std::string, std::string>& metadata() const;
   // What was opened (the file, or the index).

@@ -82,13 +82,13 @@ std::optional<ApiError> read_stop(const json& j, std::vector<std::string>& out) 
 std::optional<ApiError> read_sampling(const json& j, const LoadedModel& model, bool chat,
                                       ApiRequest& r) {
   SamplingParams& p = r.params;
-  const int64_t context = model.decoder->config().max_positions;
+  const int64_t context = model.config.max_positions;
   std::optional<ApiError> e;
   if ((e = read_int(j, "max_tokens", 1, context, p.max_tokens))) return e;
   if (chat && (e = read_int(j, "max_completion_tokens", 1, context, p.max_tokens))) return e;
   if ((e = read_real(j, "temperature", 0, 2, p.temperature))) return e;
   if ((e = read_real(j, "top_p", 1e-9, 1, p.top_p))) return e;
-  if ((e = read_int(j, "top_k", 0, model.decoder->config().vocab, p.top_k))) return e;
+  if ((e = read_int(j, "top_k", 0, model.config.vocab, p.top_k))) return e;
   int64_t seed = -1;
   if ((e = read_int(j, "seed", 0, int64_t{1} << 62, seed))) return e;
   p.has_seed = seed >= 0;
@@ -149,8 +149,7 @@ std::optional<ApiError> read_prompt(const json& j, const LoadedModel& model, boo
   if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) p = &(*p)[0];
   if (p->is_array() && !p->empty() && !(*p)[0].is_string()) {
     for (const json& t : *p) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
-          t.get<int64_t>() >= model.decoder->config().vocab)
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= model.config.vocab)
         return bad("prompt", "a token-id prompt must hold ids inside the vocabulary");
       r.prompt.push_back(static_cast<int32_t>(t.get<int64_t>()));
     }
@@ -188,7 +187,7 @@ std::variant<ApiRequest, ApiError> parse_request(std::string_view body, const Lo
   r.chat = chat;
   if (auto e = read_sampling(j, model, chat, r)) return *e;
   if (auto e = read_prompt(j, model, chat, r)) return *e;
-  const int64_t context = model.decoder->config().max_positions;
+  const int64_t context = model.config.max_positions;
   if (static_cast<int64_t>(r.prompt.size()) >= context)
     return bad(chat ? "messages" : "prompt",
                cat("the prompt is ", r.prompt.size(), " tokens; the model's context is ", context));

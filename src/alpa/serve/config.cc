@@ -186,4 +186,17 @@ Result<DecoderConfig> read_decoder_config(const std::string& path) {
   return parse_decoder_config(ss.str(), path);
 }
 
+int64_t DecoderConfig::num_parameters() const {
+  const bool llama = family == Family::kLlama;
+  const int64_t C = hidden, norm = llama ? C : 2 * C;
+  const int64_t up = llama ? 2 * intermediate : intermediate;
+  int64_t layer = 2 * norm + C * (q_dim() + 2 * kv_dim()) + q_dim() * C + C * up + intermediate * C;
+  if (!llama) layer += q_dim() + 2 * kv_dim() + C + up + C;  // biases
+  int64_t n = vocab * C + layers * layer + norm;
+  if (family == Family::kGpt2) n += max_positions * C;
+  if (family == Family::kOpt) n += (max_positions + 2) * C;
+  if (!tie_embeddings) n += vocab * C;
+  return n;
+}
+
 }  // namespace alpa::serve

@@ -42,6 +42,8 @@ struct DecoderConfig {
 
   int64_t q_dim() const { return heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }
+  // Every weight, bias and norm value of the model (a tied vocabulary projection once).
+  int64_t num_parameters() const;
 };
 
 // Parses config.json's text; `where` (the file) is named in errors.

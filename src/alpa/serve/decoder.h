@@ -65,16 +65,31 @@ struct ShardPeers {
 // OK when `parts` tensor-parallel shards divide the heads, KV heads and MLP columns; else an
 // error naming the one that does not.
 Status check_tensor_parallel(const DecoderConfig& config, int parts);
+// OK when layers [first, last) are a non-empty run of the model's and `parts` shards divide it.
+Status check_part(const DecoderConfig& config, int64_t first, int64_t last, int part, int parts);
 
 class Decoder {
  public:
   // Reads the family's tensors from `weights` (names as Hugging Face saves them), checking
   // every shape against `config`.
   static Result<Decoder> load(const DecoderConfig& config, const SafetensorsSet& weights);
+  // One device's part read from `weights`, equal to load(...)->shard(first, last, part, parts)
+  // without the whole model in memory: only the tensors of layers [first, last) (and the
+  // embeddings on the first stage, the final norm and vocabulary projection on the last) are
+  // read, each cut to the shard as it is read, so memory holds the part and one tensor. Every
+  // other tensor's name and shape is checked from the headers, so a checkpoint that fails
+  // load() fails here too.
+  static Result<Decoder> load_part(const DecoderConfig& config, const SafetensorsSet& weights,
+                                   int64_t first, int64_t last, int part, int parts);
+  // OK when `weights` hold every tensor load() reads with its shape (from the headers: no value
+  // is read); else load()'s error.
+  static Status check_tensors(const DecoderConfig& config, const SafetensorsSet& weights);
   // Random weights and biases (normal, std 0.02; norms 1), for benchmarks and tests.
   static Decoder random(const DecoderConfig& config, uint64_t seed);
 
   const DecoderConfig& config() const { return config_; }
+  // The parameters this decoder or part holds (a tied vocabulary projection counted with the
+  // embedding only); a whole decoder's are config().num_parameters().
   int64_t num_parameters() const;
 
   // Runs `chunks`; every chunk's table must already hold its positions. `logits` receives
@@ -106,7 +121,16 @@ class Decoder {
                  ThreadPool& pool, std::vector<float>& qkv, std::vector<float>& out) const;
   void mlp(const DecoderLayer& l, int64_t tokens, ThreadPool& pool, const std::vector<float>& h,
            std::vector<float>& out) const;
+  // load_part, reading the values when `values` (else checking names and shapes only).
+  static Result<Decoder> read_part(const DecoderConfig& config, const SafetensorsSet& weights,
+                                   int64_t first, int64_t last, int part, int parts, bool values);
   void set_whole();  // the share of an unsharded decoder
+  // The share of shard `part` of `parts` from layer `first` on (heads, KV heads, MLP columns,
+  // vocabulary rows); config_ set.
+  void set_part(int64_t first, int parts);
+  // A whole layer's or vocabulary projection's slice for shard `part`, as set_part shares.
+  DecoderLayer shard_layer(const DecoderLayer& whole, int part) const;
+  Linear shard_head(const Linear& whole, int part) const;
 
   DecoderConfig config_;  // the whole model's
   // This part's share: heads, KV heads and MLP columns of each layer, vocabulary rows of the
@@ -117,7 +141,9 @@ class Decoder {
   int64_t pos_offset_ = 0;              // opt: 2
   std::vector<DecoderLayer> layers_;
   Norm final_norm_;
-  Linear lm_head_;  // [vocab, hidden], out-major (tied: a copy of the embedding)
+  // [vocab, hidden], out-major. Tied to an embedding this decoder holds whole: no weights of
+  // its own (forward reads token_embedding_); on a later stage or a shard, its rows.
+  Linear lm_head_;
 };
 
 }  // namespace alpa::serve

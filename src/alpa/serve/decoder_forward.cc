@@ -10,13 +10,13 @@
 namespace alpa::serve {
 namespace {
 
-// y[m, out] = x[m, in] W + b.
-void apply(const Linear& l, int64_t m, const float* x, float* y) {
+// y[m, out] = x[m, in] W + b, W the weights `w` of `l`'s shape (by default l.w).
+void apply(const Linear& l, int64_t m, const float* x, float* y, const float* w = nullptr) {
   if (m == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, l.out_major ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(l.out), static_cast<int>(l.in), 1.0f, x,
-              static_cast<int>(l.in), l.w.data(), static_cast<int>(l.out_major ? l.in : l.out),
-              0.0f, y, static_cast<int>(l.out));
+              static_cast<int>(l.in), w != nullptr ? w : l.w.data(),
+              static_cast<int>(l.out_major ? l.in : l.out), 0.0f, y, static_cast<int>(l.out));
   if (l.b.empty()) return;
   for (int64_t r = 0; r < m; ++r) {
     float* row = y + r * l.out;
@@ -212,7 +212,9 @@ Status Decoder::head(const std::vector<SequenceChunk>& chunks, const std::vector
   const int parts = peers == nullptr ? 1 : static_cast<int>(peers->group.size());
   if (parts < 2) {
     logits.resize(static_cast<size_t>(rows * c.vocab));
-    apply(lm_head_, rows, sel.data(), logits.data());
+    // A head tied to the embedding this decoder holds is the embedding itself.
+    apply(lm_head_, rows, sel.data(), logits.data(),
+          lm_head_.w.empty() ? token_embedding_.data() : nullptr);
     return Status();
   }
   // Each shard's [rows, vocab_rows_] slice, gathered as [part][rows][vocab_rows_].

@@ -7,10 +7,11 @@
 namespace alpa::serve {
 namespace {
 
-// Reads tensors by name with their shapes checked; errors name the tensor and the file.
+// Reads tensors by name with their shapes checked; errors name the tensor and the file. A
+// reader that does not read (`read` false) checks the names and shapes and returns no values.
 class TensorReader {
  public:
-  explicit TensorReader(const SafetensorsSet& set) : set_(set) {}
+  TensorReader(const SafetensorsSet& set, bool read) : set_(set), read_(read) {}
 
   Result<std::vector<float>> get(const std::string& name, std::vector<int64_t> shape) const {
     const SafetensorsEntry* e = set_.find(name);
@@ -25,12 +26,14 @@ class TensorReader {
       return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" has shape [", got,
                                   "], config.json implies [", want, "]"));
     }
+    if (!read_) return std::vector<float>();
     return set_.values(name);
   }
   bool has(const std::string& name) const { return set_.contains(name); }
 
  private:
   const SafetensorsSet& set_;
+  bool read_;
 };
 
 // An nn.Linear ([out, in]) or several stacked along out.
@@ -119,58 +122,91 @@ Result<DecoderLayer> llama_layer(const TensorReader& r, const DecoderConfig& c,
 }  // namespace
 
 Result<Decoder> Decoder::load(const DecoderConfig& config, const SafetensorsSet& weights) {
+  ALPA_ASSIGN_OR_RETURN(Decoder d, load_part(config, weights, 0, config.layers, 0, 1));
+  d.set_whole();
+  return d;
+}
+
+Result<Decoder> Decoder::load_part(const DecoderConfig& config, const SafetensorsSet& weights,
+                                   int64_t first, int64_t last, int part, int parts) {
+  return read_part(config, weights, first, last, part, parts, true);
+}
+
+Status Decoder::check_tensors(const DecoderConfig& config, const SafetensorsSet& weights) {
+  return read_part(config, weights, 0, config.layers, 0, 1, false).status();
+}
+
+Result<Decoder> Decoder::read_part(const DecoderConfig& config, const SafetensorsSet& weights,
+                                   int64_t first, int64_t last, int part, int parts, bool values) {
+  const DecoderConfig& c = config;
+  ALPA_RETURN_IF_ERROR(check_part(c, first, last, part, parts));
   Decoder d;
   d.config_ = config;
-  const DecoderConfig& c = config;
-  TensorReader r(weights);
-  std::string prefix, layer_prefix, final_norm;
+  d.set_part(first, parts);
+  const bool head = last == c.layers;
+  const TensorReader read(weights, values), check(weights, false);
+  // The token embedding is read by the first stage, and by the last when the head is tied to it.
+  const TensorReader& embedding = first == 0 || (head && c.tie_embeddings) ? read : check;
+  std::vector<float> tied;  // the embedding the head is tied to, on a last stage only
+  std::string layer_prefix, final_norm;
   switch (c.family) {
     case Family::kGpt2: {
-      prefix = r.has("transformer.wte.weight") ? "transformer." : "";
-      ALPA_ASSIGN_OR_RETURN(d.token_embedding_, r.get(prefix + "wte.weight", {c.vocab, c.hidden}));
-      ALPA_ASSIGN_OR_RETURN(d.pos_embedding_,
-                            r.get(prefix + "wpe.weight", {c.max_positions, c.hidden}));
+      const std::string prefix = read.has("transformer.wte.weight") ? "transformer." : "";
+      ALPA_ASSIGN_OR_RETURN(tied, embedding.get(prefix + "wte.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(
+          d.pos_embedding_,
+          (first == 0 ? read : check).get(prefix + "wpe.weight", {c.max_positions, c.hidden}));
       layer_prefix = prefix + "h.";
       final_norm = prefix + "ln_f";
       break;
     }
     case Family::kOpt: {
-      prefix = r.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
-      ALPA_ASSIGN_OR_RETURN(d.token_embedding_,
-                            r.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
-      ALPA_ASSIGN_OR_RETURN(d.pos_embedding_, r.get(prefix + "embed_positions.weight",
-                                                    {c.max_positions + 2, c.hidden}));
+      const std::string prefix =
+          read.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
+      ALPA_ASSIGN_OR_RETURN(tied,
+                            embedding.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(d.pos_embedding_, (first == 0 ? read : check)
+                                                  .get(prefix + "embed_positions.weight",
+                                                       {c.max_positions + 2, c.hidden}));
       d.pos_offset_ = 2;
       layer_prefix = prefix + "layers.";
       final_norm = prefix + "final_layer_norm";
       break;
     }
     case Family::kLlama: {
-      prefix = "model.";
-      ALPA_ASSIGN_OR_RETURN(d.token_embedding_,
-                            r.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
-      layer_prefix = prefix + "layers.";
-      final_norm = prefix + "norm";
+      ALPA_ASSIGN_OR_RETURN(tied, embedding.get("model.embed_tokens.weight", {c.vocab, c.hidden}));
+      layer_prefix = "model.layers.";
+      final_norm = "model.norm";
       break;
     }
   }
   for (int64_t i = 0; i < c.layers; ++i) {
     const std::string p = cat(layer_prefix, i, ".");
+    const TensorReader& r = i >= first && i < last ? read : check;
     Result<DecoderLayer> l = c.family == Family::kGpt2  ? gpt2_layer(r, c, p)
                              : c.family == Family::kOpt ? opt_layer(r, c, p)
                                                         : llama_layer(r, c, p);
     if (!l.ok()) return l.status();
-    d.layers_.push_back(std::move(*l));
+    if (values && &r == &read)
+      d.layers_.push_back(parts == 1 ? std::move(*l) : d.shard_layer(*l, part));
   }
-  ALPA_ASSIGN_OR_RETURN(d.final_norm_, norm(r, final_norm, c.hidden, c.family != Family::kLlama));
-  d.lm_head_.in = c.hidden;
-  d.lm_head_.out = c.vocab;
+  const bool bias = c.family != Family::kLlama;
+  ALPA_ASSIGN_OR_RETURN(d.final_norm_, norm(head ? read : check, final_norm, c.hidden, bias));
+  Linear lm_head;
+  lm_head.in = c.hidden;
+  lm_head.out = c.vocab;
   if (c.family == Family::kLlama && !c.tie_embeddings) {
-    ALPA_ASSIGN_OR_RETURN(d.lm_head_.w, r.get("lm_head.weight", {c.vocab, c.hidden}));
-  } else {
-    d.lm_head_.w = d.token_embedding_;
+    ALPA_ASSIGN_OR_RETURN(lm_head.w,
+                          (head ? read : check).get("lm_head.weight", {c.vocab, c.hidden}));
+  } else if (head && first == 0 && parts > 1) {
+    lm_head.w = tied;  // cut to the shard's rows below; the embedding stays whole
+  } else if (head && first == 0) {
+    // The head is the embedding this decoder holds (forward reads token_embedding_).
+  } else if (head) {
+    lm_head.w = std::move(tied);
   }
-  d.set_whole();
+  if (first == 0) d.token_embedding_ = std::move(tied);
+  if (values && head) d.lm_head_ = parts == 1 ? std::move(lm_head) : d.shard_head(lm_head, part);
   return d;
 }
 
@@ -223,17 +259,20 @@ Decoder Decoder::random(const DecoderConfig& config, uint64_t seed) {
   }
   d.final_norm_ = unit_norm(c.hidden, bias);
   d.lm_head_.in = c.hidden;
-  d.lm_head_.out = c.vocab;
-  d.lm_head_.w = d.token_embedding_;
+  d.lm_head_.out = c.vocab;  // tied: its weights are the embedding's
   d.set_whole();
   return d;
 }
 
 int64_t Decoder::num_parameters() const {
   int64_t n = static_cast<int64_t>(token_embedding_.size() + pos_embedding_.size());
-  for (const DecoderLayer& l : layers_)
+  const auto norm = [](const Norm& x) { return static_cast<int64_t>(x.w.size() + x.b.size()); };
+  for (const DecoderLayer& l : layers_) {
+    n += norm(l.attn_norm) + norm(l.mlp_norm);
     for (const Linear* x : {&l.qkv, &l.o, &l.up, &l.down})
       n += static_cast<int64_t>(x->w.size() + x->b.size());
+  }
+  n += norm(final_norm_);
   if (!config_.tie_embeddings) n += static_cast<int64_t>(lm_head_.w.size());
   return n;
 }

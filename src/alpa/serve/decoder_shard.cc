@@ -72,48 +72,70 @@ Status check_tensor_parallel(const DecoderConfig& c, int parts) {
   return divides(c, c.intermediate, "MLP columns (intermediate size)", parts);
 }
 
-Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts) const {
-  const DecoderConfig& c = config_;
-  ALPA_CHECK(first_layer_ == 0 && layer_count() == c.layers && heads_ == c.heads)
-      << "shard() cuts a whole decoder";
+Status check_part(const DecoderConfig& c, int64_t first, int64_t last, int part, int parts) {
   if (first < 0 || last > c.layers || first >= last)
     return invalid_argument(cat("layers [", first, ", ", last, ") are not a non-empty run of the ",
                                 c.layers, " layers of the model"));
   ALPA_RETURN_IF_ERROR(check_tensor_parallel(c, parts));
   ALPA_CHECK(part >= 0 && part < parts);
+  return ok_status();
+}
+
+void Decoder::set_part(int64_t first, int parts) {
+  heads_ = config_.heads / parts;
+  kv_heads_ = config_.kv_heads / parts;
+  intermediate_ = config_.intermediate / parts;
+  vocab_rows_ = parts == 1 ? config_.vocab : (config_.vocab + parts - 1) / parts;
+  first_layer_ = first;
+}
+
+DecoderLayer Decoder::shard_layer(const DecoderLayer& l, int part) const {
+  const DecoderConfig& c = config_;
+  const int64_t qd = heads_ * c.head_dim, kvd = kv_heads_ * c.head_dim, I = intermediate_;
+  const int64_t q0 = part * qd, k0 = c.q_dim() + part * kvd, v0 = k0 + c.kv_dim();
+  const int64_t i0 = part * I;
+  DecoderLayer s;
+  s.attn_norm = l.attn_norm;
+  s.mlp_norm = l.mlp_norm;
+  s.qkv = take_outputs(l.qkv, {{q0, q0 + qd}, {k0, k0 + kvd}, {v0, v0 + kvd}});
+  s.o = take_inputs(l.o, q0, q0 + qd, part == 0);
+  std::vector<Range> up = {{i0, i0 + I}};
+  if (c.family == Family::kLlama) up.push_back({c.intermediate + i0, c.intermediate + i0 + I});
+  s.up = take_outputs(l.up, up);
+  s.down = take_inputs(l.down, i0, i0 + I, part == 0);
+  return s;
+}
+
+Linear Decoder::shard_head(const Linear& lm_head, int part) const {
+  const int64_t begin = std::min(config_.vocab, part * vocab_rows_);
+  const int64_t end = std::min(config_.vocab, begin + vocab_rows_);
+  return take_outputs(lm_head, {{begin, end}}, vocab_rows_);
+}
+
+Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts) const {
+  const DecoderConfig& c = config_;
+  ALPA_CHECK(first_layer_ == 0 && layer_count() == c.layers && heads_ == c.heads)
+      << "shard() cuts a whole decoder";
+  ALPA_RETURN_IF_ERROR(check_part(c, first, last, part, parts));
   Decoder d;
   d.config_ = c;
-  d.heads_ = c.heads / parts;
-  d.kv_heads_ = c.kv_heads / parts;
-  d.intermediate_ = c.intermediate / parts;
-  d.first_layer_ = first;
+  d.set_part(first, parts);
   d.pos_offset_ = pos_offset_;
   if (first == 0) {
     d.token_embedding_ = token_embedding_;
     d.pos_embedding_ = pos_embedding_;
   }
-  const int64_t qd = d.heads_ * c.head_dim, kvd = d.kv_heads_ * c.head_dim, I = d.intermediate_;
-  const int64_t q0 = part * qd, k0 = c.q_dim() + part * kvd, v0 = k0 + c.kv_dim();
-  const int64_t i0 = part * I;
-  for (int64_t li = first; li < last; ++li) {
-    const DecoderLayer& l = layers_[static_cast<size_t>(li)];
-    DecoderLayer s;
-    s.attn_norm = l.attn_norm;
-    s.mlp_norm = l.mlp_norm;
-    s.qkv = take_outputs(l.qkv, {{q0, q0 + qd}, {k0, k0 + kvd}, {v0, v0 + kvd}});
-    s.o = take_inputs(l.o, q0, q0 + qd, part == 0);
-    std::vector<Range> up = {{i0, i0 + I}};
-    if (c.family == Family::kLlama) up.push_back({c.intermediate + i0, c.intermediate + i0 + I});
-    s.up = take_outputs(l.up, up);
-    s.down = take_inputs(l.down, i0, i0 + I, part == 0);
-    d.layers_.push_back(std::move(s));
-  }
+  for (int64_t li = first; li < last; ++li)
+    d.layers_.push_back(d.shard_layer(layers_[static_cast<size_t>(li)], part));
   if (last == c.layers) {
     d.final_norm_ = final_norm_;
-    d.vocab_rows_ = (c.vocab + parts - 1) / parts;
-    const int64_t begin = std::min(c.vocab, part * d.vocab_rows_);
-    const int64_t end = std::min(c.vocab, begin + d.vocab_rows_);
-    d.lm_head_ = take_outputs(lm_head_, {{begin, end}}, d.vocab_rows_);
+    if (lm_head_.w.empty()) {  // tied to the embedding: cut from it
+      Linear tied = lm_head_;
+      tied.w = token_embedding_;
+      d.lm_head_ = d.shard_head(tied, part);
+    } else {
+      d.lm_head_ = d.shard_head(lm_head_, part);
+    }
   }
   return d;
 }
@@ -123,11 +145,7 @@ KvCacheShape Decoder::cache_shape(int64_t block_size, int64_t num_blocks) const 
 }
 
 void Decoder::set_whole() {
-  heads_ = config_.heads;
-  kv_heads_ = config_.kv_heads;
-  intermediate_ = config_.intermediate;
-  vocab_rows_ = config_.vocab;
-  first_layer_ = 0;
+  set_part(0, 1);
 }
 
 }  // namespace alpa::serve

@@ -66,42 +66,70 @@ std::vector<TokenEvent> Request::events() const {
   return events_;
 }
 
-Engine::Engine(LoadedModel model, EngineOptions options)
+namespace {
+
+// Where the devices of a split model take their parts from: the decoder, else the weights.
+DecoderSource decoder_source(const LoadedModel& m) {
+  if (m.decoder != nullptr) return DecoderSource(*m.decoder);
+  ALPA_CHECK(m.weights != nullptr) << "a model with neither a decoder nor weights";
+  return DecoderSource(m.config, *m.weights);
+}
+
+Result<std::unique_ptr<ParallelDecoder>> make_parallel(const LoadedModel& m, const EngineOptions& o,
+                                                       const KvCacheShape& cache) {
+  const DecoderSource source = decoder_source(m);
+  if (o.world != nullptr)
+    return ParallelDecoder::create_distributed(source, o.parallel, cache.block_size,
+                                               cache.num_blocks, engine_threads(o), *o.world);
+  return ParallelDecoder::create(source, o.parallel, cache.block_size, cache.num_blocks,
+                                 engine_threads(o));
+}
+
+}  // namespace
+
+Engine::Engine(LoadedModel model, EngineOptions options, std::unique_ptr<ParallelDecoder> parallel)
     : model_(std::move(model)),
       options_(options),
-      cache_(engine_cache_shape(model_.decoder->config(), options),
-             options.parallel.devices() == 1),
-      pool_(options.parallel.devices() == 1 ? engine_threads(options) : 1) {
+      cache_(engine_cache_shape(model_.config, options), options.parallel.devices() == 1),
+      pool_(options.parallel.devices() == 1 ? engine_threads(options) : 1),
+      parallel_(std::move(parallel)) {
   metrics_.kv_blocks_total = cache_.shape().num_blocks;
   metrics_.tensor_parallel = options_.parallel.tensor;
   metrics_.pipeline_stages = options_.parallel.stages;
-  if (options_.parallel.devices() == 1) return;
-  const int64_t block_size = cache_.shape().block_size, blocks = cache_.shape().num_blocks;
-  Result<std::unique_ptr<ParallelDecoder>> p =
-      options_.world != nullptr
-          ? ParallelDecoder::create_distributed(*model_.decoder, options_.parallel, block_size,
-                                                blocks, engine_threads(options_), *options_.world)
-          : ParallelDecoder::create(*model_.decoder, options_.parallel, block_size, blocks,
-                                    engine_threads(options_));
+  if (options_.parallel.devices() == 1) {
+    ALPA_CHECK(model_.decoder != nullptr) << "one device needs the whole decoder";
+    return;
+  }
+  if (parallel_ != nullptr) return;
+  Result<std::unique_ptr<ParallelDecoder>> p = make_parallel(model_, options_, cache_.shape());
   ALPA_CHECK(p.ok()) << p.status().to_string();
   parallel_ = std::move(*p);
 }
 
 Result<std::unique_ptr<Engine>> Engine::create(LoadedModel model, EngineOptions options) {
-  ALPA_RETURN_IF_ERROR(check_parallel(model.decoder->config(), options.parallel));
+  ALPA_RETURN_IF_ERROR(check_parallel(model.config, options.parallel));
   if (options.world != nullptr) {
-    ALPA_RETURN_IF_ERROR(
-        check_distributed(model.decoder->config(), options.parallel, *options.world));
+    ALPA_RETURN_IF_ERROR(check_distributed(model.config, options.parallel, *options.world));
     if (options.world->process_index() != 0)
       return failed_precondition(
           cat("the engine runs in process 0, not ", options.world->process_index()),
           "the other processes follow its steps (ParallelDecoder::follow)");
   }
-  return std::make_unique<Engine>(std::move(model), options);
+  if (options.parallel.devices() == 1) {
+    if (model.decoder == nullptr) ALPA_RETURN_IF_ERROR(model.load_decoder());
+    return std::make_unique<Engine>(std::move(model), options);
+  }
+  ALPA_ASSIGN_OR_RETURN(std::unique_ptr<ParallelDecoder> parallel,
+                        make_parallel(model, options, engine_cache_shape(model.config, options)));
+  return std::make_unique<Engine>(std::move(model), options, std::move(parallel));
 }
 
 std::string Engine::parallel_description() const {
-  return describe(options_.parallel, model_.decoder->config());
+  return describe(options_.parallel, model_.config);
+}
+
+int64_t Engine::parameters_held() const {
+  return parallel_ != nullptr ? parallel_->parameters_held() : model_.decoder->num_parameters();
 }
 
 Engine::~Engine() {
@@ -111,7 +139,7 @@ Engine::~Engine() {
 Result<std::shared_ptr<Request>> Engine::submit(std::vector<int32_t> prompt,
                                                 SamplingParams params) {
   ALPA_RETURN_IF_ERROR(validate(params));
-  const DecoderConfig& c = model_.decoder->config();
+  const DecoderConfig& c = model_.config;
   if (prompt.empty()) return invalid_argument("prompt is empty", "send at least one token");
   for (int32_t t : prompt)
     if (t < 0 || t >= c.vocab)

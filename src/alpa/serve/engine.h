@@ -114,10 +114,13 @@ struct EngineMetrics {
 
 class Engine {
  public:
-  // The options must be valid (CHECK); create() checks them first.
-  Engine(LoadedModel model, EngineOptions options);
+  // The options must be valid (CHECK); create() checks them first. A split model uses
+  // `parallel`, or cuts one from the model's decoder (or reads one from its weights).
+  Engine(LoadedModel model, EngineOptions options,
+         std::unique_ptr<ParallelDecoder> parallel = nullptr);
   // An engine, or an error naming what is wrong with the options (a parallel shape the model
-  // does not split into).
+  // does not split into) or with the weights. A model opened without its decoder
+  // (ModelWeights::kOnDemand) has its devices read their parts, or one device the whole.
   static Result<std::unique_ptr<Engine>> create(LoadedModel model, EngineOptions options);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -127,6 +130,8 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   // How the model is split over devices ("one device", "tensor parallel over 2 devices ...").
   std::string parallel_description() const;
+  // The parameters this process holds: the whole model on one device, else its devices' parts.
+  int64_t parameters_held() const;
 
   // Queues a request. Errors: an invalid parameter or prompt (kInvalidArgument, naming the
   // field), a full queue (kResourceExhausted), a stopped engine (kFailedPrecondition).

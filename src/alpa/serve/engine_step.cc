@@ -36,7 +36,7 @@ void Engine::emit(Sequence& s, TokenEvent event) {
 }
 
 void Engine::after_token(Sequence& s, const float* logits) {
-  const DecoderConfig& c = model_.decoder->config();
+  const DecoderConfig& c = model_.config;
   Sample pick = sample_token(logits, c.vocab, s.params, s.rng);
   const double t = now_s();
   {
@@ -137,7 +137,7 @@ bool Engine::step() {
       in_step.clear();
     }
   }
-  const int64_t V = model_.decoder->config().vocab;
+  const int64_t V = model_.config.vocab;
   int64_t sampled = 0;
   for (size_t i = 0; i < in_step.size(); ++i) {
     Sequence& s = *in_step[i];

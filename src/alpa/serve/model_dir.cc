@@ -215,7 +215,15 @@ Status load_chat_template(const fs::path& d, const DecoderConfig& config, Loaded
 
 }  // namespace
 
-Result<LoadedModel> load_model_dir(const std::string& dir) {
+Status LoadedModel::load_decoder() {
+  if (weights == nullptr)
+    return failed_precondition(cat(name, ": no weights to read the decoder from"));
+  ALPA_ASSIGN_OR_RETURN(Decoder d, Decoder::load(config, *weights));
+  decoder = std::make_shared<const Decoder>(std::move(d));
+  return ok_status();
+}
+
+Result<LoadedModel> load_model_dir(const std::string& dir, ModelWeights what) {
   fs::path d(dir);
   std::error_code ec;
   if (!fs::is_directory(d, ec))
@@ -224,12 +232,17 @@ Result<LoadedModel> load_model_dir(const std::string& dir) {
                      "model.safetensors, tokenizer files)");
   ALPA_ASSIGN_OR_RETURN(DecoderConfig config, read_decoder_config((d / "config.json").string()));
   ALPA_ASSIGN_OR_RETURN(SafetensorsSet weights, SafetensorsSet::open(dir));
-  ALPA_ASSIGN_OR_RETURN(Decoder decoder, Decoder::load(config, weights));
   LoadedModel m;
   m.dir = dir;
   m.name = d.lexically_normal().filename().string();
   if (m.name.empty()) m.name = d.lexically_normal().parent_path().filename().string();
-  m.decoder = std::make_shared<const Decoder>(std::move(decoder));
+  m.config = config;
+  m.weights = std::make_shared<const SafetensorsSet>(std::move(weights));
+  if (what == ModelWeights::kWhole) {
+    ALPA_RETURN_IF_ERROR(m.load_decoder());
+  } else {  // the names and shapes now; the values when a device reads its part
+    ALPA_RETURN_IF_ERROR(Decoder::check_tensors(config, *m.weights));
+  }
   ALPA_ASSIGN_OR_RETURN(m.tokenizer, load_tokenizer(d));
   m.eos_id = config.eos_id;
   if (m.tokenizer != nullptr) {

@@ -26,7 +26,12 @@ namespace alpa::serve {
 struct LoadedModel {
   std::string name;  // the directory's last component: the API's model id
   std::string dir;
+  DecoderConfig config;  // config.json's
+  // The whole decoder; null when the directory was opened with ModelWeights::kOnDemand (an
+  // engine then reads what its devices hold from `weights`).
   std::shared_ptr<const Decoder> decoder;
+  // The checkpoint's tensors, open, their data read when asked for (null: a model in memory).
+  std::shared_ptr<const SafetensorsSet> weights;
   std::shared_ptr<const Tokenizer> tokenizer;  // null: none in the directory
   int32_t bos_id = -1;                         // prepended to prompts when >= 0
   int32_t eos_id = -1;
@@ -39,6 +44,9 @@ struct LoadedModel {
   // tokenizer_config.json, SentencePiece control pieces, bos_token and eos_token), longest
   // first.
   std::vector<std::pair<std::string, int32_t>> special_tokens;
+
+  // Reads the whole decoder from `weights` (when opened with kOnDemand).
+  Status load_decoder();
 
   // Prompt text to ids (with the bos id); an error without a tokenizer.
   Result<std::vector<int32_t>> encode(std::string_view text) const;
@@ -55,7 +63,13 @@ struct LoadedModel {
                                            bool add_generation_prompt = true) const;
 };
 
-Result<LoadedModel> load_model_dir(const std::string& dir);
+// What load_model_dir reads of the weights: the whole decoder at once, or only the headers, the
+// tensors then read by each device for its own part (or by load_decoder), so that a process of
+// a split model never holds the whole. Either way every tensor's name and shape is checked.
+enum class ModelWeights { kWhole, kOnDemand };
+
+Result<LoadedModel> load_model_dir(const std::string& dir,
+                                   ModelWeights weights = ModelWeights::kWhole);
 
 // The prompt of a chat for a checkpoint without a chat template:
 //   "<role>: <content>\n" per message (role capitalized: System, User, Assistant), then

@@ -115,13 +115,18 @@ ParallelDecoder::~ParallelDecoder() {
   }
 }
 
-Status ParallelDecoder::add_device(const Decoder& whole, int rank, int64_t block_size,
+Result<Decoder> DecoderSource::part(int64_t first, int64_t last, int part, int parts) const {
+  if (whole_ != nullptr) return whole_->shard(first, last, part, parts);
+  return Decoder::load_part(config_, *weights_, first, last, part, parts);
+}
+
+Status ParallelDecoder::add_device(const DecoderSource& source, int rank, int64_t block_size,
                                    int64_t num_blocks, int threads) {
   const int stage = rank / shape_.tensor, shard = rank % shape_.tensor;
   auto d = std::make_unique<Device>();
   const auto [first, last] =
-      stage_layers(whole.config(), shape_.stages)[static_cast<size_t>(stage)];
-  ALPA_ASSIGN_OR_RETURN(d->part, whole.shard(first, last, shard, shape_.tensor));
+      stage_layers(source.config(), shape_.stages)[static_cast<size_t>(stage)];
+  ALPA_ASSIGN_OR_RETURN(d->part, source.part(first, last, shard, shape_.tensor));
   d->cache = std::make_unique<KvCache>(d->part.cache_shape(block_size, num_blocks));
   d->pool = std::make_unique<ThreadPool>(threads);
   d->peers.comm = &world_->comm(rank);
@@ -130,29 +135,36 @@ Status ParallelDecoder::add_device(const Decoder& whole, int rank, int64_t block
   return Status();
 }
 
-Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const Decoder& whole,
+int64_t ParallelDecoder::parameters_held() const {
+  int64_t n = 0;
+  for (const auto& d : devices_)
+    if (d != nullptr) n += d->part.num_parameters();
+  return n;
+}
+
+Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const DecoderSource& source,
                                                                  const ParallelShape& shape,
                                                                  int64_t block_size,
                                                                  int64_t num_blocks, int threads,
                                                                  int micro_batches) {
-  ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
+  ALPA_RETURN_IF_ERROR(check_parallel(source.config(), shape));
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, nullptr));
   const int per_device = std::max(1, threads / shape.devices());
   set_blas_threads(per_device);
   for (int rank = 0; rank < shape.devices(); ++rank)
-    ALPA_RETURN_IF_ERROR(p->add_device(whole, rank, block_size, num_blocks, per_device));
+    ALPA_RETURN_IF_ERROR(p->add_device(source, rank, block_size, num_blocks, per_device));
   return p;
 }
 
 Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create_distributed(
-    const Decoder& whole, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
+    const DecoderSource& source, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
     int threads, World& world, int micro_batches) {
-  ALPA_RETURN_IF_ERROR(check_parallel(whole.config(), shape));
-  ALPA_RETURN_IF_ERROR(check_distributed(whole.config(), shape, world));
+  ALPA_RETURN_IF_ERROR(check_parallel(source.config(), shape));
+  ALPA_RETURN_IF_ERROR(check_distributed(source.config(), shape, world));
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, &world));
   const int rank = world.process_index();
   set_blas_threads(std::max(1, threads));
-  ALPA_RETURN_IF_ERROR(p->add_device(whole, rank, block_size, num_blocks, std::max(1, threads)));
+  ALPA_RETURN_IF_ERROR(p->add_device(source, rank, block_size, num_blocks, std::max(1, threads)));
   return p;
 }
 

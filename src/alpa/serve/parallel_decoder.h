@@ -63,23 +63,46 @@ Status check_distributed(const DecoderConfig& config, const ParallelShape& shape
 int64_t device_block_bytes(const DecoderConfig& config, const ParallelShape& shape,
                            int64_t block_size);
 
+// Where a parallel decoder's device parts come from: a whole decoder in memory, each part cut
+// from it, or a checkpoint's open tensors, each device reading its own part alone
+// (Decoder::load_part), so that no process holds the whole model.
+class DecoderSource {
+ public:
+  DecoderSource(const Decoder& whole)  // NOLINT(google-explicit-constructor): a whole decoder
+      : whole_(&whole), config_(whole.config()) {}
+  DecoderSource(const DecoderConfig& config, const SafetensorsSet& weights)
+      : weights_(&weights), config_(config) {}
+  const DecoderConfig& config() const { return config_; }
+  // Layers [first, last), tensor-parallel shard `part` of `parts`.
+  Result<Decoder> part(int64_t first, int64_t last, int part, int parts) const;
+
+ private:
+  const Decoder* whole_ = nullptr;
+  const SafetensorsSet* weights_ = nullptr;
+  DecoderConfig config_;
+};
+
 class ParallelDecoder {
  public:
-  // Cuts `whole`; every device gets a KV cache of `num_blocks` blocks and threads / devices
-  // CPU threads (at least one; the process's BLAS thread count is set to that too).
-  static Result<std::unique_ptr<ParallelDecoder>> create(const Decoder& whole,
+  // Every device's part from `source`; every device gets a KV cache of `num_blocks` blocks and
+  // threads / devices CPU threads (at least one; the process's BLAS thread count is set to that
+  // too).
+  static Result<std::unique_ptr<ParallelDecoder>> create(const DecoderSource& source,
                                                          const ParallelShape& shape,
                                                          int64_t block_size, int64_t num_blocks,
                                                          int threads, int micro_batches = 2);
   // One device per process of `world` (its size must be shape.devices()); this process gets
-  // device world.process_index(). The same call on every process, with the same arguments.
+  // device world.process_index() and takes only that device's part from `source`. The same call
+  // on every process, with the same arguments.
   static Result<std::unique_ptr<ParallelDecoder>> create_distributed(
-      const Decoder& whole, const ParallelShape& shape, int64_t block_size, int64_t num_blocks,
-      int threads, World& world, int micro_batches = 2);
+      const DecoderSource& source, const ParallelShape& shape, int64_t block_size,
+      int64_t num_blocks, int threads, World& world, int micro_batches = 2);
   // Process 0 of a distributed decoder: releases the other processes from follow().
   ~ParallelDecoder();
 
   const ParallelShape& shape() const { return shape_; }
+  // The parameters the devices of this process hold (Decoder::num_parameters of each part).
+  int64_t parameters_held() const;
   // As Decoder::forward; the chunks' tables index every device's cache.
   // Distributed: process 0 only.
   Status forward(const std::vector<SequenceChunk>& chunks, std::vector<float>& logits);
@@ -90,7 +113,7 @@ class ParallelDecoder {
  private:
   struct Device;
   ParallelDecoder(const ParallelShape& shape, int micro_batches, World* world);
-  Status add_device(const Decoder& whole, int rank, int64_t block_size, int64_t num_blocks,
+  Status add_device(const DecoderSource& source, int rank, int64_t block_size, int64_t num_blocks,
                     int threads);
   Status run_device(int rank, Communicator& comm, const std::vector<SequenceChunk>& chunks,
                     std::vector<float>& logits);

@@ -63,8 +63,10 @@ Status write_file(const std::string& path, std::string_view bytes) {
   return s;
 }
 
-Result<std::string> read_file(const std::string& path, int64_t max_bytes) {
-  struct stat st {};
+namespace {
+
+// The file's status when `path` names a regular file; else an error saying what it is.
+Status stat_regular(const std::string& path, struct stat& st) {
   if (path.empty() || ::stat(path.c_str(), &st) != 0)
     return not_found(cat("no such file '", path, "'"), "check the path");
   if (S_ISDIR(st.st_mode))
@@ -72,6 +74,14 @@ Result<std::string> read_file(const std::string& path, int64_t max_bytes) {
   if (!S_ISREG(st.st_mode))
     return invalid_argument(cat("'", path, "' is not a regular file (a device, FIFO or socket)"),
                             "give the path of a file");
+  return ok_status();
+}
+
+}  // namespace
+
+Result<std::string> read_file(const std::string& path, int64_t max_bytes) {
+  struct stat st {};
+  ALPA_RETURN_IF_ERROR(stat_regular(path, st));
   if (st.st_size > max_bytes)
     return invalid_argument(
         cat("'", path, "' is ", st.st_size, " bytes, more than the ", max_bytes, " bytes allowed"),
@@ -87,6 +97,58 @@ Result<std::string> read_file(const std::string& path, int64_t max_bytes) {
   }
   if (in.bad()) return io_error(cat("failed reading '", path, "'"));
   return bytes;
+}
+
+Result<ReadOnlyFile> ReadOnlyFile::open(const std::string& path) {
+  struct stat st {};
+  ALPA_RETURN_IF_ERROR(stat_regular(path, st));
+  ReadOnlyFile f;
+  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd_ < 0) return io_error(cat("cannot open '", path, "': ", std::strerror(errno)));
+  if (::fstat(f.fd_, &st) != 0 || !S_ISREG(st.st_mode))
+    return io_error(cat("cannot read '", path, "' as a regular file"));
+  f.path_ = path;
+  f.size_ = static_cast<int64_t>(st.st_size);
+  return f;
+}
+
+ReadOnlyFile::ReadOnlyFile(ReadOnlyFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(other.fd_), size_(other.size_) {
+  other.fd_ = -1;
+}
+
+ReadOnlyFile& ReadOnlyFile::operator=(ReadOnlyFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = other.fd_;
+    size_ = other.size_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+ReadOnlyFile::~ReadOnlyFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status ReadOnlyFile::read_at(int64_t offset, char* out, int64_t count) const {
+  if (fd_ < 0) return failed_precondition("reading a file that is not open");
+  int64_t done = 0;
+  while (done < count) {
+    const ssize_t n = ::pread(fd_, out + done, static_cast<size_t>(count - done),
+                              static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return io_error(
+          cat("failed reading '", path_, "' at byte ", offset + done, ": ", std::strerror(errno)));
+    if (n == 0)
+      return io_error(cat("'", path_, "' ends at byte ", offset + done, ", before the ", count,
+                          " bytes at ", offset, " were read"),
+                      "the file was truncated or replaced after it was opened; open it again");
+    done += n;
+  }
+  return ok_status();
 }
 
 }  // namespace alpa
