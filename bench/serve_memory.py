@@ -17,7 +17,6 @@ before, after for --repeat 2), and the table gives the ratio of the two peaks.
 Usage: bench/serve_memory.py [--build build/release] [--before OTHER_ALPA] [--size 124m]
          [--repeat 1] [--mpirun mpirun]"""
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -25,12 +24,11 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "serve"))
-import reference  # noqa: E402  (the checkpoint writer of the tests)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_load import SIZES, write_model  # noqa: E402  (the load test's checkpoint)
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
-SIZES = {"small": (4, 256, 4), "124m": (12, 768, 12)}
 SPLITS = [
     ("one device", False, []),
     ("threads, mesh 1x2", False, ["--mesh", "1x2"]),
@@ -38,20 +36,6 @@ SPLITS = [
     ("mpi, mesh 1x2", True, ["--mesh", "1x2"]),
     ("mpi, 2 stages", True, ["--pipeline", "2"]),
 ]
-
-
-def write_model(path, size):
-    if os.path.exists(os.path.join(path, "config.json")):
-        return
-    layers, c, h = SIZES[size]
-    cfg = {"model_type": "gpt2", "vocab_size": 50257, "n_embd": c, "n_layer": layers,
-           "n_head": h, "n_positions": 1024, "layer_norm_epsilon": 1e-5,
-           "activation_function": "gelu_new", "eos_token_id": 50256}
-    os.makedirs(path, exist_ok=True)
-    reference.write_safetensors(os.path.join(path, "model.safetensors"),
-                                reference.gpt2_tensors(cfg), "f16")
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(cfg, f)
 
 
 def serve_processes(model):
