@@ -123,6 +123,25 @@ TEST(PartLoad, EachStageReadsItsOwnTensorsOnly) {
   EXPECT_EQ(held, c.num_parameters());
 }
 
+// Tensor-parallel shards split the vocabulary of the embedding too (Megatron's
+// vocabulary-parallel embedding): what two shards hold together exceeds the model by the
+// replicated positions and norms, not by a second embedding.
+TEST(PartLoad, ShardsSplitTheEmbedding) {
+  for (const char* family : {"gpt2", "llama"}) {
+    Result<LoadedModel> m = load_model_dir(checkpoint(family, "f32", 1).dir);
+    ASSERT_TRUE(m.ok());
+    const DecoderConfig& c = m->config;
+    int64_t held = 0;
+    for (int part = 0; part < 2; ++part) {
+      Result<Decoder> shard = Decoder::load_part(c, *m->weights, 0, c.layers, part, 2);
+      ASSERT_TRUE(shard.ok()) << shard.status().to_string();
+      held += shard->num_parameters();
+    }
+    EXPECT_GT(held, c.num_parameters()) << family;
+    EXPECT_LT(held, c.num_parameters() + c.vocab * c.hidden / 2) << family;
+  }
+}
+
 TEST(PartLoad, ParameterCountsMatchTheConfig) {
   for (const char* family : {"gpt2", "opt", "llama"}) {
     Result<LoadedModel> m = load_model_dir(checkpoint(family, "f32", 1).dir);

@@ -98,7 +98,8 @@ class Decoder {
                std::vector<float>& logits) const;
 
   // One device's part: layers [first, last) and shard `part` of `parts` of every layer (heads,
-  // KV heads and MLP columns; the vocabulary in padded slices of ceil(vocab / parts) rows).
+  // KV heads and MLP columns; the vocabulary, of the embedding and of the projection, in
+  // padded slices of ceil(vocab / parts) rows).
   // Errors name what does not divide.
   Result<Decoder> shard(int64_t first, int64_t last, int part, int parts) const;
   bool has_embedding() const { return first_layer_ == 0; }
@@ -108,7 +109,10 @@ class Decoder {
   KvCacheShape cache_shape(int64_t block_size, int64_t num_blocks) const;
 
   // The pieces of forward(), for the parallel runner: x holds [tokens, hidden] activations.
-  void embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const;
+  // With peers, each shard looks up the tokens of its vocabulary rows (zeros for the others)
+  // and the rows are all-reduced before the positions are added.
+  Status embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x,
+               const ShardPeers* peers = nullptr) const;
   Status run_layers(const std::vector<SequenceChunk>& chunks, KvCache& cache, ThreadPool& pool,
                     std::vector<float>& x, const ShardPeers* peers) const;
   // Final norm and vocabulary projection of the wanted rows; with peers, every shard projects
@@ -128,21 +132,30 @@ class Decoder {
   // The share of shard `part` of `parts` from layer `first` on (heads, KV heads, MLP columns,
   // vocabulary rows); config_ set.
   void set_part(int64_t first, int parts);
-  // A whole layer's or vocabulary projection's slice for shard `part`, as set_part shares.
+  // A whole layer's slice for shard `part`, as set_part shares.
   DecoderLayer shard_layer(const DecoderLayer& whole, int part) const;
-  Linear shard_head(const Linear& whole, int part) const;
+  // Sets the token embedding (on a first stage) and the vocabulary projection (on a last) of
+  // shard `part` from the whole model's [vocab, hidden] embedding (given where either needs
+  // it) and untied projection (given on a last stage of an untied model): the shard's
+  // vocabulary rows, padded to vocab_rows_. A projection tied to an embedding this part holds
+  // has no weights of its own.
+  void take_vocab(std::vector<float> embedding, std::vector<float> untied_head, int part,
+                  bool first, bool head);
 
   DecoderConfig config_;  // the whole model's
   // This part's share: heads, KV heads and MLP columns of each layer, vocabulary rows of the
   // head (padded), and its first layer. The whole model's for an unsharded decoder.
   int64_t heads_ = 0, kv_heads_ = 0, intermediate_ = 0, vocab_rows_ = 0, first_layer_ = 0;
-  std::vector<float> token_embedding_;  // [vocab, hidden]
-  std::vector<float> pos_embedding_;    // gpt2/opt: [positions, hidden]
-  int64_t pos_offset_ = 0;              // opt: 2
+  int64_t vocab_begin_ = 0;  // the first vocabulary row of this part's embedding and projection
+  // [vocab_rows_, hidden]: the vocabulary rows from vocab_begin_ (a tensor-parallel shard's
+  // slice, as Megatron's vocabulary-parallel embedding; the whole table unsharded).
+  std::vector<float> token_embedding_;
+  std::vector<float> pos_embedding_;  // gpt2/opt: [positions, hidden]
+  int64_t pos_offset_ = 0;            // opt: 2
   std::vector<DecoderLayer> layers_;
   Norm final_norm_;
-  // [vocab, hidden], out-major. Tied to an embedding this decoder holds whole: no weights of
-  // its own (forward reads token_embedding_); on a later stage or a shard, its rows.
+  // [vocab_rows_, hidden], out-major. Tied to the embedding this part holds: no weights of
+  // its own (head() reads token_embedding_).
   Linear lm_head_;
 };
 

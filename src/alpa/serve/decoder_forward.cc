@@ -66,19 +66,34 @@ void rotate(float* v, int64_t d, int64_t pos, double theta) {
 
 }  // namespace
 
-void Decoder::embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x) const {
+Status Decoder::embed(const std::vector<SequenceChunk>& chunks, std::vector<float>& x,
+                      const ShardPeers* peers) const {
   const int64_t C = config_.hidden;
   int64_t t = 0;
   for (const SequenceChunk& ch : chunks) {
     for (int64_t i = 0; i < ch.count; ++i, ++t) {
-      const float* e = token_embedding_.data() + static_cast<int64_t>(ch.tokens[i]) * C;
+      const int64_t token = static_cast<int64_t>(ch.tokens[i]) - vocab_begin_;
       float* row = x.data() + t * C;
+      if (token < 0 || token >= vocab_rows_) {  // another shard's row
+        std::fill(row, row + C, 0.0f);
+        continue;
+      }
+      const float* e = token_embedding_.data() + token * C;
       std::copy(e, e + C, row);
-      if (pos_embedding_.empty()) continue;
-      const float* p = pos_embedding_.data() + (ch.start + i + pos_offset_) * C;
-      for (int64_t j = 0; j < C; ++j) row[j] += p[j];
     }
   }
+  if (peers != nullptr && peers->group.size() > 1 && vocab_rows_ < config_.vocab)
+    ALPA_RETURN_IF_ERROR(
+        peers->comm->all_reduce(x.data(), static_cast<int64_t>(x.size()), peers->group));
+  if (pos_embedding_.empty()) return Status();
+  t = 0;
+  for (const SequenceChunk& ch : chunks)
+    for (int64_t i = 0; i < ch.count; ++i, ++t) {
+      const float* p = pos_embedding_.data() + (ch.start + i + pos_offset_) * C;
+      float* row = x.data() + t * C;
+      for (int64_t j = 0; j < C; ++j) row[j] += p[j];
+    }
+  return Status();
 }
 
 void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer, KvCache& cache,
@@ -221,7 +236,8 @@ Status Decoder::head(const std::vector<SequenceChunk>& chunks, const std::vector
   const int64_t Vs = vocab_rows_;
   std::vector<float> mine(static_cast<size_t>(rows * Vs));
   std::vector<float> all(mine.size() * static_cast<size_t>(parts));
-  apply(lm_head_, rows, sel.data(), mine.data());
+  apply(lm_head_, rows, sel.data(), mine.data(),
+        lm_head_.w.empty() ? token_embedding_.data() : nullptr);
   ALPA_RETURN_IF_ERROR(peers->comm->all_gather(mine.data(), rows * Vs, all.data(), peers->group));
   logits.resize(static_cast<size_t>(rows * c.vocab));
   for (int p = 0; p < parts; ++p) {
@@ -239,7 +255,8 @@ void Decoder::forward(const std::vector<SequenceChunk>& chunks, KvCache& cache, 
   int64_t T = 0;
   for (const SequenceChunk& ch : chunks) T += ch.count;
   std::vector<float> x(static_cast<size_t>(T * config_.hidden));
-  embed(chunks, x);
+  const Status embedded = embed(chunks, x);  // no peers: nothing to fail
+  ALPA_CHECK(embedded.ok()) << embedded.to_string();
   Status s = run_layers(chunks, cache, pool, x, nullptr);
   if (s.ok()) s = head(chunks, x, pool, logits, nullptr);
   ALPA_CHECK(s.ok()) << s.to_string();  // nothing to fail without peers

@@ -192,21 +192,11 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
   }
   const bool bias = c.family != Family::kLlama;
   ALPA_ASSIGN_OR_RETURN(d.final_norm_, norm(head ? read : check, final_norm, c.hidden, bias));
-  Linear lm_head;
-  lm_head.in = c.hidden;
-  lm_head.out = c.vocab;
+  std::vector<float> untied;
   if (c.family == Family::kLlama && !c.tie_embeddings) {
-    ALPA_ASSIGN_OR_RETURN(lm_head.w,
-                          (head ? read : check).get("lm_head.weight", {c.vocab, c.hidden}));
-  } else if (head && first == 0 && parts > 1) {
-    lm_head.w = tied;  // cut to the shard's rows below; the embedding stays whole
-  } else if (head && first == 0) {
-    // The head is the embedding this decoder holds (forward reads token_embedding_).
-  } else if (head) {
-    lm_head.w = std::move(tied);
+    ALPA_ASSIGN_OR_RETURN(untied, (head ? read : check).get("lm_head.weight", {c.vocab, c.hidden}));
   }
-  if (first == 0) d.token_embedding_ = std::move(tied);
-  if (values && head) d.lm_head_ = parts == 1 ? std::move(lm_head) : d.shard_head(lm_head, part);
+  if (values) d.take_vocab(std::move(tied), std::move(untied), part, first == 0, head);
   return d;
 }
 
@@ -258,9 +248,10 @@ Decoder Decoder::random(const DecoderConfig& config, uint64_t seed) {
     d.layers_.push_back(std::move(l));
   }
   d.final_norm_ = unit_norm(c.hidden, bias);
-  d.lm_head_.in = c.hidden;
-  d.lm_head_.out = c.vocab;  // tied: its weights are the embedding's
   d.set_whole();
+  // An untied projection starts equal to the embedding.
+  std::vector<float> untied = c.tie_embeddings ? std::vector<float>() : d.token_embedding_;
+  d.take_vocab(std::move(d.token_embedding_), std::move(untied), 0, true, true);
   return d;
 }
 

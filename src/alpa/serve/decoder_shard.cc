@@ -106,10 +106,24 @@ DecoderLayer Decoder::shard_layer(const DecoderLayer& l, int part) const {
   return s;
 }
 
-Linear Decoder::shard_head(const Linear& lm_head, int part) const {
-  const int64_t begin = std::min(config_.vocab, part * vocab_rows_);
-  const int64_t end = std::min(config_.vocab, begin + vocab_rows_);
-  return take_outputs(lm_head, {{begin, end}}, vocab_rows_);
+void Decoder::take_vocab(std::vector<float> embedding, std::vector<float> untied_head, int part,
+                         bool first, bool head) {
+  const DecoderConfig& c = config_;
+  const bool sharded = vocab_rows_ < c.vocab;
+  vocab_begin_ = std::min(c.vocab, part * vocab_rows_);
+  const std::vector<Range> rows = {{vocab_begin_, std::min(c.vocab, vocab_begin_ + vocab_rows_)}};
+  // The shard's rows of a [vocab, hidden] matrix, padded with zero rows to vocab_rows_.
+  auto cut = [&](std::vector<float> whole) {
+    Linear l{std::move(whole), {}, c.hidden, c.vocab, true};
+    return sharded ? take_outputs(l, rows, vocab_rows_).w : std::move(l.w);
+  };
+  lm_head_ = Linear{{}, {}, c.hidden, vocab_rows_, true};
+  if (head && !c.tie_embeddings) lm_head_.w = cut(std::move(untied_head));
+  if (first) {
+    token_embedding_ = cut(std::move(embedding));  // a tied head on this part: the same rows
+  } else if (head && c.tie_embeddings) {
+    lm_head_.w = cut(std::move(embedding));
+  }
 }
 
 Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts) const {
@@ -121,22 +135,13 @@ Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts)
   d.config_ = c;
   d.set_part(first, parts);
   d.pos_offset_ = pos_offset_;
-  if (first == 0) {
-    d.token_embedding_ = token_embedding_;
-    d.pos_embedding_ = pos_embedding_;
-  }
+  if (first == 0) d.pos_embedding_ = pos_embedding_;
   for (int64_t li = first; li < last; ++li)
     d.layers_.push_back(d.shard_layer(layers_[static_cast<size_t>(li)], part));
-  if (last == c.layers) {
-    d.final_norm_ = final_norm_;
-    if (lm_head_.w.empty()) {  // tied to the embedding: cut from it
-      Linear tied = lm_head_;
-      tied.w = token_embedding_;
-      d.lm_head_ = d.shard_head(tied, part);
-    } else {
-      d.lm_head_ = d.shard_head(lm_head_, part);
-    }
-  }
+  const bool head = last == c.layers;
+  if (head) d.final_norm_ = final_norm_;
+  d.take_vocab(first == 0 || (head && c.tie_embeddings) ? token_embedding_ : std::vector<float>(),
+               head ? lm_head_.w : std::vector<float>(), part, first == 0, head);
   return d;
 }
 

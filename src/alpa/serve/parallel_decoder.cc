@@ -242,7 +242,7 @@ Status ParallelDecoder::run_device(int rank, Communicator& comm,
     for (const SequenceChunk& ch : run) T += ch.count;
     d.x.resize(static_cast<size_t>(T * C));
     if (stage == 0) {
-      d.part.embed(run, d.x);
+      ALPA_RETURN_IF_ERROR(d.part.embed(run, d.x, &d.peers));
     } else {
       ALPA_RETURN_IF_ERROR(comm.recv(d.x.data(), T * C, rank - shape_.tensor, 0));
     }

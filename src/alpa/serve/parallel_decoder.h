@@ -8,7 +8,8 @@
 // also the embeddings, a lookup), each shard 1/tensor of every layer's heads, KV heads and
 // MLP columns (Megatron's layout: q/k/v and the MLP's up projection split by columns, the
 // output and down projections by rows, their partial sums all-reduced in shard order) and of
-// the vocabulary (the logits gathered). Every device keeps the KV cache of its own layers and
+// the vocabulary (the embedding's rows, the lookups all-reduced; the projection's rows, the
+// logits gathered). Every device keeps the KV cache of its own layers and
 // heads only; all devices share one block table per sequence (the engine's), so a block id
 // means the same positions everywhere.
 //
