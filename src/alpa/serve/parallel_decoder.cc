@@ -1,7 +1,9 @@
 #include "alpa/serve/parallel_decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "alpa/runtime/blas.h"
 #include "alpa/support/check.h"
@@ -151,8 +153,21 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const DecoderSo
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, nullptr));
   const int per_device = std::max(1, threads / shape.devices());
   set_blas_threads(per_device);
-  for (int rank = 0; rank < shape.devices(); ++rank)
-    ALPA_RETURN_IF_ERROR(p->add_device(source, rank, block_size, num_blocks, per_device));
+  // The devices' parts are read side by side, one worker per core (a checkpoint's reading
+  // and conversion is most of the start-up); the first error in rank order is returned.
+  std::vector<Status> made(static_cast<size_t>(shape.devices()));
+  std::atomic<int> next{0};
+  auto work = [&] {
+    for (int rank = next++; rank < shape.devices(); rank = next++)
+      made[static_cast<size_t>(rank)] =
+          p->add_device(source, rank, block_size, num_blocks, per_device);
+  };
+  std::vector<std::thread> workers;
+  for (int w = 1; w < std::min(std::max(1, threads), shape.devices()); ++w)
+    workers.emplace_back(work);
+  work();
+  for (std::thread& t : workers) t.join();
+  for (const Status& st : made) ALPA_RETURN_IF_ERROR(st);
   return p;
 }
 
