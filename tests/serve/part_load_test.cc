@@ -142,6 +142,31 @@ TEST(PartLoad, ShardsSplitTheEmbedding) {
   }
 }
 
+// Tensor-parallel shards read only their slices of every matrix: together they read the
+// checkpoint once, plus what each of them needs whole (positions, norms, and the biases added
+// after the sums, which every shard reads to check and shard 0 keeps).
+TEST(PartLoad, ShardsReadTheirSlicesOnly) {
+  const std::string dir = checkpoint("gpt2-long", "f32", 1).dir;
+  Result<LoadedModel> m = load_model_dir(dir, ModelWeights::kOnDemand);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const SafetensorsSet& names = *m->weights;
+  std::vector<std::string> replicated;
+  for (const std::string& n : names.names())
+    if (n.find("wpe") != std::string::npos || n.find("ln_") != std::string::npos ||
+        n.find("c_proj.bias") != std::string::npos)
+      replicated.push_back(n);
+  const int64_t total = names.stored_bytes(names.names());
+  int64_t read = 0;
+  for (int part = 0; part < 2; ++part) {
+    Result<SafetensorsSet> fresh = SafetensorsSet::open(dir);
+    ASSERT_TRUE(fresh.ok());
+    ASSERT_TRUE(Decoder::load_part(m->config, *fresh, 0, m->config.layers, part, 2).ok());
+    EXPECT_LT(fresh->bytes_read(), total * 2 / 3) << "shard " << part;  // all: total
+    read += fresh->bytes_read();
+  }
+  EXPECT_EQ(read, total + names.stored_bytes(replicated));
+}
+
 TEST(PartLoad, ParameterCountsMatchTheConfig) {
   for (const char* family : {"gpt2", "opt", "llama"}) {
     Result<LoadedModel> m = load_model_dir(checkpoint(family, "f32", 1).dir);

@@ -368,42 +368,79 @@ const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
   return it != entries_.end() && it->name == name ? &*it : nullptr;
 }
 
-Result<std::vector<float>> SafetensorsFile::values(const SafetensorsEntry& e) const {
-  const int64_t n = e.num_elements();
-  const bool floating =
-      e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" || e.dtype == "F64";
-  std::vector<float> out(floating ? static_cast<size_t>(n) : 0);
-  // The stored bytes: in memory, or read from the file (F32 straight into the values).
-  const int64_t count = e.end - e.begin;
-  std::string buffer;
-  const char* p = nullptr;
-  if (data_->file.path().empty()) {  // parsed from memory
-    p = data_->bytes.data() + data_start_ + e.begin;
-  } else if (floating) {
-    char* into = reinterpret_cast<char*>(out.data());
-    if (e.dtype != "F32") {
-      buffer.resize(static_cast<size_t>(count));
-      into = buffer.data();
-    }
-    if (Status s = data_->file.read_at(data_start_ + e.begin, into, count); !s.ok())
-      return s.with_context(cat("tensor '", e.name, "'"));
-    data_->read += count;
-    if (e.dtype == "F32") return out;
-    p = buffer.data();
-  }
-  if (e.dtype == "F32") {
-    std::memcpy(out.data(), p, static_cast<size_t>(n) * 4);
-  } else if (e.dtype == "F16") {
-    for (int64_t i = 0; i < n; ++i) out[i] = f16_bits_to_f32(load<uint16_t>(p + 2 * i));
-  } else if (e.dtype == "BF16") {
-    for (int64_t i = 0; i < n; ++i) out[i] = bf16_bits_to_f32(load<uint16_t>(p + 2 * i));
-  } else if (e.dtype == "F64") {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load<double>(p + 8 * i));
-  } else {
+Status SafetensorsFile::read_elements(const SafetensorsEntry& e, int64_t first, int64_t count,
+                                      float* out) const {
+  const int size = dtype_bytes(e.dtype);
+  if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16" && e.dtype != "F64")
     return invalid_argument(cat(path_, ": tensor '", e.name, "' is ", e.dtype,
                                 ", not a floating-point dtype (F32, F16, BF16, F64)"),
                             "weights must be stored as floating-point tensors");
+  // The stored bytes: in memory, or read from the file (F32 straight into the values).
+  const int64_t at = data_start_ + e.begin + first * size, bytes = count * size;
+  std::string buffer;
+  const char* p = nullptr;
+  if (data_->file.path().empty()) {  // parsed from memory
+    p = data_->bytes.data() + at;
+  } else {
+    char* into = reinterpret_cast<char*>(out);
+    if (e.dtype != "F32") {
+      buffer.resize(static_cast<size_t>(bytes));
+      into = buffer.data();
+    }
+    if (Status s = data_->file.read_at(at, into, bytes); !s.ok())
+      return s.with_context(cat("tensor '", e.name, "'"));
+    data_->read += bytes;
+    if (e.dtype == "F32") return ok_status();
+    p = buffer.data();
   }
+  if (e.dtype == "F32") {
+    std::memcpy(out, p, static_cast<size_t>(bytes));
+  } else if (e.dtype == "F16") {
+    for (int64_t i = 0; i < count; ++i) out[i] = f16_bits_to_f32(load<uint16_t>(p + 2 * i));
+  } else if (e.dtype == "BF16") {
+    for (int64_t i = 0; i < count; ++i) out[i] = bf16_bits_to_f32(load<uint16_t>(p + 2 * i));
+  } else {
+    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<float>(load<double>(p + 8 * i));
+  }
+  return ok_status();
+}
+
+Result<std::vector<float>> SafetensorsFile::values(const SafetensorsEntry& e) const {
+  std::vector<float> out(static_cast<size_t>(e.num_elements()));
+  ALPA_RETURN_IF_ERROR(read_elements(e, 0, e.num_elements(), out.data()));
+  return out;
+}
+
+Result<std::vector<float>> SafetensorsFile::slice(
+    const SafetensorsEntry& e, int dim,
+    const std::vector<std::pair<int64_t, int64_t>>& ranges) const {
+  const int rank = static_cast<int>(e.shape.size());
+  if (dim < 0 || dim >= rank || dim > 1 || (dim == 1 && rank != 2))
+    return invalid_argument(cat(path_, ": tensor '", e.name, "' of rank ", rank,
+                                " cannot be cut along dimension ", dim));
+  const int64_t extent = e.shape[static_cast<size_t>(dim)];
+  int64_t width = 0;  // indices taken along `dim`
+  for (const auto& [b, end] : ranges) {
+    if (b < 0 || end > extent || b > end)
+      return invalid_argument(cat(path_, ": tensor '", e.name, "': range [", b, ", ", end,
+                                  ") is outside dimension ", dim, " of extent ", extent));
+    width += end - b;
+  }
+  const int64_t inner = extent == 0 ? 0 : e.num_elements() / extent;  // dim 0: one row's elements
+  std::vector<float> out(static_cast<size_t>(dim == 0 ? width * inner : e.shape[0] * width));
+  float* at = out.data();
+  if (dim == 0) {  // whole rows: one read per range
+    for (const auto& [b, end] : ranges) {
+      ALPA_RETURN_IF_ERROR(read_elements(e, b * inner, (end - b) * inner, at));
+      at += (end - b) * inner;
+    }
+    return out;
+  }
+  for (int64_t row = 0; row < e.shape[0]; ++row)  // a column block of every row
+    for (const auto& [b, end] : ranges) {
+      ALPA_RETURN_IF_ERROR(read_elements(e, row * extent + b, end - b, at));
+      at += end - b;
+    }
   return out;
 }
 
@@ -510,6 +547,14 @@ Result<std::vector<float>> SafetensorsSet::values(std::string_view name) const {
   if (it == where_.end()) return not_found(cat(source_, ": no tensor '", name, "'"));
   const SafetensorsFile& f = *files_[it->second];
   return f.values(*f.find(name));
+}
+
+Result<std::vector<float>> SafetensorsSet::slice(
+    std::string_view name, int dim, const std::vector<std::pair<int64_t, int64_t>>& ranges) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) return not_found(cat(source_, ": no tensor '", name, "'"));
+  const SafetensorsFile& f = *files_[it->second];
+  return f.slice(*f.find(name), dim, ranges);
 }
 
 int64_t SafetensorsSet::bytes_read() const {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "alpa/support/status.h"
@@ -86,13 +87,21 @@ class SafetensorsFile {
   // The tensor's values as f32; an error for a dtype that is not a float type, or for a file
   // that no longer holds the bytes (truncated since it was opened). Safe from several threads.
   Result<std::vector<float>> values(const SafetensorsEntry& entry) const;
-  // Bytes of tensor data values() has read so far (from this file and its copies).
+  // The index ranges [first, second) of dimension `dim` of the tensor, concatenated in order,
+  // as f32, reading only their bytes: dim 0 (whole rows, any rank) or dim 1 of a matrix (a
+  // column block of every row, row by row). A weight matrix's shard without the rest.
+  Result<std::vector<float>> slice(const SafetensorsEntry& entry, int dim,
+                                   const std::vector<std::pair<int64_t, int64_t>>& ranges) const;
+  // Bytes of tensor data values() and slice() have read so far (from this file and its copies).
   int64_t bytes_read() const;
 
  private:
   struct Data;  // the open file, or the bytes parsed from memory
   static Result<SafetensorsFile> parse_header(std::string_view header, int64_t size,
                                               const std::string& where);
+  // `count` elements of the tensor from element `first`, as f32, into `out`.
+  Status read_elements(const SafetensorsEntry& entry, int64_t first, int64_t count,
+                       float* out) const;
   std::string path_;
   std::shared_ptr<Data> data_;
   int64_t data_start_ = 0;
@@ -115,6 +124,9 @@ class SafetensorsSet {
   std::string file_of(std::string_view name) const;
   // Values as f32, read from the file now; errors name the file and the tensor.
   Result<std::vector<float>> values(std::string_view name) const;
+  // SafetensorsFile::slice of the named tensor.
+  Result<std::vector<float>> slice(std::string_view name, int dim,
+                                   const std::vector<std::pair<int64_t, int64_t>>& ranges) const;
   // Bytes of tensor data read so far, over every file.
   int64_t bytes_read() const;
   // Bytes of tensor data the named tensors hold as stored (0 for a name not here).

@@ -76,7 +76,8 @@ class Decoder {
   // One device's part read from `weights`, equal to load(...)->shard(first, last, part, parts)
   // without the whole model in memory: only the tensors of layers [first, last) (and the
   // embeddings on the first stage, the final norm and vocabulary projection on the last) are
-  // read, each cut to the shard as it is read, so memory holds the part and one tensor. Every
+  // read, and of each only the shard's slice (its heads' rows or columns, its MLP columns, its
+  // vocabulary rows), so memory holds the part and nothing more. Every
   // other tensor's name and shape is checked from the headers, so a checkpoint that fails
   // load() fails here too.
   static Result<Decoder> load_part(const DecoderConfig& config, const SafetensorsSet& weights,
@@ -135,12 +136,12 @@ class Decoder {
   // A whole layer's slice for shard `part`, as set_part shares.
   DecoderLayer shard_layer(const DecoderLayer& whole, int part) const;
   // Sets the token embedding (on a first stage) and the vocabulary projection (on a last) of
-  // shard `part` from the whole model's [vocab, hidden] embedding (given where either needs
-  // it) and untied projection (given on a last stage of an untied model): the shard's
-  // vocabulary rows, padded to vocab_rows_. A projection tied to an embedding this part holds
-  // has no weights of its own.
+  // shard `part` from the model's [vocab, hidden] embedding (given where either needs it) and
+  // untied projection (given on a last stage of an untied model), each whole (`whole`) or
+  // already the shard's rows: the shard's vocabulary rows, padded to vocab_rows_. A
+  // projection tied to an embedding this part holds has no weights of its own.
   void take_vocab(std::vector<float> embedding, std::vector<float> untied_head, int part,
-                  bool first, bool head);
+                  bool first, bool head, bool whole);
 
   DecoderConfig config_;  // the whole model's
   // This part's share: heads, KV heads and MLP columns of each layer, vocabulary rows of the

@@ -1,5 +1,7 @@
 // Reading a decoder's tensors from a Hugging Face checkpoint, and random weights.
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "alpa/serve/decoder.h"
 #include "alpa/support/rng.h"
@@ -7,13 +9,17 @@
 namespace alpa::serve {
 namespace {
 
+using Range = std::pair<int64_t, int64_t>;
+
 // Reads tensors by name with their shapes checked; errors name the tensor and the file. A
 // reader that does not read (`read` false) checks the names and shapes and returns no values.
 class TensorReader {
  public:
   TensorReader(const SafetensorsSet& set, bool read) : set_(set), read_(read) {}
 
-  Result<std::vector<float>> get(const std::string& name, std::vector<int64_t> shape) const {
+  // The whole tensor, or with dim >= 0 the ranges of that dimension (SafetensorsSet::slice).
+  Result<std::vector<float>> get(const std::string& name, std::vector<int64_t> shape, int dim = -1,
+                                 const std::vector<Range>& ranges = {}) const {
     const SafetensorsEntry* e = set_.find(name);
     if (e == nullptr)
       return not_found(cat(set_.source(), ": tensor \"", name, "\" is missing"),
@@ -27,7 +33,9 @@ class TensorReader {
                                   "], config.json implies [", want, "]"));
     }
     if (!read_) return std::vector<float>();
-    return set_.values(name);
+    const bool whole = dim < 0 || (ranges.size() == 1 && ranges[0].first == 0 &&
+                                   ranges[0].second == shape[static_cast<size_t>(dim)]);
+    return whole ? set_.values(name) : set_.slice(name, dim, ranges);
   }
   bool has(const std::string& name) const { return set_.contains(name); }
 
@@ -36,32 +44,87 @@ class TensorReader {
   bool read_;
 };
 
-// An nn.Linear ([out, in]) or several stacked along out.
-Result<Linear> linear(const TensorReader& r, const std::vector<std::string>& names,
-                      const std::vector<int64_t>& outs, int64_t in, bool bias) {
+// What shard `part` of `parts` holds of every layer (Decoder::shard_layer's cut): its heads'
+// range of the q projection's outputs, its KV heads' range of k's and v's, its MLP columns;
+// the biases of the projections whose outputs are summed over the shards on shard 0 only.
+// Shard 0 of 1 holds the whole layer.
+struct Share {
+  Range q, kv, mlp;
+  bool sum_bias = true;
+};
+
+Share share_of(const DecoderConfig& c, int part, int parts) {
+  const int64_t qd = c.q_dim() / parts, kvd = c.kv_dim() / parts, I = c.intermediate / parts;
+  return Share{{part * qd, (part + 1) * qd},
+               {part * kvd, (part + 1) * kvd},
+               {part * I, (part + 1) * I},
+               part == 0};
+}
+
+int64_t width(const std::vector<Range>& ranges) {
+  int64_t n = 0;
+  for (const Range& r : ranges) n += r.second - r.first;
+  return n;
+}
+
+// nn.Linear tensors ([out, in]) stacked along out, of each the output rows `rows[i]`.
+Result<Linear> linear_outputs(const TensorReader& r, const std::vector<std::string>& names,
+                              const std::vector<int64_t>& outs, const std::vector<Range>& rows,
+                              int64_t in, bool bias) {
   Linear l;
   l.in = in;
   l.out_major = true;
   for (size_t i = 0; i < names.size(); ++i) {
-    ALPA_ASSIGN_OR_RETURN(std::vector<float> w, r.get(names[i] + ".weight", {outs[i], in}));
+    ALPA_ASSIGN_OR_RETURN(std::vector<float> w,
+                          r.get(names[i] + ".weight", {outs[i], in}, 0, {rows[i]}));
     l.w.insert(l.w.end(), w.begin(), w.end());
     if (bias) {
-      ALPA_ASSIGN_OR_RETURN(std::vector<float> b, r.get(names[i] + ".bias", {outs[i]}));
+      ALPA_ASSIGN_OR_RETURN(std::vector<float> b,
+                            r.get(names[i] + ".bias", {outs[i]}, 0, {rows[i]}));
       l.b.insert(l.b.end(), b.begin(), b.end());
     }
-    l.out += outs[i];
+    l.out += rows[i].second - rows[i].first;
   }
   return l;
 }
 
-// GPT-2's Conv1D: weight [in, out].
-Result<Linear> conv1d(const TensorReader& r, const std::string& name, int64_t in, int64_t out) {
+// An nn.Linear ([out, in]) of the inputs `cols`; its bias where `bias` (shard 0 of a sum).
+Result<Linear> linear_inputs(const TensorReader& r, const std::string& name, int64_t out,
+                             int64_t in, const Range& cols, bool has_bias, bool bias) {
+  Linear l;
+  l.in = cols.second - cols.first;
+  l.out = out;
+  l.out_major = true;
+  ALPA_ASSIGN_OR_RETURN(l.w, r.get(name + ".weight", {out, in}, 1, {cols}));
+  if (has_bias) {
+    ALPA_ASSIGN_OR_RETURN(std::vector<float> b, r.get(name + ".bias", {out}));
+    if (bias) l.b = std::move(b);
+  }
+  return l;
+}
+
+// GPT-2's Conv1D (weight [in, out]) of the output columns `cols`.
+Result<Linear> conv1d_outputs(const TensorReader& r, const std::string& name, int64_t in,
+                              int64_t out, const std::vector<Range>& cols) {
   Linear l;
   l.in = in;
+  l.out = width(cols);
+  l.out_major = false;
+  ALPA_ASSIGN_OR_RETURN(l.w, r.get(name + ".weight", {in, out}, 1, cols));
+  ALPA_ASSIGN_OR_RETURN(l.b, r.get(name + ".bias", {out}, 0, cols));
+  return l;
+}
+
+// A Conv1D of the input rows `rows`; its bias where `bias` (shard 0 of a sum).
+Result<Linear> conv1d_inputs(const TensorReader& r, const std::string& name, int64_t in,
+                             int64_t out, const Range& rows, bool bias) {
+  Linear l;
+  l.in = rows.second - rows.first;
   l.out = out;
   l.out_major = false;
-  ALPA_ASSIGN_OR_RETURN(l.w, r.get(name + ".weight", {in, out}));
-  ALPA_ASSIGN_OR_RETURN(l.b, r.get(name + ".bias", {out}));
+  ALPA_ASSIGN_OR_RETURN(l.w, r.get(name + ".weight", {in, out}, 0, {rows}));
+  ALPA_ASSIGN_OR_RETURN(std::vector<float> b, r.get(name + ".bias", {out}));
+  if (bias) l.b = std::move(b);
   return l;
 }
 
@@ -74,48 +137,54 @@ Result<Norm> norm(const TensorReader& r, const std::string& name, int64_t n, boo
   return nm;
 }
 
-Result<DecoderLayer> gpt2_layer(const TensorReader& r, const DecoderConfig& c,
-                                const std::string& p) {
+Result<DecoderLayer> gpt2_layer(const TensorReader& r, const DecoderConfig& c, const std::string& p,
+                                const Share& s) {
   DecoderLayer l;
-  const int64_t C = c.hidden;
+  const int64_t C = c.hidden, Q = c.q_dim(), K = c.kv_dim();
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "ln_1", C, true));
-  ALPA_ASSIGN_OR_RETURN(l.qkv, conv1d(r, p + "attn.c_attn", C, 3 * C));
-  ALPA_ASSIGN_OR_RETURN(l.o, conv1d(r, p + "attn.c_proj", C, C));
+  // c_attn's outputs are [q | k | v].
+  const std::vector<Range> qkv = {
+      s.q, {Q + s.kv.first, Q + s.kv.second}, {Q + K + s.kv.first, Q + K + s.kv.second}};
+  ALPA_ASSIGN_OR_RETURN(l.qkv, conv1d_outputs(r, p + "attn.c_attn", C, 3 * C, qkv));
+  ALPA_ASSIGN_OR_RETURN(l.o, conv1d_inputs(r, p + "attn.c_proj", C, C, s.q, s.sum_bias));
   ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "ln_2", C, true));
-  ALPA_ASSIGN_OR_RETURN(l.up, conv1d(r, p + "mlp.c_fc", C, c.intermediate));
-  ALPA_ASSIGN_OR_RETURN(l.down, conv1d(r, p + "mlp.c_proj", c.intermediate, C));
+  ALPA_ASSIGN_OR_RETURN(l.up, conv1d_outputs(r, p + "mlp.c_fc", C, c.intermediate, {s.mlp}));
+  ALPA_ASSIGN_OR_RETURN(l.down,
+                        conv1d_inputs(r, p + "mlp.c_proj", c.intermediate, C, s.mlp, s.sum_bias));
   return l;
 }
 
-Result<DecoderLayer> opt_layer(const TensorReader& r, const DecoderConfig& c,
-                               const std::string& p) {
+Result<DecoderLayer> opt_layer(const TensorReader& r, const DecoderConfig& c, const std::string& p,
+                               const Share& s) {
   DecoderLayer l;
-  const int64_t C = c.hidden;
+  const int64_t C = c.hidden, I = c.intermediate;
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "self_attn_layer_norm", C, true));
   const std::string a = p + "self_attn.";
-  ALPA_ASSIGN_OR_RETURN(l.qkv,
-                        linear(r, {a + "q_proj", a + "k_proj", a + "v_proj"}, {C, C, C}, C, true));
-  ALPA_ASSIGN_OR_RETURN(l.o, linear(r, {a + "out_proj"}, {C}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.qkv, linear_outputs(r, {a + "q_proj", a + "k_proj", a + "v_proj"},
+                                              {C, C, C}, {s.q, s.kv, s.kv}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.o, linear_inputs(r, a + "out_proj", C, C, s.q, true, s.sum_bias));
   ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "final_layer_norm", C, true));
-  ALPA_ASSIGN_OR_RETURN(l.up, linear(r, {p + "fc1"}, {c.intermediate}, C, true));
-  ALPA_ASSIGN_OR_RETURN(l.down, linear(r, {p + "fc2"}, {C}, c.intermediate, true));
+  ALPA_ASSIGN_OR_RETURN(l.up, linear_outputs(r, {p + "fc1"}, {I}, {s.mlp}, C, true));
+  ALPA_ASSIGN_OR_RETURN(l.down, linear_inputs(r, p + "fc2", C, I, s.mlp, true, s.sum_bias));
   // OPT scales q (bias included) by 1/sqrt(head_dim); attention applies the same scale.
   return l;
 }
 
 Result<DecoderLayer> llama_layer(const TensorReader& r, const DecoderConfig& c,
-                                 const std::string& p) {
+                                 const std::string& p, const Share& s) {
   DecoderLayer l;
   const int64_t C = c.hidden, I = c.intermediate;
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "input_layernorm", C, false));
   const std::string a = p + "self_attn.";
-  ALPA_ASSIGN_OR_RETURN(l.qkv, linear(r, {a + "q_proj", a + "k_proj", a + "v_proj"},
-                                      {c.q_dim(), c.kv_dim(), c.kv_dim()}, C, false));
-  ALPA_ASSIGN_OR_RETURN(l.o, linear(r, {a + "o_proj"}, {C}, c.q_dim(), false));
+  ALPA_ASSIGN_OR_RETURN(
+      l.qkv, linear_outputs(r, {a + "q_proj", a + "k_proj", a + "v_proj"},
+                            {c.q_dim(), c.kv_dim(), c.kv_dim()}, {s.q, s.kv, s.kv}, C, false));
+  ALPA_ASSIGN_OR_RETURN(l.o, linear_inputs(r, a + "o_proj", C, c.q_dim(), s.q, false, false));
   ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "post_attention_layernorm", C, false));
-  ALPA_ASSIGN_OR_RETURN(l.up,
-                        linear(r, {p + "mlp.gate_proj", p + "mlp.up_proj"}, {I, I}, C, false));
-  ALPA_ASSIGN_OR_RETURN(l.down, linear(r, {p + "mlp.down_proj"}, {C}, I, false));
+  // The up projection is [gate | up].
+  ALPA_ASSIGN_OR_RETURN(l.up, linear_outputs(r, {p + "mlp.gate_proj", p + "mlp.up_proj"}, {I, I},
+                                             {s.mlp, s.mlp}, C, false));
+  ALPA_ASSIGN_OR_RETURN(l.down, linear_inputs(r, p + "mlp.down_proj", C, I, s.mlp, false, false));
   return l;
 }
 
@@ -147,12 +216,17 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
   const TensorReader read(weights, values), check(weights, false);
   // The token embedding is read by the first stage, and by the last when the head is tied to it.
   const TensorReader& embedding = first == 0 || (head && c.tie_embeddings) ? read : check;
+  // Of the embedding and the vocabulary projection, a shard reads its vocabulary rows only.
+  const int64_t vocab_begin = std::min(c.vocab, part * d.vocab_rows_);
+  const std::vector<Range> rows = {{vocab_begin, std::min(c.vocab, vocab_begin + d.vocab_rows_)}};
+  const Share share = share_of(c, part, parts);
   std::vector<float> tied;  // the embedding the head is tied to, on a last stage only
   std::string layer_prefix, final_norm;
   switch (c.family) {
     case Family::kGpt2: {
       const std::string prefix = read.has("transformer.wte.weight") ? "transformer." : "";
-      ALPA_ASSIGN_OR_RETURN(tied, embedding.get(prefix + "wte.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(tied,
+                            embedding.get(prefix + "wte.weight", {c.vocab, c.hidden}, 0, rows));
       ALPA_ASSIGN_OR_RETURN(
           d.pos_embedding_,
           (first == 0 ? read : check).get(prefix + "wpe.weight", {c.max_positions, c.hidden}));
@@ -163,8 +237,8 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
     case Family::kOpt: {
       const std::string prefix =
           read.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
-      ALPA_ASSIGN_OR_RETURN(tied,
-                            embedding.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(
+          tied, embedding.get(prefix + "embed_tokens.weight", {c.vocab, c.hidden}, 0, rows));
       ALPA_ASSIGN_OR_RETURN(d.pos_embedding_, (first == 0 ? read : check)
                                                   .get(prefix + "embed_positions.weight",
                                                        {c.max_positions + 2, c.hidden}));
@@ -174,7 +248,8 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
       break;
     }
     case Family::kLlama: {
-      ALPA_ASSIGN_OR_RETURN(tied, embedding.get("model.embed_tokens.weight", {c.vocab, c.hidden}));
+      ALPA_ASSIGN_OR_RETURN(
+          tied, embedding.get("model.embed_tokens.weight", {c.vocab, c.hidden}, 0, rows));
       layer_prefix = "model.layers.";
       final_norm = "model.norm";
       break;
@@ -183,20 +258,20 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
   for (int64_t i = 0; i < c.layers; ++i) {
     const std::string p = cat(layer_prefix, i, ".");
     const TensorReader& r = i >= first && i < last ? read : check;
-    Result<DecoderLayer> l = c.family == Family::kGpt2  ? gpt2_layer(r, c, p)
-                             : c.family == Family::kOpt ? opt_layer(r, c, p)
-                                                        : llama_layer(r, c, p);
+    Result<DecoderLayer> l = c.family == Family::kGpt2  ? gpt2_layer(r, c, p, share)
+                             : c.family == Family::kOpt ? opt_layer(r, c, p, share)
+                                                        : llama_layer(r, c, p, share);
     if (!l.ok()) return l.status();
-    if (values && &r == &read)
-      d.layers_.push_back(parts == 1 ? std::move(*l) : d.shard_layer(*l, part));
+    if (values && &r == &read) d.layers_.push_back(std::move(*l));
   }
   const bool bias = c.family != Family::kLlama;
   ALPA_ASSIGN_OR_RETURN(d.final_norm_, norm(head ? read : check, final_norm, c.hidden, bias));
   std::vector<float> untied;
   if (c.family == Family::kLlama && !c.tie_embeddings) {
-    ALPA_ASSIGN_OR_RETURN(untied, (head ? read : check).get("lm_head.weight", {c.vocab, c.hidden}));
+    ALPA_ASSIGN_OR_RETURN(
+        untied, (head ? read : check).get("lm_head.weight", {c.vocab, c.hidden}, 0, rows));
   }
-  if (values) d.take_vocab(std::move(tied), std::move(untied), part, first == 0, head);
+  if (values) d.take_vocab(std::move(tied), std::move(untied), part, first == 0, head, false);
   return d;
 }
 
@@ -251,7 +326,7 @@ Decoder Decoder::random(const DecoderConfig& config, uint64_t seed) {
   d.set_whole();
   // An untied projection starts equal to the embedding.
   std::vector<float> untied = c.tie_embeddings ? std::vector<float>() : d.token_embedding_;
-  d.take_vocab(std::move(d.token_embedding_), std::move(untied), 0, true, true);
+  d.take_vocab(std::move(d.token_embedding_), std::move(untied), 0, true, true, true);
   return d;
 }
 

@@ -107,14 +107,19 @@ DecoderLayer Decoder::shard_layer(const DecoderLayer& l, int part) const {
 }
 
 void Decoder::take_vocab(std::vector<float> embedding, std::vector<float> untied_head, int part,
-                         bool first, bool head) {
+                         bool first, bool head, bool whole) {
   const DecoderConfig& c = config_;
   const bool sharded = vocab_rows_ < c.vocab;
   vocab_begin_ = std::min(c.vocab, part * vocab_rows_);
   const std::vector<Range> rows = {{vocab_begin_, std::min(c.vocab, vocab_begin_ + vocab_rows_)}};
-  // The shard's rows of a [vocab, hidden] matrix, padded with zero rows to vocab_rows_.
-  auto cut = [&](std::vector<float> whole) {
-    Linear l{std::move(whole), {}, c.hidden, c.vocab, true};
+  // The shard's rows of a [vocab, hidden] matrix (given whole, or already its rows), padded with
+  // zero rows to vocab_rows_.
+  auto cut = [&](std::vector<float> m) {
+    if (!whole) {
+      m.resize(static_cast<size_t>(vocab_rows_ * c.hidden), 0.0f);
+      return m;
+    }
+    Linear l{std::move(m), {}, c.hidden, c.vocab, true};
     return sharded ? take_outputs(l, rows, vocab_rows_).w : std::move(l.w);
   };
   lm_head_ = Linear{{}, {}, c.hidden, vocab_rows_, true};
@@ -141,7 +146,7 @@ Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts)
   const bool head = last == c.layers;
   if (head) d.final_norm_ = final_norm_;
   d.take_vocab(first == 0 || (head && c.tie_embeddings) ? token_embedding_ : std::vector<float>(),
-               head ? lm_head_.w : std::vector<float>(), part, first == 0, head);
+               head ? lm_head_.w : std::vector<float>(), part, first == 0, head, true);
   return d;
 }
 
