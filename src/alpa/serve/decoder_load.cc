@@ -32,6 +32,10 @@ class TensorReader {
       return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" has shape [", got,
                                   "], config.json implies [", want, "]"));
     }
+    if (e->dtype != "F32" && e->dtype != "F16" && e->dtype != "BF16" && e->dtype != "F64")
+      return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" is ", e->dtype,
+                                  ", not a floating-point dtype (F32, F16, BF16, F64)"),
+                              "weights must be stored as floating-point tensors");
     if (!read_) return std::vector<float>();
     const bool whole = dim < 0 || (ranges.size() == 1 && ranges[0].first == 0 &&
                                    ranges[0].second == shape[static_cast<size_t>(dim)]);
