@@ -263,6 +263,14 @@ TEST(ParallelServer, MetricsReportTheSplit) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("alpa_tensor_parallel_devices 2"), std::string::npos);
   EXPECT_NE(metrics->body.find("alpa_pipeline_stages 2"), std::string::npos);
+  // The process holds the 4 devices' parts: more than the model (replicated norms, positions)
+  // but less than twice it.
+  const int64_t n = m->config.num_parameters(), held = (*e)->parameters_held();
+  EXPECT_GT(held, n);
+  EXPECT_LT(held, 2 * n);
+  EXPECT_NE(metrics->body.find("alpa_model_parameters " + std::to_string(n)), std::string::npos);
+  EXPECT_NE(metrics->body.find("alpa_parameters_held " + std::to_string(held)), std::string::npos)
+      << metrics->body;
   server.stop();
   serving.join();
   (*e)->stop();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <csignal>
 #include <ctime>
+#include <iomanip>
 #include <sstream>
 #include <thread>
 
@@ -231,6 +232,7 @@ void summary(std::ostringstream& os, const std::string& name, const std::string&
 std::string HttpServer::metrics_text() const {
   EngineMetrics m = engine_.metrics();
   std::ostringstream os;
+  os << std::setprecision(15);  // counters and parameter counts past a million stay exact
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
     os << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
        << name << " " << value << "\n";
@@ -243,6 +245,11 @@ std::string HttpServer::metrics_text() const {
          m.tensor_parallel);
   metric("alpa_pipeline_stages", "gauge", "Pipeline stages the layers are split into.",
          m.pipeline_stages);
+  metric("alpa_model_parameters", "gauge", "Parameters of the whole model.",
+         static_cast<double>(engine_.model().config.num_parameters()));
+  metric("alpa_parameters_held", "gauge",
+         "Parameters this process holds (its devices' parts of a split model).",
+         static_cast<double>(engine_.parameters_held()));
   metric("alpa_requests_in_flight", "gauge", "HTTP generation requests being answered.",
          static_cast<double>(in_flight_));
   metric("alpa_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.",
