@@ -9,6 +9,7 @@
 // - Checkpoints: k steps + resume to 2k is bit-identical to 2k steps; a checkpoint loads onto
 //   another mesh, onto threads, and (ALPA_MPI_CHECKPOINT_IN, set by ctest) one written by a job
 //   of another size, giving exactly the saved tensors.
+// - Serving: a device part one process cannot read fails every process at start.
 // Every rank runs every test in the same order; rank 0 compares against one-device runs.
 #include <gtest/gtest.h>
 
@@ -20,7 +21,9 @@
 #include "alpa/data/npy.h"
 #include "alpa/runtime/checkpoint.h"
 #include "alpa/runtime/mpi_world.h"
+#include "alpa/serve/parallel_decoder.h"
 #include "pipeline/manual_stages.h"
+#include "serve/checkpoints.h"
 #include "spmd/spmd_test_util.h"
 
 namespace alpa {
@@ -390,6 +393,43 @@ TEST(MpiCheckpoint, LoadsOntoAnotherMeshThreadsAndAnotherJobSize) {
     q.compile.mesh = {ranks(), 1};
     expect_loads_exactly(spec, q, in);
   }
+}
+
+// --- serving ---------------------------------------------------------------------------
+
+// A process whose device part cannot be read (its copy of the checkpoint cut short after it
+// was opened, as a host with a damaged copy) fails every process of the job at start: itself
+// with its own error, the others naming it; and the job's next collective still works.
+TEST(MpiServe, APartOneProcessCannotReadFailsEveryProcess) {
+  namespace fs = std::filesystem;
+  std::string src;
+  if (rank() == 0) src = serve::testing::checkpoint("gpt2", "f32", 1).dir;  // 4 heads
+  ASSERT_TRUE(g_world->broadcast_bytes(src, 0).ok());
+  const fs::path dir = fs::path(ALPA_BINARY_DIR) / "tests" / "mpi" / cat("serve_copy_", rank());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(fs::path(src) / "model.safetensors", dir / "model.safetensors");
+  Result<serve::DecoderConfig> config = serve::read_decoder_config(src + "/config.json");
+  ASSERT_TRUE(config.ok());
+  Result<SafetensorsSet> weights = SafetensorsSet::open(dir.string());
+  ASSERT_TRUE(weights.ok());
+  const int bad = ranks() - 1;
+  if (rank() == bad)  // after opening: the header was read, half the values are gone
+    fs::resize_file(dir / "model.safetensors", fs::file_size(dir / "model.safetensors") / 2);
+  Result<std::unique_ptr<serve::ParallelDecoder>> p = serve::ParallelDecoder::create_distributed(
+      serve::DecoderSource(*config, *weights), {ranks(), 1}, 4, 8, 1, *g_world);
+  ASSERT_FALSE(p.ok());
+  const std::string error = p.status().to_string();
+  if (rank() == bad) {
+    EXPECT_NE(error.find("truncated"), std::string::npos) << error;
+  } else {
+    EXPECT_NE(error.find(cat("process ", bad, " could not make its part")), std::string::npos)
+        << error;
+  }
+  std::string after = rank() == 0 ? "next" : "";
+  ASSERT_TRUE(g_world->broadcast_bytes(after, 0).ok());
+  EXPECT_EQ(after, "next");
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -114,11 +114,8 @@ for split, metric in (([], "alpa_tensor_parallel_devices 2"),
             fail(f"{split}: no {drained!r} message: {err[-500:]}")
         # Every process reads and holds its own device's part, not the whole model: a stage's
         # layers (the stages hold the model once between them), a shard of every layer.
-        held = {}
-        for line in err.splitlines():
-            m = re.search(r"process (\d+) holds (\d+) of (\d+) parameters", line)
-            if m:
-                held[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+        held = {int(m.group(1)): (int(m.group(2)), int(m.group(3)))
+                for m in re.finditer(r"process (\d+) holds (\d+) of (\d+) parameters", err)}
         if sorted(held) != [0, 1] or any(h >= n for h, n in held.values()):
             fail(f"{split}: processes do not hold parts of the model: {held} {err[-500:]}")
         if split and sum(h for h, _ in held.values()) != held[0][1]:

@@ -89,6 +89,13 @@ serve::EngineOptions engine_options(const ServeFlags& s, const serve::ParallelSh
   return o;
 }
 
+// "alpa serve: process 1 holds N of M parameters (B bytes of weights read)\n", one string so
+// that the lines of an MPI job's processes do not interleave.
+std::string holds_line(const std::string& who, int64_t held, const serve::LoadedModel& model) {
+  return cat("alpa serve: ", who, " holds ", held, " of ", model.config.num_parameters(),
+             " parameters (", model.weights->bytes_read(), " bytes of weights read)\n");
+}
+
 // A process of an MPI job other than process 0: opens the same model, reads its own device's
 // part only and runs the steps process 0 drives until process 0 stops.
 int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostream& err) {
@@ -109,9 +116,8 @@ int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostr
       DecoderSource(model->config, *model->weights), *shape, cache.block_size, cache.num_blocks,
       engine_threads(o), world);
   if (!part.ok()) return report_error(part.status(), false, out, err);
-  err << "alpa serve: process " << world.process_index() << " holds " << (*part)->parameters_held()
-      << " of " << model->config.num_parameters() << " parameters (" << model->weights->bytes_read()
-      << " bytes of weights read)" << std::endl;
+  err << holds_line(cat("process ", world.process_index()), (*part)->parameters_held(), *model)
+      << std::flush;
   if (Status st = (*part)->follow(); !st.ok())
     return report_error(st.with_context(cat("process ", world.process_index())), false, out, err);
   return kExitOk;
@@ -183,9 +189,9 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
       << s.block_size << " positions" << (shape->devices() > 1 ? " on every device" : "")
       << (s.static_batching ? "; static batching" : "") << std::endl;
   if (shape->devices() > 1)
-    err << "alpa serve: process 0 holds " << engine.parameters_held() << " of "
-        << c.num_parameters() << " parameters (" << model->weights->bytes_read()
-        << " bytes of weights read)" << std::endl;
+    err << holds_line(world != nullptr ? "process 0" : "this process", engine.parameters_held(),
+                      *model)
+        << std::flush;
   std::thread waiter([&] {
     int sig = 0;
     while (read(wake[0], &sig, sizeof sig) < 0 && errno == EINTR) {

@@ -111,7 +111,7 @@ ParallelDecoder::ParallelDecoder(const ParallelShape& shape, int micro_batches, 
 }
 
 ParallelDecoder::~ParallelDecoder() {
-  if (distributed() && world_->process_index() == 0) {
+  if (distributed() && started_ && world_->process_index() == 0) {
     std::string stop;  // empty: no more steps
     (void)world_->broadcast_bytes(stop, 0);
   }
@@ -179,7 +179,19 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create_distributed(
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, &world));
   const int rank = world.process_index();
   set_blas_threads(std::max(1, threads));
-  ALPA_RETURN_IF_ERROR(p->add_device(source, rank, block_size, num_blocks, std::max(1, threads)));
+  const Status made = p->add_device(source, rank, block_size, num_blocks, std::max(1, threads));
+  // Every process learns whether every other made its part (each reads its own: a copy of the
+  // checkpoint damaged on one host fails there only), so the job fails at start on every
+  // process, naming the first that failed, instead of at its first step.
+  ALPA_ASSIGN_OR_RETURN(std::vector<std::string> all,
+                        world.gather_bytes(made.ok() ? "" : made.to_string(), 0));
+  std::string failed;
+  for (size_t q = 0; q < all.size() && failed.empty(); ++q)
+    if (!all[q].empty()) failed = cat("process ", q, " could not make its part: ", all[q]);
+  ALPA_RETURN_IF_ERROR(world.broadcast_bytes(failed, 0));
+  if (!made.ok()) return made;
+  if (!failed.empty()) return failed_precondition(failed, "every process needs its part");
+  p->started_ = true;
   return p;
 }
 

@@ -94,7 +94,8 @@ class ParallelDecoder {
                                                          int threads, int micro_batches = 2);
   // One device per process of `world` (its size must be shape.devices()); this process gets
   // device world.process_index() and takes only that device's part from `source`. The same call
-  // on every process, with the same arguments.
+  // on every process, with the same arguments; when any process cannot make its part, every
+  // process returns an error (that process its own, the others one naming it).
   static Result<std::unique_ptr<ParallelDecoder>> create_distributed(
       const DecoderSource& source, const ParallelShape& shape, int64_t block_size,
       int64_t num_blocks, int threads, World& world, int micro_batches = 2);
@@ -124,8 +125,9 @@ class ParallelDecoder {
 
   ParallelShape shape_;
   int micro_batches_ = 2;
-  std::unique_ptr<ThreadWorld> threads_;          // null when distributed
-  World* world_ = nullptr;                        // threads_ or the distributed world
+  std::unique_ptr<ThreadWorld> threads_;  // null when distributed
+  World* world_ = nullptr;                // threads_ or the distributed world
+  bool started_ = false;  // distributed: every process made its part (followers will follow)
   std::vector<std::unique_ptr<Device>> devices_;  // by rank; distributed: this process's only
 };
 
