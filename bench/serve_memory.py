@@ -12,17 +12,23 @@ Writes a random GPT-2 checkpoint (--size; 124m: GPT-2-124M's shapes, stored f16)
   mpi, 2 stages         mpirun -np 2 alpa serve --backend mpi --pipeline 2
 
 With --before ALPA (another build), each split runs with both binaries in turn (before, after,
-before, after for --repeat 2), and the table gives the ratio of the two peaks.
+before, after for --repeat 2), and the table gives the ratio of the two peaks. --speed also
+times generation over HTTP once the peak is read: one request, then 8 at once (32-token
+prompts, 48 greedy tokens each), medians over the repeats.
 
 Usage: bench/serve_memory.py [--build build/release] [--before OTHER_ALPA] [--size 124m]
-         [--repeat 1] [--mpirun mpirun]"""
+         [--repeat 1] [--mpirun mpirun] [--kv-memory-mb 16] [--speed]"""
 import argparse
+import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_load import SIZES, write_model  # noqa: E402  (the load test's checkpoint)
@@ -63,10 +69,33 @@ def peak_mb(pid):
     return float("nan")
 
 
-def run(alpa, mpirun, model, mpi, split):
-    """(peak MB per process, seconds until listening)."""
+def speed(port):
+    """Generated tokens/s of one request, then of 8 at once (32-token prompts, 48 tokens each,
+    greedy), after one request to warm up."""
+    def one():
+        body = {"prompt": list(range(100, 132)), "max_tokens": 48, "ignore_eos": True,
+                "temperature": 0}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                                     json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=600).read()
+    one()
+    rates = []
+    for n in (1, 8):
+        t0 = time.time()
+        clients = [threading.Thread(target=one) for _ in range(n)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        rates.append(n * 48 / (time.time() - t0))
+    return rates
+
+
+def run(alpa, mpirun, model, mpi, split, kv_mb, timed):
+    """(peak MB per process, seconds until listening, [tokens/s at 1 and 8 requests])."""
     cmd = [alpa, "serve", "--model", model, "--port", "0", "--threads", "2",
-           "--kv-memory-mb", "16"] + split
+           "--kv-memory-mb", str(kv_mb)] + split
     if mpi:
         cmd = [mpirun, "-np", "2"] + cmd[:2] + ["--backend", "mpi"] + cmd[2:]
     t0 = time.time()
@@ -78,12 +107,14 @@ def run(alpa, mpirun, model, mpi, split):
         sys.exit(f"{' '.join(cmd)}: no banner: {banner!r} {p.stderr.read()[-800:]}")
     time.sleep(0.5)
     peaks = [peak_mb(pid) for pid in serve_processes(model)]
+    port = int(banner.split("127.0.0.1:")[1].split(";")[0])
+    rates = speed(port) if timed else []
     p.send_signal(signal.SIGUSR1 if mpi else signal.SIGTERM)
     try:
         p.wait(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
-    return peaks, ready
+    return peaks, ready, rates
 
 
 def main():
@@ -93,6 +124,10 @@ def main():
     ap.add_argument("--size", default="124m", choices=sorted(SIZES))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--kv-memory-mb", type=int, default=16)
+    ap.add_argument("--speed", action="store_true",
+                    help="also time generation (1 and 8 requests at once; medians over "
+                         "--repeat); give the KV cache room, e.g. --kv-memory-mb 64")
     a = ap.parse_args()
     alpa = os.path.abspath(os.path.join(a.build, "src", "alpa"))
     model = os.path.join(tempfile.gettempdir(), f"alpa_serve_memory_{a.size}")
@@ -103,20 +138,24 @@ def main():
     binaries = [("before", a.before), ("after", alpa)] if a.before else [("alpa", alpa)]
     rows = []
     for label, mpi, split in SPLITS:
-        got = {}
+        got, rates = {}, {}
         for _ in range(a.repeat):
             for which, binary in binaries:
-                peaks, ready = run(binary, a.mpirun, model, mpi, split)
+                peaks, ready, r = run(binary, a.mpirun, model, mpi, split, a.kv_memory_mb,
+                                      a.speed)
+                rates.setdefault(which, []).append(r)
                 prev = got.get(which)
                 if prev is None or sum(peaks) < sum(prev[0]):
                     got[which] = (peaks, ready)
-        rows.append((label, got))
+        rows.append((label, got, rates))
     head = f"{'split':<20}" + "".join(
         f"{w + ' peak MB per process':>34}{w + ' ready s':>17}" for w, _ in binaries)
     if a.before:
         head += f"{'after/before (sum)':>20}"
+    if a.speed:
+        head += "".join(f"{w + ' tok/s 1 | 8':>24}" for w, _ in binaries)
     print(head)
-    for label, got in rows:
+    for label, got, rates in rows:
         line = f"{label:<20}"
         for which, _ in binaries:
             peaks, ready = got[which]
@@ -124,6 +163,11 @@ def main():
             line += f"{per + (f' = {sum(peaks):.0f}' if len(peaks) > 1 else ''):>34}{ready:>17.2f}"
         if a.before:
             line += f"{sum(got['after'][0]) / sum(got['before'][0]):>20.2f}"
+        if a.speed:
+            for which, _ in binaries:
+                one = statistics.median(r[0] for r in rates[which])
+                eight = statistics.median(r[1] for r in rates[which])
+                line += f"{f'{one:.1f} | {eight:.1f}':>24}"
         print(line)
 
 
