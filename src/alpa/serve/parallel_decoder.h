@@ -20,10 +20,10 @@
 // projections' partial products in another order (equal within float rounding).
 //
 // Across processes (create_distributed, a World of one rank per process: Open MPI) each
-// process holds its own device's part only. Process 0 drives: every forward broadcasts the
-// step's chunks (tokens, positions, block tables) to the others, which wait for them in
-// follow(); the logits come back to process 0 from the last stage's first shard. The devices
-// run the same code as on threads, so the numbers are the same bits.
+// process holds its own device's part only (and, given a checkpoint, reads only that part). Process
+// 0 drives: every forward broadcasts the step's chunks (tokens, positions, block tables) to the
+// others, which wait for them in follow(); the logits come back to process 0 from the last stage's
+// first shard. The devices run the same code as on threads, so the numbers are the same bits.
 #pragma once
 
 #include <memory>
