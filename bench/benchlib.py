@@ -12,3 +12,12 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def status_mb(pid, field):
+    """A memory figure of process `pid` from /proc/PID/status in MB ("VmRSS", "VmHWM"), or NaN."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")

@@ -32,6 +32,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_load import SIZES, write_model  # noqa: E402  (the load test's checkpoint)
+from benchlib import status_mb  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
@@ -59,14 +60,6 @@ def serve_processes(model):
                 argv[1] == b"serve" and model.encode() in argv:
             pids.append(int(pid))
     return sorted(pids)
-
-
-def peak_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def speed(port):
@@ -106,7 +99,7 @@ def run(alpa, mpirun, model, mpi, split, kv_mb, timed):
         p.kill()
         sys.exit(f"{' '.join(cmd)}: no banner: {banner!r} {p.stderr.read()[-800:]}")
     time.sleep(0.5)
-    peaks = [peak_mb(pid) for pid in serve_processes(model)]
+    peaks = [status_mb(pid, "VmHWM") for pid in serve_processes(model)]
     port = int(banner.split("127.0.0.1:")[1].split(";")[0])
     rates = speed(port) if timed else []
     p.send_signal(signal.SIGUSR1 if mpi else signal.SIGTERM)

@@ -21,14 +21,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import serve_load  # noqa: E402
+from benchlib import status_mb  # noqa: E402
 
 
 def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    return status_mb(pid, "VmRSS")
 
 
 def metrics(port):

@@ -368,13 +368,18 @@ const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
   return it != entries_.end() && it->name == name ? &*it : nullptr;
 }
 
+Status SafetensorsFile::check_values(const SafetensorsEntry& e) const {
+  if (e.dtype == "F32" || e.dtype == "F16" || e.dtype == "BF16" || e.dtype == "F64")
+    return ok_status();
+  return invalid_argument(cat(path_, ": tensor '", e.name, "' is ", e.dtype,
+                              ", not a floating-point dtype (F32, F16, BF16, F64)"),
+                          "weights must be stored as floating-point tensors");
+}
+
 Status SafetensorsFile::read_elements(const SafetensorsEntry& e, int64_t first, int64_t count,
                                       float* out) const {
+  ALPA_RETURN_IF_ERROR(check_values(e));
   const int size = dtype_bytes(e.dtype);
-  if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16" && e.dtype != "F64")
-    return invalid_argument(cat(path_, ": tensor '", e.name, "' is ", e.dtype,
-                                ", not a floating-point dtype (F32, F16, BF16, F64)"),
-                            "weights must be stored as floating-point tensors");
   // The stored bytes: in memory, or read from the file (F32 straight into the values).
   const int64_t at = data_start_ + e.begin + first * size, bytes = count * size;
   std::string buffer;
@@ -547,6 +552,13 @@ Result<std::vector<float>> SafetensorsSet::values(std::string_view name) const {
   if (it == where_.end()) return not_found(cat(source_, ": no tensor '", name, "'"));
   const SafetensorsFile& f = *files_[it->second];
   return f.values(*f.find(name));
+}
+
+Status SafetensorsSet::check_values(std::string_view name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) return not_found(cat(source_, ": no tensor '", name, "'"));
+  const SafetensorsFile& f = *files_[it->second];
+  return f.check_values(*f.find(name));
 }
 
 Result<std::vector<float>> SafetensorsSet::slice(

@@ -87,6 +87,8 @@ class SafetensorsFile {
   // The tensor's values as f32; an error for a dtype that is not a float type, or for a file
   // that no longer holds the bytes (truncated since it was opened). Safe from several threads.
   Result<std::vector<float>> values(const SafetensorsEntry& entry) const;
+  // OK when values() can convert the tensor's dtype (a floating-point one); else its error.
+  Status check_values(const SafetensorsEntry& entry) const;
   // The index ranges [first, second) of dimension `dim` of the tensor, concatenated in order,
   // as f32, reading only their bytes: dim 0 (whole rows, any rank) or dim 1 of a matrix (a
   // column block of every row, row by row). A weight matrix's shard without the rest.
@@ -124,6 +126,8 @@ class SafetensorsSet {
   std::string file_of(std::string_view name) const;
   // Values as f32, read from the file now; errors name the file and the tensor.
   Result<std::vector<float>> values(std::string_view name) const;
+  // SafetensorsFile::check_values of the named tensor (read nothing).
+  Status check_values(std::string_view name) const;
   // SafetensorsFile::slice of the named tensor.
   Result<std::vector<float>> slice(std::string_view name, int dim,
                                    const std::vector<std::pair<int64_t, int64_t>>& ranges) const;

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "alpa/data/safetensors.h"
@@ -54,6 +55,18 @@ struct SequenceChunk {
   const BlockTable* table = nullptr;
   bool all_logits = false;  // logits of every token (else of the last one only)
 };
+
+// What tensor-parallel shard `part` of `parts` holds of every layer, in the whole layer's
+// terms: its heads' range of q's outputs, its KV heads' range of k's and of v's outputs, its
+// MLP columns; the biases of the projections summed over the shards (output, down) are shard
+// 0's. Shard 0 of 1 holds the whole layer.
+struct LayerShare {
+  std::pair<int64_t, int64_t> q, kv, mlp;
+  bool sum_bias = true;
+  // The shard's ranges of fused [q | k | v] outputs.
+  std::vector<std::pair<int64_t, int64_t>> fused_qkv(const DecoderConfig& config) const;
+};
+LayerShare layer_share(const DecoderConfig& config, int part, int parts);
 
 // How a tensor-parallel shard reaches its peers: the ranks of its stage's shards in shard
 // order (null comm: a whole layer on one device).
@@ -133,8 +146,8 @@ class Decoder {
   // The share of shard `part` of `parts` from layer `first` on (heads, KV heads, MLP columns,
   // vocabulary rows); config_ set.
   void set_part(int64_t first, int parts);
-  // A whole layer's slice for shard `part`, as set_part shares.
-  DecoderLayer shard_layer(const DecoderLayer& whole, int part) const;
+  // A whole layer's slice `share`.
+  DecoderLayer shard_layer(const DecoderLayer& whole, const LayerShare& share) const;
   // Sets the token embedding (on a first stage) and the vocabulary projection (on a last) of
   // shard `part` from the model's [vocab, hidden] embedding (given where either needs it) and
   // untied projection (given on a last stage of an untied model), each whole (`whole`) or

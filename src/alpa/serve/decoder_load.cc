@@ -32,10 +32,7 @@ class TensorReader {
       return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" has shape [", got,
                                   "], config.json implies [", want, "]"));
     }
-    if (e->dtype != "F32" && e->dtype != "F16" && e->dtype != "BF16" && e->dtype != "F64")
-      return invalid_argument(cat(set_.file_of(name), ": tensor \"", name, "\" is ", e->dtype,
-                                  ", not a floating-point dtype (F32, F16, BF16, F64)"),
-                              "weights must be stored as floating-point tensors");
+    ALPA_RETURN_IF_ERROR(set_.check_values(name));
     if (!read_) return std::vector<float>();
     const bool whole = dim < 0 || (ranges.size() == 1 && ranges[0].first == 0 &&
                                    ranges[0].second == shape[static_cast<size_t>(dim)]);
@@ -47,23 +44,6 @@ class TensorReader {
   const SafetensorsSet& set_;
   bool read_;
 };
-
-// What shard `part` of `parts` holds of every layer (Decoder::shard_layer's cut): its heads'
-// range of the q projection's outputs, its KV heads' range of k's and v's, its MLP columns;
-// the biases of the projections whose outputs are summed over the shards on shard 0 only.
-// Shard 0 of 1 holds the whole layer.
-struct Share {
-  Range q, kv, mlp;
-  bool sum_bias = true;
-};
-
-Share share_of(const DecoderConfig& c, int part, int parts) {
-  const int64_t qd = c.q_dim() / parts, kvd = c.kv_dim() / parts, I = c.intermediate / parts;
-  return Share{{part * qd, (part + 1) * qd},
-               {part * kvd, (part + 1) * kvd},
-               {part * I, (part + 1) * I},
-               part == 0};
-}
 
 int64_t width(const std::vector<Range>& ranges) {
   int64_t n = 0;
@@ -142,14 +122,12 @@ Result<Norm> norm(const TensorReader& r, const std::string& name, int64_t n, boo
 }
 
 Result<DecoderLayer> gpt2_layer(const TensorReader& r, const DecoderConfig& c, const std::string& p,
-                                const Share& s) {
+                                const LayerShare& s) {
   DecoderLayer l;
-  const int64_t C = c.hidden, Q = c.q_dim(), K = c.kv_dim();
+  const int64_t C = c.hidden;
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "ln_1", C, true));
   // c_attn's outputs are [q | k | v].
-  const std::vector<Range> qkv = {
-      s.q, {Q + s.kv.first, Q + s.kv.second}, {Q + K + s.kv.first, Q + K + s.kv.second}};
-  ALPA_ASSIGN_OR_RETURN(l.qkv, conv1d_outputs(r, p + "attn.c_attn", C, 3 * C, qkv));
+  ALPA_ASSIGN_OR_RETURN(l.qkv, conv1d_outputs(r, p + "attn.c_attn", C, 3 * C, s.fused_qkv(c)));
   ALPA_ASSIGN_OR_RETURN(l.o, conv1d_inputs(r, p + "attn.c_proj", C, C, s.q, s.sum_bias));
   ALPA_ASSIGN_OR_RETURN(l.mlp_norm, norm(r, p + "ln_2", C, true));
   ALPA_ASSIGN_OR_RETURN(l.up, conv1d_outputs(r, p + "mlp.c_fc", C, c.intermediate, {s.mlp}));
@@ -159,7 +137,7 @@ Result<DecoderLayer> gpt2_layer(const TensorReader& r, const DecoderConfig& c, c
 }
 
 Result<DecoderLayer> opt_layer(const TensorReader& r, const DecoderConfig& c, const std::string& p,
-                               const Share& s) {
+                               const LayerShare& s) {
   DecoderLayer l;
   const int64_t C = c.hidden, I = c.intermediate;
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "self_attn_layer_norm", C, true));
@@ -175,7 +153,7 @@ Result<DecoderLayer> opt_layer(const TensorReader& r, const DecoderConfig& c, co
 }
 
 Result<DecoderLayer> llama_layer(const TensorReader& r, const DecoderConfig& c,
-                                 const std::string& p, const Share& s) {
+                                 const std::string& p, const LayerShare& s) {
   DecoderLayer l;
   const int64_t C = c.hidden, I = c.intermediate;
   ALPA_ASSIGN_OR_RETURN(l.attn_norm, norm(r, p + "input_layernorm", C, false));
@@ -223,7 +201,7 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
   // Of the embedding and the vocabulary projection, a shard reads its vocabulary rows only.
   const int64_t vocab_begin = std::min(c.vocab, part * d.vocab_rows_);
   const std::vector<Range> rows = {{vocab_begin, std::min(c.vocab, vocab_begin + d.vocab_rows_)}};
-  const Share share = share_of(c, part, parts);
+  const LayerShare share = layer_share(c, part, parts);
   std::vector<float> tied;  // the embedding the head is tied to, on a last stage only
   std::string layer_prefix, final_norm;
   switch (c.family) {

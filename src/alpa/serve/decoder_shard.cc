@@ -85,24 +85,37 @@ void Decoder::set_part(int64_t first, int parts) {
   heads_ = config_.heads / parts;
   kv_heads_ = config_.kv_heads / parts;
   intermediate_ = config_.intermediate / parts;
-  vocab_rows_ = parts == 1 ? config_.vocab : (config_.vocab + parts - 1) / parts;
+  vocab_rows_ = (config_.vocab + parts - 1) / parts;
   first_layer_ = first;
 }
 
-DecoderLayer Decoder::shard_layer(const DecoderLayer& l, int part) const {
+LayerShare layer_share(const DecoderConfig& c, int part, int parts) {
+  const int64_t qd = c.q_dim() / parts, kvd = c.kv_dim() / parts, I = c.intermediate / parts;
+  return LayerShare{{part * qd, (part + 1) * qd},
+                    {part * kvd, (part + 1) * kvd},
+                    {part * I, (part + 1) * I},
+                    part == 0};
+}
+
+std::vector<Range> LayerShare::fused_qkv(const DecoderConfig& c) const {
+  const int64_t Q = c.q_dim(), K = c.kv_dim();
+  return {q, {Q + kv.first, Q + kv.second}, {Q + K + kv.first, Q + K + kv.second}};
+}
+
+DecoderLayer Decoder::shard_layer(const DecoderLayer& l, const LayerShare& share) const {
   const DecoderConfig& c = config_;
-  const int64_t qd = heads_ * c.head_dim, kvd = kv_heads_ * c.head_dim, I = intermediate_;
-  const int64_t q0 = part * qd, k0 = c.q_dim() + part * kvd, v0 = k0 + c.kv_dim();
-  const int64_t i0 = part * I;
+  const int64_t I = c.intermediate;
+  const auto [i0, i1] = share.mlp;
   DecoderLayer s;
   s.attn_norm = l.attn_norm;
   s.mlp_norm = l.mlp_norm;
-  s.qkv = take_outputs(l.qkv, {{q0, q0 + qd}, {k0, k0 + kvd}, {v0, v0 + kvd}});
-  s.o = take_inputs(l.o, q0, q0 + qd, part == 0);
-  std::vector<Range> up = {{i0, i0 + I}};
-  if (c.family == Family::kLlama) up.push_back({c.intermediate + i0, c.intermediate + i0 + I});
+  s.qkv = take_outputs(l.qkv, share.fused_qkv(c));
+  // LLaMA's up projection is [gate | up].
+  s.o = take_inputs(l.o, share.q.first, share.q.second, share.sum_bias);
+  std::vector<Range> up = {share.mlp};
+  if (c.family == Family::kLlama) up.push_back({I + i0, I + i1});
   s.up = take_outputs(l.up, up);
-  s.down = take_inputs(l.down, i0, i0 + I, part == 0);
+  s.down = take_inputs(l.down, i0, i1, share.sum_bias);
   return s;
 }
 
@@ -141,8 +154,9 @@ Result<Decoder> Decoder::shard(int64_t first, int64_t last, int part, int parts)
   d.set_part(first, parts);
   d.pos_offset_ = pos_offset_;
   if (first == 0) d.pos_embedding_ = pos_embedding_;
+  const LayerShare share = layer_share(c, part, parts);
   for (int64_t li = first; li < last; ++li)
-    d.layers_.push_back(d.shard_layer(layers_[static_cast<size_t>(li)], part));
+    d.layers_.push_back(d.shard_layer(layers_[static_cast<size_t>(li)], share));
   const bool head = last == c.layers;
   if (head) d.final_norm_ = final_norm_;
   d.take_vocab(first == 0 || (head && c.tie_embeddings) ? token_embedding_ : std::vector<float>(),

@@ -1,12 +1,11 @@
 #include "alpa/serve/parallel_decoder.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <thread>
 
 #include "alpa/runtime/blas.h"
 #include "alpa/support/check.h"
+#include "alpa/support/thread_pool.h"
 
 namespace alpa::serve {
 
@@ -153,20 +152,12 @@ Result<std::unique_ptr<ParallelDecoder>> ParallelDecoder::create(const DecoderSo
   std::unique_ptr<ParallelDecoder> p(new ParallelDecoder(shape, micro_batches, nullptr));
   const int per_device = std::max(1, threads / shape.devices());
   set_blas_threads(per_device);
-  // The devices' parts are read side by side, one worker per core (a checkpoint's reading
-  // and conversion is most of the start-up); the first error in rank order is returned.
+  // The devices' parts are read side by side (a checkpoint's reading and conversion is most of
+  // the start-up); the first error in rank order is returned.
   std::vector<Status> made(static_cast<size_t>(shape.devices()));
-  std::atomic<int> next{0};
-  auto work = [&] {
-    for (int rank = next++; rank < shape.devices(); rank = next++)
-      made[static_cast<size_t>(rank)] =
-          p->add_device(source, rank, block_size, num_blocks, per_device);
-  };
-  std::vector<std::thread> workers;
-  for (int w = 1; w < std::min(std::max(1, threads), shape.devices()); ++w)
-    workers.emplace_back(work);
-  work();
-  for (std::thread& t : workers) t.join();
+  run_side_by_side(made.size(), std::max(1, threads), [&](size_t rank) {
+    made[rank] = p->add_device(source, static_cast<int>(rank), block_size, num_blocks, per_device);
+  });
   for (const Status& st : made) ALPA_RETURN_IF_ERROR(st);
   return p;
 }
