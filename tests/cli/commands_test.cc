@@ -338,6 +338,26 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
   EXPECT_DOUBLE_EQ(fastest, j["simulated_step_time_s"].get<double>());
 }
 
+// Micro-batch counts cost stages by the layouts earlier counts searched (reported as
+// reused_across_counts, with fewer ILPs); --search-every-count searches every candidate.
+TEST(PipelinePlanCommand, SearchEveryCountTurnsOffLayoutsCarriedAcrossCounts) {
+  PlanFlags f;
+  f.model.size = "tiny";
+  f.parallel.cluster = "local";
+  f.parallel.devices = 4;
+  f.json = true;
+  CmdRun carried = run(run_plan, f);
+  ASSERT_EQ(carried.code, kExitOk) << carried.err;
+  f.parallel.search_every_count = true;
+  CmdRun searched = run(run_plan, f);
+  ASSERT_EQ(searched.code, kExitOk) << searched.err;
+  const nlohmann::json c = nlohmann::json::parse(carried.out)["planning"];
+  const nlohmann::json s = nlohmann::json::parse(searched.out)["planning"];
+  EXPECT_GT(c["reused_across_counts"].get<int>(), 0);
+  EXPECT_EQ(s["reused_across_counts"].get<int>(), 0);
+  EXPECT_LT(c["intra_solves"].get<int>(), s["intra_solves"].get<int>());
+}
+
 // --schedule auto: the planned stages simulated under every schedule, each listed with its
 // step, bubble and memory (or why it was not possible), the fastest that fits chosen and
 // reported as the schedule; the plan file it writes runs that schedule.

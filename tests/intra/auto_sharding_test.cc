@@ -303,5 +303,61 @@ TEST(AutoSharding, BatchThatDoesNotDivideTheMeshFallsBack) {
         << value_ref(ts.graph, v);
 }
 
+// A hint (the strategy names of a plan of a graph of the same structure) is costed, not
+// searched: a plan's own names give back its layouts and figures without an ILP; at twice the
+// batch they give a plan no faster than the search's; names the graph has not, a hint of the
+// wrong length, or one over the memory budget are refused with the reason.
+TEST(AutoSharding, AHintIsCostedNotSearched) {
+  Cluster c = p3(4);
+  MeshLinks m = mesh_links(c, {2, 2}).value();
+  TrainStep ts = mlp_step(256, 512, 1024, 2);
+  AutoShardingOptions o;
+  o.sharding.force_batch_dim_to_mesh_dim = -1;
+  Result<ShardingPlan> searched = auto_shard(ts.graph, m, c.device, o);
+  ASSERT_TRUE(searched.ok()) << searched.status().to_string();
+  AutoShardingOptions hinted = o;
+  hinted.hint = searched->strategy_names;
+  Result<ShardingPlan> again = auto_shard(ts.graph, m, c.device, hinted);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->strategy_names, searched->strategy_names);
+  for (ValueId v = 0; v < ts.graph.size(); ++v)
+    EXPECT_EQ(again->specs[v].to_string(), searched->specs[v].to_string()) << v;
+  EXPECT_DOUBLE_EQ(again->compute_s, searched->compute_s);
+  EXPECT_DOUBLE_EQ(again->communication_s, searched->communication_s);
+  EXPECT_DOUBLE_EQ(again->peak_memory_bytes, searched->peak_memory_bytes);
+  EXPECT_TRUE(searched->ilp.optimal);
+  EXPECT_FALSE(again->ilp.optimal);  // costed, not searched
+  EXPECT_EQ(again->ilp.variables, 0);
+
+  // The same layers with twice the batch: the hint applies, and costs at least the optimum.
+  TrainStep twice = mlp_step(512, 512, 1024, 2);
+  Result<ShardingPlan> best = auto_shard(twice.graph, m, c.device, o);
+  ASSERT_TRUE(best.ok()) << best.status().to_string();
+  Result<ShardingPlan> carried = auto_shard(twice.graph, m, c.device, hinted);
+  ASSERT_TRUE(carried.ok()) << carried.status().to_string();
+  EXPECT_EQ(carried->strategy_names, searched->strategy_names);
+  EXPECT_GE(carried->compute_s + carried->communication_s,
+            (best->compute_s + best->communication_s) * (1 - 1e-9));
+  EXPECT_GT(carried->peak_memory_bytes, searched->peak_memory_bytes);
+
+  AutoShardingOptions bad = hinted;
+  const ValueId h = first_dot(ts.graph);
+  bad.hint[h] = "no such strategy";
+  Result<ShardingPlan> unknown = auto_shard(ts.graph, m, c.device, bad);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(unknown.status().message().find("no such strategy"), std::string::npos)
+      << unknown.status().to_string();
+  bad.hint.pop_back();
+  Result<ShardingPlan> short_hint = auto_shard(ts.graph, m, c.device, bad);
+  ASSERT_FALSE(short_hint.ok());
+  EXPECT_EQ(short_hint.status().code(), StatusCode::kFailedPrecondition);
+  AutoShardingOptions tight = hinted;
+  tight.memory_budget_bytes = searched->peak_memory_bytes * 0.5;
+  Result<ShardingPlan> over = auto_shard(ts.graph, m, c.device, tight);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted) << over.status().to_string();
+}
+
 }  // namespace
 }  // namespace alpa

@@ -222,6 +222,7 @@ nlohmann::ordered_json pipeline_plan_json(const PipelineReport& r, const std::st
                    {"intra_solves", plan.intra_solves},
                    {"cache_hits", plan.cache_hits},
                    {"extrapolated", plan.extrapolated},
+                   {"reused_across_counts", plan.reused_across_counts},
                    {"pruned", plan.pruned},
                    {"slower", plan.slower}};
   nlohmann::ordered_json search = nlohmann::ordered_json::array();
@@ -288,6 +289,7 @@ void print_pipeline_plan(const PipelineReport& r, std::ostream& out) {
         << format_seconds(plan.stage_costs_s) << " (" << plan.candidates << " candidates, "
         << plan.intra_solves << " intra-op solves, " << plan.cache_hits << " reused, "
         << plan.extrapolated << " extrapolated from shorter runs of repeated layers, "
+        << plan.reused_across_counts << " costed by another micro-batch count's layouts, "
         << plan.pruned << " skipped as holding a range too large alone, " << plan.slower
         << " as too slow to beat another micro-batch count), stage DP " << format_seconds(plan.dp_s)
         << ", exact check of the chosen stages " << format_seconds(plan.verify_s)

@@ -82,9 +82,10 @@ struct ParallelFlags {
   // Alpa's stage_imbalance_tolerance; negative: by model (Alpa's suites: 0.25 for Wide-ResNet,
   // 1 for the others).
   double stage_imbalance = -1;
-  std::string space = "full";  // plan space: full, intra-only, inter-only
-  std::string remat = "auto";  // recomputation per stage: auto, none, selective, full
-  int plan_threads = 0;        // threads for one count's stage solves (0: the cores left)
+  std::string space = "full";       // plan space: full, intra-only, inter-only
+  std::string remat = "auto";       // recomputation per stage: auto, none, selective, full
+  int plan_threads = 0;             // threads for one count's stage solves (0: the cores left)
+  bool search_every_count = false;  // no layouts carried across micro-batch counts
   // How a pipeline is chosen among the planner's candidates: "simulation" (each candidate's
   // program simulated, the fastest that fits wins) or "planner" (its own estimate); empty: the
   // command's default (plan, simulate: simulation; train, compile: planner).

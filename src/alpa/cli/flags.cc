@@ -258,6 +258,13 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f, const std::string& defa
                  "the process's CPU time)")
       ->check(CLI::Range(0, 256))
       ->group(p);
+  app.add_flag("--search-every-count", f.search_every_count,
+               "Search every stage candidate of every micro-batch count with the intra-op ILP. "
+               "By default a count costs a stage by the layouts an earlier count searched for "
+               "the same layers (no ILP) and searches again only the stages it chooses: faster "
+               "planning; where a carried layout stands in for a search, the plan may differ "
+               "slightly")
+      ->group(p);
   app.add_option("--remat", f.remat,
                  "Recomputation of activations per pipeline stage: auto (default: the planner "
                  "recomputes only where a stage would not fit, choosing the faster of selective "
@@ -454,6 +461,7 @@ Result<CompileSetup> resolve_compile(const ParallelFlags& f, const ModelSpec& sp
         f.stage_imbalance >= 0 ? pipe.imbalance_tolerance : default_stage_imbalance(spec);
     o.planner.space = pipe.space;
     o.planner.solve_threads = f.plan_threads;
+    o.planner.reuse_across_counts = !f.search_every_count;
     o.planner.remat = pipe.remat;
     if (!f.choose.empty()) o.check_by_simulation = f.choose == "simulation";
     s.cluster = pipe.cluster;

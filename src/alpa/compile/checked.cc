@@ -113,6 +113,7 @@ void copy_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.intra_solves = from.intra_solves;
   into.cache_hits = from.cache_hits;
   into.extrapolated = from.extrapolated;
+  into.reused_across_counts = from.reused_across_counts;
   into.pruned = from.pruned;
   into.slower = from.slower;
   into.micro_batch_search = from.micro_batch_search;

@@ -71,6 +71,21 @@ uint64_t stage_graph_hash(const StageGraph& sg, const std::vector<uint64_t>& ste
   return h;
 }
 
+// A stage graph's structure without its shapes: the same layers at another micro-batch size
+// hash alike, so a plan of one may stand for the other (AutoShardingOptions::hint).
+uint64_t stage_graph_shape_free_hash(const StageGraph& sg) {
+  uint64_t h = 0x5f1e;
+  const Graph& g = sg.graph;
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& n = g.node(v);
+    h = hash_combine(h, hash_string(cat(op_name(n.op), "|", n.type.rank(), "|",
+                                        static_cast<int>(n.type.dtype), "|", n.name)));
+    for (ValueId o : n.operands) h = hash_combine(h, static_cast<uint64_t>(o) + 1);
+  }
+  for (const GraphOutput& o : g.outputs()) h = hash_combine(h, static_cast<uint64_t>(o.value) + 1);
+  return h;
+}
+
 // Seconds to move `bytes` across a stage boundary into a stage on `submesh`: over the hosts'
 // network cards when the stages sit on different hosts (each byte crosses once, the local
 // all-gather restores the layout), else over the receiving devices' own links. Where the stages
@@ -117,6 +132,9 @@ struct StageCost {
   RematMode remat = RematMode::kNone;
   int full_layers = 0;  // the first layers recomputed fully (the others: `remat`)
   ShardingPlan plan;
+  // The strategy of every node when the plan was searched, not costed from a hint: a hint
+  // for the same stage at other micro-batch counts.
+  std::shared_ptr<const std::vector<std::string>> strategies;
   double time() const { return compute_s + communication_s + transfer_s; }
   // Later stages that fit in `memory` (-1: not even this stage alone).
   int max_succ(double memory) const {
@@ -186,6 +204,8 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   if (!p.ok()) return c;
   c.solved = true;
   c.plan = std::move(*p);
+  if (o.hint.empty())
+    c.strategies = std::make_shared<const std::vector<std::string>>(c.plan.strategy_names);
   set_memory(c, stage_memory_parts(sg, c.plan, micro_batches));
   // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
   c.compute_s = c.plan.compute_s;
@@ -196,10 +216,11 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
       const double bytes = static_cast<double>(num_elements(t.shape) * dtype_bytes(t.dtype));
       const bool per_mb =
           sg.graph.node(sg.received[j]).attr<ParameterAttrs>().role == ParamRole::kInput;
-      const std::optional<bool> across =
-          received_across ? std::optional<bool>((*received_across)[j] != 0) : std::nullopt;
-      c.transfer_s +=
-          boundary_seconds(bytes, submesh, cluster, across) / (per_mb ? 1.0 : micro_batches);
+      const double seconds =
+          received_across != nullptr
+              ? boundary_seconds(bytes, submesh, cluster, (*received_across)[j] != 0)
+              : boundary_seconds(bytes, submesh, cluster);
+      c.transfer_s += seconds / (per_mb ? 1.0 : micro_batches);
     }
   }
   return c;
@@ -344,6 +365,16 @@ struct CostCache {
     int first_layer, last_layer;
   };
   std::unordered_map<uint64_t, Exemplar> runs;
+};
+
+// Searched stage plans of one micro-batch count by (stage graph without shapes, mesh): the
+// counts planned after it cost the same stages by them (AutoShardingOptions::hint) instead of
+// searching again.
+using StrategyHints = std::unordered_map<uint64_t, std::shared_ptr<const std::vector<std::string>>>;
+struct HintExchange {
+  StrategyHints own;  // this count's searched plans
+  // Counts finished before this one, nearest first.
+  std::vector<const HintExchange*> earlier;
 };
 
 // The cost of a run with `extra` more repeated layers than `c3`, from the runs with 2 (c2) and
@@ -733,7 +764,7 @@ class FixedPlanner {
  public:
   FixedPlanner(const TrainStep& step, const Cluster& cluster, const PipelinePlannerOptions& o,
                int B, double memory, CostCache& cache, const std::atomic<bool>* cancel,
-               double step_bound)
+               double step_bound, HintExchange* hints)
       : step_(step),
         cluster_(cluster),
         o_(o),
@@ -741,7 +772,8 @@ class FixedPlanner {
         memory_(memory),
         step_bound_(step_bound),
         cache_(cache),
-        cancel_(cancel) {}
+        cancel_(cancel),
+        hints_(hints) {}
 
   // Whether the plan failed because every plan left was bounded out (slower than the bound).
   bool slower() const { return slower_; }
@@ -811,6 +843,7 @@ class FixedPlanner {
   struct RangeGraph {
     std::shared_ptr<const StageGraph> graph;
     uint64_t hash = 0;
+    uint64_t shape_free = 0;  // stage_graph_shape_free_hash
   };
 
   Result<RangeGraph> range_graph(int l, int r) {
@@ -826,6 +859,7 @@ class FixedPlanner {
     ALPA_ASSIGN_OR_RETURN(StageGraph g, build_stage_graph(step_, split, mid, B_));
     RangeGraph rg;
     rg.hash = stage_graph_hash(g, step_hashes_, step_.graph);
+    if (hints_ != nullptr) rg.shape_free = stage_graph_shape_free_hash(g);
     rg.graph = std::make_shared<const StageGraph>(std::move(g));
     if (graphs_.size() > 64) graphs_.clear();
     graphs_[{l, r}] = rg;
@@ -899,9 +933,11 @@ class FixedPlanner {
       MeshLinks mesh;
       AutoShardingOptions options;
       SubmeshShape submesh;
-      uint64_t key = 0;
+      uint64_t key = 0, hint_key = 0;
+      const std::vector<std::string>* hint = nullptr;
       StageCost cost;
-      int solves = 0;
+      int solves = 0, reused = 0;
+      bool done = false;
     };
     std::vector<Job> jobs;
     std::set<uint64_t> queued;
@@ -916,21 +952,25 @@ class FixedPlanner {
         ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(l, r));
         const uint64_t key = hash_combine(rg.hash, config_key(c));
         if (cache_.base.count(key) || !queued.insert(key).second) continue;
+        const uint64_t hint_key = hash_combine(hash_combine(rg.shape_free, config_key(c)), 0);
         jobs.push_back({rg.graph, std::move(*mesh), candidate_options(o_, c.logical), c.submesh,
-                        key, StageCost{}, 0});
+                        key, hint_key, hint_for(hint_key), StageCost{}, 0, 0, false});
       }
     }
     if (jobs.size() < 2) return ok_status();
     run_side_by_side(jobs.size(), threads, [&](size_t j) {
       if (cancel_ != nullptr && cancel_->load()) return;
       Job& job = jobs[j];
-      job.cost = solve_stage(*job.graph, job.mesh, cluster_, job.submesh, job.options, B_, 0,
-                             o_.include_transfer_cost, &job.solves);
+      job.cost = cost_stage(*job.graph, job.hint, job.mesh, job.submesh, job.options, 0,
+                            &job.solves, &job.reused);
       job.cost.plan = ShardingPlan{};  // as solve_range keeps it
+      job.done = true;
     });
     for (Job& job : jobs) {
-      if (job.solves == 0) continue;  // abandoned
+      if (!job.done) continue;  // abandoned
       plan_.intra_solves += job.solves;
+      plan_.reused_across_counts += job.reused;
+      keep_hint(job.hint_key, job.cost);
       cache_.base.emplace(job.key, std::move(job.cost));
       solved_ahead_.insert(job.key);
     }
@@ -1105,10 +1145,54 @@ class FixedPlanner {
       if (budget > 0 || solved_ahead_.erase(tkey) == 0) ++plan_.cache_hits;
       return &it->second;
     }
-    StageCost sc = solve_stage(*rg.graph, *c.mesh, cluster_, c.config.submesh, *c.options, B_,
-                               budget, o_.include_transfer_cost, &plan_.intra_solves);
+    // Plans under a budget hint for plans under a budget only.
+    const uint64_t hint_key = hash_combine(hash_combine(rg.shape_free, c.config_key), budget > 0);
+    StageCost sc = cost_stage(*rg.graph, hint_for(hint_key), *c.mesh, c.config.submesh, *c.options,
+                              budget, &plan_.intra_solves, &plan_.reused_across_counts);
+    keep_hint(hint_key, sc);
     sc.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
     return &table.emplace(tkey, std::move(sc)).first->second;
+  }
+
+  // The searched plan of the same stage graph (hint_key: its shape-free hash and mesh) at the
+  // nearest count finished before this one, if any.
+  const std::vector<std::string>* hint_for(uint64_t hint_key) const {
+    if (hints_ == nullptr) return nullptr;
+    for (const HintExchange* h : hints_->earlier) {
+      auto it = h->own.find(hint_key);
+      if (it != h->own.end()) return it->second.get();
+    }
+    return nullptr;
+  }
+
+  // Keeps a searched plan's strategies for the counts after this one (and drops them from
+  // the cost, which the cache holds).
+  void keep_hint(uint64_t hint_key, StageCost& c) {
+    if (hints_ != nullptr && c.strategies) hints_->own.emplace(hint_key, std::move(c.strategies));
+    c.strategies.reset();
+  }
+
+  // A stage graph's cost (under a memory budget if > 0): the plan of the same stage at another
+  // micro-batch count (`hint`) costed here, when it applies within the budget (counted in
+  // `reused`): the stage DP's exact re-check solves a chosen stage again. Else searched
+  // (counted in `solves`).
+  StageCost cost_stage(const StageGraph& sg, const std::vector<std::string>* hint,
+                       const MeshLinks& mesh, const SubmeshShape& submesh,
+                       const AutoShardingOptions& so, double budget, int* solves,
+                       int* reused) const {
+    if (hint != nullptr) {
+      AutoShardingOptions hinted = so;
+      hinted.hint = *hint;
+      int costed = 0;
+      StageCost c = solve_stage(sg, mesh, cluster_, submesh, hinted, B_, budget,
+                                o_.include_transfer_cost, &costed);
+      if (c.solved) {
+        ++*reused;
+        return c;
+      }
+    }
+    return solve_stage(sg, mesh, cluster_, submesh, so, B_, budget, o_.include_transfer_cost,
+                       solves);
   }
 
   // The solved run of `inner` repeated layers with the candidate's first and last layer (the
@@ -1239,6 +1323,7 @@ class FixedPlanner {
   double least_excess_ = std::numeric_limits<double>::infinity();  // their bytes over, least
   std::map<std::pair<int, int>, RangeGraph> graphs_;
   std::set<uint64_t> solved_ahead_;  // base-cache keys solve_side_by_side filled, not yet used
+  HintExchange* hints_;              // plans of the same stages at other counts (may be null)
 };
 
 // `step_bound`: plans at least this slow are not wanted; `*slower` (if given) says whether
@@ -1247,8 +1332,8 @@ Result<PipelinePlan> plan_fixed(const TrainStep& step, const Cluster& cluster,
                                 const PipelinePlannerOptions& o, int B, double memory,
                                 CostCache& cache, const std::atomic<bool>* cancel = nullptr,
                                 double step_bound = std::numeric_limits<double>::infinity(),
-                                bool* slower = nullptr) {
-  FixedPlanner planner(step, cluster, o, B, memory, cache, cancel, step_bound);
+                                bool* slower = nullptr, HintExchange* hints = nullptr) {
+  FixedPlanner planner(step, cluster, o, B, memory, cache, cancel, step_bound, hints);
   Result<PipelinePlan> plan = planner.plan();
   if (slower != nullptr) *slower = planner.slower();
   return plan;
@@ -1259,6 +1344,7 @@ void add_statistics(PipelinePlan& into, const PipelinePlan& from) {
   into.intra_solves += from.intra_solves;
   into.cache_hits += from.cache_hits;
   into.extrapolated += from.extrapolated;
+  into.reused_across_counts += from.reused_across_counts;
   into.pruned += from.pruned;
   into.slower += from.slower;
   into.candidates += from.candidates;
@@ -1430,14 +1516,23 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   // before they start (slower_count_margin); the first `workers` counts have no bound.
   double bound = std::numeric_limits<double>::infinity();
   std::vector<char> slower(candidates.size(), 0);
+  // Each count's searched stage plans; count i costs stages by those of the counts finished
+  // before it starts (i - workers and earlier, nearest first), so its plan does not depend on
+  // timing.
+  std::vector<HintExchange> hints(candidates.size());
   auto plan_count = [&](size_t i, double step_bound) -> Result<PipelinePlan> {
     const int64_t B = candidates[i];
     ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, static_cast<int>(B)));
     CostCache own;
     CostCache& cache = shared != nullptr ? shared->of_count(B) : own;
     bool beyond = false;
-    Result<PipelinePlan> p = plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache,
-                                        &abandon, step_bound, &beyond);
+    HintExchange& h = hints[i];
+    if (options.reuse_across_counts)
+      for (size_t j = i + 1; j-- > 0;)
+        if (j + static_cast<size_t>(workers) <= i) h.earlier.push_back(&hints[j]);
+    Result<PipelinePlan> p =
+        plan_fixed(step, cluster, threaded, static_cast<int>(B), memory, cache, &abandon,
+                   step_bound, &beyond, options.reuse_across_counts ? &h : nullptr);
     slower[i] = beyond;
     return p;
   };

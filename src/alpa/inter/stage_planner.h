@@ -79,6 +79,11 @@ struct PipelinePlannerOptions {
   // logical mesh does not fit even alone (with recomputation, under the memory budget) is left
   // out unsolved: holding more layers never takes less memory. Off: every range is solved.
   bool prune_ranges_that_cannot_fit = true;
+  // A micro-batch count costs each stage candidate by the plan searched for the same stage
+  // graph at a count planned before it, where one applies within the memory (the layouts,
+  // costed at this micro-batch size: no ILP); the stages the DP chooses are searched again
+  // exactly. Off: every count searches every candidate.
+  bool reuse_across_counts = true;
   // Micro-batch counts planned after a first one are only planned for plans that could come
   // within this fraction of the best predicted step found so far: a stage candidate is left
   // out unsolved when a lower bound of the step of any plan holding it (its heavy ops and
@@ -151,8 +156,10 @@ struct PipelinePlan {
   int intra_solves = 0;    // auto-sharding runs (the rest came from the cache)
   int cache_hits = 0;
   int extrapolated = 0;  // candidates costed from shorter runs of repeated layers
-  int pruned = 0;        // candidates left out unsolved: a range inside them does not fit
-  int slower = 0;        // candidates left out unsolved: no plan holding them beats the bound
+  // candidates costed by the plan of the same stage at another micro-batch count (no ILP)
+  int reused_across_counts = 0;
+  int pruned = 0;  // candidates left out unsolved: a range inside them does not fit
+  int slower = 0;  // candidates left out unsolved: no plan holding them beats the bound
   std::vector<std::pair<int, double>> micro_batch_search;  // (B, predicted step time) tried
   // Why each count tried without a plan has none: "does not fit: ..." (memory, by how much),
   // "not possible: ..." (a model file that declares no batch dimension, say) or "slower: ..."

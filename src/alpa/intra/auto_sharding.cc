@@ -503,12 +503,61 @@ double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
   return peak;
 }
 
+namespace {
+
+// The ILP's choice that takes options.hint's strategy at every node, with its objective, if it
+// is one (auto_sharding.h: hint).
+Result<IlpSolution> hinted_choice(const Graph& g, const CostGraph& cg,
+                                  const AutoShardingOptions& options) {
+  const int32_t n = g.size();
+  if (options.hint.size() != static_cast<size_t>(n))
+    return failed_precondition(
+        cat("the hint names ", options.hint.size(), " strategies for ", n, " nodes"));
+  IlpSolution sol;
+  sol.choice.assign(static_cast<size_t>(cg.request.num_nodes()), -1);
+  for (ValueId v = 0; v < n; ++v) {
+    if (cg.root[v] != v) continue;
+    const std::vector<Strategy>& st = cg.strategies[v].strategies;
+    const auto found = std::find_if(st.begin(), st.end(),
+                                    [&](const Strategy& s) { return s.name == options.hint[v]; });
+    if (found == st.end())
+      return failed_precondition(
+          cat("node ", value_ref(g, v), " has no strategy '", options.hint[v], "'"));
+    int& c = sol.choice[cg.ilp_index[v]];
+    const int index = static_cast<int>(found - st.begin());
+    if (c >= 0 && c != index)
+      return failed_precondition(
+          cat("the hint treats merged node ", value_ref(g, v), " unlike the others of its group"));
+    c = index;
+  }
+  std::vector<std::string> violations;
+  sol.objective = evaluate_ilp(cg.request, sol.choice, &violations);
+  if (!violations.empty()) return resource_exhausted(cat("the hint: ", violations.front()));
+  if (options.memory_budget_bytes > 0) {
+    const std::vector<double> used = live_bytes_at_peaks(g, cg, [&](ValueId v) {
+      return cg.strategies[v].strategies[sol.choice[cg.ilp_index[cg.root[v]]]].memory;
+    });
+    for (double u : used)
+      if (u > options.memory_budget_bytes * (1 + 1e-9))
+        return resource_exhausted("the hint breaks the memory budget");
+  }
+  sol.stats.nodes = cg.request.num_nodes();
+  sol.stats.edges = static_cast<int>(cg.request.edges.size());
+  sol.stats.optimal = false;  // costed, not searched
+  return sol;
+}
+
+}  // namespace
+
 Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const DeviceSpec& device,
                                 const AutoShardingOptions& options) {
   const Clock::time_point t0 = Clock::now();
   ALPA_ASSIGN_OR_RETURN(CostGraph cg, build_cost_graph(g, mesh, device, options));
   const double build_s = since(t0);
-  Result<IlpSolution> sol = solve_ilp(cg.request, options.ilp);
+  const bool hinted = !options.hint.empty();
+  Result<IlpSolution> sol =
+      hinted ? hinted_choice(g, cg, options) : solve_ilp(cg.request, options.ilp);
+  if (hinted) ALPA_RETURN_IF_ERROR(sol.status());
   // Lazy memory rows: while the solution overflows the budget at a time without a row, add
   // the worst such rows and solve again (after a few rounds, every row).
   for (int round = 0; sol.ok() && options.memory_budget_bytes > 0 && round < 4; ++round) {

@@ -69,6 +69,13 @@ struct AutoShardingOptions {
   // resolve it (or values derived from it) separately (resolve_once.h). On for one mesh
   // (compile); pipeline stages do not use it yet.
   bool resolve_partials_once = false;
+  // Per node (empty: none): the strategy name to take (ShardingPlan::strategy_names of a plan
+  // of a graph of the same structure, a pipeline stage at another micro-batch size). The plan
+  // is then costed, not searched: no ILP is solved. An error (kFailedPrecondition) when a node
+  // has no strategy of that name or a merged group's nodes name different ones, and
+  // kResourceExhausted when it breaks the memory budget or a pinned layout; the caller then
+  // searches.
+  std::vector<std::string> hint;
 };
 
 struct ShardingPlan {
