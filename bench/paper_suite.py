@@ -112,8 +112,13 @@ def stage_memory_error(j):
 
 
 def simulate(alpa, family, size, gpus, extra, timeout):
+    return alpa_json(alpa, "simulate", family, size, gpus, extra, timeout)
+
+
+def alpa_json(alpa, command, family, size, gpus, extra, timeout):
+    """`alpa COMMAND --json` of one row on p3.16xlarge: its JSON (with wall_s), or {"error": ...}."""
     batch = BATCH_OVERRIDE.get((family, size), BATCH[family])
-    cmd = [alpa, "simulate", "--model", family, "--size", size, "--cluster", "p3.16xlarge",
+    cmd = [alpa, command, "--model", family, "--size", size, "--cluster", "p3.16xlarge",
            "--gpus", str(gpus), "--batch", str(batch), "--json"] + extra
     t0 = time.monotonic()
     try:
