@@ -370,9 +370,38 @@ struct CostCache {
 // Searched stage plans of one micro-batch count by (stage graph without shapes, mesh): the
 // counts planned after it cost the same stages by them (AutoShardingOptions::hint) instead of
 // searching again.
-using StrategyHints = std::unordered_map<uint64_t, std::shared_ptr<const std::vector<std::string>>>;
+// Strategy names held once for every count (a hint names one per node of a stage graph, and
+// the names are few: as strings, the hints of Wide-ResNet-13B on 64 GPUs took 460 MB).
+class StrategyNames {
+ public:
+  std::vector<uint32_t> ids(const std::vector<std::string>& names) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<uint32_t> out;
+    out.reserve(names.size());
+    for (const std::string& n : names) {
+      const auto [it, added] = ids_.emplace(n, static_cast<uint32_t>(names_.size()));
+      if (added) names_.push_back(&it->first);
+      out.push_back(it->second);
+    }
+    return out;
+  }
+  std::vector<std::string> names(const std::vector<uint32_t>& ids) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    out.reserve(ids.size());
+    for (uint32_t id : ids) out.push_back(*names_[id]);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint32_t> ids_;
+  std::vector<const std::string*> names_;  // by id (the map's keys stay in place)
+};
+using StrategyHints = std::unordered_map<uint64_t, std::vector<uint32_t>>;
 struct HintExchange {
-  StrategyHints own;  // this count's searched plans
+  StrategyNames* names = nullptr;  // shared by the counts
+  StrategyHints own;               // this count's searched plans
   // Counts finished before this one, nearest first.
   std::vector<const HintExchange*> earlier;
 };
@@ -934,7 +963,7 @@ class FixedPlanner {
       AutoShardingOptions options;
       SubmeshShape submesh;
       uint64_t key = 0, hint_key = 0;
-      const std::vector<std::string>* hint = nullptr;
+      const std::vector<uint32_t>* hint = nullptr;
       StageCost cost;
       int solves = 0, reused = 0;
       bool done = false;
@@ -1159,11 +1188,11 @@ class FixedPlanner {
   // always searched: one stage on every device is the plan without pipelining (MoE-690M on 2
   // GPUs: layouts carried from a quarter of its micro-batch size costed it 6.6% above its
   // search, and another plan, 1.1% slower when simulated, was chosen).
-  const std::vector<std::string>* hint_for(uint64_t hint_key, int l, int r) const {
+  const std::vector<uint32_t>* hint_for(uint64_t hint_key, int l, int r) const {
     if (hints_ == nullptr || (l == 0 && r == L_ - 1)) return nullptr;
     for (const HintExchange* h : hints_->earlier) {
       auto it = h->own.find(hint_key);
-      if (it != h->own.end()) return it->second.get();
+      if (it != h->own.end()) return &it->second;
     }
     return nullptr;
   }
@@ -1171,7 +1200,8 @@ class FixedPlanner {
   // Keeps a searched plan's strategies for the counts after this one (and drops them from
   // the cost, which the cache holds).
   void keep_hint(uint64_t hint_key, StageCost& c) {
-    if (hints_ != nullptr && c.strategies) hints_->own.emplace(hint_key, std::move(c.strategies));
+    if (hints_ != nullptr && c.strategies && !hints_->own.count(hint_key))
+      hints_->own.emplace(hint_key, hints_->names->ids(*c.strategies));
     c.strategies.reset();
   }
 
@@ -1179,13 +1209,13 @@ class FixedPlanner {
   // micro-batch count (`hint`) costed here, when it applies within the budget (counted in
   // `reused`): the stage DP's exact re-check solves a chosen stage again. Else searched
   // (counted in `solves`).
-  StageCost cost_stage(const StageGraph& sg, const std::vector<std::string>* hint,
+  StageCost cost_stage(const StageGraph& sg, const std::vector<uint32_t>* hint,
                        const MeshLinks& mesh, const SubmeshShape& submesh,
                        const AutoShardingOptions& so, double budget, int* solves,
                        int* reused) const {
     if (hint != nullptr) {
       AutoShardingOptions hinted = so;
-      hinted.hint = *hint;
+      hinted.hint = hints_->names->names(*hint);
       int costed = 0;
       StageCost c = solve_stage(sg, mesh, cluster_, submesh, hinted, B_, budget,
                                 o_.include_transfer_cost, &costed);
@@ -1523,6 +1553,7 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
   // before it starts (i - workers and earlier, nearest first), so its plan does not depend on
   // timing.
   std::vector<HintExchange> hints(candidates.size());
+  StrategyNames strategy_names;
   auto plan_count = [&](size_t i, double step_bound) -> Result<PipelinePlan> {
     const int64_t B = candidates[i];
     ALPA_ASSIGN_OR_RETURN(TrainStep step, micro_batch_step(model, optimizer, static_cast<int>(B)));
@@ -1530,6 +1561,7 @@ Result<PipelinePlan> plan_pipeline(const ModelSpec& model, const OptimizerOption
     CostCache& cache = shared != nullptr ? shared->of_count(B) : own;
     bool beyond = false;
     HintExchange& h = hints[i];
+    h.names = &strategy_names;
     if (options.reuse_across_counts)
       for (size_t j = i + 1; j-- > 0;)
         if (j + static_cast<size_t>(workers) <= i) h.earlier.push_back(&hints[j]);
