@@ -223,7 +223,8 @@ TEST(PartLoad, ACheckpointWithADamagedLaterTensorFailsWhenOpened) {
 }
 
 // An engine over a model opened for parts: one device reads the whole decoder, a split one
-// only the parts, and both generate what the whole model does.
+// only the parts, and both generate what the whole model does; once made, the engine holds the
+// checkpoint's files no longer (the tensors it read are its own).
 TEST(PartLoad, EnginesOverAModelOpenedForParts) {
   const std::string dir = checkpoint("llama", "f32", 1).dir;
   std::vector<std::vector<int32_t>> want;
@@ -236,8 +237,12 @@ TEST(PartLoad, EnginesOverAModelOpenedForParts) {
       o.num_blocks = 32;
       o.threads = 2;
       o.parallel = shape;
-      Result<std::unique_ptr<Engine>> e = Engine::create(*m, o);
+      const std::weak_ptr<const SafetensorsSet> files = m->weights;
+      ASSERT_FALSE(files.expired());
+      Result<std::unique_ptr<Engine>> e = Engine::create(std::move(*m), o);
       ASSERT_TRUE(e.ok()) << e.status().to_string();
+      EXPECT_TRUE(files.expired()) << name(shape);
+      EXPECT_EQ((*e)->model().weights, nullptr);
       SamplingParams p;
       p.temperature = 0;
       p.max_tokens = 8;
@@ -249,7 +254,7 @@ TEST(PartLoad, EnginesOverAModelOpenedForParts) {
       if (want.empty()) want.push_back((*r)->tokens());
       EXPECT_EQ((*r)->tokens(), want[0]) << name(shape);
       if (shape.devices() == 1 || (how == ModelWeights::kOnDemand && shape.stages == 2)) {
-        EXPECT_EQ((*e)->parameters_held(), m->config.num_parameters()) << "held once";
+        EXPECT_EQ((*e)->parameters_held(), (*e)->model().config.num_parameters()) << "held once";
       }
     }
 }

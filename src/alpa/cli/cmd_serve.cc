@@ -118,6 +118,7 @@ int follow_serve(const ServeFlags& s, World& world, std::ostream& out, std::ostr
   if (!part.ok()) return report_error(part.status(), false, out, err);
   err << holds_line(cat("process ", world.process_index()), (*part)->parameters_held(), *model)
       << std::flush;
+  model->weights.reset();  // the part is read: the checkpoint's files are let go
   if (Status st = (*part)->follow(); !st.ok())
     return report_error(st.with_context(cat("process ", world.process_index())), false, out, err);
   return kExitOk;
@@ -192,6 +193,7 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
     err << holds_line(world != nullptr ? "process 0" : "this process", engine.parameters_held(),
                       *model)
         << std::flush;
+  model->weights.reset();  // the engine holds what it read: the checkpoint's files are let go
   std::thread waiter([&] {
     int sig = 0;
     while (read(wake[0], &sig, sizeof sig) < 0 && errno == EINTR) {

@@ -115,12 +115,16 @@ Result<std::unique_ptr<Engine>> Engine::create(LoadedModel model, EngineOptions 
           cat("the engine runs in process 0, not ", options.world->process_index()),
           "the other processes follow its steps (ParallelDecoder::follow)");
   }
+  // Once the devices hold what they read, the checkpoint's files are let go (the caller's copy
+  // of the model may still hold them).
   if (options.parallel.devices() == 1) {
     if (model.decoder == nullptr) ALPA_RETURN_IF_ERROR(model.load_decoder());
+    model.weights.reset();
     return std::make_unique<Engine>(std::move(model), options);
   }
   ALPA_ASSIGN_OR_RETURN(std::unique_ptr<ParallelDecoder> parallel,
                         make_parallel(model, options, engine_cache_shape(model.config, options)));
+  model.weights.reset();
   return std::make_unique<Engine>(std::move(model), options, std::move(parallel));
 }
 
