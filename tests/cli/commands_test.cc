@@ -291,12 +291,18 @@ TEST(DemoCommand, LossFalls) {
   EXPECT_EQ(j["pipeline_losses"].size(), 20u);
 }
 
-TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
+// `alpa plan --size tiny --cluster local --devices 4 --json`: a pipeline search.
+PlanFlags tiny_pipeline_on_four() {
   PlanFlags f;
   f.model.size = "tiny";
   f.parallel.cluster = "local";
   f.parallel.devices = 4;
   f.json = true;
+  return f;
+}
+
+TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
+  PlanFlags f = tiny_pipeline_on_four();
   CmdRun r = run(run_plan, f);
   ASSERT_EQ(r.code, kExitOk) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
@@ -341,11 +347,7 @@ TEST(PipelinePlanCommand, JsonHasStagesAndPlanningTimeAndSearchesMicroBatches) {
 // Micro-batch counts cost stages by the layouts earlier counts searched (reported as
 // reused_across_counts, with fewer ILPs); --search-every-count searches every candidate.
 TEST(PipelinePlanCommand, SearchEveryCountTurnsOffLayoutsCarriedAcrossCounts) {
-  PlanFlags f;
-  f.model.size = "tiny";
-  f.parallel.cluster = "local";
-  f.parallel.devices = 4;
-  f.json = true;
+  PlanFlags f = tiny_pipeline_on_four();
   CmdRun carried = run(run_plan, f);
   ASSERT_EQ(carried.code, kExitOk) << carried.err;
   f.parallel.search_every_count = true;

@@ -132,9 +132,6 @@ struct StageCost {
   RematMode remat = RematMode::kNone;
   int full_layers = 0;  // the first layers recomputed fully (the others: `remat`)
   ShardingPlan plan;
-  // The strategy of every node when the plan was searched, not costed from a hint: a hint
-  // for the same stage at other micro-batch counts.
-  std::shared_ptr<const std::vector<std::string>> strategies;
   double time() const { return compute_s + communication_s + transfer_s; }
   // Later stages that fit in `memory` (-1: not even this stage alone).
   int max_succ(double memory) const {
@@ -204,8 +201,6 @@ StageCost solve_stage(const StageGraph& sg, const MeshLinks& mesh, const Cluster
   if (!p.ok()) return c;
   c.solved = true;
   c.plan = std::move(*p);
-  if (o.hint.empty())
-    c.strategies = std::make_shared<const std::vector<std::string>>(c.plan.strategy_names);
   set_memory(c, stage_memory_parts(sg, c.plan, micro_batches));
   // Includes adding every micro-batch's gradients into the accumulators (the ILP's options).
   c.compute_s = c.plan.compute_s;
@@ -964,6 +959,7 @@ class FixedPlanner {
       SubmeshShape submesh;
       uint64_t key = 0, hint_key = 0;
       const std::vector<uint32_t>* hint = nullptr;
+      std::vector<uint32_t> searched;  // the layouts, when searched
       StageCost cost;
       int solves = 0, reused = 0;
       bool done = false;
@@ -981,9 +977,19 @@ class FixedPlanner {
         ALPA_ASSIGN_OR_RETURN(RangeGraph rg, range_graph(l, r));
         const uint64_t key = hash_combine(rg.hash, config_key(c));
         if (cache_.base.count(key) || !queued.insert(key).second) continue;
-        const uint64_t hint_key = hash_combine(hash_combine(rg.shape_free, config_key(c)), 0);
-        jobs.push_back({rg.graph, std::move(*mesh), candidate_options(o_, c.logical), c.submesh,
-                        key, hint_key, hint_for(hint_key, l, r), StageCost{}, 0, 0, false});
+        const uint64_t hint_key = layouts_key(rg, config_key(c), false);
+        jobs.push_back({rg.graph,
+                        std::move(*mesh),
+                        candidate_options(o_, c.logical),
+                        c.submesh,
+                        key,
+                        hint_key,
+                        hint_for(hint_key, l, r),
+                        {},
+                        StageCost{},
+                        0,
+                        0,
+                        false});
       }
     }
     if (jobs.size() < 2) return ok_status();
@@ -991,7 +997,7 @@ class FixedPlanner {
       if (cancel_ != nullptr && cancel_->load()) return;
       Job& job = jobs[j];
       job.cost = cost_stage(*job.graph, job.hint, job.mesh, job.submesh, job.options, 0,
-                            &job.solves, &job.reused);
+                            &job.solves, &job.reused, &job.searched);
       job.cost.plan = ShardingPlan{};  // as solve_range keeps it
       job.done = true;
     });
@@ -999,7 +1005,7 @@ class FixedPlanner {
       if (!job.done) continue;  // abandoned
       plan_.intra_solves += job.solves;
       plan_.reused_across_counts += job.reused;
-      keep_hint(job.hint_key, job.cost);
+      keep_hint(job.hint_key, std::move(job.searched));
       cache_.base.emplace(job.key, std::move(job.cost));
       solved_ahead_.insert(job.key);
     }
@@ -1175,10 +1181,12 @@ class FixedPlanner {
       return &it->second;
     }
     // Plans under a budget hint for plans under a budget only.
-    const uint64_t hint_key = hash_combine(hash_combine(rg.shape_free, c.config_key), budget > 0);
-    StageCost sc = cost_stage(*rg.graph, hint_for(hint_key, fl, ll), *c.mesh, c.config.submesh,
-                              *c.options, budget, &plan_.intra_solves, &plan_.reused_across_counts);
-    keep_hint(hint_key, sc);
+    const uint64_t hint_key = layouts_key(rg, c.config_key, budget > 0);
+    std::vector<uint32_t> searched;
+    StageCost sc =
+        cost_stage(*rg.graph, hint_for(hint_key, fl, ll), *c.mesh, c.config.submesh, *c.options,
+                   budget, &plan_.intra_solves, &plan_.reused_across_counts, &searched);
+    keep_hint(hint_key, std::move(searched));
     sc.plan = ShardingPlan{};  // the plan is re-derived for the chosen stages
     return &table.emplace(tkey, std::move(sc)).first->second;
   }
@@ -1197,22 +1205,25 @@ class FixedPlanner {
     return nullptr;
   }
 
-  // Keeps a searched plan's strategies for the counts after this one (and drops them from
-  // the cost, which the cache holds).
-  void keep_hint(uint64_t hint_key, StageCost& c) {
-    if (hints_ != nullptr && c.strategies && !hints_->own.count(hint_key))
-      hints_->own.emplace(hint_key, hints_->names->ids(*c.strategies));
-    c.strategies.reset();
+  // The key of a stage graph's layouts among the counts: its shape-free hash, the mesh, and
+  // whether they were planned under a budget (those hint for plans under a budget only).
+  static uint64_t layouts_key(const RangeGraph& rg, uint64_t config_key, bool budgeted) {
+    return hash_combine(hash_combine(rg.shape_free, config_key), budgeted);
+  }
+
+  // Keeps a searched plan's layouts (cost_stage's `searched`) for the counts after this one.
+  void keep_hint(uint64_t hint_key, std::vector<uint32_t> searched) {
+    if (hints_ != nullptr && !searched.empty()) hints_->own.emplace(hint_key, std::move(searched));
   }
 
   // A stage graph's cost (under a memory budget if > 0): the plan of the same stage at another
   // micro-batch count (`hint`) costed here, when it applies within the budget (counted in
   // `reused`): the stage DP's exact re-check solves a chosen stage again. Else searched
-  // (counted in `solves`).
+  // (counted in `solves`), its layouts as strategy-name ids into `searched` for the counts after.
   StageCost cost_stage(const StageGraph& sg, const std::vector<uint32_t>* hint,
                        const MeshLinks& mesh, const SubmeshShape& submesh,
-                       const AutoShardingOptions& so, double budget, int* solves,
-                       int* reused) const {
+                       const AutoShardingOptions& so, double budget, int* solves, int* reused,
+                       std::vector<uint32_t>* searched) const {
     if (hint != nullptr) {
       AutoShardingOptions hinted = so;
       hinted.hint = hints_->names->names(*hint);
@@ -1224,8 +1235,10 @@ class FixedPlanner {
         return c;
       }
     }
-    return solve_stage(sg, mesh, cluster_, submesh, so, B_, budget, o_.include_transfer_cost,
-                       solves);
+    StageCost c =
+        solve_stage(sg, mesh, cluster_, submesh, so, B_, budget, o_.include_transfer_cost, solves);
+    if (hints_ != nullptr && c.solved) *searched = hints_->names->ids(c.plan.strategy_names);
+    return c;
   }
 
   // The solved run of `inner` repeated layers with the candidate's first and last layer (the

@@ -559,8 +559,10 @@ Result<ShardingPlan> auto_shard(const Graph& g, const MeshLinks& mesh, const Dev
       hinted ? hinted_choice(g, cg, options) : solve_ilp(cg.request, options.ilp);
   if (hinted) ALPA_RETURN_IF_ERROR(sol.status());
   // Lazy memory rows: while the solution overflows the budget at a time without a row, add
-  // the worst such rows and solve again (after a few rounds, every row).
-  for (int round = 0; sol.ok() && options.memory_budget_bytes > 0 && round < 4; ++round) {
+  // the worst such rows and solve again (after a few rounds, every row). A hint was checked at
+  // every time already.
+  for (int round = 0; !hinted && sol.ok() && options.memory_budget_bytes > 0 && round < 4;
+       ++round) {
     const std::vector<double> used = live_bytes_at_peaks(g, cg, [&](ValueId v) {
       return cg.strategies[v].strategies[sol->choice[cg.ilp_index[cg.root[v]]]].memory;
     });
