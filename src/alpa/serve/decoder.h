@@ -146,6 +146,9 @@ class Decoder {
   // The share of shard `part` of `parts` from layer `first` on (heads, KV heads, MLP columns,
   // vocabulary rows); config_ set.
   void set_part(int64_t first, int parts);
+  // The vocabulary rows [first, second) shard `part` holds of the embedding and the
+  // projection (set_part's vocab_rows_ from part * vocab_rows_, within the vocabulary).
+  std::pair<int64_t, int64_t> vocab_range(int part) const;
   // A whole layer's slice `share`.
   DecoderLayer shard_layer(const DecoderLayer& whole, const LayerShare& share) const;
   // Sets the token embedding (on a first stage) and the vocabulary projection (on a last) of

@@ -199,8 +199,7 @@ Result<Decoder> Decoder::read_part(const DecoderConfig& config, const Safetensor
   // The token embedding is read by the first stage, and by the last when the head is tied to it.
   const TensorReader& embedding = first == 0 || (head && c.tie_embeddings) ? read : check;
   // Of the embedding and the vocabulary projection, a shard reads its vocabulary rows only.
-  const int64_t vocab_begin = std::min(c.vocab, part * d.vocab_rows_);
-  const std::vector<Range> rows = {{vocab_begin, std::min(c.vocab, vocab_begin + d.vocab_rows_)}};
+  const std::vector<Range> rows = {d.vocab_range(part)};
   const LayerShare share = layer_share(c, part, parts);
   std::vector<float> tied;  // the embedding the head is tied to, on a last stage only
   std::string layer_prefix, final_norm;

@@ -110,8 +110,8 @@ DecoderLayer Decoder::shard_layer(const DecoderLayer& l, const LayerShare& share
   s.attn_norm = l.attn_norm;
   s.mlp_norm = l.mlp_norm;
   s.qkv = take_outputs(l.qkv, share.fused_qkv(c));
-  // LLaMA's up projection is [gate | up].
   s.o = take_inputs(l.o, share.q.first, share.q.second, share.sum_bias);
+  // LLaMA's up projection is [gate | up].
   std::vector<Range> up = {share.mlp};
   if (c.family == Family::kLlama) up.push_back({I + i0, I + i1});
   s.up = take_outputs(l.up, up);
@@ -119,12 +119,17 @@ DecoderLayer Decoder::shard_layer(const DecoderLayer& l, const LayerShare& share
   return s;
 }
 
+Range Decoder::vocab_range(int part) const {
+  const int64_t begin = std::min(config_.vocab, part * vocab_rows_);
+  return {begin, std::min(config_.vocab, begin + vocab_rows_)};
+}
+
 void Decoder::take_vocab(std::vector<float> embedding, std::vector<float> untied_head, int part,
                          bool first, bool head, bool whole) {
   const DecoderConfig& c = config_;
   const bool sharded = vocab_rows_ < c.vocab;
-  vocab_begin_ = std::min(c.vocab, part * vocab_rows_);
-  const std::vector<Range> rows = {{vocab_begin_, std::min(c.vocab, vocab_begin_ + vocab_rows_)}};
+  const std::vector<Range> rows = {vocab_range(part)};
+  vocab_begin_ = rows[0].first;
   // The shard's rows of a [vocab, hidden] matrix (given whole, or already its rows), padded with
   // zero rows to vocab_rows_.
   auto cut = [&](std::vector<float> m) {
