@@ -8,6 +8,7 @@
 
 #include "alpa/cli/commands.h"
 #include "alpa/cli/serve_commands.h"
+#include "alpa/infer/compiled_decoder.h"
 #include "alpa/serve/api.h"
 #include "alpa/serve/engine.h"
 #include "alpa/serve_plan/inference_plan.h"
@@ -104,19 +105,110 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
   cmd->add_option("--threads", g.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_flag("--json", g.json, "Print one JSON object instead of text");
   add_serve_parallel_options(cmd, g.parallel);
+  cmd->add_flag("--compiled", g.compiled,
+                "Run through the compile driver: the prefill and decode steps as IR graphs, "
+                "planned for --mesh (any RxC) by the intra-op ILP with the weights and KV cache "
+                "in its memory model, lowered and run by the training runtime; greedy decoding "
+                "only. Prints the plan's split and predictions");
+  cmd->add_option("--context", g.context,
+                  "With --compiled: KV cache positions (0: prompt + max tokens)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  cmd->add_option("--chunk", g.chunk, "With --compiled: prompt tokens per prefill step")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16))
+      ->capture_default_str();
+  cmd->add_option("--memory-mb", g.memory_mb,
+                  "With --compiled: memory per device (MB) the plan must fit, weights and KV "
+                  "cache included (0: the local preset's)")
+      ->check(CLI::Range(0.0, 1e9));
   return cmd;
 }
+
+namespace {
+
+// alpa generate --compiled: greedy decoding through compiled prefill and decode programs.
+int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& model,
+                          const std::vector<int32_t>& prompt, std::ostream& out,
+                          std::ostream& err) {
+  const bool sampling =
+      g.temperature != 0 || g.top_k != 0 || g.top_p != 1.0 || g.logprobs >= 0 || !g.stop.empty();
+  if (sampling)
+    return report_error(
+        invalid_argument("--compiled decodes greedily: --temperature, --top-k, --top-p, --stop "
+                         "and --logprobs are the engine's",
+                         "give --temperature 0 and none of the others, or drop --compiled"),
+        g.json, out, err);
+  if (g.parallel.pipeline != 1 || g.parallel.devices > 0)
+    return report_error(invalid_argument("--compiled plans one mesh: --pipeline and --devices "
+                                         "are the engine's",
+                                         "give --mesh RxC (e.g. 1x2), or drop --compiled"),
+                        g.json, out, err);
+  infer::CompiledDecoderOptions o;
+  if (!g.parallel.mesh.empty()) {
+    Result<MeshShape> mesh = parse_mesh_shape(g.parallel.mesh);
+    if (!mesh.ok()) return report_error(mesh.status(), g.json, out, err);
+    o.mesh = *mesh;
+  }
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + g.max_tokens;
+  o.context = g.context > 0 ? g.context : std::min(needed, model.config.max_positions);
+  o.chunk = std::min<int64_t>(g.chunk, std::max<int64_t>(1, static_cast<int64_t>(prompt.size())));
+  o.memory_budget_bytes = g.memory_mb * 1e6;
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<std::unique_ptr<infer::CompiledDecoder>> made =
+      infer::CompiledDecoder::create(model.config, *model.weights, o);
+  if (!made.ok()) return report_error(made.status(), g.json, out, err);
+  infer::CompiledDecoder& d = **made;
+  const auto t1 = std::chrono::steady_clock::now();
+  const int64_t room = o.context + 1 - static_cast<int64_t>(prompt.size());
+  const int64_t wanted = std::clamp<int64_t>(room, 0, g.max_tokens);
+  Result<std::vector<int32_t>> tokens =
+      d.generate(prompt, wanted, g.ignore_eos ? -1 : model.eos_id);
+  if (!tokens.ok()) return report_error(tokens.status(), g.json, out, err);
+  const auto t2 = std::chrono::steady_clock::now();
+  const std::string reason =
+      !tokens->empty() && !g.ignore_eos && tokens->back() == model.eos_id ? "stop" : "length";
+  std::vector<int32_t> shown = *tokens;
+  if (reason == "stop") shown.pop_back();
+  std::string text;
+  if (model.tokenizer) {
+    Result<std::string> decoded = model.decode(shown);
+    if (!decoded.ok()) return report_error(decoded.status(), g.json, out, err);
+    text = *decoded;
+  } else {
+    for (int32_t t : shown) text += cat(text.empty() ? "" : " ", t);
+  }
+  const double compile_s = std::chrono::duration<double>(t1 - t0).count();
+  const double gen_s = std::chrono::duration<double>(t2 - t1).count();
+  const nlohmann::json plan = infer::describe(d);
+  if (g.json) {
+    nlohmann::json j = {{"text", text},
+                        {"tokens", shown},
+                        {"finish_reason", reason},
+                        {"prompt_tokens", prompt.size()},
+                        {"compiled", plan},
+                        {"timing", {{"compile_seconds", compile_s}, {"generate_seconds", gen_s}}}};
+    out << serve::dump_json(j) << "\n";
+    return kExitOk;
+  }
+  out << text << "\n";
+  err << "[" << model.name << ": " << prompt.size() << " prompt tokens, " << shown.size()
+      << " generated (" << reason << ") in " << gen_s << " s; compiled in " << compile_s << " s]\n"
+      << infer::describe_text(d);
+  return kExitOk;
+}
+
+}  // namespace
 
 int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   using namespace serve;
   const auto t0 = std::chrono::steady_clock::now();
   Result<LoadedModel> model = load_model_dir(g.model, ModelWeights::kOnDemand);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
-  Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->config);
-  if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   Result<std::vector<int32_t>> prompt =
       g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);
   if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);
+  if (g.compiled) return run_generate_compiled(g, *model, *prompt, out, err);
+  Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->config);
+  if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   SamplingParams p;
   p.max_tokens = g.max_tokens;
   p.temperature = g.temperature;

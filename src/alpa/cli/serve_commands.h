@@ -46,6 +46,12 @@ struct GenerateFlags {
   int threads = 0;
   bool json = false;
   ServeParallelFlags parallel;
+  // Through the compile driver (infer/compiled_decoder.h): prefill and decode steps planned for
+  // --mesh by the intra-op ILP and run by the ProgramRunner; greedy only.
+  bool compiled = false;
+  int64_t context = 0;   // --compiled: KV cache positions (0: prompt + max tokens)
+  int64_t chunk = 16;    // --compiled: prompt tokens per prefill step
+  double memory_mb = 0;  // --compiled: memory per device the plan must fit (0: the machine's)
 };
 CLI::App* add_generate_command(CLI::App& app, GenerateFlags& flags);
 int run_generate(const GenerateFlags& flags, std::ostream& out, std::ostream& err);

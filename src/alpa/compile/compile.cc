@@ -60,11 +60,8 @@ Status verify_and_simulate(Compiled& c, const CompileOptions& o) {
   return ok_status();
 }
 
-Result<Compiled> compile_mesh(const ModelSpec& model, Compiled c, const CompileOptions& o) {
-  c.micro_batches = std::max(1, o.micro_batches);
-  ALPA_ASSIGN_OR_RETURN(c.step, phase(c, "model step", [&] {
-                          return training_step(model, o.optimizer, c.micro_batches);
-                        }));
+// Phases 2-6 on one mesh for c.step (built already).
+Status compile_mesh_step(Compiled& c, const CompileOptions& o) {
   ShardingPlan plan;
   plan.mesh = o.mesh;
   if (o.mesh.size() > 1 || o.plan_one_device) {
@@ -91,9 +88,30 @@ Result<Compiled> compile_mesh(const ModelSpec& model, Compiled c, const CompileO
                                                     PlacedMesh::contiguous(o.mesh, 0));
                         }));
   if (c.mesh_plan) c.program.predicted_step_time_s = plan.compute_s + plan.communication_s;
-  ALPA_RETURN_IF_ERROR(verify_and_simulate(c, o));
+  return verify_and_simulate(c, o);
+}
+
+Result<Compiled> compile_mesh(const ModelSpec& model, Compiled c, const CompileOptions& o) {
+  c.micro_batches = std::max(1, o.micro_batches);
+  ALPA_ASSIGN_OR_RETURN(c.step, phase(c, "model step", [&] {
+                          return training_step(model, o.optimizer, c.micro_batches);
+                        }));
+  ALPA_RETURN_IF_ERROR(compile_mesh_step(c, o));
   describe(c, model);
   return c;
+}
+
+// The cluster sized to `devices` (a program's span checked first).
+Result<Cluster> program_cluster(const Cluster& cluster, int devices) {
+  if (devices < 1 || devices > kMaxProgramDevices)
+    return invalid_argument(
+        cat("a program spans 1 to ", kMaxProgramDevices, " devices, got ", devices),
+        "plan for fewer devices: alpa-cpp plans and runs up to this many");
+  Result<Cluster> sized = with_devices(cluster, devices);
+  if (!sized.ok())
+    return sized.status().with_context(
+        cat("cluster '", cluster.name, "' for ", devices, " device", devices == 1 ? "" : "s"));
+  return sized;
 }
 
 // Stages planned by the pipeline planner and chosen among by simulation.
@@ -304,21 +322,30 @@ Result<Compiled> compile_stages(TrainStep step, PipelinePlan plan, const Cluster
   return c;
 }
 
+Result<Compiled> compile_step(TrainStep step, const Cluster& cluster, const CompileOptions& o) {
+  const Clock::time_point t0 = Clock::now();
+  if (o.pipeline)
+    return invalid_argument("a built step compiles for one mesh, not a pipeline",
+                            "give a mesh (CompileOptions::mesh)");
+  Compiled c;
+  ALPA_ASSIGN_OR_RETURN(c.cluster, program_cluster(cluster, static_cast<int>(o.mesh.size())));
+  c.micro_batches = step.micro_batches;
+  c.step = std::move(step);
+  ALPA_RETURN_IF_ERROR(compile_mesh_step(c, o));
+  c.program.model = c.step.graph.name();
+  c.program.step_fingerprint = graph_fingerprint(c.step.graph);
+  if (c.sim) c.program.predicted_step_time_s = c.sim->step_time_s;
+  c.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return c;
+}
+
 Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster, const CompileOptions& o) {
   const Clock::time_point t0 = Clock::now();
   const int devices = o.pipeline ? o.devices : static_cast<int>(o.mesh.size());
-  if (devices < 1 || devices > kMaxProgramDevices)
-    return invalid_argument(
-        cat("a program spans 1 to ", kMaxProgramDevices, " devices, got ", devices),
-        "plan for fewer devices: alpa-cpp plans and runs up to this many");
+  Compiled c;
+  ALPA_ASSIGN_OR_RETURN(c.cluster, program_cluster(cluster, devices));
   if (o.micro_batches < 0)
     return invalid_argument(cat("--micro-batches must be >= 1, got ", o.micro_batches));
-  Compiled c;
-  Result<Cluster> sized = with_devices(cluster, devices);
-  if (!sized.ok())
-    return sized.status().with_context(
-        cat("cluster '", cluster.name, "' for ", devices, " device", devices == 1 ? "" : "s"));
-  c.cluster = std::move(*sized);
   Result<Compiled> out = [&]() -> Result<Compiled> {
     if (!o.pipeline) return compile_mesh(model, std::move(c), o);
     bool given_interleaved = false;

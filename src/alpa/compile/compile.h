@@ -134,6 +134,13 @@ Result<Cluster> sized_cluster(const std::string& preset_or_path, int devices);
 Result<Compiled> compile(const ModelSpec& model, const Cluster& cluster,
                          const CompileOptions& options);
 
+// Phases 2-6 on one mesh (options.mesh) for a step built elsewhere, e.g. a decoder's inference
+// step (a forward graph whose KV cache is state its outputs update): the mesh's intra-op plan
+// with every state in the memory model, the lowering, the verification and the simulation. A
+// pipeline (options.pipeline) is kInvalidArgument.
+Result<Compiled> compile_step(TrainStep step, const Cluster& cluster,
+                              const CompileOptions& options);
+
 // Phases 3-6 for stages already chosen (by the planner, a plan file or a baseline): `step` is
 // the step of one micro-batch, `plan` its stages with layers clustered. `stage_options` may
 // adjust each stage's intra-op options (a baseline's manual plan per stage).

@@ -377,6 +377,24 @@ Status add_fixed_layouts(const Graph& g, const MeshLinks& mesh, const AutoShardi
   return ok_status();
 }
 
+// The executor's liveness, with the devices' own values held: a weight or state parameter
+// that no output updates (an inference step's weights) stays for the whole step, as the
+// runtime keeps what a stage owns. One an output updates gives way to its new value, which
+// lives to the end as every output does.
+std::vector<ValueId> held_last_use(const Graph& g) {
+  std::vector<ValueId> last = compute_last_use(g);
+  std::vector<char> updated(static_cast<size_t>(g.size()), 0);
+  for (const GraphOutput& o : g.outputs())
+    if (o.alias != kNoValue) updated[static_cast<size_t>(o.alias)] = 1;
+  for (ValueId v = 0; v < g.size(); ++v) {
+    const Node& n = g.node(v);
+    if (n.op == OpKind::kParameter && n.attr<ParameterAttrs>().role != ParamRole::kInput &&
+        !updated[static_cast<size_t>(v)])
+      last[static_cast<size_t>(v)] = g.size();
+  }
+  return last;
+}
+
 void add_memory_rows(const Graph& g, const AutoShardingOptions& opt, CostGraph& cg) {
   const int32_t n = g.size();
   IlpRequest& r = cg.request;
@@ -385,7 +403,7 @@ void add_memory_rows(const Graph& g, const AutoShardingOptions& opt, CostGraph& 
   // optimizer update; very large graphs fall back to that sampling to keep the ILP small.
   if (opt.memory_budget_bytes > 0) {
     r.memory_budget = opt.memory_budget_bytes;
-    const std::vector<ValueId> last = compute_last_use(g);
+    const std::vector<ValueId> last = held_last_use(g);
     std::vector<char> frees_after(static_cast<size_t>(n), 0);
     for (ValueId v = 0; v < n; ++v)
       if (last[v] < n && cg.root[v] != kNoValue) frees_after[last[v]] = 1;
@@ -484,7 +502,7 @@ std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& pl
 double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
                         const std::vector<int>& strategy, const MeshShape& mesh,
                         std::span<const int> fusion_group) {
-  const std::vector<ValueId> last = compute_last_use(g);
+  const std::vector<ValueId> last = held_last_use(g);
   std::vector<std::vector<ValueId>> frees(static_cast<size_t>(g.size()) + 1);
   for (ValueId v = 0; v < g.size(); ++v) frees[last[v]].push_back(v);
   const std::vector<char> fused = fused_values(g, fusion_group);

@@ -1,0 +1,260 @@
+#include "alpa/infer/compiled_decoder.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+namespace alpa::infer {
+namespace {
+
+int param_index(const Program& p, const std::string& name) {
+  for (size_t i = 0; i < p.params.size(); ++i)
+    if (p.params[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+// The whole values of every parameter of `program`: weights from the checkpoint (converted to
+// f32) or the rotary tables, zeros for state, empty tensors for data inputs. `cache` keeps the
+// weights already read, so a second program reads nothing again.
+Result<std::vector<Tensor>> parameter_values(const Program& program,
+                                             const serve::DecoderConfig& config, int64_t context,
+                                             const SafetensorsSet& weights,
+                                             std::map<std::string, Tensor>& cache) {
+  std::vector<Tensor> values;
+  for (const StepParam& p : program.params) {
+    if (p.attrs.role == ParamRole::kInput) {
+      values.emplace_back();
+      continue;
+    }
+    if (p.attrs.role == ParamRole::kState) {
+      values.emplace_back(p.type);
+      continue;
+    }
+    auto it = cache.find(p.name);
+    if (it == cache.end()) {
+      std::vector<float> v;
+      if (p.name == "rope.cos" || p.name == "rope.sin") {
+        v = rope_table(config, context, p.name == "rope.sin");
+      } else {
+        const SafetensorsEntry* e = weights.find(p.name);
+        if (e == nullptr)
+          return not_found(cat(weights.source(), ": tensor \"", p.name, "\" is missing"),
+                           "is the directory a Hugging Face checkpoint of the family "
+                           "config.json names?");
+        if (e->shape != p.type.shape)
+          return invalid_argument(cat(weights.file_of(p.name), ": tensor \"", p.name,
+                                      "\" has shape ", shape_to_string(e->shape),
+                                      ", config.json implies ", shape_to_string(p.type.shape)));
+        ALPA_ASSIGN_OR_RETURN(v, weights.values(p.name));
+      }
+      it = cache.emplace(p.name, Tensor::from_values(p.type, std::move(v))).first;
+    }
+    values.push_back(it->second);
+  }
+  return values;
+}
+
+// Index of the largest value of `row` (the lowest on ties).
+int32_t argmax(const float* row, int64_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
+    const serve::DecoderConfig& config, const SafetensorsSet& weights,
+    const CompiledDecoderOptions& options) {
+  if (options.chunk < 1 || options.batch < 1)
+    return invalid_argument(cat("a prefill chunk and a decode batch of at least 1, got ",
+                                options.chunk, " and ", options.batch));
+  std::unique_ptr<CompiledDecoder> d(new CompiledDecoder());
+  d->config_ = config;
+  d->options_ = options;
+  d->context_ = options.context > 0 ? options.context : config.max_positions;
+  const std::string prefix = checkpoint_prefix(config, weights);
+  ALPA_ASSIGN_OR_RETURN(TrainStep prefill,
+                        decoder_step(config, {1, options.chunk, d->context_}, prefix));
+  ALPA_ASSIGN_OR_RETURN(TrainStep decode,
+                        decoder_step(config, {options.batch, 1, d->context_}, prefix));
+  ALPA_ASSIGN_OR_RETURN(const Cluster cluster,
+                        sized_cluster(options.cluster, static_cast<int>(options.mesh.size())));
+  CompileOptions co;
+  co.mesh = options.mesh;
+  co.sharding.memory_budget_bytes = options.memory_budget_bytes;
+  co.plan_one_device = options.memory_budget_bytes > 0;  // one device checks the budget too
+  for (auto [step, compiled, what] : {std::tuple{&prefill, &d->prefill_, "prefill"},
+                                      std::tuple{&decode, &d->decode_, "decode"}}) {
+    Result<Compiled> c = compile_step(std::move(*step), cluster, co);
+    if (!c.ok()) return c.status().with_context(cat("compiling the ", what, " step"));
+    *compiled = std::move(*c);
+  }
+  RunOptions ro;
+  ro.threads_per_device = options.threads_per_device;
+  std::map<std::string, Tensor> read;
+  for (auto [compiled, runner] :
+       {std::pair{&d->prefill_, &d->prefill_runner_}, std::pair{&d->decode_, &d->decode_runner_}}) {
+    ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> values,
+                          parameter_values(compiled->program, config, d->context_, weights, read));
+    *runner = std::make_unique<ProgramRunner>(compiled->program, ro);
+    ALPA_RETURN_IF_ERROR((*runner)->load_parameters(values));
+  }
+  return d;
+}
+
+Result<Tensor> CompiledDecoder::run(ProgramRunner& runner, const std::vector<int32_t>& tokens,
+                                    int64_t rows, int64_t per_row, int64_t position) {
+  const Program& p = runner.program();
+  std::vector<Tensor> inputs(p.params.size());
+  std::vector<float> ids(static_cast<size_t>(rows * per_row), 0.0f);
+  for (size_t i = 0; i < tokens.size() && i < ids.size(); ++i)
+    ids[i] = static_cast<float>(tokens[i]);
+  inputs[static_cast<size_t>(param_index(p, "tokens"))] =
+      Tensor::from_values({DType::kI32, {rows, per_row}}, std::move(ids));
+  inputs[static_cast<size_t>(param_index(p, "positions"))] = Tensor::from_values(
+      {DType::kI32, {rows}},
+      std::vector<float>(static_cast<size_t>(rows), static_cast<float>(position)));
+  ALPA_RETURN_IF_ERROR(runner.run_step(inputs).status());
+  return runner.gather_parameter(param_index(p, "logits"));
+}
+
+Result<std::vector<float>> CompiledDecoder::prefill(const std::vector<int32_t>& tokens) {
+  const int64_t n = static_cast<int64_t>(tokens.size()), V = config_.vocab, T = options_.chunk;
+  if (n < 1 || n > context_)
+    return invalid_argument(
+        cat("a prompt of ", n, " tokens; the compiled cache holds ", context_, " positions"),
+        "give a prompt of 1 token or more, or compile with a larger context");
+  for (int32_t t : tokens)
+    if (t < 0 || t >= V) return invalid_argument(cat("token id ", t, " is outside [0, ", V, ")"));
+  std::vector<float> logits;
+  for (int64_t s = 0; s < n; s += T) {
+    const int64_t m = std::min(T, n - s);
+    std::vector<int32_t> chunk(tokens.begin() + s, tokens.begin() + s + m);
+    ALPA_ASSIGN_OR_RETURN(Tensor out, run(*prefill_runner_, chunk, 1, T, s));
+    logits.insert(logits.end(), out.data(), out.data() + m * V);
+  }
+  return logits;
+}
+
+Result<std::vector<int32_t>> CompiledDecoder::generate(const std::vector<int32_t>& prompt,
+                                                       int64_t max_tokens, int32_t eos) {
+  const int64_t n = static_cast<int64_t>(prompt.size()), V = config_.vocab;
+  if (max_tokens < 0 || n + max_tokens > context_ + 1)
+    return invalid_argument(cat("a prompt of ", n, " tokens and ", max_tokens,
+                                " new ones; the compiled cache holds ", context_, " positions"),
+                            "ask for fewer tokens, or compile with a larger context");
+  ALPA_ASSIGN_OR_RETURN(std::vector<float> logits, prefill(prompt));
+  std::vector<int32_t> out;
+  if (max_tokens == 0) return out;
+  out.push_back(argmax(logits.data() + (n - 1) * V, V));
+  if (out.back() == eos || max_tokens == 1) return out;
+  // The prompt's cache, row 0 of the prefill runner's, becomes row 0 of the decode runner's.
+  const Program& from = prefill_runner_->program();
+  const Program& to = decode_runner_->program();
+  for (size_t i = 0; i < from.params.size(); ++i) {
+    if (from.params[i].name.rfind("cache.", 0) != 0) continue;
+    ALPA_ASSIGN_OR_RETURN(Tensor row, prefill_runner_->gather_parameter(static_cast<int>(i)));
+    const int j = param_index(to, from.params[i].name);
+    Tensor rows(to.params[static_cast<size_t>(j)].type);
+    std::memcpy(rows.data(), row.data(), static_cast<size_t>(row.size()) * sizeof(float));
+    ALPA_RETURN_IF_ERROR(decode_runner_->set_parameter(j, rows));
+  }
+  const int64_t rows = options_.batch;
+  for (int64_t pos = n; static_cast<int64_t>(out.size()) < max_tokens && out.back() != eos; ++pos) {
+    ALPA_ASSIGN_OR_RETURN(Tensor step, run(*decode_runner_, {out.back()}, rows, 1, pos));
+    out.push_back(argmax(step.data(), V));
+  }
+  return out;
+}
+
+}  // namespace alpa::infer
+
+namespace alpa::infer {
+namespace {
+
+struct StepSummary {
+  double weight_bytes = 0, cache_bytes = 0;  // per device
+  int split = 0, owned = 0;
+  nlohmann::json layer0 = nlohmann::json::object();
+};
+
+StepSummary summarize(const Compiled& c) {
+  StepSummary s;
+  const Stage& stage = c.program.stages[0];
+  for (const StageValue& v : stage.values) {
+    if (v.kind != ValueKind::kOwned) continue;
+    const Shape local = v.layout.local_shape(v.type.shape, stage.mesh.shape);
+    const double bytes = static_cast<double>(num_elements(local)) * 4.0;
+    const bool cache = v.name.rfind("cache.", 0) == 0;
+    if (cache) s.cache_bytes += bytes;
+    if (c.program.params[static_cast<size_t>(v.param)].attrs.role == ParamRole::kWeight)
+      s.weight_bytes += bytes;
+    ++s.owned;
+    if (!v.layout.is_replicated()) ++s.split;
+    const bool layer0 =
+        cache ? v.name.rfind("cache.0.", 0) == 0
+              : v.name.find(".0.") != std::string::npos || v.name.find("h.0.") != std::string::npos;
+    if (layer0) s.layer0[v.name] = v.layout.to_string();
+  }
+  return s;
+}
+
+nlohmann::json step_json(const Compiled& c) {
+  const Graph& g = c.step.graph;
+  const Shape& tokens = g.type(0).shape;  // the first parameter: tokens (B, T)
+  const StepSummary s = summarize(c);
+  nlohmann::json j = {
+      {"rows", tokens[0]},
+      {"tokens", tokens[1]},
+      {"mesh", cat(c.program.stages[0].mesh.shape.n0, "x", c.program.stages[0].mesh.shape.n1)},
+      {"compile_seconds", c.seconds},
+      {"weight_bytes_per_device", s.weight_bytes},
+      {"kv_cache_bytes_per_device", s.cache_bytes},
+      {"owned_values", s.owned},
+      {"owned_values_split", s.split},
+      {"collectives_per_step", count_collectives(c.program)},
+      {"layer0_layouts", s.layer0}};
+  if (c.mesh_plan) {
+    j["predicted_compute_s"] = c.mesh_plan->compute_s;
+    j["predicted_communication_s"] = c.mesh_plan->communication_s;
+    j["planned_peak_memory_bytes"] = c.mesh_plan->peak_memory_bytes;
+  }
+  if (c.sim) {
+    j["simulated_step_s"] = c.sim->step_time_s;
+    j["simulated_peak_memory_bytes"] = c.sim->peak_memory_bytes();
+  }
+  nlohmann::json phases = nlohmann::json::object();
+  for (const CompilePhase& p : c.phases) phases[p.name] = p.seconds;
+  j["phases"] = phases;
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json describe(const CompiledDecoder& d) {
+  return {{"context", d.context()},
+          {"prefill", step_json(d.prefill_compiled())},
+          {"decode", step_json(d.decode_compiled())}};
+}
+
+std::string describe_text(const CompiledDecoder& d) {
+  std::string out;
+  for (const auto& [name, c] :
+       {std::pair<const char*, const Compiled*>{"prefill", &d.prefill_compiled()},
+        {"decode", &d.decode_compiled()}}) {
+    const nlohmann::json j = step_json(*c);
+    const double mb = 1e6;
+    out += cat("compiled ", name, ": ", j["rows"].get<int64_t>(), " row(s) x ",
+               j["tokens"].get<int64_t>(), " token(s), cache ", d.context(), " positions, mesh ",
+               j["mesh"].get<std::string>(), "; ", j["owned_values_split"].get<int>(), " of ",
+               j["owned_values"].get<int>(), " weights and caches split; per device ",
+               j["weight_bytes_per_device"].get<double>() / mb, " MB weights + ",
+               j["kv_cache_bytes_per_device"].get<double>() / mb, " MB KV cache; ",
+               j["collectives_per_step"].get<int64_t>(), " collectives per step");
+    if (c->sim) out += cat("; simulated ", c->sim->step_time_s * 1e3, " ms per step");
+    out += cat(" (compiled in ", c->seconds, " s)\n");
+  }
+  return out;
+}
+
+}  // namespace alpa::infer

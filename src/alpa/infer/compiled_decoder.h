@@ -1,0 +1,86 @@
+// A decoder checkpoint run through the compile driver: its prefill and decode steps
+// (step_graph.h) planned for a device mesh by the intra-op ILP (compile_step: the KV cache and
+// the weights in its memory model), lowered to Programs and run by the training runtime's
+// ProgramRunner on the mesh's devices (threads of one process).
+//
+// Two programs are compiled from one model: prefill, `chunk` tokens of one row per step, and
+// decode, one token per row. Each runner holds its own copy of the weights and its own cache
+// (a Program is one instruction list, so the two steps cannot share one runner's values); the
+// prompt's cache moves from the prefill runner to the decode runner once per generation.
+//
+// This is the compiled road beside serve/'s kernels (serve/decoder.h), which the engine and the
+// server run: the same logits (tests/infer check both against PyTorch), planned rather than
+// hand-split.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "alpa/cluster/cluster.h"
+#include "alpa/compile/compile.h"
+#include "alpa/data/safetensors.h"
+#include "alpa/infer/step_graph.h"
+#include "alpa/runtime/program_runner.h"
+#include "alpa/serve/config.h"
+
+namespace alpa::infer {
+
+struct CompiledDecoderOptions {
+  MeshShape mesh{1, 1};
+  std::string cluster = "local";  // a preset or a cluster file: the devices the ILP plans for
+  int64_t context = 0;            // KV cache positions (0: the model's max_positions)
+  int64_t chunk = 16;             // prompt tokens per prefill step
+  int64_t batch = 1;              // rows of the decode step
+  // Memory per device the plan must fit, weights and KV cache included (0: the cluster's).
+  double memory_budget_bytes = 0;
+  int threads_per_device = 1;
+};
+
+class CompiledDecoder {
+ public:
+  // Compiles both steps and loads the weights of `weights` into each runner. Errors: the
+  // compile driver's (a mesh the cluster cannot form, a plan that does not fit), a tensor the
+  // checkpoint lacks or has in another shape.
+  static Result<std::unique_ptr<CompiledDecoder>> create(const serve::DecoderConfig& config,
+                                                         const SafetensorsSet& weights,
+                                                         const CompiledDecoderOptions& options);
+
+  const serve::DecoderConfig& config() const { return config_; }
+  const Compiled& prefill_compiled() const { return prefill_; }
+  const Compiled& decode_compiled() const { return decode_; }
+  int64_t context() const { return context_; }
+
+  // Logits ([tokens, vocab]) of every token of `tokens`, run in prefill chunks from position 0
+  // of row 0 (the cache's earlier contents are overwritten).
+  Result<std::vector<float>> prefill(const std::vector<int32_t>& tokens);
+  // Greedy continuation of `prompt`: up to `max_tokens` ids (the argmax, lowest id on ties),
+  // ending early with `eos` when it is generated (eos < 0: never).
+  Result<std::vector<int32_t>> generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                        int32_t eos = -1);
+
+ private:
+  CompiledDecoder() = default;
+  // Runs one step of `runner` and returns its logits state, whole.
+  Result<Tensor> run(ProgramRunner& runner, const std::vector<int32_t>& tokens, int64_t rows,
+                     int64_t per_row, int64_t position);
+
+  serve::DecoderConfig config_;
+  CompiledDecoderOptions options_;
+  int64_t context_ = 0;
+  Compiled prefill_, decode_;
+  std::unique_ptr<ProgramRunner> prefill_runner_, decode_runner_;
+};
+
+// What was compiled, per step ("prefill", "decode"): its shape, the mesh, the compile phases'
+// seconds, the plan's predictions (compute, communication, peak memory per device) and the
+// simulated step, the bytes per device of the weights and of the KV cache, how many owned values
+// the mesh holds split, the collectives per step, and the layouts of layer 0's values.
+nlohmann::json describe(const CompiledDecoder& decoder);
+// The same as a few lines of text.
+std::string describe_text(const CompiledDecoder& decoder);
+
+}  // namespace alpa::infer

@@ -1,0 +1,206 @@
+// A decoder's prefill and decode steps compiled for a mesh and run by the ProgramRunner,
+// against the plain-PyTorch references of tests/serve/reference.py.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "alpa/infer/compiled_decoder.h"
+#include "alpa/serve/model_dir.h"
+#include "serve/checkpoints.h"
+
+namespace alpa::infer {
+namespace {
+
+using serve::testing::checkpoint;
+using serve::testing::Reference;
+
+struct Case {
+  const char* family;
+  const char* dtype;
+  int shards;
+  MeshShape mesh;
+};
+
+std::string case_name(const Case& c) {
+  return cat(c.family, "_", c.dtype, "_", c.shards, "_mesh", c.mesh.n0, "x", c.mesh.n1);
+}
+
+class CompiledDecoderTest : public ::testing::TestWithParam<Case> {};
+
+std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const MeshShape& mesh,
+                                          int64_t chunk) {
+  Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
+  EXPECT_TRUE(m.ok()) << m.status().to_string();
+  if (!m.ok()) return nullptr;
+  CompiledDecoderOptions o;
+  o.mesh = mesh;
+  o.chunk = chunk;
+  o.context = 32;
+  Result<std::unique_ptr<CompiledDecoder>> d = CompiledDecoder::create(m->config, *m->weights, o);
+  EXPECT_TRUE(d.ok()) << d.status().to_string();
+  return d.ok() ? std::move(*d) : nullptr;
+}
+
+TEST_P(CompiledDecoderTest, LogitsMatchReference) {
+  const Case c = GetParam();
+  Reference ref = checkpoint(c.family, c.dtype, c.shards);
+  // Chunks of 4 leave the last one padded; a chunk of the whole prompt runs it in one step.
+  for (int64_t chunk : {int64_t{4}, static_cast<int64_t>(ref.tokens.size())}) {
+    std::unique_ptr<CompiledDecoder> d = compiled(ref, c.mesh, chunk);
+    ASSERT_NE(d, nullptr);
+    Result<std::vector<float>> got = d->prefill(ref.tokens);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_EQ(got->size(), ref.logits.size());
+    double worst = 0;
+    for (size_t i = 0; i < got->size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::fabs((*got)[i] - ref.logits[i])));
+    std::cout << case_name(c) << " chunk " << chunk << ": max |logit - reference| = " << worst
+              << "\n";
+    EXPECT_LT(worst, 1e-4) << case_name(c) << " chunk " << chunk;
+  }
+}
+
+TEST_P(CompiledDecoderTest, GreedyGenerationMatchesReference) {
+  const Case c = GetParam();
+  Reference ref = checkpoint(c.family, c.dtype, c.shards);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, c.mesh, 4);
+  ASSERT_NE(d, nullptr);
+  Result<std::vector<int32_t>> got =
+      d->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(*got, ref.greedy);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, CompiledDecoderTest,
+    ::testing::Values(Case{"gpt2", "f32", 1, {1, 1}}, Case{"opt", "bf16", 2, {1, 1}},
+                      Case{"llama", "bf16", 3, {1, 1}}, Case{"gpt2", "f16", 2, {1, 2}},
+                      Case{"opt", "f32", 1, {1, 2}}, Case{"llama", "f32", 1, {1, 2}}),
+    [](const auto& info) { return case_name(info.param); });
+
+// The owned values (weights and KV cache) of a compiled step that its mesh holds split, by name.
+std::vector<std::string> split_values(const Compiled& c) {
+  std::vector<std::string> names;
+  for (const StageValue& v : c.program.stages[0].values)
+    if (v.kind == ValueKind::kOwned && !v.layout.is_replicated()) names.push_back(v.name);
+  return names;
+}
+
+// Under a memory budget the replicated weights and cache exceed, the ILP splits them over the
+// mesh (the cost model's choice, not a hand-written layout), and the logits still equal the
+// reference's.
+TEST(CompiledDecoder, AMemoryBudgetSplitsTheWeightsAndTheCache) {
+  Reference ref = checkpoint("llama", "f32", 1);
+  Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  CompiledDecoderOptions o;
+  o.mesh = {1, 2};
+  o.chunk = 4;
+  o.context = 32;
+  Result<std::unique_ptr<CompiledDecoder>> whole =
+      CompiledDecoder::create(m->config, *m->weights, o);
+  ASSERT_TRUE(whole.ok()) << whole.status().to_string();
+  const double replicated = std::max((*whole)->prefill_compiled().mesh_plan->peak_memory_bytes,
+                                     (*whole)->decode_compiled().mesh_plan->peak_memory_bytes);
+  o.memory_budget_bytes = 0.8 * replicated;
+  Result<std::unique_ptr<CompiledDecoder>> d = CompiledDecoder::create(m->config, *m->weights, o);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  const Compiled& decode = (*d)->decode_compiled();
+  EXPECT_LE(decode.mesh_plan->peak_memory_bytes, o.memory_budget_bytes);
+  const std::vector<std::string> split = split_values(decode);
+  std::cout << "replicated peak " << replicated << " B; under " << o.memory_budget_bytes
+            << " B the decode step splits " << split.size() << " owned values\n";
+  EXPECT_FALSE(split.empty());
+  EXPECT_GT(count_collectives(decode.program), 0);
+  Result<std::vector<float>> got = (*d)->prefill(ref.tokens);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  ASSERT_EQ(got->size(), ref.logits.size());
+  double worst = 0;
+  for (size_t i = 0; i < got->size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::fabs((*got)[i] - ref.logits[i])));
+  EXPECT_LT(worst, 1e-4);
+  Result<std::vector<int32_t>> greedy =
+      (*d)->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  ASSERT_TRUE(greedy.ok()) << greedy.status().to_string();
+  EXPECT_EQ(*greedy, ref.greedy);
+}
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+// `alpa generate` on the tiny GPT-2 checkpoint with `flags`, greedy and past end-of-sequence.
+CliRun generate(const std::string& flags, const std::string& tag) {
+  const std::string dir = checkpoint("gpt2", "f32", 1).dir;
+  const std::filesystem::path tmp =
+      std::filesystem::temp_directory_path() / cat("alpa_infer_cli_", getpid());
+  std::filesystem::create_directories(tmp);
+  const std::string out = (tmp / tag).string();
+  const std::string cmd = cat(ALPA_BINARY_DIR, "/src/alpa generate --model ", dir,
+                              " --prompt 'hello world' --max-tokens 12 --temperature 0 "
+                              "--ignore-eos ",
+                              flags, " > ", out, " 2> ", out, ".err");
+  const int code = std::system(cmd.c_str());
+  std::ifstream in(out), err(out + ".err");
+  std::stringstream text, log;
+  text << in.rdbuf();
+  log << err.rdbuf();
+  return CliRun{code, text.str(), log.str()};
+}
+
+// `alpa generate --compiled` on one device and on 1x2 and 2x2 meshes prints what the engine
+// prints, and says what it compiled; contradicting flags are refused with the fix.
+TEST(CompiledCli, GenerateCompiledPrintsWhatTheEnginePrints) {
+  const CliRun engine = generate("", "engine");
+  ASSERT_EQ(engine.code, 0) << engine.err;
+  ASSERT_FALSE(engine.out.empty());
+  for (const char* mesh : {"1x1", "1x2", "2x2"}) {
+    const CliRun c = generate(cat("--compiled --mesh ", mesh, " --chunk 4"), mesh);
+    EXPECT_EQ(c.code, 0) << c.err;
+    EXPECT_EQ(c.out, engine.out) << mesh;
+    EXPECT_NE(
+        c.err.find(cat("compiled decode: 1 row(s) x 1 token(s), cache 21 positions, mesh ", mesh)),
+        std::string::npos)
+        << c.err;
+  }
+  const CliRun j = generate("--compiled --mesh 1x2 --json", "json");
+  ASSERT_EQ(j.code, 0) << j.err;
+  const nlohmann::json body = nlohmann::json::parse(j.out, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << j.out;
+  const CliRun engine_json = generate("--json", "engine_json");
+  const nlohmann::json engine_body = nlohmann::json::parse(engine_json.out, nullptr, false);
+  ASSERT_FALSE(engine_body.is_discarded()) << engine_json.out;
+  EXPECT_EQ(body["text"], engine_body["choices"][0]["text"]);
+  EXPECT_EQ(body["tokens"].size(), 12u);
+  EXPECT_EQ(body["finish_reason"], "length");
+  EXPECT_EQ(body["compiled"]["decode"]["mesh"], "1x2");
+  EXPECT_GT(body["compiled"]["decode"]["owned_values_split"].get<int>(), 0);
+  EXPECT_GT(body["compiled"]["decode"]["collectives_per_step"].get<int>(), 0);
+  EXPECT_GT(body["compiled"]["prefill"]["simulated_step_s"].get<double>(), 0);
+
+  struct Bad {
+    const char* flags;
+    const char* says;
+  };
+  for (const Bad& bad :
+       {Bad{"--compiled --top-k 5", "decodes greedily"},
+        Bad{"--compiled --pipeline 2", "plans one mesh"}, Bad{"--compiled --mesh 1x", "mesh"},
+        Bad{"--compiled --context 4", "cache holds 4 positions"},
+        Bad{"--compiled --memory-mb 0.01", "smallest budget that works"}}) {
+    const CliRun r = generate(bad.flags, "bad");
+    EXPECT_NE(r.code, 0) << bad.flags;
+    EXPECT_NE(r.err.find(bad.says), std::string::npos) << bad.flags << ": " << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace alpa::infer
