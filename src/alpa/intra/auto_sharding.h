@@ -126,9 +126,10 @@ std::vector<CommEntry> plan_communication(const Graph& g, const ShardingPlan& pl
 
 // Peak bytes per device when the graph runs in definition order with every value freed after
 // its last use, each value held in its layout; weights and state no output updates (an
-// inference step's weights) are held for the whole step, as the devices keep what they own. Free nodes (strategy -1: constants, iotas and
-// what is computed from them alone) are not counted: the executor generates them inside fused
-// loops instead of holding them. Fusion as fused_values(g, fusion_group).
+// inference step's weights) are held for the whole step, as the devices keep what they own. Free
+// nodes (strategy -1: constants, iotas and what is computed from them alone) are not counted: the
+// executor generates them inside fused loops instead of holding them. Fusion as fused_values(g,
+// fusion_group).
 double plan_peak_memory(const Graph& g, const std::vector<ShardingSpec>& specs,
                         const std::vector<int>& strategy, const MeshShape& mesh,
                         std::span<const int> fusion_group = {});
