@@ -27,21 +27,23 @@ struct Case {
   const char* dtype;
   int shards;
   MeshShape mesh;
+  int stages = 1;
 };
 
 std::string case_name(const Case& c) {
-  return cat(c.family, "_", c.dtype, "_", c.shards, "_mesh", c.mesh.n0, "x", c.mesh.n1);
+  return cat(c.family, "_", c.dtype, "_", c.shards, "_mesh", c.mesh.n0, "x", c.mesh.n1,
+             c.stages > 1 ? cat("_stages", c.stages) : "");
 }
 
 class CompiledDecoderTest : public ::testing::TestWithParam<Case> {};
 
-std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const MeshShape& mesh,
-                                          int64_t chunk) {
+std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const Case& c, int64_t chunk) {
   Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
   if (!m.ok()) return nullptr;
   CompiledDecoderOptions o;
-  o.mesh = mesh;
+  o.mesh = c.mesh;
+  o.stages = c.stages;
   o.chunk = chunk;
   o.context = 32;
   Result<std::unique_ptr<CompiledDecoder>> d = CompiledDecoder::create(m->config, *m->weights, o);
@@ -54,7 +56,7 @@ TEST_P(CompiledDecoderTest, LogitsMatchReference) {
   Reference ref = checkpoint(c.family, c.dtype, c.shards);
   // Chunks of 4 leave the last one padded; a chunk of the whole prompt runs it in one step.
   for (int64_t chunk : {int64_t{4}, static_cast<int64_t>(ref.tokens.size())}) {
-    std::unique_ptr<CompiledDecoder> d = compiled(ref, c.mesh, chunk);
+    std::unique_ptr<CompiledDecoder> d = compiled(ref, c, chunk);
     ASSERT_NE(d, nullptr);
     Result<std::vector<float>> got = d->prefill(ref.tokens);
     ASSERT_TRUE(got.ok()) << got.status().to_string();
@@ -71,7 +73,7 @@ TEST_P(CompiledDecoderTest, LogitsMatchReference) {
 TEST_P(CompiledDecoderTest, GreedyGenerationMatchesReference) {
   const Case c = GetParam();
   Reference ref = checkpoint(c.family, c.dtype, c.shards);
-  std::unique_ptr<CompiledDecoder> d = compiled(ref, c.mesh, 4);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, c, 4);
   ASSERT_NE(d, nullptr);
   Result<std::vector<int32_t>> got =
       d->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
@@ -83,7 +85,9 @@ INSTANTIATE_TEST_SUITE_P(
     Families, CompiledDecoderTest,
     ::testing::Values(Case{"gpt2", "f32", 1, {1, 1}}, Case{"opt", "bf16", 2, {1, 1}},
                       Case{"llama", "bf16", 3, {1, 1}}, Case{"gpt2", "f16", 2, {1, 2}},
-                      Case{"opt", "f32", 1, {1, 2}}, Case{"llama", "f32", 1, {1, 2}}),
+                      Case{"opt", "f32", 1, {1, 2}}, Case{"llama", "f32", 1, {1, 2}},
+                      Case{"gpt2", "f32", 1, {1, 1}, 2}, Case{"opt", "bf16", 2, {1, 1}, 2},
+                      Case{"llama", "f32", 1, {1, 2}, 2}),
     [](const auto& info) { return case_name(info.param); });
 
 // The owned values (weights and KV cache) of a compiled step that its mesh holds split, by name.
@@ -133,6 +137,33 @@ TEST(CompiledDecoder, AMemoryBudgetSplitsTheWeightsAndTheCache) {
   EXPECT_EQ(*greedy, ref.greedy);
 }
 
+// Two stages: each holds the caches of its own attention, the last its own copy of the tied
+// head, and no weight or cache crosses between them.
+TEST(CompiledDecoder, StagesHoldTheirLayersAndCaches) {
+  Reference ref = checkpoint("gpt2", "f32", 1);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, Case{"gpt2", "f32", 1, {1, 1}, 2}, 4);
+  ASSERT_NE(d, nullptr);
+  const Program& p = d->decode_compiled().program;
+  ASSERT_EQ(p.stages.size(), 2u);
+  auto owner = [&](const std::string& name) {
+    std::vector<int> stages;
+    for (size_t s = 0; s < p.stages.size(); ++s)
+      for (const StageValue& v : p.stages[s].values)
+        if (v.kind == ValueKind::kOwned && v.name == name) stages.push_back(static_cast<int>(s));
+    return stages;
+  };
+  EXPECT_EQ(owner("cache.0.k"), std::vector<int>{0});
+  EXPECT_EQ(owner("cache.1.v").size(), 1u);  // where the layers' FLOPs put its attention
+  EXPECT_EQ(owner("wte.weight"), std::vector<int>{0});
+  EXPECT_EQ(owner("lm_head.weight"), std::vector<int>{1});
+  EXPECT_EQ(owner("logits"), std::vector<int>{1});
+  for (const Transfer& t : p.transfers) {
+    const StageValue& v =
+        p.stages[static_cast<size_t>(t.from_stage)].values[static_cast<size_t>(t.from_value)];
+    EXPECT_NE(v.kind, ValueKind::kOwned) << v.name << " crosses stages every step";
+  }
+}
+
 struct CliRun {
   int code;
   std::string out, err;
@@ -172,6 +203,11 @@ TEST(CompiledCli, GenerateCompiledPrintsWhatTheEnginePrints) {
         std::string::npos)
         << c.err;
   }
+  const CliRun piped = generate("--compiled --pipeline 2 --mesh 1x2", "piped");
+  EXPECT_EQ(piped.code, 0) << piped.err;
+  EXPECT_EQ(piped.out, engine.out);
+  EXPECT_NE(piped.err.find("cache 21 positions, 2 stages of mesh 1x2"), std::string::npos)
+      << piped.err;
   const CliRun j = generate("--compiled --mesh 1x2 --json", "json");
   ASSERT_EQ(j.code, 0) << j.err;
   const nlohmann::json body = nlohmann::json::parse(j.out, nullptr, false);
@@ -193,7 +229,9 @@ TEST(CompiledCli, GenerateCompiledPrintsWhatTheEnginePrints) {
   };
   for (const Bad& bad :
        {Bad{"--compiled --top-k 5", "decodes greedily"},
-        Bad{"--compiled --pipeline 2", "plans one mesh"}, Bad{"--compiled --mesh 1x", "mesh"},
+        Bad{"--compiled --devices 2", "--devices and --objective are the engine's"},
+        Bad{"--compiled --pipeline 3", "3 pipeline stages for a model of 2 layers"},
+        Bad{"--compiled --mesh 1x", "mesh"},
         Bad{"--compiled --context 4", "cache holds 4 positions"},
         Bad{"--compiled --memory-mb 0.01", "smallest budget that works"}}) {
     const CliRun r = generate(bad.flags, "bad");

@@ -107,9 +107,10 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
   add_serve_parallel_options(cmd, g.parallel);
   cmd->add_flag("--compiled", g.compiled,
                 "Run through the compile driver: the prefill and decode steps as IR graphs, "
-                "planned for --mesh (any RxC) by the intra-op ILP with the weights and KV cache "
-                "in its memory model, lowered and run by the training runtime; greedy decoding "
-                "only. Prints the plan's split and predictions");
+                "planned for --mesh (any RxC; with --pipeline S, each of S stages of clustered "
+                "layers on such a mesh) by the intra-op ILP with the weights and KV cache in its "
+                "memory model, lowered and run by the training runtime; greedy decoding only. "
+                "Prints the plan's split and predictions");
   cmd->add_option("--context", g.context,
                   "With --compiled: KV cache positions (0: prompt + max tokens)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
@@ -137,12 +138,14 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                          "and --logprobs are the engine's",
                          "give --temperature 0 and none of the others, or drop --compiled"),
         g.json, out, err);
-  if (g.parallel.pipeline != 1 || g.parallel.devices > 0)
-    return report_error(invalid_argument("--compiled plans one mesh: --pipeline and --devices "
-                                         "are the engine's",
-                                         "give --mesh RxC (e.g. 1x2), or drop --compiled"),
+  if (g.parallel.devices > 0)
+    return report_error(invalid_argument("--compiled runs the split given by --mesh and "
+                                         "--pipeline; --devices and --objective are the engine's",
+                                         "give --mesh RxC and/or --pipeline S, or drop "
+                                         "--compiled"),
                         g.json, out, err);
   infer::CompiledDecoderOptions o;
+  o.stages = g.parallel.pipeline;
   if (!g.parallel.mesh.empty()) {
     Result<MeshShape> mesh = parse_mesh_shape(g.parallel.mesh);
     if (!mesh.ok()) return report_error(mesh.status(), g.json, out, err);

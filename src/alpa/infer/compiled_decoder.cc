@@ -14,6 +14,41 @@ int param_index(const Program& p, const std::string& name) {
   return -1;
 }
 
+std::string tied_embedding_name(const serve::DecoderConfig& config, const SafetensorsSet& weights) {
+  const std::string prefix = checkpoint_prefix(config, weights);
+  switch (config.family) {
+    case serve::Family::kGpt2: return prefix + "wte.weight";
+    case serve::Family::kOpt: return prefix + "embed_tokens.weight";
+    case serve::Family::kLlama: return "model.embed_tokens.weight";
+  }
+  return "";
+}
+
+// One step compiled for a mesh (one stage) or for `stages` stages of meshes.
+Result<Compiled> compile_decoder_step(TrainStep step, const Cluster& cluster,
+                                      const CompiledDecoderOptions& options) {
+  CompileOptions co;
+  co.mesh = options.mesh;
+  co.sharding.memory_budget_bytes = options.memory_budget_bytes;
+  co.plan_one_device = options.memory_budget_bytes > 0;  // one device checks the budget too
+  if (options.stages == 1) return compile_step(std::move(step), cluster, co);
+  co.pipeline = true;
+  co.devices = options.stages * static_cast<int>(options.mesh.size());
+  PipelinePlan plan;
+  plan.micro_batches = 1;
+  plan.layers.num_layers = options.stages;
+  ALPA_ASSIGN_OR_RETURN(plan.layers, plan_layers(step, plan));
+  for (int s = 0; s < options.stages; ++s) {
+    PlannedStage st;
+    st.first_layer = st.last_layer = s;
+    st.submesh = {1, options.mesh.size()};
+    st.logical.shape = options.mesh;
+    st.first_device = s * static_cast<int>(options.mesh.size());
+    plan.stages.push_back(st);
+  }
+  return compile_stages(std::move(step), std::move(plan), cluster, co);
+}
+
 // The whole values of every parameter of `program`: weights from the checkpoint (converted to
 // f32) or the rotary tables, zeros for state, empty tensors for data inputs. `cache` keeps the
 // weights already read, so a second program reads nothing again.
@@ -34,19 +69,23 @@ Result<std::vector<Tensor>> parameter_values(const Program& program,
     auto it = cache.find(p.name);
     if (it == cache.end()) {
       std::vector<float> v;
+      // A tied head of its own (a pipeline's last stage) reads the embedding's tensor.
+      const std::string name = p.name == "lm_head.weight" && !weights.contains(p.name)
+                                   ? tied_embedding_name(config, weights)
+                                   : p.name;
       if (p.name == "rope.cos" || p.name == "rope.sin") {
         v = rope_table(config, context, p.name == "rope.sin");
       } else {
-        const SafetensorsEntry* e = weights.find(p.name);
+        const SafetensorsEntry* e = weights.find(name);
         if (e == nullptr)
-          return not_found(cat(weights.source(), ": tensor \"", p.name, "\" is missing"),
+          return not_found(cat(weights.source(), ": tensor \"", name, "\" is missing"),
                            "is the directory a Hugging Face checkpoint of the family "
                            "config.json names?");
         if (e->shape != p.type.shape)
-          return invalid_argument(cat(weights.file_of(p.name), ": tensor \"", p.name,
-                                      "\" has shape ", shape_to_string(e->shape),
-                                      ", config.json implies ", shape_to_string(p.type.shape)));
-        ALPA_ASSIGN_OR_RETURN(v, weights.values(p.name));
+          return invalid_argument(cat(weights.file_of(name), ": tensor \"", name, "\" has shape ",
+                                      shape_to_string(e->shape), ", config.json implies ",
+                                      shape_to_string(p.type.shape)));
+        ALPA_ASSIGN_OR_RETURN(v, weights.values(name));
       }
       it = cache.emplace(p.name, Tensor::from_values(p.type, std::move(v))).first;
     }
@@ -68,24 +107,28 @@ Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
   if (options.chunk < 1 || options.batch < 1)
     return invalid_argument(cat("a prefill chunk and a decode batch of at least 1, got ",
                                 options.chunk, " and ", options.batch));
+  if (options.stages < 1 || options.stages > config.layers)
+    return invalid_argument(
+        cat(options.stages, " pipeline stages for a model of ", config.layers, " layers"),
+        "give 1 stage or more, at most one per layer");
   std::unique_ptr<CompiledDecoder> d(new CompiledDecoder());
   d->config_ = config;
   d->options_ = options;
   d->context_ = options.context > 0 ? options.context : config.max_positions;
   const std::string prefix = checkpoint_prefix(config, weights);
-  ALPA_ASSIGN_OR_RETURN(TrainStep prefill,
-                        decoder_step(config, {1, options.chunk, d->context_}, prefix));
-  ALPA_ASSIGN_OR_RETURN(TrainStep decode,
-                        decoder_step(config, {options.batch, 1, d->context_}, prefix));
-  ALPA_ASSIGN_OR_RETURN(const Cluster cluster,
-                        sized_cluster(options.cluster, static_cast<int>(options.mesh.size())));
-  CompileOptions co;
-  co.mesh = options.mesh;
-  co.sharding.memory_budget_bytes = options.memory_budget_bytes;
-  co.plan_one_device = options.memory_budget_bytes > 0;  // one device checks the budget too
+  const bool separate_head = options.stages > 1;
+  ALPA_ASSIGN_OR_RETURN(
+      TrainStep prefill,
+      decoder_step(config, {1, options.chunk, d->context_, separate_head}, prefix));
+  ALPA_ASSIGN_OR_RETURN(
+      TrainStep decode,
+      decoder_step(config, {options.batch, 1, d->context_, separate_head}, prefix));
+  ALPA_ASSIGN_OR_RETURN(
+      const Cluster cluster,
+      sized_cluster(options.cluster, options.stages * static_cast<int>(options.mesh.size())));
   for (auto [step, compiled, what] : {std::tuple{&prefill, &d->prefill_, "prefill"},
                                       std::tuple{&decode, &d->decode_, "decode"}}) {
-    Result<Compiled> c = compile_step(std::move(*step), cluster, co);
+    Result<Compiled> c = compile_decoder_step(std::move(*step), cluster, options);
     if (!c.ok()) return c.status().with_context(cat("compiling the ", what, " step"));
     *compiled = std::move(*c);
   }
@@ -173,28 +216,34 @@ namespace alpa::infer {
 namespace {
 
 struct StepSummary {
-  double weight_bytes = 0, cache_bytes = 0;  // per device
+  double weight_bytes = 0, cache_bytes = 0;  // on the fullest stage's devices
   int split = 0, owned = 0;
   nlohmann::json layer0 = nlohmann::json::object();
 };
 
 StepSummary summarize(const Compiled& c) {
   StepSummary s;
-  const Stage& stage = c.program.stages[0];
-  for (const StageValue& v : stage.values) {
-    if (v.kind != ValueKind::kOwned) continue;
-    const Shape local = v.layout.local_shape(v.type.shape, stage.mesh.shape);
-    const double bytes = static_cast<double>(num_elements(local)) * 4.0;
-    const bool cache = v.name.rfind("cache.", 0) == 0;
-    if (cache) s.cache_bytes += bytes;
-    if (c.program.params[static_cast<size_t>(v.param)].attrs.role == ParamRole::kWeight)
-      s.weight_bytes += bytes;
-    ++s.owned;
-    if (!v.layout.is_replicated()) ++s.split;
-    const bool layer0 =
-        cache ? v.name.rfind("cache.0.", 0) == 0
-              : v.name.find(".0.") != std::string::npos || v.name.find("h.0.") != std::string::npos;
-    if (layer0) s.layer0[v.name] = v.layout.to_string();
+  for (const Stage& stage : c.program.stages) {
+    double weights = 0, cache = 0;
+    for (const StageValue& v : stage.values) {
+      if (v.kind != ValueKind::kOwned) continue;
+      const Shape local = v.layout.local_shape(v.type.shape, stage.mesh.shape);
+      const double bytes = static_cast<double>(num_elements(local)) * 4.0;
+      const bool is_cache = v.name.rfind("cache.", 0) == 0;
+      if (is_cache) cache += bytes;
+      if (c.program.params[static_cast<size_t>(v.param)].attrs.role == ParamRole::kWeight)
+        weights += bytes;
+      ++s.owned;
+      if (!v.layout.is_replicated()) ++s.split;
+      const bool layer0 = is_cache ? v.name.rfind("cache.0.", 0) == 0
+                                   : v.name.find(".0.") != std::string::npos ||
+                                         v.name.find("h.0.") != std::string::npos;
+      if (layer0) s.layer0[v.name] = v.layout.to_string();
+    }
+    if (weights + cache > s.weight_bytes + s.cache_bytes) {
+      s.weight_bytes = weights;
+      s.cache_bytes = cache;
+    }
   }
   return s;
 }
@@ -206,6 +255,7 @@ nlohmann::json step_json(const Compiled& c) {
   nlohmann::json j = {
       {"rows", tokens[0]},
       {"tokens", tokens[1]},
+      {"stages", c.program.stages.size()},
       {"mesh", cat(c.program.stages[0].mesh.shape.n0, "x", c.program.stages[0].mesh.shape.n1)},
       {"compile_seconds", c.seconds},
       {"weight_bytes_per_device", s.weight_bytes},
@@ -245,9 +295,10 @@ std::string describe_text(const CompiledDecoder& d) {
     const nlohmann::json j = step_json(*c);
     const double mb = 1e6;
     out += cat("compiled ", name, ": ", j["rows"].get<int64_t>(), " row(s) x ",
-               j["tokens"].get<int64_t>(), " token(s), cache ", d.context(), " positions, mesh ",
-               j["mesh"].get<std::string>(), "; ", j["owned_values_split"].get<int>(), " of ",
-               j["owned_values"].get<int>(), " weights and caches split; per device ",
+               j["tokens"].get<int64_t>(), " token(s), cache ", d.context(), " positions, ",
+               j["stages"].get<int>() > 1 ? cat(j["stages"].get<int>(), " stages of ") : "",
+               "mesh ", j["mesh"].get<std::string>(), "; ", j["owned_values_split"].get<int>(),
+               " of ", j["owned_values"].get<int>(), " weights and caches split; per device ",
                j["weight_bytes_per_device"].get<double>() / mb, " MB weights + ",
                j["kv_cache_bytes_per_device"].get<double>() / mb, " MB KV cache; ",
                j["collectives_per_step"].get<int64_t>(), " collectives per step");

@@ -1,7 +1,8 @@
 // A decoder checkpoint run through the compile driver: its prefill and decode steps
 // (step_graph.h) planned for a device mesh by the intra-op ILP (compile_step: the KV cache and
-// the weights in its memory model), lowered to Programs and run by the training runtime's
-// ProgramRunner on the mesh's devices (threads of one process).
+// the weights in its memory model) or for pipeline stages of meshes (compile_stages), lowered
+// to Programs and run by the training runtime's ProgramRunner on the devices (threads of one
+// process).
 //
 // Two programs are compiled from one model: prefill, `chunk` tokens of one row per step, and
 // decode, one token per row. Each runner holds its own copy of the weights and its own cache
@@ -30,7 +31,12 @@
 namespace alpa::infer {
 
 struct CompiledDecoderOptions {
-  MeshShape mesh{1, 1};
+  MeshShape mesh{1, 1};  // of each pipeline stage
+  // Pipeline stages: the step's forward clustered into this many layers of balanced FLOPs
+  // (Alpa's layer clustering), stage s on devices [s x mesh.size(), (s + 1) x mesh.size()), each
+  // stage's layouts chosen by the ILP on its mesh. One micro-batch per step: the cache is state
+  // of the whole step, so micro-batches cannot take turns through the stages.
+  int stages = 1;
   std::string cluster = "local";  // a preset or a cluster file: the devices the ILP plans for
   int64_t context = 0;            // KV cache positions (0: the model's max_positions)
   int64_t chunk = 16;             // prompt tokens per prefill step
@@ -75,10 +81,11 @@ class CompiledDecoder {
   std::unique_ptr<ProgramRunner> prefill_runner_, decode_runner_;
 };
 
-// What was compiled, per step ("prefill", "decode"): its shape, the mesh, the compile phases'
-// seconds, the plan's predictions (compute, communication, peak memory per device) and the
-// simulated step, the bytes per device of the weights and of the KV cache, how many owned values
-// the mesh holds split, the collectives per step, and the layouts of layer 0's values.
+// What was compiled, per step ("prefill", "decode"): its shape, the stages and their mesh, the
+// compile phases' seconds, the plan's predictions (one mesh: compute, communication, peak
+// memory per device) and the simulated step, the bytes per device of the weights and of the KV
+// cache (the fullest stage's), how many owned values are held split, the collectives per step,
+// and the layouts of layer 0's values.
 nlohmann::json describe(const CompiledDecoder& decoder);
 // The same as a few lines of text.
 std::string describe_text(const CompiledDecoder& decoder);

@@ -247,7 +247,8 @@ Result<TrainStep> decoder_step(const DecoderConfig& config, const StepShape& sha
   x = s.norm(x, c.family == Family::kGpt2  ? prefix + "ln_f"
                 : c.family == Family::kOpt ? prefix + "final_layer_norm"
                                            : "model.norm");
-  Value head = c.tie_embeddings ? embed : s.weight("lm_head.weight", {V, C});
+  Value head =
+      c.tie_embeddings && !shape.separate_head ? embed : s.weight("lm_head.weight", {V, C});
   Value logits = b.dot_general(x, head, DotAttrs{{}, {}, {2}, {1}});  // (B, T, V)
   Value logits_state = b.parameter("logits", {kF32, {B, T, V}}, ParamRole::kState);
   b.output("logits", logits, logits_state);

@@ -40,6 +40,10 @@ struct StepShape {
   int64_t batch = 1;    // rows (sequences) per step
   int64_t tokens = 1;   // tokens per row per step: 1 decodes, more prefill a chunk
   int64_t context = 0;  // KV cache positions per row (0: the model's max_positions)
+  // A tied vocabulary projection as a weight of its own, "lm_head.weight" (read from the
+  // embedding's tensor): a pipeline's last stage then holds it instead of receiving the first
+  // stage's embedding every step.
+  bool separate_head = false;
 };
 
 // The prefix the checkpoint's tensor names carry ("transformer." or "" for GPT-2,

@@ -114,7 +114,9 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
                                 "stages must be contiguous ranges of the forward pass");
     sp.stage[v] = s;
   }
-  // Weights live on the first stage that reads them; state with its weight; the rest on 0.
+  // Weights live on the first stage that reads them; state with its weight; state of no weight
+  // (an inference step's KV cache) on the first stage whose forward reads or updates it; the
+  // rest on 0.
   const std::vector<ValueId> params = g.parameters();
   std::map<std::string, ValueId> weight_id;
   for (ValueId p : params) {
@@ -136,7 +138,17 @@ Result<PipelineSplit> split_train_step(const TrainStep& step, std::span<const in
     if (w >= 0) {
       auto it = weight_id.find(step.weights[static_cast<size_t>(w)]);
       if (it != weight_id.end()) sp.stage[p] = sp.stage[it->second];
+      continue;
     }
+    int s = num_stages;
+    for (ValueId u : users[p])
+      if (step.phase[u] == StepPhase::kForward && sp.stage[u] != kNoStage)
+        s = std::min(s, sp.stage[u]);
+    for (const GraphOutput& o : g.outputs())
+      if (o.alias == p && step.phase[o.value] == StepPhase::kForward &&
+          sp.stage[o.value] != kNoStage)
+        s = std::min(s, sp.stage[o.value]);
+    if (s < num_stages) sp.stage[p] = s;
   }
   // Backward nodes: with their origin. A weight's gradient sums join its update. Squared
   // gradient norms: with their weight.
