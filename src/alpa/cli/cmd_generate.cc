@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "alpa/cli/commands.h"
 #include "alpa/cli/serve_commands.h"
 #include "alpa/infer/compiled_decoder.h"
+#include "alpa/runtime/mpi_world.h"
 #include "alpa/serve/api.h"
 #include "alpa/serve/engine.h"
 #include "alpa/serve_plan/inference_plan.h"
@@ -121,6 +123,12 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
                   "With --compiled: memory per device (MB) the plan must fit, weights and KV "
                   "cache included (0: the local preset's)")
       ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--backend", g.backend,
+                  "With --compiled: threads (one process, a thread per device) or mpi (one "
+                  "device per process: mpirun -np N alpa generate --compiled --backend mpi "
+                  "--mesh ... with N = stages x mesh devices; process 0 prints)")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
   return cmd;
 }
 
@@ -146,9 +154,32 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                         g.json, out, err);
   infer::CompiledDecoderOptions o;
   o.stages = g.parallel.pipeline;
+  std::unique_ptr<MpiSession> mpi;
+  std::unique_ptr<MpiWorld> world;
+  if (g.backend == "mpi") {
+    if (!MpiSession::launched_by_mpirun())
+      return report_error(
+          failed_precondition("--backend mpi, but this process was not started by mpirun",
+                              "mpirun -np N alpa generate --compiled --backend mpi --mesh 1xN ..."),
+          g.json, out, err);
+    Result<std::unique_ptr<MpiSession>> session = MpiSession::start();
+    if (!session.ok()) return report_error(session.status(), g.json, out, err);
+    mpi = std::move(session).value();
+    Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(120);
+    if (!w.ok()) return report_error(w.status(), g.json, out, err);
+    world = std::move(w).value();
+    o.world = world.get();
+    // As alpa serve: without a split, the processes form a 1xN mesh.
+    if (g.parallel.mesh.empty() && g.parallel.pipeline == 1) o.mesh = {1, world->size()};
+  }
+  // Under MPI only process 0 prints.
+  const bool printing = world == nullptr || world->process_index() == 0;
+  std::ostringstream quiet;
+  std::ostream& shown_out = printing ? out : quiet;
+  std::ostream& shown_err = printing ? err : quiet;
   if (!g.parallel.mesh.empty()) {
     Result<MeshShape> mesh = parse_mesh_shape(g.parallel.mesh);
-    if (!mesh.ok()) return report_error(mesh.status(), g.json, out, err);
+    if (!mesh.ok()) return report_error(mesh.status(), g.json, shown_out, shown_err);
     o.mesh = *mesh;
   }
   const int64_t needed = static_cast<int64_t>(prompt.size()) + g.max_tokens;
@@ -158,14 +189,14 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
   const auto t0 = std::chrono::steady_clock::now();
   Result<std::unique_ptr<infer::CompiledDecoder>> made =
       infer::CompiledDecoder::create(model.config, *model.weights, o);
-  if (!made.ok()) return report_error(made.status(), g.json, out, err);
+  if (!made.ok()) return report_error(made.status(), g.json, shown_out, shown_err);
   infer::CompiledDecoder& d = **made;
   const auto t1 = std::chrono::steady_clock::now();
   const int64_t room = o.context + 1 - static_cast<int64_t>(prompt.size());
   const int64_t wanted = std::clamp<int64_t>(room, 0, g.max_tokens);
   Result<std::vector<int32_t>> tokens =
       d.generate(prompt, wanted, g.ignore_eos ? -1 : model.eos_id);
-  if (!tokens.ok()) return report_error(tokens.status(), g.json, out, err);
+  if (!tokens.ok()) return report_error(tokens.status(), g.json, shown_out, shown_err);
   const auto t2 = std::chrono::steady_clock::now();
   const std::string reason =
       !tokens->empty() && !g.ignore_eos && tokens->back() == model.eos_id ? "stop" : "length";
@@ -174,7 +205,7 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
   std::string text;
   if (model.tokenizer) {
     Result<std::string> decoded = model.decode(shown);
-    if (!decoded.ok()) return report_error(decoded.status(), g.json, out, err);
+    if (!decoded.ok()) return report_error(decoded.status(), g.json, shown_out, shown_err);
     text = *decoded;
   } else {
     for (int32_t t : shown) text += cat(text.empty() ? "" : " ", t);
@@ -189,13 +220,14 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                         {"prompt_tokens", prompt.size()},
                         {"compiled", plan},
                         {"timing", {{"compile_seconds", compile_s}, {"generate_seconds", gen_s}}}};
-    out << serve::dump_json(j) << "\n";
+    shown_out << serve::dump_json(j) << "\n";
     return kExitOk;
   }
-  out << text << "\n";
-  err << "[" << model.name << ": " << prompt.size() << " prompt tokens, " << shown.size()
-      << " generated (" << reason << ") in " << gen_s << " s; compiled in " << compile_s << " s]\n"
-      << infer::describe_text(d);
+  shown_out << text << "\n";
+  shown_err << "[" << model.name << ": " << prompt.size() << " prompt tokens, " << shown.size()
+            << " generated (" << reason << ") in " << gen_s << " s; compiled in " << compile_s
+            << " s]\n"
+            << infer::describe_text(d);
   return kExitOk;
 }
 
@@ -210,6 +242,11 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
       g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);
   if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);
   if (g.compiled) return run_generate_compiled(g, *model, *prompt, out, err);
+  if (g.backend != "threads")
+    return report_error(invalid_argument("alpa generate --backend mpi runs --compiled only",
+                                         "add --compiled, or serve with `mpirun -np N alpa "
+                                         "serve --backend mpi`"),
+                        g.json, out, err);
   Result<ParallelShape> shape = serve_parallel_shape(g.parallel, model->config);
   if (!shape.ok()) return report_error(shape.status(), g.json, out, err);
   SamplingParams p;

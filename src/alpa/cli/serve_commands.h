@@ -52,6 +52,7 @@ struct GenerateFlags {
   int64_t context = 0;   // --compiled: KV cache positions (0: prompt + max tokens)
   int64_t chunk = 16;    // --compiled: prompt tokens per prefill step
   double memory_mb = 0;  // --compiled: memory per device the plan must fit (0: the machine's)
+  std::string backend = "threads";  // --compiled: or "mpi", one device per process of mpirun
 };
 CLI::App* add_generate_command(CLI::App& app, GenerateFlags& flags);
 int run_generate(const GenerateFlags& flags, std::ostream& out, std::ostream& err);

@@ -1,9 +1,12 @@
 #include "alpa/infer/compiled_decoder.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <tuple>
+
+#include "alpa/program/io.h"
 
 namespace alpa::infer {
 namespace {
@@ -34,6 +37,7 @@ Result<Compiled> compile_decoder_step(TrainStep step, const Cluster& cluster,
   if (options.stages == 1) return compile_step(std::move(step), cluster, co);
   co.pipeline = true;
   co.devices = options.stages * static_cast<int>(options.mesh.size());
+  const auto t0 = std::chrono::steady_clock::now();
   PipelinePlan plan;
   plan.micro_batches = 1;
   plan.layers.num_layers = options.stages;
@@ -46,19 +50,28 @@ Result<Compiled> compile_decoder_step(TrainStep step, const Cluster& cluster,
     st.first_device = s * static_cast<int>(options.mesh.size());
     plan.stages.push_back(st);
   }
-  return compile_stages(std::move(step), std::move(plan), cluster, co);
+  ALPA_ASSIGN_OR_RETURN(Compiled c, compile_stages(std::move(step), std::move(plan), cluster, co));
+  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return c;
 }
 
 // The whole values of every parameter of `program`: weights from the checkpoint (converted to
 // f32) or the rotary tables, zeros for state, empty tensors for data inputs. `cache` keeps the
 // weights already read, so a second program reads nothing again.
 Result<std::vector<Tensor>> parameter_values(const Program& program,
+                                             const std::vector<int>& local_ranks,
                                              const serve::DecoderConfig& config, int64_t context,
                                              const SafetensorsSet& weights,
                                              std::map<std::string, Tensor>& cache) {
+  std::vector<char> local(program.params.size(), 0);
+  for (int r : local_ranks)
+    for (const StageValue& v :
+         program.stages[static_cast<size_t>(stage_of_device(program, r))].values)
+      if (v.kind == ValueKind::kOwned) local[static_cast<size_t>(v.param)] = 1;
   std::vector<Tensor> values;
-  for (const StepParam& p : program.params) {
-    if (p.attrs.role == ParamRole::kInput) {
+  for (size_t i = 0; i < program.params.size(); ++i) {
+    const StepParam& p = program.params[i];
+    if (p.attrs.role == ParamRole::kInput || !local[i]) {
       values.emplace_back();
       continue;
     }
@@ -132,14 +145,31 @@ Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
     if (!c.ok()) return c.status().with_context(cat("compiling the ", what, " step"));
     *compiled = std::move(*c);
   }
+  World* world = options.world;
+  if (world != nullptr && world->size() != d->prefill_.program.num_devices)
+    return invalid_argument(
+        cat("the split needs ", d->prefill_.program.num_devices, " device",
+            d->prefill_.program.num_devices == 1 ? "" : "s", ", the job has ", world->size()),
+        cat("run ", d->prefill_.program.num_devices,
+            " processes (mpirun -np N), or change --mesh / --pipeline"));
   RunOptions ro;
   ro.threads_per_device = options.threads_per_device;
   std::map<std::string, Tensor> read;
   for (auto [compiled, runner] :
        {std::pair{&d->prefill_, &d->prefill_runner_}, std::pair{&d->decode_, &d->decode_runner_}}) {
+    if (world != nullptr && world->num_processes() > 1) {
+      // Every process compiled alike; process 0's programs are the ones run.
+      std::string text = program_to_json(compiled->program);
+      const std::string mine = text;
+      ALPA_RETURN_IF_ERROR(world->broadcast_bytes(text, 0));
+      if (text != mine)
+        return internal_error(
+            cat("process ", world->process_index(), " compiled another program than process 0"));
+    }
+    *runner = std::make_unique<ProgramRunner>(compiled->program, ro, world);
     ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> values,
-                          parameter_values(compiled->program, config, d->context_, weights, read));
-    *runner = std::make_unique<ProgramRunner>(compiled->program, ro);
+                          parameter_values(compiled->program, (*runner)->local_ranks(), config,
+                                           d->context_, weights, read));
     ALPA_RETURN_IF_ERROR((*runner)->load_parameters(values));
   }
   return d;
@@ -174,7 +204,7 @@ Result<std::vector<float>> CompiledDecoder::prefill(const std::vector<int32_t>& 
     const int64_t m = std::min(T, n - s);
     std::vector<int32_t> chunk(tokens.begin() + s, tokens.begin() + s + m);
     ALPA_ASSIGN_OR_RETURN(Tensor out, run(*prefill_runner_, chunk, 1, T, s));
-    logits.insert(logits.end(), out.data(), out.data() + m * V);
+    if (out.size() > 0) logits.insert(logits.end(), out.data(), out.data() + m * V);
   }
   return logits;
 }
@@ -189,25 +219,51 @@ Result<std::vector<int32_t>> CompiledDecoder::generate(const std::vector<int32_t
   ALPA_ASSIGN_OR_RETURN(std::vector<float> logits, prefill(prompt));
   std::vector<int32_t> out;
   if (max_tokens == 0) return out;
-  out.push_back(argmax(logits.data() + (n - 1) * V, V));
+  int32_t first = logits.empty() ? 0 : argmax(logits.data() + (n - 1) * V, V);
+  ALPA_ASSIGN_OR_RETURN(first, shared_token(first));
+  out.push_back(first);
   if (out.back() == eos || max_tokens == 1) return out;
-  // The prompt's cache, row 0 of the prefill runner's, becomes row 0 of the decode runner's.
+  ALPA_RETURN_IF_ERROR(hand_over_cache());
+  const int64_t rows = options_.batch;
+  for (int64_t pos = n; static_cast<int64_t>(out.size()) < max_tokens && out.back() != eos; ++pos) {
+    ALPA_ASSIGN_OR_RETURN(Tensor step, run(*decode_runner_, {out.back()}, rows, 1, pos));
+    ALPA_ASSIGN_OR_RETURN(const int32_t next,
+                          shared_token(step.size() > 0 ? argmax(step.data(), V) : 0));
+    out.push_back(next);
+  }
+  return out;
+}
+
+Result<int32_t> CompiledDecoder::shared_token(int32_t mine) {
+  World& world = prefill_runner_->world();
+  if (world.num_processes() == 1) return mine;
+  std::string bytes(reinterpret_cast<const char*>(&mine), sizeof mine);
+  ALPA_RETURN_IF_ERROR(world.broadcast_bytes(bytes, 0));
+  if (bytes.size() != sizeof mine) return internal_error("process 0 sent a token of another size");
+  int32_t token = 0;
+  std::memcpy(&token, bytes.data(), sizeof token);
+  return token;
+}
+
+Status CompiledDecoder::hand_over_cache() {
   const Program& from = prefill_runner_->program();
   const Program& to = decode_runner_->program();
+  World& world = prefill_runner_->world();
   for (size_t i = 0; i < from.params.size(); ++i) {
     if (from.params[i].name.rfind("cache.", 0) != 0) continue;
     ALPA_ASSIGN_OR_RETURN(Tensor row, prefill_runner_->gather_parameter(static_cast<int>(i)));
     const int j = param_index(to, from.params[i].name);
     Tensor rows(to.params[static_cast<size_t>(j)].type);
-    std::memcpy(rows.data(), row.data(), static_cast<size_t>(row.size()) * sizeof(float));
+    // The gathered row is process 0's; every process whose devices own the cache needs it.
+    std::string bytes(reinterpret_cast<const char*>(row.data()),
+                      static_cast<size_t>(row.size()) * sizeof(float));
+    if (world.num_processes() > 1) ALPA_RETURN_IF_ERROR(world.broadcast_bytes(bytes, 0));
+    if (bytes.size() > static_cast<size_t>(rows.size()) * sizeof(float))
+      return internal_error("a prompt's cache larger than the decode step's");
+    std::memcpy(rows.data(), bytes.data(), bytes.size());
     ALPA_RETURN_IF_ERROR(decode_runner_->set_parameter(j, rows));
   }
-  const int64_t rows = options_.batch;
-  for (int64_t pos = n; static_cast<int64_t>(out.size()) < max_tokens && out.back() != eos; ++pos) {
-    ALPA_ASSIGN_OR_RETURN(Tensor step, run(*decode_runner_, {out.back()}, rows, 1, pos));
-    out.push_back(argmax(step.data(), V));
-  }
-  return out;
+  return ok_status();
 }
 
 }  // namespace alpa::infer

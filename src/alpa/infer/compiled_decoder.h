@@ -44,6 +44,12 @@ struct CompiledDecoderOptions {
   // Memory per device the plan must fit, weights and KV cache included (0: the cluster's).
   double memory_budget_bytes = 0;
   int threads_per_device = 1;
+  // The job's devices: null runs every device on a thread of this process; an MpiWorld runs one
+  // device per process (its size must be stages x mesh devices). Every process compiles, checks
+  // that its programs are process 0's, loads only the weights its devices own, and calls
+  // prefill / generate alike; the results are process 0's (the next token is broadcast from it
+  // each step).
+  World* world = nullptr;
 };
 
 class CompiledDecoder {
@@ -61,10 +67,11 @@ class CompiledDecoder {
   int64_t context() const { return context_; }
 
   // Logits ([tokens, vocab]) of every token of `tokens`, run in prefill chunks from position 0
-  // of row 0 (the cache's earlier contents are overwritten).
+  // of row 0 (the cache's earlier contents are overwritten). Under MPI, at process 0 (empty at
+  // the others).
   Result<std::vector<float>> prefill(const std::vector<int32_t>& tokens);
   // Greedy continuation of `prompt`: up to `max_tokens` ids (the argmax, lowest id on ties),
-  // ending early with `eos` when it is generated (eos < 0: never).
+  // ending early with `eos` when it is generated (eos < 0: never). On every process.
   Result<std::vector<int32_t>> generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
                                         int32_t eos = -1);
 
@@ -73,6 +80,11 @@ class CompiledDecoder {
   // Runs one step of `runner` and returns its logits state, whole.
   Result<Tensor> run(ProgramRunner& runner, const std::vector<int32_t>& tokens, int64_t rows,
                      int64_t per_row, int64_t position);
+
+  // Process 0's token, on every process.
+  Result<int32_t> shared_token(int32_t mine);
+  // Moves the prompt's cache from the prefill runner to row 0 of the decode runner's.
+  Status hand_over_cache();
 
   serve::DecoderConfig config_;
   CompiledDecoderOptions options_;

@@ -160,8 +160,16 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
   if (whole.size() != program_.params.size())
     return invalid_argument(cat("load_parameters: ", whole.size(), " tensors for ",
                                 program_.params.size(), " parameters"));
+  // What this process's devices own: another process's weights may be given empty.
+  std::vector<char> local_param(program_.params.size(), 0);
+  for (int r : local_) {
+    const Stage& st = program_.stages[static_cast<size_t>(device(r).stage)];
+    for (const StageValue& x : st.values)
+      if (x.kind == ValueKind::kOwned) local_param[static_cast<size_t>(x.param)] = 1;
+  }
   for (size_t p = 0; p < whole.size(); ++p) {
     const StepParam& sp = program_.params[p];
+    if (!local_param[p] && whole[p].size() == 0) continue;
     if (sp.attrs.role != ParamRole::kInput && whole[p].type() != sp.type)
       return invalid_argument(cat("parameter '", sp.name, "' has type ",
                                   whole[p].type().to_string(), ", expected ", sp.type.to_string()));

@@ -71,8 +71,9 @@ class ProgramRunner {
   const Program& program() const { return program_; }
   int num_devices() const { return program_.num_devices; }
 
-  // Sets the weights and state: one whole tensor per Program::params entry (data inputs may be
-  // empty tensors); each owning device of this process keeps its block.
+  // Sets the weights and state: one whole tensor per Program::params entry (data inputs, and
+  // what no device of this process owns, may be empty tensors); each owning device of this
+  // process keeps its block.
   Status load_parameters(const std::vector<Tensor>& whole);
   // Sets one weight or state (Program::params index `param`) on its owning devices of this
   // process, e.g. the scheduled learning rate before a step.
