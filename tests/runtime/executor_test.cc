@@ -114,6 +114,41 @@ TEST(Executor, LongElementwiseChainRunsInPlace) {
   testing::expect_equal(r->at(0).to_vector(), want, "chain");
 }
 
+// Borrowed parameters are read where they lie: not consumed, never written, even where the
+// executor would otherwise run an op in the parameter's buffer (an elementwise op or a reshape
+// at its last use), and an output that is the parameter itself is a copy.
+TEST(Executor, BorrowedParametersAreReadNotTaken) {
+  Builder b("borrow");
+  Value x = b.parameter("x", f32({4, 6}), ParamRole::kWeight);
+  Value w = b.parameter("w", f32({4, 6}), ParamRole::kWeight);
+  Value r = b.reshape(w, {6, 4});
+  b.output("y", b.neg(b.add(x, x)));  // x's last use: in place when x is handed over
+  b.output("r", r);                   // w's last use: a relabel of its buffer
+  b.output("x", x);
+  Graph g = testing::finish(b);
+  const Tensor tx = testing::random_tensor(f32({4, 6}), 3);
+  const Tensor tw = testing::random_tensor(f32({4, 6}), 4);
+  Executor handed(g), lent(g);
+  Result<std::vector<Tensor>> want = handed.run({tx, tw});
+  ASSERT_TRUE(want.ok());
+  const std::vector<float> x0 = tx.to_vector(), w0 = tw.to_vector();
+  for (int round = 0; round < 2; ++round) {
+    Result<std::vector<Tensor>> got = lent.run({Tensor(), Tensor()}, {&tx, &tw});
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    ASSERT_EQ(got->size(), 3u);
+    for (size_t o = 0; o < 3; ++o)
+      testing::expect_equal(got->at(o).to_vector(), want->at(o).to_vector(), "output");
+    EXPECT_EQ(got->at(1).shape(), (Shape{6, 4}));
+    testing::expect_equal(tx.to_vector(), x0, "x after the run");
+    testing::expect_equal(tw.to_vector(), w0, "w after the run");
+  }
+  // A borrowed tensor of the wrong type names the parameter.
+  const Tensor wrong = testing::random_tensor(f32({2, 2}), 5);
+  Result<std::vector<Tensor>> bad = lent.run({Tensor(), Tensor()}, {&wrong, &tw});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("%x"), std::string::npos) << bad.status().message();
+}
+
 TEST(Executor, FreesValuesAfterLastUseInABranchyGraph) {
   // y_k = exp(x) * k summed pairwise: each y_k dies right after its use.
   const int64_t n = int64_t{1} << 18;

@@ -132,7 +132,8 @@ TEST(Fusion, GptTrainStepIsBitIdentical) {
 }
 
 // C = A B against a naive loop, for shapes large enough that parallel_gemm splits C across
-// threads (along N when N >= M, else along M) and for batches spread across threads.
+// threads (along N when N >= M, else along M), for batches spread across threads, and for one
+// row (a matrix-vector product).
 TEST(Gemm, SplitAndBatchedProductsMatchNaiveLoops) {
   struct Case {
     Shape a, b;
@@ -145,6 +146,11 @@ TEST(Gemm, SplitAndBatchedProductsMatchNaiveLoops) {
       {{100, 120}, {170, 120}, {{}, {}, {1}, {1}}},        // rhs transposed
       {{90, 200}, {90, 60}, {{}, {}, {0}, {0}}},           // lhs transposed
       {{12, 40, 24}, {12, 24, 36}, {{0}, {0}, {2}, {1}}},  // batched, 12 products
+      // One row (matrix-vector products), split along N and not.
+      {{1, 300}, {300, 4000}, {{}, {}, {1}, {0}}},
+      {{1, 300}, {4000, 300}, {{}, {}, {1}, {1}}},  // rhs transposed
+      {{300, 1}, {300, 4000}, {{}, {}, {0}, {0}}},  // lhs transposed
+      {{1, 8}, {8, 5}, {{}, {}, {1}, {0}}},
   };
   for (const Case& c : cases) {
     Builder b("gemm");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -86,7 +87,17 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
       "Example: alpa generate --model ./gpt2 --prompt \"The capital of France is\" "
       "--max-tokens 20 --temperature 0");
   cmd->add_option("--model", g.model, "Model directory")->required();
-  cmd->add_option("--prompt", g.prompt, "Prompt text")->required();
+  CLI::Option* text = cmd->add_option("--prompt", g.prompt, "Prompt text");
+  CLI::Option* ids =
+      cmd->add_option("--prompt-ids", g.prompt_ids,
+                      "Instead of --prompt: the prompt as token ids, comma-separated (a model "
+                      "without a tokenizer; the completion is then printed as ids too)")
+          ->delimiter(',');
+  text->excludes(ids);
+  cmd->callback([text, ids] {
+    if (text->count() == 0 && ids->count() == 0)
+      throw CLI::RequiredError("--prompt or --prompt-ids");
+  });
   cmd->add_flag("--chat", g.chat, "Send the prompt as a user message in the chat format");
   cmd->add_option("--max-tokens", g.max_tokens, "Tokens to generate at most")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
@@ -133,6 +144,24 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
 }
 
 namespace {
+
+// "5 17 3": what a model without a tokenizer prints.
+std::string ids_text(const std::vector<int32_t>& ids) {
+  std::string text;
+  for (int32_t t : ids) text += cat(text.empty() ? "" : " ", t);
+  return text;
+}
+
+Result<std::vector<int32_t>> prompt_from_ids(const std::vector<int64_t>& ids, int64_t vocab) {
+  std::vector<int32_t> out;
+  for (int64_t id : ids) {
+    if (id < 0 || id >= vocab)
+      return invalid_argument(
+          cat("--prompt-ids: token id ", id, " is outside the vocabulary [0, ", vocab, ")"));
+    out.push_back(static_cast<int32_t>(id));
+  }
+  return out;
+}
 
 // alpa generate --compiled: greedy decoding through compiled prefill and decode programs.
 int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& model,
@@ -186,6 +215,12 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
   o.context = g.context > 0 ? g.context : std::min(needed, model.config.max_positions);
   o.chunk = std::min<int64_t>(g.chunk, std::max<int64_t>(1, static_cast<int64_t>(prompt.size())));
   o.memory_budget_bytes = g.memory_mb * 1e6;
+  // --threads, else the cores shared by this process's devices.
+  const int local_devices = world != nullptr ? 1 : o.stages * static_cast<int>(o.mesh.size());
+  o.threads_per_device =
+      g.threads > 0
+          ? g.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_devices);
   const auto t0 = std::chrono::steady_clock::now();
   Result<std::unique_ptr<infer::CompiledDecoder>> made =
       infer::CompiledDecoder::create(model.config, *model.weights, o);
@@ -202,13 +237,11 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
       !tokens->empty() && !g.ignore_eos && tokens->back() == model.eos_id ? "stop" : "length";
   std::vector<int32_t> shown = *tokens;
   if (reason == "stop") shown.pop_back();
-  std::string text;
+  std::string text = ids_text(shown);
   if (model.tokenizer) {
     Result<std::string> decoded = model.decode(shown);
     if (!decoded.ok()) return report_error(decoded.status(), g.json, shown_out, shown_err);
     text = *decoded;
-  } else {
-    for (int32_t t : shown) text += cat(text.empty() ? "" : " ", t);
   }
   const double compile_s = std::chrono::duration<double>(t1 - t0).count();
   const double gen_s = std::chrono::duration<double>(t2 - t1).count();
@@ -219,14 +252,18 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                         {"finish_reason", reason},
                         {"prompt_tokens", prompt.size()},
                         {"compiled", plan},
-                        {"timing", {{"compile_seconds", compile_s}, {"generate_seconds", gen_s}}}};
+                        {"timing",
+                         {{"load_seconds", compile_s},
+                          {"generate_seconds", gen_s},
+                          {"prefill_seconds", d.last_prefill_s()},
+                          {"decode_seconds", d.last_decode_s()}}}};
     shown_out << serve::dump_json(j) << "\n";
     return kExitOk;
   }
   shown_out << text << "\n";
   shown_err << "[" << model.name << ": " << prompt.size() << " prompt tokens, " << shown.size()
-            << " generated (" << reason << ") in " << gen_s << " s; compiled in " << compile_s
-            << " s]\n"
+            << " generated (" << reason << ") in " << gen_s << " s; compiled and loaded in "
+            << compile_s << " s]\n"
             << infer::describe_text(d);
   return kExitOk;
 }
@@ -238,8 +275,10 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
   const auto t0 = std::chrono::steady_clock::now();
   Result<LoadedModel> model = load_model_dir(g.model, ModelWeights::kOnDemand);
   if (!model.ok()) return report_error(model.status(), g.json, out, err);
-  Result<std::vector<int32_t>> prompt =
-      g.chat ? model->encode_chat({{"user", g.prompt}}) : model->encode(g.prompt);
+  Result<std::vector<int32_t>> prompt = !g.prompt_ids.empty()
+                                            ? prompt_from_ids(g.prompt_ids, model->config.vocab)
+                                        : g.chat ? model->encode_chat({{"user", g.prompt}})
+                                                 : model->encode(g.prompt);
   if (!prompt.ok()) return report_error(prompt.status(), g.json, out, err);
   if (g.compiled) return run_generate_compiled(g, *model, *prompt, out, err);
   if (g.backend != "threads")
@@ -286,10 +325,11 @@ int run_generate(const GenerateFlags& g, std::ostream& out, std::ostream& err) {
     nlohmann::json j = response_body(api, done, *model, "generate", 0);
     j["timing"] = {{"load_seconds", load_s}, {"generate_seconds", gen_s}};
     j["parallel"] = engine.parallel_description();
+    j["tokens"] = done.tokens();
     out << dump_json(j) << "\n";
     return kExitOk;
   }
-  out << done.text() << "\n";
+  out << (model->tokenizer ? done.text() : ids_text(done.tokens())) << "\n";
   err << "[" << model->name << ": " << prompt->size() << " prompt tokens, " << n << " generated ("
       << done.finish_reason() << ") in " << gen_s << " s, "
       << (gen_s > 0 ? static_cast<double>(n) / gen_s : 0) << " tokens/s; loaded in " << load_s

@@ -34,7 +34,8 @@ Result<serve::ParallelShape> serve_parallel_shape(const ServeParallelFlags& flag
 struct GenerateFlags {
   std::string model;  // the model directory
   std::string prompt;
-  bool chat = false;  // the prompt is a user message in the chat format
+  std::vector<int64_t> prompt_ids;  // instead of the text
+  bool chat = false;                // the prompt is a user message in the chat format
   int64_t max_tokens = 64;
   double temperature = 1.0;
   int64_t top_k = 0;

@@ -216,12 +216,17 @@ Result<std::vector<int32_t>> CompiledDecoder::generate(const std::vector<int32_t
     return invalid_argument(cat("a prompt of ", n, " tokens and ", max_tokens,
                                 " new ones; the compiled cache holds ", context_, " positions"),
                             "ask for fewer tokens, or compile with a larger context");
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point t0 = Clock::now();
+  last_prefill_s_ = last_decode_s_ = 0;
   ALPA_ASSIGN_OR_RETURN(std::vector<float> logits, prefill(prompt));
   std::vector<int32_t> out;
   if (max_tokens == 0) return out;
   int32_t first = logits.empty() ? 0 : argmax(logits.data() + (n - 1) * V, V);
   ALPA_ASSIGN_OR_RETURN(first, shared_token(first));
   out.push_back(first);
+  const Clock::time_point t1 = Clock::now();
+  last_prefill_s_ = std::chrono::duration<double>(t1 - t0).count();
   if (out.back() == eos || max_tokens == 1) return out;
   ALPA_RETURN_IF_ERROR(hand_over_cache());
   const int64_t rows = options_.batch;
@@ -231,6 +236,7 @@ Result<std::vector<int32_t>> CompiledDecoder::generate(const std::vector<int32_t
                           shared_token(step.size() > 0 ? argmax(step.data(), V) : 0));
     out.push_back(next);
   }
+  last_decode_s_ = std::chrono::duration<double>(Clock::now() - t1).count();
   return out;
 }
 

@@ -65,6 +65,10 @@ class CompiledDecoder {
   const Compiled& prefill_compiled() const { return prefill_; }
   const Compiled& decode_compiled() const { return decode_; }
   int64_t context() const { return context_; }
+  // Seconds the last generate() spent in prefill (to the first token) and after it (the cache
+  // handed over and every decode step).
+  double last_prefill_s() const { return last_prefill_s_; }
+  double last_decode_s() const { return last_decode_s_; }
 
   // Logits ([tokens, vocab]) of every token of `tokens`, run in prefill chunks from position 0
   // of row 0 (the cache's earlier contents are overwritten). Under MPI, at process 0 (empty at
@@ -89,6 +93,7 @@ class CompiledDecoder {
   serve::DecoderConfig config_;
   CompiledDecoderOptions options_;
   int64_t context_ = 0;
+  double last_prefill_s_ = 0, last_decode_s_ = 0;
   Compiled prefill_, decode_;
   std::unique_ptr<ProgramRunner> prefill_runner_, decode_runner_;
 };

@@ -11,6 +11,10 @@ class CpuExecutable final : public Executable {
   Result<std::vector<Tensor>> run(std::vector<Tensor> params) override {
     return exec_.run(std::move(params));
   }
+  Result<std::vector<Tensor>> run(std::vector<Tensor> params,
+                                  const std::vector<const Tensor*>& borrowed) override {
+    return exec_.run(std::move(params), borrowed);
+  }
   const ExecutorStats& stats() const override { return exec_.stats(); }
   std::vector<ValueId> fused_members(ValueId id) const override { return exec_.fused_members(id); }
 

@@ -32,6 +32,15 @@ class Executable {
   // params: one tensor per program parameter (in device memory), in order; returns one tensor
   // per program output.
   virtual Result<std::vector<Tensor>> run(std::vector<Tensor> params) = 0;
+  // As run(), with params[k] read from *borrowed[k] where that is set (params[k] then empty):
+  // values the caller keeps across runs (weights no output updates), neither consumed nor
+  // written. The default copies them in.
+  virtual Result<std::vector<Tensor>> run(std::vector<Tensor> params,
+                                          const std::vector<const Tensor*>& borrowed) {
+    for (size_t k = 0; k < borrowed.size() && k < params.size(); ++k)
+      if (borrowed[k] != nullptr) params[k] = *borrowed[k];
+    return run(std::move(params));
+  }
   // Timing and memory of the last run (per op kind and node when the backend measures them).
   virtual const ExecutorStats& stats() const = 0;
   // The nodes a fused kernel rooted at `id` computes (just `id` without fusion).

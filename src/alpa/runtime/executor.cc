@@ -116,7 +116,8 @@ int Executor::num_threads() const {
   return threads_->num_threads();
 }
 
-Status Executor::check_params(const std::vector<Tensor>& params) const {
+Status Executor::check_params(const std::vector<Tensor>& params,
+                              const std::vector<const Tensor*>& borrowed) const {
   if (params.size() != param_ids_.size()) {
     std::string names;
     for (size_t k = 0; k < param_ids_.size() && k < 8; ++k)
@@ -127,27 +128,42 @@ Status Executor::check_params(const std::vector<Tensor>& params) const {
             "), but ", params.size(), " tensor(s) were passed"),
         "pass one tensor per graph parameter, in definition order");
   }
+  if (!borrowed.empty() && borrowed.size() != params.size())
+    return internal_error(
+        cat("run: ", borrowed.size(), " borrowed entries for ", params.size(), " parameters"));
   for (size_t k = 0; k < params.size(); ++k) {
     const TensorType& want = graph_.type(param_ids_[k]);
-    if (params[k].type() != want)
+    const Tensor& given = !borrowed.empty() && borrowed[k] ? *borrowed[k] : params[k];
+    if (given.type() != want)
       return invalid_argument(cat("parameter ", value_ref(graph_, param_ids_[k]), " (#", k,
                                   ") has type ", want.to_string(), ", but a tensor of type ",
-                                  params[k].type().to_string(), " was passed"));
+                                  given.type().to_string(), " was passed"));
   }
   return ok_status();
 }
 
 Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
+  return run(std::move(params), {});
+}
+
+Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params,
+                                          const std::vector<const Tensor*>& borrowed) {
   const Clock::time_point start = Clock::now();
   stats_ = ExecutorStats{};
   stats_.seconds_by_op.assign(kNumOps, 0.0);
   stats_.seconds_by_node.assign(static_cast<size_t>(graph_.size()), 0.0);
-  ALPA_RETURN_IF_ERROR(check_params(params));
+  ALPA_RETURN_IF_ERROR(check_params(params, borrowed));
   const int64_t allocations_before = pool_->allocations();
   set_blas_threads(1);  // parallelism comes from threads_ (gemm.h)
 
   const int32_t n = graph_.size();
   std::vector<Tensor> values(static_cast<size_t>(n));
+  // Borrowed parameters are read in place: at(v) is where value v lives.
+  std::vector<const Tensor*> view(static_cast<size_t>(n), nullptr);
+  auto at = [&](ValueId v) -> const Tensor* {
+    const Tensor* b = view[static_cast<size_t>(v)];
+    return b != nullptr ? b : &values[static_cast<size_t>(v)];
+  };
   // counted[v]: v's bytes are in `live` (computed values, not parameters passed in).
   std::vector<char> counted(static_cast<size_t>(n), 0);
   int64_t live = 0, peak = 0;
@@ -173,12 +189,20 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
     const Step& step = steps_[static_cast<size_t>(i)];
     if (step.skip) continue;
     if (step.param_index >= 0) {
-      values[static_cast<size_t>(i)] = std::move(params[static_cast<size_t>(step.param_index)]);
+      const size_t k = static_cast<size_t>(step.param_index);
+      if (!borrowed.empty() && borrowed[k] != nullptr)
+        view[static_cast<size_t>(i)] = borrowed[k];
+      else
+        values[static_cast<size_t>(i)] = std::move(params[k]);
     } else {
       const Clock::time_point t0 = Clock::now();
       Tensor out;
-      if (step.reuse != kNoValue) {
-        const size_t r = static_cast<size_t>(step.reuse);
+      // A borrowed parameter's buffer is never taken over: the result gets its own.
+      const ValueId reuse =
+          step.reuse != kNoValue && view[static_cast<size_t>(step.reuse)] == nullptr ? step.reuse
+                                                                                     : kNoValue;
+      if (reuse != kNoValue) {
+        const size_t r = static_cast<size_t>(reuse);
         out = std::move(values[r]);
         out.set_type(node.type);
         if (!counted[r]) live += fp32_bytes(node.type);  // a parameter's buffer becomes ours
@@ -191,14 +215,17 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
         const FusedProgram& prog = fusion_.programs[step.program];
         inputs.clear();
         for (const FusedLoad& l : prog.loads)
-          inputs.push_back(l.value == step.reuse ? &out : &values[static_cast<size_t>(l.value)]);
+          inputs.push_back(l.value == reuse ? &out : at(l.value));
         run_fused(ctx, prog, inputs, out.data());
         peak = std::max(peak, live);
         stats_.seconds_fused += seconds_since(t0);
+      } else if (step.relabel && reuse == kNoValue) {
+        // A reshape of a borrowed parameter: a copy under the new type.
+        const Tensor& src = *at(node.operands[0]);
+        std::copy(src.data(), src.data() + src.size(), out.data());
       } else if (!step.relabel) {
         inputs.clear();
-        for (ValueId op : node.operands)
-          inputs.push_back(op == step.reuse ? &out : &values[static_cast<size_t>(op)]);
+        for (ValueId op : node.operands) inputs.push_back(op == reuse ? &out : at(op));
         ctx.id = i;
         Status s = step.kernel(ctx, node, inputs, out);
         peak = std::max(peak, live + workspace.held_bytes());
@@ -226,8 +253,8 @@ Result<std::vector<Tensor>> Executor::run(std::vector<Tensor> params) {
     const ValueId v = outs[j].value;
     bool later = false;
     for (size_t k = j + 1; k < outs.size() && !later; ++k) later = outs[k].value == v;
-    if (later) {
-      results.push_back(values[static_cast<size_t>(v)]);
+    if (later || view[static_cast<size_t>(v)] != nullptr) {
+      results.push_back(*at(v));
       live += fp32_bytes(results.back().type());
       peak = std::max(peak, live);
     } else {

@@ -76,6 +76,11 @@ class Executor {
   // params: one tensor per graph().parameters(), in order, of exactly the parameter's type.
   // Returns one tensor per graph().outputs(), in order.
   Result<std::vector<Tensor>> run(std::vector<Tensor> params);
+  // As run(), with params[k] read from *borrowed[k] where that is set (params[k] then empty):
+  // tensors the caller keeps across runs (a device's weights), neither consumed nor written,
+  // so nothing is copied in. `borrowed` is empty or one entry per parameter.
+  Result<std::vector<Tensor>> run(std::vector<Tensor> params,
+                                  const std::vector<const Tensor*>& borrowed);
 
   const ExecutorStats& stats() const { return stats_; }
   // Nodes computed by the fused program rooted at `id` (just `id` if it is not a root).
@@ -93,7 +98,8 @@ class Executor {
     std::vector<ValueId> frees;  // values whose last use is this node (distinct, not `reuse`)
   };
 
-  Status check_params(const std::vector<Tensor>& params) const;
+  Status check_params(const std::vector<Tensor>& params,
+                      const std::vector<const Tensor*>& borrowed) const;
 
   Graph graph_;
   ExecutorOptions options_;

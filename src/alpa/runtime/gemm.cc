@@ -13,6 +13,18 @@ void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t
   ALPA_CHECK(m <= kIntMax && n <= kIntMax && k <= kIntMax && lda <= kIntMax && ldb <= kIntMax &&
              ldc <= kIntMax)
       << "GEMM exceeds cblas's int range";
+  if (m == 1) {
+    // One row (a decode step at batch 1): a matrix-vector product reads B once, where sgemm
+    // would first pack all of it. c = a B: row-major B [k, n] is B^T's column-major layout.
+    const int incx = ta == CblasNoTrans ? 1 : static_cast<int>(lda);
+    if (tb == CblasNoTrans)
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(k), static_cast<int>(n), 1.0f, b,
+                  static_cast<int>(ldb), a, incx, beta, c, 1);
+    else
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), 1.0f, b,
+                  static_cast<int>(ldb), a, incx, beta, c, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
               1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
               static_cast<int>(ldc));

@@ -274,13 +274,20 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
       updates_[static_cast<size_t>(d.stage)][static_cast<size_t>(x.task)];
   std::vector<Tensor> params;
   params.reserve(task.inputs.size());
+  std::vector<const Tensor*> borrowed(task.inputs.size(), nullptr);
   for (size_t i = 0; i < task.inputs.size(); ++i) {
     const int v = task.inputs[i];
     const StageValue& val = st.values[static_cast<size_t>(v)];
     if (val.kind == ValueKind::kOwned) {
-      // A value the task updates is handed over (its new value comes back as an output).
+      // A value the task updates is handed over (its new value comes back as an output); one
+      // it only reads is lent, not copied.
       Tensor& held = d.owned.at(v);
-      params.push_back(updated[i] ? std::move(held) : held);
+      if (updated[i]) {
+        params.push_back(std::move(held));
+      } else {
+        params.emplace_back();
+        borrowed[i] = &held;
+      }
     } else if (val.kind == ValueKind::kInput) {
       if (x.micro_batch < 0)
         return internal_error(cat("a once-per-step run of stage ", d.stage, " reads a data input"));
@@ -305,7 +312,7 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
   }
   Executable& exec = *d.tasks[static_cast<size_t>(x.task)];
   const int64_t store_before = d.store_bytes, step_before = d.step_store_bytes;
-  Result<std::vector<Tensor>> out = exec.run(std::move(params));
+  Result<std::vector<Tensor>> out = exec.run(std::move(params), borrowed);
   if (!out.ok())
     return out.status().with_context(
         cat("stage ", d.stage, " ", task.name,
