@@ -13,10 +13,22 @@ namespace {
 // y[m, out] = x[m, in] W + b, W the weights `w` of `l`'s shape (by default l.w).
 void apply(const Linear& l, int64_t m, const float* x, float* y, const float* w = nullptr) {
   if (m == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, l.out_major ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), static_cast<int>(l.out), static_cast<int>(l.in), 1.0f, x,
-              static_cast<int>(l.in), w != nullptr ? w : l.w.data(),
-              static_cast<int>(l.out_major ? l.in : l.out), 0.0f, y, static_cast<int>(l.out));
+  const float* weights = w != nullptr ? w : l.w.data();
+  if (m == 1) {
+    // One token (decoding one sequence): a matrix-vector product reads W once, where sgemm
+    // would first pack all of it.
+    if (l.out_major)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(l.out), static_cast<int>(l.in),
+                  1.0f, weights, static_cast<int>(l.in), x, 1, 0.0f, y, 1);
+    else
+      cblas_sgemv(CblasRowMajor, CblasTrans, static_cast<int>(l.in), static_cast<int>(l.out), 1.0f,
+                  weights, static_cast<int>(l.out), x, 1, 0.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, l.out_major ? CblasTrans : CblasNoTrans,
+                static_cast<int>(m), static_cast<int>(l.out), static_cast<int>(l.in), 1.0f, x,
+                static_cast<int>(l.in), weights, static_cast<int>(l.out_major ? l.in : l.out), 0.0f,
+                y, static_cast<int>(l.out));
+  }
   if (l.b.empty()) return;
   for (int64_t r = 0; r < m; ++r) {
     float* row = y + r * l.out;
