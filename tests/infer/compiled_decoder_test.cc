@@ -208,6 +208,27 @@ TEST(CompiledCli, GenerateCompiledPrintsWhatTheEnginePrints) {
   EXPECT_EQ(piped.out, engine.out);
   EXPECT_NE(piped.err.find("cache 21 positions, 2 stages of mesh 1x2"), std::string::npos)
       << piped.err;
+  // --devices N: the objective's choice among the splits, each compiled and simulated.
+  for (const char* objective : {"latency", "throughput"}) {
+    const CliRun chosen = generate(cat("--compiled --devices 2 --json --objective ", objective),
+                                   cat("devices_", objective));
+    ASSERT_EQ(chosen.code, 0) << chosen.err;
+    const nlohmann::json b = nlohmann::json::parse(chosen.out, nullptr, false);
+    ASSERT_FALSE(b.is_discarded()) << chosen.out;
+    const nlohmann::json& cands = b["split"]["candidates"];
+    ASSERT_EQ(cands.size(), 2u);  // 1 stage of 1x2, 2 stages of 1x1
+    const bool latency = std::string(objective) == "latency";
+    size_t best = 0;
+    for (size_t i = 0; i < cands.size(); ++i) {
+      EXPECT_GT(cands[i]["batch"].get<int64_t>(), 0) << cands[i];
+      const double v = cands[i][latency ? "step_seconds" : "tokens_per_second"];
+      const double w = cands[best][latency ? "step_seconds" : "tokens_per_second"];
+      if (latency ? v < w : v > w) best = i;
+    }
+    EXPECT_EQ(b["compiled"]["decode"]["stages"], cands[best]["stages"]) << objective;
+    EXPECT_EQ(b["compiled"]["decode"]["mesh"], cands[best]["mesh"]) << objective;
+    if (!latency) EXPECT_EQ(cands[0]["batch"], 64) << "the doubling stops at 64 rows";
+  }
   const CliRun j = generate("--compiled --mesh 1x2 --json", "json");
   ASSERT_EQ(j.code, 0) << j.err;
   const nlohmann::json body = nlohmann::json::parse(j.out, nullptr, false);
@@ -229,7 +250,7 @@ TEST(CompiledCli, GenerateCompiledPrintsWhatTheEnginePrints) {
   };
   for (const Bad& bad :
        {Bad{"--compiled --top-k 5", "decodes greedily"},
-        Bad{"--compiled --devices 2", "--devices and --objective are the engine's"},
+        Bad{"--compiled --devices 2 --mesh 1x2", "--devices cannot be combined"},
         Bad{"--compiled --pipeline 3", "3 pipeline stages for a model of 2 layers"},
         Bad{"--compiled --mesh 1x", "mesh"},
         Bad{"--compiled --context 4", "cache holds 4 positions"},

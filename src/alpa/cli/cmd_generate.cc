@@ -175,11 +175,10 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                          "and --logprobs are the engine's",
                          "give --temperature 0 and none of the others, or drop --compiled"),
         g.json, out, err);
-  if (g.parallel.devices > 0)
-    return report_error(invalid_argument("--compiled runs the split given by --mesh and "
-                                         "--pipeline; --devices and --objective are the engine's",
-                                         "give --mesh RxC and/or --pipeline S, or drop "
-                                         "--compiled"),
+  if (g.parallel.devices > 0 && (!g.parallel.mesh.empty() || g.parallel.pipeline != 1))
+    return report_error(invalid_argument("--devices cannot be combined with --mesh or --pipeline",
+                                         "give either --devices N [--objective latency|"
+                                         "throughput] or --mesh RxC / --pipeline S"),
                         g.json, out, err);
   infer::CompiledDecoderOptions o;
   o.stages = g.parallel.pipeline;
@@ -215,6 +214,34 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
   o.context = g.context > 0 ? g.context : std::min(needed, model.config.max_positions);
   o.chunk = std::min<int64_t>(g.chunk, std::max<int64_t>(1, static_cast<int64_t>(prompt.size())));
   o.memory_budget_bytes = g.memory_mb * 1e6;
+  nlohmann::json split = nullptr;
+  if (g.parallel.devices > 0) {
+    // The objective's choice among the splits of N devices, each compiled and simulated.
+    Result<infer::SplitChoice> choice =
+        infer::choose_split(model.config, infer::checkpoint_prefix(model.config, *model.weights),
+                            g.parallel.devices, g.parallel.objective == "throughput", o);
+    if (!choice.ok()) return report_error(choice.status(), g.json, shown_out, shown_err);
+    const infer::SplitCandidate& c = choice->candidates[static_cast<size_t>(choice->chosen)];
+    o.stages = c.stages;
+    o.mesh = c.mesh;
+    split = {{"objective", g.parallel.objective}, {"reason", choice->reason}};
+    for (const infer::SplitCandidate& k : choice->candidates) {
+      split["candidates"].push_back({{"stages", k.stages},
+                                     {"mesh", cat(k.mesh.n0, "x", k.mesh.n1)},
+                                     {"batch", k.batch},
+                                     {"step_seconds", k.step_s},
+                                     {"tokens_per_second", k.tokens_per_s},
+                                     {"peak_bytes", k.peak_bytes},
+                                     {"why_not", k.why_not}});
+      if (!g.json)
+        shown_err << "split " << k.stages << " stage(s) of " << k.mesh.n0 << "x" << k.mesh.n1
+                  << ": "
+                  << (k.batch > 0 ? cat(k.step_s * 1e3, " ms per decode step at ", k.batch,
+                                        " row(s), ", k.tokens_per_s, " tokens/s (simulated)")
+                                  : k.why_not)
+                  << (&k == &c ? "  <- chosen" : "") << "\n";
+    }
+  }
   // --threads, else the cores shared by this process's devices.
   const int local_devices = world != nullptr ? 1 : o.stages * static_cast<int>(o.mesh.size());
   o.threads_per_device =
@@ -252,6 +279,7 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                         {"finish_reason", reason},
                         {"prompt_tokens", prompt.size()},
                         {"compiled", plan},
+                        {"split", split},
                         {"timing",
                          {{"load_seconds", compile_s},
                           {"generate_seconds", gen_s},

@@ -275,6 +275,71 @@ Status CompiledDecoder::hand_over_cache() {
 }  // namespace alpa::infer
 
 namespace alpa::infer {
+
+Result<SplitChoice> choose_split(const serve::DecoderConfig& config, const std::string& prefix,
+                                 int devices, bool throughput,
+                                 const CompiledDecoderOptions& options, int64_t max_batch) {
+  if (devices < 1) return invalid_argument(cat("a split of ", devices, " devices"));
+  const int64_t context = options.context > 0 ? options.context : config.max_positions;
+  ALPA_ASSIGN_OR_RETURN(const Cluster cluster, sized_cluster(options.cluster, devices));
+  SplitChoice choice;
+  for (int stages = 1; stages <= devices; ++stages) {
+    if (devices % stages != 0) continue;
+    SplitCandidate c;
+    c.stages = stages;
+    c.mesh = {1, devices / stages};
+    if (stages > config.layers) {
+      c.why_not = cat(stages, " stages for ", config.layers, " layers");
+      choice.candidates.push_back(c);
+      continue;
+    }
+    CompiledDecoderOptions o = options;
+    o.stages = stages;
+    o.mesh = c.mesh;
+    const int64_t first = std::max<int64_t>(1, options.batch);
+    for (int64_t b = first; b <= std::max(first, max_batch); b *= 2) {
+      Result<TrainStep> step = decoder_step(config, {b, 1, context, stages > 1}, prefix);
+      if (!step.ok()) return step.status();
+      Result<Compiled> compiled = compile_decoder_step(std::move(*step), cluster, o);
+      if (!compiled.ok()) {
+        if (compiled.status().code() != StatusCode::kResourceExhausted &&
+            compiled.status().code() != StatusCode::kInvalidArgument)
+          return compiled.status();
+        if (c.batch == 0) c.why_not = compiled.status().message();
+        break;
+      }
+      c.batch = b;
+      c.step_s = compiled->sim ? compiled->sim->step_time_s : 0;
+      c.tokens_per_s = c.step_s > 0 ? static_cast<double>(b) / c.step_s : 0;
+      c.peak_bytes = compiled->sim ? compiled->sim->peak_memory_bytes() : 0;
+      if (!throughput) break;
+    }
+    choice.candidates.push_back(c);
+  }
+  for (size_t i = 0; i < choice.candidates.size(); ++i) {
+    const SplitCandidate& c = choice.candidates[i];
+    if (c.batch == 0) continue;
+    const int best = choice.chosen;
+    const bool better =
+        best < 0 || (throughput ? c.tokens_per_s > choice.candidates[best].tokens_per_s
+                                : c.step_s < choice.candidates[best].step_s);
+    if (better) choice.chosen = static_cast<int>(i);
+  }
+  if (choice.chosen < 0) {
+    std::string why;
+    for (const SplitCandidate& c : choice.candidates)
+      why += cat("\n  ", c.stages, " stage(s) of ", c.mesh.n0, "x", c.mesh.n1, ": ", c.why_not);
+    return resource_exhausted(cat("no split of ", devices, " devices runs the decode step:", why),
+                              "use more devices, a shorter --context or a larger --memory-mb");
+  }
+  const SplitCandidate& c = choice.candidates[static_cast<size_t>(choice.chosen)];
+  choice.reason = throughput ? cat("the most tokens/s: ", c.tokens_per_s, " at ", c.batch,
+                                   " rows per decode step (simulated)")
+                             : cat("the least time per decode step: ", c.step_s * 1e3, " ms at ",
+                                   c.batch, " row(s) (simulated)");
+  return choice;
+}
+
 namespace {
 
 struct StepSummary {

@@ -98,6 +98,35 @@ class CompiledDecoder {
   std::unique_ptr<ProgramRunner> prefill_runner_, decode_runner_;
 };
 
+// A split of `devices` devices for compiled inference: `stages` pipeline stages, each on a 1 x
+// (devices / stages) mesh, and its decode step compiled and simulated.
+struct SplitCandidate {
+  int stages = 1;
+  MeshShape mesh{1, 1};
+  int64_t batch = 0;        // decode rows simulated (throughput: the most that fit, doubling)
+  double step_s = 0;        // simulated decode step at `batch`
+  double tokens_per_s = 0;  // batch / step_s
+  double peak_bytes = 0;    // simulated peak memory per device
+  std::string why_not;      // when no batch could be compiled (does not fit, does not divide)
+};
+
+struct SplitChoice {
+  std::vector<SplitCandidate> candidates;  // stages ascending
+  int chosen = -1;
+  std::string reason;
+};
+
+// The split of `devices` devices the objective prefers, each candidate's decode step compiled by
+// the compile driver and simulated on options.cluster under options.memory_budget_bytes:
+// latency, the least simulated time per step at options.batch rows; throughput, the most tokens
+// per second at the largest batch (doubling up to `max_batch`) whose step fits. A pipeline runs
+// one micro-batch per step (see CompiledDecoderOptions::stages), so its stages do not overlap:
+// it wins by memory (a larger batch fits), not by pipelining. kResourceExhausted when no split
+// fits.
+Result<SplitChoice> choose_split(const serve::DecoderConfig& config, const std::string& prefix,
+                                 int devices, bool throughput,
+                                 const CompiledDecoderOptions& options, int64_t max_batch = 64);
+
 // What was compiled, per step ("prefill", "decode"): its shape, the stages and their mesh, the
 // compile phases' seconds, the plan's predictions (one mesh: compute, communication, peak
 // memory per device) and the simulated step, the bytes per device of the weights and of the KV
