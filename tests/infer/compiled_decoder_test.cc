@@ -137,6 +137,22 @@ TEST(CompiledDecoder, AMemoryBudgetSplitsTheWeightsAndTheCache) {
   EXPECT_EQ(*greedy, ref.greedy);
 }
 
+// The decode runner reads the prefill runner's weights where both hold them alike (on one
+// device: every weight) instead of holding copies.
+TEST(CompiledDecoder, TheDecodeStepReadsThePrefillStepsWeights) {
+  Reference ref = checkpoint("opt", "f32", 1);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, Case{"opt", "f32", 1, {1, 1}}, 4);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->shared_weight_blocks(), static_cast<int>(d->decode_compiled().step.weights.size()));
+  std::unique_ptr<CompiledDecoder> mesh = compiled(ref, Case{"opt", "f32", 1, {1, 2}}, 4);
+  ASSERT_NE(mesh, nullptr);
+  EXPECT_GT(mesh->shared_weight_blocks(), 0);
+  Result<std::vector<int32_t>> greedy =
+      mesh->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  ASSERT_TRUE(greedy.ok()) << greedy.status().to_string();
+  EXPECT_EQ(*greedy, ref.greedy);
+}
+
 // Two stages: each holds the caches of its own attention, the last its own copy of the tied
 // head, and no weight or cache crosses between them.
 TEST(CompiledDecoder, StagesHoldTheirLayersAndCaches) {

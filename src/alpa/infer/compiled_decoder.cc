@@ -55,23 +55,17 @@ Result<Compiled> compile_decoder_step(TrainStep step, const Cluster& cluster,
   return c;
 }
 
-// The whole values of every parameter of `program`: weights from the checkpoint (converted to
-// f32) or the rotary tables, zeros for state, empty tensors for data inputs. `cache` keeps the
-// weights already read, so a second program reads nothing again.
-Result<std::vector<Tensor>> parameter_values(const Program& program,
-                                             const std::vector<int>& local_ranks,
+// The whole values of the parameters `runner` needs (ProgramRunner::needs_parameter): weights
+// from the checkpoint (converted to f32) or the rotary tables, zeros for state; empty tensors
+// for data inputs and for what its devices read from another runner or another process holds.
+Result<std::vector<Tensor>> parameter_values(const ProgramRunner& runner,
                                              const serve::DecoderConfig& config, int64_t context,
-                                             const SafetensorsSet& weights,
-                                             std::map<std::string, Tensor>& cache) {
-  std::vector<char> local(program.params.size(), 0);
-  for (int r : local_ranks)
-    for (const StageValue& v :
-         program.stages[static_cast<size_t>(stage_of_device(program, r))].values)
-      if (v.kind == ValueKind::kOwned) local[static_cast<size_t>(v.param)] = 1;
+                                             const SafetensorsSet& weights) {
+  const Program& program = runner.program();
   std::vector<Tensor> values;
   for (size_t i = 0; i < program.params.size(); ++i) {
     const StepParam& p = program.params[i];
-    if (p.attrs.role == ParamRole::kInput || !local[i]) {
+    if (p.attrs.role == ParamRole::kInput || !runner.needs_parameter(static_cast<int>(i))) {
       values.emplace_back();
       continue;
     }
@@ -79,30 +73,26 @@ Result<std::vector<Tensor>> parameter_values(const Program& program,
       values.emplace_back(p.type);
       continue;
     }
-    auto it = cache.find(p.name);
-    if (it == cache.end()) {
-      std::vector<float> v;
-      // A tied head of its own (a pipeline's last stage) reads the embedding's tensor.
-      const std::string name = p.name == "lm_head.weight" && !weights.contains(p.name)
-                                   ? tied_embedding_name(config, weights)
-                                   : p.name;
-      if (p.name == "rope.cos" || p.name == "rope.sin") {
-        v = rope_table(config, context, p.name == "rope.sin");
-      } else {
-        const SafetensorsEntry* e = weights.find(name);
-        if (e == nullptr)
-          return not_found(cat(weights.source(), ": tensor \"", name, "\" is missing"),
-                           "is the directory a Hugging Face checkpoint of the family "
-                           "config.json names?");
-        if (e->shape != p.type.shape)
-          return invalid_argument(cat(weights.file_of(name), ": tensor \"", name, "\" has shape ",
-                                      shape_to_string(e->shape), ", config.json implies ",
-                                      shape_to_string(p.type.shape)));
-        ALPA_ASSIGN_OR_RETURN(v, weights.values(name));
-      }
-      it = cache.emplace(p.name, Tensor::from_values(p.type, std::move(v))).first;
+    std::vector<float> v;
+    // A tied head of its own (a pipeline's last stage) reads the embedding's tensor.
+    const std::string name = p.name == "lm_head.weight" && !weights.contains(p.name)
+                                 ? tied_embedding_name(config, weights)
+                                 : p.name;
+    if (p.name == "rope.cos" || p.name == "rope.sin") {
+      v = rope_table(config, context, p.name == "rope.sin");
+    } else {
+      const SafetensorsEntry* e = weights.find(name);
+      if (e == nullptr)
+        return not_found(cat(weights.source(), ": tensor \"", name, "\" is missing"),
+                         "is the directory a Hugging Face checkpoint of the family "
+                         "config.json names?");
+      if (e->shape != p.type.shape)
+        return invalid_argument(cat(weights.file_of(name), ": tensor \"", name, "\" has shape ",
+                                    shape_to_string(e->shape), ", config.json implies ",
+                                    shape_to_string(p.type.shape)));
+      ALPA_ASSIGN_OR_RETURN(v, weights.values(name));
     }
-    values.push_back(it->second);
+    values.push_back(Tensor::from_values(p.type, std::move(v)));
   }
   return values;
 }
@@ -154,7 +144,6 @@ Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
             " processes (mpirun -np N), or change --mesh / --pipeline"));
   RunOptions ro;
   ro.threads_per_device = options.threads_per_device;
-  std::map<std::string, Tensor> read;
   for (auto [compiled, runner] :
        {std::pair{&d->prefill_, &d->prefill_runner_}, std::pair{&d->decode_, &d->decode_runner_}}) {
     if (world != nullptr && world->num_processes() > 1) {
@@ -167,9 +156,11 @@ Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
             cat("process ", world->process_index(), " compiled another program than process 0"));
     }
     *runner = std::make_unique<ProgramRunner>(compiled->program, ro, world);
+    // The decode runner reads the prefill runner's weights where their layouts agree.
+    if (runner == &d->decode_runner_)
+      d->shared_blocks_ = (*runner)->read_weights_of(*d->prefill_runner_);
     ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> values,
-                          parameter_values(compiled->program, (*runner)->local_ranks(), config,
-                                           d->context_, weights, read));
+                          parameter_values(**runner, config, d->context_, weights));
     ALPA_RETURN_IF_ERROR((*runner)->load_parameters(values));
   }
   return d;
@@ -410,6 +401,7 @@ nlohmann::json step_json(const Compiled& c) {
 
 nlohmann::json describe(const CompiledDecoder& d) {
   return {{"context", d.context()},
+          {"decode_weight_blocks_read_from_prefill", d.shared_weight_blocks()},
           {"prefill", step_json(d.prefill_compiled())},
           {"decode", step_json(d.decode_compiled())}};
 }

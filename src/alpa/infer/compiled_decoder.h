@@ -5,9 +5,11 @@
 // process).
 //
 // Two programs are compiled from one model: prefill, `chunk` tokens of one row per step, and
-// decode, one token per row. Each runner holds its own copy of the weights and its own cache
-// (a Program is one instruction list, so the two steps cannot share one runner's values); the
-// prompt's cache moves from the prefill runner to the decode runner once per generation.
+// decode, one token per row, each with its runner (a Program is one instruction list). The
+// decode runner reads the prefill runner's blocks of every weight both steps hold in the same
+// layout (ProgramRunner::read_weights_of) and holds only the others (weights the ILP laid out
+// differently for the two shapes) and its cache; the prompt's cache moves from the prefill
+// runner to the decode runner once per generation.
 //
 // This is the compiled road beside serve/'s kernels (serve/decoder.h), which the engine and the
 // server run: the same logits (tests/infer check both against PyTorch), planned rather than
@@ -68,6 +70,9 @@ class CompiledDecoder {
   // Seconds the last generate() spent in prefill (to the first token) and after it (the cache
   // handed over and every decode step).
   double last_prefill_s() const { return last_prefill_s_; }
+  // Blocks of weights the decode runner reads from the prefill runner instead of holding its
+  // own (per device, summed).
+  int shared_weight_blocks() const { return shared_blocks_; }
   double last_decode_s() const { return last_decode_s_; }
 
   // Logits ([tokens, vocab]) of every token of `tokens`, run in prefill chunks from position 0
@@ -94,6 +99,7 @@ class CompiledDecoder {
   CompiledDecoderOptions options_;
   int64_t context_ = 0;
   double last_prefill_s_ = 0, last_decode_s_ = 0;
+  int shared_blocks_ = 0;
   Compiled prefill_, decode_;
   std::unique_ptr<ProgramRunner> prefill_runner_, decode_runner_;
 };

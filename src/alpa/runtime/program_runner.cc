@@ -23,6 +23,13 @@ struct ProgramRunner::Device {
   std::vector<std::unique_ptr<Executable>> tasks;
   std::map<int, std::unique_ptr<Executable>> restore;  // per transfer received with a restore
   std::map<int, Tensor> owned;  // weights and state of the stage: this device's blocks
+  // Owned values read from another runner's blocks instead (read_weights_of), never updated.
+  std::map<int, const Tensor*> lent;
+  // The block of owned value v, held or lent (CHECK: one of them).
+  const Tensor& held(int v) const {
+    auto it = lent.find(v);
+    return it != lent.end() ? *it->second : owned.at(v);
+  }
   std::map<Key, Tensor> store;
   std::map<int, int> acc_count;
   int64_t store_bytes = 0;
@@ -49,6 +56,14 @@ Tensor micro_batch_rows(const Tensor& whole, const TensorType& type, int m) {
   const int64_t n = out.size();
   std::memcpy(out.data(), whole.data() + static_cast<int64_t>(m) * n,
               static_cast<size_t>(n) * sizeof(float));
+  return out;
+}
+
+// Per value of `st`: whether a task's output writes it (an owned value updated by a step).
+std::vector<char> updated_values(const Stage& st) {
+  std::vector<char> out(st.values.size(), 0);
+  for (const Task& t : st.tasks)
+    for (int v : t.outputs) out[static_cast<size_t>(v)] = 1;
   return out;
 }
 
@@ -160,13 +175,11 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
   if (whole.size() != program_.params.size())
     return invalid_argument(cat("load_parameters: ", whole.size(), " tensors for ",
                                 program_.params.size(), " parameters"));
-  // What this process's devices own: another process's weights may be given empty.
+  // What this process's devices hold themselves: another process's weights, and weights lent
+  // by another runner, may be given empty.
   std::vector<char> local_param(program_.params.size(), 0);
-  for (int r : local_) {
-    const Stage& st = program_.stages[static_cast<size_t>(device(r).stage)];
-    for (const StageValue& x : st.values)
-      if (x.kind == ValueKind::kOwned) local_param[static_cast<size_t>(x.param)] = 1;
-  }
+  for (int p = 0; p < static_cast<int>(program_.params.size()); ++p)
+    local_param[static_cast<size_t>(p)] = needs_parameter(p);
   for (size_t p = 0; p < whole.size(); ++p) {
     const StepParam& sp = program_.params[p];
     if (!local_param[p] && whole[p].size() == 0) continue;
@@ -182,7 +195,7 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
     d.stats.owned_shapes.clear();
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
-      if (x.kind != ValueKind::kOwned) continue;
+      if (x.kind != ValueKind::kOwned || d.lent.count(static_cast<int>(v)) > 0) continue;
       Tensor block =
           shard_tensor(whole[static_cast<size_t>(x.param)], x.layout, st.mesh.shape, d.ctx.coords);
       d.stats.owned_bytes += bytes_of(block);
@@ -191,6 +204,48 @@ Status ProgramRunner::load_parameters(const std::vector<Tensor>& whole) {
     }
   }
   return ok_status();
+}
+
+bool ProgramRunner::needs_parameter(int param) const {
+  for (int r : local_) {
+    const Device& d = device(r);
+    const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
+    for (size_t v = 0; v < st.values.size(); ++v)
+      if (st.values[v].kind == ValueKind::kOwned && st.values[v].param == param &&
+          d.lent.count(static_cast<int>(v)) == 0)
+        return true;
+  }
+  return false;
+}
+
+int ProgramRunner::read_weights_of(const ProgramRunner& source) {
+  int lent = 0;
+  for (int r : local_) {
+    if (r >= source.num_devices() || !source.devices_[static_cast<size_t>(r)]) continue;
+    Device& d = device(r);
+    const Device& from = source.device(r);
+    const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
+    const Stage& fst = source.program_.stages[static_cast<size_t>(from.stage)];
+    if (!(st.mesh == fst.mesh)) continue;  // the same blocks only on the same placed mesh
+    const std::vector<char> here = updated_values(st), there = updated_values(fst);
+    for (size_t v = 0; v < st.values.size(); ++v) {
+      const StageValue& x = st.values[v];
+      if (x.kind != ValueKind::kOwned || here[v]) continue;
+      for (size_t w = 0; w < fst.values.size(); ++w) {
+        const StageValue& y = fst.values[w];
+        if (y.kind != ValueKind::kOwned || there[w] || y.name != x.name || y.type != x.type ||
+            !(y.layout.canonical(fst.mesh.shape) == x.layout.canonical(st.mesh.shape)))
+          continue;
+        auto it = from.owned.find(static_cast<int>(w));
+        if (it == from.owned.end()) break;
+        d.owned.erase(static_cast<int>(v));
+        d.lent[static_cast<int>(v)] = &it->second;
+        ++lent;
+        break;
+      }
+    }
+  }
+  return lent;
 }
 
 Status ProgramRunner::set_parameter(int param, const Tensor& whole) {
@@ -206,6 +261,7 @@ Status ProgramRunner::set_parameter(int param, const Tensor& whole) {
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
       if (x.kind != ValueKind::kOwned || x.param != param) continue;
+      d.lent.erase(static_cast<int>(v));  // set here: held by this runner from now on
       d.owned[static_cast<int>(v)] =
           backend_->upload(shard_tensor(whole, x.layout, st.mesh.shape, d.ctx.coords));
     }
@@ -225,9 +281,10 @@ Result<Tensor> ProgramRunner::gather_parameter(int param) {
         if (rank < 0 || rank >= num_devices() || !devices_[static_cast<size_t>(rank)])
           return nullptr;
         const Device& d = *devices_[static_cast<size_t>(rank)];
-        auto it = d.owned.find(static_cast<int>(v));
-        if (d.stage != static_cast<int>(s) || it == d.owned.end()) return nullptr;
-        return &backend_->host_view(it->second, scratch[static_cast<size_t>(rank)]);
+        const int vi = static_cast<int>(v);
+        if (d.stage != static_cast<int>(s) || (d.owned.count(vi) == 0 && d.lent.count(vi) == 0))
+          return nullptr;
+        return &backend_->host_view(d.held(vi), scratch[static_cast<size_t>(rank)]);
       };
       ALPA_ASSIGN_OR_RETURN(Tensor t, gather_tensor(*world_, 0, x.layout, st.mesh, x.type, block,
                                                     kGatherTag + x.param));
@@ -260,7 +317,7 @@ std::vector<CheckpointBlock> ProgramRunner::checkpoint_blocks() const {
         if (d.stage != static_cast<int>(s) || !is_primary_block(spec, st.mesh.shape, d.ctx.coords))
           continue;
         out.push_back({x.param, shard_offsets(spec, x.type.shape, st.mesh.shape, d.ctx.coords),
-                       &d.owned.at(static_cast<int>(v))});
+                       &d.held(static_cast<int>(v))});
       }
     }
   }
@@ -281,12 +338,11 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
     if (val.kind == ValueKind::kOwned) {
       // A value the task updates is handed over (its new value comes back as an output); one
       // it only reads is lent, not copied.
-      Tensor& held = d.owned.at(v);
       if (updated[i]) {
-        params.push_back(std::move(held));
+        params.push_back(std::move(d.owned.at(v)));
       } else {
         params.emplace_back();
-        borrowed[i] = &held;
+        borrowed[i] = &d.held(v);
       }
     } else if (val.kind == ValueKind::kInput) {
       if (x.micro_batch < 0)
@@ -393,7 +449,7 @@ Status ProgramRunner::run_device(int rank, const std::vector<Tensor>& inputs) {
         const Transfer& tr = program_.transfers[static_cast<size_t>(x.transfer)];
         const Tensor* t = nullptr;
         if (st.values[static_cast<size_t>(tr.from_value)].kind == ValueKind::kOwned) {
-          t = &d.owned.at(tr.from_value);
+          t = &d.held(tr.from_value);
         } else {
           ALPA_ASSIGN_OR_RETURN(t, find(key_of(tr.from_value, x.micro_batch)));
         }
@@ -446,7 +502,7 @@ Result<double> ProgramRunner::run_step(const std::vector<Tensor>& inputs) {
     const Device& d = device(r);
     const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
     for (const StageValue& x : st.values)
-      if (x.kind == ValueKind::kOwned && d.owned.empty())
+      if (x.kind == ValueKind::kOwned && d.owned.empty() && d.lent.empty())
         return failed_precondition("load_parameters before run_step");
   }
   step_start_ = std::chrono::steady_clock::now();

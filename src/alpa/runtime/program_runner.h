@@ -75,6 +75,16 @@ class ProgramRunner {
   // what no device of this process owns, may be empty tensors); each owning device of this
   // process keeps its block.
   Status load_parameters(const std::vector<Tensor>& whole);
+  // Reads, instead of holding copies, the blocks `source` holds of this runner's owned values
+  // that no task here updates and that `source` holds, updated by none of its tasks, under the
+  // same name, type and layout on the same placed mesh (two programs of one model: an inference
+  // step's prefill and decode). load_parameters then takes empty tensors for them. `source`
+  // must run on the same World and outlive this runner. Returns how many values are read so
+  // (per local device, summed).
+  int read_weights_of(const ProgramRunner& source);
+  // Whether a device of this process holds a block of parameter `param` itself (owns it and
+  // does not read it from another runner): what load_parameters needs a tensor for.
+  bool needs_parameter(int param) const;
   // Sets one weight or state (Program::params index `param`) on its owning devices of this
   // process, e.g. the scheduled learning rate before a step.
   Status set_parameter(int param, const Tensor& whole);
