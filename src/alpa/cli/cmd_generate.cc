@@ -123,7 +123,9 @@ CLI::App* add_generate_command(CLI::App& app, GenerateFlags& g) {
                 "planned for --mesh (any RxC; with --pipeline S, each of S stages of clustered "
                 "layers on such a mesh) by the intra-op ILP with the weights and KV cache in its "
                 "memory model, lowered and run by the training runtime; greedy decoding only. "
-                "Prints the plan's split and predictions");
+                "With --devices N --objective, each split of N devices is compiled and "
+                "simulated and the objective's best runs. Prints the plan's split and "
+                "predictions");
   cmd->add_option("--context", g.context,
                   "With --compiled: KV cache positions (0: prompt + max tokens)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
