@@ -137,13 +137,18 @@ TEST(CompiledDecoder, AMemoryBudgetSplitsTheWeightsAndTheCache) {
   EXPECT_EQ(*greedy, ref.greedy);
 }
 
-// The decode runner reads the prefill runner's weights where both hold them alike (on one
-// device: every weight) instead of holding copies.
-TEST(CompiledDecoder, TheDecodeStepReadsThePrefillStepsWeights) {
+// The decode runner uses the prefill runner's blocks where both hold them alike (on one device:
+// every weight, and with one decode row every layer's two caches) instead of holding copies.
+TEST(CompiledDecoder, TheDecodeStepSharesThePrefillStepsWeightsAndCache) {
   Reference ref = checkpoint("opt", "f32", 1);
   std::unique_ptr<CompiledDecoder> d = compiled(ref, Case{"opt", "f32", 1, {1, 1}}, 4);
   ASSERT_NE(d, nullptr);
-  EXPECT_EQ(d->shared_weight_blocks(), static_cast<int>(d->decode_compiled().step.weights.size()));
+  EXPECT_EQ(d->shared_weight_blocks(),
+            static_cast<int>(d->decode_compiled().step.weights.size() + 2 * d->config().layers));
+  Result<std::vector<int32_t>> one =
+      d->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  ASSERT_TRUE(one.ok()) << one.status().to_string();
+  EXPECT_EQ(*one, ref.greedy);
   std::unique_ptr<CompiledDecoder> mesh = compiled(ref, Case{"opt", "f32", 1, {1, 2}}, 4);
   ASSERT_NE(mesh, nullptr);
   EXPECT_GT(mesh->shared_weight_blocks(), 0);
@@ -151,6 +156,22 @@ TEST(CompiledDecoder, TheDecodeStepReadsThePrefillStepsWeights) {
       mesh->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
   ASSERT_TRUE(greedy.ok()) << greedy.status().to_string();
   EXPECT_EQ(*greedy, ref.greedy);
+  // Two decode rows: the caches differ in shape, so the prompt's moves to the decode runner.
+  Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  CompiledDecoderOptions o;
+  o.chunk = 4;
+  o.context = 32;
+  o.batch = 2;
+  Result<std::unique_ptr<CompiledDecoder>> rows =
+      CompiledDecoder::create(m->config, *m->weights, o);
+  ASSERT_TRUE(rows.ok()) << rows.status().to_string();
+  EXPECT_EQ((*rows)->shared_weight_blocks(),
+            static_cast<int>((*rows)->decode_compiled().step.weights.size()));
+  Result<std::vector<int32_t>> two =
+      (*rows)->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  ASSERT_TRUE(two.ok()) << two.status().to_string();
+  EXPECT_EQ(*two, ref.greedy);
 }
 
 // Two stages: each holds the caches of its own attention, the last its own copy of the tied

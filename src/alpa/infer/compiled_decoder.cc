@@ -97,6 +97,22 @@ Result<std::vector<Tensor>> parameter_values(const ProgramRunner& runner,
   return values;
 }
 
+// Whether programs `a` and `b` hold owned value `name` alike (type, layout, placed mesh): what
+// ProgramRunner::share_values_of shares, decided from the programs alone, so every process
+// agrees.
+bool same_block(const Program& a, const Program& b, const std::string& name) {
+  auto find = [&](const Program& p) -> std::pair<const Stage*, const StageValue*> {
+    for (const Stage& st : p.stages)
+      for (const StageValue& v : st.values)
+        if (v.kind == ValueKind::kOwned && v.name == name) return {&st, &v};
+    return {nullptr, nullptr};
+  };
+  const auto [sa, va] = find(a);
+  const auto [sb, vb] = find(b);
+  return va != nullptr && vb != nullptr && sa->mesh == sb->mesh && va->type == vb->type &&
+         va->layout.canonical(sa->mesh.shape) == vb->layout.canonical(sb->mesh.shape);
+}
+
 // Index of the largest value of `row` (the lowest on ties).
 int32_t argmax(const float* row, int64_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
@@ -156,9 +172,10 @@ Result<std::unique_ptr<CompiledDecoder>> CompiledDecoder::create(
             cat("process ", world->process_index(), " compiled another program than process 0"));
     }
     *runner = std::make_unique<ProgramRunner>(compiled->program, ro, world);
-    // The decode runner reads the prefill runner's weights where their layouts agree.
+    // The decode runner uses the prefill runner's weights, and its cache when the shapes agree
+    // (one decode row), where their layouts agree.
     if (runner == &d->decode_runner_)
-      d->shared_blocks_ = (*runner)->read_weights_of(*d->prefill_runner_);
+      d->shared_blocks_ = (*runner)->share_values_of(*d->prefill_runner_);
     ALPA_ASSIGN_OR_RETURN(std::vector<Tensor> values,
                           parameter_values(**runner, config, d->context_, weights));
     ALPA_RETURN_IF_ERROR((*runner)->load_parameters(values));
@@ -248,8 +265,10 @@ Status CompiledDecoder::hand_over_cache() {
   World& world = prefill_runner_->world();
   for (size_t i = 0; i < from.params.size(); ++i) {
     if (from.params[i].name.rfind("cache.", 0) != 0) continue;
-    ALPA_ASSIGN_OR_RETURN(Tensor row, prefill_runner_->gather_parameter(static_cast<int>(i)));
     const int j = param_index(to, from.params[i].name);
+    // A cache both runners share (ProgramRunner::share_values_of) holds the prompt already.
+    if (same_block(from, to, from.params[i].name)) continue;
+    ALPA_ASSIGN_OR_RETURN(Tensor row, prefill_runner_->gather_parameter(static_cast<int>(i)));
     Tensor rows(to.params[static_cast<size_t>(j)].type);
     // The gathered row is process 0's; every process whose devices own the cache needs it.
     std::string bytes(reinterpret_cast<const char*>(row.data()),
@@ -401,7 +420,7 @@ nlohmann::json step_json(const Compiled& c) {
 
 nlohmann::json describe(const CompiledDecoder& d) {
   return {{"context", d.context()},
-          {"decode_weight_blocks_read_from_prefill", d.shared_weight_blocks()},
+          {"decode_blocks_shared_with_prefill", d.shared_weight_blocks()},
           {"prefill", step_json(d.prefill_compiled())},
           {"decode", step_json(d.decode_compiled())}};
 }

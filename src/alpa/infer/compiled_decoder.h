@@ -6,10 +6,11 @@
 //
 // Two programs are compiled from one model: prefill, `chunk` tokens of one row per step, and
 // decode, one token per row, each with its runner (a Program is one instruction list). The
-// decode runner reads the prefill runner's blocks of every weight both steps hold in the same
-// layout (ProgramRunner::read_weights_of) and holds only the others (weights the ILP laid out
-// differently for the two shapes) and its cache; the prompt's cache moves from the prefill
-// runner to the decode runner once per generation.
+// decode runner uses the prefill runner's blocks of every value both hold alike
+// (ProgramRunner::share_values_of): the weights the ILP lays out the same way for both shapes,
+// and, with one decode row, the KV cache, which the prompt's prefill then leaves in place for
+// decoding. What is not shared it holds itself; a cache of other shape (several decode rows)
+// moves from the prefill runner to the decode runner once per generation.
 //
 // This is the compiled road beside serve/'s kernels (serve/decoder.h), which the engine and the
 // server run: the same logits (tests/infer check both against PyTorch), planned rather than
@@ -70,8 +71,8 @@ class CompiledDecoder {
   // Seconds the last generate() spent in prefill (to the first token) and after it (the cache
   // handed over and every decode step).
   double last_prefill_s() const { return last_prefill_s_; }
-  // Blocks of weights the decode runner reads from the prefill runner instead of holding its
-  // own (per device, summed).
+  // Blocks (weights, caches) the decode runner shares with the prefill runner instead of
+  // holding its own (per device, summed).
   int shared_weight_blocks() const { return shared_blocks_; }
   double last_decode_s() const { return last_decode_s_; }
 

@@ -23,12 +23,21 @@ struct ProgramRunner::Device {
   std::vector<std::unique_ptr<Executable>> tasks;
   std::map<int, std::unique_ptr<Executable>> restore;  // per transfer received with a restore
   std::map<int, Tensor> owned;  // weights and state of the stage: this device's blocks
-  // Owned values read from another runner's blocks instead (read_weights_of), never updated.
-  std::map<int, const Tensor*> lent;
+  // Owned values whose blocks another runner holds (share_values_of): read, and updated, there.
+  std::map<int, Tensor*> lent;
   // The block of owned value v, held or lent (CHECK: one of them).
+  Tensor& held(int v) {
+    auto it = lent.find(v);
+    return it != lent.end() ? *it->second : owned.at(v);
+  }
   const Tensor& held(int v) const {
     auto it = lent.find(v);
     return it != lent.end() ? *it->second : owned.at(v);
+  }
+  // held(v), or a new owned block for v.
+  Tensor& held_or_new(int v) {
+    auto it = lent.find(v);
+    return it != lent.end() ? *it->second : owned[v];
   }
   std::map<Key, Tensor> store;
   std::map<int, int> acc_count;
@@ -56,14 +65,6 @@ Tensor micro_batch_rows(const Tensor& whole, const TensorType& type, int m) {
   const int64_t n = out.size();
   std::memcpy(out.data(), whole.data() + static_cast<int64_t>(m) * n,
               static_cast<size_t>(n) * sizeof(float));
-  return out;
-}
-
-// Per value of `st`: whether a task's output writes it (an owned value updated by a step).
-std::vector<char> updated_values(const Stage& st) {
-  std::vector<char> out(st.values.size(), 0);
-  for (const Task& t : st.tasks)
-    for (int v : t.outputs) out[static_cast<size_t>(v)] = 1;
   return out;
 }
 
@@ -218,22 +219,21 @@ bool ProgramRunner::needs_parameter(int param) const {
   return false;
 }
 
-int ProgramRunner::read_weights_of(const ProgramRunner& source) {
+int ProgramRunner::share_values_of(ProgramRunner& source) {
   int lent = 0;
   for (int r : local_) {
     if (r >= source.num_devices() || !source.devices_[static_cast<size_t>(r)]) continue;
     Device& d = device(r);
-    const Device& from = source.device(r);
+    Device& from = source.device(r);
     const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
     const Stage& fst = source.program_.stages[static_cast<size_t>(from.stage)];
     if (!(st.mesh == fst.mesh)) continue;  // the same blocks only on the same placed mesh
-    const std::vector<char> here = updated_values(st), there = updated_values(fst);
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
-      if (x.kind != ValueKind::kOwned || here[v]) continue;
+      if (x.kind != ValueKind::kOwned) continue;
       for (size_t w = 0; w < fst.values.size(); ++w) {
         const StageValue& y = fst.values[w];
-        if (y.kind != ValueKind::kOwned || there[w] || y.name != x.name || y.type != x.type ||
+        if (y.kind != ValueKind::kOwned || y.name != x.name || y.type != x.type ||
             !(y.layout.canonical(fst.mesh.shape) == x.layout.canonical(st.mesh.shape)))
           continue;
         auto it = from.owned.find(static_cast<int>(w));
@@ -261,8 +261,7 @@ Status ProgramRunner::set_parameter(int param, const Tensor& whole) {
     for (size_t v = 0; v < st.values.size(); ++v) {
       const StageValue& x = st.values[v];
       if (x.kind != ValueKind::kOwned || x.param != param) continue;
-      d.lent.erase(static_cast<int>(v));  // set here: held by this runner from now on
-      d.owned[static_cast<int>(v)] =
+      d.held_or_new(static_cast<int>(v)) =
           backend_->upload(shard_tensor(whole, x.layout, st.mesh.shape, d.ctx.coords));
     }
   }
@@ -339,7 +338,7 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
       // A value the task updates is handed over (its new value comes back as an output); one
       // it only reads is lent, not copied.
       if (updated[i]) {
-        params.push_back(std::move(d.owned.at(v)));
+        params.push_back(std::move(d.held(v)));
       } else {
         params.emplace_back();
         borrowed[i] = &d.held(v);
@@ -386,7 +385,8 @@ Status ProgramRunner::run_task(Device& d, const Instruction& x, const std::vecto
     const int v = task.outputs[o];
     const StageValue& val = st.values[static_cast<size_t>(v)];
     if (val.kind == ValueKind::kOwned) {
-      d.owned[v] = std::move((*out)[o]);
+      auto lent = d.lent.find(v);
+      (lent != d.lent.end() ? *lent->second : d.owned[v]) = std::move((*out)[o]);
       continue;
     }
     d.put(Key{v, val.per_step ? -1 : x.micro_batch}, std::move((*out)[o]));

@@ -75,13 +75,14 @@ class ProgramRunner {
   // what no device of this process owns, may be empty tensors); each owning device of this
   // process keeps its block.
   Status load_parameters(const std::vector<Tensor>& whole);
-  // Reads, instead of holding copies, the blocks `source` holds of this runner's owned values
-  // that no task here updates and that `source` holds, updated by none of its tasks, under the
-  // same name, type and layout on the same placed mesh (two programs of one model: an inference
-  // step's prefill and decode). load_parameters then takes empty tensors for them. `source`
-  // must run on the same World and outlive this runner. Returns how many values are read so
-  // (per local device, summed).
-  int read_weights_of(const ProgramRunner& source);
+  // Uses, instead of holding its own, the blocks `source` holds of this runner's owned values
+  // that `source` holds under the same name, type and layout on the same placed mesh (two
+  // programs of one model: an inference step's prefill and decode share the weights, and the
+  // KV cache when its shape agrees). A shared value is one tensor: what either runner's step
+  // writes to it (a cache), the other reads; load_parameters and set_parameter here reach it
+  // too. `source` must run on the same World, outlive this runner and never run a step at the
+  // same time as it. Returns how many blocks are shared (per local device, summed).
+  int share_values_of(ProgramRunner& source);
   // Whether a device of this process holds a block of parameter `param` itself (owns it and
   // does not read it from another runner): what load_parameters needs a tensor for.
   bool needs_parameter(int param) const;
