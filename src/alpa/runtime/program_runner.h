@@ -80,8 +80,9 @@ class ProgramRunner {
   // programs of one model: an inference step's prefill and decode share the weights, and the
   // KV cache when its shape agrees). A shared value is one tensor: what either runner's step
   // writes to it (a cache), the other reads; load_parameters and set_parameter here reach it
-  // too. `source` must run on the same World, outlive this runner and never run a step at the
-  // same time as it. Returns how many blocks are shared (per local device, summed).
+  // too. `source` must run on the same World, outlive this runner, never run a step at the
+  // same time as it, and not load_parameters again (that drops the blocks shared). Returns how
+  // many blocks are shared (per local device, summed).
   int share_values_of(ProgramRunner& source);
   // Whether a device of this process holds a block of parameter `param` itself (owns it and
   // does not read it from another runner): what load_parameters needs a tensor for.
