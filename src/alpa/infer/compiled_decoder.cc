@@ -17,16 +17,6 @@ int param_index(const Program& p, const std::string& name) {
   return -1;
 }
 
-std::string tied_embedding_name(const serve::DecoderConfig& config, const SafetensorsSet& weights) {
-  const std::string prefix = checkpoint_prefix(config, weights);
-  switch (config.family) {
-    case serve::Family::kGpt2: return prefix + "wte.weight";
-    case serve::Family::kOpt: return prefix + "embed_tokens.weight";
-    case serve::Family::kLlama: return "model.embed_tokens.weight";
-  }
-  return "";
-}
-
 // One step compiled for a mesh (one stage) or for `stages` stages of meshes.
 Result<Compiled> compile_decoder_step(TrainStep step, const Cluster& cluster,
                                       const CompiledDecoderOptions& options) {
@@ -76,7 +66,7 @@ Result<std::vector<Tensor>> parameter_values(const ProgramRunner& runner,
     std::vector<float> v;
     // A tied head of its own (a pipeline's last stage) reads the embedding's tensor.
     const std::string name = p.name == "lm_head.weight" && !weights.contains(p.name)
-                                 ? tied_embedding_name(config, weights)
+                                 ? embedding_name(config, checkpoint_prefix(config, weights))
                                  : p.name;
     if (p.name == "rope.cos" || p.name == "rope.sin") {
       v = rope_table(config, context, p.name == "rope.sin");
@@ -97,20 +87,17 @@ Result<std::vector<Tensor>> parameter_values(const ProgramRunner& runner,
   return values;
 }
 
-// Whether programs `a` and `b` hold owned value `name` alike (type, layout, placed mesh): what
+// Whether programs `a` and `b` hold owned value `name` alike (held_alike): what
 // ProgramRunner::share_values_of shares, decided from the programs alone, so every process
 // agrees.
 bool same_block(const Program& a, const Program& b, const std::string& name) {
-  auto find = [&](const Program& p) -> std::pair<const Stage*, const StageValue*> {
-    for (const Stage& st : p.stages)
-      for (const StageValue& v : st.values)
-        if (v.kind == ValueKind::kOwned && v.name == name) return {&st, &v};
-    return {nullptr, nullptr};
-  };
-  const auto [sa, va] = find(a);
-  const auto [sb, vb] = find(b);
-  return va != nullptr && vb != nullptr && sa->mesh == sb->mesh && va->type == vb->type &&
-         va->layout.canonical(sa->mesh.shape) == vb->layout.canonical(sb->mesh.shape);
+  for (const Stage& sa : a.stages)
+    for (const StageValue& va : sa.values)
+      if (va.kind == ValueKind::kOwned && va.name == name)
+        for (const Stage& sb : b.stages)
+          for (const StageValue& vb : sb.values)
+            if (held_alike(sa, va, sb, vb)) return true;
+  return false;
 }
 
 // Index of the largest value of `row` (the lowest on ties).
@@ -281,10 +268,6 @@ Status CompiledDecoder::hand_over_cache() {
   }
   return ok_status();
 }
-
-}  // namespace alpa::infer
-
-namespace alpa::infer {
 
 Result<SplitChoice> choose_split(const serve::DecoderConfig& config, const std::string& prefix,
                                  int devices, bool throughput,

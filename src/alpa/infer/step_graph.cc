@@ -217,6 +217,15 @@ std::string checkpoint_prefix(const DecoderConfig& config, const SafetensorsSet&
   return "";
 }
 
+std::string embedding_name(const DecoderConfig& config, const std::string& prefix) {
+  switch (config.family) {
+    case Family::kGpt2: return prefix + "wte.weight";
+    case Family::kOpt: return prefix + "embed_tokens.weight";
+    case Family::kLlama: return "model.embed_tokens.weight";
+  }
+  return "";
+}
+
 Result<TrainStep> decoder_step(const DecoderConfig& config, const StepShape& shape,
                                const std::string& prefix) {
   const int64_t S = shape.context > 0 ? shape.context : config.max_positions;
@@ -229,10 +238,7 @@ Result<TrainStep> decoder_step(const DecoderConfig& config, const StepShape& sha
   Value start = b.parameter("positions", {kI32, {B}}, ParamRole::kInput);
   Value pos = b.add(b.broadcast(start, {B, T}, {0}), b.iota({kI32, {B, T}}, 1));
   const TokenPlaces places = token_places(s, pos);
-  const std::string embed_name = c.family == Family::kGpt2  ? prefix + "wte.weight"
-                                 : c.family == Family::kOpt ? prefix + "embed_tokens.weight"
-                                                            : "model.embed_tokens.weight";
-  Value embed = s.weight(embed_name, {V, C});
+  Value embed = s.weight(embedding_name(c, prefix), {V, C});
   Value x = b.gather(embed, tokens);  // (B, T, C)
   if (c.family != Family::kLlama) {
     const int64_t offset = c.family == Family::kOpt ? 2 : 0;
@@ -275,9 +281,7 @@ std::vector<float> rope_table(const DecoderConfig& config, int64_t context, bool
   std::vector<float> t(static_cast<size_t>(context * half));
   for (int64_t p = 0; p < context; ++p)
     for (int64_t i = 0; i < half; ++i) {
-      const float inv_freq = static_cast<float>(
-          1.0 / std::pow(config.rope_theta, static_cast<double>(2 * i) / static_cast<double>(D)));
-      const float angle = static_cast<float>(p) * inv_freq;
+      const float angle = static_cast<float>(p) * serve::rope_inverse_frequency(config, i);
       t[static_cast<size_t>(p * half + i)] = sine ? std::sin(angle) : std::cos(angle);
     }
   return t;

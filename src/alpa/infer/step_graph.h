@@ -51,6 +51,9 @@ struct StepShape {
 // read from which of the family's embedding names `weights` holds.
 std::string checkpoint_prefix(const serve::DecoderConfig& config, const SafetensorsSet& weights);
 
+// The token embedding's tensor name under `prefix` (checkpoint_prefix).
+std::string embedding_name(const serve::DecoderConfig& config, const std::string& prefix);
+
 // The step graph wrapped as a one-micro-batch step of the compile driver (every node a forward
 // node; the cache and the logits are its states). Errors: a shape that is not positive, a
 // context beyond the model's positions, a head dimension that rotary embeddings cannot pair.

@@ -77,4 +77,10 @@ int64_t count_collectives(const Program& p) {
   return n;
 }
 
+bool held_alike(const Stage& sa, const StageValue& a, const Stage& sb, const StageValue& b) {
+  return a.kind == ValueKind::kOwned && b.kind == ValueKind::kOwned && a.name == b.name &&
+         a.type == b.type && sa.mesh == sb.mesh &&
+         a.layout.canonical(sa.mesh.shape) == b.layout.canonical(sb.mesh.shape);
+}
+
 }  // namespace alpa

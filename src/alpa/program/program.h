@@ -161,5 +161,9 @@ std::vector<Instruction> device_instructions(const Program& p, int device);
 std::string instructions_to_string(const Program& p, int stage);
 // Communicating ops in every task program (collectives per step, for reports).
 int64_t count_collectives(const Program& p);
+// Whether value `a` of stage `sa` and value `b` of stage `sb` (of two programs) are owned values
+// held alike: the same name, type and layout on the same placed mesh, so every device holds the
+// same block of both (two programs of one model that may share their blocks).
+bool held_alike(const Stage& sa, const StageValue& a, const Stage& sb, const StageValue& b);
 
 }  // namespace alpa

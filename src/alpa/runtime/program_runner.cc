@@ -227,15 +227,9 @@ int ProgramRunner::share_values_of(ProgramRunner& source) {
     Device& from = source.device(r);
     const Stage& st = program_.stages[static_cast<size_t>(d.stage)];
     const Stage& fst = source.program_.stages[static_cast<size_t>(from.stage)];
-    if (!(st.mesh == fst.mesh)) continue;  // the same blocks only on the same placed mesh
     for (size_t v = 0; v < st.values.size(); ++v) {
-      const StageValue& x = st.values[v];
-      if (x.kind != ValueKind::kOwned) continue;
       for (size_t w = 0; w < fst.values.size(); ++w) {
-        const StageValue& y = fst.values[w];
-        if (y.kind != ValueKind::kOwned || y.name != x.name || y.type != x.type ||
-            !(y.layout.canonical(fst.mesh.shape) == x.layout.canonical(st.mesh.shape)))
-          continue;
+        if (!held_alike(st, st.values[v], fst, fst.values[w])) continue;
         auto it = from.owned.find(static_cast<int>(w));
         if (it == from.owned.end()) break;
         d.owned.erase(static_cast<int>(v));

@@ -1,5 +1,6 @@
 #include "alpa/serve/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -197,6 +198,12 @@ int64_t DecoderConfig::num_parameters() const {
   if (family == Family::kOpt) n += (max_positions + 2) * C;
   if (!tie_embeddings) n += vocab * C;
   return n;
+}
+
+float rope_inverse_frequency(const DecoderConfig& config, int64_t i) {
+  return static_cast<float>(
+      1.0 / std::pow(config.rope_theta,
+                     static_cast<double>(2 * i) / static_cast<double>(config.head_dim)));
 }
 
 }  // namespace alpa::serve

@@ -46,6 +46,10 @@ struct DecoderConfig {
   int64_t num_parameters() const;
 };
 
+// Rotary embeddings (LLaMA): the inverse frequency of pair (i, i + head_dim/2) of a head,
+// 1 / rope_theta^(2i / head_dim), in f32; a position's angle is position x this, in f32.
+float rope_inverse_frequency(const DecoderConfig& config, int64_t i);
+
 // Parses config.json's text; `where` (the file) is named in errors.
 Result<DecoderConfig> parse_decoder_config(std::string_view json_text, const std::string& where);
 Result<DecoderConfig> read_decoder_config(const std::string& path);

@@ -63,12 +63,10 @@ void normalize(const Norm& nm, int64_t rows, int64_t n, double eps, const float*
 }
 
 // Rotates pairs (i, i + d/2) of one head's vector by the position's angles (LLaMA's layout).
-void rotate(float* v, int64_t d, int64_t pos, double theta) {
-  const int64_t half = d / 2;
+void rotate(float* v, int64_t pos, const DecoderConfig& config) {
+  const int64_t half = config.head_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    const float inv_freq = static_cast<float>(
-        1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(d)));
-    const float angle = static_cast<float>(pos) * inv_freq;
+    const float angle = static_cast<float>(pos) * rope_inverse_frequency(config, i);
     const float c = std::cos(angle), s = std::sin(angle);
     const float a = v[i], b = v[i + half];
     v[i] = a * c - b * s;
@@ -124,8 +122,8 @@ void Decoder::attention(const std::vector<SequenceChunk>& chunks, int64_t layer,
       float* k = q + q_dim;
       const int64_t pos = ch.start + i;
       if (c.family == Family::kLlama) {
-        for (int64_t h = 0; h < H; ++h) rotate(q + h * D, D, pos, c.rope_theta);
-        for (int64_t h = 0; h < kv_heads_; ++h) rotate(k + h * D, D, pos, c.rope_theta);
+        for (int64_t h = 0; h < H; ++h) rotate(q + h * D, pos, c);
+        for (int64_t h = 0; h < kv_heads_; ++h) rotate(k + h * D, pos, c);
       }
       std::copy(k, k + kv_dim, cache.key(layer, *ch.table, pos));
       std::copy(k + kv_dim, k + 2 * kv_dim, cache.value(layer, *ch.table, pos));
