@@ -11,7 +11,6 @@
 #include "alpa/cli/commands.h"
 #include "alpa/cli/serve_commands.h"
 #include "alpa/infer/compiled_decoder.h"
-#include "alpa/runtime/mpi_world.h"
 #include "alpa/serve/api.h"
 #include "alpa/serve/engine.h"
 #include "alpa/serve_plan/inference_plan.h"
@@ -184,21 +183,15 @@ int run_generate_compiled(const GenerateFlags& g, const serve::LoadedModel& mode
                         g.json, out, err);
   infer::CompiledDecoderOptions o;
   o.stages = g.parallel.pipeline;
-  std::unique_ptr<MpiSession> mpi;
-  std::unique_ptr<MpiWorld> world;
+  MpiJob job;
+  MpiWorld* world = nullptr;
   if (g.backend == "mpi") {
-    if (!MpiSession::launched_by_mpirun())
-      return report_error(
-          failed_precondition("--backend mpi, but this process was not started by mpirun",
-                              "mpirun -np N alpa generate --compiled --backend mpi --mesh 1xN ..."),
-          g.json, out, err);
-    Result<std::unique_ptr<MpiSession>> session = MpiSession::start();
-    if (!session.ok()) return report_error(session.status(), g.json, out, err);
-    mpi = std::move(session).value();
-    Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(120);
-    if (!w.ok()) return report_error(w.status(), g.json, out, err);
-    world = std::move(w).value();
-    o.world = world.get();
+    Result<MpiJob> started =
+        start_mpi_job(120, "mpirun -np N alpa generate --compiled --backend mpi --mesh 1xN ...");
+    if (!started.ok()) return report_error(started.status(), g.json, out, err);
+    job = std::move(started).value();
+    world = job.world.get();
+    o.world = world;
     // As alpa serve: without a split, the processes form a 1xN mesh.
     if (g.parallel.mesh.empty() && g.parallel.pipeline == 1) o.mesh = {1, world->size()};
   }

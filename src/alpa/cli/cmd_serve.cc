@@ -143,20 +143,14 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
   sigaction(SIGINT, &on_signal, nullptr);
   // mpirun forwards SIGUSR1 to every process (SIGTERM ends its job at once): it drains too.
   sigaction(SIGUSR1, &on_signal, nullptr);
-  std::unique_ptr<MpiSession> mpi;
-  std::unique_ptr<MpiWorld> world;
+  MpiJob job;
+  MpiWorld* world = nullptr;
   if (s.backend == "mpi") {
-    if (!MpiSession::launched_by_mpirun())
-      return report_error(
-          failed_precondition("--backend mpi, but this process was not started by mpirun",
-                              "mpirun -np N alpa serve --backend mpi --mesh 1xN ... (N devices)"),
-          false, out, err);
-    Result<std::unique_ptr<MpiSession>> session = MpiSession::start();
-    if (!session.ok()) return report_error(session.status(), false, out, err);
-    mpi = std::move(session).value();
-    Result<std::unique_ptr<MpiWorld>> w = MpiWorld::create(s.timeout_s);
-    if (!w.ok()) return report_error(w.status(), false, out, err);
-    world = std::move(w).value();
+    Result<MpiJob> started = start_mpi_job(
+        s.timeout_s, "mpirun -np N alpa serve --backend mpi --mesh 1xN ... (N devices)");
+    if (!started.ok()) return report_error(started.status(), false, out, err);
+    job = std::move(started).value();
+    world = job.world.get();
     // No split asked for: every process a tensor-parallel shard (mesh 1xN), as alpa train.
     ServeParallelFlags& p = s.parallel;
     if (p.mesh.empty() && p.pipeline == 1 && p.devices == 0 && world->num_processes() > 1)
@@ -171,7 +165,7 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
     err << "alpa serve: warning: " << s.model << " has no chat template; chats use the format "
         << "\"User: ...\\nAssistant:\" (docs/chat_templates.md)" << std::endl;
   EngineOptions o = engine_options(s, *shape);
-  o.world = world.get();
+  o.world = world;
   Result<std::unique_ptr<Engine>> made = Engine::create(*model, o);
   if (!made.ok()) return report_error(made.status(), false, out, err);
   Engine& engine = **made;
@@ -218,6 +212,15 @@ int run_serve(const ServeFlags& given, std::ostream& out, std::ostream& err) {
   engine.stop();
   out << "alpa serve: stopped" << std::endl;
   return kExitOk;
+}
+
+Result<MpiJob> start_mpi_job(double timeout_s, const std::string& launch) {
+  if (!MpiSession::launched_by_mpirun())
+    return failed_precondition("--backend mpi, but this process was not started by mpirun", launch);
+  MpiJob job;
+  ALPA_ASSIGN_OR_RETURN(job.session, MpiSession::start());
+  ALPA_ASSIGN_OR_RETURN(job.world, MpiWorld::create(timeout_s));
+  return job;
 }
 
 }  // namespace alpa

@@ -3,10 +3,12 @@
 // returns the exit code; the add_* functions register the subcommand and its flags.
 #pragma once
 
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "alpa/runtime/mpi_world.h"
 #include "alpa/serve/parallel_decoder.h"
 #include "alpa/support/status.h"
 
@@ -76,5 +78,14 @@ struct ServeFlags {
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& flags);
 // Serves until SIGTERM or SIGINT, then drains the requests in flight and returns 0.
 int run_serve(const ServeFlags& flags, std::ostream& out, std::ostream& err);
+
+// `--backend mpi`: MPI started in this process and the job's World (one device per process,
+// waits bounded by timeout_s), or an error when this process was not started by mpirun, with
+// `launch`, the command that starts it, as the hint.
+struct MpiJob {
+  std::unique_ptr<MpiSession> session;
+  std::unique_ptr<MpiWorld> world;
+};
+Result<MpiJob> start_mpi_job(double timeout_s, const std::string& launch);
 
 }  // namespace alpa
