@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <unistd.h>
@@ -37,18 +38,54 @@ std::string case_name(const Case& c) {
 
 class CompiledDecoderTest : public ::testing::TestWithParam<Case> {};
 
-std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const Case& c, int64_t chunk) {
+// The tests' options: prompt chunks of 4, a cache of 32 positions.
+CompiledDecoderOptions test_options(const MeshShape& mesh = {1, 1}, int stages = 1) {
+  CompiledDecoderOptions o;
+  o.mesh = mesh;
+  o.stages = stages;
+  o.chunk = 4;
+  o.context = 32;
+  return o;
+}
+
+// The reference's checkpoint compiled under `o` (null, with a failure, when it cannot be).
+std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const CompiledDecoderOptions& o) {
   Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
   if (!m.ok()) return nullptr;
-  CompiledDecoderOptions o;
-  o.mesh = c.mesh;
-  o.stages = c.stages;
-  o.chunk = chunk;
-  o.context = 32;
   Result<std::unique_ptr<CompiledDecoder>> d = CompiledDecoder::create(m->config, *m->weights, o);
   EXPECT_TRUE(d.ok()) << d.status().to_string();
   return d.ok() ? std::move(*d) : nullptr;
+}
+
+std::unique_ptr<CompiledDecoder> compiled(const Reference& ref, const Case& c, int64_t chunk) {
+  CompiledDecoderOptions o = test_options(c.mesh, c.stages);
+  o.chunk = chunk;
+  return compiled(ref, o);
+}
+
+// The largest |logit - reference| of the prompt's prefill (a failure, and infinity, when the
+// prefill fails or its size differs).
+double worst_logit_error(CompiledDecoder& d, const Reference& ref) {
+  Result<std::vector<float>> got = d.prefill(ref.tokens);
+  EXPECT_TRUE(got.ok()) << got.status().to_string();
+  if (!got.ok() || got->size() != ref.logits.size()) {
+    ADD_FAILURE() << "prefill gave " << (got.ok() ? got->size() : 0) << " logits for "
+                  << ref.logits.size();
+    return std::numeric_limits<double>::infinity();
+  }
+  double worst = 0;
+  for (size_t i = 0; i < got->size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::fabs((*got)[i] - ref.logits[i])));
+  return worst;
+}
+
+// The greedy continuation of the reference's prompt, as long as the reference's.
+std::vector<int32_t> greedy(CompiledDecoder& d, const Reference& ref) {
+  Result<std::vector<int32_t>> got =
+      d.generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
+  EXPECT_TRUE(got.ok()) << got.status().to_string();
+  return got.ok() ? *got : std::vector<int32_t>();
 }
 
 TEST_P(CompiledDecoderTest, LogitsMatchReference) {
@@ -58,12 +95,7 @@ TEST_P(CompiledDecoderTest, LogitsMatchReference) {
   for (int64_t chunk : {int64_t{4}, static_cast<int64_t>(ref.tokens.size())}) {
     std::unique_ptr<CompiledDecoder> d = compiled(ref, c, chunk);
     ASSERT_NE(d, nullptr);
-    Result<std::vector<float>> got = d->prefill(ref.tokens);
-    ASSERT_TRUE(got.ok()) << got.status().to_string();
-    ASSERT_EQ(got->size(), ref.logits.size());
-    double worst = 0;
-    for (size_t i = 0; i < got->size(); ++i)
-      worst = std::max(worst, static_cast<double>(std::fabs((*got)[i] - ref.logits[i])));
+    const double worst = worst_logit_error(*d, ref);
     std::cout << case_name(c) << " chunk " << chunk << ": max |logit - reference| = " << worst
               << "\n";
     EXPECT_LT(worst, 1e-4) << case_name(c) << " chunk " << chunk;
@@ -75,10 +107,7 @@ TEST_P(CompiledDecoderTest, GreedyGenerationMatchesReference) {
   Reference ref = checkpoint(c.family, c.dtype, c.shards);
   std::unique_ptr<CompiledDecoder> d = compiled(ref, c, 4);
   ASSERT_NE(d, nullptr);
-  Result<std::vector<int32_t>> got =
-      d->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
-  ASSERT_TRUE(got.ok()) << got.status().to_string();
-  EXPECT_EQ(*got, ref.greedy);
+  EXPECT_EQ(greedy(*d, ref), ref.greedy);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -103,82 +132,53 @@ std::vector<std::string> split_values(const Compiled& c) {
 // reference's.
 TEST(CompiledDecoder, AMemoryBudgetSplitsTheWeightsAndTheCache) {
   Reference ref = checkpoint("llama", "f32", 1);
-  Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
-  ASSERT_TRUE(m.ok()) << m.status().to_string();
-  CompiledDecoderOptions o;
-  o.mesh = {1, 2};
-  o.chunk = 4;
-  o.context = 32;
-  Result<std::unique_ptr<CompiledDecoder>> whole =
-      CompiledDecoder::create(m->config, *m->weights, o);
-  ASSERT_TRUE(whole.ok()) << whole.status().to_string();
-  const double replicated = std::max((*whole)->prefill_compiled().mesh_plan->peak_memory_bytes,
-                                     (*whole)->decode_compiled().mesh_plan->peak_memory_bytes);
+  CompiledDecoderOptions o = test_options({1, 2});
+  std::unique_ptr<CompiledDecoder> whole = compiled(ref, o);
+  ASSERT_NE(whole, nullptr);
+  const double replicated = std::max(whole->prefill_compiled().mesh_plan->peak_memory_bytes,
+                                     whole->decode_compiled().mesh_plan->peak_memory_bytes);
   o.memory_budget_bytes = 0.8 * replicated;
-  Result<std::unique_ptr<CompiledDecoder>> d = CompiledDecoder::create(m->config, *m->weights, o);
-  ASSERT_TRUE(d.ok()) << d.status().to_string();
-  const Compiled& decode = (*d)->decode_compiled();
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, o);
+  ASSERT_NE(d, nullptr);
+  const Compiled& decode = d->decode_compiled();
   EXPECT_LE(decode.mesh_plan->peak_memory_bytes, o.memory_budget_bytes);
   const std::vector<std::string> split = split_values(decode);
   std::cout << "replicated peak " << replicated << " B; under " << o.memory_budget_bytes
             << " B the decode step splits " << split.size() << " owned values\n";
   EXPECT_FALSE(split.empty());
   EXPECT_GT(count_collectives(decode.program), 0);
-  Result<std::vector<float>> got = (*d)->prefill(ref.tokens);
-  ASSERT_TRUE(got.ok()) << got.status().to_string();
-  ASSERT_EQ(got->size(), ref.logits.size());
-  double worst = 0;
-  for (size_t i = 0; i < got->size(); ++i)
-    worst = std::max(worst, static_cast<double>(std::fabs((*got)[i] - ref.logits[i])));
-  EXPECT_LT(worst, 1e-4);
-  Result<std::vector<int32_t>> greedy =
-      (*d)->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
-  ASSERT_TRUE(greedy.ok()) << greedy.status().to_string();
-  EXPECT_EQ(*greedy, ref.greedy);
+  EXPECT_LT(worst_logit_error(*d, ref), 1e-4);
+  EXPECT_EQ(greedy(*d, ref), ref.greedy);
 }
 
 // The decode runner uses the prefill runner's blocks where both hold them alike (on one device:
 // every weight, and with one decode row every layer's two caches) instead of holding copies.
 TEST(CompiledDecoder, TheDecodeStepSharesThePrefillStepsWeightsAndCache) {
   Reference ref = checkpoint("opt", "f32", 1);
-  std::unique_ptr<CompiledDecoder> d = compiled(ref, Case{"opt", "f32", 1, {1, 1}}, 4);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, test_options());
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(d->shared_weight_blocks(),
             static_cast<int>(d->decode_compiled().step.weights.size() + 2 * d->config().layers));
-  Result<std::vector<int32_t>> one =
-      d->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
-  ASSERT_TRUE(one.ok()) << one.status().to_string();
-  EXPECT_EQ(*one, ref.greedy);
-  std::unique_ptr<CompiledDecoder> mesh = compiled(ref, Case{"opt", "f32", 1, {1, 2}}, 4);
+  EXPECT_EQ(greedy(*d, ref), ref.greedy);
+  std::unique_ptr<CompiledDecoder> mesh = compiled(ref, test_options({1, 2}));
   ASSERT_NE(mesh, nullptr);
   EXPECT_GT(mesh->shared_weight_blocks(), 0);
-  Result<std::vector<int32_t>> greedy =
-      mesh->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
-  ASSERT_TRUE(greedy.ok()) << greedy.status().to_string();
-  EXPECT_EQ(*greedy, ref.greedy);
+  EXPECT_EQ(greedy(*mesh, ref), ref.greedy);
   // Two decode rows: the caches differ in shape, so the prompt's moves to the decode runner.
-  Result<serve::LoadedModel> m = serve::load_model_dir(ref.dir, serve::ModelWeights::kOnDemand);
-  ASSERT_TRUE(m.ok()) << m.status().to_string();
-  CompiledDecoderOptions o;
-  o.chunk = 4;
-  o.context = 32;
+  CompiledDecoderOptions o = test_options();
   o.batch = 2;
-  Result<std::unique_ptr<CompiledDecoder>> rows =
-      CompiledDecoder::create(m->config, *m->weights, o);
-  ASSERT_TRUE(rows.ok()) << rows.status().to_string();
-  EXPECT_EQ((*rows)->shared_weight_blocks(),
-            static_cast<int>((*rows)->decode_compiled().step.weights.size()));
-  Result<std::vector<int32_t>> two =
-      (*rows)->generate(ref.tokens, static_cast<int64_t>(ref.greedy.size()));
-  ASSERT_TRUE(two.ok()) << two.status().to_string();
-  EXPECT_EQ(*two, ref.greedy);
+  std::unique_ptr<CompiledDecoder> rows = compiled(ref, o);
+  ASSERT_NE(rows, nullptr);
+  EXPECT_EQ(rows->shared_weight_blocks(),
+            static_cast<int>(rows->decode_compiled().step.weights.size()));
+  EXPECT_EQ(greedy(*rows, ref), ref.greedy);
 }
 
 // Two stages: each holds the caches of its own attention, the last its own copy of the tied
 // head, and no weight or cache crosses between them.
 TEST(CompiledDecoder, StagesHoldTheirLayersAndCaches) {
   Reference ref = checkpoint("gpt2", "f32", 1);
-  std::unique_ptr<CompiledDecoder> d = compiled(ref, Case{"gpt2", "f32", 1, {1, 1}, 2}, 4);
+  std::unique_ptr<CompiledDecoder> d = compiled(ref, test_options({1, 1}, 2));
   ASSERT_NE(d, nullptr);
   const Program& p = d->decode_compiled().program;
   ASSERT_EQ(p.stages.size(), 2u);
