@@ -201,28 +201,15 @@ TEST(CompiledDecoder, StagesHoldTheirLayersAndCaches) {
   }
 }
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
+using CliRun = serve::testing::GenerateRun;
 
 // `alpa generate` on the tiny GPT-2 checkpoint with `flags`, greedy and past end-of-sequence.
 CliRun generate(const std::string& flags, const std::string& tag) {
-  const std::string dir = checkpoint("gpt2", "f32", 1).dir;
   const std::filesystem::path tmp =
       std::filesystem::temp_directory_path() / cat("alpa_infer_cli_", getpid());
   std::filesystem::create_directories(tmp);
-  const std::string out = (tmp / tag).string();
-  const std::string cmd = cat(ALPA_BINARY_DIR, "/src/alpa generate --model ", dir,
-                              " --prompt 'hello world' --max-tokens 12 --temperature 0 "
-                              "--ignore-eos ",
-                              flags, " > ", out, " 2> ", out, ".err");
-  const int code = std::system(cmd.c_str());
-  std::ifstream in(out), err(out + ".err");
-  std::stringstream text, log;
-  text << in.rdbuf();
-  log << err.rdbuf();
-  return CliRun{code, text.str(), log.str()};
+  return serve::testing::alpa_generate(checkpoint("gpt2", "f32", 1).dir, flags,
+                                       (tmp / tag).string());
 }
 
 // `alpa generate --compiled` on one device and on 1x2 and 2x2 meshes prints what the engine

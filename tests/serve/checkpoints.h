@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +64,28 @@ inline std::string gpt2_checkpoint_with(
     fs::copy_file(fs::path(src) / f, dir / f);
   for (const auto& [name, text] : files) std::ofstream(dir / name, std::ios::binary) << text;
   return dir.string();
+}
+
+struct GenerateRun {
+  int code;
+  std::string out, err;
+};
+
+// `alpa generate` on the checkpoint `dir` with the prompt "hello world", 12 greedy tokens past
+// end-of-sequence, and `flags`; its stdout and stderr are kept in `out_path` and
+// `out_path`.err.
+inline GenerateRun alpa_generate(const std::string& dir, const std::string& flags,
+                                 const std::string& out_path) {
+  const std::string cmd = std::string(ALPA_BINARY_DIR) + "/src/alpa generate --model " + dir +
+                          " --prompt 'hello world' --max-tokens 12 --temperature 0 "
+                          "--ignore-eos " +
+                          flags + " > " + out_path + " 2> " + out_path + ".err";
+  const int code = std::system(cmd.c_str());
+  std::ifstream in(out_path), err(out_path + ".err");
+  std::stringstream text, log;
+  text << in.rdbuf();
+  log << err.rdbuf();
+  return GenerateRun{code, text.str(), log.str()};
 }
 
 }  // namespace alpa::serve::testing

@@ -279,27 +279,13 @@ TEST(ParallelServer, MetricsReportTheSplit) {
 // `alpa generate --mesh 1x2`, `--pipeline 2` and `--devices 2` print what one device prints.
 TEST(ParallelCli, GenerateOnAMeshPrintsTheSameText) {
   const std::string dir = checkpoint("gpt2", "f32", 1).dir;
-  const std::string alpa = std::string(ALPA_BINARY_DIR) + "/src/alpa";
   const std::string tmp =
       (std::filesystem::temp_directory_path() / ("alpa_parallel_cli_" + std::to_string(getpid())))
           .string();
   std::filesystem::create_directories(tmp);
-  struct Run {
-    int code;
-    std::string out, err;
-  };
+  using Run = testing::GenerateRun;
   auto run = [&](const std::string& flags, const std::string& tag) {
-    const std::string out = tmp + "/" + tag + ".txt";
-    const std::string cmd = alpa + " generate --model " + dir +
-                            " --prompt 'hello world' --max-tokens 12 --temperature 0 "
-                            "--ignore-eos " +
-                            flags + " > " + out + " 2> " + out + ".err";
-    const int code = std::system(cmd.c_str());
-    std::ifstream in(out), err(out + ".err");
-    std::stringstream text, log;
-    text << in.rdbuf();
-    log << err.rdbuf();
-    return Run{code, text.str(), log.str()};
+    return testing::alpa_generate(dir, flags, tmp + "/" + tag + ".txt");
   };
   const Run one = run("", "one"), mesh = run("--mesh 1x2", "mesh"),
             pipe = run("--pipeline 2", "pipe");
